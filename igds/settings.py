@@ -1,0 +1,63 @@
+"""The only reader of environment variables; resolves workspace paths and the compute device."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def home() -> Path:
+    """Workspace root holding the store, models, SAEs and run folders (``IGDS_HOME``, default ``cache/``)."""
+    return Path(os.environ.get("IGDS_HOME", REPO_ROOT / "cache")).resolve()
+
+
+def data_dir() -> Path:
+    """Folder with the shipped demo corpus (``IGDS_DATA``, default ``data/`` in the repository)."""
+    return Path(os.environ.get("IGDS_DATA", REPO_ROOT / "data")).resolve()
+
+
+def store_path() -> Path:
+    """Path of the DuckDB activation store (``IGDS_STORE``, default ``<home>/igds.duckdb``)."""
+    return Path(os.environ.get("IGDS_STORE", home() / "igds.duckdb")).resolve()
+
+
+def offline() -> bool:
+    """True unless ``IGDS_OFFLINE=0``: the default path never touches a model or dataset hub."""
+    return os.environ.get("IGDS_OFFLINE", "1") != "0"
+
+
+def apply_offline_env() -> None:
+    """Tell huggingface libraries not to reach the hub when running offline."""
+    if offline():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def requested_device() -> str:
+    """Device requested through ``IGDS_DEVICE`` (default ``auto``)."""
+    return os.environ.get("IGDS_DEVICE", "auto")
+
+
+@lru_cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bf16 instructions (avx512_bf16 / amx), where bf16 runs fast."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Turn ``auto`` into ``cuda`` when available, else ``cpu``."""
+    if device == "auto":
+        device = requested_device()
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

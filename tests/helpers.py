@@ -1,0 +1,40 @@
+"""Builders shared by tests: tiny model/tokenizer/SAE and encoded items."""
+
+from __future__ import annotations
+
+import hashlib
+
+from igds.demo import tiny_model, tiny_sae, tiny_tokenizer
+from igds.extract import EncodedItem
+
+TEXTS = [
+    "The cat sat on the mat and looked at the moon.",
+    "Summarize: a tool that converts images between formats.",
+    "Translate to English: Der Hund schläft im Garten.",
+    "What is 12 plus 30? The answer is 42.",
+    "A long line of numbers 0000000000 and newlines\n\n\n appear here.",
+    "Short one.",
+    "Emacs is an extensible, customizable, free text editor.",
+    "Alice has 5 apples and gives 2 to Bob; she keeps 3.",
+]
+
+
+def make_items(tok, texts=TEXTS, repeat: int = 1) -> list[EncodedItem]:
+    """Encode texts as prompt/response items (split at the middle of each text)."""
+    items = []
+    for r in range(repeat):
+        for t in texts:
+            text = f"{t} #{r}"
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            ids = [tok.bos_token_id, *ids]
+            eid = hashlib.sha256(text.encode()).hexdigest()[:16]
+            items.append(EncodedItem(example_id=eid, input_ids=ids, prompt_len=max(2, len(ids) // 2)))
+    return items
+
+
+def tiny_setup(layer: int = 1):
+    """(model, tokenizer, sae) of matching shapes."""
+    model = tiny_model()
+    tok = tiny_tokenizer()
+    sae = tiny_sae(d_in=model.config.hidden_size, layer=layer)
+    return model, tok, sae
