@@ -25,9 +25,9 @@ _ANY_NUM_RE = re.compile(_NUM)
 
 
 def final_number(text: str) -> float | None:
-    """Parse the final numeric answer of a math solution.
+    r"""Parse the final numeric answer of a math solution.
 
-    Looks for ``#### N`` first (GSM8K style), then ``\\boxed{N}``, else takes the last number in the
+    Looks for ``#### N`` first (GSM8K style), then ``\boxed{N}``, else takes the last number in the
     text. Thousands separators are removed, so ``1,000`` parses as 1000.
 
     Args:
@@ -117,7 +117,7 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> dict[str, 
 
 
 def chrf(predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
-    """chrF (sacrebleu defaults: character 6-grams, beta 2), corpus-level plus per sentence.
+    """Compute chrF (sacrebleu defaults: character 6-grams, beta 2), corpus-level plus per sentence.
 
     Args:
         predictions: Model outputs.
@@ -137,7 +137,7 @@ def chrf(predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any
 
 
 def bleu(predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
-    """BLEU (sacrebleu defaults, 13a tokenizer), corpus-level plus smoothed sentence BLEU.
+    """Compute BLEU (sacrebleu defaults, 13a tokenizer), corpus-level plus smoothed sentence BLEU.
 
     Args:
         predictions: Model outputs.

@@ -1,5 +1,7 @@
-"""Task definitions: prompt formatting, tokenisation with an exact prompt/response boundary,
-answer extraction, generation settings and the metric of each task, plus a registry.
+"""Task definitions and their registry.
+
+A task fixes prompt formatting, tokenisation with an exact prompt/response boundary, answer
+extraction, generation settings and its metric.
 
 Built-in tasks are ``math``, ``summarization`` and ``translation``. A user adds a task for their own
 data with :func:`register_custom_task` and loads the data with ``igds.corpus.read_records`` or
@@ -27,6 +29,7 @@ class UnknownTaskError(KeyError, ValueError):
     """Raised for a task name that is not registered; the message lists the known tasks."""
 
     def __str__(self) -> str:
+        """The plain message."""
         # KeyError would otherwise print the message with quotes around it.
         return str(self.args[0]) if self.args else ""
 
@@ -138,7 +141,8 @@ class TaskSpec:
             if eos is not None:
                 response_ids.append(eos)
             # A truncated response loses its eos: the model must not learn to stop mid-answer.
-            response_ids = response_ids[: max_length // 2] if len(prompt_ids) + len(response_ids) > max_length else response_ids
+            if len(prompt_ids) + len(response_ids) > max_length:
+                response_ids = response_ids[: max_length // 2]
         budget = max_length - len(response_ids)
         prompt_ids = _keep_ends(prompt_ids, budget)
         return EncodedExample(input_ids=prompt_ids + response_ids, prompt_len=len(prompt_ids))

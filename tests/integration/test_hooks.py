@@ -20,7 +20,8 @@ def test_captured_residual_equals_hidden_states(layer):
 def test_resid_pre_equals_previous_post_and_hf_path_alias():
     model, tok, _ = tiny_setup()
     ids = tok(["abc def"], return_tensors="pt").input_ids
-    with torch.no_grad(), capture(model, ["blocks.2.hook_resid_pre", "blocks.1.hook_resid_post", "model.layers.3"]) as c:
+    sites = ["blocks.2.hook_resid_pre", "blocks.1.hook_resid_post", "model.layers.3"]
+    with torch.no_grad(), capture(model, sites) as c:
         model(ids)
     assert torch.allclose(c["blocks.2.hook_resid_pre"], c["blocks.1.hook_resid_post"])
     assert "blocks.3.hook_resid_post" in c

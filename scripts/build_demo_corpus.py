@@ -1,0 +1,464 @@
+"""Build the shipped demo corpus (``data/corpus/*.jsonl.gz``) from upstream packages.
+
+Usage::
+
+    python scripts/build_demo_corpus.py                      # fetch sources, build, write data/corpus
+    python scripts/build_demo_corpus.py --save-raw raw.json.gz   # also keep the extracted raw layer
+    python scripts/build_demo_corpus.py --from-raw raw.json.gz   # rebuild offline from a raw layer
+    python scripts/build_demo_corpus.py --small --out /tmp/c     # tiny in-repo fixture, no network
+
+Two layers: ``corpus_sources.py`` fetches packages and reads raw dicts (network, apt, pip); the
+``build_*`` functions here turn raw dicts into records with nothing but the seed as input, so the
+same raw layer and seed give byte-identical files (``igds.corpus.write_records``: sorted keys,
+gzip mtime 0). ``--small`` runs the same functions on ``tests/fixtures/corpus/raw_small.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from random import Random
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from igds.corpus import Example, example_id, write_records  # noqa: E402
+from igds.tasks import MATH, SUMMARIZATION, TRANSLATION  # noqa: E402
+
+SIZES = {"probe": 256, "dev": 64, "train": 1200, "test": 400}
+SMALL_SIZES = {"probe": 4, "dev": 2, "train": 6, "test": 4}
+GENERAL_QUOTAS = {"wordnet": 1100, "pydoc": 350, "fortunes": 800, "evals": 25, "freshqa": 400}
+SMALL_GENERAL_QUOTAS = {"wordnet": 3, "pydoc": 2, "fortunes": 3, "evals": 2, "freshqa": 2}
+# Share of the translation splits that comes from Ding (the rest: DDTP French synopses).
+DING_SHARE = 0.625
+MAX_CHARS = 800  # prompt + response; extraction runs on CPU, so examples stay short
+MATH_MAX_CHARS = 1100  # worked solutions are longer; a tighter cap would drop most multi-step problems
+
+# Benign English `evals` tasks with short reference answers. The LICENSE.md exceptions
+# (text_compression, steganography, schelling_point, ballots, sandbagging, theory_of_mind,
+# already_said_that) and math-like tasks (they would blur the math task's labels) are left out.
+EVALS_TASKS = [
+    "ambiguous-sentences", "born_first", "cardinal-directions", "color_theory", "compare-countries-area",
+    "counterfactual-reasoning", "crontab", "css-selectors", "day-of-week-from-date", "directions",
+    "event_categories", "first-letters", "food", "irony", "largest_country", "logic", "music_theory",
+    "premature-conclusions", "proofreader", "quartz", "regex-match", "rhetorical_devices", "security_guide",
+    "shared_border", "syntax-check", "test_comp_sci", "tracking-shuffled-objects", "which_is_heavier",
+]  # fmt: skip
+# Fortune topics used, with the request phrase. Left out: ethnic, men-women and drugs (the
+# project's rule), art and ascii-art (pictures), and perl, zippy, knghtbrd, linuxcookie, disclaimer,
+# politics, translate-me (in-jokes, politics, non-English text).
+FORTUNE_TOPICS = {
+    "computers": "a saying about computers", "cookie": "a fortune-cookie saying", "debian": "a saying about Debian",
+    "definitions": "a humorous definition", "education": "a saying about education", "food": "a saying about food",
+    "fortunes": "a fortune", "goedel": "a paradoxical saying", "humorists": "a quotation from a humorist",
+    "kids": "a saying about children", "law": "a humorous law of life", "linux": "a saying about Linux",
+    "literature": "a literary quotation", "love": "a saying about love", "magic": "a saying about magic",
+    "medicine": "a saying about medicine", "miscellaneous": "a witty remark", "news": "a funny news item",
+    "paradoxum": "a paradox", "people": "a quotation about people", "pets": "a saying about pets",
+    "platitudes": "a platitude", "pratchett": "a Terry Pratchett quotation", "riddles": "a riddle",
+    "science": "a saying about science", "songs-poems": "a short poem or song verse",
+    "sports": "a saying about sports", "startrek": "a Star Trek quotation", "tao": "a Taoist saying",
+    "wisdom": "a piece of wisdom", "work": "a saying about work",
+}  # fmt: skip
+BLOCKLIST = re.compile(
+    r"\b(fuck\w*|shit\w*|cunt\w*|nigg\w*|fag\w*|dyke|slut\w*|whore\w*|bitch\w*|bastard\w*|dick|cock\w*|"
+    r"puss(y|ies)|rape\w*|rapist|porn\w*|sex\w*|nazi\w*|hitler|kike|spic|chink|retard\w*|"
+    r"scheiß\w*|scheiss\w*|fotze|hure\w*|schlampe|arsch\w*|fick\w*|neger\w*|schwuchtel)\b",
+    re.IGNORECASE,
+)
+# Fortunes are jokes of mixed origin: beyond the blocklist, skip any that touch ethnicity,
+# nationality, religion, gender, sexuality, violence, death, alcohol or drugs (plenty remain).
+SENSITIVE = re.compile(
+    r"\b(japanese|chinese|jew\w*|mexican\w*|polish|pole|irish\w*|italian\w*|french\w*|german\w*|russian\w*|"
+    r"arab\w*|indian\w*|black|white|negro\w*|race|racial|gay|lesbian\w*|homosexual\w*|women|woman|wife|wives|"
+    r"girl\w*|husband\w*|mother-in-law|blonde|god|jesus|christ\w*|church|relig\w*|bible|muslim\w*|islam\w*|"
+    r"suicide|kill\w*|murder\w*|die|died|dies|dead|death|corpse|gun\w*|war|bomb\w*|drunk\w*|beer|booze|whisk\w*|"
+    r"drug\w*|marijuana|cocaine|pregnan\w*|naked|nude|bed|breast\w*|virgin\w*)\b",
+    re.IGNORECASE,
+)
+BOILERPLATE = re.compile(
+    r"documentation|development files|header files|debug(ging)? symbols|transitional|dummy|metapackage|"
+    r"meta-package|shared librar|static librar|runtime librar|data files|common files|\(data\)|\(common\)|"
+    r"architecture.independent|arch.independent|- data$|- doc$|examples?$|plugins?$",
+    re.IGNORECASE,
+)
+
+
+def clean(text: str) -> str:
+    """Normalise whitespace: strip every line, drop trailing blank lines."""
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+def ok_text(*parts: str, limit: int = MAX_CHARS) -> bool:
+    """True if the parts together are short enough and contain nothing from the blocklist."""
+    return sum(len(p) for p in parts) <= limit and not any(BLOCKLIST.search(p) for p in parts)
+
+
+def make(task: str, source: str, split: str, prompt: str, response: str, **meta: Any) -> Example:
+    """Create one record with its content id."""
+    return Example(example_id(task, prompt, response), task, source, split, prompt, response, meta)
+
+
+def interleave(groups: list[list[Any]]) -> list[Any]:
+    """Round-robin over groups, so a prefix of the result covers every group evenly."""
+    out, depth = [], 0
+    while any(depth < len(g) for g in groups):
+        out.extend(g[depth] for g in groups if depth < len(g))
+        depth += 1
+    return out
+
+
+def take_splits(items: list[Any], sizes: dict[str, int], order: Iterable[str]) -> dict[str, list[Any]]:
+    """Cut consecutive, disjoint slices of ``items`` for the splits in ``order``."""
+    out, start = {}, 0
+    for split in order:
+        out[split] = items[start : start + sizes[split]]
+        start += sizes[split]
+    return out
+
+
+# ----------------------------------------------------------------------------- math
+
+
+def strip_calculator(solution: str) -> str:
+    """Remove GSM8K ``<<a*b=c>>`` calculator annotations and tidy the lines."""
+    return clean(re.sub(r"<<[^>]*>>", "", solution))
+
+
+def build_math(raw: list[dict[str, Any]], seed: int, sizes: dict[str, int]) -> list[Example]:
+    """GSM-Symbolic problems, split by template.
+
+    A quarter of the templates (stratified by number of solution steps) is held out for ``test``;
+    probe/dev/train are variants of the other templates.
+
+    Args:
+        raw: Problems from ``corpus_sources.read_gsm``.
+        seed: Split seed.
+        sizes: Split sizes.
+
+    Returns:
+        Math records with ``meta`` ``n_steps``, ``template``, ``answer`` and ``original``.
+    """
+    rng = Random(seed)
+    by_tpl: dict[int, list[dict[str, Any]]] = {}
+    for p in raw:
+        response = strip_calculator(p["solution"])
+        answer = response.rsplit("####", 1)[-1].strip().replace(",", "")
+        prompt = MATH.format_prompt(clean(p["question"]))
+        if "####" not in response or not re.fullmatch(r"-?\d+(\.\d+)?", answer):
+            continue
+        if not ok_text(prompt, response, limit=MATH_MAX_CHARS):
+            continue
+        by_tpl.setdefault(p["template"], []).append({**p, "prompt": prompt, "response": response, "answer": answer})
+    strata: dict[int, list[int]] = {}
+    for tpl in sorted(by_tpl):
+        strata.setdefault(min(by_tpl[tpl][0]["n_steps"], 6), []).append(tpl)
+    test_tpls = set()
+    for steps in sorted(strata):
+        members = strata[steps]
+        rng.shuffle(members)
+        # Hold out a quarter of each stratum (at least one template once a stratum has two).
+        test_tpls.update(members[: max(1, round(len(members) / 4)) if len(members) > 1 else 0])
+
+    def ordered(tpls: list[int]) -> list[dict[str, Any]]:
+        groups = []
+        for tpl in tpls:
+            items = sorted(by_tpl[tpl], key=lambda p: (not p["original"], p["prompt"]))
+            head, rest = items[:1], items[1:]
+            rng.shuffle(rest)
+            groups.append(head + rest)  # the original GSM8K problem leads its template's group
+        return interleave(groups)
+
+    held_in = sorted(t for t in by_tpl if t not in test_tpls)
+    rng.shuffle(held_in)
+    parts = take_splits(ordered(held_in), sizes, ["probe", "dev", "train"])
+    parts["test"] = ordered(sorted(test_tpls))[: sizes["test"]]
+    return [
+        make("math", "gsm-symbolic", split, p["prompt"], p["response"], n_steps=p["n_steps"],
+             template=p["template"], answer=p["answer"], original=p["original"])
+        for split, items in parts.items()
+        for p in items
+    ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- summarization
+
+
+def doc_text(paras: list[str]) -> str:
+    """Description paragraphs joined by blank lines; bullet markers kept as written."""
+    return "\n\n".join(p.strip() for p in paras if p.strip())
+
+
+def build_summarization(raw: list[dict[str, Any]], seed: int, sizes: dict[str, int]) -> list[Example]:
+    """Debian long description -> synopsis, one package per source package.
+
+    Siblings (-dev, -doc, -data ...) share a source package and usually the first paragraph;
+    keeping one package per source and deduplicating first paragraphs means no near-copy can
+    straddle two splits. Boilerplate synopses and very short or long descriptions are dropped.
+    """
+    best: dict[str, dict[str, Any]] = {}
+    for d in sorted(raw, key=lambda d: (d["source"], d["package"] != d["source"], len(d["package"]), d["package"])):
+        doc, syn = doc_text(d["paras"]), clean(d["synopsis"])
+        if d["source"] in best or len(doc.split()) < 30 or not 2 <= len(syn.split()) <= 14:
+            continue
+        if BOILERPLATE.search(syn) or not ok_text(SUMMARIZATION.format_prompt(doc), syn):
+            continue
+        best[d["source"]] = {**d, "doc": doc, "syn": syn}
+    seen_first, items = set(), []
+    for src in sorted(best):
+        first = best[src]["paras"][0].lower()
+        if first not in seen_first:
+            seen_first.add(first)
+            items.append(best[src])
+    Random(seed).shuffle(items)
+    parts = take_splits(items, sizes, ["test", "probe", "dev", "train"])
+    return [
+        make("summarization", "debian-ddtp", split, SUMMARIZATION.format_prompt(d["doc"]), d["syn"],
+             package=d["package"], source_package=d["source"])
+        for split, docs in parts.items()
+        for d in docs
+    ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- translation
+
+
+def _scaled(sizes: dict[str, int], share: float) -> dict[str, int]:
+    return {k: round(v * share) for k, v in sizes.items()}
+
+
+def build_ding(raw: list[dict[str, str]], seed: int, sizes: dict[str, int]) -> list[Example]:
+    """German -> English sentence pairs from Ding; every German and English sentence used once."""
+    seen_de, seen_en, items = set(), set(), []
+    for p in raw:
+        de, en = clean(p["de"]), clean(p["en"])
+        key_de, key_en = de.lower(), en.lower()
+        if key_de in seen_de or key_en in seen_en or not ok_text(de, en, limit=300):
+            continue
+        seen_de.add(key_de)
+        seen_en.add(key_en)
+        items.append((de, en))
+    items.sort()
+    Random(seed).shuffle(items)
+    parts = take_splits(items, _scaled(sizes, DING_SHARE), ["test", "probe", "dev", "train"])
+    return [
+        make("translation", "ding", split, TRANSLATION.format_prompt(de), en, src_lang="de")
+        for split, pairs in parts.items()
+        for de, en in pairs
+    ]
+
+
+def build_ddtp_fr(
+    raw: list[dict[str, Any]], seed: int, sizes: dict[str, int], exclude_sources: set[str]
+) -> list[Example]:
+    """French -> English package synopses (DDTP), one per source package.
+
+    Source packages used by the summarization task are excluded, so an English synopsis never
+    appears in both tasks.
+    """
+    best: dict[str, tuple[str, str, str]] = {}
+    seen_fr, seen_en = set(), set()
+    for p in sorted(raw, key=lambda d: (d["source"], d["package"] != d["source"], d["package"])):
+        fr, en = clean(p["src"]), clean(p["en"])
+        if p["source"] in best or p["source"] in exclude_sources or fr.lower() == en.lower():
+            continue
+        if not (3 <= len(en.split()) <= 14) or BOILERPLATE.search(en) or not ok_text(fr, en, limit=300):
+            continue
+        if fr.lower() in seen_fr or en.lower() in seen_en:
+            continue
+        seen_fr.add(fr.lower())
+        seen_en.add(en.lower())
+        best[p["source"]] = (fr, en, p["package"])
+    items = [best[s] for s in sorted(best)]
+    Random(seed).shuffle(items)
+    share = {k: v - round(v * DING_SHARE) for k, v in sizes.items()}
+    parts = take_splits(items, share, ["test", "probe", "dev", "train"])
+    return [
+        make("translation", "debian-ddtp", split, TRANSLATION.format_prompt(fr), en, src_lang="fr", package=pkg)
+        for split, pairs in parts.items()
+        for fr, en, pkg in pairs
+    ]
+
+
+# ----------------------------------------------------------------------------- general pool
+
+_OFFENSIVE_GLOSS = re.compile(r"offensive|slur|obscene|vulgar|derogatory|disparaging|ethnic", re.IGNORECASE)
+
+
+def _sample(items: list[Any], n: int, rng: Random) -> list[Any]:
+    return rng.sample(items, min(n, len(items)))
+
+
+def general_wordnet(raw: list[dict[str, str]], n: int, rng: Random) -> list[Example]:
+    """'Define the word X.' -> WordNet gloss (definition part, examples dropped)."""
+    items = []
+    for r in raw:
+        definition = r["gloss"].split('; "')[0].strip().rstrip(";")
+        if _OFFENSIVE_GLOSS.search(r["gloss"]) or re.search(r"\d", r["lemma"]) or len(definition.split()) < 4:
+            continue
+        prompt = f"Define the word '{r['lemma']}'."
+        if ok_text(prompt, definition):
+            items.append(make("general", "wordnet", "train", prompt, definition, pos=r["pos"]))
+    return _sample(items, n, rng)
+
+
+def general_pydoc(raw: dict[str, str], n: int, rng: Random) -> list[Example]:
+    """'Explain the Python topic X.' -> a paragraph-aligned chunk of the reference text."""
+    items = []
+    for topic, text in raw.items():
+        chunk: list[str] = []
+        paras = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()] + [""]
+        for para in paras:
+            if chunk and (not para or sum(len(c) for c in chunk) + len(para) > 600):
+                body = clean("\n\n".join(chunk))
+                prompt = f"Explain the Python topic '{topic}'."
+                if len(body) >= 150 and ok_text(prompt, body):
+                    items.append(make("general", "pydoc", "train", prompt, body, topic=topic))
+                chunk = []
+            if para and len(para) <= 600:
+                chunk.append(para)
+    return _sample(items, n, rng)
+
+
+def general_fortunes(raw: list[dict[str, str]], n: int, rng: Random) -> list[Example]:
+    """'Tell me <a saying about topic>.' -> a fortune, from the allow-listed topics only."""
+    items = []
+    for r in raw:
+        if r["topic"] not in FORTUNE_TOPICS:
+            continue
+        text = clean(r["text"])
+        if len(text) < 20 or "\t" in text or re.search(r" {4,}", text) or SENSITIVE.search(text):
+            continue  # indented layouts are mostly ASCII art or tables
+        prompt = f"Tell me {FORTUNE_TOPICS[r['topic']]}."
+        if ok_text(prompt, text, limit=450):
+            items.append(make("general", "fortunes", "train", prompt, text, topic=r["topic"]))
+    return _sample(items, n, rng)
+
+
+def general_evals(raw: list[dict[str, Any]], per_task: int, rng: Random) -> list[Example]:
+    """System + user messages of an ``evals`` sample -> its ideal answer, at most ``per_task`` each."""
+    by_task: dict[str, list[Example]] = {}
+    for r in raw:
+        msgs = r["messages"]
+        ideal = r["ideal"][0] if isinstance(r["ideal"], list) and r["ideal"] else r["ideal"]
+        if not isinstance(ideal, str) or not ideal.strip() or any(m.get("role") == "assistant" for m in msgs):
+            continue
+        prompt = clean("\n\n".join(str(m.get("content", "")).strip() for m in msgs))
+        if prompt and ok_text(prompt, ideal) and r["task"] in EVALS_TASKS:
+            by_task.setdefault(r["task"], []).append(
+                make("general", f"evals:{r['task']}", "train", prompt, clean(ideal), task_name=r["task"])
+            )
+    return [ex for task in sorted(by_task) for ex in _sample(by_task[task], per_task, rng)]
+
+
+def general_freshqa(raw: list[dict[str, str]], n: int, rng: Random) -> list[Example]:
+    """FreshQA question -> first reference answer."""
+    items = [
+        make("general", "freshqa", "train", clean(r["question"]), clean(r["answer"]))
+        for r in raw
+        if ok_text(r["question"], r["answer"])
+    ]
+    return _sample(items, n, rng)
+
+
+def build_general(raw: dict[str, Any], seed: int, quotas: dict[str, int]) -> list[Example]:
+    """The labelled off-task pool (split ``train``), mixed into every task's pool."""
+    rng = Random(seed)
+    builders: list[tuple[str, Callable[[Any, int, Random], list[Example]]]] = [
+        ("wordnet", general_wordnet), ("pydoc", general_pydoc), ("fortunes", general_fortunes),
+        ("evals", general_evals), ("freshqa", general_freshqa),
+    ]  # fmt: skip
+    out: dict[str, Example] = {}
+    for name, fn in builders:
+        for ex in fn(raw[name], quotas[name], rng):
+            out.setdefault(ex.id, ex)  # identical prompt+response from two entries: keep one
+    return list(out.values())
+
+
+# ----------------------------------------------------------------------------- assembly
+
+
+def build_all(raw: dict[str, Any], seed: int = 0, small: bool = False) -> dict[str, list[Example]]:
+    """Build every corpus file from the raw layer.
+
+    Args:
+        raw: Output of ``corpus_sources.read_all`` (or the small fixture).
+        seed: Seed for sampling and splits.
+        small: Use the tiny sizes of the test fixture.
+
+    Returns:
+        File name -> records, each list ordered by split then id.
+    """
+    sizes = SMALL_SIZES if small else SIZES
+    quotas = SMALL_GENERAL_QUOTAS if small else GENERAL_QUOTAS
+    summ = build_summarization(raw["summarization"], seed, sizes)
+    used_sources = {ex.meta["source_package"] for ex in summ}
+    files = {
+        "math.jsonl.gz": build_math(raw["math"], seed, sizes),
+        "summarization.jsonl.gz": summ,
+        "translation.jsonl.gz": build_ddtp_fr(raw["ddtp_fr"], seed, sizes, used_sources),
+        "translation-ding.jsonl.gz": build_ding(raw["ding"], seed, sizes),
+        "general.jsonl.gz": build_general(raw, seed, quotas),
+    }
+    order = {s: i for i, s in enumerate(("probe", "dev", "train", "test"))}
+    return {name: sorted(recs, key=lambda e: (order[e.split], e.id)) for name, recs in files.items()}
+
+
+def write_corpus(files: dict[str, list[Example]], out: Path) -> None:
+    """Write every file (deterministic bytes, see ``igds.corpus.write_records``)."""
+    for name, records in sorted(files.items()):
+        write_records(out / name, records)
+
+
+def load_raw(path: Path) -> dict[str, Any]:
+    """Read a raw layer saved with ``--save-raw`` (JSON, optionally gzipped)."""
+    data = path.read_bytes()
+    return json.loads(gzip.decompress(data) if path.name.endswith(".gz") else data)
+
+
+def save_raw(raw: dict[str, Any], path: Path) -> None:
+    """Save the raw layer so the corpus can be rebuilt without network."""
+    data = json.dumps(raw, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    path.write_bytes(gzip.compress(data, mtime=0) if path.name.endswith(".gz") else data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / "data" / "corpus", help="output folder")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/igds-corpus-src"), help="download folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--from-raw", type=Path, help="build from a saved raw layer (offline)")
+    parser.add_argument("--save-raw", type=Path, help="save the extracted raw layer here")
+    parser.add_argument("--small", action="store_true", help="build the tiny in-repo fixture (no network)")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    if args.small:
+        raw = load_raw(REPO / "tests" / "fixtures" / "corpus" / "raw_small.json")
+    elif args.from_raw:
+        raw = load_raw(args.from_raw)
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from corpus_sources import read_all
+
+        raw = read_all(args.work, EVALS_TASKS, seed=args.seed)
+    if args.save_raw:
+        save_raw(raw, args.save_raw)
+    files = build_all(raw, args.seed, small=args.small)
+    write_corpus(files, args.out)
+    for name, recs in sorted(files.items()):
+        size = (args.out / name).stat().st_size
+        print(f"{name}: {len(recs)} records, {size / 1e6:.2f} MB")
+    print(f"done in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

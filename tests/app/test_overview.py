@@ -1,0 +1,48 @@
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from igds.corpus import load_corpus
+from igds.store import ActivationStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_fresh_workspace_shows_bootstrap_button_not_a_blank_page():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert at.title[0].value == "IGDS workspace"
+    assert any("not prepared" in i.value for i in at.info)
+    assert at.button(key="bootstrap").label.startswith("Bootstrap")
+
+
+def test_bootstrap_button_runs_bootstrap_with_progress(monkeypatch):
+    calls = []
+
+    def fake_bootstrap(cfg, store=None, progress=None):
+        progress(50, 100, "train SAE: step 1/2")
+        calls.append(cfg)
+        return {"run_id": "abc"}
+
+    monkeypatch.setattr("igds.pipeline.bootstrap", fake_bootstrap)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.button(key="bootstrap").click().run()
+    assert not at.exception
+    assert len(calls) == 1 and calls[0].tasks == ("summarization",)
+
+
+def test_populated_store_lists_corpus_and_sae_quality():
+    store = ActivationStore()
+    examples = load_corpus(tasks=["math"], splits=["probe"])
+    store.add_examples(examples, dataset="demo")
+    store.register_sae("k1", {"name": "sae-x", "source": "default", "site": "blocks.1.hook_resid_post",
+                              "d_in": 32, "d_sae": 64, "architecture": "topk"},
+                       {"explained_variance": 0.81, "l0": 32.0, "dead_fraction": 0.1, "ce_recovered": 0.9})
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert at.metric[0].value == f"{len(examples):,}"
+    frames = [df.value for df in at.dataframe]
+    sae_df = next(f for f in frames if "explained_variance" in getattr(f, "columns", []))
+    assert sae_df["explained_variance"].iloc[0] == 0.81
+    corpus_df = next(f for f in frames if "probe" in getattr(f, "columns", []))
+    assert int(corpus_df.loc["math", "probe"]) == len(examples)

@@ -1,0 +1,152 @@
+"""Task specs: prompt formatting, exact prompt/response token boundary, extraction, registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import tokenizers
+from tokenizers import models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from igds import tasks
+from igds.corpus import read_records
+from igds.tasks import PLAIN_TEMPLATE, TaskSpec, UnknownTaskError, get_task, register_custom_task
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+WORDS = ["user", "assistant", "###", "Instruction:", "Response:", "Translate", "to", "English:", "hello", "world"]
+
+
+def make_tokenizer(chat: bool, bos: bool = False) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer built offline: one id per whitespace-separated word."""
+    specials = ["[UNK]", "<s>", "<|im_start|>", "<|im_end|>"]
+    vocab = {w: i for i, w in enumerate(specials + WORDS + [f"w{i}" for i in range(300)])}
+    backend = tokenizers.Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if bos:
+        from tokenizers import processors
+
+        backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="[UNK]", eos_token="<|im_end|>", bos_token="<s>" if bos else None
+    )
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>"]})
+    if chat:
+        tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def ids(tok: PreTrainedTokenizerFast, text: str) -> list[int]:
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def test_builtin_tasks() -> None:
+    assert tasks.list_tasks()[:3] == ["math", "summarization", "translation"]
+    assert (get_task("math").metric, get_task("math").max_new_tokens) == ("exact_match", 256)
+    assert (get_task("summarization").metric, get_task("summarization").max_new_tokens) == ("rouge_l", 32)
+    assert (get_task("translation").metric, get_task("translation").max_new_tokens) == ("chrf", 64)
+    assert get_task("translation").format_prompt("Hallo Welt.") == "Translate to English:\n\nHallo Welt."
+
+
+def test_messages() -> None:
+    spec = get_task("summarization")
+    assert spec.messages("p") == [{"role": "user", "content": "p"}]
+    assert spec.messages("p", "r")[1] == {"role": "assistant", "content": "r"}
+
+
+def test_encode_with_chat_template_has_exact_boundary() -> None:
+    tok = make_tokenizer(chat=True)
+    spec = get_task("translation")
+    prompt, response = "Translate to English: hello", "hello world"
+    text = spec.generation_prompt(tok, prompt)
+    assert text == "<|im_start|>user\nTranslate to English: hello<|im_end|>\n<|im_start|>assistant\n"
+    enc = spec.encode(tok, prompt, response)
+    assert enc.input_ids[: enc.prompt_len] == ids(tok, text)
+    assert enc.input_ids[enc.prompt_len :] == [*ids(tok, response), tok.eos_token_id]
+    assert enc.input_ids[-1] == tok.convert_tokens_to_ids("<|im_end|>")
+    assert spec.encode(tok, prompt).input_ids == ids(tok, text)  # no response: prompt only
+
+
+def test_encode_plain_template_and_bos() -> None:
+    tok = make_tokenizer(chat=False, bos=True)
+    spec = get_task("summarization")
+    text = spec.generation_prompt(tok, "hello")
+    assert text == PLAIN_TEMPLATE.format(prompt="hello")
+    enc = spec.encode(tok, "hello", "world")
+    assert enc.input_ids[0] == tok.bos_token_id
+    assert enc.input_ids[1 : enc.prompt_len] == ids(tok, text)
+    assert enc.input_ids[enc.prompt_len :] == [ids(tok, "world")[0], tok.eos_token_id]
+
+
+def test_encode_truncates_prompt_middle_and_keeps_response() -> None:
+    tok = make_tokenizer(chat=False)
+    spec = get_task("translation")
+    prompt = " ".join(f"w{i}" for i in range(200))
+    enc = spec.encode(tok, prompt, "w250 w251", max_length=40)
+    assert len(enc.input_ids) == 40
+    full = ids(tok, spec.generation_prompt(tok, prompt))
+    kept = enc.input_ids[: enc.prompt_len]
+    assert enc.prompt_len == 40 - 3
+    assert kept[: len(kept) // 4] == full[: len(kept) // 4]  # template head survives
+    assert kept[-5:] == full[-5:]  # end of the question and "### Response:" survive
+    assert enc.input_ids[enc.prompt_len :] == [*ids(tok, "w250 w251"), tok.eos_token_id]
+
+
+def test_encode_caps_long_response() -> None:
+    tok = make_tokenizer(chat=True)
+    response = " ".join(f"w{i}" for i in range(100))
+    enc = get_task("translation").encode(tok, "hello", response, max_length=32)
+    assert len(enc.input_ids) <= 32
+    assert enc.input_ids[enc.prompt_len :] == ids(tok, response)[:16]  # capped to half, no eos
+
+
+def test_extract_answer() -> None:
+    assert get_task("math").extract_answer("So 3 * 400 = 1,200\n#### 1,200") == "1200"
+    assert get_task("math").extract_answer("no number") == ""
+    assert get_task("summarization").extract_answer("\n\n  Tool for X \nmore text") == "Tool for X"
+    assert get_task("translation").extract_answer("   ") == ""
+
+
+def test_score_extracts_first() -> None:
+    out = get_task("summarization").score(["the cat sat\nextra words that would lower precision"], ["the cat sat"])
+    assert out["metric"] == "rouge_l"
+    assert out["score"] == pytest.approx(1.0)
+    math = get_task("math").score(["... so #### 12", "#### 5"], ["a = 12\n#### 12", "#### 6"])
+    assert math["per_example"] == [1.0, 0.0]
+
+
+def test_unknown_task_message() -> None:
+    with pytest.raises(UnknownTaskError, match="unknown task 'poetry'; known tasks: math, summarization"):
+        get_task("poetry")
+    with pytest.raises(KeyError):
+        get_task("poetry")
+
+
+def test_register_rules() -> None:
+    with pytest.raises(ValueError, match="unknown metric"):
+        tasks.register_task(TaskSpec("bad_metric_task", "", "meteor"))
+    with pytest.raises(ValueError, match="reserved"):
+        register_custom_task("general", metric="chrf")
+    with pytest.raises(ValueError, match="already registered"):
+        tasks.register_task(TaskSpec("math", "other", "chrf"))
+
+
+def test_custom_task_with_user_data(tmp_path) -> None:
+    spec = register_custom_task("sentiment_demo", metric="exact_match", instruction="Rate 1-5:", overwrite=True)
+    assert get_task("sentiment_demo") is spec
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"prompt": spec.format_prompt("great film"), "response": "5"}) + "\n")
+    (ex,) = read_records(path, task="sentiment_demo", split="test")
+    assert (ex.task, ex.split, ex.source) == ("sentiment_demo", "test", "mine.jsonl")
+    assert spec.score(["I'd say 5"], [ex.response])["score"] == 1.0
+
+
+def test_import_is_light() -> None:
+    code = "import sys, igds.tasks, igds.corpus; print('transformers' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
