@@ -18,9 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from igds import settings
 from igds.config import ConfigBase
-from igds.constants import RUNS_DIR
 from igds.modeling.hooks import run_until
 from igds.progress import ProgressFn, null_progress
 
@@ -225,7 +223,7 @@ def run_extraction(store, run_id: str, model, sae, site: str, items: Sequence[En
     """Extract every item not yet stored for ``run_id``, shard by shard.
 
     Each shard is computed, written as Parquet files (atomically) under
-    ``<home>/runs/<run_id>/shards/`` and then ingested in one transaction. A rerun after a crash or
+    ``runs/<run_id>/shards/`` next to the store and then ingested in one transaction. A rerun after a crash or
     kill skips ingested examples, ingests finished-but-uningested shard files, and recomputes only
     the rest, so rows are never duplicated or missing. The run row must exist (``store.start_run``).
 
@@ -238,7 +236,7 @@ def run_extraction(store, run_id: str, model, sae, site: str, items: Sequence[En
     pending = sorted((it for it in items if it.example_id not in done), key=lambda it: it.example_id)
     total = len(items)
     n_done = total - len(pending)
-    shard_dir = settings.home() / RUNS_DIR / run_id / "shards"
+    shard_dir = store.run_dir(run_id) / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
     n_rows = n_shards = tokens = 0
     progress(n_done, total, f"extract: {n_done}/{total} examples already stored")

@@ -86,3 +86,96 @@ CREATE TABLE IF NOT EXISTS artifacts (
     created TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (run_id, kind, path)
 );
+-- Stage 1a: frequency recall, one row per feature that fired on probe or reference.
+CREATE TABLE IF NOT EXISTS recall (
+    recall_id VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    feature INTEGER NOT NULL,
+    freq_task DOUBLE, freq_ref DOUBLE,
+    tok_freq_task DOUBLE, tok_freq_ref DOUBLE,
+    lift DOUBLE,
+    mean_act_task DOUBLE, max_act_task DOUBLE,
+    is_candidate BOOLEAN, rank INTEGER,
+    PRIMARY KEY (recall_id, feature)
+);
+-- Logit lens of every SAE feature: tokens its decoder direction promotes / suppresses.
+CREATE TABLE IF NOT EXISTS feature_info (
+    sae_key VARCHAR NOT NULL,
+    feature INTEGER NOT NULL,
+    top_tokens VARCHAR,
+    bottom_tokens VARCHAR,
+    PRIMARY KEY (sae_key, feature)
+);
+-- Stage 1b: per-example intervention effects and their summaries.
+CREATE TABLE IF NOT EXISTS effects (
+    effect_id VARCHAR NOT NULL,
+    feature INTEGER NOT NULL,
+    kind VARCHAR NOT NULL,          -- amplify | ablate
+    alpha DOUBLE NOT NULL,
+    example_id VARCHAR NOT NULL,
+    nll_base DOUBLE,
+    nll_int DOUBLE
+);
+CREATE TABLE IF NOT EXISTS effect_summary (
+    effect_id VARCHAR NOT NULL,
+    feature INTEGER NOT NULL,
+    kind VARCHAR NOT NULL,
+    alpha DOUBLE NOT NULL,
+    n INTEGER, n_fired INTEGER,
+    effect DOUBLE, ci_low DOUBLE, ci_high DOUBLE, p_value DOUBLE,
+    seconds DOUBLE,
+    PRIMARY KEY (effect_id, feature, kind, alpha)
+);
+CREATE TABLE IF NOT EXISTS attribution (
+    effect_id VARCHAR NOT NULL,
+    feature INTEGER NOT NULL,
+    mean_act DOUBLE,
+    est_amplify DOUBLE,
+    est_ablate DOUBLE,
+    PRIMARY KEY (effect_id, feature)
+);
+-- Human vetting: decisions persist and apply to every later selection.
+CREATE TABLE IF NOT EXISTS feature_overrides (
+    task VARCHAR NOT NULL,
+    sae_key VARCHAR NOT NULL,
+    feature INTEGER NOT NULL,
+    action VARCHAR NOT NULL,        -- veto | pin
+    note VARCHAR,
+    created TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (task, sae_key, feature)
+);
+CREATE TABLE IF NOT EXISTS example_overrides (
+    task VARCHAR NOT NULL,
+    example_id VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,        -- pin | reject
+    note VARCHAR,
+    created TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (task, example_id)
+);
+-- Stage 2: stored, immutable selections with lineage.
+CREATE TABLE IF NOT EXISTS selections (
+    selection_id VARCHAR PRIMARY KEY,  -- content hash of members + lineage
+    name VARCHAR,
+    task VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    pool_setting VARCHAR,
+    n_pool INTEGER,
+    n_selected INTEGER,
+    lineage VARCHAR,
+    created TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS selection_members (
+    selection_id VARCHAR NOT NULL,
+    example_id VARCHAR NOT NULL,
+    rank INTEGER,
+    score DOUBLE,
+    PRIMARY KEY (selection_id, example_id)
+);
+-- Base-model response NLL per example (Loss and IFD baselines), computed once per model.
+CREATE TABLE IF NOT EXISTS example_nll (
+    model_key VARCHAR NOT NULL,
+    example_id VARCHAR NOT NULL,
+    nll_cond DOUBLE,
+    nll_uncond DOUBLE,
+    PRIMARY KEY (model_key, example_id)
+);

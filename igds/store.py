@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from igds import __version__, settings
-from igds.constants import SCHEMA_VERSION
+from igds.constants import RUNS_DIR, SCHEMA_VERSION
 
 
 class StoreError(RuntimeError):
@@ -88,6 +88,10 @@ class ActivationStore:
                     f"{self.path} has schema version {row[0]}, this IGDS expects {SCHEMA_VERSION}; "
                     "move the file aside to rebuild it"
                 )
+
+    def run_dir(self, run_id: str) -> Path:
+        """Folder for a run's files (shards, adapters, exports), next to the database file."""
+        return self.path.parent / RUNS_DIR / run_id
 
     # -- generic reads -----------------------------------------------------------------------
     def query_df(self, sql: str, params: Sequence | dict | None = None) -> pd.DataFrame:

@@ -114,7 +114,7 @@ def test_shard_file_written_but_not_ingested_is_ingested_not_recomputed(tmp_path
     with pytest.raises(KeyboardInterrupt):
         run_extraction(store, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
     assert store.scalar("SELECT count(*) FROM feature_acts") == 0
-    files = list((tmp_path / "igds_home" / "runs" / "r" / "shards").glob("acts-*.parquet"))
+    files = list((tmp_path / "runs" / "r" / "shards").glob("acts-*.parquet"))
     assert len(files) == 1 and pq.read_table(files[0]).num_rows > 0
     monkeypatch.setattr(store, "ingest_shard", real_ingest)
     monkeypatch.setattr("igds.extract.extract_shard", lambda *a, **k: pytest.fail("recomputed"))

@@ -1,0 +1,151 @@
+"""The IGDS method on a workspace, stage by stage: recall → interventions → selection (IGDS or a
+baseline). Each function reads its inputs from the store, writes its outputs back and is resumable."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from igds.corpus import corpus_fingerprint, dev_set, probe_set, reference_set, task_pool
+from igds.extract import ExtractConfig
+from igds.intervene import EffectResult, InterventionConfig, measure_effects
+from igds.pipeline import Workspace, encode_examples
+from igds.progress import ProgressFn
+from igds.recall import RecallConfig, RecallResult, ensure_logit_lens, recall_features
+from igds.resonance import ResonanceConfig, feature_scales, score_resonance
+from igds.selection import Overrides, SelectionConfig, load_overrides, save_selection, select_from_ranking
+from igds.store import ActivationStore
+
+
+def run_recall(ws: Workspace, task: str, cfg: RecallConfig, extract_cfg: ExtractConfig) -> RecallResult:
+    """Frequency recall of ``task`` over the workspace's extraction run; also stores the logit lens."""
+    ensure_logit_lens(ws.store, ws.sae_key, ws.model, ws.tokenizer, ws.sae)
+    probe = [e.id for e in probe_set(task)]
+    ref = [e.id for e in reference_set(cfg.n_reference, cfg.seed, task=task)]
+    return recall_features(ws.store, ws.extraction_run_id(extract_cfg), task, probe, ref, cfg)
+
+
+def effect_id_for(ws: Workspace, recall: RecallResult, dev_ids: list[str], cfg: InterventionConfig) -> str:
+    """Content key of an intervention run."""
+    return cfg.stage_key(recall.recall_id, ws.model_key, ws.sae_key,
+                         hashlib.sha256("\n".join(sorted(dev_ids)).encode()).hexdigest())
+
+
+def mean_activation_vector(recall: RecallResult, d_sae: int) -> np.ndarray:
+    """ā for every feature from the recall table (NaN where the feature never fired on probe)."""
+    out = np.full(d_sae, np.nan)
+    t = recall.table.dropna(subset=["mean_act_task"])
+    out[t.feature.to_numpy(dtype=int)] = t.mean_act_task.to_numpy()
+    return out
+
+
+def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: InterventionConfig,
+                      progress: ProgressFn | None = None, max_features: int | None = None) -> EffectResult:
+    """Amplify / ablate every recall candidate on the task's dev split (resumable)."""
+    dev = dev_set(task)
+    eid = effect_id_for(ws, recall, [e.id for e in dev], cfg)
+    ws.store.start_run(eid, "intervene", {"intervene": cfg.to_dict(), "task": task, "recall_id": recall.recall_id},
+                       ws.model_key, ws.sae_key, n_total=len(recall.candidates))
+    items = encode_examples(ws.tokenizer, dev, cfg.max_length)
+    return measure_effects(ws.store, eid, ws.model, ws.sae, ws.site, items, recall.candidates,
+                           mean_activation_vector(recall, int(ws.sae.cfg.d_sae)), cfg, ws.tokenizer.pad_token_id,
+                           progress, max_features)
+
+
+@dataclass(frozen=True)
+class ScoredPool:
+    """IGDS scores of a pool with everything needed to explain and re-rank them."""
+
+    scores: pd.DataFrame       # example_id, frs, n_tokens, task, source
+    features: list[int]
+    scales: pd.DataFrame
+    effects: dict[int, float]
+    overrides: Overrides
+
+
+def score_pool(store: ActivationStore, run_id: str, task: str, effects: EffectResult, res_cfg: ResonanceConfig,
+               pool_setting: str = "mixed", sae_key: str | None = None) -> ScoredPool:
+    """FRS of the task's pool over the validated features, with feature vetoes/pins applied."""
+    ov = load_overrides(store, task, sae_key)
+    feats = ov.apply_to_features(effects.kept)
+    amp = effects.summary[(effects.summary.kind == "amplify") & (effects.summary.alpha == 1.0)]
+    eff = dict(zip(amp.feature.astype(int), amp.effect.clip(lower=0), strict=True))
+    scales = feature_scales(store, run_id, task, pool_setting, feats, res_cfg)
+    scores = score_resonance(store, run_id, task, pool_setting, feats, res_cfg, eff, scales)
+    return ScoredPool(scores=scores, features=feats, scales=scales, effects=eff, overrides=ov)
+
+
+def lineage(ws: Workspace, task: str, sel_cfg: SelectionConfig, extra: dict) -> dict:
+    """The provenance every stored selection carries."""
+    pool = task_pool(task, sel_cfg.pool_setting)
+    return {"model_key": ws.model_key, "model": ws.model.igds_name, "sae_key": ws.sae_key,
+            "sae": ws.sae_info["name"], "site": ws.site, "pool_fingerprint": corpus_fingerprint(pool),
+            "selection": sel_cfg.to_dict(), **extra}
+
+
+def select_igds(ws: Workspace, task: str, effects: EffectResult, sel_cfg: SelectionConfig,
+                res_cfg: ResonanceConfig, extract_cfg: ExtractConfig, name: str | None = None) -> str:
+    """Score the pool, apply overrides and the ratio/threshold/budget, store the selection; return its id."""
+    run_id = ws.extraction_run_id(extract_cfg)
+    sp = score_pool(ws.store, run_id, task, effects, res_cfg, sel_cfg.pool_setting, ws.sae_key)
+    ranked = sp.scores.rename(columns={"frs": "score"})
+    chosen = select_from_ranking(ranked, sel_cfg, sp.overrides, n_pool=len(ranked))
+    lin = lineage(ws, task, sel_cfg, {"method": "igds", "features": sp.features, "resonance": res_cfg.to_dict(),
+                                      "effect_id": effects.effect_id, "extract_run": run_id,
+                                      "overrides": sp.overrides.to_dict()})
+    return save_selection(ws.store, name or f"igds-{task}-{sel_cfg.ratio:g}", task, "igds", sel_cfg.pool_setting,
+                          len(ranked), chosen, lin)
+
+
+def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: str | None = None,
+                    progress: ProgressFn | None = None, max_length: int = 256) -> str:
+    """Run a baseline (random, loss, ifd, zip, full) on the same pool and ratio; store it."""
+    from igds import baselines
+
+    pool = task_pool(task, sel_cfg.pool_setting)
+    ids = [e.id for e in pool]
+    n_select = int(np.ceil(sel_cfg.ratio * len(ids)))
+    method = sel_cfg.method
+    if method == "random":
+        ranking = baselines.random_ranking(ids, sel_cfg.seed)
+    elif method == "full":
+        ranking = baselines.full_ranking(ids)
+    elif method == "zip":
+        ranking = baselines.zip_ranking({e.id: f"{e.prompt}\n{e.response}" for e in pool}, n_select)
+    elif method in ("loss", "ifd"):
+        nll = cached_nll_table(ws, pool, progress, max_length)
+        ranking = baselines.loss_ranking(nll) if method == "loss" else baselines.ifd_ranking(nll)
+    else:
+        raise ValueError(f"unknown selection method {method!r}")
+    ov = load_overrides(ws.store, task, ws.sae_key)
+    order = [i for i in ranking.order if i not in ranking.excluded]
+    ranked = pd.DataFrame({"example_id": order, "score": [ranking.scores.get(i, np.nan) for i in order]})
+    cfg = sel_cfg if method != "full" else SelectionConfig(method="full", ratio=1.0, pool_setting=sel_cfg.pool_setting)
+    chosen = select_from_ranking(ranked, cfg, ov, n_pool=len(ids))
+    lin = lineage(ws, task, cfg, {"method": method, "overrides": ov.to_dict()})
+    return save_selection(ws.store, name or f"{method}-{task}-{cfg.ratio:g}", task, method, sel_cfg.pool_setting,
+                          len(ids), chosen, lin)
+
+
+def cached_nll_table(ws: Workspace, examples: list, progress: ProgressFn | None, max_length: int) -> pd.DataFrame:
+    """Base-model NLL with and without prompt per example, computed once per model and stored."""
+    import pyarrow as pa
+
+    from igds import baselines
+
+    have = ws.store.query_df("SELECT example_id, nll_cond, nll_uncond FROM example_nll WHERE model_key = ?",
+                             [ws.model_key])
+    missing = [e for e in examples if e.id not in set(have.example_id)]
+    if missing:
+        new = baselines.nll_table(ws.model, ws.tokenizer, missing, max_length=max_length, progress=progress)
+        new = new.assign(model_key=ws.model_key)[["model_key", "example_id", "nll_cond", "nll_uncond"]]
+        with ws.store.transaction() as con:
+            con.register("nll_rows", pa.Table.from_pandas(new, preserve_index=False))
+            con.execute("INSERT INTO example_nll SELECT * FROM nll_rows")
+            con.unregister("nll_rows")
+        have = pd.concat([have, new.drop(columns=["model_key"])])
+    wanted = {e.id for e in examples}
+    return have[have.example_id.isin(wanted)].reset_index(drop=True)

@@ -1,0 +1,211 @@
+"""Stage 1a — frequency recall: SAE features that fire on many task examples.
+
+Frequencies come straight from the stored per-(example, feature) aggregates, so recall needs no
+model forward; only the logit lens (what each feature's decoder direction promotes) touches weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from igds.config import ConfigBase
+from igds.store import ActivationStore
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecallConfig(ConfigBase):
+    """Frequency recall of task features.
+
+    Args:
+        min_freq: keep features firing on at least this share of probe examples.
+        k_recall: at most this many candidates, by rank.
+        dense_ref: drop features firing on at least this share of reference examples (always-on guard).
+        contrast: rank by lift ``freq_task / (freq_ref + eps)`` instead of ``freq_task``.
+        eps: smoothing of the lift.
+        n_reference: size of the general-text reference sample.
+        seed: seed of the reference sample.
+    """
+
+    min_freq: float = field(default=0.2, metadata={"help": "min share of probe examples a feature fires on"})
+    k_recall: int = field(default=64, metadata={"help": "max number of candidates"})
+    dense_ref: float = field(default=0.5, metadata={"help": "drop features this frequent on reference text"})
+    contrast: bool = field(default=False, metadata={"help": "rank by lift over reference instead of frequency"})
+    eps: float = field(default=0.01, metadata={"help": "lift smoothing"})
+    n_reference: int = field(default=512, metadata={"help": "reference sample size"})
+    seed: int = field(default=0, metadata={"help": "reference sample seed"})
+
+    def __post_init__(self):
+        if not 0 <= self.min_freq <= 1 or not 0 < self.dense_ref <= 1:
+            raise ValueError("min_freq must be in [0, 1] and dense_ref in (0, 1]")
+        if self.k_recall < 1:
+            raise ValueError("k_recall must be >= 1")
+
+
+PAPER_RECALL = RecallConfig(contrast=False, dense_ref=1.0)
+
+
+@dataclass(frozen=True)
+class RecallResult:
+    """Recall statistics of every feature seen on probe or reference; ``candidates`` in rank order."""
+
+    recall_id: str
+    task: str
+    table: pd.DataFrame
+    n_probe: int
+    n_reference: int
+
+    @property
+    def candidates(self) -> list[int]:
+        """Candidate features, best first."""
+        c = self.table[self.table.is_candidate].sort_values("rank")
+        return [int(f) for f in c.feature]
+
+
+def _subset_stats(store: ActivationStore, run_id: str, example_ids: Sequence[str]) -> tuple[pd.DataFrame, int]:
+    """Per-feature examples-fired, tokens-fired, activation sums over a subset of examples."""
+    ids = pa.table({"example_id": pa.array(list(example_ids), pa.string())})
+    with store.connect() as con:
+        con.register("subset_ids", ids)
+        df = con.execute(
+            "SELECT fa.feature, count(*) AS n_ex, sum(fa.n_active) AS n_tok, sum(fa.sum_act) AS s, "
+            "max(fa.max_act) AS mx FROM feature_acts fa JOIN subset_ids USING (example_id) "
+            "WHERE fa.run_id = ? GROUP BY fa.feature", [run_id]).fetch_df()
+        n_tokens = con.execute("SELECT coalesce(sum(n_tokens), 0) FROM example_stats es JOIN subset_ids "
+                               "USING (example_id) WHERE es.run_id = ?", [run_id]).fetchall()[0][0]
+        missing = con.execute("SELECT count(*) FROM subset_ids WHERE example_id NOT IN "
+                              "(SELECT example_id FROM example_stats WHERE run_id = ?)", [run_id]).fetchall()[0][0]
+    if missing:
+        raise ValueError(f"{missing} of {len(example_ids)} examples have no activations in run {run_id}; "
+                         "run 'igds extract' for this task first")
+    return df, int(n_tokens)
+
+
+def compute_recall(probe: pd.DataFrame, n_probe: int, probe_tokens: int, ref: pd.DataFrame, n_ref: int,
+                   ref_tokens: int, cfg: RecallConfig) -> pd.DataFrame:
+    """Pure part of recall: frequencies, lift, guards and ranking from per-feature subset stats.
+
+    Args:
+        probe, ref: frames with feature, n_ex, n_tok, s, mx (from the store).
+
+    Returns:
+        one row per feature with freq_task, freq_ref, tok_freq_task, tok_freq_ref, lift, mean_act_task,
+        max_act_task, is_candidate, rank (1-based; NaN for non-candidates).
+    """
+    t = probe.set_index("feature")
+    r = ref.set_index("feature")
+    feats = t.index.union(r.index)
+    t, r = t.reindex(feats), r.reindex(feats)
+    out = pd.DataFrame({"feature": feats.astype(int)})
+    out["freq_task"] = (t.n_ex.fillna(0) / max(n_probe, 1)).to_numpy()
+    out["freq_ref"] = (r.n_ex.fillna(0) / max(n_ref, 1)).to_numpy()
+    out["tok_freq_task"] = (t.n_tok.fillna(0) / max(probe_tokens, 1)).to_numpy()
+    out["tok_freq_ref"] = (r.n_tok.fillna(0) / max(ref_tokens, 1)).to_numpy()
+    out["lift"] = out.freq_task / (out.freq_ref + cfg.eps)
+    out["mean_act_task"] = (t.s / t.n_tok).to_numpy()
+    out["max_act_task"] = t.mx.to_numpy()
+    eligible = (out.freq_task >= cfg.min_freq) & (out.freq_ref < cfg.dense_ref) & (out.freq_task > 0)
+    key = "lift" if cfg.contrast else "freq_task"
+    ranked = out[eligible].sort_values([key, "feature"], ascending=[False, True]).head(cfg.k_recall)
+    out["is_candidate"] = out.feature.isin(ranked.feature)
+    out["rank"] = np.nan
+    out.loc[ranked.index, "rank"] = np.arange(1, len(ranked) + 1)
+    return out.sort_values(["rank", "freq_task"], ascending=[True, False], na_position="last").reset_index(drop=True)
+
+
+def recall_features(store: ActivationStore, run_id: str, task: str, probe_ids: Sequence[str],
+                    reference_ids: Sequence[str], cfg: RecallConfig) -> RecallResult:
+    """Compute, store and return frequency recall for ``task`` over extraction run ``run_id``.
+
+    Idempotent: the result is keyed by config, run and the two example sets.
+    """
+    import hashlib
+
+    ids_hash = hashlib.sha256(("\n".join(sorted(probe_ids)) + "|" + "\n".join(sorted(reference_ids))).encode())
+    recall_id = cfg.stage_key(run_id, task, ids_hash.hexdigest())
+    probe, probe_tokens = _subset_stats(store, run_id, probe_ids)
+    ref, ref_tokens = _subset_stats(store, run_id, reference_ids)
+    table = compute_recall(probe, len(probe_ids), probe_tokens, ref, len(reference_ids), ref_tokens, cfg)
+    rows = table.assign(recall_id=recall_id, task=task)[
+        ["recall_id", "task", "feature", "freq_task", "freq_ref", "tok_freq_task", "tok_freq_ref", "lift",
+         "mean_act_task", "max_act_task", "is_candidate", "rank"]]
+    with store.transaction() as con:
+        con.execute("DELETE FROM recall WHERE recall_id = ?", [recall_id])
+        con.register("recall_rows", pa.Table.from_pandas(rows, preserve_index=False))
+        con.execute("INSERT INTO recall SELECT * FROM recall_rows")
+        con.unregister("recall_rows")
+    store.start_run(recall_id, "recall", {"recall": cfg.to_dict(), "task": task, "extract_run": run_id})
+    store.update_run(recall_id, status="done", n_done=int(table.is_candidate.sum()),
+                     message=f"{int(table.is_candidate.sum())} candidates")
+    return RecallResult(recall_id=recall_id, task=task, table=table, n_probe=len(probe_ids),
+                        n_reference=len(reference_ids))
+
+
+def load_recall(store: ActivationStore, recall_id: str) -> RecallResult:
+    """Read a stored recall result."""
+    df = store.query_df("SELECT * FROM recall WHERE recall_id = ? ORDER BY rank NULLS LAST, freq_task DESC",
+                        [recall_id])
+    if df.empty:
+        raise ValueError(f"no recall result {recall_id!r}")
+    cfg = store.run(recall_id)["config"] if store.run(recall_id) else {}
+    return RecallResult(recall_id=recall_id, task=df.task.iloc[0], table=df.drop(columns=["recall_id", "task"]),
+                        n_probe=cfg.get("n_probe", 0), n_reference=cfg.get("n_reference", 0))
+
+
+def decoder_directions(sae, features: Sequence[int] | None = None) -> torch.Tensor:
+    """Effective decoder direction of each feature: ``decode(e_j) − decode(0)``, ``[n, d_model]``.
+
+    Going through ``decode`` keeps any normalisation sae-lens folded into the decoder.
+    """
+    d_sae = int(sae.cfg.d_sae)
+    feats = torch.arange(d_sae) if features is None else torch.as_tensor(list(features), dtype=torch.long)
+    dtype = next(sae.parameters()).dtype
+    with torch.no_grad():
+        eye = torch.zeros(len(feats), d_sae, dtype=dtype)
+        eye[torch.arange(len(feats)), feats] = 1.0
+        return (sae.decode(eye) - sae.decode(torch.zeros_like(eye))).float()
+
+
+@torch.no_grad()
+def logit_lens(model, tokenizer, sae, k: int = 10, chunk: int = 512) -> pd.DataFrame:
+    """Top and bottom ``k`` tokens of every feature's decoder direction through the unembedding.
+
+    The final norm's gain is applied (its per-token scale is not: it does not change the ranking).
+    """
+    from igds.modeling.adapters import final_norm
+
+    dirs = decoder_directions(sae)
+    gain = getattr(final_norm(model), "weight", None)
+    if gain is not None:
+        # gemma-style norms store weight - 1; the model's own forward adds it back
+        gain = gain.float() + (1.0 if model.config.model_type.startswith("gemma") else 0.0)
+        dirs = dirs * gain.cpu()
+    w_u = model.get_output_embeddings().weight.float().cpu()
+    rows = []
+    for start in range(0, len(dirs), chunk):
+        logits = dirs[start : start + chunk] @ w_u.T
+        top = logits.topk(k, dim=-1).indices
+        bot = (-logits).topk(k, dim=-1).indices
+        for i in range(len(logits)):
+            rows.append((start + i, json.dumps(tokenizer.convert_ids_to_tokens(top[i].tolist())),
+                         json.dumps(tokenizer.convert_ids_to_tokens(bot[i].tolist()))))
+    return pd.DataFrame(rows, columns=["feature", "top_tokens", "bottom_tokens"])
+
+
+def ensure_logit_lens(store: ActivationStore, sae_key: str, model, tokenizer, sae) -> int:
+    """Compute and store the logit lens of every feature once per SAE; returns rows written."""
+    if store.scalar("SELECT count(*) FROM feature_info WHERE sae_key = ?", [sae_key]):
+        return 0
+    df = logit_lens(model, tokenizer, sae).assign(sae_key=sae_key)[["sae_key", "feature", "top_tokens",
+                                                                      "bottom_tokens"]]
+    with store.transaction() as con:
+        con.register("lens_rows", pa.Table.from_pandas(df, preserve_index=False))
+        con.execute("INSERT INTO feature_info SELECT * FROM lens_rows")
+        con.unregister("lens_rows")
+    return len(df)

@@ -1,0 +1,138 @@
+"""End to end on a tiny model with planted structure: one SAE feature carries the task signal.
+
+The feature's encoder reads the direction separating task residuals from general ones, and its
+decoder writes the direction that lowers the task's response NLL. Recall must rank it among the
+top candidates, amplification must lower the NLL and the filter keep it, and IGDS must prefer the
+pool examples that activate it.
+"""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from igds.corpus import Example, example_id
+from igds.extract import ExtractConfig, run_extraction
+from igds.intervene import InterventionConfig, measure_effects
+from igds.modeling.hooks import run_until
+from igds.pipeline import encode_examples
+from igds.recall import RecallConfig, recall_features
+from igds.resonance import ResonanceConfig, score_resonance
+from igds.selection import SelectionConfig, select_from_ranking
+from igds.store import ActivationStore
+from tests.helpers import tiny_setup
+
+SITE = "blocks.1.hook_resid_post"
+PLANTED = 7
+WORDS = "river stone cloud green table music winter paper light garden bread horse".split()
+
+
+def make_examples():
+    rng = random.Random(0)
+    out = []
+
+    def add(task, split, prompt, response):
+        out.append(Example(id=example_id(task, prompt, response), task=task, source=task, split=split,
+                           prompt=prompt, response=response, meta={}))
+
+    for split, n in (("probe", 24), ("dev", 16), ("train", 40)):
+        for i in range(n):
+            add("planted", split, f"Echo the code {split}{i:02d}: zzzz zzzz", "zzzz zzzz zzzz")
+    for i in range(60):
+        words = " ".join(rng.choice(WORDS) for _ in range(6))
+        add("general", "train", f"Describe {words} #{i}", " ".join(rng.choice(WORDS) for _ in range(5)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    model, tok, sae = tiny_setup()
+    examples = make_examples()
+    items = {e.id: it for e, it in zip(examples, encode_examples(tok, examples, 96), strict=True)}
+    by = lambda task, split: [e for e in examples if e.task == task and e.split == split]  # noqa: E731
+
+    z_id = tok.convert_tokens_to_ids("z")
+
+    def resid(exs, only_z=False):
+        out = []
+        for e in exs:
+            ids = items[e.id].input_ids
+            h = run_until(model, SITE, torch.tensor([ids]))[0]
+            keep = [t for t in range(1, len(ids)) if not only_z or ids[t] == z_id]
+            out.append(h[keep])
+        return torch.cat(out)
+
+    with torch.no_grad():
+        task_h, gen_h = resid(by("planted", "probe"), only_z=True), resid(by("general", "train"))
+        task_dir = task_h.mean(0) - gen_h.mean(0)
+        enc = task_dir / task_dir.norm()
+        # fire only where the projection clearly exceeds anything seen on general text
+        lo, hi = float((gen_h @ enc).max()), float((task_h @ enc).mean())
+        threshold = lo + 0.3 * (hi - lo)
+        # decoder: the direction that most lowers the task's response NLL (negative gradient)
+        h = torch.cat([run_until(model, SITE, torch.tensor([items[e.id].input_ids])) for e in by("planted", "dev")])
+    h = h.clone().requires_grad_(True)
+    from igds.modeling.hooks import patch
+
+    ids = torch.stack([torch.tensor(items[e.id].input_ids) for e in by("planted", "dev")])
+    with patch(model, SITE, lambda x: h):
+        logits = model(ids).logits
+    plen = items[by("planted", "dev")[0].id].prompt_len
+    F.cross_entropy(logits[:, plen - 1 : -1].reshape(-1, logits.shape[-1]), ids[:, plen:].reshape(-1)).backward()
+    grad_dir = -h.grad.sum((0, 1))
+    with torch.no_grad():
+        assert hi > lo, "task and general residuals must be separable for the plant"
+        sae.W_enc[:, PLANTED] = enc * 50.0
+        sae.b_enc[PLANTED] = -50.0 * threshold
+        # small enough to stay in the first-order regime (residual norms here are ~0.15)
+        sae.W_dec[PLANTED] = grad_dir / grad_dir.norm() * 0.01
+    store = ActivationStore(tmp_path_factory.mktemp("planted") / "s.duckdb")
+    store.add_examples(examples, dataset="planted")
+    cfg = ExtractConfig(max_length=96, shard_size=50)
+    store.start_run("x", "extract", cfg.to_dict())
+    run_extraction(store, "x", model, sae, SITE, list(items.values()), cfg, tok.pad_token_id)
+    return model, tok, sae, store, examples, items, by
+
+
+def test_recall_ranks_planted_feature_first(planted):
+    model, tok, sae, store, examples, items, by = planted
+    res = recall_features(store, "x", "planted", [e.id for e in by("planted", "probe")],
+                          [e.id for e in by("general", "train")], RecallConfig(min_freq=0.5, k_recall=5))
+    assert PLANTED in res.candidates[:3]
+    row = res.table.set_index("feature").loc[PLANTED]
+    assert row.freq_task == 1.0 and row.freq_ref < 0.2
+
+
+def test_amplification_lowers_nll_filter_keeps_it_and_igds_prefers_its_examples(planted):
+    model, tok, sae, store, examples, items, by = planted
+    rec = recall_features(store, "x", "planted", [e.id for e in by("planted", "probe")],
+                          [e.id for e in by("general", "train")], RecallConfig(min_freq=0.5, k_recall=5))
+    mean_act = np.full(int(sae.cfg.d_sae), np.nan)
+    t = rec.table.dropna(subset=["mean_act_task"])
+    mean_act[t.feature.to_numpy(dtype=int)] = t.mean_act_task.to_numpy()
+    dev_items = [items[e.id] for e in by("planted", "dev")]
+    cfg = InterventionConfig(alphas=(0.5, 1.0, 2.0))
+    store.start_run("eff", "intervene", cfg.to_dict())
+    # interrupted after one feature, then resumed: no duplicates, same final state
+    first = measure_effects(store, "eff", model, sae, SITE, dev_items, rec.candidates, mean_act, cfg,
+                            tok.pad_token_id, max_features=1)
+    assert first.summary.feature.nunique() == 1
+    res = measure_effects(store, "eff", model, sae, SITE, dev_items, rec.candidates, mean_act, cfg, tok.pad_token_id)
+    assert res.summary.groupby(["feature", "kind", "alpha"]).size().max() == 1
+    assert store.scalar("SELECT count(*) FROM effects WHERE effect_id = 'eff'") == \
+        len(rec.candidates) * 4 * len(dev_items)
+    amp = res.summary[(res.summary.kind == "amplify")].set_index(["feature", "alpha"]).effect
+    assert amp[(PLANTED, 1.0)] > 0
+    assert amp[(PLANTED, 2.0)] > amp[(PLANTED, 0.5)]  # dose–response
+    assert PLANTED in res.kept
+    # the attribution screen agrees in sign for the planted feature
+    attr = res.attribution.set_index("feature")
+    assert attr.loc[PLANTED, "est_amplify"] > 0
+
+    scores = score_resonance(store, "x", "planted", "mixed", res.kept, ResonanceConfig())
+    chosen = select_from_ranking(scores.rename(columns={"frs": "score"}), SelectionConfig(ratio=0.4))
+    assert len(chosen) == 40
+    share = (chosen.task == "planted").mean()
+    assert share >= 0.9
