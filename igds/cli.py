@@ -35,7 +35,7 @@ def _bootstrap_config(args):
     from igds.sae import SaeSpec, SaeTrainConfig
 
     return BootstrapConfig(
-        tasks=tuple(args.tasks), pool_setting=args.pool_setting,
+        tasks=tuple(args.tasks), pool_setting=getattr(args, "pool_setting", None) or "mixed",
         model=config_from_arguments(ModelSpec, args, "model_"),
         sae=config_from_arguments(SaeSpec, args, "sae_"),
         sae_train=config_from_arguments(SaeTrainConfig, args, "sae_train_"),
@@ -59,6 +59,94 @@ def cmd_extract(args) -> int:
     ingest_corpus(ws.store)
     res = extract_tasks(ws, cfg.tasks, cfg.extract, cfg.pool_setting, _progress())
     print(json.dumps(res.__dict__, indent=2))
+    return 0
+
+
+def _workspace(args):
+    from igds.pipeline import ingest_corpus, open_workspace
+
+    cfg = _bootstrap_config(args)
+    ws = open_workspace(cfg, progress=_progress())
+    ingest_corpus(ws.store)
+    return ws, cfg
+
+
+def cmd_recall(args) -> int:
+    from igds.method import run_recall
+    from igds.recall import RecallConfig
+
+    ws, cfg = _workspace(args)
+    res = run_recall(ws, args.task, config_from_arguments(RecallConfig, args, "recall_"), cfg.extract)
+    lens = ws.store.query_df("SELECT feature, top_tokens FROM feature_info WHERE sae_key = ?", [ws.sae_key])
+    table = res.table[res.table.is_candidate].merge(lens, on="feature", how="left")
+    print(f"recall {res.recall_id}: {len(res.candidates)} candidates for {args.task}")
+    print(table[["rank", "feature", "freq_task", "freq_ref", "lift", "mean_act_task", "top_tokens"]]
+          .head(args.show).to_string(index=False))
+    return 0
+
+
+def cmd_intervene(args) -> int:
+    from igds.intervene import InterventionConfig
+    from igds.method import latest_run, run_interventions, run_recall
+    from igds.recall import RecallConfig, load_recall
+
+    ws, cfg = _workspace(args)
+    prev = latest_run(ws.store, "recall", args.task)
+    recall = load_recall(ws.store, prev["run_id"]) if prev else \
+        run_recall(ws, args.task, RecallConfig(), cfg.extract)
+    icfg = config_from_arguments(InterventionConfig, args, "int_")
+    res = run_interventions(ws, args.task, recall, icfg, _progress(), max_features=args.max_features)
+    v = res.verdict.sort_values("effect", ascending=False)
+    print(f"interventions {res.effect_id}: {len(res.kept)} of {len(recall.candidates)} candidates kept "
+          f"({res.seconds:.0f} s)")
+    print(v.head(args.show).to_string(index=False))
+    return 0
+
+
+def cmd_select(args) -> int:
+    from igds.method import latest_effects, select_baseline, select_igds
+    from igds.resonance import ResonanceConfig
+    from igds.selection import SelectionConfig, composition, load_selection
+
+    ws, cfg = _workspace(args)
+    scfg = config_from_arguments(SelectionConfig, args)
+    if scfg.method == "igds":
+        sid = select_igds(ws, args.task, latest_effects(ws.store, args.task), scfg,
+                          config_from_arguments(ResonanceConfig, args, "res_"), cfg.extract, name=args.name)
+    else:
+        sid = select_baseline(ws, args.task, scfg, name=args.name, progress=_progress())
+    info, members = load_selection(ws.store, sid)
+    print(f"selection {sid} ({info['name']}): {info['n_selected']} of {info['n_pool']} pool examples")
+    print(json.dumps(composition(members), indent=2))
+    return 0
+
+
+def cmd_selections(args) -> int:
+    from igds.store import ActivationStore
+
+    df = ActivationStore().query_df("SELECT selection_id, name, task, method, pool_setting, n_selected, n_pool, "
+                                    "created FROM selections ORDER BY created")
+    print(df.to_string(index=False) if not df.empty else "no selections yet")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from igds.export import ExportConfig, export_selection
+    from igds.records import Example
+    from igds.selection import load_selection
+    from igds.store import ActivationStore
+
+    store = ActivationStore()
+    sid = store.scalar("SELECT selection_id FROM selections WHERE selection_id = ? OR name = ? "
+                       "ORDER BY created DESC LIMIT 1", [args.selection, args.selection])
+    if sid is None:
+        raise ValueError(f"no selection with id or name {args.selection!r} (see 'igds selections')")
+    info, members = load_selection(store, sid)
+    examples = [Example(id=r.id, task=r.task, source=r.source, split=r.split, prompt=r.prompt,
+                        response=r.response, meta=json.loads(r.meta or "{}")) for r in members.itertuples()]
+    lineage = {"selection_id": sid, "name": info["name"], "method": info["method"], **info["lineage"]}
+    res = export_selection(examples, lineage, ExportConfig(name=args.name or info["name"], fmt=args.fmt))
+    print(f"exported {res.n_examples} examples to {res.path}")
     return 0
 
 
@@ -103,9 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--corpus-dir", default=None, help="corpus folder (default: the shipped data/corpus)")
     s.set_defaults(func=cmd_data_summary)
 
-    def workspace_args(sp):
+    def workspace_args(sp, pool=True):
         sp.add_argument("--tasks", nargs="+", default=["summarization"], help="tasks to extract")
-        sp.add_argument("--pool-setting", default="mixed", choices=["mixed", "task-only"], help="candidate pool")
+        if pool:
+            sp.add_argument("--pool-setting", default="mixed", choices=["mixed", "task-only"], help="candidate pool")
         add_config_arguments(sp, ModelSpec, "model_")
         add_config_arguments(sp, SaeSpec, "sae_")
         add_config_arguments(sp, SaeTrainConfig, "sae_train_")
@@ -118,6 +207,42 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("extract", help="extract SAE activations of tasks' examples into the store")
     workspace_args(e)
     e.set_defaults(func=cmd_extract)
+
+    from igds.intervene import InterventionConfig
+    from igds.recall import RecallConfig
+    from igds.resonance import ResonanceConfig
+    from igds.selection import SelectionConfig
+
+    r = sub.add_parser("recall", help="stage 1a: frequency recall of a task's SAE features")
+    workspace_args(r)
+    r.add_argument("--task", required=True, help="task to recall features for")
+    r.add_argument("--show", type=int, default=20, help="candidates to print")
+    add_config_arguments(r, RecallConfig, "recall_")
+    r.set_defaults(func=cmd_recall)
+
+    iv = sub.add_parser("intervene", help="stage 1b: amplify/ablate candidates on the dev split (resumable)")
+    workspace_args(iv)
+    iv.add_argument("--task", required=True, help="task")
+    iv.add_argument("--show", type=int, default=20, help="features to print")
+    iv.add_argument("--max-features", type=int, default=None, help="stop after this many new features")
+    add_config_arguments(iv, InterventionConfig, "int_")
+    iv.set_defaults(func=cmd_intervene)
+
+    se = sub.add_parser("select", help="stage 2: select pool examples with IGDS or a baseline")
+    workspace_args(se, pool=False)
+    se.add_argument("--task", required=True, help="task")
+    se.add_argument("--name", default=None, help="name of the stored selection")
+    add_config_arguments(se, SelectionConfig)
+    add_config_arguments(se, ResonanceConfig, "res_")
+    se.set_defaults(func=cmd_select)
+
+    sub.add_parser("selections", help="list stored selections").set_defaults(func=cmd_selections)
+
+    ex = sub.add_parser("export", help="export a stored selection (JSONL, Parquet or a datasets folder)")
+    ex.add_argument("--selection", required=True, help="selection id or name")
+    ex.add_argument("--fmt", default="jsonl", choices=["jsonl", "parquet", "hf"], help="format")
+    ex.add_argument("--name", default=None, help="export name (a folder under cache/exports)")
+    ex.set_defaults(func=cmd_export)
 
     m = sub.add_parser("model", help="language models").add_subparsers(dest="model_cmd", required=True)
     m.add_parser("convert", help="convert the default GGUF model once").set_defaults(func=cmd_model_convert)

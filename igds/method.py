@@ -11,7 +11,7 @@ import pandas as pd
 
 from igds.corpus import corpus_fingerprint, dev_set, probe_set, reference_set, task_pool
 from igds.extract import ExtractConfig
-from igds.intervene import EffectResult, InterventionConfig, measure_effects
+from igds.intervene import EffectResult, InterventionConfig, load_effects, measure_effects
 from igds.pipeline import Workspace, encode_examples
 from igds.progress import ProgressFn
 from igds.recall import RecallConfig, RecallResult, ensure_logit_lens, recall_features
@@ -109,17 +109,11 @@ def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: st
     ids = [e.id for e in pool]
     n_select = int(np.ceil(sel_cfg.ratio * len(ids)))
     method = sel_cfg.method
-    if method == "random":
-        ranking = baselines.random_ranking(ids, sel_cfg.seed)
-    elif method == "full":
-        ranking = baselines.full_ranking(ids)
-    elif method == "zip":
-        ranking = baselines.zip_ranking({e.id: f"{e.prompt}\n{e.response}" for e in pool}, n_select)
-    elif method in ("loss", "ifd"):
-        nll = cached_nll_table(ws, pool, progress, max_length)
-        ranking = baselines.loss_ranking(nll) if method == "loss" else baselines.ifd_ranking(nll)
-    else:
-        raise ValueError(f"unknown selection method {method!r}")
+    spec = baselines.get_baseline(method)
+    ranking = baselines.rank_baseline(
+        baselines.BaselineConfig(method=method, seed=sel_cfg.seed, max_length=max_length), ids, n_select,
+        texts=baselines.example_texts(pool) if spec.needs_texts else None,
+        nll_df=cached_nll_table(ws, pool, progress, max_length) if spec.needs_nll else None, progress=progress)
     ov = load_overrides(ws.store, task, ws.sae_key)
     order = [i for i in ranking.order if i not in ranking.excluded]
     ranked = pd.DataFrame({"example_id": order, "score": [ranking.scores.get(i, np.nan) for i in order]})
@@ -149,3 +143,26 @@ def cached_nll_table(ws: Workspace, examples: list, progress: ProgressFn | None,
         have = pd.concat([have, new.drop(columns=["model_key"])])
     wanted = {e.id for e in examples}
     return have[have.example_id.isin(wanted)].reset_index(drop=True)
+
+
+def latest_run(store: ActivationStore, stage: str, task: str) -> dict | None:
+    """The most recently updated run of a stage for a task (config parsed), or None."""
+    df = store.query_df("SELECT run_id FROM runs WHERE stage = ? AND json_extract_string(config, '$.task') = ? "
+                        "ORDER BY updated DESC LIMIT 1", [stage, task])
+    return store.run(df.run_id.iloc[0]) if not df.empty else None
+
+
+def latest_effects(store: ActivationStore, task: str) -> EffectResult:
+    """The latest intervention run of a task with its filter applied.
+
+    Raises:
+        ValueError: when recall or interventions have not been run for the task.
+    """
+    from igds.recall import load_recall
+
+    run = latest_run(store, "intervene", task)
+    if run is None:
+        raise ValueError(f"no intervention run for task {task!r}; run 'igds recall' and 'igds intervene' first")
+    recall = load_recall(store, run["config"]["recall_id"])
+    cfg = InterventionConfig.from_dict(run["config"]["intervene"])
+    return load_effects(store, run["run_id"], recall.candidates, cfg)

@@ -112,7 +112,10 @@ def compute_recall(probe: pd.DataFrame, n_probe: int, probe_tokens: int, ref: pd
     out["max_act_task"] = t.mx.to_numpy()
     eligible = (out.freq_task >= cfg.min_freq) & (out.freq_ref < cfg.dense_ref) & (out.freq_task > 0)
     key = "lift" if cfg.contrast else "freq_task"
-    ranked = out[eligible].sort_values([key, "feature"], ascending=[False, True]).head(cfg.k_recall)
+    # many features fire on every probe example (e.g. on the shared instruction): break those ties by
+    # per-token frequency, then by id, so the ranking stays meaningful and deterministic
+    ranked = out[eligible].sort_values([key, "tok_freq_task", "feature"], ascending=[False, False, True])
+    ranked = ranked.head(cfg.k_recall)
     out["is_candidate"] = out.feature.isin(ranked.feature)
     out["rank"] = np.nan
     out.loc[ranked.index, "rank"] = np.arange(1, len(ranked) + 1)
@@ -193,8 +196,8 @@ def logit_lens(model, tokenizer, sae, k: int = 10, chunk: int = 512) -> pd.DataF
         top = logits.topk(k, dim=-1).indices
         bot = (-logits).topk(k, dim=-1).indices
         for i in range(len(logits)):
-            rows.append((start + i, json.dumps(tokenizer.convert_ids_to_tokens(top[i].tolist())),
-                         json.dumps(tokenizer.convert_ids_to_tokens(bot[i].tolist()))))
+            rows.append((start + i, json.dumps([tokenizer.decode([t]) for t in top[i].tolist()]),
+                         json.dumps([tokenizer.decode([t]) for t in bot[i].tolist()])))
     return pd.DataFrame(rows, columns=["feature", "top_tokens", "bottom_tokens"])
 
 

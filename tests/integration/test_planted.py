@@ -26,7 +26,7 @@ from tests.helpers import tiny_setup
 
 SITE = "blocks.1.hook_resid_post"
 PLANTED = 7
-WORDS = "river stone cloud green table music winter paper light garden bread horse".split()
+WORDS = ["river", "stone", "cloud", "green", "table", "music", "winter", "paper", "light", "garden", "bread", "horse"]
 
 
 def make_examples():

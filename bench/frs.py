@@ -1,0 +1,94 @@
+"""Re-selection latency of the feature-resonant score over synthetic activation stores.
+
+Usage: python bench/frs.py [--rows 1000000 10000000] [--repeats 30]
+
+For each size, builds a store with that many (example, feature) rows (examples × features per
+example, as extraction produces), then re-ranks the whole pool repeatedly with a new random feature
+subset / aggregation each time (the dashboard's slider case) and prints p50/p95 latency of
+(a) scoring with cached per-feature scales and (b) scales + scoring, against the time of a bare
+``count(*)`` scan of the same table measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from igds.resonance import ResonanceConfig, feature_scales, score_resonance
+from igds.store import ActivationStore
+
+
+def build(store: ActivationStore, n_rows: int, per_example: int = 200, d_sae: int = 4096, seed: int = 0) -> int:
+    rng = np.random.default_rng(seed)
+    n_ex = n_rows // per_example
+    ids = np.array([f"{i:016x}" for i in range(n_ex)])
+    with store.transaction() as con:
+        con.register("ex", pa.table({"id": ids, "task": np.where(np.arange(n_ex) % 3 == 0, "general", "summarization"),
+                                     "source": "synthetic", "split": "train", "prompt": "p", "response": "r",
+                                     "meta": "{}", "dataset": "bench"}))
+        con.execute("INSERT INTO examples SELECT * FROM ex")
+        con.register("st", pa.table({"run_id": "bench", "example_id": ids,
+                                     "n_tokens": rng.integers(20, 200, n_ex).astype("int32"),
+                                     "n_positions": np.full(n_ex, 200, "int32"), "n_sinks": np.zeros(n_ex, "int32"),
+                                     "shard_key": "s"}))
+        con.execute("INSERT INTO example_stats SELECT * FROM st")
+        chunk = 2_000_000
+        for start in range(0, n_rows, chunk):
+            n = min(chunk, n_rows - start)
+            rows = np.arange(start, start + n)
+            con.register("fa", pa.table({
+                "run_id": pa.array(np.full(n, "bench")),
+                "example_id": ids[rows // per_example],
+                "feature": rng.zipf(1.3, n).clip(max=d_sae - 1).astype("int32"),
+                "max_act": rng.gamma(2.0, 2.0, n).astype("float32"),
+                "sum_act": rng.gamma(2.0, 10.0, n).astype("float32"),
+                "n_active": rng.integers(1, 20, n).astype("int32")}))
+            con.execute("INSERT INTO feature_acts SELECT * FROM fa")
+            con.unregister("fa")
+    return n_ex
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--repeats", type=int, default=30)
+    args = ap.parse_args()
+    rng = np.random.default_rng(1)
+    for n_rows in args.rows:
+        with tempfile.TemporaryDirectory() as d:
+            store = ActivationStore(Path(d) / "bench.duckdb")
+            t0 = time.perf_counter()
+            n_ex = build(store, n_rows)
+            t_build = time.perf_counter() - t0
+            scan = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                store.scalar("SELECT count(*) FROM feature_acts WHERE run_id = ? AND max_act > 1", ["bench"])
+                scan.append(time.perf_counter() - t0)
+            cached, full = [], []
+            for i in range(args.repeats):
+                feats = sorted(rng.choice(200, size=rng.integers(5, 40), replace=False).tolist())
+                cfg = ResonanceConfig(aggregation=["mean", "sum", "max"][i % 3])
+                t0 = time.perf_counter()
+                scales = feature_scales(store, "bench", "summarization", "mixed", feats, cfg)
+                t1 = time.perf_counter()
+                scores = score_resonance(store, "bench", "summarization", "mixed", feats, cfg, scales=scales)
+                t2 = time.perf_counter()
+                cached.append(t2 - t1)
+                full.append(t2 - t0)
+            assert len(scores) == n_ex
+            p = lambda xs, q: 1000 * float(np.percentile(xs, q))  # noqa: E731
+            print(f"{n_rows:>10,} rows, {n_ex:,} pool examples (built in {t_build:.1f} s)")
+            print(f"  bare filtered count(*) scan : p50 {p(scan, 50):7.1f} ms")
+            print(f"  re-rank, cached scales      : p50 {p(cached, 50):7.1f} ms  p95 {p(cached, 95):7.1f} ms "
+                  f"({p(cached, 50) / p(scan, 50):.1f}x the scan)")
+            print(f"  re-rank incl. p99 scales    : p50 {p(full, 50):7.1f} ms  p95 {p(full, 95):7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from igds.corpus import Example
+from igds.resonance import ResonanceConfig, explain_score, feature_scales, score_resonance
+from igds.selection import (
+    SelectionConfig,
+    load_overrides,
+    load_selection,
+    save_selection,
+    select_from_ranking,
+    set_example_override,
+    set_feature_override,
+)
+from igds.store import ActivationStore
+
+
+def make_store(path, acts: np.ndarray, n_tokens: np.ndarray, task_of=None):
+    """A store whose pool has ``acts.shape[0]`` examples; acts[i, j] = sum_act of feature j (0 = not fired)."""
+    store = ActivationStore(path)
+    n, f = acts.shape
+    ids = [f"ex{i:04d}" for i in range(n)]
+    tasks = task_of or ["t" if i % 2 == 0 else "general" for i in range(n)]
+    store.add_examples([Example(id=ids[i], task=tasks[i], source=tasks[i], split="train", prompt=f"p{i}",
+                                response="r", meta={}) for i in range(n)], dataset="test")
+    rows = [(ids[i], j, float(acts[i, j]) / 2, float(acts[i, j]), 1) for i in range(n) for j in range(f) if acts[i, j]]
+    a = pa.table({"example_id": [r[0] for r in rows], "feature": pa.array([r[1] for r in rows], pa.int32()),
+                  "max_act": pa.array([r[2] for r in rows], pa.float32()),
+                  "sum_act": pa.array([r[3] for r in rows], pa.float32()),
+                  "n_active": pa.array([r[4] for r in rows], pa.int32())})
+    s = pa.table({"example_id": ids, "n_tokens": pa.array(n_tokens, pa.int32()),
+                  "n_positions": pa.array(n_tokens + 1, pa.int32()), "n_sinks": pa.array([0] * n, pa.int32())})
+    store.ingest_shard("run", "k", a, s)
+    return store, ids
+
+
+def brute_frs(acts, n_tokens, feats, cfg, pool_mask):
+    a = acts[:, feats].astype(float)
+    if cfg.aggregation == "mean":
+        a = a / n_tokens[:, None]
+    elif cfg.aggregation == "max":
+        a = a / 2
+    scale = np.ones(len(feats))
+    if cfg.scale == "p99":
+        for k in range(len(feats)):
+            fired = a[pool_mask & (acts[:, feats[k]] > 0), k]
+            scale[k] = np.percentile(fired, 99) if len(fired) and np.percentile(fired, 99) > 0 else 1.0
+    return (a / scale).sum(1)
+
+
+acts_st = st.integers(6, 14).flatmap(lambda n: st.tuples(
+    st.lists(st.lists(st.integers(0, 9), min_size=4, max_size=4), min_size=n, max_size=n),
+    st.lists(st.integers(1, 30), min_size=n, max_size=n)))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=acts_st, agg=st.sampled_from(["mean", "sum", "max"]), scale=st.sampled_from(["p99", "none"]))
+def test_frs_equals_brute_force_and_explanations_sum_to_it(tmp_path_factory, data, agg, scale):
+    acts, n_tok = np.array(data[0], dtype=float), np.array(data[1])
+    store, ids = make_store(tmp_path_factory.mktemp("r") / "s.duckdb", acts, n_tok)
+    cfg = ResonanceConfig(aggregation=agg, scale=scale)
+    feats = [0, 2, 3]
+    got = score_resonance(store, "run", "t", "mixed", feats, cfg).set_index("example_id").frs
+    want = brute_frs(acts, n_tok, feats, cfg, np.ones(len(ids), bool))
+    for i, eid in enumerate(ids):
+        assert got[eid] == pytest.approx(want[i], rel=1e-4, abs=1e-6)
+    scales = feature_scales(store, "run", "t", "mixed", feats, cfg)
+    ex = explain_score(store, "run", ids[0], feats, cfg, scales)
+    assert ex.term.sum() == pytest.approx(got[ids[0]], rel=1e-4, abs=1e-6)
+
+
+def test_permutation_invariance_and_monotonicity(tmp_path):
+    rng = np.random.default_rng(0)
+    acts = rng.integers(0, 5, size=(12, 3)).astype(float)
+    n_tok = rng.integers(5, 20, size=12)
+    cfg = ResonanceConfig(scale="none")
+    s1, ids = make_store(tmp_path / "a.duckdb", acts, n_tok)
+    base = score_resonance(s1, "run", "t", "mixed", [0, 1], cfg).set_index("example_id").frs
+    perm = rng.permutation(12)
+    s2, ids2 = make_store(tmp_path / "b.duckdb", acts[perm], n_tok[perm],
+                          task_of=[("t" if p % 2 == 0 else "general") for p in perm])
+    permuted = score_resonance(s2, "run", "t", "mixed", [0, 1], cfg).set_index("example_id").frs
+    for new_i, old_i in enumerate(perm):
+        assert permuted[ids2[new_i]] == pytest.approx(base[ids[old_i]])
+    bumped = acts.copy()
+    bumped[3, 0] += 5
+    s3, _ = make_store(tmp_path / "c.duckdb", bumped, n_tok)
+    up = score_resonance(s3, "run", "t", "mixed", [0, 1], cfg).set_index("example_id").frs
+    assert up[ids[3]] > base[ids[3]] and (up.drop(ids[3]) == base.drop(ids[3])).all()
+
+
+def test_task_only_pool_excludes_general(tmp_path):
+    acts = np.ones((10, 2))
+    store, ids = make_store(tmp_path / "s.duckdb", acts, np.full(10, 5))
+    mixed = score_resonance(store, "run", "t", "mixed", [0], ResonanceConfig())
+    only = score_resonance(store, "run", "t", "task-only", [0], ResonanceConfig())
+    assert len(mixed) == 10 and len(only) == 5 and set(only.task) == {"t"}
+
+
+def test_overrides_persist_and_selection_roundtrip(tmp_path):
+    acts = np.arange(20, dtype=float).reshape(10, 2)
+    store, ids = make_store(tmp_path / "s.duckdb", acts, np.full(10, 5))
+    set_example_override(store, "t", [ids[0]], "pin")
+    set_example_override(store, "t", [ids[9], ids[8]], "reject")
+    set_feature_override(store, "t", "sae", 1, "veto")
+    ov = load_overrides(store, "t", "sae")
+    assert ov.pinned_examples == {ids[0]} and ov.rejected_examples == {ids[8], ids[9]}
+    feats = ov.apply_to_features([0, 1])
+    assert feats == [0]
+    ranked = score_resonance(store, "run", "t", "mixed", feats, ResonanceConfig()).rename(columns={"frs": "score"})
+    chosen = select_from_ranking(ranked, SelectionConfig(ratio=0.3), ov, n_pool=10)
+    assert list(chosen.example_id) == [ids[0], ids[7], ids[6]]
+    sid = save_selection(store, "s", "t", "igds", "mixed", 10, chosen, {"features": feats})
+    assert save_selection(store, "s", "t", "igds", "mixed", 10, chosen, {"features": feats}) == sid
+    info, members = load_selection(store, sid)
+    assert info["n_selected"] == 3 and list(members.id) == list(chosen.example_id)
+    set_example_override(store, "t", [ids[0]], None)
+    assert load_overrides(store, "t").pinned_examples == frozenset()
