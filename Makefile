@@ -22,7 +22,10 @@ install: $(STAMP)
 bootstrap: install
 	$(BIN)/python -m igds bootstrap
 
-run: bootstrap
+# The dashboard comes up at once; the workspace is prepared by a background job whose progress the
+# Overview page shows (a prepared workspace is detected and skipped).
+run: install
+	$(BIN)/python -m igds bootstrap --background
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
 lint: install

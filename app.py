@@ -3,10 +3,15 @@
 import streamlit as st
 
 from igds import __version__
+from igds.tasks import list_tasks
 from igds.ui.pages import PAGES
+from igds.ui.state import TASK, init_state
 
 st.set_page_config(page_title="IGDS", page_icon=":material/filter_alt:", layout="wide")
+init_state()
 with st.sidebar:
+    tasks = list_tasks()
+    st.selectbox("Task", tasks, key=TASK, help="every page works on this task")
     st.caption(f"IGDS {__version__} · interpretability-guided data selection")
 nav = st.navigation([st.Page(f, title=t, url_path=u, icon=i, default=(n == 0))
                      for n, (f, t, u, i) in enumerate(PAGES)])

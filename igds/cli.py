@@ -11,6 +11,7 @@ import sys
 import time
 
 from igds.config import add_config_arguments, config_from_arguments
+from igds.jobs_cli import add_job_commands
 
 
 def _progress():
@@ -46,8 +47,30 @@ def _bootstrap_config(args):
 def cmd_bootstrap(args) -> int:
     from igds.pipeline import bootstrap
 
+    if args.background:
+        return _bootstrap_in_background(args)
     summary = bootstrap(_bootstrap_config(args), progress=_progress())
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _bootstrap_in_background(args) -> int:
+    """Start the bootstrap job unless the workspace is ready or a bootstrap job is already running."""
+    from igds.jobs import list_jobs, start_job
+    from igds.status import workspace_status
+    from igds.store import ActivationStore
+
+    if workspace_status(ActivationStore()).extracted:
+        print("workspace ready: nothing to bootstrap")
+        return 0
+    running = [j for j in list_jobs() if j["kind"] == "bootstrap" and j["state"] in ("queued", "running")]
+    if running:
+        print(f"bootstrap already running as job {running[0]['job_id']}")
+        return 0
+    cfg = _bootstrap_config(args)
+    job_id = start_job("bootstrap", {"config": cfg.to_dict()} if cfg != type(cfg)() else {})
+    print(f"bootstrap started in the background as job {job_id} (progress on the dashboard's Overview page, "
+          f"or: python -m igds job show {job_id})")
     return 0
 
 
@@ -111,8 +134,8 @@ def cmd_select(args) -> int:
     ws, cfg = _workspace(args)
     scfg = config_from_arguments(SelectionConfig, args)
     if scfg.method == "igds":
-        sid = select_igds(ws, args.task, latest_effects(ws.store, args.task), scfg,
-                          config_from_arguments(ResonanceConfig, args, "res_"), cfg.extract, name=args.name)
+        sid = select_igds(ws.store, ws.extraction_run_id(cfg.extract), args.task, latest_effects(ws.store, args.task),
+                          scfg, config_from_arguments(ResonanceConfig, args, "res_"), ws.sae_key, name=args.name)
     else:
         sid = select_baseline(ws, args.task, scfg, name=args.name, progress=_progress())
     info, members = load_selection(ws.store, sid)
@@ -202,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bootstrap", help="prepare the offline default workspace (model, SAE, store)")
     workspace_args(b)
+    b.add_argument("--background", action="store_true", help="run as a background job (skipped when ready)")
     b.set_defaults(func=cmd_bootstrap)
 
     e = sub.add_parser("extract", help="extract SAE activations of tasks' examples into the store")
@@ -243,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--fmt", default="jsonl", choices=["jsonl", "parquet", "hf"], help="format")
     ex.add_argument("--name", default=None, help="export name (a folder under cache/exports)")
     ex.set_defaults(func=cmd_export)
+
+    add_job_commands(sub)
 
     m = sub.add_parser("model", help="language models").add_subparsers(dest="model_cmd", required=True)
     m.add_parser("convert", help="convert the default GGUF model once").set_defaults(func=cmd_model_convert)

@@ -66,3 +66,57 @@ def save_tiny_sae(path: Path, **kwargs) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     sae.save_model(str(path))
     return path
+
+
+def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120, n_general: int = 120,
+                         n_candidates: int = 8, seed: int = 0) -> dict:
+    """A small but complete workspace on the tiny random model: real corpus examples, extraction,
+    recall, interventions, logit lens — every store table the dashboard reads, in seconds.
+
+    Returns:
+        keys of what was built (run ids, model/SAE keys, the tiny model objects).
+    """
+    from igds.corpus import dev_set, load_corpus, probe_set
+    from igds.extract import ExtractConfig, run_extraction
+    from igds.intervene import InterventionConfig, measure_effects
+    from igds.pipeline import encode_examples
+    from igds.recall import RecallConfig, ensure_logit_lens, recall_features
+
+    model, tok = tiny_model(), tiny_tokenizer()
+    sae = tiny_sae(d_in=model.config.hidden_size, layer=1, seed=seed)
+    site = "blocks.1.hook_resid_post"
+    probe, dev = probe_set(task)[:48], dev_set(task)[:24]
+    train = [e for e in load_corpus([task], ["train"])][:n_train]
+    general = [e for e in load_corpus(["general"])][:n_general]
+    examples = [*probe, *dev, *train, *general]
+    store.add_examples(examples, dataset="tiny-demo")
+    model_key, sae_key = "tiny-model", "tiny-sae"
+    store.register_model(model_key, {"name": "tiny-llama", "family": "llama", "n_layers": 4, "d_model": 32,
+                                     "n_params": sum(p.numel() for p in model.parameters())})
+    store.register_sae(sae_key, {"name": "tiny-sae", "source": "demo", "site": site, "d_in": 32,
+                                 "d_sae": int(sae.cfg.d_sae), "architecture": "topk"},
+                       {"explained_variance": 0.8, "l0": 8.0, "dead_fraction": 0.0, "ce_recovered": 0.9})
+    ecfg = ExtractConfig(max_length=96, shard_size=256)
+    run_id = ecfg.stage_key(model_key, sae_key)
+    store.start_run(run_id, "extract", {"extract": ecfg.to_dict(), "site": site}, model_key, sae_key,
+                    n_total=len(examples))
+    items = encode_examples(tok, examples, ecfg.max_length)
+    run_extraction(store, run_id, model, sae, site, items, ecfg, tok.pad_token_id)
+    ensure_logit_lens(store, sae_key, model, tok, sae)
+    rcfg = RecallConfig(min_freq=0.05, dense_ref=1.0, k_recall=n_candidates)
+    recall = recall_features(store, run_id, task, [e.id for e in probe], [e.id for e in general[:64]], rcfg)
+    icfg = InterventionConfig(alphas=(0.5, 1.0, 2.0), require_significance=False)
+    effect_id = icfg.stage_key(recall.recall_id, model_key, sae_key)
+    store.start_run(effect_id, "intervene", {"intervene": icfg.to_dict(), "task": task,
+                                             "recall_id": recall.recall_id}, model_key, sae_key,
+                    n_total=len(recall.candidates))
+    import numpy as np
+
+    mean_act = np.full(int(sae.cfg.d_sae), np.nan)
+    t = recall.table.dropna(subset=["mean_act_task"])
+    mean_act[t.feature.to_numpy(dtype=int)] = t.mean_act_task.to_numpy()
+    res = measure_effects(store, effect_id, model, sae, site, encode_examples(tok, dev, 96), recall.candidates,
+                          mean_act, icfg, tok.pad_token_id)
+    return {"run_id": run_id, "recall_id": recall.recall_id, "effect_id": effect_id, "kept": res.kept,
+            "model_key": model_key, "sae_key": sae_key, "model": model, "tokenizer": tok, "sae": sae,
+            "site": site}

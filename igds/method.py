@@ -78,30 +78,40 @@ def score_pool(store: ActivationStore, run_id: str, task: str, effects: EffectRe
     return ScoredPool(scores=scores, features=feats, scales=scales, effects=eff, overrides=ov)
 
 
-def lineage(ws: Workspace, task: str, sel_cfg: SelectionConfig, extra: dict) -> dict:
-    """The provenance every stored selection carries."""
-    pool = task_pool(task, sel_cfg.pool_setting)
-    return {"model_key": ws.model_key, "model": ws.model.igds_name, "sae_key": ws.sae_key,
-            "sae": ws.sae_info["name"], "site": ws.site, "pool_fingerprint": corpus_fingerprint(pool),
+def lineage(store: ActivationStore, extract_run: str, task: str, sel_cfg: SelectionConfig, extra: dict) -> dict:
+    """The provenance every stored selection carries: model, SAE, site, pool fingerprint, configs."""
+    run = store.run(extract_run) or {"config": {}}
+    sae = store.query_df("SELECT name, site FROM saes WHERE sae_key = ?", [run.get("sae_key")])
+    model = store.query_df("SELECT name FROM models WHERE model_key = ?", [run.get("model_key")])
+    return {"model_key": run.get("model_key"), "model": model.name.iloc[0] if not model.empty else None,
+            "sae_key": run.get("sae_key"), "sae": sae.name.iloc[0] if not sae.empty else None,
+            "site": run["config"].get("site"), "extract_run": extract_run,
+            "pool_fingerprint": corpus_fingerprint(task_pool(task, sel_cfg.pool_setting)),
             "selection": sel_cfg.to_dict(), **extra}
 
 
-def select_igds(ws: Workspace, task: str, effects: EffectResult, sel_cfg: SelectionConfig,
-                res_cfg: ResonanceConfig, extract_cfg: ExtractConfig, name: str | None = None) -> str:
-    """Score the pool, apply overrides and the ratio/threshold/budget, store the selection; return its id."""
-    run_id = ws.extraction_run_id(extract_cfg)
-    sp = score_pool(ws.store, run_id, task, effects, res_cfg, sel_cfg.pool_setting, ws.sae_key)
+def live_selection(store: ActivationStore, run_id: str, task: str, effects: EffectResult, sel_cfg: SelectionConfig,
+                   res_cfg: ResonanceConfig, sae_key: str | None = None) -> tuple[ScoredPool, pd.DataFrame]:
+    """Score the pool and apply overrides and ratio/threshold/budget (nothing stored): the slider view."""
+    sp = score_pool(store, run_id, task, effects, res_cfg, sel_cfg.pool_setting, sae_key)
     ranked = sp.scores.rename(columns={"frs": "score"})
-    chosen = select_from_ranking(ranked, sel_cfg, sp.overrides, n_pool=len(ranked))
-    lin = lineage(ws, task, sel_cfg, {"method": "igds", "features": sp.features, "resonance": res_cfg.to_dict(),
-                                      "effect_id": effects.effect_id, "extract_run": run_id,
-                                      "overrides": sp.overrides.to_dict()})
-    return save_selection(ws.store, name or f"igds-{task}-{sel_cfg.ratio:g}", task, "igds", sel_cfg.pool_setting,
-                          len(ranked), chosen, lin)
+    return sp, select_from_ranking(ranked, sel_cfg, sp.overrides, n_pool=len(ranked))
+
+
+def select_igds(store: ActivationStore, run_id: str, task: str, effects: EffectResult, sel_cfg: SelectionConfig,
+                res_cfg: ResonanceConfig, sae_key: str | None = None, name: str | None = None) -> str:
+    """Score the pool, apply overrides and the ratio/threshold/budget, store the selection; return its id."""
+    sp, chosen = live_selection(store, run_id, task, effects, sel_cfg, res_cfg, sae_key)
+    lin = lineage(store, run_id, task, sel_cfg, {"method": "igds", "features": sp.features,
+                                                 "resonance": res_cfg.to_dict(), "effect_id": effects.effect_id,
+                                                 "overrides": sp.overrides.to_dict()})
+    return save_selection(store, name or f"igds-{task}-{sel_cfg.ratio:g}", task, "igds", sel_cfg.pool_setting,
+                          len(sp.scores), chosen, lin)
 
 
 def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: str | None = None,
-                    progress: ProgressFn | None = None, max_length: int = 256) -> str:
+                    progress: ProgressFn | None = None, max_length: int = 256,
+                    extract_cfg: ExtractConfig | None = None) -> str:
     """Run a baseline (random, loss, ifd, zip, full) on the same pool and ratio; store it."""
     from igds import baselines
 
@@ -119,7 +129,8 @@ def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: st
     ranked = pd.DataFrame({"example_id": order, "score": [ranking.scores.get(i, np.nan) for i in order]})
     cfg = sel_cfg if method != "full" else SelectionConfig(method="full", ratio=1.0, pool_setting=sel_cfg.pool_setting)
     chosen = select_from_ranking(ranked, cfg, ov, n_pool=len(ids))
-    lin = lineage(ws, task, cfg, {"method": method, "overrides": ov.to_dict()})
+    lin = lineage(ws.store, ws.extraction_run_id(extract_cfg or ExtractConfig()), task, cfg, {"method": method,
+                                                                                "overrides": ov.to_dict()})
     return save_selection(ws.store, name or f"{method}-{task}-{cfg.ratio:g}", task, method, sel_cfg.pool_setting,
                           len(ids), chosen, lin)
 

@@ -179,3 +179,69 @@ CREATE TABLE IF NOT EXISTS example_nll (
     nll_uncond DOUBLE,
     PRIMARY KEY (model_key, example_id)
 );
+-- Fine-tuning runs (LoRA adapters) with the selection they were trained on.
+CREATE TABLE IF NOT EXISTS finetunes (
+    run_id VARCHAR PRIMARY KEY,
+    selection_id VARCHAR,           -- NULL for an ad-hoc example list
+    task VARCHAR NOT NULL,
+    config VARCHAR NOT NULL,        -- FinetuneConfig JSON
+    model_key VARCHAR,              -- the base model the adapter sits on
+    adapter_path VARCHAR,
+    device VARCHAR,
+    precision VARCHAR,
+    seed INTEGER,
+    n_train INTEGER,
+    global_step INTEGER,
+    train_seconds DOUBLE,
+    final_loss DOUBLE,
+    status VARCHAR NOT NULL,        -- done | stopped | failed
+    created TIMESTAMP DEFAULT current_timestamp
+);
+-- One evaluation of a model (base or adapter) on a task split.
+CREATE TABLE IF NOT EXISTS evals (
+    eval_id VARCHAR PRIMARY KEY,
+    run_id VARCHAR NOT NULL,        -- finetune run id, or 'base'
+    model_key VARCHAR,              -- base model key (pairs an adapter eval with its base eval)
+    task VARCHAR NOT NULL,
+    split VARCHAR NOT NULL,
+    metric VARCHAR,
+    score DOUBLE,
+    nll DOUBLE,
+    n INTEGER,
+    slice_scores VARCHAR,           -- JSON, e.g. {"le2_steps": 0.05}
+    config VARCHAR,                 -- EvalConfig JSON
+    seconds DOUBLE,
+    created TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS eval_outputs (
+    eval_id VARCHAR NOT NULL,
+    example_id VARCHAR NOT NULL,
+    prediction VARCHAR,
+    reference VARCHAR,
+    score DOUBLE,
+    nll DOUBLE,
+    PRIMARY KEY (eval_id, example_id)
+);
+-- Task-feature activation of an evaluated model vs. its base: A(tuned)/A(base) - 1.
+CREATE TABLE IF NOT EXISTS amplification (
+    eval_id VARCHAR PRIMARY KEY,
+    run_id VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    features VARCHAR,               -- JSON list of feature ids
+    a_model DOUBLE,
+    a_base DOUBLE,
+    amplification DOUBLE,
+    per_feature VARCHAR,            -- JSON {feature: amplification}
+    created TIMESTAMP DEFAULT current_timestamp
+);
+-- Across the evaluated runs of a task: amplification vs. metric / NLL gain.
+CREATE TABLE IF NOT EXISTS correlations (
+    task VARCHAR NOT NULL,
+    x_name VARCHAR NOT NULL,
+    y_name VARCHAR NOT NULL,
+    n INTEGER,
+    pearson DOUBLE, pearson_lo DOUBLE, pearson_hi DOUBLE,
+    spearman DOUBLE, spearman_lo DOUBLE, spearman_hi DOUBLE,
+    created TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (task, x_name, y_name)
+);

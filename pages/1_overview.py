@@ -1,11 +1,11 @@
-"""Overview: workspace status (model, SAE quality, corpus, runs) and the bootstrap button."""
+"""Overview: workspace status (model, SAE quality, corpus, runs, jobs) and the bootstrap job."""
 
 import streamlit as st
 
-from igds.pipeline import BootstrapConfig, bootstrap
+from igds.jobs import list_jobs
 from igds.status import workspace_status
+from igds.ui.jobs import job_launcher
 from igds.ui.resources import get_store
-from igds.ui.widgets import st_progress
 
 st.title("IGDS workspace")
 store = get_store()
@@ -20,12 +20,9 @@ c4.metric("Default SAE", "trained" if status.sae_ready else "not trained")
 if not status.extracted:
     st.info("The workspace is not prepared yet. Bootstrap converts the default model (SmolLM2-135M-Instruct), "
             "trains the default SAE with sae-lens and extracts activations for the summarization pool "
-            "(about 15 minutes on 2 CPU cores; cached afterwards).")
-    if st.button("Bootstrap the default workspace", key="bootstrap", type="primary"):
-        with st.status("Bootstrapping…", expanded=True) as box:
-            summary = bootstrap(BootstrapConfig(), store=store, progress=st_progress("bootstrap"))
-            box.update(label="Bootstrap finished", state="complete")
-        st.json(summary)
+            "(about 15 minutes on 2 CPU cores; cached afterwards). `make run` starts it for you.")
+job_launcher("bootstrap", {}, label="Bootstrap the default workspace", key="bootstrap",
+             help="runs in the background; you can leave this page")
 
 st.subheader("Model")
 st.dataframe(status.models, hide_index=True, width="stretch") if not status.models.empty else st.caption("none yet")
@@ -45,3 +42,11 @@ else:
                  width="stretch")
 st.subheader("Runs")
 st.dataframe(status.runs, hide_index=True, width="stretch") if not status.runs.empty else st.caption("no runs yet")
+st.subheader("Jobs")
+jobs = list_jobs()
+if jobs:
+    st.dataframe([{"job": j["job_id"], "kind": j["kind"], "state": j["state"], "attempt": j.get("attempt"),
+                   "progress": (j.get("progress") or {}).get("message", "")} for j in jobs[:20]],
+                 hide_index=True, width="stretch")
+else:
+    st.caption("no jobs yet")

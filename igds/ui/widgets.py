@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import streamlit as st
 
 from igds.progress import ProgressFn
@@ -15,3 +17,21 @@ def st_progress(label: str) -> ProgressFn:
         bar.progress(min(1.0, done / total) if total else 0.0, text=message or label)
 
     return update
+
+
+def token_highlights(tokens: list[str], values: list[float], vmax: float | None = None) -> None:
+    """Render tokens with a background whose opacity follows a feature's activation."""
+    vmax = vmax or max([v for v in values if v > 0], default=1.0)
+    spans = []
+    for t, v in zip(tokens, values, strict=True):
+        a = min(1.0, max(0.0, v / vmax)) if vmax else 0.0
+        title = f"{v:.2f}" if v > 0 else ""
+        spans.append(f'<span title="{title}" style="background: rgba(255,140,0,{a:.2f}); border-radius:3px">'
+                     f"{html.escape(t)}</span>")
+    st.markdown('<div style="font-family: monospace; white-space: pre-wrap; line-height:1.7">'
+                + "".join(spans) + "</div>", unsafe_allow_html=True)
+
+
+def needs(message: str) -> None:
+    """A clear 'inputs missing' notice (pages call st.stop() after offering the action)."""
+    st.info(message, icon=":material/info:")

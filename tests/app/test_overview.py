@@ -13,22 +13,28 @@ def test_fresh_workspace_shows_bootstrap_button_not_a_blank_page():
     assert not at.exception
     assert at.title[0].value == "IGDS workspace"
     assert any("not prepared" in i.value for i in at.info)
-    assert at.button(key="bootstrap").label.startswith("Bootstrap")
+    assert at.button(key="bootstrap_start").label == "Start"
 
 
-def test_bootstrap_button_runs_bootstrap_with_progress(monkeypatch):
-    calls = []
-
-    def fake_bootstrap(cfg, store=None, progress=None):
-        progress(50, 100, "train SAE: step 1/2")
-        calls.append(cfg)
-        return {"run_id": "abc"}
-
-    monkeypatch.setattr("igds.pipeline.bootstrap", fake_bootstrap)
+def test_bootstrap_button_starts_a_background_job(monkeypatch):
+    started = []
+    monkeypatch.setattr("igds.jobs.start_job", lambda kind, params: started.append((kind, params)) or "job-1")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    at.button(key="bootstrap").click().run()
+    at.button(key="bootstrap_start").click().run()
     assert not at.exception
-    assert len(calls) == 1 and calls[0].tasks == ("summarization",)
+    assert started == [("bootstrap", {})]
+
+
+def test_running_bootstrap_job_shows_its_progress():
+    from igds.jobs import JobContext, _new_job
+
+    job_id = _new_job("bootstrap", {}, None)
+    ctx = JobContext(job_id, detached=False)
+    ctx.progress(30, 100, "train SAE: step 90/292")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    texts = [p.proto.text for p in at.get("progress")]
+    assert any("train SAE: step 90/292" in t for t in texts)
 
 
 def test_populated_store_lists_corpus_and_sae_quality():

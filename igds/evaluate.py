@@ -1,0 +1,267 @@
+"""Evaluation of a base model or a LoRA adapter: task metric, reference NLL and feature amplification.
+
+Every function takes built objects (model, tokenizer, SAE), so the same code scores the base model
+and a ``PeftModel``. Hook-based passes (NLL, SAE features) run on the peft model's underlying
+transformer, whose layers carry the injected LoRA weights, so they see the adapted model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from igds.config import ConfigBase
+from igds.progress import ProgressFn, null_progress, scaled
+
+MAX_STEPS_SLICE = 2  # math slice "≤2 reasoning steps", where a 135M model can score at all
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig(ConfigBase):
+    """How a model is evaluated.
+
+    Args:
+        max_new_tokens: generation budget; 0 uses the task's own.
+        batch_size: prompts per generation batch.
+        n_examples: evaluate only the first N examples (0: all).
+        greedy: greedy decoding (sampling otherwise).
+        max_length: prompt / teacher-forcing truncation in tokens.
+        nll: also compute the mean reference NLL.
+        batch_tokens: token budget per NLL batch.
+    """
+
+    max_new_tokens: int = field(default=0, metadata={"help": "generation budget (0: the task's)"})
+    batch_size: int = field(default=16, metadata={"help": "prompts per generation batch"})
+    n_examples: int = field(default=0, metadata={"help": "evaluate the first N examples (0: all)"})
+    greedy: bool = field(default=True, metadata={"help": "greedy decoding"})
+    max_length: int = field(default=256, metadata={"help": "prompt / teacher-forcing truncation"})
+    nll: bool = field(default=True, metadata={"help": "also compute the mean reference NLL"})
+    batch_tokens: int = field(default=4096, metadata={"help": "tokens per NLL batch"})
+
+    def __post_init__(self):
+        if self.max_new_tokens < 0 or self.n_examples < 0:
+            raise ValueError("max_new_tokens and n_examples must be >= 0")
+        if self.batch_size < 1 or self.max_length < 2 or self.batch_tokens < self.max_length:
+            raise ValueError("need batch_size >= 1, max_length >= 2 and batch_tokens >= max_length")
+
+
+def base_transformer(model):
+    """The plain HF model under a ``PeftModel`` (LoRA layers stay injected), or ``model`` itself."""
+    get = getattr(model, "get_base_model", None)
+    return get() if callable(get) else model
+
+
+def load_adapter(base_model, adapter_dir):
+    """Wrap ``base_model`` with the LoRA adapter saved in ``adapter_dir`` (inference mode).
+
+    Args:
+        base_model: a freshly loaded base model (it is modified in place by peft).
+        adapter_dir: a PEFT adapter folder (``adapter_config.json`` + weights).
+
+    Returns:
+        The ``PeftModel`` in eval mode.
+    """
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base_model, str(adapter_dir), is_trainable=False).eval()
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def _limit(examples: Sequence, cfg: EvalConfig) -> list:
+    return list(examples[: cfg.n_examples] if cfg.n_examples else examples)
+
+
+def generate_outputs(model, tokenizer, task, examples: Sequence, cfg: EvalConfig | None = None,
+                     progress: ProgressFn | None = None) -> list[str]:
+    """Generate an answer for each example's prompt (chat template, left padding, batched).
+
+    Args:
+        model: causal LM or ``PeftModel``.
+        tokenizer: its tokenizer.
+        task: a ``TaskSpec`` (``igds.tasks.get_task``).
+        examples: records with ``prompt``; ``cfg.n_examples`` is applied.
+        cfg: evaluation settings.
+        progress: ``progress(done, total, message)``.
+
+    Returns:
+        The decoded continuations (special tokens removed), in input order.
+    """
+    import torch
+    from transformers import GenerationConfig
+
+    cfg = cfg or EvalConfig()
+    progress = progress or null_progress
+    examples = _limit(examples, cfg)
+    pad_id = _pad_id(tokenizer)
+    # task.encode gives exactly the prompt ids used in training (template, BOS rule, truncation).
+    prompts = [task.encode(tokenizer, ex.prompt, None, max_length=cfg.max_length).input_ids for ex in examples]
+    gen_cfg = GenerationConfig(max_new_tokens=cfg.max_new_tokens or task.max_new_tokens, do_sample=not cfg.greedy,
+                               pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id)
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths → little padding
+    outputs: list[str] = [""] * len(prompts)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            width = max(len(prompts[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+            attn = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                n = len(prompts[i])
+                ids[row, width - n :] = torch.tensor(prompts[i])  # left padding: generation continues at the end
+                attn[row, width - n :] = 1
+            out = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), generation_config=gen_cfg)
+            for row, i in enumerate(idx):
+                outputs[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True)
+            progress(min(start + cfg.batch_size, len(order)), len(order),
+                     f"generate: {min(start + cfg.batch_size, len(order))}/{len(order)}")
+    model.train(was_training)
+    return outputs
+
+
+def reference_nll(model, tokenizer, examples: Sequence, max_length: int = 256, batch_tokens: int = 4096,
+                  progress: ProgressFn | None = None) -> dict[str, float]:
+    """Teacher-forced mean NLL of each reference response, ``{example_id: nll}``.
+
+    Args:
+        model: causal LM or ``PeftModel``.
+        tokenizer: its tokenizer.
+        examples: records with ``id``, ``task``, ``prompt``, ``response``.
+        max_length: truncation in tokens.
+        batch_tokens: token budget per batch.
+        progress: ``progress(done, total, message)``.
+
+    Returns:
+        NLL per example id (NaN when the response was truncated away).
+    """
+    from igds.nll import response_nll
+    from igds.pipeline import encode_examples
+
+    items = encode_examples(tokenizer, examples, max_length)
+    return response_nll(base_transformer(model), items, _pad_id(tokenizer), batch_tokens, progress)
+
+
+def _nanmean(values) -> float:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def evaluate_model(model, tokenizer, task, examples: Sequence, cfg: EvalConfig | None = None,
+                   progress: ProgressFn | None = None) -> dict:
+    """Task metric (greedy generation) and mean reference NLL on ``examples``.
+
+    Args:
+        model: causal LM or ``PeftModel``.
+        tokenizer: its tokenizer.
+        task: a ``TaskSpec``.
+        examples: test records (``cfg.n_examples`` applied).
+        cfg: evaluation settings.
+        progress: ``progress(done, total, message)``.
+
+    Returns:
+        dict with ``task``, ``metric``, ``score`` (corpus score), ``n``, ``example_ids``,
+        ``predictions`` (extracted answers), ``raw_outputs``, ``references``, ``per_example``,
+        ``nll`` (mean) and ``nll_per_example``, ``slices`` (math: ``le2_steps``) and ``seconds``.
+    """
+    cfg = cfg or EvalConfig()
+    progress = progress or null_progress
+    examples = _limit(examples, cfg)
+    t0 = time.perf_counter()
+    raw = generate_outputs(model, tokenizer, task, examples, cfg, scaled(progress, 0, 80, 100))
+    refs = [ex.response for ex in examples]
+    scored = task.score(raw, refs)
+    nll_by_id = (reference_nll(model, tokenizer, examples, cfg.max_length, cfg.batch_tokens,
+                               scaled(progress, 80, 20, 100)) if cfg.nll else {})
+    nll_per = [nll_by_id.get(ex.id, math.nan) for ex in examples]
+    slices = {}
+    if task.metric == "exact_match":
+        keep = [i for i, ex in enumerate(examples) if (ex.meta or {}).get("n_steps", 99) <= MAX_STEPS_SLICE]
+        if keep:
+            slices[f"le{MAX_STEPS_SLICE}_steps"] = sum(scored["per_example"][i] for i in keep) / len(keep)
+            slices[f"le{MAX_STEPS_SLICE}_steps_n"] = len(keep)
+    progress(100, 100, "evaluate: done")
+    return {
+        "task": task.name, "metric": scored["metric"], "score": float(scored["score"]), "n": len(examples),
+        "example_ids": [ex.id for ex in examples], "raw_outputs": raw,
+        "predictions": [task.extract_answer(r) for r in raw], "references": refs,
+        "per_example": [float(v) for v in scored["per_example"]],
+        "nll": _nanmean(nll_per), "nll_per_example": nll_per, "slices": slices,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def feature_activation(model, tokenizer, sae, site: str, examples: Sequence, features: Sequence[int],
+                       max_length: int = 256, positions: str = "all", batch_tokens: int = 4096,
+                       progress: ProgressFn | None = None) -> dict:
+    """Task-feature activation ``A(model) = mean_s Σ_{j∈F} a_j(s)`` through the same SAE.
+
+    ``a_j(s)`` is feature ``j``'s mean activation over the kept tokens of example ``s`` (BOS and
+    attention sinks excluded, as in extraction): ``sum_act / n_tokens``, 0 where it did not fire.
+
+    Args:
+        model: causal LM or ``PeftModel``.
+        tokenizer: its tokenizer.
+        sae: the sae-lens SAE the features belong to.
+        site: hook site of the SAE (``blocks.{L}.hook_resid_post``).
+        examples: records (prompt and reference response are both run through the model).
+        features: the task features ``F``.
+        max_length: truncation in tokens.
+        positions: ``all``, ``prompt`` or ``response`` tokens.
+        batch_tokens: token budget per batch.
+        progress: ``progress(done, total, message)``.
+
+    Returns:
+        ``{"A": float, "per_feature": {j: mean_s a_j(s)}, "features": [...], "n": examples used}``.
+    """
+    from igds.extract import ExtractConfig, length_batches, process_batch
+    from igds.pipeline import encode_examples
+
+    progress = progress or null_progress
+    feats = [int(f) for f in features]
+    fset = set(feats)
+    cfg = ExtractConfig(positions=positions, max_length=max_length, batch_tokens=max(batch_tokens, max_length))
+    items = encode_examples(tokenizer, examples, max_length)
+    net = base_transformer(model)
+    per_example: dict[str, dict[int, float]] = {}
+    done = 0
+    for batch in length_batches(items, cfg.batch_tokens):
+        acts, stats = process_batch(net, sae, site, batch, cfg, _pad_id(tokenizer))
+        n_tok = dict(zip(stats.column("example_id").to_pylist(), stats.column("n_tokens").to_pylist(), strict=True))
+        for eid, n in n_tok.items():
+            if n > 0:  # an example without kept tokens has no defined mean activation
+                per_example[eid] = dict.fromkeys(feats, 0.0)
+        rows = zip(acts.column("example_id").to_pylist(), acts.column("feature").to_pylist(),
+                   acts.column("sum_act").to_pylist(), strict=True)
+        for eid, f, s in rows:
+            if f in fset and eid in per_example:
+                per_example[eid][f] = s / n_tok[eid]
+        done += len(batch)
+        progress(done, len(items), f"feature activation: {done}/{len(items)}")
+    n = len(per_example)
+    per_feature = {f: (sum(e[f] for e in per_example.values()) / n if n else math.nan) for f in feats}
+    total = sum(sum(e.values()) for e in per_example.values()) / n if n else math.nan
+    return {"A": total, "per_feature": per_feature, "features": feats, "n": n}
+
+
+def amplification(a_tuned: dict, a_base: dict) -> dict:
+    """Feature amplification ``A(tuned) / A(base) - 1``, overall and per feature.
+
+    Args:
+        a_tuned: :func:`feature_activation` of the fine-tuned model.
+        a_base: :func:`feature_activation` of the base model (same SAE, features and examples).
+
+    Returns:
+        ``{"amplification": float, "per_feature": {j: float}}``; NaN where the base value is 0.
+    """
+    def ratio(t: float, b: float) -> float:
+        return t / b - 1.0 if b and not math.isnan(b) else math.nan
+
+    per = {f: ratio(a_tuned["per_feature"].get(f, math.nan), b) for f, b in a_base["per_feature"].items()}
+    return {"amplification": ratio(a_tuned["A"], a_base["A"]), "per_feature": per}

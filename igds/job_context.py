@@ -1,0 +1,205 @@
+"""The job side of background jobs: the :class:`JobContext` a job function gets, and the loop that runs it.
+
+Everything a job reports goes to files in its folder (see :mod:`igds.jobs`); this module owns their names,
+the atomic writes and the lock that serialises read-modify-write of ``status.json`` across processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from igds import settings
+from igds.progress import ProgressFn
+
+HEARTBEAT_S = 2.0  # how often a live job rewrites its heartbeat
+PROGRESS_EVERY_S = 0.5  # throttle for persisting progress and log lines
+CANCEL_GRACE_S = 10.0  # after a cancel request, how long a job may take to notice before SIGTERM
+LOG_TAIL = 50
+EXIT_FAILED, EXIT_CANCELLED = 1, 3
+SPEC, STATUS, METRICS, LOG, CANCEL, CHECKPOINTS = (
+    "spec.json", "status.json", "metrics.jsonl", "log.txt", "cancel", "checkpoint")
+
+
+class JobCancelled(BaseException):
+    """Raised inside a job on SIGTERM; a BaseException so that ``except Exception`` in job code lets it pass."""
+
+
+def jobs_dir() -> Path:
+    """Folder holding one sub-folder per job (``<home>/jobs``)."""
+    return settings.home() / "jobs"
+
+
+def job_dir(job_id: str) -> Path:
+    """Folder of one job; raises ``ValueError`` for ids that are not plain names."""
+    if not job_id or "/" in job_id or job_id.startswith(".") or job_id != job_id.strip():
+        raise ValueError(f"bad job id {job_id!r}")
+    return jobs_dir() / job_id
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically."""
+    # tmp + os.replace: a reader (or a SIGKILL mid-write) never sees half a file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(obj, default=str, indent=1))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict:
+    """Read a JSON file."""
+    return json.loads(path.read_text())
+
+
+@contextlib.contextmanager
+def status_lock(d: Path) -> Iterator[None]:
+    """Hold the job folder's cross-process lock for a read-modify-write of ``status.json``."""
+    # read-modify-write of status.json by different processes (launcher, job, readers marking dead) is
+    # serialised with flock; the kernel drops the lock when a holder is SIGKILLed
+    with open(d / ".status.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class JobContext:
+    """What a job function gets: progress, log, metric, ``checkpoint_dir``, ``should_stop()`` and ``job_id``."""
+
+    def __init__(self, job_id: str, *, detached: bool, echo: ProgressFn | None = None):
+        self.job_id = job_id
+        self.dir = job_dir(job_id)
+        self.checkpoint_dir = self.dir / CHECKPOINTS
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self._echo = echo
+        self._lock = threading.Lock()
+        self._last_flush = 0.0
+        self._rate_base: tuple[float, int, int] | None = None  # (time, done, total) of this attempt's first report
+        self._sigterm_sent = False
+        with status_lock(self.dir):
+            st = read_json(self.dir / STATUS)
+            if st["state"] != "queued":  # a second `job run` of the same folder would corrupt it
+                raise RuntimeError(f"job {job_id} is {st['state']}, not queued; use resume_job")
+            now = time.time()
+            st.update(state="running", pid=os.getpid(), host=socket.gethostname(), detached=detached,
+                      started=now, updated=now, heartbeat=now, finished=None, error=None, result=None)
+            st.setdefault("log_tail", [])
+            self.status = st
+            write_json(self.dir / STATUS, st)
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        """The library progress callback; persisted at most every 0.5 s and always on completion."""
+        now = time.time()
+        with self._lock:
+            base = self._rate_base
+            if base is None or base[2] != total or done < base[1]:  # a new stage restarts the rate estimate
+                base = self._rate_base = (now, done, total)
+            rate = (done - base[1]) / (now - base[0]) if now > base[0] else 0.0
+            eta = (total - done) / rate if rate > 0 and total else (0.0 if total and done >= total else None)
+            self.status["progress"] = {"done": done, "total": total, "message": message, "eta_seconds": eta}
+        if self._echo is not None:
+            self._echo(done, total, message)
+        self._flush(force=bool(total) and done >= total)
+
+    def log(self, line: str) -> None:
+        """Append a line to ``log.txt`` and to the recent lines shown in the status."""
+        stamped = f"{time.strftime('%H:%M:%S')} {line}"
+        with self._lock, open(self.dir / LOG, "a") as f:
+            f.write(stamped + "\n")
+            self.status["log_tail"] = [*self.status.get("log_tail", []), stamped][-LOG_TAIL:]
+        self._flush()
+
+    def metric(self, name: str, step: int, value: float) -> None:
+        """Append one metric point (e.g. a training loss) to ``metrics.jsonl``."""
+        point = {"name": name, "step": step, "value": float(value), "t": time.time(),
+                 "attempt": self.status.get("attempt", 1)}
+        with self._lock, open(self.dir / METRICS, "a") as f:
+            f.write(json.dumps(point) + "\n")
+
+    def should_stop(self) -> bool:
+        """True once the job was asked to cancel; long loops should check it and return early."""
+        return (self.dir / CANCEL).exists()
+
+    def _flush(self, force: bool = False, **updates: Any) -> None:
+        # the write stays under the thread lock: a heartbeat's older snapshot must never land after the final state
+        with self._lock:
+            now = time.time()
+            if not force and now - self._last_flush < PROGRESS_EVERY_S:
+                return
+            self._last_flush = now
+            self.status.update(updates, updated=now)
+            with status_lock(self.dir):
+                write_json(self.dir / STATUS, self.status)
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        last = time.time()
+        while not stop.wait(PROGRESS_EVERY_S):  # ticks faster than the heartbeat so a cancel escalates on time
+            if time.time() - last >= HEARTBEAT_S:
+                last = time.time()
+                self._flush(force=True, heartbeat=last)
+            if self.status.get("detached") and self.should_stop():
+                self._watchdog()
+
+    def _watchdog(self) -> None:
+        # the job process enforces its own cancel grace period, so cancel_job() never has to block or outlive it
+        try:
+            flag = self.dir / CANCEL
+            waited, grace = time.time() - flag.stat().st_mtime, float(flag.read_text() or CANCEL_GRACE_S)
+        except (OSError, ValueError):
+            return
+        if waited > 2 * grace + 5:  # stuck in native code and deaf to SIGTERM: give up hard
+            self._finish("cancelled", error={"type": "JobCancelled", "message": "killed after cancel grace"})
+            os._exit(EXIT_CANCELLED)
+        if waited > grace and not self._sigterm_sent:
+            self._sigterm_sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def _finish(self, state: str, *, result: Any = None, error: dict | None = None) -> None:
+        now = time.time()
+        self._flush(force=True, state=state, result=result, error=error, finished=now, heartbeat=now)
+
+
+def _error_info(e: BaseException) -> dict:
+    tb = traceback.format_exception(e)
+    return {"type": type(e).__name__, "message": str(e), "traceback": "".join(tb)[-4000:]}
+
+
+def _on_sigterm(signum, frame):
+    raise JobCancelled("terminated by SIGTERM")
+
+
+def execute(job_id: str, resolve: Callable[[str], Callable], *, detached: bool,
+            echo: ProgressFn | None = None) -> dict:
+    """Run a prepared (queued) job in this process, recording its end state; returns the final status."""
+    d = job_dir(job_id)
+    spec = read_json(d / SPEC)
+    ctx = JobContext(job_id, detached=detached, echo=echo)
+    stop = threading.Event()
+    beat = threading.Thread(target=ctx._heartbeat, args=(stop,), daemon=True, name=f"heartbeat-{job_id}")
+    beat.start()
+    if detached and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        result = resolve(spec["kind"])(dict(spec["params"]), ctx)
+        ctx._finish("cancelled" if ctx.should_stop() else "done", result=result)
+    except JobCancelled as e:
+        ctx._finish("cancelled", error=_error_info(e))
+    except KeyboardInterrupt as e:
+        ctx._finish("cancelled", error=_error_info(e))
+        raise
+    except Exception as e:
+        ctx._finish("failed", error=_error_info(e))
+        traceback.print_exc()  # into log.txt for a detached job
+    finally:
+        stop.set()
+    return dict(ctx.status)

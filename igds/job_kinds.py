@@ -1,0 +1,64 @@
+"""The job kinds IGDS registers: every long stage can run as a background job (see ``igds.jobs``).
+
+Each function takes JSON params and a ``JobContext`` and calls the same library code as the CLI, with
+the context's progress callback. Stages are resumable on their own (shards, per-feature rows,
+trainer checkpoints), so resuming a dead job simply runs the function again.
+"""
+
+from __future__ import annotations
+
+from igds.jobs import JobContext, register_job_kind
+
+
+def _bootstrap(params: dict, ctx: JobContext) -> dict:
+    from igds.pipeline import BootstrapConfig, bootstrap
+
+    ctx.log("bootstrap: model, SAE and activation store")
+    return bootstrap(BootstrapConfig.from_dict(params.get("config", {})), progress=ctx.progress)
+
+
+def _workspace(params: dict, ctx: JobContext):
+    from igds.pipeline import BootstrapConfig, ingest_corpus, open_workspace
+
+    cfg = BootstrapConfig.from_dict(params.get("config", {}))
+    ws = open_workspace(cfg, progress=ctx.progress)
+    ingest_corpus(ws.store)
+    return ws, cfg
+
+
+def _extract(params: dict, ctx: JobContext) -> dict:
+    from igds.pipeline import extract_tasks
+
+    ws, cfg = _workspace(params, ctx)
+    res = extract_tasks(ws, params.get("tasks", list(cfg.tasks)), cfg.extract, cfg.pool_setting, ctx.progress)
+    return dict(res.__dict__)
+
+
+def _intervene(params: dict, ctx: JobContext) -> dict:
+    from igds.intervene import InterventionConfig
+    from igds.method import latest_run, run_interventions, run_recall
+    from igds.recall import RecallConfig, load_recall
+
+    ws, cfg = _workspace(params, ctx)
+    task = params["task"]
+    prev = latest_run(ws.store, "recall", task)
+    recall = load_recall(ws.store, prev["run_id"]) if prev else run_recall(ws, task, RecallConfig(), cfg.extract)
+    ctx.log(f"intervene: {len(recall.candidates)} candidates of {task}")
+    res = run_interventions(ws, task, recall, InterventionConfig.from_dict(params.get("intervene", {})),
+                            ctx.progress)
+    return {"effect_id": res.effect_id, "kept": res.kept, "seconds": res.seconds}
+
+
+def _select(params: dict, ctx: JobContext) -> dict:
+    from igds.method import select_baseline
+    from igds.selection import SelectionConfig
+
+    ws, cfg = _workspace(params, ctx)
+    sid = select_baseline(ws, params["task"], SelectionConfig.from_dict(params.get("selection", {})),
+                          progress=ctx.progress, extract_cfg=cfg.extract)
+    return {"selection_id": sid}
+
+
+for _name, _fn in {"bootstrap": _bootstrap, "extract": _extract, "intervene": _intervene,
+                   "select": _select}.items():
+    register_job_kind(_name, _fn)

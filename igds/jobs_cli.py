@@ -1,0 +1,134 @@
+"""``igds job ...``: start, watch, cancel and resume background jobs from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from igds import jobs
+
+
+def _fmt_time(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def _fmt_progress(st: dict) -> str:
+    p = st.get("progress") or {}
+    if not p:
+        return "-"
+    eta = p.get("eta_seconds")
+    eta_s = f" eta {eta:.0f}s" if eta is not None and st["state"] == "running" else ""
+    return f"{p.get('done', 0)}/{p.get('total', 0) or '?'}{eta_s}"
+
+
+def _watch(job_id: str) -> dict:
+    """Wait for a job, drawing its progress with the library's tqdm callback; return the final status."""
+    from igds.progress import tqdm_progress
+
+    bar = tqdm_progress(job_id)
+    last: list = [None]
+
+    def show(st: dict) -> None:
+        p = st.get("progress")
+        key = p and (p["done"], p["total"], p["message"])
+        if p and key != last[0]:
+            last[0] = key
+            bar(p["done"], p["total"], p["message"])
+
+    return jobs.wait_job(job_id, on_status=show)
+
+
+def _report(st: dict) -> int:
+    print(f"{st['job_id']}: {st['state']}")
+    if st.get("error"):
+        print(f"error: {st['error']['type']}: {st['error']['message']}", file=sys.stderr)
+    elif st.get("result") is not None:
+        print(json.dumps(st["result"], indent=1, default=str))
+    return {"done": 0, "cancelled": jobs.EXIT_CANCELLED}.get(st["state"], jobs.EXIT_FAILED)
+
+
+def cmd_job_run(args) -> int:
+    return jobs.run_job_process(args.job_id)
+
+
+def cmd_job_list(args) -> int:
+    rows = jobs.list_jobs()
+    if not rows:
+        print(f"no jobs in {jobs.jobs_dir()}")
+    for st in rows:
+        print(f"{st['job_id']:<40} {st['state']:<9} {_fmt_progress(st):<20} attempt {st.get('attempt', 1)}  "
+              f"updated {_fmt_time(st.get('updated'))}")
+    return 0
+
+
+def cmd_job_show(args) -> int:
+    st = jobs.job_status(args.job_id)
+    shown = {k: v for k, v in st.items() if k not in ("log_tail", "error")}
+    print(json.dumps(shown, indent=1, default=str))
+    if st.get("error"):
+        print(f"error: {st['error']['type']}: {st['error']['message']}\n{st['error'].get('traceback', '')}")
+    print(f"--- last {args.lines} log lines ---")
+    print("\n".join(jobs.read_log(args.job_id, args.lines)))
+    return 0
+
+
+def cmd_job_cancel(args) -> int:
+    st = jobs.cancel_job(args.job_id, grace_s=args.grace, wait=not args.no_wait)
+    print(f"{st['job_id']}: {st['state']}")
+    return 0
+
+
+def cmd_job_resume(args) -> int:
+    job_id = jobs.resume_job(args.job_id)
+    return _report(_watch(job_id)) if args.wait else (print(job_id) or 0)
+
+
+def cmd_job_start(args) -> int:
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--params is not JSON: {e}") from e
+    if args.foreground:
+        from igds.progress import tqdm_progress
+
+        return _report(jobs.run_job_inline(args.kind, params, job_id=args.job_id, progress=tqdm_progress(args.kind)))
+    job_id = jobs.start_job(args.kind, params, job_id=args.job_id)
+    return _report(_watch(job_id)) if args.wait else (print(job_id) or 0)
+
+
+def add_job_commands(sub: argparse._SubParsersAction) -> None:
+    """Add the ``job`` subcommand group to the top-level subparsers."""
+    job = sub.add_parser("job", help="background jobs: start, list, show, cancel, resume")
+    js = job.add_subparsers(dest="job_cmd", required=True)
+
+    r = js.add_parser("run", help="(internal) run a prepared job in this process")
+    r.add_argument("job_id")
+    r.set_defaults(func=cmd_job_run)
+
+    js.add_parser("list", help="all jobs, newest first").set_defaults(func=cmd_job_list)
+
+    s = js.add_parser("show", help="status and last log lines of a job")
+    s.add_argument("job_id")
+    s.add_argument("--lines", type=int, default=20, help="log lines to print")
+    s.set_defaults(func=cmd_job_show)
+
+    c = js.add_parser("cancel", help="ask a job to stop (SIGTERM after a grace period)")
+    c.add_argument("job_id")
+    c.add_argument("--grace", type=float, default=jobs.CANCEL_GRACE_S, help="seconds before SIGTERM")
+    c.add_argument("--no-wait", action="store_true", help="return once the request is recorded")
+    c.set_defaults(func=cmd_job_cancel)
+
+    re = js.add_parser("resume", help="relaunch a dead, failed or cancelled job from its checkpoint")
+    re.add_argument("job_id")
+    re.add_argument("--wait", action="store_true", help="wait, showing progress")
+    re.set_defaults(func=cmd_job_resume)
+
+    st = js.add_parser("start", help="start a job in the background")
+    st.add_argument("kind", help="job kind (e.g. count)")
+    st.add_argument("--params", default="{}", help="JSON object of parameters")
+    st.add_argument("--job-id", default=None, help="explicit job id (default: <kind>-<time>-<hex>)")
+    st.add_argument("--wait", action="store_true", help="wait, showing progress")
+    st.add_argument("--foreground", action="store_true", help="run in this process instead")
+    st.set_defaults(func=cmd_job_start)

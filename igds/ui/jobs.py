@@ -1,0 +1,75 @@
+"""A job panel: start / watch / cancel / resume a background job with live progress."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import streamlit as st
+
+from igds import jobs
+
+
+def latest_job(kind: str, params: dict) -> dict | None:
+    """Newest job of ``kind`` started with exactly ``params`` (its status), or None."""
+    want = json.loads(json.dumps(params))
+    for status in jobs.list_jobs():
+        if status.get("kind") != kind:
+            continue
+        try:
+            spec = json.loads((jobs.job_dir(status["job_id"]) / jobs.SPEC).read_text())
+        except (OSError, ValueError):
+            continue
+        if spec.get("params") == want:
+            return status
+    return None
+
+
+def _fmt_eta(seconds) -> str:
+    return "" if seconds is None else f" · ETA {int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+def job_launcher(kind: str, params: dict, *, label: str, key: str, help: str = "") -> dict | None:
+    """Show the newest matching job with live progress, plus Start / Cancel / Resume buttons.
+
+    Returns:
+        the job's status dict (None when no job was started yet).
+    """
+
+    @st.fragment(run_every=2.0)
+    def panel() -> None:
+        status = latest_job(kind, params)
+        state = status["state"] if status else None
+        running = state in ("queued", "running")
+        cols = st.columns([3, 1, 1])
+        if cols[1].button("Start" if not status or state == "done" else "Start anew", key=f"{key}_start",
+                          disabled=running, help=help, type="primary" if not status else "secondary"):
+            jobs.start_job(kind, params)
+            st.rerun()
+        if running and cols[2].button("Cancel", key=f"{key}_cancel"):
+            jobs.cancel_job(status["job_id"])
+            st.rerun()
+        if state in ("dead", "failed", "cancelled") and cols[2].button("Resume", key=f"{key}_resume"):
+            jobs.resume_job(status["job_id"])
+            st.rerun()
+        if not status:
+            cols[0].markdown(f"**{label}**")
+            return
+        prog = status.get("progress") or {}
+        frac = prog["done"] / prog["total"] if prog.get("total") else 0.0
+        cols[0].markdown(f"**{label}** — job `{status['job_id']}` is **{state}**")
+        if running or state != "done":
+            st.progress(min(1.0, frac), text=(prog.get("message") or state) + _fmt_eta(prog.get("eta_seconds")))
+        if status.get("error"):
+            st.error(f"{status['error'].get('type')}: {status['error'].get('message')}")
+        with st.expander("Log", expanded=False):
+            st.code("\n".join(status.get("log_tail") or jobs.read_log(status["job_id"], 30)) or "(empty)")
+        # a job that just finished: rerun the whole page once so its results appear
+        seen = st.session_state.setdefault("jobs.seen_done", set())
+        if state == "done" and status["job_id"] not in seen:
+            seen.add(status["job_id"])
+            if time.time() - (status.get("finished") or 0) < 60:
+                st.rerun(scope="app")
+
+    panel()
+    return latest_job(kind, params)

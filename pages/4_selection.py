@@ -1,0 +1,85 @@
+"""Selection: live re-ranking of the pool by feature-resonant score, "why selected", vetting."""
+
+import plotly.express as px
+import streamlit as st
+
+from igds.explore import selection_overlaps, task_state
+from igds.method import latest_effects, live_selection, select_igds
+from igds.resonance import ResonanceConfig, explain_score
+from igds.selection import SelectionConfig, set_example_override
+from igds.ui.resources import get_store
+from igds.ui.state import current_task
+from igds.ui.widgets import needs
+
+task = current_task()
+store = get_store()
+st.title(f"Selection · {task}")
+state = task_state(store, task)
+if not state.ready_for_selection:
+    needs("No validated features yet: run recall (Features) and interventions (Interventions) first.")
+    st.stop()
+effects = latest_effects(store, task)
+
+with st.sidebar:
+    st.subheader("Resonance")
+    mode = st.radio("Select by", ["ratio", "threshold", "token budget"], key="sel_mode", horizontal=True)
+    ratio = st.slider("Share of the pool ρ", 0.05, 1.0, 0.5, 0.05, key="sel_ratio")
+    agg = st.selectbox("Token aggregation", ["mean", "sum", "max"], key="sel_agg")
+    scale = st.selectbox("Per-feature scale", ["p99", "none"], key="sel_scale")
+    weights = st.selectbox("Feature weights", ["uniform", "effect"], key="sel_weights")
+    pool_setting = st.selectbox("Pool", ["mixed", "task-only"], key="sel_pool")
+res_cfg = ResonanceConfig(aggregation=agg, scale=scale, weights=weights)
+threshold = st.number_input("FRS threshold τ", value=1.0, step=0.1, key="sel_tau") if mode == "threshold" else None
+budget = st.number_input("Token budget", value=100_000, step=10_000, key="sel_budget") \
+    if mode == "token budget" else None
+sel_cfg = SelectionConfig(ratio=ratio, threshold=threshold, token_budget=int(budget) if budget else None,
+                          pool_setting=pool_setting)
+sp, chosen = live_selection(store, state.extract_run, task, effects, sel_cfg, res_cfg, state.sae_key)
+scores = sp.scores.assign(selected=sp.scores.example_id.isin(set(chosen.example_id)))
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Selected", f"{len(chosen):,} / {len(scores):,}")
+c2.metric("Task share of selection", f"{(chosen.task == task).mean():.1%}" if len(chosen) else "–")
+c3.metric("Validated features used", len(sp.features))
+c4.metric("Pinned / rejected", f"{len(sp.overrides.pinned_examples)} / {len(sp.overrides.rejected_examples)}")
+
+left, right = st.columns(2)
+hist = px.histogram(scores, x="frs", color="task", nbins=60, barmode="stack", title="Feature-resonant score")
+cut = chosen.score.min() if len(chosen) else None
+if cut is not None:
+    hist.add_vline(x=cut, line_dash="dash", annotation_text="cut")
+left.plotly_chart(hist, key="sel_hist")
+comp = chosen.groupby(["task", "source"]).size().reset_index(name="n")
+right.plotly_chart(px.bar(comp, x="source", y="n", color="task", title="Composition of the selection"),
+                   key="sel_comp")
+overlaps = selection_overlaps(store, task, set(chosen.example_id), pool_setting)
+if not overlaps.empty:
+    st.dataframe(overlaps, hide_index=True, width="stretch")
+if st.button("Save this selection", key="sel_save", type="primary"):
+    sid = select_igds(store, state.extract_run, task, effects, sel_cfg, res_cfg, state.sae_key)
+    st.success(f"Saved selection {sid} (export and fine-tune it on the next page).")
+
+st.subheader("Examples")
+view = st.selectbox("Show", ["selected", "rejected by the cut", "all"], key="sel_view")
+table = scores if view == "all" else scores[scores.selected == (view == "selected")]
+table = table.assign(override=table.example_id.map(
+    lambda i: "pinned" if i in sp.overrides.pinned_examples else ""))
+event = st.dataframe(table[["example_id", "frs", "task", "source", "n_tokens", "selected", "override"]].head(500),
+                     hide_index=True, width="stretch", key="sel_table", on_select="rerun",
+                     selection_mode="multi-row")
+rows = event.selection.rows if event else []
+picked = list(table.example_id.iloc[rows]) if rows else []
+b1, b2, b3 = st.columns(3)
+for col, label, action in ((b1, "Pin (always in)", "pin"), (b2, "Reject (always out)", "reject"),
+                           (b3, "Clear decision", None)):
+    if col.button(f"{label} · {len(picked)} selected", key=f"sel_{action or 'clear'}", disabled=not picked):
+        set_example_override(store, task, picked, action)
+        st.rerun()
+if picked:
+    eid = picked[0]
+    ex = explain_score(store, state.extract_run, eid, sp.features, res_cfg, sp.scales, sp.effects)
+    ex = ex[ex.term > 0].assign(feature=lambda d: "f" + d.feature.astype(str))
+    st.plotly_chart(px.bar(ex, x="feature", y="term", title=f"Why {eid}: FRS terms w·a/n (sum = "
+                           f"{ex.term.sum():.3f})"), key="sel_why")
+    row = store.query_df("SELECT prompt, response FROM examples WHERE id = ?", [eid]).iloc[0]
+    st.markdown(f"**Prompt**\n\n{row.prompt}\n\n**Response**\n\n{row.response}")

@@ -1,0 +1,117 @@
+"""Every page renders on an empty and on a demo workspace, and each has a real interaction."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from igds.store import ActivationStore
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = ["pages/1_overview.py", "pages/2_features.py", "pages/3_interventions.py", "pages/4_selection.py"]
+
+
+@pytest.fixture(scope="module")
+def demo_store_file(tmp_path_factory):
+    import torch
+
+    from igds.demo import build_tiny_workspace
+
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("demo") / "igds.duckdb"
+    build_tiny_workspace(ActivationStore(path))
+    return path
+
+
+@pytest.fixture
+def demo_store(demo_store_file, tmp_path, monkeypatch):
+    path = tmp_path / "igds.duckdb"
+    shutil.copy(demo_store_file, path)
+    monkeypatch.setenv("IGDS_STORE", str(path))
+    return ActivationStore(path)
+
+
+def app(page=None):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_an_empty_workspace(page):
+    at = app(page)
+    assert at.title and at.title[0].value
+    if page != PAGES[0]:
+        assert at.info, "an empty workspace must say what to do first"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_the_demo_workspace(demo_store, page):
+    at = app(page)
+    assert not at.info or page == PAGES[0] or all("first" not in i.value for i in at.info)
+
+
+def selected_count(at) -> int:
+    m = next(m for m in at.metric if m.label == "Selected")
+    return int(m.value.split("/")[0].replace(",", ""))
+
+
+def test_ratio_slider_sets_exact_count(demo_store):
+    at = app("pages/4_selection.py")
+    pool = 240  # 120 summarization train + 120 general in the tiny workspace
+    assert selected_count(at) == pool // 2
+    at.slider(key="sel_ratio").set_value(0.25).run()
+    assert not at.exception
+    assert selected_count(at) == 60
+
+
+def test_rejecting_an_example_removes_it_and_pinning_keeps_it(demo_store):
+    from igds.selection import set_example_override
+
+    at = app("pages/4_selection.py")
+    table = at.dataframe(key="sel_table").value
+    top = table.example_id.iloc[0]
+    set_example_override(demo_store, "summarization", [top], "reject")
+    at.run()
+    assert top not in set(at.dataframe(key="sel_table").value.example_id)
+    assert selected_count(at) == 120  # the ratio still fills the count from the rest
+
+
+def test_vetoing_a_feature_rescores_the_pool(demo_store):
+    from igds.explore import task_state
+    from igds.method import latest_effects
+
+    kept = latest_effects(demo_store, "summarization").kept
+    at = app("pages/2_features.py")
+    at.number_input(key="feat_id").set_value(kept[0]).run()
+    at.button(key="feat_veto").click().run()
+    assert not at.exception
+    ov = demo_store.query_df("SELECT feature, action FROM feature_overrides")
+    assert list(ov.feature) == [kept[0]] and list(ov.action) == ["veto"]
+    sel = app("pages/4_selection.py")
+    assert next(m for m in sel.metric if m.label == "Validated features used").value == str(len(kept) - 1)
+    assert task_state(demo_store, "summarization").n_kept == len(kept)  # the measurement itself is unchanged
+
+
+def test_feature_search_filters_the_table(demo_store):
+    at = app("pages/2_features.py")
+    n = len(at.dataframe(key="feat_table").value)
+    at.text_input(key="feat_search").set_value("no-such-token-xyz").run()
+    assert len(at.dataframe(key="feat_table").value) == 0 and n > 0
+
+
+def test_interventions_switch_to_ablation_view(demo_store):
+    at = app("pages/3_interventions.py")
+    at.segmented_control(key="int_kind").set_value("ablate").run()
+    assert not at.exception
+    assert any("ablate effect" in (c.proto.spec or "") for c in at.get("plotly_chart"))
+
+
+def test_save_selection_stores_it(demo_store):
+    at = app("pages/4_selection.py")
+    at.button(key="sel_save").click().run()
+    assert not at.exception
+    assert demo_store.scalar("SELECT count(*) FROM selections") == 1
