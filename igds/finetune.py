@@ -243,9 +243,11 @@ def _callback(progress: ProgressFn, on_metric: MetricFn | None, should_stop: Cal
     return _Forward()
 
 
-def training_arguments(cfg: FinetuneConfig, out_dir: Path, precision: str):
+def training_arguments(cfg: FinetuneConfig, out_dir: Path, precision: str, device: str):
     """The ``TrainingArguments`` for ``cfg`` (checkpoints in ``out_dir/checkpoints``, no reporting)."""
     from transformers import TrainingArguments
+
+    on_cpu = not device.startswith("cuda")
 
     return TrainingArguments(
         output_dir=str(out_dir / "checkpoints"),
@@ -271,7 +273,8 @@ def training_arguments(cfg: FinetuneConfig, out_dir: Path, precision: str):
         disable_tqdm=True,
         remove_unused_columns=False,  # the collator already yields exactly the model inputs
         dataloader_num_workers=0,
-        dataloader_pin_memory=settings.resolve_device("auto").startswith("cuda"),
+        dataloader_pin_memory=not on_cpu,
+        use_cpu=on_cpu,  # bf16 on CPU is refused unless the Trainer is told it runs on CPU
         use_cache=False,
     )
 
@@ -325,7 +328,7 @@ def train_lora(model, tokenizer, examples: Sequence, cfg: FinetuneConfig, out_di
     peft_model = get_peft_model(model, lora)
     device = settings.resolve_device("auto")
     precision = resolve_precision(cfg.precision, device)
-    args = training_arguments(cfg, out, precision)
+    args = training_arguments(cfg, out, precision, device)
     callback = _callback(progress, on_metric, should_stop)
     trainer = Trainer(model=peft_model, args=args, train_dataset=rows, data_collator=ResponseCollator(pad_id),
                       processing_class=tokenizer, callbacks=[callback])

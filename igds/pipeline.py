@@ -83,10 +83,10 @@ def encode_examples(tokenizer, examples: Sequence, max_length: int) -> list[Enco
 
 
 def ingest_corpus(store: ActivationStore, dataset: str = "demo") -> int:
-    """Copy the shipped corpus into the store's ``examples`` table (new ids only)."""
+    """Sync the shipped corpus into the store's ``examples`` table; returns the number of new ids."""
     from igds.corpus import load_corpus
 
-    return store.add_examples(load_corpus(), dataset=dataset)
+    return store.sync_dataset(load_corpus(), dataset=dataset)[0]
 
 
 def sae_training_examples(n: int, seed: int = 0) -> list:

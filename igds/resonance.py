@@ -49,13 +49,16 @@ _AGG_SQL = {  # fixed fragments chosen by a validated enum, never user text
     "max": "fa.max_act",
 }
 
-POOL_SQL = ("SELECT id AS example_id FROM examples WHERE split = 'train' "
-            "AND (task = ? OR (? AND task = 'general'))")
+# The pool: train-split examples of the task (plus the general set when mixed) that the extraction run
+# covers. Parameters: run_id, task, mixed.
+POOL_SQL = ("SELECT e.id AS example_id FROM examples e JOIN example_stats ps "
+            "ON ps.example_id = e.id AND ps.run_id = ? WHERE e.split = 'train' "
+            "AND (e.task = ? OR (? AND e.task = 'general'))")
 
 
-def pool_ids(store: ActivationStore, task: str, pool_setting: str = "mixed") -> list[str]:
-    """Candidate pool of a task: its train split, plus the general set when ``mixed``."""
-    df = store.query_df(POOL_SQL + " ORDER BY id", [task, pool_setting == "mixed"])
+def pool_ids(store: ActivationStore, run_id: str, task: str, pool_setting: str = "mixed") -> list[str]:
+    """Candidate pool of a task: its extracted train split, plus the general set when ``mixed``."""
+    df = store.query_df(POOL_SQL + " ORDER BY e.id", [run_id, task, pool_setting == "mixed"])
     return list(df.example_id)
 
 
@@ -82,7 +85,7 @@ def feature_scales(store: ActivationStore, run_id: str, task: str, pool_setting:
            "WHERE fa.run_id = ? AND es.n_tokens > 0 GROUP BY fa.feature")
     with store.connect() as con:
         con.register("scale_feats", feats)
-        df = con.execute(sql, [task, pool_setting == "mixed", run_id]).fetch_df()
+        df = con.execute(sql, [run_id, task, pool_setting == "mixed", run_id]).fetch_df()
     df = pd.DataFrame({"feature": [int(f) for f in features]}).merge(df, on="feature", how="left")
     df["n"] = df["n"].where(df["n"] > 0, 1.0).fillna(1.0)
     return df
@@ -112,7 +115,7 @@ def score_resonance(store: ActivationStore, run_id: str, task: str, pool_setting
            "ORDER BY frs DESC, p.example_id")
     with store.connect() as con:
         con.register("frs_feats", fw)
-        return con.execute(sql, [task, pool_setting == "mixed", run_id, run_id]).fetch_df()
+        return con.execute(sql, [run_id, task, pool_setting == "mixed", run_id, run_id]).fetch_df()
 
 
 def explain_score(store: ActivationStore, run_id: str, example_id: str, features: Sequence[int],

@@ -132,6 +132,24 @@ class ActivationStore:
             con.unregister("new_examples")
             return con.execute("SELECT count(*) FROM examples").fetchall()[0][0] - before
 
+    def sync_dataset(self, examples: Sequence, dataset: str) -> tuple[int, int]:
+        """Make the stored ``dataset`` equal ``examples``: add new ids, drop ids no longer in it.
+
+        Activations of dropped examples stay in their runs but no pool includes them any more.
+
+        Returns:
+            ``(added, removed)``.
+        """
+        added = self.add_examples(examples, dataset)
+        keep = pa.table({"id": pa.array([e.id for e in examples], pa.string())})
+        with self.transaction() as con:
+            con.register("keep_ids", keep)
+            removed = con.execute("SELECT count(*) FROM examples WHERE dataset = ? AND id NOT IN "
+                                  "(SELECT id FROM keep_ids)", [dataset]).fetchall()[0][0]
+            con.execute("DELETE FROM examples WHERE dataset = ? AND id NOT IN (SELECT id FROM keep_ids)", [dataset])
+            con.unregister("keep_ids")
+        return added, removed
+
     def example_ids(self, task: str | None = None, splits: Sequence[str] | None = None) -> list[str]:
         """Ids of stored examples, optionally filtered by task and splits."""
         sql = "SELECT id FROM examples WHERE (? IS NULL OR task = ?)"

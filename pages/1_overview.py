@@ -25,7 +25,10 @@ job_launcher("bootstrap", {}, label="Bootstrap the default workspace", key="boot
              help="runs in the background; you can leave this page")
 
 st.subheader("Model")
-st.dataframe(status.models, hide_index=True, width="stretch") if not status.models.empty else st.caption("none yet")
+if status.models.empty:
+    st.caption("none yet")
+else:
+    st.dataframe(status.models, hide_index=True, width="stretch")
 st.subheader("SAE")
 if status.saes.empty:
     st.caption("none yet")
@@ -41,7 +44,10 @@ else:
     st.dataframe(status.examples.pivot(index="task", columns="split", values="n").fillna(0).astype(int),
                  width="stretch")
 st.subheader("Runs")
-st.dataframe(status.runs, hide_index=True, width="stretch") if not status.runs.empty else st.caption("no runs yet")
+if status.runs.empty:
+    st.caption("no runs yet")
+else:
+    st.dataframe(status.runs, hide_index=True, width="stretch")
 st.subheader("Jobs")
 jobs = list_jobs()
 if jobs:

@@ -1,10 +1,12 @@
 """LoRA fine-tuning on the tiny model: loss goes down, adapters round-trip, runs stop and resume."""
 
 import json
+import math
 
 import pytest
 import torch
 
+from igds import settings
 from igds.corpus import Example
 from igds.demo import tiny_model, tiny_tokenizer
 from igds.evaluate import load_adapter, reference_nll
@@ -84,3 +86,10 @@ def test_should_stop_then_resume_reaches_the_same_final_step(tmp_path):
 
     fresh = train_lora(tiny_model(), tok, exs, cfg, tmp_path / "fresh")
     assert fresh.global_step == res2.global_step and fresh.resumed_from is None
+
+
+@pytest.mark.skipif(not settings.cpu_has_bf16(), reason="CPU without bf16 instructions")
+def test_auto_precision_uses_bf16_autocast_on_this_cpu(tmp_path):
+    res = train_lora(tiny_model(), tiny_tokenizer(), _examples(8), _cfg(precision="auto", epochs=1), tmp_path)
+    assert res.precision == "bf16" and res.device == "cpu" and res.global_step == 1
+    assert math.isfinite(res.final_loss)
