@@ -173,6 +173,45 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _run_as_job(kind: str, params: dict, background: bool) -> int:
+    """Start a background job; unless ``background``, follow its progress until it ends."""
+    from igds.jobs import start_job
+    from igds.jobs_cli import report_job, watch_job
+
+    job_id = start_job(kind, params)
+    if background:
+        print(f"started job {job_id} (python -m igds job show {job_id})")
+        return 0
+    print(f"job {job_id} (Ctrl-C stops watching; the job keeps running)")
+    return report_job(watch_job(job_id))
+
+
+def cmd_finetune(args) -> int:
+    from igds.evaluate import EvalConfig
+    from igds.finetune import FinetuneConfig
+    from igds.runner import default_finetune_config
+    from igds.store import ActivationStore
+
+    store = ActivationStore()
+    sid = store.scalar("SELECT selection_id FROM selections WHERE selection_id = ? OR name = ? "
+                       "ORDER BY created DESC LIMIT 1", [args.selection, args.selection])
+    if sid is None:
+        raise ValueError(f"no selection with id or name {args.selection!r} (see 'igds selections')")
+    # flags given on the command line override the device's default profile
+    given = {k: v for k in FinetuneConfig.__dataclass_fields__ if (v := getattr(args, "ft_" + k, None)) is not None}
+    ft = FinetuneConfig.from_dict({**default_finetune_config().to_dict(), **given})
+    ev = config_from_arguments(EvalConfig, args, "eval_", n_examples=200)
+    return _run_as_job("finetune", {"selection_id": sid, "finetune": ft.to_dict(), "eval": ev.to_dict()},
+                       args.background)
+
+
+def cmd_evaluate(args) -> int:
+    from igds.evaluate import EvalConfig
+
+    ev = config_from_arguments(EvalConfig, args, "eval_", n_examples=200)
+    return _run_as_job("evaluate", {"task": args.task, "eval": ev.to_dict()}, args.background)
+
+
 def cmd_model_convert(args) -> int:
     from igds.modeling.load import ensure_default_model
 
@@ -270,6 +309,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_job_commands(sub)
 
+    from igds.evaluate import EvalConfig
+    from igds.finetune import FinetuneConfig
+
+    ft = sub.add_parser("finetune", help="LoRA fine-tune a stored selection, then evaluate it (a background job)")
+    ft.add_argument("--selection", required=True, help="selection id or name")
+    ft.add_argument("--background", action="store_true", help="start the job and return")
+    add_config_arguments(ft, FinetuneConfig, "ft_")
+    add_config_arguments(ft, EvalConfig, "eval_")
+    ft.set_defaults(func=cmd_finetune)
+
+    ev = sub.add_parser("evaluate", help="evaluate the base model on a task's test split (a background job)")
+    ev.add_argument("--task", required=True, help="task")
+    ev.add_argument("--background", action="store_true", help="start the job and return")
+    add_config_arguments(ev, EvalConfig, "eval_")
+    ev.set_defaults(func=cmd_evaluate)
+
     m = sub.add_parser("model", help="language models").add_subparsers(dest="model_cmd", required=True)
     m.add_parser("convert", help="convert the default GGUF model once").set_defaults(func=cmd_model_convert)
 
@@ -285,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m igds``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["job", "run"] and len(argv) == 3:
+        # job processes skip building the full parser, whose config imports pull in torch (~1.5 s)
+        from igds.jobs import run_job_process
+
+        return run_job_process(argv[2])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -96,10 +96,12 @@ class FinetuneConfig(ConfigBase):
 
     @classmethod
     def cpu_profile(cls, **overrides: Any) -> FinetuneConfig:
-        """A preset that fits a 2-core CPU: r=8 on q/v, one epoch, 192 tokens.
+        """A preset that fits a 2-core CPU: r=16 on the attention projections, one epoch, 192 tokens.
 
-        Measured on 2 EPYC cores with bf16 autocast: ~1.5 s per step of 8 summarization pairs, so a
-        50% selection of the summarization pool (~2,200 pairs, 275 steps) trains in ~7-9 minutes.
+        r=8 on q/v alone lowered the reference NLL (3.82 → 3.22 after 300 summarization pairs) but left
+        ROUGE-L flat; r=16 on q/k/v/o moved ROUGE-L in the calibration run (0.239 → 0.308) at ~5 s per
+        step of 8 pairs with bf16 autocast, so a 50% selection of the 1,200-pair summarization pool
+        (75 steps) trains in ~6-7 minutes.
 
         Args:
             **overrides: fields to change on top of the preset.
@@ -107,8 +109,8 @@ class FinetuneConfig(ConfigBase):
         Returns:
             The config.
         """
-        base = dict(profile="cpu", r=8, lora_alpha=16, target_modules=("q_proj", "v_proj"), epochs=1.0,
-                    max_length=192, save_steps=25)
+        base = dict(profile="cpu", r=16, lora_alpha=32, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+                    epochs=1.0, max_length=192, save_steps=25)
         base.update(overrides)
         return cls(**base)
 

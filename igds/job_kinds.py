@@ -59,6 +59,40 @@ def _select(params: dict, ctx: JobContext) -> dict:
     return {"selection_id": sid}
 
 
+def _finetune(params: dict, ctx: JobContext) -> dict:
+    from igds.evaluate import EvalConfig
+    from igds.finetune import FinetuneConfig
+    from igds.runner import default_finetune_config, finetune_selection
+    from igds.store import ActivationStore
+
+    ft = FinetuneConfig.from_dict(params["finetune"]) if params.get("finetune") else default_finetune_config()
+    ev = EvalConfig.from_dict(params["eval"]) if params.get("eval") else None
+
+    def on_metric(step, total, logs):
+        if "loss" in logs:
+            ctx.metric("loss", step, logs["loss"])
+
+    ctx.log(f"finetune selection {params['selection_id']}: {ft.to_json()}")
+    return finetune_selection(ActivationStore(), params["selection_id"], ft, ev, ctx.progress, on_metric,
+                              ctx.should_stop)
+
+
+def _evaluate_base(params: dict, ctx: JobContext) -> dict:
+    from igds.evaluate import EvalConfig
+    from igds.results import BASE_RUN
+    from igds.runner import evaluate_and_record, validated_features
+
+    ws, _ = _workspace(params, ctx)
+    from igds.pipeline import model_key_of
+
+    task = params["task"]
+    out = evaluate_and_record(ws.store, BASE_RUN, task, ws.model, ws.tokenizer, ws.sae, ws.site,
+                              validated_features(ws.store, task), EvalConfig.from_dict(params.get("eval", {})),
+                              model_key_of(ws.model), ctx.progress)
+    res = out["base"][1]["result"]
+    return {"metric": res["metric"], "score": res["score"], "nll": res.get("nll")}
+
+
 for _name, _fn in {"bootstrap": _bootstrap, "extract": _extract, "intervene": _intervene,
-                   "select": _select}.items():
+                   "select": _select, "finetune": _finetune, "evaluate": _evaluate_base}.items():
     register_job_kind(_name, _fn)

@@ -23,7 +23,7 @@ def _fmt_progress(st: dict) -> str:
     return f"{p.get('done', 0)}/{p.get('total', 0) or '?'}{eta_s}"
 
 
-def _watch(job_id: str) -> dict:
+def watch_job(job_id: str) -> dict:
     """Wait for a job, drawing its progress with the library's tqdm callback; return the final status."""
     from igds.progress import tqdm_progress
 
@@ -40,7 +40,7 @@ def _watch(job_id: str) -> dict:
     return jobs.wait_job(job_id, on_status=show)
 
 
-def _report(st: dict) -> int:
+def report_job(st: dict) -> int:
     print(f"{st['job_id']}: {st['state']}")
     if st.get("error"):
         print(f"error: {st['error']['type']}: {st['error']['message']}", file=sys.stderr)
@@ -82,7 +82,7 @@ def cmd_job_cancel(args) -> int:
 
 def cmd_job_resume(args) -> int:
     job_id = jobs.resume_job(args.job_id)
-    return _report(_watch(job_id)) if args.wait else (print(job_id) or 0)
+    return report_job(watch_job(job_id)) if args.wait else (print(job_id) or 0)
 
 
 def cmd_job_start(args) -> int:
@@ -93,9 +93,9 @@ def cmd_job_start(args) -> int:
     if args.foreground:
         from igds.progress import tqdm_progress
 
-        return _report(jobs.run_job_inline(args.kind, params, job_id=args.job_id, progress=tqdm_progress(args.kind)))
+        return report_job(jobs.run_job_inline(args.kind, params, job_id=args.job_id, progress=tqdm_progress(args.kind)))
     job_id = jobs.start_job(args.kind, params, job_id=args.job_id)
-    return _report(_watch(job_id)) if args.wait else (print(job_id) or 0)
+    return report_job(watch_job(job_id)) if args.wait else (print(job_id) or 0)
 
 
 def add_job_commands(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,142 @@
+"""Fine-tune a stored selection and evaluate it: training, test metric, reference NLL, feature
+amplification and the amplification–gain correlation, all recorded in the store with lineage."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from igds.corpus import test_set
+from igds.evaluate import EvalConfig, amplification, evaluate_model, feature_activation
+from igds.finetune import FinetuneConfig, train_lora
+from igds.progress import ProgressFn, null_progress, scaled
+from igds.records import Example
+from igds.results import BASE_RUN, base_eval, compute_correlations, record_amplification, record_eval, record_finetune
+from igds.selection import load_selection
+from igds.store import ActivationStore
+
+
+def default_finetune_config() -> FinetuneConfig:
+    """The paper defaults on a GPU, the small CPU profile elsewhere."""
+    import torch
+
+    return FinetuneConfig() if torch.cuda.is_available() else FinetuneConfig.cpu_profile()
+
+
+def selection_examples(store: ActivationStore, selection_id: str) -> tuple[dict, list[Example]]:
+    """A stored selection's metadata and its members as records."""
+    info, members = load_selection(store, selection_id)
+    return info, [Example(id=r.id, task=r.task, source=r.source, split=r.split, prompt=r.prompt,
+                          response=r.response, meta=json.loads(r.meta or "{}")) for r in members.itertuples()]
+
+
+def finetune_run_id(selection_id: str, cfg: FinetuneConfig) -> str:
+    """Content id of fine-tuning one selection with one config (a rerun resumes the same run)."""
+    return "ft-" + cfg.stage_key(selection_id)[:12]
+
+
+def validated_features(store: ActivationStore, task: str) -> list[int]:
+    """``F*`` of the task's latest intervention run (empty if none)."""
+    from igds.method import latest_effects
+
+    try:
+        return latest_effects(store, task).kept
+    except ValueError:
+        return []
+
+
+def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, tokenizer, ws_sae, site: str,
+                        features: list[int], eval_cfg: EvalConfig, model_key: str | None,
+                        progress: ProgressFn | None = None) -> dict:
+    """Evaluate ``model`` on the task's test split, record metric, outputs and feature activation.
+
+    For a fine-tuned model (``run_id != 'base'``) the base model is evaluated first when the store has
+    no base evaluation (the adapter is disabled for it), and the amplification is recorded.
+    """
+    from igds.tasks import get_task
+
+    progress = progress or null_progress
+    spec = get_task(task)
+    examples = test_set(task)
+    if eval_cfg.n_examples:
+        examples = examples[: eval_cfg.n_examples]
+
+    def one(rid: str, m, prog) -> tuple[str, dict]:
+        t0 = time.perf_counter()
+        res = evaluate_model(m, tokenizer, spec, examples, eval_cfg, scaled(prog, 0, 80, 100))
+        res["seconds"] = time.perf_counter() - t0
+        eid = record_eval(store, rid, res, "test", model_key, eval_cfg.to_dict())
+        act = feature_activation(m, tokenizer, ws_sae, site, examples, features,
+                                 progress=scaled(prog, 80, 20, 100)) if features else None
+        return eid, {"result": res, "activation": act}
+
+    out = {}
+    base = base_eval(store, task, "test", model_key)
+    need_base = base is None or run_id == BASE_RUN or base.get("n") != len(examples)
+    if need_base:
+        disable = getattr(model, "disable_adapter", None)
+        if disable is not None and run_id != BASE_RUN:
+            with disable():
+                out["base"] = one(BASE_RUN, model, scaled(progress, 0, 50, 100))
+        else:
+            out["base"] = one(BASE_RUN, model, scaled(progress, 0, 50, 100))
+    if run_id != BASE_RUN:
+        eid, tuned = one(run_id, model, scaled(progress, 50, 50, 100))
+        out["tuned"] = (eid, tuned)
+        if features:
+            base_act = out["base"][1]["activation"] if "base" in out else _base_activation(model, tokenizer,
+                                                                                           ws_sae, site, examples,
+                                                                                           features)
+            amp = amplification(tuned["activation"], base_act)
+            record_amplification(store, eid, run_id, task, tuned["activation"], base_act, amp)
+            out["amplification"] = amp["amplification"]
+        compute_correlations(store, task)
+    progress(100, 100, "evaluate: done")
+    return out
+
+
+def _base_activation(model, tokenizer, sae, site, examples, features):
+    disable = getattr(model, "disable_adapter", None)
+    if disable is None:
+        return feature_activation(model, tokenizer, sae, site, examples, features)
+    with disable():
+        return feature_activation(model, tokenizer, sae, site, examples, features)
+
+
+def finetune_selection(store: ActivationStore, selection_id: str, ft_cfg: FinetuneConfig | None = None,
+                       eval_cfg: EvalConfig | None = None, progress: ProgressFn | None = None,
+                       on_metric=None, should_stop=None) -> dict:
+    """Train LoRA on a stored selection, then evaluate and record everything (resumable).
+
+    Returns:
+        run id, training summary, test score / NLL and amplification.
+    """
+    from igds.pipeline import BootstrapConfig, model_key_of, open_workspace
+
+    progress = progress or null_progress
+    ft_cfg = ft_cfg or default_finetune_config()
+    eval_cfg = eval_cfg or EvalConfig(n_examples=200)
+    info, examples = selection_examples(store, selection_id)
+    task = info["task"]
+    run_id = finetune_run_id(selection_id, ft_cfg)
+    ws = open_workspace(BootstrapConfig(), store=store)
+    base_key = model_key_of(ws.model)
+    store.start_run(run_id, "finetune", {"task": task, "selection_id": selection_id, "finetune": ft_cfg.to_dict(),
+                                         "eval": eval_cfg.to_dict()}, base_key, ws.sae_key, n_total=len(examples))
+    # amplification is measured on the task's validated features for every run, whatever method made the
+    # selection, so that runs are comparable points of one correlation
+    features = validated_features(store, task)
+    res = train_lora(ws.model, ws.tokenizer, examples, ft_cfg, store.run_dir(run_id), scaled(progress, 0, 70, 100),
+                     on_metric, should_stop, resume=True)
+    record_finetune(store, run_id, task, res, ft_cfg.to_dict(), selection_id, base_key)
+    if res.status != "done":
+        store.update_run(run_id, status="stopped", message=f"stopped at step {res.global_step}")
+        return {"run_id": run_id, "status": res.status, "global_step": res.global_step}
+    ev = evaluate_and_record(store, run_id, task, res.model, ws.tokenizer, ws.sae, ws.site, features, eval_cfg,
+                             base_key, scaled(progress, 70, 30, 100))
+    eid, tuned = ev["tuned"]
+    store.update_run(run_id, status="done", n_done=len(examples),
+                     message=f"{tuned['result']['metric']} {tuned['result']['score']:.4f}")
+    return {"run_id": run_id, "eval_id": eid, "status": "done", "train": res.to_dict(),
+            "score": tuned["result"]["score"], "metric": tuned["result"]["metric"],
+            "nll": tuned["result"].get("nll"), "amplification": ev.get("amplification")}
