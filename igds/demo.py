@@ -69,7 +69,7 @@ def save_tiny_sae(path: Path, **kwargs) -> Path:
 
 
 def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120, n_general: int = 120,
-                         n_candidates: int = 8, seed: int = 0) -> dict:
+                         n_candidates: int = 8, seed: int = 0, with_runs: bool = False) -> dict:
     """A small but complete workspace on the tiny random model: real corpus examples, extraction,
     recall, interventions, logit lens — every store table the dashboard reads, in seconds.
 
@@ -117,6 +117,48 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
     mean_act[t.feature.to_numpy(dtype=int)] = t.mean_act_task.to_numpy()
     res = measure_effects(store, effect_id, model, sae, site, encode_examples(tok, dev, 96), recall.candidates,
                           mean_act, icfg, tok.pad_token_id)
-    return {"run_id": run_id, "recall_id": recall.recall_id, "effect_id": effect_id, "kept": res.kept,
-            "model_key": model_key, "sae_key": sae_key, "model": model, "tokenizer": tok, "sae": sae,
-            "site": site}
+    out = {"run_id": run_id, "recall_id": recall.recall_id, "effect_id": effect_id, "kept": res.kept,
+           "model_key": model_key, "sae_key": sae_key, "model": model, "tokenizer": tok, "sae": sae, "site": site}
+    if with_runs:
+        out["runs"] = _tiny_runs(store, task, out)
+    return out
+
+
+def _tiny_runs(store, task: str, ws: dict) -> list[str]:
+    """Two stored selections (IGDS and Random, task-only, 50%), each LoRA-tuned for a few steps and
+    evaluated with amplification, so the fine-tune and results views have real rows."""
+    import tempfile
+
+    from igds.evaluate import EvalConfig
+    from igds.finetune import FinetuneConfig, train_lora
+    from igds.method import latest_effects, lineage
+    from igds.resonance import ResonanceConfig, score_resonance
+    from igds.results import BASE_RUN, record_finetune
+    from igds.runner import evaluate_and_record, selection_examples
+    from igds.selection import SelectionConfig, save_selection, select_from_ranking
+
+    effects = latest_effects(store, task)
+    scores = score_resonance(store, ws["run_id"], task, "task-only", effects.kept, ResonanceConfig())
+    ranked = scores.rename(columns={"frs": "score"})
+    sel_ids = []
+    for method, order in (("igds", ranked), ("random", ranked.sample(frac=1.0, random_state=0))):
+        cfg = SelectionConfig(method=method, pool_setting="task-only")
+        chosen = select_from_ranking(order, cfg, n_pool=len(ranked))
+        lin = lineage(store, ws["run_id"], task, cfg, {"method": method, "features": effects.kept})
+        sel_ids.append(save_selection(store, f"{method}-tiny", task, method, "task-only", len(ranked), chosen, lin))
+    ev = EvalConfig(n_examples=12, max_new_tokens=8, batch_size=12)
+    evaluate_and_record(store, BASE_RUN, task, ws["model"], ws["tokenizer"], ws["sae"], ws["site"], effects.kept,
+                        ev, ws["model_key"])
+    runs = []
+    for i, sid in enumerate(sel_ids):
+        _, examples = selection_examples(store, sid)
+        ft = FinetuneConfig(r=4, lora_alpha=8, target_modules=("q_proj", "v_proj"), max_steps=2 + i, batch_size=4,
+                            max_length=96, precision="fp32", seed=i)
+        model = tiny_model()  # a fresh base per run: peft injects LoRA layers in place
+        run_id = f"ft-tiny-{i}"
+        res = train_lora(model, ws["tokenizer"], examples[:16], ft, tempfile.mkdtemp(), resume=False)
+        record_finetune(store, run_id, task, res, ft.to_dict(), sid, ws["model_key"])
+        evaluate_and_record(store, run_id, task, res.model, ws["tokenizer"], ws["sae"], ws["site"], effects.kept,
+                            ev, ws["model_key"])
+        runs.append(run_id)
+    return runs

@@ -143,7 +143,10 @@ WITH base AS (
            row_number() OVER (PARTITION BY task, split, model_key ORDER BY created DESC, eval_id) AS rk
     FROM evals WHERE run_id = ?
 )
-SELECT e.eval_id, e.run_id, f.selection_id, f.n_train, f.status, e.metric, e.score, e.nll,
+SELECT e.eval_id, e.run_id, f.selection_id, s.name AS selection, s.method, s.pool_setting,
+       json_extract(s.lineage, '$.selection.ratio')::DOUBLE AS ratio,
+       json_extract(s.lineage, '$.selection.seed')::INTEGER AS seed, f.seed AS train_seed,
+       f.n_train, f.status, e.metric, e.score, e.nll,
        b.base_score, b.base_nll,
        e.score - b.base_score AS metric_gain,
        b.base_nll - e.nll AS nll_gain,          -- positive: the reference got more likely
@@ -153,6 +156,7 @@ LEFT JOIN base b ON b.task = e.task AND b.split = e.split
      AND b.model_key IS NOT DISTINCT FROM e.model_key AND b.rk = 1
 LEFT JOIN finetunes f ON f.run_id = e.run_id
 LEFT JOIN amplification a ON a.eval_id = e.eval_id
+LEFT JOIN selections s ON s.selection_id = f.selection_id
 WHERE e.task = ? AND e.split = ? AND e.run_id <> ?
 ORDER BY e.created, e.eval_id
 """
@@ -162,8 +166,9 @@ def runs_table(store: ActivationStore, task: str, split: str = "test") -> pd.Dat
     """Every evaluated fine-tune run of a task with its gains over the base model and amplification.
 
     Returns:
-        Columns eval_id, run_id, selection_id, n_train, status, metric, score, nll, base_score,
-        base_nll, metric_gain, nll_gain (base NLL − run NLL), amplification, created.
+        Columns eval_id, run_id, selection_id, selection (name), method, pool_setting, ratio, seed,
+        train_seed, n_train, status, metric, score, nll, base_score, base_nll, metric_gain,
+        nll_gain (base NLL − run NLL), amplification, created.
     """
     return store.query_df(_POINTS_SQL, [BASE_RUN, task, split, BASE_RUN])
 

@@ -29,8 +29,12 @@ def _fmt_eta(seconds) -> str:
     return "" if seconds is None else f" · ETA {int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
-def job_launcher(kind: str, params: dict, *, label: str, key: str, help: str = "") -> dict | None:
+def job_launcher(kind: str, params: dict, *, label: str, key: str, help: str = "",
+                 render=None) -> dict | None:
     """Show the newest matching job with live progress, plus Start / Cancel / Resume buttons.
+
+    Args:
+        render: optional ``render(status)`` drawn inside the live panel (e.g. a loss curve).
 
     Returns:
         the job's status dict (None when no job was started yet).
@@ -62,6 +66,8 @@ def job_launcher(kind: str, params: dict, *, label: str, key: str, help: str = "
             st.progress(min(1.0, frac), text=(prog.get("message") or state) + _fmt_eta(prog.get("eta_seconds")))
         if status.get("error"):
             st.error(f"{status['error'].get('type')}: {status['error'].get('message')}")
+        if render is not None:
+            render(status)
         with st.expander("Log", expanded=False):
             st.code("\n".join(status.get("log_tail") or jobs.read_log(status["job_id"], 30)) or "(empty)")
         # a job that just finished: rerun the whole page once so its results appear

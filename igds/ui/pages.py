@@ -6,4 +6,6 @@ PAGES = [
     ("pages/2_features.py", "Features", "features", ":material/neurology:"),
     ("pages/3_interventions.py", "Interventions", "interventions", ":material/science:"),
     ("pages/4_selection.py", "Selection", "selection", ":material/filter_alt:"),
+    ("pages/5_finetune.py", "Export & fine-tune", "finetune", ":material/model_training:"),
+    ("pages/6_results.py", "Results", "results", ":material/monitoring:"),
 ]

@@ -9,7 +9,9 @@ from streamlit.testing.v1 import AppTest
 from igds.store import ActivationStore
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ["pages/1_overview.py", "pages/2_features.py", "pages/3_interventions.py", "pages/4_selection.py"]
+from igds.ui.pages import PAGES as PAGE_TABLE  # noqa: E402
+
+PAGES = [p[0] for p in PAGE_TABLE]
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +22,7 @@ def demo_store_file(tmp_path_factory):
 
     torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("demo") / "igds.duckdb"
-    build_tiny_workspace(ActivationStore(path))
+    build_tiny_workspace(ActivationStore(path), with_runs=True)
     return path
 
 
@@ -61,7 +63,7 @@ def selected_count(at) -> int:
 
 def test_ratio_slider_sets_exact_count(demo_store):
     at = app("pages/4_selection.py")
-    pool = 240  # 120 summarization train + 120 general in the tiny workspace
+    pool = 240  # 120 summarization train + 120 general in the tiny workspace (mixed pool)
     assert selected_count(at) == pool // 2
     at.slider(key="sel_ratio").set_value(0.25).run()
     assert not at.exception
@@ -111,7 +113,45 @@ def test_interventions_switch_to_ablation_view(demo_store):
 
 
 def test_save_selection_stores_it(demo_store):
+    before = demo_store.scalar("SELECT count(*) FROM selections")
     at = app("pages/4_selection.py")
     at.button(key="sel_save").click().run()
     assert not at.exception
-    assert demo_store.scalar("SELECT count(*) FROM selections") == 1
+    assert demo_store.scalar("SELECT count(*) FROM selections") == before + 1
+    n = demo_store.scalar("SELECT n_selected FROM selections WHERE method = 'igds' AND pool_setting = 'mixed'")
+    assert n == 120
+
+
+def test_export_writes_files_with_a_manifest(demo_store, tmp_path):
+    import json
+    import os
+
+    at = app("pages/5_finetune.py")
+    at.text_input(key="exp_name").set_value("my-export").run()
+    at.selectbox(key="exp_fmt").set_value("parquet").run()
+    at.button(key="exp_go").click().run()
+    assert not at.exception and at.success
+    folder = Path(os.environ["IGDS_HOME"]) / "exports" / "my-export"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert (folder / "data.parquet").exists() and manifest["n_examples"] > 0
+
+
+def test_finetune_button_starts_a_job_with_the_form_settings(demo_store, monkeypatch):
+    started = []
+    monkeypatch.setattr("igds.jobs.start_job", lambda kind, params: started.append((kind, params)) or "job-1")
+    at = app("pages/5_finetune.py")
+    at.number_input(key="ft_r").set_value(4).run()
+    at.button(key="ft_job_start").click().run()
+    assert not at.exception
+    kind, params = started[0]
+    assert kind == "finetune" and params["finetune"]["r"] == 4
+    assert params["selection_id"] == at.selectbox(key="ft_selection").value
+
+
+def test_results_show_runs_and_switch_gain(demo_store):
+    at = app("pages/6_results.py")
+    runs = at.dataframe[0].value
+    assert set(runs.method) == {"igds", "random"} and runs.amplification.notna().all()
+    at.segmented_control(key="res_y").set_value("nll_gain").run()
+    assert not at.exception
+    assert any("nll_gain" in (c.proto.spec or "") for c in at.get("plotly_chart"))

@@ -1,0 +1,69 @@
+"""Export & fine-tune: export a stored selection, launch LoRA fine-tuning as a job, watch the loss."""
+
+import plotly.express as px
+import streamlit as st
+
+from igds.export import ExportConfig, export_selection
+from igds.finetune import FinetuneConfig
+from igds.jobs import read_metrics
+from igds.runner import default_finetune_config, selection_examples
+from igds.selection import composition, load_selection
+from igds.settings import resolve_device
+from igds.ui.jobs import job_launcher
+from igds.ui.resources import get_store
+from igds.ui.state import current_task
+from igds.ui.widgets import needs
+
+task = current_task()
+store = get_store()
+st.title(f"Export & fine-tune · {task}")
+sels = store.query_df("SELECT selection_id, name, method, pool_setting, n_selected, n_pool FROM selections "
+                      "WHERE task = ? ORDER BY created DESC", [task])
+if sels.empty:
+    needs("No stored selection yet: save one on the Selection page (or run 'igds select').")
+    st.stop()
+label = {r.selection_id: f"{r.name} · {r.method} · {r.n_selected}/{r.n_pool} ({r.pool_setting})"
+         for r in sels.itertuples()}
+sid = st.selectbox("Selection", list(label), format_func=label.get, key="ft_selection")
+info, members = load_selection(store, sid)
+c1, c2 = st.columns(2)
+c1.json(composition(members), expanded=False)
+c2.json(info["lineage"], expanded=False)
+
+st.subheader("Export")
+e1, e2, e3 = st.columns([2, 1, 1])
+name = e1.text_input("Export name", info["name"], key="exp_name")
+fmt = e2.selectbox("Format", ["jsonl", "parquet", "hf"], key="exp_fmt")
+if e3.button("Export", key="exp_go"):
+    try:
+        _, examples = selection_examples(store, sid)
+        res = export_selection(examples, {"selection_id": sid, **info["lineage"]}, ExportConfig(name=name, fmt=fmt))
+        st.success(f"Exported {res.n_examples} examples to {res.path} (manifest.json beside them)")
+    except ValueError as e:
+        st.error(str(e))
+
+st.subheader("Fine-tune (LoRA)")
+base = default_finetune_config()
+device = resolve_device("auto")
+st.caption(f"Device: **{device}** · profile **{base.profile}** (bf16 where the hardware has it). "
+           "The job trains, then evaluates base and adapter on the test split and records the amplification.")
+f1, f2, f3, f4 = st.columns(4)
+r = f1.number_input("LoRA r", 1, 256, base.r, key="ft_r")
+alpha = f2.number_input("LoRA α", 1, 512, base.lora_alpha, key="ft_alpha")
+lr = f3.number_input("Learning rate", 1e-6, 1e-2, base.learning_rate, format="%.1e", key="ft_lr")
+epochs = f4.number_input("Epochs", 0.1, 10.0, float(base.epochs), key="ft_epochs")
+modules = st.multiselect("Target modules", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                            "down_proj"], list(base.target_modules), key="ft_modules")
+cfg = FinetuneConfig.from_dict({**base.to_dict(), "r": int(r), "lora_alpha": int(alpha), "learning_rate": float(lr),
+                                "epochs": float(epochs), "target_modules": modules})
+
+
+def loss_curve(status: dict) -> None:
+    points = read_metrics(status["job_id"], "loss")
+    if points:
+        st.plotly_chart(px.line(points, x="step", y="value", title="Training loss", labels={"value": "loss"}),
+                        key=f"loss_{status['job_id']}_{len(points)}")
+
+
+job_launcher("finetune", {"selection_id": sid, "finetune": cfg.to_dict()}, label=f"Fine-tune on {info['name']}",
+             key="ft_job", help="LoRA on this selection, then evaluation (resumable)", render=loss_curve)
