@@ -151,3 +151,11 @@ def selection_overlaps(store: ActivationStore, task: str, chosen: set[str], pool
         rows.append({"selection": r.name, "method": r.method, "n": r.n_selected, "jaccard": jaccard(chosen, ids),
                      "shared": len(chosen & ids)})
     return pd.DataFrame(rows)
+
+
+def example_record(store: ActivationStore, example_id: str) -> dict:
+    """One stored example (task, source, split, prompt, response)."""
+    df = store.query_df("SELECT id, task, source, split, prompt, response FROM examples WHERE id = ?", [example_id])
+    if df.empty:
+        raise ValueError(f"no example {example_id!r}")
+    return df.iloc[0].to_dict()

@@ -3,7 +3,7 @@
 import plotly.express as px
 import streamlit as st
 
-from igds.explore import selection_overlaps, task_state
+from igds.explore import example_record, selection_overlaps, task_state
 from igds.method import latest_effects, live_selection, select_igds
 from igds.resonance import ResonanceConfig, explain_score
 from igds.selection import SelectionConfig, set_example_override
@@ -81,5 +81,5 @@ if picked:
     ex = ex[ex.term > 0].assign(feature=lambda d: "f" + d.feature.astype(str))
     st.plotly_chart(px.bar(ex, x="feature", y="term", title=f"Why {eid}: FRS terms w·a/n (sum = "
                            f"{ex.term.sum():.3f})"), key="sel_why")
-    row = store.query_df("SELECT prompt, response FROM examples WHERE id = ?", [eid]).iloc[0]
-    st.markdown(f"**Prompt**\n\n{row.prompt}\n\n**Response**\n\n{row.response}")
+    row = example_record(store, eid)
+    st.markdown(f"**Prompt**\n\n{row['prompt']}\n\n**Response**\n\n{row['response']}")

@@ -3,6 +3,7 @@
 import plotly.express as px
 import streamlit as st
 
+from igds.explore import task_state
 from igds.export import ExportConfig, export_selection
 from igds.finetune import FinetuneConfig
 from igds.jobs import read_metrics
@@ -17,8 +18,7 @@ from igds.ui.widgets import needs
 task = current_task()
 store = get_store()
 st.title(f"Export & fine-tune · {task}")
-sels = store.query_df("SELECT selection_id, name, method, pool_setting, n_selected, n_pool FROM selections "
-                      "WHERE task = ? ORDER BY created DESC", [task])
+sels = task_state(store, task).selections
 if sels.empty:
     needs("No stored selection yet: save one on the Selection page (or run 'igds select').")
     st.stop()
