@@ -1,0 +1,33 @@
+"""Screenshots of every dashboard page over the current workspace, for the README and docs.
+
+Usage: python scripts/screenshots.py [--out docs/screenshots]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from igds.ui.pages import PAGES  # noqa: E402
+from scripts.browser import browser, serve  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="docs/screenshots")
+    args = ap.parse_args()
+    out = Path(args.out)
+    with serve() as url, browser() as b:
+        b.open(url, expect="IGDS workspace")
+        for _, title, path, _ in PAGES:
+            html = b.open(f"{url}/{path}", expect=title, timeout=180)
+            if 'data-testid="stException"' in html:
+                raise SystemExit(f"{path}: the page shows an exception")
+            print(b.screenshot(out / f"{path}.png"))
+
+
+if __name__ == "__main__":
+    main()
