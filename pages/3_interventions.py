@@ -3,9 +3,9 @@
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
-from igds.ui.jobs import job_launcher
 
 from igds.explore import effect_views, task_state
+from igds.ui.jobs import job_launcher
 from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
 from igds.ui.state import current_task
 from igds.ui.widgets import needs
