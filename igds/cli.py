@@ -155,18 +155,13 @@ def cmd_selections(args) -> int:
 
 def cmd_export(args) -> int:
     from igds.export import ExportConfig, export_selection
-    from igds.records import Example
-    from igds.selection import load_selection
+    from igds.runner import selection_examples
+    from igds.selection import resolve_selection
     from igds.store import ActivationStore
 
     store = ActivationStore()
-    sid = store.scalar("SELECT selection_id FROM selections WHERE selection_id = ? OR name = ? "
-                       "ORDER BY created DESC LIMIT 1", [args.selection, args.selection])
-    if sid is None:
-        raise ValueError(f"no selection with id or name {args.selection!r} (see 'igds selections')")
-    info, members = load_selection(store, sid)
-    examples = [Example(id=r.id, task=r.task, source=r.source, split=r.split, prompt=r.prompt,
-                        response=r.response, meta=json.loads(r.meta or "{}")) for r in members.itertuples()]
+    sid = resolve_selection(store, args.selection)
+    info, examples = selection_examples(store, sid)
     lineage = {"selection_id": sid, "name": info["name"], "method": info["method"], **info["lineage"]}
     res = export_selection(examples, lineage, ExportConfig(name=args.name or info["name"], fmt=args.fmt))
     print(f"exported {res.n_examples} examples to {res.path}")
@@ -190,13 +185,10 @@ def cmd_finetune(args) -> int:
     from igds.evaluate import EvalConfig
     from igds.finetune import FinetuneConfig
     from igds.runner import default_finetune_config
+    from igds.selection import resolve_selection
     from igds.store import ActivationStore
 
-    store = ActivationStore()
-    sid = store.scalar("SELECT selection_id FROM selections WHERE selection_id = ? OR name = ? "
-                       "ORDER BY created DESC LIMIT 1", [args.selection, args.selection])
-    if sid is None:
-        raise ValueError(f"no selection with id or name {args.selection!r} (see 'igds selections')")
+    sid = resolve_selection(ActivationStore(), args.selection)
     # flags given on the command line override the device's default profile
     given = {k: v for k in FinetuneConfig.__dataclass_fields__ if (v := getattr(args, "ft_" + k, None)) is not None}
     ft = FinetuneConfig.from_dict({**default_finetune_config().to_dict(), **given})

@@ -157,6 +157,15 @@ def save_selection(store: ActivationStore, name: str, task: str, method: str, po
     return sid
 
 
+def resolve_selection(store: ActivationStore, id_or_name: str) -> str:
+    """Selection id from an id or a name (the newest of that name)."""
+    sid = store.scalar("SELECT selection_id FROM selections WHERE selection_id = ? OR name = ? "
+                       "ORDER BY created DESC LIMIT 1", [id_or_name, id_or_name])
+    if sid is None:
+        raise ValueError(f"no selection with id or name {id_or_name!r} (see 'igds selections')")
+    return sid
+
+
 def load_selection(store: ActivationStore, selection_id: str) -> tuple[dict, pd.DataFrame]:
     """A stored selection's metadata (lineage parsed) and its members joined with their examples."""
     meta = store.query_df("SELECT * FROM selections WHERE selection_id = ?", [selection_id])

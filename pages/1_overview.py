@@ -6,6 +6,7 @@ from igds.jobs import list_jobs
 from igds.status import workspace_status
 from igds.ui.jobs import job_launcher
 from igds.ui.resources import get_store
+from igds.ui.widgets import section_table
 
 st.title("IGDS workspace")
 store = get_store()
@@ -24,35 +25,14 @@ if not status.extracted:
 job_launcher("bootstrap", {}, label="Bootstrap the default workspace", key="bootstrap",
              help="runs in the background; you can leave this page")
 
-st.subheader("Model")
-if status.models.empty:
-    st.caption("none yet")
-else:
-    st.dataframe(status.models, hide_index=True, width="stretch")
-st.subheader("SAE")
-if status.saes.empty:
-    st.caption("none yet")
-else:
-    st.dataframe(status.saes, hide_index=True, width="stretch",
-                 column_config={"explained_variance": st.column_config.NumberColumn(format="%.3f"),
-                                "dead_fraction": st.column_config.NumberColumn(format="%.3f"),
-                                "ce_recovered": st.column_config.NumberColumn(format="%.3f")})
-st.subheader("Corpus in the store")
-if status.examples.empty:
-    st.caption("no examples ingested yet")
-else:
-    st.dataframe(status.examples.pivot(index="task", columns="split", values="n").fillna(0).astype(int),
-                 width="stretch")
-st.subheader("Runs")
-if status.runs.empty:
-    st.caption("no runs yet")
-else:
-    st.dataframe(status.runs, hide_index=True, width="stretch")
-st.subheader("Jobs")
-jobs = list_jobs()
-if jobs:
-    st.dataframe([{"job": j["job_id"], "kind": j["kind"], "state": j["state"], "attempt": j.get("attempt"),
-                   "progress": (j.get("progress") or {}).get("message", "")} for j in jobs[:20]],
-                 hide_index=True, width="stretch")
-else:
-    st.caption("no jobs yet")
+fmt3 = st.column_config.NumberColumn(format="%.3f")
+section_table("Model", status.models)
+section_table("SAE", status.saes, column_config={c: fmt3 for c in ("explained_variance", "dead_fraction",
+                                                                    "ce_recovered")})
+corpus = status.examples.pivot(index="task", columns="split", values="n").fillna(0).astype(int) \
+    if not status.examples.empty else None
+section_table("Corpus in the store", corpus, "no examples ingested yet", hide_index=False)
+section_table("Runs", status.runs, "no runs yet")
+section_table("Jobs", [{"job": j["job_id"], "kind": j["kind"], "state": j["state"], "attempt": j.get("attempt"),
+                        "progress": (j.get("progress") or {}).get("message", "")} for j in list_jobs()[:20]],
+              "no jobs yet")

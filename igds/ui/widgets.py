@@ -35,3 +35,12 @@ def token_highlights(tokens: list[str], values: list[float], vmax: float | None 
 def needs(message: str) -> None:
     """A clear 'inputs missing' notice (pages call st.stop() after offering the action)."""
     st.info(message, icon=":material/info:")
+
+
+def section_table(title: str, df, empty: str = "none yet", **kwargs) -> None:
+    """A subheader with a dataframe, or a caption when the frame is empty."""
+    st.subheader(title)
+    if df is None or len(df) == 0:
+        st.caption(empty)
+    else:
+        st.dataframe(df, width="stretch", **{"hide_index": True, **kwargs})
