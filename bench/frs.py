@@ -28,14 +28,15 @@ def build(store: ActivationStore, n_rows: int, per_example: int = 200, d_sae: in
     n_ex = n_rows // per_example
     ids = np.array([f"{i:016x}" for i in range(n_ex)])
     with store.transaction() as con:
+        const = lambda v: np.full(n_ex, v)  # noqa: E731
         con.register("ex", pa.table({"id": ids, "task": np.where(np.arange(n_ex) % 3 == 0, "general", "summarization"),
-                                     "source": "synthetic", "split": "train", "prompt": "p", "response": "r",
-                                     "meta": "{}", "dataset": "bench"}))
+                                     "source": const("synthetic"), "split": const("train"), "prompt": const("p"),
+                                     "response": const("r"), "meta": const("{}"), "dataset": const("bench")}))
         con.execute("INSERT INTO examples SELECT * FROM ex")
-        con.register("st", pa.table({"run_id": "bench", "example_id": ids,
+        con.register("st", pa.table({"run_id": np.full(n_ex, "bench"), "example_id": ids,
                                      "n_tokens": rng.integers(20, 200, n_ex).astype("int32"),
                                      "n_positions": np.full(n_ex, 200, "int32"), "n_sinks": np.zeros(n_ex, "int32"),
-                                     "shard_key": "s"}))
+                                     "shard_key": np.full(n_ex, "s")}))
         con.execute("INSERT INTO example_stats SELECT * FROM st")
         chunk = 2_000_000
         for start in range(0, n_rows, chunk):

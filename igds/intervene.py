@@ -54,8 +54,12 @@ class InterventionConfig(ConfigBase):
     delta: float = field(default=0.0, metadata={"help": "min amplification effect to keep (nats)"})
     fdr: float = field(default=0.05, metadata={"help": "BH false-discovery rate of the paired test"})
     require_significance: bool = field(default=True, metadata={"help": "keep only BH-significant features"})
+    precision: str = field(default="auto", metadata={
+        "help": "auto (fp32 residual stream with bf16 matmuls where the hardware has bf16) | fp32"})
 
     def __post_init__(self):
+        if self.precision not in ("auto", "fp32"):
+            raise ValueError("precision must be auto or fp32")
         if not self.alphas or 1.0 not in self.alphas:
             raise ValueError("alphas must include 1.0 (it decides the filter)")
         if not 0 < self.fdr <= 1:
@@ -77,6 +81,23 @@ class DevCache:
     block_args: list              # recorded (args, kwargs) of blocks L+1..N
     layer: int
     nll_base: torch.Tensor        # [B]
+    autocast: bool = False        # bf16 matmuls over an fp32 residual stream
+
+    def amp(self):
+        """The autocast context every model call of this cache runs under."""
+        return torch.autocast(self.hidden.device.type, dtype=torch.bfloat16, enabled=self.autocast)
+
+
+def use_autocast(model, cfg: InterventionConfig) -> bool:
+    """bf16 autocast keeps the residual stream (and so every edit of it) in fp32 while matmuls run in
+    bf16. Pure bf16 weights would round ``h + v`` to ~0.5 per element at |h|≈170, which is larger than
+    most of a feature's edit, so interventions need fp32 residuals."""
+    from igds import settings
+
+    param = next(model.parameters())
+    if cfg.precision == "fp32" or param.dtype != torch.float32:
+        return False
+    return param.device.type == "cuda" or settings.cpu_has_bf16()
 
 
 def _select_rows(x, rows: torch.Tensor, batch: int):
@@ -109,8 +130,10 @@ def prepare_dev(model, site: str, items: Sequence[EncodedItem], pad_id: int, cfg
         def grab_args(module, args, kwargs, _i=i):
             recorded[_i] = (tuple(args[1:]), {k: v for k, v in kwargs.items() if k != "hidden_states"})
         handles.append(blks[i].register_forward_pre_hook(grab_args, with_kwargs=True))
+    autocast = use_autocast(model, cfg)
     try:
-        model(input_ids=ids, attention_mask=attn, use_cache=False)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            model(input_ids=ids, attention_mask=attn, use_cache=False)
     finally:
         for h in handles:
             h.remove()
@@ -119,7 +142,7 @@ def prepare_dev(model, site: str, items: Sequence[EncodedItem], pad_id: int, cfg
     nll_mask, targets = response_targets(items, ids.shape[1])
     cache = DevCache(items=list(items), hidden=hidden, edit_mask=edit, nll_mask=nll_mask, targets=targets,
                      block_args=[recorded[i] for i in range(layer + 1, len(blks))], layer=layer,
-                     nll_base=torch.empty(0))
+                     nll_base=torch.empty(0), autocast=autocast)
     cache.nll_base = replay_nll(model, cache, torch.arange(len(items)), hidden)
     return cache
 
@@ -135,8 +158,9 @@ def run_suffix(model, cache: DevCache, rows: torch.Tensor, h: torch.Tensor) -> t
 
 def replay_nll(model, cache: DevCache, rows: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """Mean response NLL per row after replaying the suffix on ``h``."""
-    out = run_suffix(model, cache, rows, h)
-    return nll_from_hidden(model, out, cache.nll_mask[rows], cache.targets[rows])
+    with cache.amp():
+        out = run_suffix(model, cache, rows, h)
+        return nll_from_hidden(model, out, cache.nll_mask[rows], cache.targets[rows])
 
 
 def feature_acts_at(sae, cache: DevCache, features: Sequence[int]) -> torch.Tensor:

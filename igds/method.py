@@ -44,13 +44,16 @@ def mean_activation_vector(recall: RecallResult, d_sae: int) -> np.ndarray:
 
 def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: InterventionConfig,
                       progress: ProgressFn | None = None, max_features: int | None = None) -> EffectResult:
-    """Amplify / ablate every recall candidate on the task's dev split (resumable)."""
+    """Amplify / ablate every recall candidate on the task's dev split (resumable).
+
+    Runs on fp32 weights (bf16 autocast for speed where available, see ``InterventionConfig.precision``).
+    """
     dev = dev_set(task)
     eid = effect_id_for(ws, recall, [e.id for e in dev], cfg)
     ws.store.start_run(eid, "intervene", {"intervene": cfg.to_dict(), "task": task, "recall_id": recall.recall_id},
                        ws.model_key, ws.sae_key, n_total=len(recall.candidates))
     items = encode_examples(ws.tokenizer, dev, cfg.max_length)
-    return measure_effects(ws.store, eid, ws.model, ws.sae, ws.site, items, recall.candidates,
+    return measure_effects(ws.store, eid, ws.fp32_model(), ws.sae, ws.site, items, recall.candidates,
                            mean_activation_vector(recall, int(ws.sae.cfg.d_sae)), cfg, ws.tokenizer.pad_token_id,
                            progress, max_features)
 

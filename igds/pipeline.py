@@ -54,6 +54,19 @@ class Workspace:
     sae_key: str
     site: str
     sae_info: dict
+    model_spec: ModelSpec = field(default_factory=ModelSpec)
+
+    def fp32_model(self):
+        """The model with fp32 weights (reloaded when the workspace runs in bf16): interventions edit
+        the residual stream by amounts below bf16's resolution."""
+        import dataclasses
+
+        import torch
+
+        if next(self.model.parameters()).dtype == torch.float32:
+            return self.model
+        model, _ = load_model(dataclasses.replace(self.model_spec, dtype="float32"))
+        return model
 
     def extraction_run_id(self, cfg: ExtractConfig) -> str:
         """Run id of an extraction with ``cfg`` on this model and SAE."""
@@ -121,7 +134,7 @@ def open_workspace(cfg: BootstrapConfig, store: ActivationStore | None = None,
     store.register_model(mkey, model_identity(model))
     store.register_sae(info.key, {**info.to_dict(), "site": site}, info.quality)
     return Workspace(store=store, model=model, tokenizer=tok, sae=sae, model_key=mkey, sae_key=info.key,
-                     site=site, sae_info=info.to_dict())
+                     site=site, sae_info=info.to_dict(), model_spec=cfg.model)
 
 
 def extraction_examples(tasks: Sequence[str], pool_setting: str = "mixed") -> list:

@@ -33,7 +33,8 @@ def naive_nll(model, item, edit_fn):
 def test_fast_path_equals_naive_full_forward(kind):
     model, tok, sae = tiny_setup()
     items = make_items(tok)
-    cfg = InterventionConfig(batch_rows=5, sink_norm_factor=1e6)  # stack rows across chunks
+    # exact fp32 path; stack rows across chunks
+    cfg = InterventionConfig(batch_rows=5, sink_norm_factor=1e6, precision="fp32")
     cache = prepare_dev(model, SITE, items, tok.pad_token_id, cfg)
     feats = [3, 17]
     dirs = dict(zip(feats, decoder_directions(sae, feats), strict=True))
@@ -92,3 +93,16 @@ def test_filter_requires_positive_significant_effect():
     assert v.set_index("feature").loc[4, "reason"] == "not measured"
     paper = filter_features(summary, [1, 2, 3], InterventionConfig(require_significance=False))
     assert paper.kept.tolist() == [True, False, True]
+
+
+def test_auto_precision_keeps_an_fp32_residual_stream_for_edits():
+    from igds import settings
+
+    model, tok, _ = tiny_setup()
+    cache = prepare_dev(model, SITE, make_items(tok), tok.pad_token_id, InterventionConfig())
+    assert cache.hidden.dtype == torch.float32
+    assert cache.autocast == settings.cpu_has_bf16()
+    fp32 = prepare_dev(model, SITE, make_items(tok), tok.pad_token_id, InterventionConfig(precision="fp32"))
+    assert not fp32.autocast
+    # autocast changes the numbers only at bf16 matmul precision
+    assert torch.allclose(cache.nll_base, fp32.nll_base, atol=0.05)
