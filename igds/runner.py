@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 from igds.corpus import test_set
 from igds.evaluate import EvalConfig, amplification, evaluate_model, feature_activation
@@ -111,14 +113,37 @@ def finetune_selection(store: ActivationStore, selection_id: str, ft_cfg: Finetu
     Returns:
         run id, training summary, test score / NLL and amplification.
     """
-    from igds.pipeline import BootstrapConfig, model_key_of, open_workspace
-
     progress = progress or null_progress
     ft_cfg = ft_cfg or default_finetune_config()
     eval_cfg = eval_cfg or EvalConfig(n_examples=200)
     info, examples = selection_examples(store, selection_id)
-    task = info["task"]
     run_id = finetune_run_id(selection_id, ft_cfg)
+    with run_lock(store.run_dir(run_id)):
+        return _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, on_metric, should_stop)
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Exclusive lock on a run folder: two processes must never train the same run at once."""
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"run {run_dir.name} is already running in another process") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, on_metric, should_stop) -> dict:
+    from igds.pipeline import BootstrapConfig, model_key_of, open_workspace
+
+    task = info["task"]
+    selection_id = info["selection_id"]
     ws = open_workspace(BootstrapConfig(), store=store)
     base_key = model_key_of(ws.model)
     store.start_run(run_id, "finetune", {"task": task, "selection_id": selection_id, "finetune": ft_cfg.to_dict(),

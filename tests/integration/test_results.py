@@ -73,3 +73,14 @@ def test_correlations_with_too_few_runs_are_nan(tmp_path):
     corr = compute_correlations(store, "summarization")
     assert corr["n"].tolist() == [0, 0] and corr["pearson"].isna().all()
     assert runs_table(store, "summarization").empty
+
+
+def test_a_run_folder_cannot_be_trained_twice_at_once(tmp_path):
+    import pytest
+
+    from igds.runner import run_lock
+
+    with run_lock(tmp_path / "ft-x"), pytest.raises(RuntimeError, match="already running"), run_lock(tmp_path / "ft-x"):
+        pass
+    with run_lock(tmp_path / "ft-x"):  # released afterwards
+        pass
