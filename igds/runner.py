@@ -153,7 +153,11 @@ def _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, 
     features = validated_features(store, task)
     res = train_lora(ws.model, ws.tokenizer, examples, ft_cfg, store.run_dir(run_id), scaled(progress, 0, 70, 100),
                      on_metric, should_stop, resume=True)
-    record_finetune(store, run_id, task, res, ft_cfg.to_dict(), selection_id, base_key)
+    summary = res.to_dict()
+    if res.resumed_from:  # training time accumulates over the attempts of a resumed run
+        before = store.scalar("SELECT train_seconds FROM finetunes WHERE run_id = ?", [run_id])
+        summary["train_seconds"] = (before or 0.0) + res.train_seconds
+    record_finetune(store, run_id, task, summary, ft_cfg.to_dict(), selection_id, base_key)
     if res.status != "done":
         store.update_run(run_id, status="stopped", message=f"stopped at step {res.global_step}")
         return {"run_id": run_id, "status": res.status, "global_step": res.global_step}
