@@ -116,6 +116,19 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> dict[str, 
     return {"metric": "rouge_l", "score": _mean(per), "per_example": per}
 
 
+def _sacrebleu(name: str, predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
+    """Corpus score plus per-sentence scores with sacrebleu's ``corpus_<name>``/``sentence_<name>``."""
+    _check(predictions, references)
+    if not predictions:
+        return {"metric": name, "score": 0.0, "per_example": []}
+    import sacrebleu
+
+    hyps, refs = list(predictions), list(references)
+    sentence, corpus = getattr(sacrebleu, f"sentence_{name}"), getattr(sacrebleu, f"corpus_{name}")
+    per = [sentence(h, [r]).score for h, r in zip(hyps, refs, strict=True)]
+    return {"metric": name, "score": corpus(hyps, [refs]).score, "per_example": per}
+
+
 def chrf(predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
     """Compute chrF (sacrebleu defaults: character 6-grams, beta 2), corpus-level plus per sentence.
 
@@ -126,14 +139,7 @@ def chrf(predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any
     Returns:
         Score in [0, 100] and the sentence chrF of each example.
     """
-    _check(predictions, references)
-    if not predictions:
-        return {"metric": "chrf", "score": 0.0, "per_example": []}
-    import sacrebleu
-
-    hyps, refs = list(predictions), list(references)
-    per = [sacrebleu.sentence_chrf(h, [r]).score for h, r in zip(hyps, refs, strict=True)]
-    return {"metric": "chrf", "score": sacrebleu.corpus_chrf(hyps, [refs]).score, "per_example": per}
+    return _sacrebleu("chrf", predictions, references)
 
 
 def bleu(predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
@@ -146,14 +152,7 @@ def bleu(predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any
     Returns:
         Score in [0, 100] and the sentence BLEU of each example.
     """
-    _check(predictions, references)
-    if not predictions:
-        return {"metric": "bleu", "score": 0.0, "per_example": []}
-    import sacrebleu
-
-    hyps, refs = list(predictions), list(references)
-    per = [sacrebleu.sentence_bleu(h, [r]).score for h, r in zip(hyps, refs, strict=True)]
-    return {"metric": "bleu", "score": sacrebleu.corpus_bleu(hyps, [refs]).score, "per_example": per}
+    return _sacrebleu("bleu", predictions, references)
 
 
 _METRICS: dict[str, MetricFn] = {
