@@ -159,3 +159,9 @@ def example_record(store: ActivationStore, example_id: str) -> dict:
     if df.empty:
         raise ValueError(f"no example {example_id!r}")
     return df.iloc[0].to_dict()
+
+
+def neuronpedia_url(store: ActivationStore, sae_key: str, feature: int) -> str | None:
+    """Link to the feature's Neuronpedia page when the SAE comes from a release Neuronpedia hosts."""
+    npid = store.scalar("SELECT neuronpedia_id FROM saes WHERE sae_key = ?", [sae_key])
+    return f"https://www.neuronpedia.org/{npid}/{int(feature)}" if npid else None

@@ -86,6 +86,7 @@ class SaeInfo:
     d_sae: int
     architecture: str
     quality: dict
+    neuronpedia_id: str | None = None
 
     def to_dict(self) -> dict:
         """Plain dict for the store."""
@@ -174,7 +175,7 @@ def load_sae(spec: SaeSpec | None = None, device: str = "cpu"):
     sae.eval()
     info = SaeInfo(key=key, name=name, source=source, path=spath, site=sae_site(sae, spec.site),
                    d_in=int(sae.cfg.d_in), d_sae=int(sae.cfg.d_sae), architecture=sae.cfg.architecture(),
-                   quality=quality)
+                   quality=quality, neuronpedia_id=getattr(sae.cfg.metadata, "neuronpedia_id", None))
     return sae, info
 
 

@@ -245,3 +245,5 @@ CREATE TABLE IF NOT EXISTS correlations (
     created TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (task, x_name, y_name)
 );
+-- Added after the first release of the schema: Neuronpedia id of SAEs from sae-lens releases.
+ALTER TABLE saes ADD COLUMN IF NOT EXISTS neuronpedia_id VARCHAR;

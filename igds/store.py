@@ -174,10 +174,11 @@ class ActivationStore:
         """Record an SAE with its quality figures (replaces an earlier row with the same key)."""
         with self.connect() as con:
             con.execute(
-                "INSERT OR REPLACE INTO saes (sae_key, name, source, path, site, d_in, d_sae, architecture, quality) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO saes (sae_key, name, source, path, site, d_in, d_sae, architecture, quality, "
+                "neuronpedia_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [sae_key, info["name"], info["source"], info.get("path"), info["site"], info["d_in"],
-                 info["d_sae"], info["architecture"], json.dumps(quality or {}, sort_keys=True)],
+                 info["d_sae"], info["architecture"], json.dumps(quality or {}, sort_keys=True),
+                 info.get("neuronpedia_id")],
             )
 
     def start_run(self, run_id: str, stage: str, config: dict, model_key: str | None = None,

@@ -3,11 +3,18 @@
 import plotly.express as px
 import streamlit as st
 
-from igds.explore import activation_histogram, features_table, logit_lens_tokens, task_state, top_examples
+from igds.explore import (
+    activation_histogram,
+    features_table,
+    logit_lens_tokens,
+    neuronpedia_url,
+    task_state,
+    top_examples,
+)
 from igds.selection import set_feature_override
 from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
 from igds.ui.state import current_task
-from igds.ui.widgets import needs, token_highlights
+from igds.ui.widgets import needs, show_token_highlights
 
 task = current_task()
 store = get_store()
@@ -51,6 +58,8 @@ lens = logit_lens_tokens(store, state.sae_key, feature)
 left, right = st.columns(2)
 left.markdown("**Promotes:** " + " · ".join(f"`{t}`" for t in lens["top"]))
 left.markdown("**Suppresses:** " + " · ".join(f"`{t}`" for t in lens["bottom"]))
+if url := neuronpedia_url(store, state.sae_key, feature):
+    left.markdown(f"[Open on Neuronpedia]({url})")
 if not row.empty and "amp_effect" in row:
     r = row.iloc[0]
     right.markdown(f"**Amplification effect** {r.amp_effect:+.4f} nats "
@@ -71,16 +80,6 @@ st.subheader("Top-activating pool examples")
 top = top_examples(store, state.extract_run, feature, task, k=8)
 st.dataframe(top[["example_id", "task", "source", "max_act", "mean_act", "prompt"]], hide_index=True, width="stretch")
 if not top.empty and st.toggle("Show token highlights (runs the model)", key="feat_tokens"):
-    from igds.pipeline import encode_examples
-    from igds.records import Example
-    from igds.steer import token_activations
-
-    ws = get_workspace()
     for r in top.head(4).itertuples():
-        ex = Example(id=r.example_id, task=r.task, source=r.source, split="train", prompt=r.prompt,
-                     response=r.response, meta={})
-        with MODEL_LOCK:
-            item = encode_examples(ws.tokenizer, [ex], 256)[0]
-            toks, acts = token_activations(ws.model, ws.tokenizer, ws.sae, ws.site, item.input_ids, [feature])
-        st.caption(f"{r.example_id} · {r.task}/{r.source} · max {r.max_act:.2f}")
-        token_highlights(toks, acts[:, 0].tolist(), vmax=float(top.max_act.max()))
+        show_token_highlights({"id": r.example_id, "task": r.task, "source": r.source, "prompt": r.prompt,
+                               "response": r.response}, [feature], vmax=float(top.max_act.max()))

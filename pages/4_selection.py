@@ -9,7 +9,7 @@ from igds.resonance import ResonanceConfig, explain_score
 from igds.selection import SelectionConfig, set_example_override
 from igds.ui.resources import get_store
 from igds.ui.state import current_task
-from igds.ui.widgets import needs
+from igds.ui.widgets import needs, show_token_highlights
 
 task = current_task()
 store = get_store()
@@ -83,3 +83,5 @@ if picked:
                            f"{ex.term.sum():.3f})"), key="sel_why")
     row = example_record(store, eid)
     st.markdown(f"**Prompt**\n\n{row['prompt']}\n\n**Response**\n\n{row['response']}")
+    if len(ex) and st.toggle("Token highlights of the top features (runs the model)", key="sel_tokens"):
+        show_token_highlights(row, [int(f[1:]) for f in ex.feature.head(3)])

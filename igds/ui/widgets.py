@@ -44,3 +44,27 @@ def section_table(title: str, df, empty: str = "none yet", **kwargs) -> None:
         st.caption(empty)
     else:
         st.dataframe(df, width="stretch", **{"hide_index": True, **kwargs})
+
+
+def show_token_highlights(example: dict, features: list[int], vmax: float | None = None) -> None:
+    """Recompute and render per-token activations of ``features`` on one example (runs the model).
+
+    Args:
+        example: a record with id, task, source, prompt, response.
+        features: features to highlight, one line each.
+        vmax: activation mapped to full colour (default: the example's own maximum per feature).
+    """
+    from igds.pipeline import encode_examples
+    from igds.records import Example
+    from igds.steer import token_activations
+    from igds.ui.resources import MODEL_LOCK, get_workspace
+
+    ws = get_workspace()
+    ex = Example(id=example["id"], task=example["task"], source=example["source"], split="train",
+                 prompt=example["prompt"], response=example["response"], meta={})
+    with MODEL_LOCK:
+        item = encode_examples(ws.tokenizer, [ex], 256)[0]
+        toks, acts = token_activations(ws.model, ws.tokenizer, ws.sae, ws.site, item.input_ids, features)
+    for i, f in enumerate(features):
+        st.caption(f"feature {f} on {example['id']} · max {float(acts[:, i].max()):.2f}")
+        token_highlights(toks, acts[:, i].tolist(), vmax=vmax)

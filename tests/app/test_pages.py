@@ -155,3 +155,22 @@ def test_results_show_runs_and_switch_gain(demo_store):
     at.segmented_control(key="res_y").set_value("nll_gain").run()
     assert not at.exception
     assert any("nll_gain" in (c.proto.spec or "") for c in at.get("plotly_chart"))
+
+
+def test_feature_token_highlights_recomputed_on_demand(demo_store, monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from igds.demo import tiny_model, tiny_sae, tiny_tokenizer
+
+    torch.set_num_threads(1)
+    model = tiny_model()
+    ws = SimpleNamespace(model=model, tokenizer=tiny_tokenizer(), sae=tiny_sae(d_in=32, layer=1),
+                         site="blocks.1.hook_resid_post")
+    monkeypatch.setattr("igds.ui.resources.get_workspace", lambda: ws)
+    at = app("pages/2_features.py")
+    at.toggle(key="feat_tokens").set_value(True).run()
+    assert not at.exception
+    spans = [m.value for m in at.markdown if "rgba(255,140,0" in m.value]
+    assert spans, "token highlights were not rendered"
