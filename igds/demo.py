@@ -110,13 +110,10 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
     store.start_run(effect_id, "intervene", {"intervene": icfg.to_dict(), "task": task,
                                              "recall_id": recall.recall_id}, model_key, sae_key,
                     n_total=len(recall.candidates))
-    import numpy as np
+    from igds.method import mean_activation_vector
 
-    mean_act = np.full(int(sae.cfg.d_sae), np.nan)
-    t = recall.table.dropna(subset=["mean_act_task"])
-    mean_act[t.feature.to_numpy(dtype=int)] = t.mean_act_task.to_numpy()
     res = measure_effects(store, effect_id, model, sae, site, encode_examples(tok, dev, 96), recall.candidates,
-                          mean_act, icfg, tok.pad_token_id)
+                          mean_activation_vector(recall, int(sae.cfg.d_sae)), icfg, tok.pad_token_id)
     out = {"run_id": run_id, "recall_id": recall.recall_id, "effect_id": effect_id, "kept": res.kept,
            "model_key": model_key, "sae_key": sae_key, "model": model, "tokenizer": tok, "sae": sae, "site": site}
     if with_runs:

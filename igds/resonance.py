@@ -56,12 +56,6 @@ POOL_SQL = ("SELECT e.id AS example_id FROM examples e JOIN example_stats ps "
             "AND (e.task = ? OR (? AND e.task = 'general'))")
 
 
-def pool_ids(store: ActivationStore, run_id: str, task: str, pool_setting: str = "mixed") -> list[str]:
-    """Candidate pool of a task: its extracted train split, plus the general set when ``mixed``."""
-    df = store.query_df(POOL_SQL + " ORDER BY e.id", [run_id, task, pool_setting == "mixed"])
-    return list(df.example_id)
-
-
 def feature_weights(features: Sequence[int], effects: Mapping[int, float] | None, cfg: ResonanceConfig) -> pd.DataFrame:
     """``w_j`` per validated feature."""
     w = [float(effects[f]) if cfg.weights == "effect" and effects else 1.0 for f in features]

@@ -150,15 +150,6 @@ class ActivationStore:
             con.unregister("keep_ids")
         return added, removed
 
-    def example_ids(self, task: str | None = None, splits: Sequence[str] | None = None) -> list[str]:
-        """Ids of stored examples, optionally filtered by task and splits."""
-        sql = "SELECT id FROM examples WHERE (? IS NULL OR task = ?)"
-        params: list = [task, task]
-        if splits:
-            sql += " AND list_contains(?, split)"
-            params.append(list(splits))
-        return [r[0] for r in self.query_df(sql + " ORDER BY id", params).itertuples(index=False)]
-
     # -- models / SAEs / runs ----------------------------------------------------------------
     def register_model(self, model_key: str, identity: dict) -> None:
         """Record a model identity (idempotent)."""
@@ -216,11 +207,6 @@ class ActivationStore:
         """Examples whose aggregates are already stored for ``run_id``."""
         df = self.query_df("SELECT example_id FROM example_stats WHERE run_id = ?", [run_id])
         return set(df["example_id"])
-
-    def has_shard(self, run_id: str, shard_key: str) -> bool:
-        """Whether a shard was already ingested."""
-        return bool(self.scalar("SELECT count(*) FROM shards WHERE run_id = ? AND shard_key = ?",
-                                [run_id, shard_key]))
 
     def ingest_shard(self, run_id: str, shard_key: str, acts: pa.Table, stats: pa.Table,
                      path: str | None = None) -> bool:

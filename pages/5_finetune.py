@@ -3,6 +3,7 @@
 import plotly.express as px
 import streamlit as st
 
+from igds.config import field_help
 from igds.explore import task_state
 from igds.export import ExportConfig, export_selection
 from igds.finetune import FinetuneConfig
@@ -48,10 +49,12 @@ device = resolve_device("auto")
 st.caption(f"Device: **{device}** · profile **{base.profile}** (bf16 where the hardware has it). "
            "The job trains, then evaluates base and adapter on the test split and records the amplification.")
 f1, f2, f3, f4 = st.columns(4)
-r = f1.number_input("LoRA r", 1, 256, base.r, key="ft_r")
-alpha = f2.number_input("LoRA α", 1, 512, base.lora_alpha, key="ft_alpha")
-lr = f3.number_input("Learning rate", 1e-6, 1e-2, base.learning_rate, format="%.1e", key="ft_lr")
-epochs = f4.number_input("Epochs", 0.1, 10.0, float(base.epochs), key="ft_epochs")
+hint = lambda name: field_help(FinetuneConfig, name)  # noqa: E731 - help text written once, in the config
+r = f1.number_input("LoRA r", 1, 256, base.r, key="ft_r", help=hint("r"))
+alpha = f2.number_input("LoRA α", 1, 512, base.lora_alpha, key="ft_alpha", help=hint("lora_alpha"))
+lr = f3.number_input("Learning rate", 1e-6, 1e-2, base.learning_rate, format="%.1e", key="ft_lr",
+                     help=hint("learning_rate"))
+epochs = f4.number_input("Epochs", 0.1, 10.0, float(base.epochs), key="ft_epochs", help=hint("epochs"))
 modules = st.multiselect("Target modules", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                             "down_proj"], list(base.target_modules), key="ft_modules")
 cfg = FinetuneConfig.from_dict({**base.to_dict(), "r": int(r), "lora_alpha": int(alpha), "learning_rate": float(lr),

@@ -8,7 +8,6 @@ pool examples that activate it.
 
 import random
 
-import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -16,6 +15,7 @@ from torch.nn import functional as F
 from igds.corpus import Example, example_id
 from igds.extract import ExtractConfig, run_extraction
 from igds.intervene import InterventionConfig, measure_effects
+from igds.method import mean_activation_vector
 from igds.modeling.hooks import run_until
 from igds.pipeline import encode_examples
 from igds.recall import RecallConfig, recall_features
@@ -109,9 +109,7 @@ def test_amplification_lowers_nll_filter_keeps_it_and_igds_prefers_its_examples(
     model, tok, sae, store, examples, items, by = planted
     rec = recall_features(store, "x", "planted", [e.id for e in by("planted", "probe")],
                           [e.id for e in by("general", "train")], RecallConfig(min_freq=0.5, k_recall=5))
-    mean_act = np.full(int(sae.cfg.d_sae), np.nan)
-    t = rec.table.dropna(subset=["mean_act_task"])
-    mean_act[t.feature.to_numpy(dtype=int)] = t.mean_act_task.to_numpy()
+    mean_act = mean_activation_vector(rec, int(sae.cfg.d_sae))
     dev_items = [items[e.id] for e in by("planted", "dev")]
     cfg = InterventionConfig(alphas=(0.5, 1.0, 2.0))
     store.start_run("eff", "intervene", cfg.to_dict())
