@@ -141,15 +141,6 @@ def ifd_ranking(nll_df: pd.DataFrame) -> BaselineRanking:
     return _ranked("ifd", scores, descending=True, excluded=bad)
 
 
-def _encode_for_nll(tokenizer, ex: Example, max_length: int):
-    from igds.tasks import get_task, list_tasks
-
-    # The prompt already holds the task instruction and formatting depends only on the tokenizer's chat
-    # template, so the first built-in task encodes ``general`` records exactly like any other.
-    known = list_tasks()
-    return get_task(ex.task if ex.task in known else known[0]).encode(tokenizer, ex.prompt, ex.response, max_length)
-
-
 def nll_table(model, tokenizer, examples: Sequence[Example], max_length: int = 256, batch_tokens: int = 4096,
               progress: ProgressFn | None = None) -> pd.DataFrame:
     """Mean response NLL with and without the prompt, the inputs of the Loss and IFD baselines.
@@ -176,6 +167,7 @@ def nll_table(model, tokenizer, examples: Sequence[Example], max_length: int = 2
 
     from igds.extract import EncodedItem
     from igds.nll import response_nll
+    from igds.pipeline import encode_examples
 
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     if start is None:
@@ -183,12 +175,8 @@ def nll_table(model, tokenizer, examples: Sequence[Example], max_length: int = 2
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else start
     if len({ex.id for ex in examples}) != len(examples):
         raise ValueError("examples have duplicate ids")
-    cond, uncond = [], []
-    for ex in examples:
-        enc = _encode_for_nll(tokenizer, ex, max_length)
-        response = list(enc.input_ids[enc.prompt_len:])
-        cond.append(EncodedItem(ex.id, list(enc.input_ids), enc.prompt_len))
-        uncond.append(EncodedItem(ex.id, [start, *response], 1))
+    cond = encode_examples(tokenizer, examples, max_length)
+    uncond = [EncodedItem(it.example_id, [start, *it.input_ids[it.prompt_len:]], 1) for it in cond]
     total = 2 * len(examples)
     nc = response_nll(model, cond, pad, batch_tokens, scaled(progress, 0, len(examples), total))
     nu = response_nll(model, uncond, pad, batch_tokens, scaled(progress, len(examples), len(examples), total))

@@ -75,23 +75,19 @@ def _bootstrap_in_background(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from igds.pipeline import extract_tasks, ingest_corpus, open_workspace
+    from igds.pipeline import extract_tasks
 
-    cfg = _bootstrap_config(args)
-    ws = open_workspace(cfg, progress=_progress())
-    ingest_corpus(ws.store)
+    ws, cfg = _workspace(args)
     res = extract_tasks(ws, cfg.tasks, cfg.extract, cfg.pool_setting, _progress())
     print(json.dumps(res.__dict__, indent=2))
     return 0
 
 
 def _workspace(args):
-    from igds.pipeline import ingest_corpus, open_workspace
+    from igds.pipeline import open_workspace
 
     cfg = _bootstrap_config(args)
-    ws = open_workspace(cfg, progress=_progress())
-    ingest_corpus(ws.store)
-    return ws, cfg
+    return open_workspace(cfg, progress=_progress()), cfg
 
 
 def cmd_recall(args) -> int:
@@ -110,13 +106,10 @@ def cmd_recall(args) -> int:
 
 def cmd_intervene(args) -> int:
     from igds.intervene import InterventionConfig
-    from igds.method import latest_run, run_interventions, run_recall
-    from igds.recall import RecallConfig, load_recall
+    from igds.method import current_recall, run_interventions
 
     ws, cfg = _workspace(args)
-    prev = latest_run(ws.store, "recall", args.task)
-    recall = load_recall(ws.store, prev["run_id"]) if prev else \
-        run_recall(ws, args.task, RecallConfig(), cfg.extract)
+    recall = current_recall(ws, args.task, cfg.extract)
     icfg = config_from_arguments(InterventionConfig, args, "int_")
     res = run_interventions(ws, args.task, recall, icfg, _progress(), max_features=args.max_features)
     v = res.verdict.sort_values("effect", ascending=False)

@@ -18,12 +18,10 @@ def _bootstrap(params: dict, ctx: JobContext) -> dict:
 
 
 def _workspace(params: dict, ctx: JobContext):
-    from igds.pipeline import BootstrapConfig, ingest_corpus, open_workspace
+    from igds.pipeline import BootstrapConfig, open_workspace
 
     cfg = BootstrapConfig.from_dict(params.get("config", {}))
-    ws = open_workspace(cfg, progress=ctx.progress)
-    ingest_corpus(ws.store)
-    return ws, cfg
+    return open_workspace(cfg, progress=ctx.progress), cfg
 
 
 def _extract(params: dict, ctx: JobContext) -> dict:
@@ -36,13 +34,11 @@ def _extract(params: dict, ctx: JobContext) -> dict:
 
 def _intervene(params: dict, ctx: JobContext) -> dict:
     from igds.intervene import InterventionConfig
-    from igds.method import latest_run, run_interventions, run_recall
-    from igds.recall import RecallConfig, load_recall
+    from igds.method import current_recall, run_interventions
 
     ws, cfg = _workspace(params, ctx)
     task = params["task"]
-    prev = latest_run(ws.store, "recall", task)
-    recall = load_recall(ws.store, prev["run_id"]) if prev else run_recall(ws, task, RecallConfig(), cfg.extract)
+    recall = current_recall(ws, task, cfg.extract)
     ctx.log(f"intervene: {len(recall.candidates)} candidates of {task}")
     res = run_interventions(ws, task, recall, InterventionConfig.from_dict(params.get("intervene", {})),
                             ctx.progress)
@@ -79,12 +75,11 @@ def _finetune(params: dict, ctx: JobContext) -> dict:
 
 def _evaluate_base(params: dict, ctx: JobContext) -> dict:
     from igds.evaluate import EvalConfig
+    from igds.pipeline import model_key_of
     from igds.results import BASE_RUN
     from igds.runner import evaluate_and_record, validated_features
 
     ws, _ = _workspace(params, ctx)
-    from igds.pipeline import model_key_of
-
     task = params["task"]
     out = evaluate_and_record(ws.store, BASE_RUN, task, ws.model, ws.tokenizer, ws.sae, ws.site,
                               validated_features(ws.store, task), EvalConfig.from_dict(params.get("eval", {})),

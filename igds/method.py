@@ -28,6 +28,14 @@ def run_recall(ws: Workspace, task: str, cfg: RecallConfig, extract_cfg: Extract
     return recall_features(ws.store, ws.extraction_run_id(extract_cfg), task, probe, ref, cfg)
 
 
+def current_recall(ws: Workspace, task: str, extract_cfg: ExtractConfig) -> RecallResult:
+    """The task's latest stored recall, or a fresh one with the default config when there is none."""
+    from igds.recall import load_recall
+
+    prev = latest_run(ws.store, "recall", task)
+    return load_recall(ws.store, prev["run_id"]) if prev else run_recall(ws, task, RecallConfig(), extract_cfg)
+
+
 def effect_id_for(ws: Workspace, recall: RecallResult, dev_ids: list[str], cfg: InterventionConfig) -> str:
     """Content key of an intervention run."""
     return cfg.stage_key(recall.recall_id, ws.model_key, ws.sae_key,

@@ -55,6 +55,7 @@ class Workspace:
     site: str
     sae_info: dict
     model_spec: ModelSpec = field(default_factory=ModelSpec)
+    examples_added: int = 0
 
     def fp32_model(self):
         """The model with fp32 weights (reloaded when the workspace runs in bf16): interventions edit
@@ -116,9 +117,12 @@ def sae_training_examples(n: int, seed: int = 0) -> list:
 
 def open_workspace(cfg: BootstrapConfig, store: ActivationStore | None = None,
                    progress: ProgressFn | None = None) -> Workspace:
-    """Load model and SAE (training the default SAE on first use) and register both in the store."""
+    """Sync the shipped corpus into the store, load model and SAE (training the default SAE on first
+    use) and register both in the store."""
     progress = progress or null_progress
     store = store or ActivationStore()
+    progress(0, 1, "corpus: syncing the demo corpus")
+    examples_added = ingest_corpus(store)
     model, tok = load_model(cfg.model, progress)
     if cfg.sae.source == "default" and not (default_sae_dir() / "cfg.json").exists():
         if cfg.model.name_or_path != "default":
@@ -134,7 +138,8 @@ def open_workspace(cfg: BootstrapConfig, store: ActivationStore | None = None,
     store.register_model(mkey, model_identity(model))
     store.register_sae(info.key, {**info.to_dict(), "site": site}, info.quality)
     return Workspace(store=store, model=model, tokenizer=tok, sae=sae, model_key=mkey, sae_key=info.key,
-                     site=site, sae_info=info.to_dict(), model_spec=cfg.model)
+                     site=site, sae_info=info.to_dict(), model_spec=cfg.model,
+                     examples_added=examples_added)
 
 
 def extraction_examples(tasks: Sequence[str], pool_setting: str = "mixed") -> list:
@@ -174,13 +179,10 @@ def bootstrap(cfg: BootstrapConfig | None = None, store: ActivationStore | None 
     progress = progress or null_progress
     settings.apply_offline_env()
     t0 = time.perf_counter()
-    store = store or ActivationStore()
-    progress(0, 100, "corpus: ingesting the demo corpus")
-    n_new = ingest_corpus(store)
-    ws = open_workspace(cfg, store, scaled(progress, 2, 58, 100))
+    ws = open_workspace(cfg, store or ActivationStore(), scaled(progress, 0, 60, 100))
     res = extract_tasks(ws, cfg.tasks, cfg.extract, cfg.pool_setting, scaled(progress, 60, 40, 100))
     progress(100, 100, "bootstrap: done")
-    return {"examples_added": n_new, "model_key": ws.model_key, "sae_key": ws.sae_key, "site": ws.site,
+    return {"examples_added": ws.examples_added, "model_key": ws.model_key, "sae_key": ws.sae_key, "site": ws.site,
             "run_id": res.run_id, "extracted_examples": res.n_examples, "new_examples": res.n_new,
             "rows": res.n_rows, "extract_seconds": round(res.seconds, 1),
             "sae_quality": {k: v for k, v in ws.sae_info["quality"].items() if k != "config"},

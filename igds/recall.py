@@ -69,14 +69,12 @@ class RecallResult:
 
 
 def _subset_stats(store: ActivationStore, run_id: str, example_ids: Sequence[str]) -> tuple[pd.DataFrame, int]:
-    """Per-feature examples-fired, tokens-fired, activation sums over a subset of examples."""
+    """``store.feature_stats`` over a subset of examples plus its kept-token total; every example must
+    have been extracted."""
+    df = store.feature_stats(run_id, example_ids)
     ids = pa.table({"example_id": pa.array(list(example_ids), pa.string())})
     with store.connect() as con:
         con.register("subset_ids", ids)
-        df = con.execute(
-            "SELECT fa.feature, count(*) AS n_ex, sum(fa.n_active) AS n_tok, sum(fa.sum_act) AS s, "
-            "max(fa.max_act) AS mx FROM feature_acts fa JOIN subset_ids USING (example_id) "
-            "WHERE fa.run_id = ? GROUP BY fa.feature", [run_id]).fetch_df()
         n_tokens = con.execute("SELECT coalesce(sum(n_tokens), 0) FROM example_stats es JOIN subset_ids "
                                "USING (example_id) WHERE es.run_id = ?", [run_id]).fetchall()[0][0]
         missing = con.execute("SELECT count(*) FROM subset_ids WHERE example_id NOT IN "
@@ -92,7 +90,7 @@ def compute_recall(probe: pd.DataFrame, n_probe: int, probe_tokens: int, ref: pd
     """Pure part of recall: frequencies, lift, guards and ranking from per-feature subset stats.
 
     Args:
-        probe, ref: frames with feature, n_ex, n_tok, s, mx (from the store).
+        probe, ref: ``ActivationStore.feature_stats`` frames (feature, n_examples, n_active, sum_act, max_act).
 
     Returns:
         one row per feature with freq_task, freq_ref, tok_freq_task, tok_freq_ref, lift, mean_act_task,
@@ -103,13 +101,13 @@ def compute_recall(probe: pd.DataFrame, n_probe: int, probe_tokens: int, ref: pd
     feats = t.index.union(r.index)
     t, r = t.reindex(feats), r.reindex(feats)
     out = pd.DataFrame({"feature": feats.astype(int)})
-    out["freq_task"] = (t.n_ex.fillna(0) / max(n_probe, 1)).to_numpy()
-    out["freq_ref"] = (r.n_ex.fillna(0) / max(n_ref, 1)).to_numpy()
-    out["tok_freq_task"] = (t.n_tok.fillna(0) / max(probe_tokens, 1)).to_numpy()
-    out["tok_freq_ref"] = (r.n_tok.fillna(0) / max(ref_tokens, 1)).to_numpy()
+    out["freq_task"] = (t.n_examples.fillna(0) / max(n_probe, 1)).to_numpy()
+    out["freq_ref"] = (r.n_examples.fillna(0) / max(n_ref, 1)).to_numpy()
+    out["tok_freq_task"] = (t.n_active.fillna(0) / max(probe_tokens, 1)).to_numpy()
+    out["tok_freq_ref"] = (r.n_active.fillna(0) / max(ref_tokens, 1)).to_numpy()
     out["lift"] = out.freq_task / (out.freq_ref + cfg.eps)
-    out["mean_act_task"] = (t.s / t.n_tok).to_numpy()
-    out["max_act_task"] = t.mx.to_numpy()
+    out["mean_act_task"] = t.mean_act_firing.to_numpy()
+    out["max_act_task"] = t.max_act.to_numpy()
     eligible = (out.freq_task >= cfg.min_freq) & (out.freq_ref < cfg.dense_ref) & (out.freq_task > 0)
     key = "lift" if cfg.contrast else "freq_task"
     # many features fire on every probe example (e.g. on the shared instruction): break those ties by

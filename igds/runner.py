@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from igds.corpus import test_set
@@ -47,7 +47,7 @@ def validated_features(store: ActivationStore, task: str) -> list[int]:
         return []
 
 
-def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, tokenizer, ws_sae, site: str,
+def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, tokenizer, sae, site: str,
                         features: list[int], eval_cfg: EvalConfig, model_key: str | None,
                         progress: ProgressFn | None = None) -> dict:
     """Evaluate ``model`` on the task's test split, record metric, outputs and feature activation.
@@ -68,7 +68,7 @@ def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, t
         res = evaluate_model(m, tokenizer, spec, examples, eval_cfg, scaled(prog, 0, 80, 100))
         res["seconds"] = time.perf_counter() - t0
         eid = record_eval(store, rid, res, "test", model_key, eval_cfg.to_dict())
-        act = feature_activation(m, tokenizer, ws_sae, site, examples, features,
+        act = feature_activation(m, tokenizer, sae, site, examples, features,
                                  progress=scaled(prog, 80, 20, 100)) if features else None
         return eid, {"result": res, "activation": act}
 
@@ -76,19 +76,17 @@ def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, t
     base = base_eval(store, task, "test", model_key)
     need_base = base is None or run_id == BASE_RUN or base.get("n") != len(examples)
     if need_base:
-        disable = getattr(model, "disable_adapter", None)
-        if disable is not None and run_id != BASE_RUN:
-            with disable():
-                out["base"] = one(BASE_RUN, model, scaled(progress, 0, 50, 100))
-        else:
+        with base_weights(model):
             out["base"] = one(BASE_RUN, model, scaled(progress, 0, 50, 100))
     if run_id != BASE_RUN:
         eid, tuned = one(run_id, model, scaled(progress, 50, 50, 100))
         out["tuned"] = (eid, tuned)
         if features:
-            base_act = out["base"][1]["activation"] if "base" in out else _base_activation(model, tokenizer,
-                                                                                           ws_sae, site, examples,
-                                                                                           features)
+            if "base" in out:
+                base_act = out["base"][1]["activation"]
+            else:
+                with base_weights(model):
+                    base_act = feature_activation(model, tokenizer, sae, site, examples, features)
             amp = amplification(tuned["activation"], base_act)
             record_amplification(store, eid, run_id, task, tuned["activation"], base_act, amp)
             out["amplification"] = amp["amplification"]
@@ -97,12 +95,10 @@ def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, t
     return out
 
 
-def _base_activation(model, tokenizer, sae, site, examples, features):
+def base_weights(model):
+    """Context in which a ``PeftModel`` computes with its base weights (a no-op for a plain model)."""
     disable = getattr(model, "disable_adapter", None)
-    if disable is None:
-        return feature_activation(model, tokenizer, sae, site, examples, features)
-    with disable():
-        return feature_activation(model, tokenizer, sae, site, examples, features)
+    return disable() if disable is not None else nullcontext()
 
 
 def finetune_selection(store: ActivationStore, selection_id: str, ft_cfg: FinetuneConfig | None = None,

@@ -104,7 +104,8 @@ def _hash_folder(path: Path) -> str:
         p = path / name
         if p.exists():
             h.update(name.encode())
-            h.update(p.read_bytes() if p.stat().st_size < 1 << 20 else p.read_bytes()[: 1 << 20])
+            with open(p, "rb") as fh:  # the first MiB and the size identify the weights without reading 10 MB
+                h.update(fh.read(1 << 20))
             h.update(str(p.stat().st_size).encode())
     return h.hexdigest()[:16]
 

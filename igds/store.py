@@ -240,14 +240,16 @@ class ActivationStore:
         Columns: feature, n_examples (examples where it fired), n_active (tokens), sum_act,
         max_act, mean_act_firing (mean activation over the tokens where it fired).
         """
-        sql = ("SELECT feature, count(*) AS n_examples, sum(n_active) AS n_active, sum(sum_act) AS sum_act, "
-               "max(max_act) AS max_act, sum(sum_act) / sum(n_active) AS mean_act_firing "
-               "FROM feature_acts WHERE run_id = ?")
-        params: list = [run_id]
-        if example_ids is not None:
-            sql += " AND list_contains(?, example_id)"
-            params.append(list(example_ids))
-        return self.query_df(sql + " GROUP BY feature ORDER BY feature", params)
+        sql = ("SELECT fa.feature, count(*) AS n_examples, sum(fa.n_active) AS n_active, "
+               "sum(fa.sum_act) AS sum_act, max(fa.max_act) AS max_act, "
+               "sum(fa.sum_act) / sum(fa.n_active) AS mean_act_firing FROM feature_acts fa ")
+        with self.connect() as con:
+            if example_ids is not None:
+                # a join with an Arrow table of ids scales where list_contains over a long list does not
+                con.register("subset_ids", pa.table({"example_id": pa.array(list(example_ids), pa.string())}))
+                sql += "JOIN subset_ids USING (example_id) "
+            return con.execute(sql + "WHERE fa.run_id = ? GROUP BY fa.feature ORDER BY fa.feature",
+                               [run_id]).fetch_df()
 
     def summary(self) -> dict:
         """Row counts of the main tables (for ``igds store info`` and the overview page)."""

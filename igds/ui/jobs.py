@@ -17,7 +17,7 @@ def latest_job(kind: str, params: dict) -> dict | None:
         if status.get("kind") != kind:
             continue
         try:
-            spec = json.loads((jobs.job_dir(status["job_id"]) / jobs.SPEC).read_text())
+            spec = jobs.job_spec(status["job_id"])
         except (OSError, ValueError):
             continue
         if spec.get("params") == want:

@@ -1,22 +1,10 @@
-"""Reusable Streamlit widgets, including the adapter from the library's progress callback."""
+"""Reusable Streamlit widgets: notices, token highlights, tables."""
 
 from __future__ import annotations
 
 import html
 
 import streamlit as st
-
-from igds.progress import ProgressFn
-
-
-def st_progress(label: str) -> ProgressFn:
-    """A progress callback that drives an ``st.progress`` bar with the stage message as text."""
-    bar = st.progress(0.0, text=label)
-
-    def update(done: int, total: int, message: str) -> None:
-        bar.progress(min(1.0, done / total) if total else 0.0, text=message or label)
-
-    return update
 
 
 def token_highlights(tokens: list[str], values: list[float], vmax: float | None = None) -> None:
