@@ -197,6 +197,48 @@ def cmd_evaluate(args) -> int:
     return _run_as_job("evaluate", {"task": args.task, "eval": ev.to_dict()}, args.background)
 
 
+def _experiment_config(args):
+    from igds.experiment import preset
+
+    seeds = tuple(int(x) for x in args.seeds) if args.seeds else None
+    return preset("quick" if args.quick else args.preset, tasks=tuple(args.tasks) if args.tasks else None,
+                  pool_settings=tuple(args.pools) if args.pools else None, seeds=seeds, pool_limit=args.pool_limit)
+
+
+def cmd_experiment(args) -> int:
+    from igds.experiment import (
+        estimate_seconds,
+        experiment_id,
+        format_duration,
+        plan_cells,
+        run_experiment,
+        summarize,
+        write_report,
+    )
+    from igds.store import ActivationStore
+
+    cfg = _experiment_config(args)
+    command = "python -m igds " + " ".join(sys.argv[1:] if args.command_line is None else args.command_line)
+    if args.dry_run:
+        cells = plan_cells(cfg)
+        print(f"experiment {experiment_id(cfg)}: {len(cells)} cells, at most "
+              f"{format_duration(estimate_seconds(cfg, cells, ActivationStore()))} on this machine")
+        for c in cells:
+            print(" ", c.label)
+        return 0
+    if args.report_only:
+        store, eid = ActivationStore(), experiment_id(cfg)
+        summarize(store, eid)
+        print(f"wrote {write_report(store, eid, args.report)}")
+        return 0
+    if args.background:
+        return _run_as_job("experiment", {"config": cfg.to_dict(), "command": command, "max_cells": args.max_cells,
+                                          "report": args.report}, True)
+    out = run_experiment(cfg, progress=_progress(), command=command, max_cells=args.max_cells, report=args.report)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
 def cmd_model_convert(args) -> int:
     from igds.modeling.load import ensure_default_model
 
@@ -309,6 +351,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--background", action="store_true", help="start the job and return")
     add_config_arguments(ev, EvalConfig, "eval_")
     ev.set_defaults(func=cmd_evaluate)
+
+    from igds.experiment import PRESETS
+
+    xp = sub.add_parser("experiment", help="the reproduction grid: select, fine-tune and evaluate every cell "
+                                           "(resumable: a rerun skips finished cells)")
+    xp.add_argument("--preset", default="demo", choices=list(PRESETS), help="grid size (default: demo)")
+    xp.add_argument("--quick", action="store_true", help="the quick preset: one task, one pool, one seed")
+    xp.add_argument("--tasks", nargs="+", default=None, help="override the preset's tasks")
+    xp.add_argument("--pools", nargs="+", default=None, choices=["task-only", "mixed"], help="override pool settings")
+    xp.add_argument("--seeds", nargs="+", default=None, help="override the seeds of IGDS and Random")
+    xp.add_argument("--pool-limit", type=int, default=None, help="override the task examples per pool")
+    xp.add_argument("--max-cells", type=int, default=None, help="stop after running this many new cells")
+    xp.add_argument("--report", default="docs/results.md", help="report to write, relative to the repository")
+    xp.add_argument("--dry-run", action="store_true", help="print the cells and the time estimate only")
+    xp.add_argument("--report-only", action="store_true", help="re-summarize the stored cells and rewrite the report")
+    xp.add_argument("--background", action="store_true", help="run as a background job")
+    xp.set_defaults(func=cmd_experiment, command_line=None)
 
     m = sub.add_parser("model", help="language models").add_subparsers(dest="model_cmd", required=True)
     m.add_parser("convert", help="convert the default GGUF model once").set_defaults(func=cmd_model_convert)

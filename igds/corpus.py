@@ -15,7 +15,7 @@ import hashlib
 import os
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -143,6 +143,21 @@ def task_pool(task: str, setting: str = "mixed", corpus_dir: str | os.PathLike[s
     if setting == "mixed" and task != GENERAL:
         pool += load_corpus([GENERAL], None, corpus_dir)
     return pool
+
+
+def limit_pool(pool: Sequence[Example], n: int) -> list[Example]:
+    """A fixed subsample of a pool: the ``n`` examples of each task with the smallest id hash.
+
+    The choice depends only on the ids, so the same ``n`` gives the same pool on every machine, and a
+    smaller pool is contained in a larger one. ``n = 0`` returns the pool unchanged.
+    """
+    if n <= 0:
+        return list(pool)
+    keep: set[str] = set()
+    for task in sorted({e.task for e in pool}):
+        ids = sorted((e.id for e in pool if e.task == task), key=lambda i: hashlib.sha256(i.encode()).hexdigest())
+        keep.update(ids[:n])
+    return [e for e in pool if e.id in keep]
 
 
 def reference_set(

@@ -88,6 +88,15 @@ def _evaluate_base(params: dict, ctx: JobContext) -> dict:
     return {"metric": res["metric"], "score": res["score"], "nll": res.get("nll")}
 
 
+def _experiment(params: dict, ctx: JobContext) -> dict:
+    from igds.experiment import ExperimentConfig, run_experiment
+
+    return run_experiment(ExperimentConfig.from_dict(params.get("config", {})), progress=ctx.progress, log=ctx.log,
+                          command=params.get("command", ""), max_cells=params.get("max_cells"),
+                          report=params.get("report", "docs/results.md"))
+
+
 for _name, _fn in {"bootstrap": _bootstrap, "extract": _extract, "intervene": _intervene,
-                   "select": _select, "finetune": _finetune, "evaluate": _evaluate_base}.items():
+                   "select": _select, "finetune": _finetune, "evaluate": _evaluate_base,
+                   "experiment": _experiment}.items():
     register_job_kind(_name, _fn)

@@ -3,13 +3,14 @@ baseline). Each function reads its inputs from the store, writes its outputs bac
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from igds.corpus import corpus_fingerprint, dev_set, probe_set, reference_set, task_pool
+from igds.corpus import corpus_fingerprint, dev_set, limit_pool, probe_set, reference_set, task_pool
 from igds.extract import ExtractConfig
 from igds.intervene import EffectResult, InterventionConfig, load_effects, measure_effects
 from igds.pipeline import Workspace, encode_examples
@@ -66,6 +67,11 @@ def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: Inter
                            progress, max_features)
 
 
+def selection_pool(task: str, sel_cfg: SelectionConfig) -> list:
+    """The candidate pool a selection ranks: the task's pool setting, subsampled to ``pool_limit``."""
+    return limit_pool(task_pool(task, sel_cfg.pool_setting), sel_cfg.pool_limit)
+
+
 @dataclass(frozen=True)
 class ScoredPool:
     """IGDS scores of a pool with everything needed to explain and re-rank them."""
@@ -97,7 +103,7 @@ def lineage(store: ActivationStore, extract_run: str, task: str, sel_cfg: Select
     return {"model_key": run.get("model_key"), "model": model.name.iloc[0] if not model.empty else None,
             "sae_key": run.get("sae_key"), "sae": sae.name.iloc[0] if not sae.empty else None,
             "site": run["config"].get("site"), "extract_run": extract_run,
-            "pool_fingerprint": corpus_fingerprint(task_pool(task, sel_cfg.pool_setting)),
+            "pool_fingerprint": corpus_fingerprint(selection_pool(task, sel_cfg)),
             "selection": sel_cfg.to_dict(), **extra}
 
 
@@ -105,6 +111,9 @@ def live_selection(store: ActivationStore, run_id: str, task: str, effects: Effe
                    res_cfg: ResonanceConfig, sae_key: str | None = None) -> tuple[ScoredPool, pd.DataFrame]:
     """Score the pool and apply overrides and ratio/threshold/budget (nothing stored): the slider view."""
     sp = score_pool(store, run_id, task, effects, res_cfg, sel_cfg.pool_setting, sae_key)
+    if sel_cfg.pool_limit:  # scales stay those of the whole pool; only the candidates shrink
+        keep = {e.id for e in selection_pool(task, sel_cfg)}
+        sp = dataclasses.replace(sp, scores=sp.scores[sp.scores.example_id.isin(keep)].reset_index(drop=True))
     ranked = sp.scores.rename(columns={"frs": "score"})
     return sp, select_from_ranking(ranked, sel_cfg, sp.overrides, n_pool=len(ranked))
 
@@ -126,7 +135,7 @@ def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: st
     """Run a baseline (random, loss, ifd, zip, full) on the same pool and ratio; store it."""
     from igds import baselines
 
-    pool = task_pool(task, sel_cfg.pool_setting)
+    pool = selection_pool(task, sel_cfg)
     ids = [e.id for e in pool]
     n_select = int(np.ceil(sel_cfg.ratio * len(ids)))
     method = sel_cfg.method
@@ -138,7 +147,7 @@ def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: st
     ov = load_overrides(ws.store, task, ws.sae_key)
     order = [i for i in ranking.order if i not in ranking.excluded]
     ranked = pd.DataFrame({"example_id": order, "score": [ranking.scores.get(i, np.nan) for i in order]})
-    cfg = sel_cfg if method != "full" else SelectionConfig(method="full", ratio=1.0, pool_setting=sel_cfg.pool_setting)
+    cfg = sel_cfg if method != "full" else dataclasses.replace(sel_cfg, ratio=1.0, seed=0)
     chosen = select_from_ranking(ranked, cfg, ov, n_pool=len(ids))
     lin = lineage(ws.store, ws.extraction_run_id(extract_cfg or ExtractConfig()), task, cfg, {"method": method,
                                                                                 "overrides": ov.to_dict()})

@@ -103,8 +103,11 @@ def base_weights(model):
 
 def finetune_selection(store: ActivationStore, selection_id: str, ft_cfg: FinetuneConfig | None = None,
                        eval_cfg: EvalConfig | None = None, progress: ProgressFn | None = None,
-                       on_metric=None, should_stop=None) -> dict:
+                       on_metric=None, should_stop=None, load_workspace=None) -> dict:
     """Train LoRA on a stored selection, then evaluate and record everything (resumable).
+
+    ``load_workspace()`` returns a fresh workspace whose model the adapter may be injected into
+    (default: the default workspace on ``store``).
 
     Returns:
         run id, training summary, test score / NLL and amplification.
@@ -115,7 +118,8 @@ def finetune_selection(store: ActivationStore, selection_id: str, ft_cfg: Finetu
     info, examples = selection_examples(store, selection_id)
     run_id = finetune_run_id(selection_id, ft_cfg)
     with run_lock(store.run_dir(run_id)):
-        return _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, on_metric, should_stop)
+        return _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, on_metric, should_stop,
+                                load_workspace)
 
 
 @contextmanager
@@ -135,12 +139,13 @@ def run_lock(run_dir: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, on_metric, should_stop) -> dict:
+def _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, on_metric, should_stop,
+                     load_workspace) -> dict:
     from igds.pipeline import BootstrapConfig, model_key_of, open_workspace
 
     task = info["task"]
     selection_id = info["selection_id"]
-    ws = open_workspace(BootstrapConfig(), store=store)
+    ws = load_workspace() if load_workspace else open_workspace(BootstrapConfig(), store=store)
     base_key = model_key_of(ws.model)
     store.start_run(run_id, "finetune", {"task": task, "selection_id": selection_id, "finetune": ft_cfg.to_dict(),
                                          "eval": eval_cfg.to_dict()}, base_key, ws.sae_key, n_total=len(examples))

@@ -247,3 +247,52 @@ CREATE TABLE IF NOT EXISTS correlations (
 );
 -- Added after the first release of the schema: Neuronpedia id of SAEs from sae-lens releases.
 ALTER TABLE saes ADD COLUMN IF NOT EXISTS neuronpedia_id VARCHAR;
+-- Reproduction grid (igds.experiment): one row per experiment, per cell, per summarized group.
+CREATE TABLE IF NOT EXISTS experiments (
+    experiment_id VARCHAR PRIMARY KEY,
+    preset VARCHAR,
+    config VARCHAR,                 -- ExperimentConfig JSON
+    command VARCHAR,
+    versions VARCHAR,               -- JSON {package: version}
+    created TIMESTAMP DEFAULT current_timestamp,
+    updated TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS experiment_cells (
+    experiment_id VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    pool_setting VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    ratio DOUBLE NOT NULL,
+    seed INTEGER NOT NULL,
+    selection_id VARCHAR,
+    run_id VARCHAR,
+    eval_id VARCHAR,
+    status VARCHAR,
+    seconds DOUBLE,
+    updated TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (experiment_id, task, pool_setting, method, ratio, seed)
+);
+CREATE TABLE IF NOT EXISTS experiment_results (
+    experiment_id VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    pool_setting VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    ratio DOUBLE NOT NULL,
+    n_runs INTEGER, n_train DOUBLE, n_eval INTEGER, metric VARCHAR,
+    score DOUBLE, score_lo DOUBLE, score_hi DOUBLE,
+    d_score DOUBLE, d_score_lo DOUBLE, d_score_hi DOUBLE,   -- minus Random at the main ratio, paired
+    nll DOUBLE, nll_lo DOUBLE, nll_hi DOUBLE,
+    d_nll DOUBLE, d_nll_lo DOUBLE, d_nll_hi DOUBLE,
+    amplification DOUBLE,
+    base_score DOUBLE, base_nll DOUBLE,
+    PRIMARY KEY (experiment_id, task, pool_setting, method, ratio)
+);
+CREATE TABLE IF NOT EXISTS experiment_correlations (
+    experiment_id VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    y_name VARCHAR NOT NULL,        -- metric_gain | nll_gain, against amplification
+    n INTEGER,
+    pearson DOUBLE, pearson_lo DOUBLE, pearson_hi DOUBLE,
+    spearman DOUBLE, spearman_lo DOUBLE, spearman_hi DOUBLE,
+    PRIMARY KEY (experiment_id, task, y_name)
+);

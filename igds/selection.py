@@ -27,6 +27,8 @@ class SelectionConfig(ConfigBase):
         token_budget: keep top examples while their tokens fit in this budget.
         pool_setting: ``mixed`` (task train + general) or ``task-only``.
         seed: seed of any randomness (random baseline, tie-breaking).
+        pool_limit: use a fixed subsample of the pool: this many task examples (and as many general
+            ones in the mixed setting), chosen by a hash of the example id; 0 keeps the whole pool.
     """
 
     method: str = field(default="igds", metadata={"help": "igds | random | loss | ifd | zip | full"})
@@ -35,10 +37,13 @@ class SelectionConfig(ConfigBase):
     token_budget: int | None = field(default=None, metadata={"help": "keep top examples within this many tokens"})
     pool_setting: str = field(default="mixed", metadata={"help": "mixed | task-only"})
     seed: int = field(default=0, metadata={"help": "random seed"})
+    pool_limit: int = field(default=0, metadata={"help": "subsample the pool to N task (+N general) examples; 0: all"})
 
     def __post_init__(self):
         if not 0 < self.ratio <= 1:
             raise ValueError("ratio must be in (0, 1]")
+        if self.pool_limit < 0:
+            raise ValueError("pool_limit must be >= 0")
         if self.pool_setting not in ("mixed", "task-only"):
             raise ValueError("pool_setting must be mixed or task-only")
 
