@@ -58,6 +58,7 @@ class ExperimentConfig(ConfigBase):
         n_eval: held-out test items per task (the first N of the test split).
         finetune_profile: ``cpu`` (r=16 on attention, 1 epoch) or ``default`` (the paper's, for GPUs).
         finetune_overrides: ``FinetuneConfig`` fields replacing the profile's (e.g. ``{"epochs": 2}``).
+        eval_overrides: ``EvalConfig`` fields (besides ``n_examples``) for every evaluation.
     """
 
     preset: str = field(default="demo", metadata={"help": "preset label"})
@@ -72,6 +73,7 @@ class ExperimentConfig(ConfigBase):
                                    metadata={"help": "test items per task"})
     finetune_profile: str = field(default="cpu", metadata={"help": "cpu | default"})
     finetune_overrides: dict = field(default_factory=dict, metadata={"help": "FinetuneConfig fields to override"})
+    eval_overrides: dict = field(default_factory=dict, metadata={"help": "EvalConfig fields to override"})
 
     def __post_init__(self):
         if not set(self.pool_settings) <= set(POOL_SETTINGS) or not self.pool_settings:
@@ -90,7 +92,7 @@ class ExperimentConfig(ConfigBase):
 
     def evaluation(self, task: str) -> EvalConfig:
         """The evaluation config of a task."""
-        return EvalConfig(n_examples=int(self.n_eval.get(task, 100)))
+        return EvalConfig.from_dict({**self.eval_overrides, "n_examples": int(self.n_eval.get(task, 100))})
 
 
 PRESETS: dict[str, ExperimentConfig] = {
@@ -445,7 +447,7 @@ def summarize(store: ActivationStore, exp_id: str, n_boot: int = 2000, seed: int
                     row[f"d_{c}"] = row[c] - float(np.nanmean(ref[c]))
                     row[f"d_{c}_lo"], row[f"d_{c}_hi"] = _ci(diff)
             groups.append(row)
-        pts = tcells.assign(metric_gain=tcells.score - base_mean["score"], nll_gain=base_mean["nll"] - tcells.nll)
+        pts = with_gains(tcells, base_mean["score"], base_mean["nll"])
         for y in ("metric_gain", "nll_gain"):
             corr.append({"experiment_id": exp_id, "task": task, "y_name": y,
                          **correlate(pts.amplification.astype(float), pts[y].astype(float), n_boot=n_boot,
@@ -459,6 +461,19 @@ def summarize(store: ActivationStore, exp_id: str, n_boot: int = 2000, seed: int
             con.execute(f"INSERT INTO {table} ({', '.join(df.columns)}) SELECT * FROM new_rows")
             con.unregister("new_rows")
     return out
+
+
+def with_gains(cells: pd.DataFrame, base_score: float, base_nll: float) -> pd.DataFrame:
+    """Cells with their gain over the base model: metric gain, and NLL gain (positive: NLL went down)."""
+    return cells.assign(metric_gain=cells.score - base_score, nll_gain=base_nll - cells.nll)
+
+
+def experiment_points(store: ActivationStore, exp_id: str) -> pd.DataFrame:
+    """Finished cells with their gains over the task's base evaluation (one point per fine-tune)."""
+    cells = experiment_cells(store, exp_id)
+    base = results_table(store, exp_id).groupby("task")[["base_score", "base_nll"]].first()
+    cells = cells[(cells.status == "done") & cells.task.isin(base.index)]
+    return pd.concat([with_gains(g, *base.loc[t]) for t, g in cells.groupby("task")]) if len(cells) else cells
 
 
 RESULT_COLUMNS = ["experiment_id", "task", "pool_setting", "method", "ratio", "n_runs", "n_train", "n_eval", "metric",

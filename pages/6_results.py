@@ -1,11 +1,12 @@
-"""Results: fine-tuned runs vs. the base model, baselines side by side, and the correlation between
-feature amplification and the gain (one point per run)."""
+"""Results: the reproduction grid (methods side by side with intervals, amplification vs. gain), and every
+fine-tuned run vs. the base model with its outputs."""
 
 import numpy as np
 import plotly.express as px
 import streamlit as st
 
 from igds.results import base_eval, correlations_table, eval_outputs, runs_table
+from igds.ui.experiment import experiment_view
 from igds.ui.jobs import job_launcher
 from igds.ui.resources import get_store
 from igds.ui.state import current_task
@@ -14,53 +15,53 @@ from igds.ui.widgets import needs
 task = current_task()
 store = get_store()
 st.title(f"Results · {task}")
-base = base_eval(store, task)
-job_launcher("evaluate", {"task": task, "eval": {"n_examples": 200}}, label="Evaluate the base model",
-             key="eval_base", help="task metric and reference NLL of the base model on the test split")
-runs = runs_table(store, task)
-if runs.empty:
-    needs("No evaluated fine-tune yet: launch one on the Export & fine-tune page.")
-    st.stop()
+grid, single = st.tabs(["Experiment grid", "All runs"])
+with grid:
+    experiment_view(store, task)
+with single:
+    base = base_eval(store, task)
+    job_launcher("evaluate", {"task": task, "eval": {"n_examples": 200}}, label="Evaluate the base model",
+                 key="eval_base", help="task metric and reference NLL of the base model on the test split")
+    runs = runs_table(store, task)
+    if runs.empty:
+        needs("No evaluated fine-tune yet: launch one on the Export & fine-tune page.")
+        st.stop()
 
-metric = runs.metric.iloc[0]
-if base:
-    c1, c2 = st.columns(2)
-    c1.metric(f"Base {metric}", f"{base['score']:.4f}")
-    c2.metric("Base reference NLL", f"{base['nll']:.3f}")
-st.subheader("Runs")
-st.dataframe(runs[["selection", "method", "pool_setting", "ratio", "seed", "n_train", "score", "metric_gain", "nll",
-                   "nll_gain", "amplification", "run_id"]], hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="%.4f")
-                            for c in ("score", "metric_gain", "nll", "nll_gain", "amplification")})
-by_method = runs.groupby(["method", "pool_setting"]).agg(n=("score", "size"), score=("score", "mean"),
-                                                         nll=("nll", "mean"), amplification=("amplification", "mean"))
-st.subheader("Methods side by side (mean over runs)")
-st.dataframe(by_method.reset_index(), hide_index=True, width="stretch")
+    metric = runs.metric.iloc[0]
+    if base:
+        c1, c2 = st.columns(2)
+        c1.metric(f"Base {metric}", f"{base['score']:.4f}")
+        c2.metric("Base reference NLL", f"{base['nll']:.3f}")
+    st.subheader("Runs")
+    st.dataframe(runs[["selection", "method", "pool_setting", "ratio", "seed", "n_train", "score", "metric_gain", "nll",
+                       "nll_gain", "amplification", "run_id"]], hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.4f")
+                                for c in ("score", "metric_gain", "nll", "nll_gain", "amplification")})
 
-st.subheader("Feature amplification vs. gain")
-y = st.segmented_control("Gain", ["metric_gain", "nll_gain"], default="metric_gain", key="res_y")
-pts = runs.dropna(subset=["amplification", y])
-fig = px.scatter(pts, x="amplification", y=y, color="method", hover_data=["selection", "ratio", "seed", "run_id"],
-                 title=f"One point per run: amplification of the task features vs. {y}")
-if len(pts) >= 2 and pts.amplification.nunique() > 1:
-    slope, icpt = np.polyfit(pts.amplification, pts[y], 1)
-    xs = np.linspace(pts.amplification.min(), pts.amplification.max(), 20)
-    fig.add_scatter(x=xs, y=slope * xs + icpt, mode="lines", name="least squares", line={"dash": "dash"})
-st.plotly_chart(fig, key="res_corr")
-corr = correlations_table(store, task)
-row = corr[(corr.x_name == "amplification") & (corr.y_name == y)]
-if not row.empty and row.n.iloc[0] >= 3:
-    r = row.iloc[0]
-    st.markdown(f"Pearson **{r.pearson:+.2f}** (95% CI {r.pearson_lo:+.2f}..{r.pearson_hi:+.2f}) · "
-                f"Spearman **{r.spearman:+.2f}** (95% CI {r.spearman_lo:+.2f}..{r.spearman_hi:+.2f}) · n = {r.n}")
-else:
-    st.caption("Correlation needs at least 3 evaluated runs.")
+    st.subheader("Feature amplification vs. gain")
+    y = st.segmented_control("Gain", ["metric_gain", "nll_gain"], default="metric_gain", key="res_y")
+    pts = runs.dropna(subset=["amplification", y])
+    fig = px.scatter(pts, x="amplification", y=y, color="method", hover_data=["selection", "ratio", "seed", "run_id"],
+                     title=f"One point per run: amplification of the task features vs. {y}")
+    if len(pts) >= 2 and pts.amplification.nunique() > 1:
+        slope, icpt = np.polyfit(pts.amplification, pts[y], 1)
+        xs = np.linspace(pts.amplification.min(), pts.amplification.max(), 20)
+        fig.add_scatter(x=xs, y=slope * xs + icpt, mode="lines", name="least squares", line={"dash": "dash"})
+    st.plotly_chart(fig, key="res_corr")
+    corr = correlations_table(store, task)
+    row = corr[(corr.x_name == "amplification") & (corr.y_name == y)]
+    if not row.empty and row.n.iloc[0] >= 3:
+        r = row.iloc[0]
+        st.markdown(f"Pearson **{r.pearson:+.2f}** (95% CI {r.pearson_lo:+.2f}..{r.pearson_hi:+.2f}) · "
+                    f"Spearman **{r.spearman:+.2f}** (95% CI {r.spearman_lo:+.2f}..{r.spearman_hi:+.2f}) · n = {r.n}")
+    else:
+        st.caption("Correlation needs at least 3 evaluated runs.")
 
-st.subheader("Outputs, example by example")
-choice = st.selectbox("Run", runs.eval_id.tolist(), format_func=lambda e: runs.set_index("eval_id").selection[e],
-                      key="res_run")
-outs = eval_outputs(store, choice)
-if base:
-    outs = outs.merge(eval_outputs(store, base["eval_id"])[["example_id", "prediction", "score"]],
-                      on="example_id", suffixes=("", "_base"))
-st.dataframe(outs, hide_index=True, width="stretch")
+    st.subheader("Outputs, example by example")
+    choice = st.selectbox("Run", runs.eval_id.tolist(), format_func=lambda e: runs.set_index("eval_id").selection[e],
+                          key="res_run")
+    outs = eval_outputs(store, choice)
+    if base:
+        outs = outs.merge(eval_outputs(store, base["eval_id"])[["example_id", "prediction", "score"]],
+                          on="example_id", suffixes=("", "_base"))
+    st.dataframe(outs, hide_index=True, width="stretch")

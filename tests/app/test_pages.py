@@ -3,6 +3,7 @@
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -174,3 +175,32 @@ def test_feature_token_highlights_recomputed_on_demand(demo_store, monkeypatch):
     assert not at.exception
     spans = [m.value for m in at.markdown if "rgba(255,140,0" in m.value]
     assert spans, "token highlights were not rendered"
+
+
+def test_results_show_the_experiment_grid(demo_store, monkeypatch):
+    from igds.experiment import Cell, ExperimentConfig, record_cell, register_experiment, summarize
+
+    # the demo store's two tuned runs become the cells of a one-seed grid evaluated like them
+    cfg = ExperimentConfig(preset="demo-ui", tasks=("summarization",), pool_settings=("task-only",), seeds=(0,),
+                           n_eval={"summarization": 12}, eval_overrides={"max_new_tokens": 8, "batch_size": 12})
+    exp = register_experiment(demo_store, cfg, "python -m igds experiment --preset demo-ui")
+    runs = demo_store.query_df("SELECT f.run_id, f.selection_id, s.method, e.eval_id FROM finetunes f "
+                               "JOIN selections s USING (selection_id) JOIN evals e ON e.run_id = f.run_id")
+    for r in runs.itertuples():
+        record_cell(demo_store, exp, Cell("summarization", "task-only", r.method, 0.5, 0), selection_id=r.selection_id,
+                    run_id=r.run_id, eval_id=r.eval_id, status="done")
+    summarize(demo_store, exp)
+    started = []
+    monkeypatch.setattr("igds.jobs.start_job", lambda kind, params: started.append((kind, params)) or "job-1")
+    at = app("pages/6_results.py")
+    at.selectbox(key="exp_id").set_value(exp).run()
+    table = at.dataframe[0].value
+    assert set(table.method) == {"igds", "random"}
+    igds = table[table.method == "igds"].iloc[0]
+    assert igds.score_lo <= igds.score <= igds.score_hi and not np.isnan(igds.d_score)
+    at.segmented_control(key="exp_measure").set_value("nll").run()
+    assert not at.exception
+    specs = [c.proto.spec or "" for c in at.get("plotly_chart")]
+    assert any("reference NLL" in s for s in specs) and any("nll_gain" in s for s in specs)
+    at.button(key="exp_quick_start").click().run()
+    assert started and started[0][0] == "experiment" and started[0][1]["config"]["preset"] == "quick"
