@@ -16,7 +16,7 @@ from igds.intervene import EffectResult, InterventionConfig, load_effects, measu
 from igds.pipeline import Workspace, encode_examples
 from igds.progress import ProgressFn
 from igds.recall import RecallConfig, RecallResult, ensure_logit_lens, recall_features
-from igds.resonance import ResonanceConfig, feature_scales, score_resonance
+from igds.resonance import ResonanceConfig, ResonanceMatrix, feature_scales, score_resonance
 from igds.selection import Overrides, SelectionConfig, load_overrides, save_selection, select_from_ranking
 from igds.store import ActivationStore
 
@@ -84,14 +84,23 @@ class ScoredPool:
 
 
 def score_pool(store: ActivationStore, run_id: str, task: str, effects: EffectResult, res_cfg: ResonanceConfig,
-               pool_setting: str = "mixed", sae_key: str | None = None) -> ScoredPool:
-    """FRS of the task's pool over the validated features, with feature vetoes/pins applied."""
+               pool_setting: str = "mixed", sae_key: str | None = None,
+               matrix: ResonanceMatrix | None = None) -> ScoredPool:
+    """FRS of the task's pool over the validated features, with feature vetoes/pins applied.
+
+    With a ``matrix`` (see :func:`load_resonance_matrix`) that holds every feature used, scoring is
+    in memory; otherwise it is one query over the store.
+    """
     ov = load_overrides(store, task, sae_key)
     feats = ov.apply_to_features(effects.kept)
     amp = effects.summary[(effects.summary.kind == "amplify") & (effects.summary.alpha == 1.0)]
     eff = dict(zip(amp.feature.astype(int), amp.effect.clip(lower=0), strict=True))
-    scales = feature_scales(store, run_id, task, pool_setting, feats, res_cfg)
-    scores = score_resonance(store, run_id, task, pool_setting, feats, res_cfg, eff, scales)
+    if matrix is not None and matrix.covers(feats):
+        scales = matrix.scales(feats, res_cfg)
+        scores = matrix.score(feats, res_cfg, eff, scales)
+    else:
+        scales = feature_scales(store, run_id, task, pool_setting, feats, res_cfg)
+        scores = score_resonance(store, run_id, task, pool_setting, feats, res_cfg, eff, scales)
     return ScoredPool(scores=scores, features=feats, scales=scales, effects=eff, overrides=ov)
 
 
@@ -108,9 +117,10 @@ def lineage(store: ActivationStore, extract_run: str, task: str, sel_cfg: Select
 
 
 def live_selection(store: ActivationStore, run_id: str, task: str, effects: EffectResult, sel_cfg: SelectionConfig,
-                   res_cfg: ResonanceConfig, sae_key: str | None = None) -> tuple[ScoredPool, pd.DataFrame]:
+                   res_cfg: ResonanceConfig, sae_key: str | None = None,
+                   matrix: ResonanceMatrix | None = None) -> tuple[ScoredPool, pd.DataFrame]:
     """Score the pool and apply overrides and ratio/threshold/budget (nothing stored): the slider view."""
-    sp = score_pool(store, run_id, task, effects, res_cfg, sel_cfg.pool_setting, sae_key)
+    sp = score_pool(store, run_id, task, effects, res_cfg, sel_cfg.pool_setting, sae_key, matrix)
     if sel_cfg.pool_limit:  # scales stay those of the whole pool; only the candidates shrink
         keep = {e.id for e in selection_pool(task, sel_cfg)}
         sp = dataclasses.replace(sp, scores=sp.scores[sp.scores.example_id.isin(keep)].reset_index(drop=True))

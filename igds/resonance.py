@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -127,3 +128,78 @@ def explain_score(store: ActivationStore, run_id: str, example_id: str, features
     out = fw.merge(acts, on="feature", how="left").fillna({"a": 0.0})
     out["term"] = out.w * out.a / out.n
     return out.sort_values("term", ascending=False).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class ResonanceMatrix:
+    """The pool's activations of a fixed candidate feature set, loaded from the store once.
+
+    Re-selecting with any subset of the candidates, another aggregation, weighting or scale is then
+    array arithmetic instead of a query over the activation table (the dashboard's slider path).
+    :meth:`scales` and :meth:`score` return what :func:`feature_scales` and :func:`score_resonance` do.
+    """
+
+    pool: pd.DataFrame              # example_id (ascending), n_tokens, n_positions, task, source
+    features: tuple[int, ...]
+    sum_act: np.ndarray             # [n_pool, n_features]; NaN where the feature never fired
+    max_act: np.ndarray
+
+    def covers(self, features: Sequence[int]) -> bool:
+        return set(int(f) for f in features) <= set(self.features)
+
+    def _terms(self, features: Sequence[int], cfg: ResonanceConfig) -> np.ndarray:
+        cols = [self.features.index(int(f)) for f in features]
+        if cfg.aggregation == "max":
+            a = self.max_act[:, cols]
+        else:
+            a = self.sum_act[:, cols]
+            if cfg.aggregation == "mean":
+                a = a / self.pool.n_tokens.to_numpy(dtype=float)[:, None]
+        valid = (self.pool.n_tokens.to_numpy() > 0)[:, None]
+        return np.where(valid, a, np.nan)
+
+    def scales(self, features: Sequence[int], cfg: ResonanceConfig) -> pd.DataFrame:
+        n = np.ones(len(features))
+        if cfg.scale == "p99" and len(features):
+            t = self._terms(features, cfg)
+            for j in range(t.shape[1]):
+                col = t[:, j][~np.isnan(t[:, j])]
+                if col.size and (q := float(np.quantile(col, 0.99))) > 0:
+                    n[j] = q
+        return pd.DataFrame({"feature": [int(f) for f in features], "n": n})
+
+    def score(self, features: Sequence[int], cfg: ResonanceConfig, effects: Mapping[int, float] | None = None,
+              scales: pd.DataFrame | None = None) -> pd.DataFrame:
+        scales = self.scales(features, cfg) if scales is None else scales
+        fw = feature_weights(features, effects, cfg).merge(scales, on="feature")
+        coef = (fw.w / fw.n).to_numpy(dtype=float)
+        terms = np.nan_to_num(self._terms(list(fw.feature), cfg), nan=0.0)
+        frs = terms @ coef if len(coef) else np.zeros(len(self.pool))
+        order = np.argsort(-frs, kind="stable")  # ties keep the ascending id order of the pool
+        return self.pool.iloc[order].assign(frs=frs[order])[
+            ["example_id", "frs", "n_tokens", "n_positions", "task", "source"]].reset_index(drop=True)
+
+
+def load_resonance_matrix(store: ActivationStore, run_id: str, task: str, pool_setting: str,
+                          features: Sequence[int]) -> ResonanceMatrix:
+    """One query for the pool and its activations of ``features`` (the candidates a user may pick from)."""
+    feats = sorted({int(f) for f in features})
+    pool_sql = (f"WITH pool AS ({POOL_SQL}) SELECT p.example_id, es.n_tokens, es.n_positions, e.task, e.source "
+                "FROM pool p JOIN examples e ON e.id = p.example_id "
+                "LEFT JOIN example_stats es ON es.run_id = ? AND es.example_id = p.example_id ORDER BY p.example_id")
+    acts_sql = (f"WITH pool AS ({POOL_SQL}) SELECT fa.example_id, fa.feature, fa.sum_act, fa.max_act "
+                "FROM feature_acts fa JOIN matrix_feats USING (feature) JOIN pool USING (example_id) "
+                "WHERE fa.run_id = ?")
+    params = [run_id, task, pool_setting == "mixed"]
+    with store.connect() as con:
+        pool = con.execute(pool_sql, [*params, run_id]).fetch_df()
+        con.register("matrix_feats", pa.table({"feature": pa.array(feats, pa.int32())}))
+        acts = con.execute(acts_sql, [*params, run_id]).fetchnumpy()
+    rows = np.searchsorted(pool.example_id.to_numpy(dtype=str), np.asarray(acts["example_id"], dtype=str))
+    cols = np.searchsorted(np.array(feats), np.asarray(acts["feature"]))
+    mats = []
+    for name in ("sum_act", "max_act"):
+        m = np.full((len(pool), len(feats)), np.nan)
+        m[rows, cols] = np.asarray(acts[name], dtype=float)
+        mats.append(m)
+    return ResonanceMatrix(pool=pool, features=tuple(feats), sum_act=mats[0], max_act=mats[1])

@@ -7,7 +7,7 @@ from igds.explore import example_record, selection_overlaps, task_state
 from igds.method import latest_effects, live_selection, select_igds
 from igds.resonance import ResonanceConfig, explain_score
 from igds.selection import SelectionConfig, set_example_override
-from igds.ui.resources import get_store
+from igds.ui.resources import get_resonance_matrix, get_store
 from igds.ui.state import current_task
 from igds.ui.widgets import needs, show_token_highlights
 
@@ -34,7 +34,10 @@ budget = st.number_input("Token budget", value=100_000, step=10_000, key="sel_bu
     if mode == "token budget" else None
 sel_cfg = SelectionConfig(ratio=ratio, threshold=threshold, token_budget=int(budget) if budget else None,
                           pool_setting=pool_setting)
-sp, chosen = live_selection(store, state.extract_run, task, effects, sel_cfg, res_cfg, state.sae_key)
+# every intervention candidate plus the pinned features: vetoes and pins then re-rank without a query
+candidates = tuple(sorted({*effects.summary.feature.astype(int), *effects.kept}))
+matrix = get_resonance_matrix(store, str(store.path), state.extract_run, task, pool_setting, candidates)
+sp, chosen = live_selection(store, state.extract_run, task, effects, sel_cfg, res_cfg, state.sae_key, matrix)
 scores = sp.scores.assign(selected=sp.scores.example_id.isin(set(chosen.example_id)))
 
 c1, c2, c3, c4 = st.columns(4)

@@ -24,3 +24,13 @@ def get_workspace():
     from igds.pipeline import BootstrapConfig, open_workspace
 
     return open_workspace(BootstrapConfig(), store=get_store())
+
+
+@st.cache_resource(show_spinner="Loading the pool's activations…", max_entries=8)
+def get_resonance_matrix(_store: ActivationStore, store_path: str, run_id: str, task: str, pool_setting: str,
+                         features: tuple[int, ...]):
+    """The pool's activations of a task's candidate features, loaded once per extraction run and
+    feature set (extraction runs are immutable once done), so slider moves re-rank in memory."""
+    from igds.resonance import load_resonance_matrix
+
+    return load_resonance_matrix(_store, run_id, task, pool_setting, features)

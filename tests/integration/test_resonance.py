@@ -5,7 +5,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from igds.corpus import Example
-from igds.resonance import ResonanceConfig, explain_score, feature_scales, score_resonance
+from igds.resonance import (
+    ResonanceConfig,
+    explain_score,
+    feature_scales,
+    load_resonance_matrix,
+    score_resonance,
+)
 from igds.selection import (
     SelectionConfig,
     load_overrides,
@@ -70,6 +76,27 @@ def test_frs_equals_brute_force_and_explanations_sum_to_it(tmp_path_factory, dat
     scales = feature_scales(store, "run", "t", "mixed", feats, cfg)
     ex = explain_score(store, "run", ids[0], feats, cfg, scales)
     assert ex.term.sum() == pytest.approx(got[ids[0]], rel=1e-4, abs=1e-6)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=acts_st, agg=st.sampled_from(["mean", "sum", "max"]), scale=st.sampled_from(["p99", "none"]),
+       weights=st.sampled_from(["uniform", "effect"]), pool=st.sampled_from(["mixed", "task-only"]),
+       feats=st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True))
+def test_in_memory_matrix_scores_like_the_store(tmp_path_factory, data, agg, scale, weights, pool, feats):
+    acts, n_tok = np.array(data[0], dtype=float), np.array(data[1])
+    store, ids = make_store(tmp_path_factory.mktemp("m") / "s.duckdb", acts, n_tok)
+    cfg = ResonanceConfig(aggregation=agg, scale=scale, weights=weights)
+    effects = {0: 0.3, 1: 0.1, 2: 0.05, 3: 0.2}
+    matrix = load_resonance_matrix(store, "run", "t", pool, [0, 1, 2, 3])
+    assert matrix.covers(feats) and not matrix.covers([7])
+    want_scales = feature_scales(store, "run", "t", pool, feats, cfg)
+    got_scales = matrix.scales(feats, cfg)
+    assert np.allclose(got_scales.n, want_scales.n, rtol=1e-5)
+    want = score_resonance(store, "run", "t", pool, feats, cfg, effects, want_scales)
+    got = matrix.score(feats, cfg, effects)
+    assert list(got.columns) == list(want.columns) and len(got) == len(want)
+    assert np.allclose(got.set_index("example_id").frs.reindex(want.example_id), want.frs, rtol=1e-5, atol=1e-9)
+    assert (np.diff(got.frs) <= 0).all()
 
 
 def test_permutation_invariance_and_monotonicity(tmp_path):
