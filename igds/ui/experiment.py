@@ -77,8 +77,8 @@ def experiment_view(store, task: str) -> None:
         fig.add_scatter(x=line, y=slope * line + icpt, mode="lines", name="least squares", line={"dash": "dash"})
     st.plotly_chart(fig, key="exp_corr")
     corr = correlation_rows(store, exp)
-    row = corr[(corr.task == task) & (corr.y_name == gain)]
-    if not row.empty and row.n.iloc[0] >= 3 and not np.isnan(row.pearson.iloc[0]):
-        r = row.iloc[0]
-        st.markdown(f"Pearson **{r.pearson:+.2f}** (95% CI {r.pearson_lo:+.2f}..{r.pearson_hi:+.2f}) · Spearman "
-                    f"**{r.spearman:+.2f}** (95% CI {r.spearman_lo:+.2f}..{r.spearman_hi:+.2f}) · n = {r.n}")
+    for r in corr[(corr.task == task) & corr.y_name.str.startswith(gain)].itertuples():
+        if r.n >= 3 and not np.isnan(r.pearson):
+            st.markdown(f"{r.y_name}: Pearson **{r.pearson:+.2f}** (95% CI {r.pearson_lo:+.2f}..{r.pearson_hi:+.2f})"
+                        f" · Spearman **{r.spearman:+.2f}** (95% CI {r.spearman_lo:+.2f}..{r.spearman_hi:+.2f}) · "
+                        f"n = {r.n}")
