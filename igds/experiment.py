@@ -613,7 +613,7 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
             lines.append(f"| {r.task} | {r.pool_setting} | {r.method} | {r.ratio:g} | {r.n_selected} | "
                          f"{r.task_share:.0%} | {r.mean_tokens:.0f} |")
     lines += ["", "The dashboard's Results page shows the same tables and the plots "
-              "(`docs/screenshots/results-experiment.png`).", ""]
+              "(`docs/screenshots/results.png`).", ""]
     return "\n".join(lines)
 
 

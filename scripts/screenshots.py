@@ -1,6 +1,6 @@
 """Screenshots of every dashboard page over the current workspace, for the README and docs.
 
-Usage: python scripts/screenshots.py [--out docs/screenshots]
+Usage: python scripts/screenshots.py [--out docs/screenshots] [--pages results ...]
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ from scripts.browser import browser, serve  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/screenshots")
+    ap.add_argument("--pages", nargs="+", default=None, help="page paths to capture (default: all)")
     args = ap.parse_args()
     out = Path(args.out)
     with serve() as url, browser() as b:
         b.open(url, expect="IGDS workspace")
         for _, title, path, _ in PAGES:
+            if args.pages and path not in args.pages:
+                continue
             html = b.open(f"{url}/{path}", expect=title, timeout=180)
             if 'data-testid="stException"' in html:
                 raise SystemExit(f"{path}: the page shows an exception")

@@ -4,7 +4,14 @@ duplicates, a smaller grid reuses the larger one's cells, and the summary matche
 import numpy as np
 
 from igds.demo import build_tiny_workspace, tiny_model
-from igds.experiment import ExperimentConfig, experiment_cells, plan_cells, results_table, run_experiment
+from igds.experiment import (
+    ExperimentConfig,
+    correlation_rows,
+    experiment_cells,
+    plan_cells,
+    results_table,
+    run_experiment,
+)
 from igds.extract import ExtractConfig
 from igds.pipeline import Workspace
 from igds.results import eval_outputs
@@ -73,3 +80,6 @@ def test_grid_runs_resumes_reuses_and_summarizes(tmp_path):
     assert row.score_lo <= row.score <= row.score_hi and row.d_score_lo <= row.d_score <= row.d_score_hi
     rnd = res[(res.pool_setting == "task-only") & (res.method == "random")].iloc[0]
     assert np.isnan(rnd.d_score)  # Random is the reference of the differences
+    corr = correlation_rows(store, first["experiment_id"])
+    assert set(corr.y_name) == {"metric_gain", "nll_gain", "metric_gain at ρ=0.5", "nll_gain at ρ=0.5"}
+    assert set(corr.set_index("y_name").n) == {n_cells, 8}  # the 2 Full cells are not at ρ = 0.5
