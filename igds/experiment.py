@@ -448,9 +448,13 @@ def summarize(store: ActivationStore, exp_id: str, n_boot: int = 2000, seed: int
                     row[f"d_{c}_lo"], row[f"d_{c}_hi"] = _ci(diff)
             groups.append(row)
         pts = with_gains(tcells, base_mean["score"], base_mean["nll"])
-        # all cells mix training-set sizes (ρ = 0.25 … 1), which move both axes; the main ratio alone
-        # asks whether amplification tracks the gain at a fixed amount of data
-        for subset, p in (("", pts), (f" at ρ={cfg.ratio:g}", pts[pts.ratio == cfg.ratio])):
+        # all cells mix training-set sizes (ρ = 0.25 … 1, and mixed pools are twice as large), which move
+        # both axes; one pool at the main ratio asks whether amplification tracks the gain at a fixed
+        # number of training examples
+        subsets = [("", pts)] + [(f" at ρ={cfg.ratio:g}, {pool}", pts[(pts.ratio == cfg.ratio) &
+                                                                       (pts.pool_setting == pool)])
+                                 for pool in cfg.pool_settings]
+        for subset, p in subsets:
             for y in ("metric_gain", "nll_gain"):
                 corr.append({"experiment_id": exp_id, "task": task, "y_name": y + subset,
                              **correlate(p.amplification.astype(float), p[y].astype(float), n_boot=n_boot,
@@ -599,8 +603,8 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
         lines.append("")
     lines += ["## Feature amplification vs. gain", "",
               "One point per finished cell of the task (both pools): amplification of the task's validated features "
-              "on the test prompts against the gain over the base model. Rows marked *at ρ* use only the cells of "
-              "the main ratio, where every fine-tune saw the same number of examples.", "",
+              "on the test prompts against the gain over the base model. Rows marked *at ρ, pool* use only that pool's "
+              "cells at the main ratio, where every fine-tune saw the same number of examples.", "",
               "| task | gain | points | Pearson [95% CI] | Spearman [95% CI] |", "|---|---|---|---|---|"]
     for r in corr.itertuples():
         lines.append(f"| {r.task} | {r.y_name} | {r.n} | {_fmt_delta(r.pearson, r.pearson_lo, r.pearson_hi, 2)} | "
