@@ -226,6 +226,13 @@ def record_cell(store: ActivationStore, exp_id: str, cell: Cell, **values) -> No
             [exp_id, cell.task, cell.pool_setting, cell.method, cell.ratio, cell.seed, *(values.get(c) for c in cols)])
 
 
+def experiment_config(store: ActivationStore, exp_id: str) -> ExperimentConfig:
+    raw = store.scalar("SELECT config FROM experiments WHERE experiment_id = ?", [exp_id])
+    if raw is None:
+        raise ValueError(f"no experiment {exp_id!r}")
+    return ExperimentConfig.from_dict(json.loads(raw))
+
+
 def experiments(store: ActivationStore) -> pd.DataFrame:
     """Stored experiments, newest first, with their finished cell counts."""
     return store.query_df(
@@ -413,8 +420,7 @@ def _matrix(store: ActivationStore, eval_ids: list[str], order: list[str], colum
 def summarize(store: ActivationStore, exp_id: str, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per (task, pool, method, ratio): means with 95% CIs, differences to Random, amplification;
     per task: the amplification–gain correlations. Both are written to the store and returned (groups)."""
-    cfg = ExperimentConfig.from_dict(json.loads(store.scalar(
-        "SELECT config FROM experiments WHERE experiment_id = ?", [exp_id])))
+    cfg = experiment_config(store, exp_id)
     cells = experiment_cells(store, exp_id)
     cells = cells[cells.status == "done"]
     groups, corr = [], []
@@ -498,8 +504,13 @@ def _base_eval_id(store: ActivationStore, cfg: ExperimentConfig, task: str, cell
 
 
 def results_table(store: ActivationStore, exp_id: str) -> pd.DataFrame:
-    return store.query_df("SELECT * FROM experiment_results WHERE experiment_id = ? "
-                          "ORDER BY task, pool_setting, method, ratio", [exp_id])
+    """Summarized groups of an experiment: per task, task-only before mixed, the main ratio's methods
+    (IGDS, Random, Loss, IFD, ZIP, Full) before the other IGDS ratios."""
+    res = store.query_df("SELECT * FROM experiment_results WHERE experiment_id = ?", [exp_id])
+    main = experiment_config(store, exp_id).ratio
+    res = res.assign(_o=res.method.map(METHOD_ORDER).fillna(9), _x=(res.ratio != main) & (res.method != "full"))
+    return res.sort_values(["task", "pool_setting", "_x", "_o", "ratio"], ascending=[True, False, True, True, True]
+                           ).drop(columns=["_o", "_x"]).reset_index(drop=True)
 
 
 def correlation_rows(store: ActivationStore, exp_id: str) -> pd.DataFrame:
@@ -545,11 +556,9 @@ def verdict(lo: float, hi: float, higher_is_better: bool = True) -> str:
 def report_markdown(store: ActivationStore, exp_id: str) -> str:
     """The results page: the command, versions, one table per task, correlations, diagnostics."""
     x = store.query_df("SELECT * FROM experiments WHERE experiment_id = ?", [exp_id]).iloc[0]
-    cfg = ExperimentConfig.from_dict(json.loads(x.config))
+    cfg = experiment_config(store, exp_id)
     versions = json.loads(x.versions)
     res = results_table(store, exp_id)
-    res = res.assign(order=res.method.map(METHOD_ORDER).fillna(9), main=res.ratio != cfg.ratio).sort_values(
-        ["task", "pool_setting", "main", "order", "ratio"], ascending=[True, False, True, True, True])
     corr = correlation_rows(store, exp_id)
     cells = experiment_cells(store, exp_id)
     planned = plan_cells(cfg)

@@ -19,9 +19,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/screenshots")
     ap.add_argument("--pages", nargs="+", default=None, help="page paths to capture (default: all)")
+    ap.add_argument("--height", type=int, default=0, help="viewport height in pixels (0: the browser's)")
     args = ap.parse_args()
     out = Path(args.out)
     with serve() as url, browser() as b:
+        if args.height:  # Streamlit scrolls inside the page, so a tall page needs a tall viewport
+            b.call("Emulation.setDeviceMetricsOverride", width=1400, height=args.height, deviceScaleFactor=1,
+                   mobile=False)
         b.open(url, expect="IGDS workspace")
         for _, title, path, _ in PAGES:
             if args.pages and path not in args.pages:
