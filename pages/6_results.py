@@ -1,8 +1,6 @@
 """Results: the reproduction grid (methods side by side with intervals, amplification vs. gain), and every
 fine-tuned run vs. the base model with its outputs."""
 
-import numpy as np
-import plotly.express as px
 import streamlit as st
 
 from igds.results import base_eval, correlations_table, eval_outputs, runs_table
@@ -10,7 +8,7 @@ from igds.ui.experiment import experiment_view
 from igds.ui.jobs import job_launcher
 from igds.ui.resources import get_store
 from igds.ui.state import current_task
-from igds.ui.widgets import needs
+from igds.ui.widgets import amplification_scatter, correlation_text, needs
 
 task = current_task()
 store = get_store()
@@ -40,22 +38,11 @@ with single:
 
     st.subheader("Feature amplification vs. gain")
     y = st.segmented_control("Gain", ["metric_gain", "nll_gain"], default="metric_gain", key="res_y")
-    pts = runs.dropna(subset=["amplification", y])
-    fig = px.scatter(pts, x="amplification", y=y, color="method", hover_data=["selection", "ratio", "seed", "run_id"],
-                     title=f"One point per run: amplification of the task features vs. {y}")
-    if len(pts) >= 2 and pts.amplification.nunique() > 1:
-        slope, icpt = np.polyfit(pts.amplification, pts[y], 1)
-        xs = np.linspace(pts.amplification.min(), pts.amplification.max(), 20)
-        fig.add_scatter(x=xs, y=slope * xs + icpt, mode="lines", name="least squares", line={"dash": "dash"})
-    st.plotly_chart(fig, key="res_corr")
+    amplification_scatter(runs, y, "res_corr", f"One point per run: amplification of the task features vs. {y}",
+                          color="method", hover_data=["selection", "ratio", "seed", "run_id"])
     corr = correlations_table(store, task)
-    row = corr[(corr.x_name == "amplification") & (corr.y_name == y)]
-    if not row.empty and row.n.iloc[0] >= 3:
-        r = row.iloc[0]
-        st.markdown(f"Pearson **{r.pearson:+.2f}** (95% CI {r.pearson_lo:+.2f}..{r.pearson_hi:+.2f}) · "
-                    f"Spearman **{r.spearman:+.2f}** (95% CI {r.spearman_lo:+.2f}..{r.spearman_hi:+.2f}) · n = {r.n}")
-    else:
-        st.caption("Correlation needs at least 3 evaluated runs.")
+    for r in corr[(corr.x_name == "amplification") & (corr.y_name == y)].itertuples():
+        correlation_text(r)
 
     st.subheader("Outputs, example by example")
     choice = st.selectbox("Run", runs.eval_id.tolist(), format_func=lambda e: runs.set_index("eval_id").selection[e],

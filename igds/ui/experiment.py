@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import plotly.express as px
 import streamlit as st
 
@@ -18,6 +17,7 @@ from igds.experiment import (
     results_table,
 )
 from igds.ui.jobs import job_launcher
+from igds.ui.widgets import amplification_scatter, correlation_text
 
 TABLE_COLUMNS = ["pool_setting", "method", "ratio", "n_runs", "n_train", "score", "score_lo", "score_hi", "d_score",
                  "d_score_lo", "d_score_hi", "nll", "nll_lo", "nll_hi", "d_nll", "d_nll_lo", "d_nll_hi",
@@ -67,18 +67,9 @@ def experiment_view(store, task: str) -> None:
                            error_y_minus="err_lo", title=f"{task}: {metric if y == 'score' else 'reference NLL'} "
                            "per method (95% CI)"), key="exp_bars")
     pts = experiment_points(store, exp)
-    pts = pts[pts.task == task].dropna(subset=["amplification"])
     gain = "metric_gain" if y == "score" else "nll_gain"
-    fig = px.scatter(pts, x="amplification", y=gain, color="method", symbol="pool_setting",
-                     hover_data=["ratio", "seed", "run_id"], title="Feature amplification vs. gain, one point per cell")
-    if len(pts) >= 2 and pts.amplification.nunique() > 1:
-        slope, icpt = np.polyfit(pts.amplification, pts[gain], 1)
-        line = np.linspace(pts.amplification.min(), pts.amplification.max(), 20)
-        fig.add_scatter(x=line, y=slope * line + icpt, mode="lines", name="least squares", line={"dash": "dash"})
-    st.plotly_chart(fig, key="exp_corr")
+    amplification_scatter(pts[pts.task == task], gain, "exp_corr", "Feature amplification vs. gain, one point per cell",
+                          color="method", symbol="pool_setting", hover_data=["ratio", "seed", "run_id"])
     corr = correlation_rows(store, exp)
     for r in corr[(corr.task == task) & corr.y_name.str.startswith(gain)].itertuples():
-        if r.n >= 3 and not np.isnan(r.pearson):
-            st.markdown(f"{r.y_name}: Pearson **{r.pearson:+.2f}** (95% CI {r.pearson_lo:+.2f}..{r.pearson_hi:+.2f})"
-                        f" · Spearman **{r.spearman:+.2f}** (95% CI {r.spearman_lo:+.2f}..{r.spearman_hi:+.2f}) · "
-                        f"n = {r.n}")
+        correlation_text(r, f"{r.y_name}: ")

@@ -56,3 +56,28 @@ def show_token_highlights(example: dict, features: list[int], vmax: float | None
     for i, f in enumerate(features):
         st.caption(f"feature {f} on {example['id']} · max {float(acts[:, i].max()):.2f}")
         token_highlights(toks, acts[:, i].tolist(), vmax=vmax)
+
+
+def amplification_scatter(pts, y: str, key: str, title: str, **kwargs) -> None:
+    """One point per fine-tune: amplification of the task features against a gain, with a least-squares line."""
+    import numpy as np
+    import plotly.express as px
+
+    pts = pts.dropna(subset=["amplification", y])
+    fig = px.scatter(pts, x="amplification", y=y, title=title, **kwargs)
+    if len(pts) >= 2 and pts.amplification.nunique() > 1:
+        slope, icpt = np.polyfit(pts.amplification, pts[y], 1)
+        xs = np.linspace(pts.amplification.min(), pts.amplification.max(), 20)
+        fig.add_scatter(x=xs, y=slope * xs + icpt, mode="lines", name="least squares", line={"dash": "dash"})
+    st.plotly_chart(fig, key=key)
+
+
+def correlation_text(r, label: str = "") -> None:
+    """A stored correlation row (n, pearson, spearman and their CIs) as one line; nothing below 3 points."""
+    import math
+
+    if r.n >= 3 and not math.isnan(r.pearson):
+        st.markdown(f"{label}Pearson **{r.pearson:+.2f}** (95% CI {r.pearson_lo:+.2f}..{r.pearson_hi:+.2f}) · "
+                    f"Spearman **{r.spearman:+.2f}** (95% CI {r.spearman_lo:+.2f}..{r.spearman_hi:+.2f}) · n = {r.n}")
+    else:
+        st.caption(f"{label}a correlation needs at least 3 evaluated runs.")
