@@ -206,6 +206,7 @@ def _experiment_config(args):
 
 
 def cmd_experiment(args) -> int:
+    from igds import settings
     from igds.experiment import (
         estimate_seconds,
         experiment_id,
@@ -229,7 +230,7 @@ def cmd_experiment(args) -> int:
     if args.report_only:
         store, eid = ActivationStore(), experiment_id(cfg)
         summarize(store, eid)
-        print(f"wrote {write_report(store, eid, args.report)}")
+        print(f"wrote {write_report(store, eid, settings.REPO_ROOT / args.report)}")
         return 0
     if args.background:
         return _run_as_job("experiment", {"config": cfg.to_dict(), "command": command, "max_cells": args.max_cells,

@@ -535,11 +535,13 @@ def selection_diagnostics(store: ActivationStore, exp_id: str) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------------------------- report
 
-def _fmt_ci(v, lo, hi, digits: int) -> str:
+def _fmt(v, lo, hi, digits: int, signed: bool = False) -> str:
+    """``v [lo, hi]`` (``–`` for a missing value; no interval when it is missing)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    ci = "" if lo is None or math.isnan(lo) else f" [{lo:.{digits}f}, {hi:.{digits}f}]"
-    return f"{v:.{digits}f}{ci}"
+    sign = "+" if signed else ""
+    ci = "" if lo is None or math.isnan(lo) else f" [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
+    return f"{v:{sign}.{digits}f}{ci}"
 
 
 def verdict(lo: float, hi: float, higher_is_better: bool = True) -> str:
@@ -598,10 +600,12 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
         for r in t.itertuples():
             lines.append(
                 f"| {r.pool_setting} | {r.method} | {r.ratio:g} | {r.n_runs} | {r.n_train:.0f} | "
-                f"{_fmt_ci(r.score, r.score_lo, r.score_hi, 4)} | "
-                f"{_fmt_delta(r.d_score, r.d_score_lo, r.d_score_hi, 4)} | {verdict(r.d_score_lo, r.d_score_hi)} | "
-                f"{_fmt_ci(r.nll, r.nll_lo, r.nll_hi, 3)} | "
-                f"{_fmt_delta(r.d_nll, r.d_nll_lo, r.d_nll_hi, 3)} | {verdict(r.d_nll_lo, r.d_nll_hi, False)} | "
+                f"{_fmt(r.score, r.score_lo, r.score_hi, 4)} | "
+                f"{_fmt(r.d_score, r.d_score_lo, r.d_score_hi, 4, signed=True)} | "
+                f"{verdict(r.d_score_lo, r.d_score_hi)} | "
+                f"{_fmt(r.nll, r.nll_lo, r.nll_hi, 3)} | "
+                f"{_fmt(r.d_nll, r.d_nll_lo, r.d_nll_hi, 3, signed=True)} | "
+                f"{verdict(r.d_nll_lo, r.d_nll_hi, False)} | "
                 f"{r.amplification:+.3f} |")
         missing = [c for c in planned if c.task == task and not ((cells.task == task) & (cells.status == "done") & (
             cells.pool_setting == c.pool_setting) & (cells.method == c.method) & (cells.ratio == c.ratio) & (
@@ -616,8 +620,9 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
               "cells at the main ratio, where every fine-tune saw the same number of examples.", "",
               "| task | gain | points | Pearson [95% CI] | Spearman [95% CI] |", "|---|---|---|---|---|"]
     for r in corr.itertuples():
-        lines.append(f"| {r.task} | {r.y_name} | {r.n} | {_fmt_delta(r.pearson, r.pearson_lo, r.pearson_hi, 2)} | "
-                     f"{_fmt_delta(r.spearman, r.spearman_lo, r.spearman_hi, 2)} |")
+        lines.append(f"| {r.task} | {r.y_name} | {r.n} | "
+                     f"{_fmt(r.pearson, r.pearson_lo, r.pearson_hi, 2, signed=True)} | "
+                     f"{_fmt(r.spearman, r.spearman_lo, r.spearman_hi, 2, signed=True)} |")
     diag = selection_diagnostics(store, exp_id)
     if not diag.empty:
         lines += ["", "## What the selections contain", "",
@@ -628,13 +633,6 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
     lines += ["", "The dashboard's Results page shows the same tables and the plots "
               "(`docs/screenshots/results.png`).", ""]
     return "\n".join(lines)
-
-
-def _fmt_delta(v, lo, hi, digits: int) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    ci = "" if lo is None or (isinstance(lo, float) and math.isnan(lo)) else f" [{lo:+.{digits}f}, {hi:+.{digits}f}]"
-    return f"{v:+.{digits}f}{ci}"
 
 
 def _ft_text(cfg: ExperimentConfig) -> str:
