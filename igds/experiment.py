@@ -27,7 +27,9 @@ import pandas as pd
 import pyarrow as pa
 
 from igds import settings
+from igds.baselines import BASELINE_METHODS as ALL_BASELINES
 from igds.config import ConfigBase
+from igds.corpus import POOL_SETTINGS
 from igds.correlate import correlate
 from igds.evaluate import EvalConfig
 from igds.finetune import FinetuneConfig
@@ -35,9 +37,8 @@ from igds.progress import ProgressFn, null_progress, scaled
 from igds.results import BASE_RUN, eval_outputs, make_eval_id
 from igds.store import ActivationStore
 
-POOL_SETTINGS = ("task-only", "mixed")
 METHOD_ORDER = {"igds": 0, "random": 1, "loss": 2, "ifd": 3, "zip": 4, "full": 5}  # rows of the tables
-BASELINE_METHODS = ("random", "loss", "ifd", "zip")
+BASELINE_METHODS = tuple(m for m in ALL_BASELINES if m != "full")  # Full is always run, at ρ = 1
 PACKAGES = ("torch", "transformers", "peft", "sae-lens", "duckdb", "datasets", "streamlit")
 
 
@@ -258,8 +259,16 @@ class TaskSetup:
 
     extract_run: str
     effects: object
-    base_eval_id: str
     eval_cfg: EvalConfig
+
+
+def _eval_stored(store: ActivationStore, eval_id: str) -> bool:
+    return bool(store.scalar("SELECT count(*) FROM evals WHERE eval_id = ?", [eval_id]))
+
+
+def base_eval_id(cfg: ExperimentConfig, task: str, model_key: str | None) -> str:
+    """Id of the base evaluation a task's cells are compared with: same model, items and settings."""
+    return make_eval_id(BASE_RUN, task, "test", model_key, cfg.evaluation(task).to_dict())
 
 
 def prepare_task(ws, cfg: ExperimentConfig, task: str, extract_cfg, progress: ProgressFn) -> TaskSetup:
@@ -277,11 +286,10 @@ def prepare_task(ws, cfg: ExperimentConfig, task: str, extract_cfg, progress: Pr
         effects = run_interventions(ws, task, recall, InterventionConfig(), scaled(progress, 0, 80, 100))
     ev = cfg.evaluation(task)
     model_key = model_key_of(ws.model)
-    base_id = make_eval_id(BASE_RUN, task, "test", model_key, ev.to_dict())
-    if not ws.store.scalar("SELECT count(*) FROM evals WHERE eval_id = ?", [base_id]):
+    if not _eval_stored(ws.store, base_eval_id(cfg, task, model_key)):
         evaluate_and_record(ws.store, BASE_RUN, task, ws.model, ws.tokenizer, ws.sae, ws.site, effects.kept, ev,
                             model_key, scaled(progress, 80, 20, 100))
-    return TaskSetup(extract_run=ws.extraction_run_id(extract_cfg), effects=effects, base_eval_id=base_id, eval_cfg=ev)
+    return TaskSetup(extract_run=ws.extraction_run_id(extract_cfg), effects=effects, eval_cfg=ev)
 
 
 def cell_selection(ws, cfg: ExperimentConfig, cell: Cell, setup: TaskSetup, progress: ProgressFn) -> str:
@@ -310,7 +318,7 @@ def run_cell(ws, cfg: ExperimentConfig, exp_id: str, cell: Cell, setup: TaskSetu
     ft = cfg.finetune(cell.seed)
     run_id = finetune_run_id(sid, ft)
     eval_id = make_eval_id(run_id, cell.task, "test", model_key_of(ws.model), setup.eval_cfg.to_dict())
-    done = bool(ws.store.scalar("SELECT count(*) FROM evals WHERE eval_id = ?", [eval_id]))
+    done = _eval_stored(ws.store, eval_id)
     t0 = time.perf_counter()
     if not done:
         record_cell(ws.store, exp_id, cell, selection_id=sid, run_id=run_id, status="running")
@@ -499,8 +507,8 @@ CORRELATION_COLUMNS = ["experiment_id", "task", "y_name", "n", "pearson", "pears
 def _base_eval_id(store: ActivationStore, cfg: ExperimentConfig, task: str, cells: pd.DataFrame) -> str | None:
     """The base evaluation paired with a task's cells: same model, items and settings."""
     model_key = store.scalar("SELECT model_key FROM evals WHERE eval_id = ?", [cells.eval_id.iloc[0]])
-    eid = make_eval_id(BASE_RUN, task, "test", model_key, cfg.evaluation(task).to_dict())
-    return eid if store.scalar("SELECT count(*) FROM evals WHERE eval_id = ?", [eid]) else None
+    eid = base_eval_id(cfg, task, model_key)
+    return eid if _eval_stored(store, eid) else None
 
 
 def results_table(store: ActivationStore, exp_id: str) -> pd.DataFrame:
