@@ -69,9 +69,12 @@ def save_tiny_sae(path: Path, **kwargs) -> Path:
 
 
 def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120, n_general: int = 120,
-                         n_candidates: int = 8, seed: int = 0, with_runs: bool = False) -> dict:
+                         n_candidates: int = 8, seed: int = 0, with_runs: bool = False,
+                         interventions=None) -> dict:
     """A small but complete workspace on the tiny random model: real corpus examples, extraction,
     recall, interventions, logit lens — every store table the dashboard reads, in seconds.
+
+    ``interventions`` (an ``InterventionConfig``) replaces the default filter, e.g. one no feature passes.
 
     Returns:
         keys of what was built (run ids, model/SAE keys, the tiny model objects).
@@ -105,7 +108,7 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
     ensure_logit_lens(store, sae_key, model, tok, sae)
     rcfg = RecallConfig(min_freq=0.05, dense_ref=1.0, k_recall=n_candidates)
     recall = recall_features(store, run_id, task, [e.id for e in probe], [e.id for e in general[:64]], rcfg)
-    icfg = InterventionConfig(alphas=(0.5, 1.0, 2.0), require_significance=False)
+    icfg = interventions or InterventionConfig(alphas=(0.5, 1.0, 2.0), require_significance=False)
     effect_id = icfg.stage_key(recall.recall_id, model_key, sae_key)
     store.start_run(effect_id, "intervene", {"intervene": icfg.to_dict(), "task": task,
                                              "recall_id": recall.recall_id}, model_key, sae_key,

@@ -126,6 +126,11 @@ class Cell:
     def label(self) -> str:
         return f"{self.task}/{self.pool_setting}/{self.method}@{self.ratio:g}/seed {self.seed}"
 
+    @property
+    def key(self) -> tuple:
+        """The cell's primary key in ``experiment_cells`` (after the experiment id)."""
+        return (self.task, self.pool_setting, self.method, self.ratio, self.seed)
+
 
 def plan_cells(cfg: ExperimentConfig) -> list[Cell]:
     """Every cell, in run order: per task and pool, one seed of each method first, then the other seeds."""
@@ -219,7 +224,7 @@ def _version(package: str) -> str:
 
 
 def record_cell(store: ActivationStore, exp_id: str, cell: Cell, **values) -> None:
-    cols = ["selection_id", "run_id", "eval_id", "status", "seconds"]
+    cols = ["selection_id", "run_id", "eval_id", "status", "seconds", "note"]
     with store.connect() as con:
         con.execute(
             f"INSERT OR REPLACE INTO experiment_cells (experiment_id, task, pool_setting, method, ratio, seed, "
@@ -310,11 +315,17 @@ def cell_selection(ws, cfg: ExperimentConfig, cell: Cell, setup: TaskSetup, prog
 
 def run_cell(ws, cfg: ExperimentConfig, exp_id: str, cell: Cell, setup: TaskSetup, progress: ProgressFn,
              load_workspace=None) -> dict:
-    """Run one cell unless its evaluation is already stored; record it either way."""
+    """Run one cell unless its evaluation is already stored; record it either way. An IGDS cell of a task
+    without validated features is recorded as ``empty`` with the reason (a rerun checks it again)."""
+    from igds.method import NoValidatedFeatures
     from igds.pipeline import model_key_of
     from igds.runner import finetune_run_id, finetune_selection
 
-    sid = cell_selection(ws, cfg, cell, setup, scaled(progress, 0, 5, 100))
+    try:
+        sid = cell_selection(ws, cfg, cell, setup, scaled(progress, 0, 5, 100))
+    except NoValidatedFeatures as e:
+        record_cell(ws.store, exp_id, cell, status="empty", note=str(e))
+        return {"cell": cell, "skipped": False, "empty": str(e)}
     ft = cfg.finetune(cell.seed)
     run_id = finetune_run_id(sid, ft)
     eval_id = make_eval_id(run_id, cell.task, "test", model_key_of(ws.model), setup.eval_cfg.to_dict())
@@ -359,17 +370,18 @@ def run_experiment(cfg: ExperimentConfig, store: ActivationStore | None = None, 
     settings.apply_offline_env()
     exp_id = register_experiment(store, cfg, command)
     cells = plan_cells(cfg)
-    done = set(store.query_df("SELECT task, pool_setting, method, ratio, seed FROM experiment_cells "
-                              "WHERE experiment_id = ? AND status = 'done'", [exp_id]).itertuples(index=False,
-                                                                                                   name=None))
-    todo = [c for c in cells if (c.task, c.pool_setting, c.method, c.ratio, c.seed) not in done]
+    status = {(r.task, r.pool_setting, r.method, r.ratio, r.seed): r.status for r in store.query_df(
+        "SELECT task, pool_setting, method, ratio, seed, status FROM experiment_cells WHERE experiment_id = ?",
+        [exp_id]).itertuples(index=False)}
+    todo = [c for c in cells if status.get(c.key) != "done"]
     no_effects = sum(1 for t in cfg.tasks if not _has_effects(store, t))
-    est = estimate_seconds(cfg, todo, store, no_effects)
+    # cells found empty before (IGDS without validated features) are checked again but cost nothing
+    est = estimate_seconds(cfg, [c for c in todo if status.get(c.key) != "empty"], store, no_effects)
     log(f"experiment {exp_id}: {len(cells)} cells, {len(cells) - len(todo)} recorded as done, {len(todo)} to check "
         f"or run; estimated {format_duration(est)} on this machine (cells already in the store are skipped)")
     load_workspace = load_workspace or (lambda: open_workspace(BootstrapConfig(tasks=tuple(cfg.tasks)), store))
     ws = load_workspace()
-    t0, ran, skipped, setups = time.perf_counter(), 0, 0, {}
+    t0, ran, skipped, empty, setups = time.perf_counter(), 0, 0, 0, {}
     for i, cell in enumerate(todo):
         if max_cells is not None and ran >= max_cells:
             break
@@ -382,14 +394,18 @@ def run_experiment(cfg: ExperimentConfig, store: ActivationStore | None = None, 
             log(f"{cell.task}: recall, interventions and base evaluation (skipped where stored)")
             setups[cell.task] = prepare_task(ws, cfg, cell.task, extract_cfg, prog)
         out = run_cell(ws, cfg, exp_id, cell, setups[cell.task], prog, load_workspace)
+        if "empty" in out:
+            empty += 1
+            log(f"[{i + 1}/{len(todo)}] {cell.label}: empty ({out['empty']})")
+            continue
         ran, skipped = ran + (not out["skipped"]), skipped + out["skipped"]
         log(f"[{i + 1}/{len(todo)}] {cell.label}: {'already in the store' if out['skipped'] else 'done'}")
     summary = summarize(store, exp_id)
     if report:
         write_report(store, exp_id, settings.REPO_ROOT / report)
-    left = len(todo) - ran - skipped
-    progress(1, 1, f"experiment {exp_id}: {ran} run, {skipped} reused, {left} left")
-    return {"experiment_id": exp_id, "ran": ran, "reused": skipped, "left": left,
+    left = len(todo) - ran - skipped - empty
+    progress(1, 1, f"experiment {exp_id}: {ran} run, {skipped} reused, {empty} empty, {left} left")
+    return {"experiment_id": exp_id, "ran": ran, "reused": skipped, "empty": empty, "left": left,
             "seconds": time.perf_counter() - t0, "groups": len(summary)}
 
 
@@ -526,6 +542,13 @@ def correlation_rows(store: ActivationStore, exp_id: str) -> pd.DataFrame:
                           [exp_id])
 
 
+def empty_cells(store: ActivationStore, exp_id: str, task: str) -> pd.DataFrame:
+    """A task's cells that could not run, with the reason (IGDS without validated features)."""
+    return store.query_df("SELECT pool_setting, method, ratio, seed, note FROM experiment_cells "
+                          "WHERE experiment_id = ? AND task = ? AND status = 'empty' "
+                          "ORDER BY pool_setting DESC, ratio, seed", [exp_id, task])
+
+
 def selection_diagnostics(store: ActivationStore, exp_id: str) -> pd.DataFrame:
     """Per selection of the experiment: share of task examples and mean tokens of its members."""
     return store.query_df(
@@ -572,7 +595,11 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
     corr = correlation_rows(store, exp_id)
     cells = experiment_cells(store, exp_id)
     planned = plan_cells(cfg)
-    n_done = int((cells.status == "done").sum())
+    status = dict(zip(cells[["task", "pool_setting", "method", "ratio", "seed"]].itertuples(index=False, name=None),
+                      cells.status, strict=True))
+    n_done = sum(status.get(c.key) == "done" for c in planned)
+    n_empty = sum(status.get(c.key) == "empty" for c in planned)
+    updated = cells.updated.max() if len(cells) else x.updated
     lines = [
         "# Results: the paper's comparison in miniature",
         "",
@@ -580,7 +607,9 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
         "rewrites this file.",
         "",
         f"- **Command:** `{x.command or 'python -m igds experiment --preset ' + cfg.preset}`",
-        f"- **Experiment:** `{exp_id}` · {n_done} of {len(planned)} cells finished · last update {x.updated}",
+        f"- **Experiment:** `{exp_id}` · {n_done} of {len(planned)} cells finished"
+        + (f", {n_empty} empty (IGDS without validated features; the reason is under the task)" if n_empty else "")
+        + f" · last cell recorded {pd.Timestamp(updated):%Y-%m-%d %H:%M} UTC",
         "- **Versions:** " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
         f"- **Grid:** tasks {', '.join(cfg.tasks)}; pools {', '.join(cfg.pool_settings)} of {cfg.pool_limit} task "
         f"examples (+{cfg.pool_limit} general in `mixed`); IGDS at ρ = "
@@ -597,6 +626,7 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
     for task in cfg.tasks:
         lines += [f"## {task}", ""]
         t = res[res.task == task]
+        empty = empty_cells(store, exp_id, task)
         if t.empty:
             lines += ["No finished cell yet: rerun the command to continue the grid.", ""]
             continue
@@ -614,10 +644,12 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
                 f"{_fmt(r.nll, r.nll_lo, r.nll_hi, 3)} | "
                 f"{_fmt(r.d_nll, r.d_nll_lo, r.d_nll_hi, 3, signed=True)} | "
                 f"{verdict(r.d_nll_lo, r.d_nll_hi, False)} | "
-                f"{r.amplification:+.3f} |")
-        missing = [c for c in planned if c.task == task and not ((cells.task == task) & (cells.status == "done") & (
-            cells.pool_setting == c.pool_setting) & (cells.method == c.method) & (cells.ratio == c.ratio) & (
-            cells.seed == c.seed)).any()]
+                f"{_fmt(r.amplification, None, None, 3, signed=True)} |")
+        if not empty.empty:
+            lines += ["", f"Empty ({len(empty)} cells: "
+                      + ", ".join(f"{r.pool_setting} {r.method}@{r.ratio:g} seed {r.seed}" for r in empty.itertuples())
+                      + "). " + " ".join(f"{n[0].upper()}{n[1:]}." for n in empty.note.unique())]
+        missing = [c for c in planned if c.task == task and status.get(c.key) not in ("done", "empty")]
         if missing:
             lines += ["", f"Not yet run ({len(missing)} cells; rerun the command to continue): "
                       + ", ".join(f"{c.pool_setting} {c.method}@{c.ratio:g} seed {c.seed}" for c in missing)]
@@ -627,10 +659,15 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
               "on the test prompts against the gain over the base model. Rows marked *at ρ, pool* use only that pool's "
               "cells at the main ratio, where every fine-tune saw the same number of examples.", "",
               "| task | gain | points | Pearson [95% CI] | Spearman [95% CI] |", "|---|---|---|---|---|"]
-    for r in corr.itertuples():
-        lines.append(f"| {r.task} | {r.y_name} | {r.n} | "
-                     f"{_fmt(r.pearson, r.pearson_lo, r.pearson_hi, 2, signed=True)} | "
-                     f"{_fmt(r.spearman, r.spearman_lo, r.spearman_hi, 2, signed=True)} |")
+    for task, tc in corr.groupby("task", sort=True):
+        if (tc.n == 0).all():
+            why = ("not defined: the task has no validated features, so there is no amplification to measure"
+                   if not empty_cells(store, exp_id, task).empty else "no finished cell yet")
+            lines.append(f"| {task} | – | 0 | {why} | |")
+            continue
+        lines += [f"| {r.task} | {r.y_name} | {r.n} | "
+                  f"{_fmt(r.pearson, r.pearson_lo, r.pearson_hi, 2, signed=True)} | "
+                  f"{_fmt(r.spearman, r.spearman_lo, r.spearman_hi, 2, signed=True)} |" for r in tc.itertuples()]
     diag = selection_diagnostics(store, exp_id)
     if not diag.empty:
         lines += ["", "## What the selections contain", "",

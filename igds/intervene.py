@@ -337,6 +337,17 @@ class EffectResult:
         v = self.verdict[self.verdict.kept].sort_values("effect", ascending=False)
         return [int(f) for f in v.feature]
 
+    def why_none_kept(self) -> str:
+        """Why ``F*`` is empty, in one sentence with the strongest candidate's figures."""
+        v = self.verdict
+        if v.empty:
+            return f"intervention run {self.effect_id} measured no candidates"
+        best = v.sort_values("effect", ascending=False).iloc[0]
+        helped = int((v.effect > 0).sum())
+        return (f"none of the {len(v)} candidates of intervention run {self.effect_id} passed the filter "
+                f"({helped} lowered the dev NLL when amplified; the largest effect is {best.effect:+.4f} nats, "
+                f"feature {int(best.feature)}, q = {best.q_value:.3g})")
+
 
 def load_effects(store, effect_id: str, candidates: Sequence[int], cfg: InterventionConfig) -> EffectResult:
     """Read an intervention run's summaries and attribution and apply the filter."""

@@ -128,10 +128,24 @@ def live_selection(store: ActivationStore, run_id: str, task: str, effects: Effe
     return sp, select_from_ranking(ranked, sel_cfg, sp.overrides, n_pool=len(ranked))
 
 
+class NoValidatedFeatures(ValueError):
+    """IGDS cannot rank a pool: the task's ``F*`` (after vetoes and pins) is empty."""
+
+
 def select_igds(store: ActivationStore, run_id: str, task: str, effects: EffectResult, sel_cfg: SelectionConfig,
                 res_cfg: ResonanceConfig, sae_key: str | None = None, name: str | None = None) -> str:
-    """Score the pool, apply overrides and the ratio/threshold/budget, store the selection; return its id."""
+    """Score the pool, apply overrides and the ratio/threshold/budget, store the selection; return its id.
+
+    Raises:
+        NoValidatedFeatures: when no feature is left to score with (every score would be 0, so the
+            "selection" would be an arbitrary order rather than IGDS).
+    """
     sp, chosen = live_selection(store, run_id, task, effects, sel_cfg, res_cfg, sae_key)
+    if not sp.features:
+        why = (f"all {len(effects.kept)} validated features are vetoed" if effects.kept
+               else effects.why_none_kept())
+        raise NoValidatedFeatures(f"IGDS has no features to score {task!r} with: {why}; "
+                                  "pin a feature on the Interventions page or relax the filter (delta, p) to select")
     lin = lineage(store, run_id, task, sel_cfg, {"method": "igds", "features": sp.features,
                                                  "resonance": res_cfg.to_dict(), "effect_id": effects.effect_id,
                                                  "overrides": sp.overrides.to_dict()})

@@ -272,6 +272,7 @@ CREATE TABLE IF NOT EXISTS experiment_cells (
     updated TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (experiment_id, task, pool_setting, method, ratio, seed)
 );
+ALTER TABLE experiment_cells ADD COLUMN IF NOT EXISTS note VARCHAR;  -- why a cell is empty
 CREATE TABLE IF NOT EXISTS experiment_results (
     experiment_id VARCHAR NOT NULL,
     task VARCHAR NOT NULL,

@@ -16,7 +16,9 @@ store = get_store()
 st.title(f"Selection · {task}")
 state = task_state(store, task)
 if not state.ready_for_selection:
-    needs("No validated features yet: run recall (Features) and interventions (Interventions) first.")
+    needs(f"No validated features: {latest_effects(store, task).why_none_kept()}. Pin a feature on the Interventions "
+          "page or rerun interventions with a looser filter." if state.n_measured else
+          "No validated features yet: run recall (Features) and interventions (Interventions) first.")
     st.stop()
 effects = latest_effects(store, task)
 

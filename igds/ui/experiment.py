@@ -8,6 +8,7 @@ import streamlit as st
 from igds.experiment import (
     PRESETS,
     correlation_rows,
+    empty_cells,
     estimate_seconds,
     experiment_id,
     experiment_points,
@@ -47,6 +48,9 @@ def experiment_view(store, task: str) -> None:
     ids = xs.experiment_id.tolist()
     exp = st.selectbox("Experiment", ids, index=ids.index(default) if default in ids else 0, key="exp_id",
                        format_func=lambda e: f"{e} · {int(xs.set_index('experiment_id').cells_done[e])} cells done")
+    empty = empty_cells(store, exp, task)
+    if not empty.empty:
+        st.warning(f"{len(empty)} IGDS cells of {task} are empty: " + " ".join(empty.note.unique()))
     res = results_table(store, exp)
     res = res[res.task == task]
     if res.empty:

@@ -189,6 +189,8 @@ def test_results_show_the_experiment_grid(demo_store, monkeypatch):
     for r in runs.itertuples():
         record_cell(demo_store, exp, Cell("summarization", "task-only", r.method, 0.5, 0), selection_id=r.selection_id,
                     run_id=r.run_id, eval_id=r.eval_id, status="done")
+    record_cell(demo_store, exp, Cell("summarization", "task-only", "igds", 0.25, 0), status="empty",
+                note="IGDS has no features to score 'summarization' with")
     summarize(demo_store, exp)
     started = []
     monkeypatch.setattr("igds.jobs.start_job", lambda kind, params: started.append((kind, params)) or "job-1")
@@ -196,6 +198,7 @@ def test_results_show_the_experiment_grid(demo_store, monkeypatch):
     at.selectbox(key="exp_id").set_value(exp).run()
     table = at.dataframe[0].value
     assert set(table.method) == {"igds", "random"}
+    assert any("1 IGDS cells of summarization are empty: IGDS has no features" in w.value for w in at.warning)
     igds = table[table.method == "igds"].iloc[0]
     assert igds.score_lo <= igds.score <= igds.score_hi and not np.isnan(igds.d_score)
     at.segmented_control(key="exp_measure").set_value("nll").run()

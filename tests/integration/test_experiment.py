@@ -13,8 +13,10 @@ from igds.experiment import (
     run_experiment,
 )
 from igds.extract import ExtractConfig
+from igds.intervene import InterventionConfig
 from igds.pipeline import Workspace
 from igds.results import eval_outputs
+from igds.selection import set_feature_override
 from igds.store import ActivationStore
 
 # the tiny tokenizer spells bytes: room for the response after the prompt, and a small adapter
@@ -85,3 +87,31 @@ def test_grid_runs_resumes_reuses_and_summarizes(tmp_path):
     assert n_points["metric_gain"] == n_points["nll_gain"] == n_cells
     # one pool at ρ = 0.5: igds and random at two seeds (Full and the other pool are left out)
     assert n_points["metric_gain at ρ=0.5, task-only"] == n_points["nll_gain at ρ=0.5, mixed"] == 4
+
+
+def test_igds_cells_without_validated_features_are_empty_with_the_reason(tmp_path):
+    store = ActivationStore(tmp_path / "igds.duckdb")
+    # a filter no feature passes: F* is empty, so IGDS has nothing to score with
+    parts = build_tiny_workspace(store, n_train=1200, n_general=4000,
+                                 interventions=InterventionConfig(delta=1e3, require_significance=False))
+    assert parts["kept"] == []
+    cfg = ExperimentConfig(preset="tiny-empty", tasks=("summarization",), pool_settings=("task-only",), pool_limit=16,
+                           igds_ratios=(), baselines=("random",), seeds=(0,), n_eval={"summarization": 6},
+                           finetune_overrides=TINY_FT)
+    kw = {"store": store, "load_workspace": _factory(store, parts), "extract_cfg": ExtractConfig(max_length=96,
+          shard_size=256), "log": lambda m: None}
+    out = run_experiment(cfg, report=tmp_path / "r.md", **kw)
+    assert (out["ran"], out["empty"], out["left"]) == (2, 1, 0)  # random and full run; igds is empty
+    cells = experiment_cells(store, out["experiment_id"]).set_index("method")
+    assert cells.status.to_dict() == {"full": "done", "igds": "empty", "random": "done"}
+    assert "none of the" in cells.note["igds"] and "largest effect" in cells.note["igds"]
+    assert store.scalar("SELECT count(*) FROM selections WHERE method = 'igds'") == 0  # no arbitrary 'selection'
+    text = (tmp_path / "r.md").read_text()
+    assert "2 of 3 cells finished, 1 empty" in text and "Empty (1 cells: task-only igds@0.5 seed 0)" in text
+    assert "Not yet run" not in text and "| summarization | – | 0 | not defined" in text
+
+    # the remedy the message names: pin a feature, and the rerun fills the cell
+    set_feature_override(store, "summarization", parts["sae_key"], 1, "pin")
+    again = run_experiment(cfg, report=None, **kw)
+    assert (again["ran"], again["empty"], again["left"]) == (1, 0, 0)  # the two done cells are not even checked
+    assert experiment_cells(store, out["experiment_id"]).status.eq("done").all()
