@@ -370,9 +370,7 @@ def run_experiment(cfg: ExperimentConfig, store: ActivationStore | None = None, 
     settings.apply_offline_env()
     exp_id = register_experiment(store, cfg, command)
     cells = plan_cells(cfg)
-    status = {(r.task, r.pool_setting, r.method, r.ratio, r.seed): r.status for r in store.query_df(
-        "SELECT task, pool_setting, method, ratio, seed, status FROM experiment_cells WHERE experiment_id = ?",
-        [exp_id]).itertuples(index=False)}
+    status = cell_status(store, exp_id)
     todo = [c for c in cells if status.get(c.key) != "done"]
     no_effects = sum(1 for t in cfg.tasks if not _has_effects(store, t))
     # cells found empty before (IGDS without validated features) are checked again but cost nothing
@@ -542,6 +540,13 @@ def correlation_rows(store: ActivationStore, exp_id: str) -> pd.DataFrame:
                           [exp_id])
 
 
+def cell_status(store: ActivationStore, exp_id: str) -> dict[tuple, str]:
+    """Recorded status (running, done, empty) of each cell, by :attr:`Cell.key`."""
+    rows = store.query_df("SELECT task, pool_setting, method, ratio, seed, status FROM experiment_cells "
+                          "WHERE experiment_id = ?", [exp_id])
+    return {tuple(r[:5]): r[5] for r in rows.itertuples(index=False, name=None)}
+
+
 def empty_cells(store: ActivationStore, exp_id: str, task: str) -> pd.DataFrame:
     """A task's cells that could not run, with the reason (IGDS without validated features)."""
     return store.query_df("SELECT pool_setting, method, ratio, seed, note FROM experiment_cells "
@@ -561,7 +566,7 @@ def selection_diagnostics(store: ActivationStore, exp_id: str) -> pd.DataFrame:
         "LEFT JOIN (SELECT example_id, any_value(n_tokens) AS n_tokens FROM example_stats GROUP BY example_id) es "
         "ON es.example_id = m.example_id "
         "GROUP BY c.task, c.pool_setting, c.method, c.ratio, c.selection_id "
-        "ORDER BY c.task, c.pool_setting, c.method, c.ratio", [exp_id])
+        "ORDER BY c.task, c.pool_setting, c.method, c.ratio, c.selection_id", [exp_id])
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -595,8 +600,8 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
     corr = correlation_rows(store, exp_id)
     cells = experiment_cells(store, exp_id)
     planned = plan_cells(cfg)
-    status = dict(zip(cells[["task", "pool_setting", "method", "ratio", "seed"]].itertuples(index=False, name=None),
-                      cells.status, strict=True))
+    status = cell_status(store, exp_id)
+    empties = {task: empty_cells(store, exp_id, task) for task in cfg.tasks}
     n_done = sum(status.get(c.key) == "done" for c in planned)
     n_empty = sum(status.get(c.key) == "empty" for c in planned)
     updated = cells.updated.max() if len(cells) else x.updated
@@ -625,8 +630,11 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
     ]
     for task in cfg.tasks:
         lines += [f"## {task}", ""]
-        t = res[res.task == task]
-        empty = empty_cells(store, exp_id, task)
+        t, empty = res[res.task == task], empties[task]
+        if not empty.empty:
+            lines += [f"Empty ({len(empty)} cells: "
+                      + ", ".join(f"{r.pool_setting} {r.method}@{r.ratio:g} seed {r.seed}" for r in empty.itertuples())
+                      + "). " + " ".join(f"{n[0].upper()}{n[1:]}." for n in empty.note.unique()), ""]
         if t.empty:
             lines += ["No finished cell yet: rerun the command to continue the grid.", ""]
             continue
@@ -645,10 +653,6 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
                 f"{_fmt(r.d_nll, r.d_nll_lo, r.d_nll_hi, 3, signed=True)} | "
                 f"{verdict(r.d_nll_lo, r.d_nll_hi, False)} | "
                 f"{_fmt(r.amplification, None, None, 3, signed=True)} |")
-        if not empty.empty:
-            lines += ["", f"Empty ({len(empty)} cells: "
-                      + ", ".join(f"{r.pool_setting} {r.method}@{r.ratio:g} seed {r.seed}" for r in empty.itertuples())
-                      + "). " + " ".join(f"{n[0].upper()}{n[1:]}." for n in empty.note.unique())]
         missing = [c for c in planned if c.task == task and status.get(c.key) not in ("done", "empty")]
         if missing:
             lines += ["", f"Not yet run ({len(missing)} cells; rerun the command to continue): "
@@ -662,7 +666,7 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
     for task, tc in corr.groupby("task", sort=True):
         if (tc.n == 0).all():
             why = ("not defined: the task has no validated features, so there is no amplification to measure"
-                   if not empty_cells(store, exp_id, task).empty else "no finished cell yet")
+                   if not empties[task].empty else "no finished cell yet")
             lines.append(f"| {task} | – | 0 | {why} | |")
             continue
         lines += [f"| {r.task} | {r.y_name} | {r.n} | "
