@@ -229,7 +229,7 @@ def record_cell(store: ActivationStore, exp_id: str, cell: Cell, **values) -> No
         con.execute(
             f"INSERT OR REPLACE INTO experiment_cells (experiment_id, task, pool_setting, method, ratio, seed, "
             f"{', '.join(cols)}, updated) VALUES (?, ?, ?, ?, ?, ?, {', '.join('?' * len(cols))}, current_timestamp)",
-            [exp_id, cell.task, cell.pool_setting, cell.method, cell.ratio, cell.seed, *(values.get(c) for c in cols)])
+            [exp_id, *cell.key, *(values.get(c) for c in cols)])
 
 
 def experiment_config(store: ActivationStore, exp_id: str) -> ExperimentConfig:
@@ -598,13 +598,12 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
     versions = json.loads(x.versions)
     res = results_table(store, exp_id)
     corr = correlation_rows(store, exp_id)
-    cells = experiment_cells(store, exp_id)
     planned = plan_cells(cfg)
     status = cell_status(store, exp_id)
     empties = {task: empty_cells(store, exp_id, task) for task in cfg.tasks}
     n_done = sum(status.get(c.key) == "done" for c in planned)
     n_empty = sum(status.get(c.key) == "empty" for c in planned)
-    updated = cells.updated.max() if len(cells) else x.updated
+    updated = store.scalar("SELECT max(updated) FROM experiment_cells WHERE experiment_id = ?", [exp_id]) or x.updated
     lines = [
         "# Results: the paper's comparison in miniature",
         "",
