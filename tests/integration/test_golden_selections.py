@@ -1,0 +1,76 @@
+"""Golden selections on the tiny model: IGDS and every baseline pick the same examples, by content.
+
+The fixture ``tests/golden/selections.json`` was written before the record model and the store were
+restructured; it holds, per case, the selected examples (prompt as the model saw it, response) in rank
+order with their scores. Regenerate only on purpose: ``IGDS_UPDATE_GOLDEN=1 pytest <this file>``.
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from igds.demo import build_tiny_workspace, tiny_model
+from igds.method import latest_effects, select_baseline, select_igds
+from igds.pipeline import Workspace
+from igds.resonance import ResonanceConfig
+from igds.selection import SelectionConfig, load_selection
+from igds.store import ActivationStore
+
+GOLDEN = Path(__file__).parents[1] / "golden" / "selections.json"
+TASK = "summarization"
+# (case name, method, pool setting, pool limit)
+CASES = [
+    ("igds-mixed", "igds", "mixed", 24),
+    ("igds-task-only", "igds", "task-only", 24),
+    *[(f"{m}-mixed", m, "mixed", 24) for m in ("random", "loss", "ifd", "zip", "full")],
+]
+
+
+def _user_message(row) -> str:
+    """The user turn the model saw for a stored example."""
+    return row["prompt"]
+
+
+@pytest.fixture(scope="module")
+def selections(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("golden")
+    store = ActivationStore(tmp / "igds.duckdb")
+    parts = build_tiny_workspace(store, n_train=1200, n_general=4000)
+    ws = Workspace(store=store, model=tiny_model(), tokenizer=parts["tokenizer"], sae=parts["sae"],
+                   model_key=parts["model_key"], sae_key=parts["sae_key"], site=parts["site"], sae_info={})
+    effects = latest_effects(store, TASK)
+    out = {}
+    for name, method, pool, limit in CASES:
+        cfg = SelectionConfig(method=method, ratio=0.5, pool_setting=pool, pool_limit=limit, seed=0)
+        if method == "igds":
+            sid = select_igds(store, parts["run_id"], TASK, effects, cfg, ResonanceConfig(), parts["sae_key"])
+        else:
+            sid = select_baseline(ws, TASK, cfg, max_length=96)
+        info, members = load_selection(store, sid)
+        out[name] = {"n_pool": int(info["n_pool"]), "features": info["lineage"].get("features"),
+                     "members": [{"prompt": _user_message(r), "response": r["response"],
+                                  "score": None if math.isnan(r["score"]) else float(r["score"])}
+                                 for _, r in members.iterrows()]}
+    return out
+
+
+def test_selections_match_the_golden_fixture(selections):
+    if os.environ.get("IGDS_UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(json.dumps(selections, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    golden = json.loads(GOLDEN.read_text())
+    assert set(selections) == set(golden)
+    for name, want in golden.items():
+        got = selections[name]
+        assert got["n_pool"] == want["n_pool"], name
+        assert got["features"] == want["features"], name
+        assert len(got["members"]) == len(want["members"]), name
+        for rank, (g, w) in enumerate(zip(got["members"], want["members"], strict=True), start=1):
+            assert (g["prompt"], g["response"]) == (w["prompt"], w["response"]), f"{name} rank {rank}"
+            if w["score"] is None:
+                assert g["score"] is None, f"{name} rank {rank}"
+            else:
+                assert g["score"] == pytest.approx(w["score"], rel=1e-5, abs=1e-6), f"{name} rank {rank}"
