@@ -3,7 +3,7 @@
 import streamlit as st
 
 from igds import __version__
-from igds.tasks import list_tasks
+from igds.data.tasks import list_tasks
 from igds.ui.pages import PAGES
 from igds.ui.state import TASK, init_state
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from igds.corpus import task_pool
-from igds.extract import ExtractConfig, length_batches, pad_batch, run_extraction
+from igds.data.corpus import task_pool
+from igds.method.extract import ExtractConfig, length_batches, pad_batch, run_extraction
 from igds.modeling.load import ModelSpec, load_model
-from igds.pipeline import encode_examples
-from igds.sae import SaeError, SaeSpec, load_sae
+from igds.modeling.sae import SaeError, SaeSpec, load_sae
 from igds.store import ActivationStore
+from igds.workflow.workspace import encode_examples
 
 
 def main() -> None:

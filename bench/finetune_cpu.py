@@ -18,12 +18,12 @@ import time
 
 import torch
 
-from igds.corpus import task_pool, test_set
-from igds.correlate import paired_bootstrap_diff
-from igds.evaluate import EvalConfig, evaluate_model, load_adapter
-from igds.finetune import FinetuneConfig, encode_for_training, train_lora
+from igds.data.corpus import task_pool, test_set
+from igds.data.tasks import get_task
 from igds.modeling.load import ModelSpec, load_model
-from igds.tasks import get_task
+from igds.training.correlate import paired_bootstrap_diff
+from igds.training.evaluate import EvalConfig, evaluate_model, load_adapter
+from igds.training.finetune import FinetuneConfig, encode_for_training, train_lora
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from igds.resonance import ResonanceConfig, feature_scales, load_resonance_matrix, score_resonance
-from igds.selection import SelectionConfig, select_from_ranking
+from igds.method.resonance import ResonanceConfig, feature_scales, load_resonance_matrix, score_resonance
+from igds.method.selection import SelectionConfig, select_from_ranking
 from igds.store import ActivationStore
 
 

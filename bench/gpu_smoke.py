@@ -26,9 +26,9 @@ def run(n: int = 64, steps: int = 8) -> dict:
     """
     import torch
 
-    from igds.corpus import task_pool
-    from igds.finetune import FinetuneConfig, train_lora
+    from igds.data.corpus import task_pool
     from igds.modeling.load import ModelSpec, load_model
+    from igds.training.finetune import FinetuneConfig, train_lora
 
     model, tok = load_model(ModelSpec(device="cuda", dtype="bfloat16"))
     examples = sorted(task_pool("summarization", "task-only"), key=lambda e: e.id)[:n]

@@ -14,14 +14,14 @@ import time
 import numpy as np
 import torch
 
-from igds.corpus import dev_set
-from igds.extract import pad_batch
-from igds.intervene import InterventionConfig, Job, attribution_estimates, feature_acts_at, prepare_dev, run_jobs
-from igds.method import latest_run, mean_activation_vector
+from igds.data.corpus import dev_set
+from igds.method.extract import pad_batch
+from igds.method.intervene import InterventionConfig, Job, attribution_estimates, feature_acts_at, prepare_dev, run_jobs
+from igds.method.recall import decoder_directions, load_recall
 from igds.modeling.hooks import patch
 from igds.modeling.load import ModelSpec
-from igds.pipeline import BootstrapConfig, encode_examples, open_workspace
-from igds.recall import decoder_directions, load_recall
+from igds.workflow.stages import latest_run, mean_activation_vector
+from igds.workflow.workspace import BootstrapConfig, encode_examples, open_workspace
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""LoRA step time of ``igds.finetune.train_lora`` against plain peft + the Hugging Face Trainer.
+"""LoRA step time of ``igds.training.finetune.train_lora`` against plain peft + the Hugging Face Trainer.
 
 Usage: python bench/lora_step.py [--steps 12] [--rounds 2] [--batch 8]
 
@@ -18,10 +18,10 @@ import statistics
 import tempfile
 import time
 
-from igds.corpus import task_pool
-from igds.finetune import FinetuneConfig, encode_for_training, resolve_precision, train_lora
+from igds.data.corpus import task_pool
 from igds.modeling.load import ModelSpec, load_model
 from igds.settings import resolve_device
+from igds.training.finetune import FinetuneConfig, encode_for_training, resolve_precision, train_lora
 
 WARMUP = 3
 

@@ -11,7 +11,7 @@ import sys
 import time
 
 from igds.config import add_config_arguments, config_from_arguments
-from igds.jobs_cli import add_job_commands
+from igds.jobs.cli import add_job_commands
 
 
 def _progress():
@@ -21,7 +21,7 @@ def _progress():
 
 
 def cmd_data_summary(args) -> int:
-    from igds.corpus import corpus_summary, format_summary
+    from igds.data.corpus import corpus_summary, format_summary
 
     t0 = time.perf_counter()
     print(format_summary(corpus_summary(args.corpus_dir)))
@@ -30,10 +30,10 @@ def cmd_data_summary(args) -> int:
 
 
 def _bootstrap_config(args):
-    from igds.extract import ExtractConfig
+    from igds.method.extract import ExtractConfig
     from igds.modeling.load import ModelSpec
-    from igds.pipeline import BootstrapConfig
-    from igds.sae import SaeSpec, SaeTrainConfig
+    from igds.modeling.sae import SaeSpec, SaeTrainConfig
+    from igds.workflow.workspace import BootstrapConfig
 
     return BootstrapConfig(
         tasks=tuple(args.tasks), pool_setting=getattr(args, "pool_setting", None) or "mixed",
@@ -45,7 +45,7 @@ def _bootstrap_config(args):
 
 
 def cmd_bootstrap(args) -> int:
-    from igds.pipeline import bootstrap
+    from igds.workflow.workspace import bootstrap
 
     if args.background:
         return _bootstrap_in_background(args)
@@ -57,8 +57,8 @@ def cmd_bootstrap(args) -> int:
 def _bootstrap_in_background(args) -> int:
     """Start the bootstrap job unless the workspace is ready or a bootstrap job is already running."""
     from igds.jobs import list_jobs, start_job
-    from igds.status import workspace_status
     from igds.store import ActivationStore
+    from igds.workflow.status import workspace_status
 
     if workspace_status(ActivationStore()).extracted:
         print("workspace ready: nothing to bootstrap")
@@ -75,7 +75,7 @@ def _bootstrap_in_background(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from igds.pipeline import extract_tasks
+    from igds.workflow.workspace import extract_tasks
 
     ws, cfg = _workspace(args)
     res = extract_tasks(ws, cfg.tasks, cfg.extract, cfg.pool_setting, _progress())
@@ -84,15 +84,15 @@ def cmd_extract(args) -> int:
 
 
 def _workspace(args):
-    from igds.pipeline import open_workspace
+    from igds.workflow.workspace import open_workspace
 
     cfg = _bootstrap_config(args)
     return open_workspace(cfg, progress=_progress()), cfg
 
 
 def cmd_recall(args) -> int:
-    from igds.method import run_recall
-    from igds.recall import RecallConfig
+    from igds.method.recall import RecallConfig
+    from igds.workflow.stages import run_recall
 
     ws, cfg = _workspace(args)
     res = run_recall(ws, args.task, config_from_arguments(RecallConfig, args, "recall_"), cfg.extract)
@@ -105,8 +105,8 @@ def cmd_recall(args) -> int:
 
 
 def cmd_intervene(args) -> int:
-    from igds.intervene import InterventionConfig
-    from igds.method import current_recall, run_interventions
+    from igds.method.intervene import InterventionConfig
+    from igds.workflow.stages import current_recall, run_interventions
 
     ws, cfg = _workspace(args)
     recall = current_recall(ws, args.task, cfg.extract)
@@ -120,9 +120,9 @@ def cmd_intervene(args) -> int:
 
 
 def cmd_select(args) -> int:
-    from igds.method import latest_effects, select_baseline, select_igds
-    from igds.resonance import ResonanceConfig
-    from igds.selection import SelectionConfig, composition, load_selection
+    from igds.method.resonance import ResonanceConfig
+    from igds.method.selection import SelectionConfig, composition, load_selection
+    from igds.workflow.stages import latest_effects, select_baseline, select_igds
 
     ws, cfg = _workspace(args)
     scfg = config_from_arguments(SelectionConfig, args)
@@ -147,10 +147,10 @@ def cmd_selections(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from igds.export import ExportConfig, export_selection
-    from igds.runner import selection_examples
-    from igds.selection import resolve_selection
+    from igds.method.selection import resolve_selection
     from igds.store import ActivationStore
+    from igds.training.export import ExportConfig, export_selection
+    from igds.workflow.tune import selection_examples
 
     store = ActivationStore()
     sid = resolve_selection(store, args.selection)
@@ -164,7 +164,7 @@ def cmd_export(args) -> int:
 def _run_as_job(kind: str, params: dict, background: bool) -> int:
     """Start a background job; unless ``background``, follow its progress until it ends."""
     from igds.jobs import start_job
-    from igds.jobs_cli import report_job, watch_job
+    from igds.jobs.cli import report_job, watch_job
 
     job_id = start_job(kind, params)
     if background:
@@ -175,11 +175,11 @@ def _run_as_job(kind: str, params: dict, background: bool) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from igds.evaluate import EvalConfig
-    from igds.finetune import FinetuneConfig
-    from igds.runner import default_finetune_config
-    from igds.selection import resolve_selection
+    from igds.method.selection import resolve_selection
     from igds.store import ActivationStore
+    from igds.training.evaluate import EvalConfig
+    from igds.training.finetune import FinetuneConfig
+    from igds.workflow.tune import default_finetune_config
 
     sid = resolve_selection(ActivationStore(), args.selection)
     # flags given on the command line override the device's default profile
@@ -191,7 +191,7 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from igds.evaluate import EvalConfig
+    from igds.training.evaluate import EvalConfig
 
     ev = config_from_arguments(EvalConfig, args, "eval_", n_examples=200)
     return _run_as_job("evaluate", {"task": args.task, "eval": ev.to_dict()}, args.background)
@@ -248,7 +248,7 @@ def cmd_model_convert(args) -> int:
 
 
 def cmd_sae_info(args) -> int:
-    from igds.sae import SaeSpec, load_sae
+    from igds.modeling.sae import SaeSpec, load_sae
 
     _, info = load_sae(config_from_arguments(SaeSpec, args, "sae_"))
     print(json.dumps(info.to_dict(), indent=2, default=str))
@@ -269,9 +269,9 @@ def cmd_store_info(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
-    from igds.extract import ExtractConfig
+    from igds.method.extract import ExtractConfig
     from igds.modeling.load import ModelSpec
-    from igds.sae import SaeSpec, SaeTrainConfig
+    from igds.modeling.sae import SaeSpec, SaeTrainConfig
 
     p = argparse.ArgumentParser(prog="igds", description="Interpretability-guided data selection (IGDS).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -299,10 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     workspace_args(e)
     e.set_defaults(func=cmd_extract)
 
-    from igds.intervene import InterventionConfig
-    from igds.recall import RecallConfig
-    from igds.resonance import ResonanceConfig
-    from igds.selection import SelectionConfig
+    from igds.method.intervene import InterventionConfig
+    from igds.method.recall import RecallConfig
+    from igds.method.resonance import ResonanceConfig
+    from igds.method.selection import SelectionConfig
 
     r = sub.add_parser("recall", help="stage 1a: frequency recall of a task's SAE features")
     workspace_args(r)
@@ -337,8 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_job_commands(sub)
 
-    from igds.evaluate import EvalConfig
-    from igds.finetune import FinetuneConfig
+    from igds.training.evaluate import EvalConfig
+    from igds.training.finetune import FinetuneConfig
 
     ft = sub.add_parser("finetune", help="LoRA fine-tune a stored selection, then evaluate it (a background job)")
     ft.add_argument("--selection", required=True, help="selection id or name")

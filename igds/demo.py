@@ -79,11 +79,11 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
     Returns:
         keys of what was built (run ids, model/SAE keys, the tiny model objects).
     """
-    from igds.corpus import dev_set, load_corpus, probe_set
-    from igds.extract import ExtractConfig, run_extraction
-    from igds.intervene import InterventionConfig, measure_effects
-    from igds.pipeline import encode_examples
-    from igds.recall import RecallConfig, ensure_logit_lens, recall_features
+    from igds.data.corpus import dev_set, load_corpus, probe_set
+    from igds.method.extract import ExtractConfig, run_extraction
+    from igds.method.intervene import InterventionConfig, measure_effects
+    from igds.method.recall import RecallConfig, ensure_logit_lens, recall_features
+    from igds.workflow.workspace import encode_examples
 
     model, tok = tiny_model(), tiny_tokenizer()
     sae = tiny_sae(d_in=model.config.hidden_size, layer=1, seed=seed)
@@ -113,7 +113,7 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
     store.start_run(effect_id, "intervene", {"intervene": icfg.to_dict(), "task": task,
                                              "recall_id": recall.recall_id}, model_key, sae_key,
                     n_total=len(recall.candidates))
-    from igds.method import mean_activation_vector
+    from igds.workflow.stages import mean_activation_vector
 
     res = measure_effects(store, effect_id, model, sae, site, encode_examples(tok, dev, 96), recall.candidates,
                           mean_activation_vector(recall, int(sae.cfg.d_sae)), icfg, tok.pad_token_id)
@@ -129,13 +129,13 @@ def _tiny_runs(store, task: str, ws: dict) -> list[str]:
     evaluated with amplification, so the fine-tune and results views have real rows."""
     import tempfile
 
-    from igds.evaluate import EvalConfig
-    from igds.finetune import FinetuneConfig, train_lora
-    from igds.method import latest_effects, lineage
-    from igds.resonance import ResonanceConfig, score_resonance
-    from igds.results import BASE_RUN, record_finetune
-    from igds.runner import evaluate_and_record, selection_examples
-    from igds.selection import SelectionConfig, save_selection, select_from_ranking
+    from igds.method.resonance import ResonanceConfig, score_resonance
+    from igds.method.selection import SelectionConfig, save_selection, select_from_ranking
+    from igds.training.evaluate import EvalConfig
+    from igds.training.finetune import FinetuneConfig, train_lora
+    from igds.training.results import BASE_RUN, record_finetune
+    from igds.workflow.stages import latest_effects, lineage
+    from igds.workflow.tune import evaluate_and_record, selection_examples
 
     effects = latest_effects(store, task)
     scores = score_resonance(store, ws["run_id"], task, "task-only", effects.kept, ResonanceConfig())

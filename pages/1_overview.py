@@ -3,10 +3,10 @@
 import streamlit as st
 
 from igds.jobs import list_jobs
-from igds.status import workspace_status
 from igds.ui.jobs import job_launcher
 from igds.ui.resources import get_store
 from igds.ui.widgets import section_table
+from igds.workflow.status import workspace_status
 
 st.title("IGDS workspace")
 store = get_store()

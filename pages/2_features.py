@@ -3,7 +3,11 @@
 import plotly.express as px
 import streamlit as st
 
-from igds.explore import (
+from igds.method.selection import set_feature_override
+from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
+from igds.ui.state import current_task
+from igds.ui.widgets import needs, show_token_highlights
+from igds.workflow.explore import (
     activation_histogram,
     features_table,
     logit_lens_tokens,
@@ -11,10 +15,6 @@ from igds.explore import (
     task_state,
     top_examples,
 )
-from igds.selection import set_feature_override
-from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
-from igds.ui.state import current_task
-from igds.ui.widgets import needs, show_token_highlights
 
 task = current_task()
 store = get_store()
@@ -26,9 +26,9 @@ if not state.extract_run:
 if not state.recall_id:
     needs("Run recall to find the SAE features that fire most often on this task.")
     if st.button("Run recall", key="run_recall", type="primary"):
-        from igds.method import run_recall
-        from igds.pipeline import BootstrapConfig
-        from igds.recall import RecallConfig
+        from igds.method.recall import RecallConfig
+        from igds.workflow.stages import run_recall
+        from igds.workflow.workspace import BootstrapConfig
 
         with st.spinner("Recalling features…"), MODEL_LOCK:
             run_recall(get_workspace(), task, RecallConfig(), BootstrapConfig().extract)

@@ -4,11 +4,11 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from igds.explore import effect_views, task_state
 from igds.ui.jobs import job_launcher
 from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
 from igds.ui.state import current_task
 from igds.ui.widgets import needs
+from igds.workflow.explore import effect_views, task_state
 
 task = current_task()
 store = get_store()
@@ -65,7 +65,7 @@ f_try = c1.selectbox("Feature", bars.feature.tolist(), key="try_feat")
 kind_try = c2.selectbox("Intervention", ["amplify", "ablate"], key="try_kind")
 alpha = c3.slider("α", 0.0, 8.0, 4.0, 0.5, key="try_alpha")
 if st.button("Generate", key="try_go"):
-    from igds.steer import generate_steered
+    from igds.method.steer import generate_steered
 
     mean_act = float(v["scatter"].set_index("feature").mean_act.get(f_try, 1.0))
     ws = get_workspace()

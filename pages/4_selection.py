@@ -3,13 +3,13 @@
 import plotly.express as px
 import streamlit as st
 
-from igds.explore import example_record, selection_overlaps, task_state
-from igds.method import latest_effects, live_selection, select_igds
-from igds.resonance import ResonanceConfig, explain_score
-from igds.selection import SelectionConfig, set_example_override
+from igds.method.resonance import ResonanceConfig, explain_score
+from igds.method.selection import SelectionConfig, set_example_override
 from igds.ui.resources import get_resonance_matrix, get_store
 from igds.ui.state import current_task
 from igds.ui.widgets import needs, show_token_highlights
+from igds.workflow.explore import example_record, selection_overlaps, task_state
+from igds.workflow.stages import latest_effects, live_selection, select_igds
 
 task = current_task()
 store = get_store()

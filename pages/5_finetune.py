@@ -4,17 +4,17 @@ import plotly.express as px
 import streamlit as st
 
 from igds.config import field_help
-from igds.explore import task_state
-from igds.export import ExportConfig, export_selection
-from igds.finetune import FinetuneConfig
 from igds.jobs import read_metrics
-from igds.runner import default_finetune_config, selection_examples
-from igds.selection import composition, load_selection
+from igds.method.selection import composition, load_selection
 from igds.settings import resolve_device
+from igds.training.export import ExportConfig, export_selection
+from igds.training.finetune import FinetuneConfig
 from igds.ui.jobs import job_launcher
 from igds.ui.resources import get_store
 from igds.ui.state import current_task
 from igds.ui.widgets import needs
+from igds.workflow.explore import task_state
+from igds.workflow.tune import default_finetune_config, selection_examples
 
 task = current_task()
 store = get_store()

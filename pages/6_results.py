@@ -3,7 +3,7 @@ fine-tuned run vs. the base model with its outputs."""
 
 import streamlit as st
 
-from igds.results import base_eval, correlations_table, eval_outputs, runs_table
+from igds.training.results import base_eval, correlations_table, eval_outputs, runs_table
 from igds.ui.experiment import experiment_view
 from igds.ui.jobs import job_launcher
 from igds.ui.resources import get_store

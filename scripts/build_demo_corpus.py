@@ -9,7 +9,7 @@ Usage::
 
 Two layers: ``corpus_sources.py`` fetches packages and reads raw dicts (network, apt, pip); the
 ``build_*`` functions here turn raw dicts into records with nothing but the seed as input, so the
-same raw layer and seed give byte-identical files (``igds.corpus.write_records``: sorted keys,
+same raw layer and seed give byte-identical files (``igds.data.corpus.write_records``: sorted keys,
 gzip mtime 0). ``--small`` runs the same functions on ``tests/fixtures/corpus/raw_small.json``.
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from igds.corpus import Example, example_id, write_records  # noqa: E402
-from igds.tasks import MATH, SUMMARIZATION, TRANSLATION  # noqa: E402
+from igds.data.corpus import Example, example_id, write_records  # noqa: E402
+from igds.data.tasks import MATH, SUMMARIZATION, TRANSLATION  # noqa: E402
 
 SIZES = {"probe": 256, "dev": 64, "train": 1200, "test": 400}
 SMALL_SIZES = {"probe": 4, "dev": 2, "train": 6, "test": 4}
@@ -412,7 +412,7 @@ def build_all(raw: dict[str, Any], seed: int = 0, small: bool = False) -> dict[s
 
 
 def write_corpus(files: dict[str, list[Example]], out: Path) -> None:
-    """Write every file (deterministic bytes, see ``igds.corpus.write_records``)."""
+    """Write every file (deterministic bytes, see ``igds.data.corpus.write_records``)."""
     for name, records in sorted(files.items()):
         write_records(out / name, records)
 

@@ -14,11 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from peft import PeftModel  # noqa: E402
 
-from igds.corpus import test_set  # noqa: E402
-from igds.evaluate import EvalConfig, evaluate_model  # noqa: E402
+from igds.data.corpus import test_set  # noqa: E402
+from igds.data.tasks import get_task  # noqa: E402
 from igds.modeling.load import ModelSpec, load_model  # noqa: E402
 from igds.store import ActivationStore  # noqa: E402
-from igds.tasks import get_task  # noqa: E402
+from igds.training.evaluate import EvalConfig, evaluate_model  # noqa: E402
 
 
 def main(run_id: str) -> None:

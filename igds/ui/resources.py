@@ -21,7 +21,7 @@ def get_store() -> ActivationStore:
 @st.cache_resource(show_spinner="Loading the model and SAE…")
 def get_workspace():
     """The default model + SAE (loaded once; used for token highlights and steering)."""
-    from igds.pipeline import BootstrapConfig, open_workspace
+    from igds.workflow.workspace import BootstrapConfig, open_workspace
 
     return open_workspace(BootstrapConfig(), store=get_store())
 
@@ -31,6 +31,6 @@ def get_resonance_matrix(_store: ActivationStore, store_path: str, run_id: str, 
                          features: tuple[int, ...]):
     """The pool's activations of a task's candidate features, loaded once per extraction run and
     feature set (extraction runs are immutable once done), so slider moves re-rank in memory."""
-    from igds.resonance import load_resonance_matrix
+    from igds.method.resonance import load_resonance_matrix
 
     return load_resonance_matrix(_store, run_id, task, pool_setting, features)

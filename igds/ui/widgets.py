@@ -42,10 +42,10 @@ def show_token_highlights(example: dict, features: list[int], vmax: float | None
         features: features to highlight, one line each.
         vmax: activation mapped to full colour (default: the example's own maximum per feature).
     """
-    from igds.pipeline import encode_examples
-    from igds.records import Example
-    from igds.steer import token_activations
+    from igds.data.records import Example
+    from igds.method.steer import token_activations
     from igds.ui.resources import MODEL_LOCK, get_workspace
+    from igds.workflow.workspace import encode_examples
 
     ws = get_workspace()
     ex = Example(id=example["id"], task=example["task"], source=example["source"], split="train",

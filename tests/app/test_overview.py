@@ -2,7 +2,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from igds.corpus import load_corpus
+from igds.data.corpus import load_corpus
 from igds.store import ActivationStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -72,7 +72,7 @@ def test_ratio_slider_sets_exact_count(demo_store):
 
 
 def test_rejecting_an_example_removes_it_and_pinning_keeps_it(demo_store):
-    from igds.selection import set_example_override
+    from igds.method.selection import set_example_override
 
     at = app("pages/4_selection.py")
     table = at.dataframe(key="sel_table").value
@@ -84,8 +84,8 @@ def test_rejecting_an_example_removes_it_and_pinning_keeps_it(demo_store):
 
 
 def test_vetoing_a_feature_rescores_the_pool(demo_store):
-    from igds.explore import task_state
-    from igds.method import latest_effects
+    from igds.workflow.explore import task_state
+    from igds.workflow.stages import latest_effects
 
     kept = latest_effects(demo_store, "summarization").kept
     at = app("pages/2_features.py")

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from igds.baselines import ifd_ranking, loss_ranking, nll_table
+from igds.data.records import Example
+from igds.data.tasks import get_task
 from igds.demo import tiny_model, tiny_tokenizer
-from igds.records import Example
-from igds.tasks import get_task
+from igds.method.baselines import ifd_ranking, loss_ranking, nll_table
 
 EXAMPLES = [
     Example("s1", "summarization", "t", "train", "Summarize: a tool that converts images.", "image converter", {}),

@@ -6,11 +6,18 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-import igds.evaluate as ev
-from igds.corpus import Example
+import igds.training.evaluate as ev
+from igds.data.corpus import Example
+from igds.data.tasks import get_task
 from igds.demo import tiny_model, tiny_sae, tiny_tokenizer
-from igds.evaluate import EvalConfig, amplification, evaluate_model, feature_activation, generate_outputs, load_adapter
-from igds.tasks import get_task
+from igds.training.evaluate import (
+    EvalConfig,
+    amplification,
+    evaluate_model,
+    feature_activation,
+    generate_outputs,
+    load_adapter,
+)
 
 SITE = "blocks.1.hook_resid_post"
 

@@ -12,12 +12,12 @@ from igds.experiment import (
     results_table,
     run_experiment,
 )
-from igds.extract import ExtractConfig
-from igds.intervene import InterventionConfig
-from igds.pipeline import Workspace
-from igds.results import eval_outputs
-from igds.selection import set_feature_override
+from igds.method.extract import ExtractConfig
+from igds.method.intervene import InterventionConfig
+from igds.method.selection import set_feature_override
 from igds.store import ActivationStore
+from igds.training.results import eval_outputs
+from igds.workflow.workspace import Workspace
 
 # the tiny tokenizer spells bytes: room for the response after the prompt, and a small adapter
 TINY_FT = {"max_length": 640, "r": 4, "lora_alpha": 8, "batch_size": 8, "precision": "fp32"}

@@ -2,7 +2,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from igds.extract import ExtractConfig, aggregate, keep_mask, length_batches, run_extraction
+from igds.method.extract import ExtractConfig, aggregate, keep_mask, length_batches, run_extraction
 from igds.modeling.hooks import run_until
 from igds.store import ActivationStore
 from tests.helpers import make_items, tiny_setup
@@ -117,7 +117,7 @@ def test_shard_file_written_but_not_ingested_is_ingested_not_recomputed(tmp_path
     files = list((tmp_path / "runs" / "r" / "shards").glob("acts-*.parquet"))
     assert len(files) == 1 and pq.read_table(files[0]).num_rows > 0
     monkeypatch.setattr(store, "ingest_shard", real_ingest)
-    monkeypatch.setattr("igds.extract.extract_shard", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr("igds.method.extract.extract_shard", lambda *a, **k: pytest.fail("recomputed"))
     res = run_extraction(store, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
     assert res.n_new == len(items)
     assert store.scalar("SELECT count(*) FROM feature_acts") == pq.read_table(files[0]).num_rows

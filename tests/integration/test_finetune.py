@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from igds import settings
-from igds.corpus import Example
+from igds.data.corpus import Example
 from igds.demo import tiny_model, tiny_tokenizer
-from igds.evaluate import load_adapter, reference_nll
-from igds.finetune import FinetuneConfig, encode_for_training, train_lora
+from igds.training.evaluate import load_adapter, reference_nll
+from igds.training.finetune import FinetuneConfig, encode_for_training, train_lora
 
 
 def _examples(n: int = 24) -> list[Example]:

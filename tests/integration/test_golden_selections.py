@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from igds.demo import build_tiny_workspace, tiny_model
-from igds.method import latest_effects, select_baseline, select_igds
-from igds.pipeline import Workspace
-from igds.resonance import ResonanceConfig
-from igds.selection import SelectionConfig, load_selection
+from igds.method.resonance import ResonanceConfig
+from igds.method.selection import SelectionConfig, load_selection
 from igds.store import ActivationStore
+from igds.workflow.stages import latest_effects, select_baseline, select_igds
+from igds.workflow.workspace import Workspace
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "selections.json"
 TASK = "summarization"

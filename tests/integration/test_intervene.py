@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from igds.intervene import (
+from igds.method.intervene import (
     InterventionConfig,
     Job,
     benjamini_hochberg,
@@ -13,8 +13,8 @@ from igds.intervene import (
     run_jobs,
     summarize_effect,
 )
+from igds.method.recall import decoder_directions
 from igds.modeling.hooks import patch
-from igds.recall import decoder_directions
 from tests.helpers import make_items, tiny_setup
 
 SITE = "blocks.1.hook_resid_post"

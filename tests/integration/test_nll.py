@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from igds.nll import response_nll
+from igds.modeling.nll import response_nll
 from tests.helpers import make_items, tiny_setup
 
 
@@ -22,7 +22,7 @@ def test_response_nll_matches_full_forward_cross_entropy():
 
 
 def test_truncated_response_is_nan():
-    from igds.extract import EncodedItem
+    from igds.method.extract import EncodedItem
 
     model, tok, _ = tiny_setup()
     it = EncodedItem("x", [1, 2, 3, 4], prompt_len=4)

@@ -12,16 +12,16 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from igds.corpus import Example, example_id
-from igds.extract import ExtractConfig, run_extraction
-from igds.intervene import InterventionConfig, measure_effects
-from igds.method import mean_activation_vector
+from igds.data.corpus import Example, example_id
+from igds.method.extract import ExtractConfig, run_extraction
+from igds.method.intervene import InterventionConfig, measure_effects
+from igds.method.recall import RecallConfig, recall_features
+from igds.method.resonance import ResonanceConfig, score_resonance
+from igds.method.selection import SelectionConfig, select_from_ranking
 from igds.modeling.hooks import run_until
-from igds.pipeline import encode_examples
-from igds.recall import RecallConfig, recall_features
-from igds.resonance import ResonanceConfig, score_resonance
-from igds.selection import SelectionConfig, select_from_ranking
 from igds.store import ActivationStore
+from igds.workflow.stages import mean_activation_vector
+from igds.workflow.workspace import encode_examples
 from tests.helpers import tiny_setup
 
 SITE = "blocks.1.hook_resid_post"

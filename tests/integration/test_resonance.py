@@ -4,15 +4,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from igds.corpus import Example
-from igds.resonance import (
+from igds.data.corpus import Example
+from igds.method.resonance import (
     ResonanceConfig,
     explain_score,
     feature_scales,
     load_resonance_matrix,
     score_resonance,
 )
-from igds.selection import (
+from igds.method.selection import (
     SelectionConfig,
     load_overrides,
     load_selection,

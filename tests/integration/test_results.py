@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from igds.results import (
+from igds.store import ActivationStore
+from igds.training.results import (
     base_eval,
     compute_correlations,
     correlations_table,
@@ -15,7 +16,6 @@ from igds.results import (
     record_finetune,
     runs_table,
 )
-from igds.store import ActivationStore
 
 
 def _eval_result(score: float, nll: float, ids=("e1", "e2")) -> dict:
@@ -78,7 +78,7 @@ def test_correlations_with_too_few_runs_are_nan(tmp_path):
 def test_a_run_folder_cannot_be_trained_twice_at_once(tmp_path):
     import pytest
 
-    from igds.runner import run_lock
+    from igds.workflow.tune import run_lock
 
     with run_lock(tmp_path / "ft-x"), pytest.raises(RuntimeError, match="already running"), run_lock(tmp_path / "ft-x"):
         pass

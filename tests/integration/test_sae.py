@@ -3,7 +3,7 @@ import torch
 
 from igds.demo import save_tiny_sae
 from igds.modeling.load import ModelLoadError, ModelSpec, load_model
-from igds.sae import SaeError, SaeSpec, SaeTrainConfig, check_quality, check_sae_fits, load_sae, train_sae
+from igds.modeling.sae import SaeError, SaeSpec, SaeTrainConfig, check_quality, check_sae_fits, load_sae, train_sae
 from tests.helpers import make_items, tiny_setup
 
 

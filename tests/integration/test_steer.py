@@ -1,6 +1,6 @@
 import torch
 
-from igds.steer import generate_steered, token_activations
+from igds.method.steer import generate_steered, token_activations
 from tests.helpers import make_items, tiny_setup
 
 SITE = "blocks.1.hook_resid_post"

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from igds.corpus import probe_set
-from igds.extract import ExtractConfig, run_extraction
+from igds.data.corpus import probe_set
+from igds.method.extract import ExtractConfig, run_extraction
 from igds.modeling.hooks import run_until
 from igds.modeling.load import ModelSpec, load_model
-from igds.pipeline import encode_examples
-from igds.sae import check_sae_fits
+from igds.modeling.sae import check_sae_fits
 from igds.store import ActivationStore
+from igds.workflow.workspace import encode_examples
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +71,7 @@ def test_real_model_capture_parity_and_extraction(model_and_tok, tmp_path):
 
 
 def test_mismatched_sae_against_real_model(model_and_tok):
-    from igds.sae import SaeError
+    from igds.modeling.sae import SaeError
 
     model, _ = model_and_tok
     with pytest.raises(SaeError, match="d_in=768.*d_model=576"):

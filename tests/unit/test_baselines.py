@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from igds.baselines import (
+from igds.method.baselines import (
     BASELINE_METHODS,
     BASELINES,
     BaselineConfig,

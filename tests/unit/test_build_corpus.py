@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from igds.corpus import read_records
+from igds.data.corpus import read_records
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "corpus" / "raw_small.json"

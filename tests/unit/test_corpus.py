@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from igds import corpus
-from igds.corpus import CorpusError, Example, example_id, read_records, write_records
-from igds.metrics import final_number
+from igds.data import corpus
+from igds.data.corpus import CorpusError, Example, example_id, read_records, write_records
+from igds.data.metrics import final_number
 
 MINIMUM = {"probe": 256, "dev": 64, "train": 1000, "test": 300}
 TASKS = ("math", "summarization", "translation")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from igds.correlate import correlate, paired_bootstrap_diff
+from igds.training.correlate import correlate, paired_bootstrap_diff
 
 
 def test_perfect_monotone_data_gives_spearman_one_with_ci_at_one():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from igds.corpus import limit_pool, task_pool
+from igds.data.corpus import limit_pool, task_pool
 from igds.experiment import (
     PRESETS,
     ExperimentConfig,

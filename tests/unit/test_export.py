@@ -8,7 +8,8 @@ import json
 import pytest
 
 from igds import __version__
-from igds.export import (
+from igds.data.records import Example
+from igds.training.export import (
     EXPORT_FORMATS,
     ExportConfig,
     check_export_name,
@@ -17,7 +18,6 @@ from igds.export import (
     export_selection,
     read_export,
 )
-from igds.records import Example
 
 EXAMPLES = [
     Example("id-c", "math", "gsm", "train", "What is 2+3?", "#### 5", {"template": 7}),

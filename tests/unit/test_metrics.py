@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from igds import metrics
-from igds.metrics import bleu, chrf, exact_match, final_number, format_number, get_metric, rouge_l
+from igds.data import metrics
+from igds.data.metrics import bleu, chrf, exact_match, final_number, format_number, get_metric, rouge_l
 
 
 @pytest.mark.parametrize(

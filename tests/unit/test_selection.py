@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from igds.selection import Overrides, SelectionConfig, select_from_ranking, selection_hash
+from igds.method.selection import Overrides, SelectionConfig, select_from_ranking, selection_hash
 
 
 def ranking(scores):

@@ -11,9 +11,9 @@ import tokenizers
 from tokenizers import models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from igds import tasks
-from igds.corpus import read_records
-from igds.tasks import PLAIN_TEMPLATE, TaskSpec, UnknownTaskError, get_task, register_custom_task
+from igds.data import tasks
+from igds.data.corpus import read_records
+from igds.data.tasks import PLAIN_TEMPLATE, TaskSpec, UnknownTaskError, get_task, register_custom_task
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -147,6 +147,6 @@ def test_custom_task_with_user_data(tmp_path) -> None:
 
 
 def test_import_is_light() -> None:
-    code = "import sys, igds.tasks, igds.corpus; print('transformers' in sys.modules, 'torch' in sys.modules)"
+    code = "import sys, igds.data.tasks, igds.data.corpus; print('transformers' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

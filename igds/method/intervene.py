@@ -20,11 +20,11 @@ import pandas as pd
 import torch
 
 from igds.config import ConfigBase
-from igds.extract import EncodedItem, keep_mask, pad_batch, position_mask
+from igds.method.extract import EncodedItem, keep_mask, pad_batch, position_mask
+from igds.method.recall import decoder_directions
 from igds.modeling.adapters import block_output, blocks, parse_site
-from igds.nll import nll_from_hidden, response_targets
+from igds.modeling.nll import nll_from_hidden, response_targets
 from igds.progress import ProgressFn, null_progress
-from igds.recall import decoder_directions
 
 
 @dataclass(frozen=True, kw_only=True)

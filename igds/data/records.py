@@ -4,7 +4,7 @@ Every example, shipped or user-supplied, is an :class:`Example`: ``id`` (content
 user gives one), ``task``, ``source``, ``split``, ``prompt`` (the full user message), ``response``
 (the reference answer) and ``meta``. Files are validated completely before anything is returned,
 so a bad file never ends up half-ingested; errors name the file, the line or row and the field.
-Users normally import these names from :mod:`igds.corpus`.
+Users normally import these names from :mod:`igds.data.corpus`.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def example_id(task: str, prompt: str, response: str) -> str:
 
 def known_tasks() -> list[str]:
     """Task names a record may carry: the registered tasks plus ``general``."""
-    from igds.tasks import list_tasks
+    from igds.data.tasks import list_tasks
 
     return [*list_tasks(), GENERAL]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from igds.modeling.load import default_model_dir
-from igds.sae import default_sae_dir
+from igds.modeling.sae import default_sae_dir
 from igds.store import ActivationStore
 
 

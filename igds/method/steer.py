@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import torch
 
-from igds.extract import keep_mask
+from igds.method.extract import keep_mask
+from igds.method.recall import decoder_directions
 from igds.modeling.hooks import patch, run_until
-from igds.recall import decoder_directions
 
 
 @torch.no_grad()

@@ -178,7 +178,7 @@ def encode_for_training(tokenizer, examples: Sequence, max_length: int) -> list[
     Returns:
         One dict per kept example; labels are -100 on prompt positions.
     """
-    from igds.pipeline import encode_examples
+    from igds.workflow.workspace import encode_examples
 
     rows = []
     for it in encode_examples(tokenizer, examples, max_length):
@@ -293,7 +293,7 @@ def train_lora(model, tokenizer, examples: Sequence, cfg: FinetuneConfig, out_di
     Args:
         model: a causal LM (e.g. from ``igds.modeling.load.load_model``).
         tokenizer: its tokenizer (pad token set).
-        examples: training records with ``task``, ``prompt``, ``response`` (``igds.corpus.Example``).
+        examples: training records with ``task``, ``prompt``, ``response`` (``igds.data.corpus.Example``).
         cfg: hyper-parameters.
         out_dir: run folder; gets ``adapter/``, ``checkpoints/``, ``finetune_config.json``,
             ``trainer_state.json`` and ``loss_curve.json``.

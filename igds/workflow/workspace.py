@@ -14,10 +14,18 @@ from dataclasses import dataclass, field
 
 from igds import settings
 from igds.config import ConfigBase
-from igds.extract import EncodedItem, ExtractConfig, ExtractResult, run_extraction
+from igds.method.extract import EncodedItem, ExtractConfig, ExtractResult, run_extraction
 from igds.modeling.load import ModelSpec, load_model, model_identity
+from igds.modeling.sae import (
+    SaeSpec,
+    SaeTrainConfig,
+    check_quality,
+    check_sae_fits,
+    default_sae_dir,
+    load_sae,
+    train_sae,
+)
 from igds.progress import ProgressFn, null_progress, scaled
-from igds.sae import SaeSpec, SaeTrainConfig, check_quality, check_sae_fits, default_sae_dir, load_sae, train_sae
 from igds.store import ActivationStore
 
 
@@ -83,7 +91,7 @@ def model_key_of(model) -> str:
 
 def encode_examples(tokenizer, examples: Sequence, max_length: int) -> list[EncodedItem]:
     """Format (chat template) and tokenize examples into :class:`EncodedItem` s."""
-    from igds.tasks import get_task, list_tasks
+    from igds.data.tasks import get_task, list_tasks
 
     known = set(list_tasks())
     items = []
@@ -98,7 +106,7 @@ def encode_examples(tokenizer, examples: Sequence, max_length: int) -> list[Enco
 
 def ingest_corpus(store: ActivationStore, dataset: str = "demo") -> int:
     """Sync the shipped corpus into the store's ``examples`` table; returns the number of new ids."""
-    from igds.corpus import load_corpus
+    from igds.data.corpus import load_corpus
 
     return store.sync_dataset(load_corpus(), dataset=dataset)[0]
 
@@ -107,7 +115,7 @@ def sae_training_examples(n: int, seed: int = 0) -> list:
     """A deterministic mix of training-split examples of every task plus general text."""
     import random
 
-    from igds.corpus import load_corpus
+    from igds.data.corpus import load_corpus
 
     pool = [e for e in load_corpus() if e.split == "train"]
     pool.sort(key=lambda e: e.id)
@@ -144,7 +152,7 @@ def open_workspace(cfg: BootstrapConfig, store: ActivationStore | None = None,
 
 def extraction_examples(tasks: Sequence[str], pool_setting: str = "mixed") -> list:
     """Examples a task needs activations for: its probe and dev splits plus its candidate pool."""
-    from igds.corpus import dev_set, probe_set, task_pool
+    from igds.data.corpus import dev_set, probe_set, task_pool
 
     seen, out = set(), []
     for task in tasks:

@@ -2,7 +2,7 @@
 
 Every metric takes ``(predictions, references)`` (two equally long lists of strings) and returns
 ``{"metric": name, "score": corpus_score, "per_example": [float, ...]}``. ``rouge-score`` and
-``sacrebleu`` are imported inside the metric functions so that ``import igds.metrics`` stays cheap;
+``sacrebleu`` are imported inside the metric functions so that ``import igds.data.metrics`` stays cheap;
 only their local functions are used (never ``evaluate.load`` or sacrebleu's downloadable test sets).
 
 Scales follow each metric's convention: exact match and ROUGE-L lie in [0, 1], chrF and BLEU in

@@ -4,8 +4,8 @@ A task fixes prompt formatting, tokenisation with an exact prompt/response bound
 extraction, generation settings and its metric.
 
 Built-in tasks are ``math``, ``summarization`` and ``translation``. A user adds a task for their own
-data with :func:`register_custom_task` and loads the data with ``igds.corpus.read_records`` or
-``igds.corpus.load_hf_dataset``; no library code changes.
+data with :func:`register_custom_task` and loads the data with ``igds.data.corpus.read_records`` or
+``igds.data.corpus.load_hf_dataset``; no library code changes.
 
 transformers is only referenced for typing, so importing this module stays cheap.
 """
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from igds import metrics
+from igds.data import metrics
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -49,7 +49,7 @@ class TaskSpec:
     Args:
         name: Registry name, also the ``task`` field of its records.
         instruction: Instruction placed before the raw input by :meth:`format_prompt`.
-        metric: Name of the metric in ``igds.metrics``.
+        metric: Name of the metric in ``igds.data.metrics``.
         max_new_tokens: Generation budget for evaluation.
         description: One line for listings and the UI.
     """
@@ -209,7 +209,7 @@ def register_task(spec: TaskSpec, *, overwrite: bool = False) -> TaskSpec:
     """Add a task to the registry.
 
     Args:
-        spec: The task definition; its metric must be registered in ``igds.metrics``.
+        spec: The task definition; its metric must be registered in ``igds.data.metrics``.
         overwrite: Allow replacing an existing task of the same name.
 
     Returns:
@@ -265,11 +265,11 @@ def register_custom_task(
     """Define a task for user data without touching library code.
 
     Example: ``register_custom_task("sentiment", metric="exact_match")`` followed by
-    ``igds.corpus.read_records("my.jsonl", task="sentiment")``.
+    ``igds.data.corpus.read_records("my.jsonl", task="sentiment")``.
 
     Args:
         name: New task name.
-        metric: Metric name (see ``igds.metrics.list_metrics()``).
+        metric: Metric name (see ``igds.data.metrics.list_metrics()``).
         instruction: Instruction text used by :meth:`TaskSpec.format_prompt`.
         max_new_tokens: Generation budget.
         description: One-line description.

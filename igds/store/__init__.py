@@ -76,7 +76,7 @@ class ActivationStore:
                 raise
 
     def _init_schema(self) -> None:
-        ddl = resources.files("igds").joinpath("schema.sql").read_text()
+        ddl = resources.files("igds.store").joinpath("schema.sql").read_text()
         with self.connect() as con:
             con.execute(ddl)
             rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()

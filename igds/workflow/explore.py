@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from igds.method import latest_effects, latest_run
-from igds.recall import load_recall
+from igds.method.recall import load_recall
 from igds.store import ActivationStore
+from igds.workflow.stages import latest_effects, latest_run
 
 
 @dataclass(frozen=True)

@@ -11,21 +11,21 @@ from igds.jobs import JobContext, register_job_kind
 
 
 def _bootstrap(params: dict, ctx: JobContext) -> dict:
-    from igds.pipeline import BootstrapConfig, bootstrap
+    from igds.workflow.workspace import BootstrapConfig, bootstrap
 
     ctx.log("bootstrap: model, SAE and activation store")
     return bootstrap(BootstrapConfig.from_dict(params.get("config", {})), progress=ctx.progress)
 
 
 def _workspace(params: dict, ctx: JobContext):
-    from igds.pipeline import BootstrapConfig, open_workspace
+    from igds.workflow.workspace import BootstrapConfig, open_workspace
 
     cfg = BootstrapConfig.from_dict(params.get("config", {}))
     return open_workspace(cfg, progress=ctx.progress), cfg
 
 
 def _extract(params: dict, ctx: JobContext) -> dict:
-    from igds.pipeline import extract_tasks
+    from igds.workflow.workspace import extract_tasks
 
     ws, cfg = _workspace(params, ctx)
     res = extract_tasks(ws, params.get("tasks", list(cfg.tasks)), cfg.extract, cfg.pool_setting, ctx.progress)
@@ -33,8 +33,8 @@ def _extract(params: dict, ctx: JobContext) -> dict:
 
 
 def _intervene(params: dict, ctx: JobContext) -> dict:
-    from igds.intervene import InterventionConfig
-    from igds.method import current_recall, run_interventions
+    from igds.method.intervene import InterventionConfig
+    from igds.workflow.stages import current_recall, run_interventions
 
     ws, cfg = _workspace(params, ctx)
     task = params["task"]
@@ -46,8 +46,8 @@ def _intervene(params: dict, ctx: JobContext) -> dict:
 
 
 def _select(params: dict, ctx: JobContext) -> dict:
-    from igds.method import select_baseline
-    from igds.selection import SelectionConfig
+    from igds.method.selection import SelectionConfig
+    from igds.workflow.stages import select_baseline
 
     ws, cfg = _workspace(params, ctx)
     sid = select_baseline(ws, params["task"], SelectionConfig.from_dict(params.get("selection", {})),
@@ -56,10 +56,10 @@ def _select(params: dict, ctx: JobContext) -> dict:
 
 
 def _finetune(params: dict, ctx: JobContext) -> dict:
-    from igds.evaluate import EvalConfig
-    from igds.finetune import FinetuneConfig
-    from igds.runner import default_finetune_config, finetune_selection
     from igds.store import ActivationStore
+    from igds.training.evaluate import EvalConfig
+    from igds.training.finetune import FinetuneConfig
+    from igds.workflow.tune import default_finetune_config, finetune_selection
 
     ft = FinetuneConfig.from_dict(params["finetune"]) if params.get("finetune") else default_finetune_config()
     ev = EvalConfig.from_dict(params["eval"]) if params.get("eval") else None
@@ -74,10 +74,10 @@ def _finetune(params: dict, ctx: JobContext) -> dict:
 
 
 def _evaluate_base(params: dict, ctx: JobContext) -> dict:
-    from igds.evaluate import EvalConfig
-    from igds.pipeline import model_key_of
-    from igds.results import BASE_RUN
-    from igds.runner import evaluate_and_record, validated_features
+    from igds.training.evaluate import EvalConfig
+    from igds.training.results import BASE_RUN
+    from igds.workflow.tune import evaluate_and_record, validated_features
+    from igds.workflow.workspace import model_key_of
 
     ws, _ = _workspace(params, ctx)
     task = params["task"]

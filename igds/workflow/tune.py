@@ -8,14 +8,21 @@ import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from igds.corpus import test_set
-from igds.evaluate import EvalConfig, amplification, evaluate_model, feature_activation
-from igds.finetune import FinetuneConfig, train_lora
+from igds.data.corpus import test_set
+from igds.data.records import Example
+from igds.method.selection import load_selection
 from igds.progress import ProgressFn, null_progress, scaled
-from igds.records import Example
-from igds.results import BASE_RUN, base_eval, compute_correlations, record_amplification, record_eval, record_finetune
-from igds.selection import load_selection
 from igds.store import ActivationStore
+from igds.training.evaluate import EvalConfig, amplification, evaluate_model, feature_activation
+from igds.training.finetune import FinetuneConfig, train_lora
+from igds.training.results import (
+    BASE_RUN,
+    base_eval,
+    compute_correlations,
+    record_amplification,
+    record_eval,
+    record_finetune,
+)
 
 
 def default_finetune_config() -> FinetuneConfig:
@@ -39,7 +46,7 @@ def finetune_run_id(selection_id: str, cfg: FinetuneConfig) -> str:
 
 def validated_features(store: ActivationStore, task: str) -> list[int]:
     """``F*`` of the task's latest intervention run (empty if none)."""
-    from igds.method import latest_effects
+    from igds.workflow.stages import latest_effects
 
     try:
         return latest_effects(store, task).kept
@@ -55,7 +62,7 @@ def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, t
     For a fine-tuned model (``run_id != 'base'``) the base model is evaluated first when the store has
     no base evaluation (the adapter is disabled for it), and the amplification is recorded.
     """
-    from igds.tasks import get_task
+    from igds.data.tasks import get_task
 
     progress = progress or null_progress
     spec = get_task(task)
@@ -141,7 +148,7 @@ def run_lock(run_dir: Path):
 
 def _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, on_metric, should_stop,
                      load_workspace) -> dict:
-    from igds.pipeline import BootstrapConfig, model_key_of, open_workspace
+    from igds.workflow.workspace import BootstrapConfig, model_key_of, open_workspace
 
     task = info["task"]
     selection_id = info["selection_id"]

@@ -16,7 +16,7 @@ import torch
 from igds import settings
 from igds.config import ConfigBase
 from igds.constants import DEFAULT_SAE_NAME, RESID_POST, SAE_QUALITY_FILENAME, SAES_DIR
-from igds.extract import EncodedItem, keep_mask, pad_batch
+from igds.method.extract import EncodedItem, keep_mask, pad_batch
 from igds.modeling.adapters import HookSiteError, n_layers, parse_site
 from igds.modeling.hooks import patch, run_until
 from igds.progress import ProgressFn, null_progress

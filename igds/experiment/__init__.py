@@ -27,15 +27,15 @@ import pandas as pd
 import pyarrow as pa
 
 from igds import settings
-from igds.baselines import BASELINE_METHODS as ALL_BASELINES
 from igds.config import ConfigBase
-from igds.corpus import POOL_SETTINGS
-from igds.correlate import correlate
-from igds.evaluate import EvalConfig
-from igds.finetune import FinetuneConfig
+from igds.data.corpus import POOL_SETTINGS
+from igds.method.baselines import BASELINE_METHODS as ALL_BASELINES
 from igds.progress import ProgressFn, null_progress, scaled
-from igds.results import BASE_RUN, eval_outputs, make_eval_id
 from igds.store import ActivationStore
+from igds.training.correlate import correlate
+from igds.training.evaluate import EvalConfig
+from igds.training.finetune import FinetuneConfig
+from igds.training.results import BASE_RUN, eval_outputs, make_eval_id
 
 METHOD_ORDER = {"igds": 0, "random": 1, "loss": 2, "ifd": 3, "zip": 4, "full": 5}  # rows of the tables
 BASELINE_METHODS = tuple(m for m in ALL_BASELINES if m != "full")  # Full is always run, at ρ = 1
@@ -279,10 +279,10 @@ def base_eval_id(cfg: ExperimentConfig, task: str, model_key: str | None) -> str
 def prepare_task(ws, cfg: ExperimentConfig, task: str, extract_cfg, progress: ProgressFn) -> TaskSetup:
     """The task's validated features (its latest intervention run, as vetted on the dashboard; recall and
     interventions with the default configs when it has none) and the base evaluation when missing."""
-    from igds.intervene import InterventionConfig
-    from igds.method import current_recall, latest_effects, run_interventions
-    from igds.pipeline import model_key_of
-    from igds.runner import evaluate_and_record
+    from igds.method.intervene import InterventionConfig
+    from igds.workflow.stages import current_recall, latest_effects, run_interventions
+    from igds.workflow.tune import evaluate_and_record
+    from igds.workflow.workspace import model_key_of
 
     if _has_effects(ws.store, task):
         effects = latest_effects(ws.store, task)
@@ -299,9 +299,9 @@ def prepare_task(ws, cfg: ExperimentConfig, task: str, extract_cfg, progress: Pr
 
 def cell_selection(ws, cfg: ExperimentConfig, cell: Cell, setup: TaskSetup, progress: ProgressFn) -> str:
     """Select the cell's training set (idempotent: the same inputs give the same stored selection)."""
-    from igds.method import select_baseline, select_igds
-    from igds.resonance import ResonanceConfig
-    from igds.selection import SelectionConfig
+    from igds.method.resonance import ResonanceConfig
+    from igds.method.selection import SelectionConfig
+    from igds.workflow.stages import select_baseline, select_igds
 
     seed = cell.seed if cell.method == "random" else 0
     sel = SelectionConfig(method=cell.method, ratio=cell.ratio, pool_setting=cell.pool_setting, seed=seed,
@@ -317,9 +317,9 @@ def run_cell(ws, cfg: ExperimentConfig, exp_id: str, cell: Cell, setup: TaskSetu
              load_workspace=None) -> dict:
     """Run one cell unless its evaluation is already stored; record it either way. An IGDS cell of a task
     without validated features is recorded as ``empty`` with the reason (a rerun checks it again)."""
-    from igds.method import NoValidatedFeatures
-    from igds.pipeline import model_key_of
-    from igds.runner import finetune_run_id, finetune_selection
+    from igds.workflow.stages import NoValidatedFeatures
+    from igds.workflow.tune import finetune_run_id, finetune_selection
+    from igds.workflow.workspace import model_key_of
 
     try:
         sid = cell_selection(ws, cfg, cell, setup, scaled(progress, 0, 5, 100))
@@ -361,8 +361,8 @@ def run_experiment(cfg: ExperimentConfig, store: ActivationStore | None = None, 
     Returns:
         experiment id, cells run / skipped / left, seconds.
     """
-    from igds.extract import ExtractConfig
-    from igds.pipeline import BootstrapConfig, open_workspace
+    from igds.method.extract import ExtractConfig
+    from igds.workflow.workspace import BootstrapConfig, open_workspace
 
     progress = progress or null_progress
     extract_cfg = extract_cfg or ExtractConfig()
@@ -408,7 +408,7 @@ def run_experiment(cfg: ExperimentConfig, store: ActivationStore | None = None, 
 
 
 def _has_effects(store: ActivationStore, task: str) -> bool:
-    from igds.method import latest_run
+    from igds.workflow.stages import latest_run
 
     run = latest_run(store, "intervene", task)
     return bool(run and run.get("status") == "done")

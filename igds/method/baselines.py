@@ -23,7 +23,7 @@ from igds.progress import ProgressFn, null_progress, scaled
 if TYPE_CHECKING:
     import pandas as pd
 
-    from igds.records import Example
+    from igds.data.records import Example
 
 
 @dataclass(frozen=True)
@@ -165,9 +165,9 @@ def nll_table(model, tokenizer, examples: Sequence[Example], max_length: int = 2
     """
     import pandas as pd
 
-    from igds.extract import EncodedItem
-    from igds.nll import response_nll
-    from igds.pipeline import encode_examples
+    from igds.method.extract import EncodedItem
+    from igds.modeling.nll import response_nll
+    from igds.workflow.workspace import encode_examples
 
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     if start is None:

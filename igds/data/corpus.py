@@ -3,7 +3,7 @@
 ``load_corpus`` reads ``data/corpus/*.jsonl.gz`` (written by ``scripts/build_demo_corpus.py``);
 ``probe_set``/``dev_set``/``test_set``/``task_pool``/``reference_set`` cut the splits the method
 needs (see ``igds-method.md``). The record schema, file readers (JSONL, JSONL.gz, Parquet, CSV)
-and the ``datasets`` loader live in :mod:`igds.records` and are re-exported here.
+and the ``datasets`` loader live in :mod:`igds.data.records` and are re-exported here.
 
 Only the standard library is imported at module level (pyarrow and datasets on demand), so
 ``igds data summary`` runs in well under a second.
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from igds import settings
-from igds.records import (
+from igds.data.records import (
     GENERAL,
     SPLITS,
     CorpusError,

@@ -7,7 +7,7 @@ process's stdout and stderr plus :meth:`JobContext.log` lines), ``checkpoint/`` 
 store for writing, and any reader (dashboard, CLI, a second browser tab) sees every job by reading the folder.
 
 Job kinds are plain functions ``fn(params, ctx) -> dict`` registered with :func:`register_job_kind`; kinds
-defined elsewhere live in ``igds.job_kinds``, imported on first lookup.
+defined elsewhere live in ``igds.jobs.kinds``, imported on first lookup.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from igds.job_context import (
+from igds.jobs.context import (
     CANCEL,
     CANCEL_GRACE_S,
     CHECKPOINTS,
@@ -76,7 +76,7 @@ def register_job_kind(name: str, fn: JobFn) -> None:
 
 
 def job_kinds() -> list[str]:
-    """Names of all registered job kinds (after importing ``igds.job_kinds`` if it exists)."""
+    """Names of all registered job kinds (after importing ``igds.jobs.kinds`` if it exists)."""
     _import_kinds()
     return sorted(_KINDS)
 
@@ -94,8 +94,8 @@ def _import_kinds() -> None:
     global _kinds_imported
     if not _kinds_imported:
         _kinds_imported = True
-        if importlib.util.find_spec("igds.job_kinds") is not None:
-            importlib.import_module("igds.job_kinds")
+        if importlib.util.find_spec("igds.jobs.kinds") is not None:
+            importlib.import_module("igds.jobs.kinds")
 
 
 def _pid_alive(pid: int | None) -> bool:

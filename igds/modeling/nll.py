@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch.nn import functional as F
 
-from igds.extract import EncodedItem, length_batches, pad_batch
+from igds.method.extract import EncodedItem, length_batches, pad_batch
 from igds.modeling.adapters import final_norm, n_layers
 from igds.modeling.hooks import run_until
 from igds.progress import ProgressFn, null_progress

@@ -24,7 +24,7 @@ from typing import Any
 
 from igds import __version__, settings
 from igds.config import ConfigBase
-from igds.records import Example
+from igds.data.records import Example
 
 EXPORT_FORMATS = ("jsonl", "parquet", "hf")
 EXPORTS_DIR = "exports"

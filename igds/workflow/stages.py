@@ -10,15 +10,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from igds.corpus import corpus_fingerprint, dev_set, limit_pool, probe_set, reference_set, task_pool
-from igds.extract import ExtractConfig
-from igds.intervene import EffectResult, InterventionConfig, load_effects, measure_effects
-from igds.pipeline import Workspace, encode_examples
+from igds.data.corpus import corpus_fingerprint, dev_set, limit_pool, probe_set, reference_set, task_pool
+from igds.method.extract import ExtractConfig
+from igds.method.intervene import EffectResult, InterventionConfig, load_effects, measure_effects
+from igds.method.recall import RecallConfig, RecallResult, ensure_logit_lens, recall_features
+from igds.method.resonance import ResonanceConfig, ResonanceMatrix, feature_scales, score_resonance
+from igds.method.selection import Overrides, SelectionConfig, load_overrides, save_selection, select_from_ranking
 from igds.progress import ProgressFn
-from igds.recall import RecallConfig, RecallResult, ensure_logit_lens, recall_features
-from igds.resonance import ResonanceConfig, ResonanceMatrix, feature_scales, score_resonance
-from igds.selection import Overrides, SelectionConfig, load_overrides, save_selection, select_from_ranking
 from igds.store import ActivationStore
+from igds.workflow.workspace import Workspace, encode_examples
 
 
 def run_recall(ws: Workspace, task: str, cfg: RecallConfig, extract_cfg: ExtractConfig) -> RecallResult:
@@ -31,7 +31,7 @@ def run_recall(ws: Workspace, task: str, cfg: RecallConfig, extract_cfg: Extract
 
 def current_recall(ws: Workspace, task: str, extract_cfg: ExtractConfig) -> RecallResult:
     """The task's latest stored recall, or a fresh one with the default config when there is none."""
-    from igds.recall import load_recall
+    from igds.method.recall import load_recall
 
     prev = latest_run(ws.store, "recall", task)
     return load_recall(ws.store, prev["run_id"]) if prev else run_recall(ws, task, RecallConfig(), extract_cfg)
@@ -157,7 +157,7 @@ def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: st
                     progress: ProgressFn | None = None, max_length: int = 256,
                     extract_cfg: ExtractConfig | None = None) -> str:
     """Run a baseline (random, loss, ifd, zip, full) on the same pool and ratio; store it."""
-    from igds import baselines
+    from igds.method import baselines
 
     pool = selection_pool(task, sel_cfg)
     ids = [e.id for e in pool]
@@ -183,7 +183,7 @@ def cached_nll_table(ws: Workspace, examples: list, progress: ProgressFn | None,
     """Base-model NLL with and without prompt per example, computed once per model and stored."""
     import pyarrow as pa
 
-    from igds import baselines
+    from igds.method import baselines
 
     have = ws.store.query_df("SELECT example_id, nll_cond, nll_uncond FROM example_nll WHERE model_key = ?",
                              [ws.model_key])
@@ -213,7 +213,7 @@ def latest_effects(store: ActivationStore, task: str) -> EffectResult:
     Raises:
         ValueError: when recall or interventions have not been run for the task.
     """
-    from igds.recall import load_recall
+    from igds.method.recall import load_recall
 
     run = latest_run(store, "intervene", task)
     if run is None:

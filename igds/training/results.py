@@ -1,6 +1,6 @@
 """Store-level records of fine-tunes, evaluations, amplification and correlations, plus dashboard readers.
 
-Writers take plain dicts/results from :mod:`igds.finetune` and :mod:`igds.evaluate`; bulk rows go
+Writers take plain dicts/results from :mod:`igds.training.finetune` and :mod:`igds.training.evaluate`; bulk rows go
 through Arrow, every query is parameterized. An adapter's evaluation is paired with the newest
 ``run_id='base'`` evaluation of the same task, split and base ``model_key``.
 """
@@ -14,8 +14,8 @@ import math
 import pandas as pd
 import pyarrow as pa
 
-from igds.correlate import correlate
 from igds.store import ActivationStore
+from igds.training.correlate import correlate
 
 BASE_RUN = "base"
 CORRELATION_PAIRS = (("amplification", "metric_gain"), ("amplification", "nll_gain"))
@@ -74,7 +74,7 @@ def record_finetune(store: ActivationStore, run_id: str, task: str, result, conf
 
 def record_eval(store: ActivationStore, run_id: str, result: dict, split: str = "test",
                 model_key: str | None = None, config: dict | None = None, eval_id: str | None = None) -> str:
-    """Store an :func:`igds.evaluate.evaluate_model` result and its per-example outputs.
+    """Store an :func:`igds.training.evaluate.evaluate_model` result and its per-example outputs.
 
     Args:
         store: the activation store.
@@ -124,9 +124,9 @@ def record_amplification(store: ActivationStore, eval_id: str, run_id: str, task
         eval_id: the evaluation of the tuned model.
         run_id: the fine-tune run.
         task: task.
-        a_model: :func:`igds.evaluate.feature_activation` of the tuned model.
+        a_model: :func:`igds.training.evaluate.feature_activation` of the tuned model.
         a_base: the same for the base model.
-        amp: :func:`igds.evaluate.amplification` of the two.
+        amp: :func:`igds.training.evaluate.amplification` of the two.
     """
     with store.connect() as con:
         con.execute(

@@ -1,0 +1,1 @@
+"""The data layer: example records, the shipped corpus, tasks and their metrics."""

@@ -1,0 +1,1 @@
+"""Fine-tuning, evaluation, export and the statistics of their results."""
