@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 
 from igds.data.corpus import task_pool
-from igds.method.extract import ExtractConfig, length_batches, pad_batch, run_extraction
+from igds.method.extract import ExtractConfig, run_extraction
+from igds.modeling.batching import length_batches, pad_batch
+from igds.modeling.encoding import encode_examples
 from igds.modeling.load import ModelSpec, load_model
 from igds.modeling.sae import SaeError, SaeSpec, load_sae
 from igds.store import ActivationStore
-from igds.workflow.workspace import encode_examples
 
 
 def main() -> None:

@@ -15,13 +15,15 @@ import numpy as np
 import torch
 
 from igds.data.corpus import dev_set
-from igds.method.extract import pad_batch
 from igds.method.intervene import InterventionConfig, Job, attribution_estimates, feature_acts_at, prepare_dev, run_jobs
-from igds.method.recall import decoder_directions, load_recall
+from igds.method.recall import load_recall
+from igds.modeling.batching import pad_batch
+from igds.modeling.encoding import encode_examples
 from igds.modeling.hooks import patch
 from igds.modeling.load import ModelSpec
+from igds.modeling.sae import decoder_directions
 from igds.workflow.stages import latest_run, mean_activation_vector
-from igds.workflow.workspace import BootstrapConfig, encode_examples, open_workspace
+from igds.workflow.workspace import BootstrapConfig, open_workspace
 
 
 def main() -> None:

@@ -83,7 +83,7 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
     from igds.method.extract import ExtractConfig, run_extraction
     from igds.method.intervene import InterventionConfig, measure_effects
     from igds.method.recall import RecallConfig, ensure_logit_lens, recall_features
-    from igds.workflow.workspace import encode_examples
+    from igds.modeling.encoding import encode_examples
 
     model, tok = tiny_model(), tiny_tokenizer()
     sae = tiny_sae(d_in=model.config.hidden_size, layer=1, seed=seed)

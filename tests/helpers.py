@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from igds.demo import tiny_model, tiny_sae, tiny_tokenizer
-from igds.method.extract import EncodedItem
+from igds.modeling.batching import EncodedItem
 
 TEXTS = [
     "The cat sat on the mat and looked at the moon.",

@@ -280,9 +280,9 @@ def prepare_task(ws, cfg: ExperimentConfig, task: str, extract_cfg, progress: Pr
     """The task's validated features (its latest intervention run, as vetted on the dashboard; recall and
     interventions with the default configs when it has none) and the base evaluation when missing."""
     from igds.method.intervene import InterventionConfig
+    from igds.modeling.load import model_key_of
     from igds.workflow.stages import current_recall, latest_effects, run_interventions
     from igds.workflow.tune import evaluate_and_record
-    from igds.workflow.workspace import model_key_of
 
     if _has_effects(ws.store, task):
         effects = latest_effects(ws.store, task)
@@ -317,9 +317,9 @@ def run_cell(ws, cfg: ExperimentConfig, exp_id: str, cell: Cell, setup: TaskSetu
              load_workspace=None) -> dict:
     """Run one cell unless its evaluation is already stored; record it either way. An IGDS cell of a task
     without validated features is recorded as ``empty`` with the reason (a rerun checks it again)."""
+    from igds.modeling.load import model_key_of
     from igds.workflow.stages import NoValidatedFeatures
     from igds.workflow.tune import finetune_run_id, finetune_selection
-    from igds.workflow.workspace import model_key_of
 
     try:
         sid = cell_selection(ws, cfg, cell, setup, scaled(progress, 0, 5, 100))

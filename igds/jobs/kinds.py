@@ -74,10 +74,10 @@ def _finetune(params: dict, ctx: JobContext) -> dict:
 
 
 def _evaluate_base(params: dict, ctx: JobContext) -> dict:
+    from igds.modeling.load import model_key_of
     from igds.training.evaluate import EvalConfig
     from igds.training.results import BASE_RUN
     from igds.workflow.tune import evaluate_and_record, validated_features
-    from igds.workflow.workspace import model_key_of
 
     ws, _ = _workspace(params, ctx)
     task = params["task"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from igds.config import ConfigBase
-from igds.progress import ProgressFn, null_progress, scaled
+from igds.progress import ProgressFn, null_progress
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,49 +139,6 @@ def ifd_ranking(nll_df: pd.DataFrame) -> BaselineRanking:
     scores = ifd_scores(nll_df)
     bad = [i for i, v in scores.items() if not math.isfinite(v) or v >= 1.0]
     return _ranked("ifd", scores, descending=True, excluded=bad)
-
-
-def nll_table(model, tokenizer, examples: Sequence[Example], max_length: int = 256, batch_tokens: int = 4096,
-              progress: ProgressFn | None = None) -> pd.DataFrame:
-    """Mean response NLL with and without the prompt, the inputs of the Loss and IFD baselines.
-
-    ``nll_cond`` scores the response tokens after the formatted prompt, encoded by the example's task
-    (chat template, exact prompt/response boundary, response capped at ``max_length // 2`` when too long).
-    ``nll_uncond`` scores **the same response token ids** (eos included) preceded by a single start token
-    only: the tokenizer's ``bos_token_id``, else its ``eos_token_id`` (GPT-2-style document separator).
-    Both average over exactly the same targets, so ``IFD = nll_cond / nll_uncond`` compares like with like.
-
-    Args:
-        model: A causal LM (any architecture :mod:`igds.modeling.adapters` supports).
-        tokenizer: Its tokenizer.
-        examples: Pool examples.
-        max_length: Token cap of the conditioned encoding.
-        batch_tokens: Padded tokens per forward batch.
-        progress: ``progress(done, total, message)``.
-
-    Returns:
-        DataFrame ``example_id, nll_cond, nll_uncond`` in the order of ``examples`` (NaN when no response
-        token survived truncation).
-    """
-    import pandas as pd
-
-    from igds.method.extract import EncodedItem
-    from igds.modeling.nll import response_nll
-    from igds.workflow.workspace import encode_examples
-
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if start is None:
-        raise ValueError("the tokenizer has neither a bos nor an eos token to start the prompt-free sequence")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else start
-    if len({ex.id for ex in examples}) != len(examples):
-        raise ValueError("examples have duplicate ids")
-    cond = encode_examples(tokenizer, examples, max_length)
-    uncond = [EncodedItem(it.example_id, [start, *it.input_ids[it.prompt_len:]], 1) for it in cond]
-    total = 2 * len(examples)
-    nc = response_nll(model, cond, pad, batch_tokens, scaled(progress, 0, len(examples), total))
-    nu = response_nll(model, uncond, pad, batch_tokens, scaled(progress, len(examples), len(examples), total))
-    ids = [ex.id for ex in examples]
-    return pd.DataFrame({"example_id": ids, "nll_cond": [nc[i] for i in ids], "nll_uncond": [nu[i] for i in ids]})
 
 
 # ---------------------------------------------------------------------------------------------------------

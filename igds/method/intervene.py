@@ -20,10 +20,10 @@ import pandas as pd
 import torch
 
 from igds.config import ConfigBase
-from igds.method.extract import EncodedItem, keep_mask, pad_batch, position_mask
-from igds.method.recall import decoder_directions
 from igds.modeling.adapters import block_output, blocks, parse_site
+from igds.modeling.batching import EncodedItem, keep_mask, pad_batch, position_mask
 from igds.modeling.nll import nll_from_hidden, response_targets
+from igds.modeling.sae import decoder_directions
 from igds.progress import ProgressFn, null_progress
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import torch
 
 from igds.config import ConfigBase
+from igds.modeling.sae import decoder_directions
 from igds.store import ActivationStore
 
 
@@ -157,20 +158,6 @@ def load_recall(store: ActivationStore, recall_id: str) -> RecallResult:
     cfg = store.run(recall_id)["config"] if store.run(recall_id) else {}
     return RecallResult(recall_id=recall_id, task=df.task.iloc[0], table=df.drop(columns=["recall_id", "task"]),
                         n_probe=cfg.get("n_probe", 0), n_reference=cfg.get("n_reference", 0))
-
-
-def decoder_directions(sae, features: Sequence[int] | None = None) -> torch.Tensor:
-    """Effective decoder direction of each feature: ``decode(e_j) − decode(0)``, ``[n, d_model]``.
-
-    Going through ``decode`` keeps any normalisation sae-lens folded into the decoder.
-    """
-    d_sae = int(sae.cfg.d_sae)
-    feats = torch.arange(d_sae) if features is None else torch.as_tensor(list(features), dtype=torch.long)
-    dtype = next(sae.parameters()).dtype
-    with torch.no_grad():
-        eye = torch.zeros(len(feats), d_sae, dtype=dtype)
-        eye[torch.arange(len(feats)), feats] = 1.0
-        return (sae.decode(eye) - sae.decode(torch.zeros_like(eye))).float()
 
 
 @torch.no_grad()

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import torch
 
-from igds.method.extract import keep_mask
-from igds.method.recall import decoder_directions
+from igds.modeling.batching import keep_mask
 from igds.modeling.hooks import patch, run_until
+from igds.modeling.sae import decoder_directions
 
 
 @torch.no_grad()

@@ -3,6 +3,7 @@ folders, or hub ids for users who are online. The only place that does model I/O
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -164,3 +165,10 @@ def model_identity(model) -> dict:
         "vocab_size": int(cfg.vocab_size),
         "n_params": int(sum(p.numel() for p in model.parameters())),
     }
+
+
+def model_key_of(model) -> str:
+    """Content key of a loaded model: identity + dtype."""
+    ident = model_identity(model)
+    ident["dtype"] = str(next(model.parameters()).dtype)
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]

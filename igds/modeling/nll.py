@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from igds.method.extract import EncodedItem, length_batches, pad_batch
+from igds.data.records import Example
 from igds.modeling.adapters import final_norm, n_layers
+from igds.modeling.batching import EncodedItem, length_batches, pad_batch
 from igds.modeling.hooks import run_until
-from igds.progress import ProgressFn, null_progress
+from igds.progress import ProgressFn, null_progress, scaled
 
 
 def response_targets(items: Sequence[EncodedItem], width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,3 +70,42 @@ def response_nll(model, items: Sequence[EncodedItem], pad_id: int, batch_tokens:
         out.update({it.example_id: float(v) for it, v in zip(batch, nll, strict=True)})
         progress(len(out), len(items), f"response NLL: {len(out)}/{len(items)}")
     return out
+
+
+def nll_table(model, tokenizer, examples: Sequence[Example], max_length: int = 256, batch_tokens: int = 4096,
+              progress: ProgressFn | None = None) -> pd.DataFrame:
+    """Mean response NLL with and without the prompt, the inputs of the Loss and IFD baselines.
+
+    ``nll_cond`` scores the response tokens after the formatted prompt, encoded by the example's task
+    (chat template, exact prompt/response boundary, response capped at ``max_length // 2`` when too long).
+    ``nll_uncond`` scores **the same response token ids** (eos included) preceded by a single start token
+    only: the tokenizer's ``bos_token_id``, else its ``eos_token_id`` (GPT-2-style document separator).
+    Both average over exactly the same targets, so ``IFD = nll_cond / nll_uncond`` compares like with like.
+
+    Args:
+        model: A causal LM (any architecture :mod:`igds.modeling.adapters` supports).
+        tokenizer: Its tokenizer.
+        examples: Pool examples.
+        max_length: Token cap of the conditioned encoding.
+        batch_tokens: Padded tokens per forward batch.
+        progress: ``progress(done, total, message)``.
+
+    Returns:
+        DataFrame ``example_id, nll_cond, nll_uncond`` in the order of ``examples`` (NaN when no response
+        token survived truncation).
+    """
+    from igds.modeling.encoding import encode_examples
+
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if start is None:
+        raise ValueError("the tokenizer has neither a bos nor an eos token to start the prompt-free sequence")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else start
+    if len({ex.id for ex in examples}) != len(examples):
+        raise ValueError("examples have duplicate ids")
+    cond = encode_examples(tokenizer, examples, max_length)
+    uncond = [EncodedItem(it.example_id, [start, *it.input_ids[it.prompt_len:]], 1) for it in cond]
+    total = 2 * len(examples)
+    nc = response_nll(model, cond, pad, batch_tokens, scaled(progress, 0, len(examples), total))
+    nu = response_nll(model, uncond, pad, batch_tokens, scaled(progress, len(examples), len(examples), total))
+    ids = [ex.id for ex in examples]
+    return pd.DataFrame({"example_id": ids, "nll_cond": [nc[i] for i in ids], "nll_uncond": [nu[i] for i in ids]})

@@ -16,8 +16,8 @@ import torch
 from igds import settings
 from igds.config import ConfigBase
 from igds.constants import DEFAULT_SAE_NAME, RESID_POST, SAE_QUALITY_FILENAME, SAES_DIR
-from igds.method.extract import EncodedItem, keep_mask, pad_batch
 from igds.modeling.adapters import HookSiteError, n_layers, parse_site
+from igds.modeling.batching import EncodedItem, keep_mask, pad_batch
 from igds.modeling.hooks import patch, run_until
 from igds.progress import ProgressFn, null_progress
 
@@ -339,3 +339,17 @@ def train_sae(model, items: Sequence[EncodedItem], cfg: SaeTrainConfig, out_dir:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(out_dir)
     return quality
+
+
+def decoder_directions(sae, features: Sequence[int] | None = None) -> torch.Tensor:
+    """Effective decoder direction of each feature: ``decode(e_j) − decode(0)``, ``[n, d_model]``.
+
+    Going through ``decode`` keeps any normalisation sae-lens folded into the decoder.
+    """
+    d_sae = int(sae.cfg.d_sae)
+    feats = torch.arange(d_sae) if features is None else torch.as_tensor(list(features), dtype=torch.long)
+    dtype = next(sae.parameters()).dtype
+    with torch.no_grad():
+        eye = torch.zeros(len(feats), d_sae, dtype=dtype)
+        eye[torch.arange(len(feats)), feats] = 1.0
+        return (sae.decode(eye) - sae.decode(torch.zeros_like(eye))).float()

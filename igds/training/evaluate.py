@@ -141,8 +141,8 @@ def reference_nll(model, tokenizer, examples: Sequence, max_length: int = 256, b
     Returns:
         NLL per example id (NaN when the response was truncated away).
     """
+    from igds.modeling.encoding import encode_examples
     from igds.modeling.nll import response_nll
-    from igds.workflow.workspace import encode_examples
 
     items = encode_examples(tokenizer, examples, max_length)
     return response_nll(base_transformer(model), items, _pad_id(tokenizer), batch_tokens, progress)
@@ -220,8 +220,9 @@ def feature_activation(model, tokenizer, sae, site: str, examples: Sequence, fea
     Returns:
         ``{"A": float, "per_feature": {j: mean_s a_j(s)}, "features": [...], "n": examples used}``.
     """
-    from igds.method.extract import ExtractConfig, length_batches, process_batch
-    from igds.workflow.workspace import encode_examples
+    from igds.method.extract import ExtractConfig, process_batch
+    from igds.modeling.batching import length_batches
+    from igds.modeling.encoding import encode_examples
 
     progress = progress or null_progress
     feats = [int(f) for f in features]

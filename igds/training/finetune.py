@@ -178,7 +178,7 @@ def encode_for_training(tokenizer, examples: Sequence, max_length: int) -> list[
     Returns:
         One dict per kept example; labels are -100 on prompt positions.
     """
-    from igds.workflow.workspace import encode_examples
+    from igds.modeling.encoding import encode_examples
 
     rows = []
     for it in encode_examples(tokenizer, examples, max_length):

@@ -44,8 +44,8 @@ def show_token_highlights(example: dict, features: list[int], vmax: float | None
     """
     from igds.data.records import Example
     from igds.method.steer import token_activations
+    from igds.modeling.encoding import encode_examples
     from igds.ui.resources import MODEL_LOCK, get_workspace
-    from igds.workflow.workspace import encode_examples
 
     ws = get_workspace()
     ex = Example(id=example["id"], task=example["task"], source=example["source"], split="train",

@@ -16,9 +16,10 @@ from igds.method.intervene import EffectResult, InterventionConfig, load_effects
 from igds.method.recall import RecallConfig, RecallResult, ensure_logit_lens, recall_features
 from igds.method.resonance import ResonanceConfig, ResonanceMatrix, feature_scales, score_resonance
 from igds.method.selection import Overrides, SelectionConfig, load_overrides, save_selection, select_from_ranking
+from igds.modeling.encoding import encode_examples
 from igds.progress import ProgressFn
 from igds.store import ActivationStore
-from igds.workflow.workspace import Workspace, encode_examples
+from igds.workflow.workspace import Workspace
 
 
 def run_recall(ws: Workspace, task: str, cfg: RecallConfig, extract_cfg: ExtractConfig) -> RecallResult:

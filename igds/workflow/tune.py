@@ -148,7 +148,8 @@ def run_lock(run_dir: Path):
 
 def _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, on_metric, should_stop,
                      load_workspace) -> dict:
-    from igds.workflow.workspace import BootstrapConfig, model_key_of, open_workspace
+    from igds.modeling.load import model_key_of
+    from igds.workflow.workspace import BootstrapConfig, open_workspace
 
     task = info["task"]
     selection_id = info["selection_id"]

@@ -6,16 +6,15 @@ Everything here is idempotent: a stage whose content key is already stored is sk
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from igds import settings
 from igds.config import ConfigBase
-from igds.method.extract import EncodedItem, ExtractConfig, ExtractResult, run_extraction
-from igds.modeling.load import ModelSpec, load_model, model_identity
+from igds.method.extract import ExtractConfig, ExtractResult, run_extraction
+from igds.modeling.encoding import encode_examples
+from igds.modeling.load import ModelSpec, load_model, model_identity, model_key_of
 from igds.modeling.sae import (
     SaeSpec,
     SaeTrainConfig,
@@ -80,28 +79,6 @@ class Workspace:
     def extraction_run_id(self, cfg: ExtractConfig) -> str:
         """Run id of an extraction with ``cfg`` on this model and SAE."""
         return cfg.stage_key(self.model_key, self.sae_key)
-
-
-def model_key_of(model) -> str:
-    """Content key of a loaded model: identity + dtype."""
-    ident = model_identity(model)
-    ident["dtype"] = str(next(model.parameters()).dtype)
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def encode_examples(tokenizer, examples: Sequence, max_length: int) -> list[EncodedItem]:
-    """Format (chat template) and tokenize examples into :class:`EncodedItem` s."""
-    from igds.data.tasks import get_task, list_tasks
-
-    known = set(list_tasks())
-    items = []
-    for ex in examples:
-        # The prompt already holds the instruction, so any task's formatting applies; custom
-        # tasks registered by users may add their own.
-        spec = get_task(ex.task if ex.task in known else "summarization")
-        enc = spec.encode(tokenizer, ex.prompt, ex.response, max_length=max_length)
-        items.append(EncodedItem(example_id=ex.id, input_ids=list(enc.input_ids), prompt_len=int(enc.prompt_len)))
-    return items
 
 
 def ingest_corpus(store: ActivationStore, dataset: str = "demo") -> int:

@@ -11,7 +11,8 @@ from torch.nn import functional as F
 from igds.data.records import Example
 from igds.data.tasks import get_task
 from igds.demo import tiny_model, tiny_tokenizer
-from igds.method.baselines import ifd_ranking, loss_ranking, nll_table
+from igds.method.baselines import ifd_ranking, loss_ranking
+from igds.modeling.nll import nll_table
 
 EXAMPLES = [
     Example("s1", "summarization", "t", "train", "Summarize: a tool that converts images.", "image converter", {}),

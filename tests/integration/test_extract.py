@@ -2,7 +2,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from igds.method.extract import ExtractConfig, aggregate, keep_mask, length_batches, run_extraction
+from igds.method.extract import ExtractConfig, aggregate, run_extraction
+from igds.modeling.batching import keep_mask, length_batches
 from igds.modeling.hooks import run_until
 from igds.store import ActivationStore
 from tests.helpers import make_items, tiny_setup

@@ -13,8 +13,8 @@ from igds.method.intervene import (
     run_jobs,
     summarize_effect,
 )
-from igds.method.recall import decoder_directions
 from igds.modeling.hooks import patch
+from igds.modeling.sae import decoder_directions
 from tests.helpers import make_items, tiny_setup
 
 SITE = "blocks.1.hook_resid_post"

@@ -22,7 +22,7 @@ def test_response_nll_matches_full_forward_cross_entropy():
 
 
 def test_truncated_response_is_nan():
-    from igds.method.extract import EncodedItem
+    from igds.modeling.batching import EncodedItem
 
     model, tok, _ = tiny_setup()
     it = EncodedItem("x", [1, 2, 3, 4], prompt_len=4)

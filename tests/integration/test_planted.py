@@ -18,10 +18,10 @@ from igds.method.intervene import InterventionConfig, measure_effects
 from igds.method.recall import RecallConfig, recall_features
 from igds.method.resonance import ResonanceConfig, score_resonance
 from igds.method.selection import SelectionConfig, select_from_ranking
+from igds.modeling.encoding import encode_examples
 from igds.modeling.hooks import run_until
 from igds.store import ActivationStore
 from igds.workflow.stages import mean_activation_vector
-from igds.workflow.workspace import encode_examples
 from tests.helpers import tiny_setup
 
 SITE = "blocks.1.hook_resid_post"

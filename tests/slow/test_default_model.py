@@ -5,11 +5,11 @@ import torch
 
 from igds.data.corpus import probe_set
 from igds.method.extract import ExtractConfig, run_extraction
+from igds.modeling.encoding import encode_examples
 from igds.modeling.hooks import run_until
 from igds.modeling.load import ModelSpec, load_model
 from igds.modeling.sae import check_sae_fits
 from igds.store import ActivationStore
-from igds.workflow.workspace import encode_examples
 
 pytestmark = pytest.mark.slow
 

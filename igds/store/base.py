@@ -1,0 +1,205 @@
+"""Connections, schema, examples and run bookkeeping: the base of :class:`igds.store.ActivationStore`
+(its docstring states the process model)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from igds import __version__, settings
+from igds.constants import RUNS_DIR, SCHEMA_VERSION
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be opened or has an incompatible schema."""
+
+
+class StoreBase:
+    """Connections, schema, examples and run bookkeeping of the store at ``path`` (``cache/igds.duckdb``).
+
+    Args:
+        path: database file; created with the schema on first use.
+        lock_timeout: seconds to keep retrying while another process holds the file lock.
+    """
+
+    def __init__(self, path: str | Path | None = None, lock_timeout: float = 60.0):
+        self.path = Path(path) if path else settings.store_path()
+        self.lock_timeout = lock_timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._init_schema()
+
+    # -- connections -------------------------------------------------------------------------
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection; retries while another process holds the lock."""
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                    raise StoreError(f"cannot open {self.path}: {e}") from e
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection inside BEGIN/COMMIT; rolled back on any error."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def _init_schema(self) -> None:
+        ddl = resources.files("igds.store").joinpath("schema.sql").read_text()
+        with self.connect() as con:
+            con.execute(ddl)
+            rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+            row = rows[0] if rows else None
+            if row is None:
+                con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {row[0]}, this IGDS expects {SCHEMA_VERSION}; "
+                    "move the file aside to rebuild it"
+                )
+
+    def run_dir(self, run_id: str) -> Path:
+        """Folder for a run's files (shards, adapters, exports), next to the database file."""
+        return self.path.parent / RUNS_DIR / run_id
+
+    # -- generic reads -----------------------------------------------------------------------
+    def query_df(self, sql: str, params: Sequence | dict | None = None) -> pd.DataFrame:
+        """Run a parameterized query and return a DataFrame."""
+        with self.connect() as con:
+            return con.execute(sql, params or []).fetch_df()
+
+    def scalar(self, sql: str, params: Sequence | dict | None = None):
+        """First column of the first row (or None)."""
+        with self.connect() as con:
+            rows = con.execute(sql, params or []).fetchall()  # fetch all: duckdb 2 refuses unfinished results
+        return rows[0][0] if rows else None
+
+    # -- examples ----------------------------------------------------------------------------
+    def add_examples(self, examples: Sequence, dataset: str) -> int:
+        """Insert examples (objects with id/task/source/split/prompt/response/meta); skip known ids.
+
+        Returns:
+            number of newly inserted rows.
+        """
+        if not examples:
+            return 0
+        table = pa.table({
+            "id": [e.id for e in examples],
+            "task": [e.task for e in examples],
+            "source": [e.source for e in examples],
+            "split": [e.split for e in examples],
+            "prompt": [e.prompt for e in examples],
+            "response": [e.response for e in examples],
+            "meta": [json.dumps(e.meta or {}, sort_keys=True) for e in examples],
+            "dataset": [dataset] * len(examples),
+        })
+        with self.transaction() as con:
+            before = con.execute("SELECT count(*) FROM examples").fetchall()[0][0]
+            con.register("new_examples", table)
+            con.execute("INSERT INTO examples SELECT * FROM new_examples "
+                        "WHERE id NOT IN (SELECT id FROM examples)")
+            con.unregister("new_examples")
+            return con.execute("SELECT count(*) FROM examples").fetchall()[0][0] - before
+
+    def sync_dataset(self, examples: Sequence, dataset: str) -> tuple[int, int]:
+        """Make the stored ``dataset`` equal ``examples``: add new ids, drop ids no longer in it.
+
+        Activations of dropped examples stay in their runs but no pool includes them any more.
+
+        Returns:
+            ``(added, removed)``.
+        """
+        added = self.add_examples(examples, dataset)
+        keep = pa.table({"id": pa.array([e.id for e in examples], pa.string())})
+        with self.transaction() as con:
+            con.register("keep_ids", keep)
+            removed = con.execute("SELECT count(*) FROM examples WHERE dataset = ? AND id NOT IN "
+                                  "(SELECT id FROM keep_ids)", [dataset]).fetchall()[0][0]
+            con.execute("DELETE FROM examples WHERE dataset = ? AND id NOT IN (SELECT id FROM keep_ids)", [dataset])
+            con.unregister("keep_ids")
+        return added, removed
+
+    # -- models / SAEs / runs ----------------------------------------------------------------
+    def register_model(self, model_key: str, identity: dict) -> None:
+        """Record a model identity (idempotent)."""
+        with self.connect() as con:
+            con.execute(
+                "INSERT OR IGNORE INTO models (model_key, name, family, n_layers, d_model, n_params, identity) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [model_key, identity["name"], identity["family"], identity["n_layers"], identity["d_model"],
+                 identity["n_params"], json.dumps(identity, sort_keys=True)],
+            )
+
+    def register_sae(self, sae_key: str, info: dict, quality: dict | None) -> None:
+        """Record an SAE with its quality figures (replaces an earlier row with the same key)."""
+        with self.connect() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO saes (sae_key, name, source, path, site, d_in, d_sae, architecture, quality, "
+                "neuronpedia_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [sae_key, info["name"], info["source"], info.get("path"), info["site"], info["d_in"],
+                 info["d_sae"], info["architecture"], json.dumps(quality or {}, sort_keys=True),
+                 info.get("neuronpedia_id")],
+            )
+
+    def start_run(self, run_id: str, stage: str, config: dict, model_key: str | None = None,
+                  sae_key: str | None = None, n_total: int = 0) -> None:
+        """Create a run row, or mark an existing one running again (resume)."""
+        with self.connect() as con:
+            con.execute(
+                "INSERT INTO runs (run_id, stage, config, model_key, sae_key, status, n_total, igds_version) "
+                "VALUES (?, ?, ?, ?, ?, 'running', ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+                "status = 'running', n_total = excluded.n_total, updated = now()",
+                [run_id, stage, json.dumps(config, sort_keys=True), model_key, sae_key, n_total, __version__],
+            )
+
+    def update_run(self, run_id: str, *, status: str | None = None, n_done: int | None = None,
+                   message: str | None = None) -> None:
+        """Update a run's status, progress counter or message."""
+        with self.connect() as con:
+            con.execute(
+                "UPDATE runs SET status = coalesce(?, status), n_done = coalesce(?, n_done), "
+                "message = coalesce(?, message), updated = now() WHERE run_id = ?",
+                [status, n_done, message, run_id],
+            )
+
+    def run(self, run_id: str) -> dict | None:
+        """One run row as a dict (config parsed), or None."""
+        df = self.query_df("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        if df.empty:
+            return None
+        row = df.iloc[0].to_dict()
+        row["config"] = json.loads(row["config"])
+        return row
+
+
+
+
+    def summary(self) -> dict:
+        """Row counts of the main tables (for ``igds store info`` and the overview page)."""
+        with self.connect() as con:
+            return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]  # noqa: S608 - fixed names
+                    for t in ("examples", "models", "saes", "runs", "shards", "example_stats", "feature_acts")}
