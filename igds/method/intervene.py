@@ -1,11 +1,13 @@
 """Stage 1b — interventional filtering: amplify / ablate each candidate feature, measure task NLL.
 
-Efficient by construction. One full forward over the dev set records the residual after block L and
-the exact arguments every later block received (masks, rotary tables...). Each intervention then
-edits the cached residual and replays only blocks L+1..N, stacking several (feature, example) rows
-into one batch, and unembeds only response positions. Ablation rows where the feature never fires
-are skipped: their NLL is unchanged by definition. Replaying recorded block arguments keeps this
-architecture-agnostic (sliding-window layers get their own masks back).
+Efficient by construction. One full forward over the dev set records the residual at the SAE's site
+and the exact arguments every later block received (masks, rotary tables...). Each intervention then
+edits the cached residual and replays only the blocks after the site (from block L for
+``blocks.L.hook_resid_pre``, from L+1 for ``blocks.L.hook_resid_post``; ``Site.first_replayed``),
+stacking several (feature, example) rows into one batch, and unembeds only response positions.
+Ablation rows where the feature never fires are skipped: their NLL is unchanged by definition.
+Replaying recorded block arguments keeps this architecture-agnostic (sliding-window layers get their
+own masks back). Hooks and the replay itself live in :mod:`igds.modeling.hooks`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import pandas as pd
 import torch
 
 from igds.config import ConfigBase
-from igds.modeling.adapters import block_output, blocks, parse_site
+from igds.modeling.adapters import Site, parse_site
 from igds.modeling.batching import EncodedItem, keep_mask, pad_batch, position_mask
+from igds.modeling.hooks import BlockInputs, capture, record_replay_inputs, replay_from
 from igds.modeling.nll import nll_from_hidden, response_targets
 from igds.modeling.sae import decoder_directions
 from igds.progress import ProgressFn, null_progress
@@ -74,14 +77,19 @@ class DevCache:
     """Everything an intervention needs about the dev set, computed once."""
 
     items: list[EncodedItem]
-    hidden: torch.Tensor          # [B, T, d] residual after block L
+    hidden: torch.Tensor          # [B, T, d] residual at ``site``
     edit_mask: torch.Tensor       # [B, T] positions that interventions may edit
     nll_mask: torch.Tensor        # [B, T] positions whose next token is a response token
     targets: torch.Tensor         # [B, T]
-    block_args: list              # recorded (args, kwargs) of blocks L+1..N
-    layer: int
+    block_args: list[BlockInputs]  # recorded (args, kwargs) of blocks site.first_replayed..N-1
+    site: Site
     nll_base: torch.Tensor        # [B]
     autocast: bool = False        # bf16 matmuls over an fp32 residual stream
+
+    @property
+    def layer(self) -> int:
+        """Block index of the site (its input for ``hook_resid_pre``, its output for ``hook_resid_post``)."""
+        return self.site.layer
 
     def amp(self):
         """The autocast context every model call of this cache runs under."""
@@ -113,47 +121,28 @@ def _select_rows(x, rows: torch.Tensor, batch: int):
 
 @torch.no_grad()
 def prepare_dev(model, site: str, items: Sequence[EncodedItem], pad_id: int, cfg: InterventionConfig) -> DevCache:
-    """One full forward over the dev set recording the residual at ``site`` and later blocks' arguments."""
-    layer = parse_site(model, site).layer
+    """One full forward over the dev set recording the residual at ``site`` and the replayed blocks' arguments."""
+    resolved = parse_site(model, site)
     device = next(model.parameters()).device
     ids, attn = pad_batch(items, pad_id, device)
-    recorded: dict[int, tuple] = {}
-    captured = {}
-    handles = []
-    blks = blocks(model)
-
-    def grab_post(module, args, out):
-        captured["h"] = block_output(out)
-
-    handles.append(blks[layer].register_forward_hook(grab_post))
-    for i in range(layer + 1, len(blks)):
-        def grab_args(module, args, kwargs, _i=i):
-            recorded[_i] = (tuple(args[1:]), {k: v for k, v in kwargs.items() if k != "hidden_states"})
-        handles.append(blks[i].register_forward_pre_hook(grab_args, with_kwargs=True))
     autocast = use_autocast(model, cfg)
-    try:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            model(input_ids=ids, attention_mask=attn, use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
-    hidden = captured["h"]
+    with (capture(model, [resolved]) as captured, record_replay_inputs(model, resolved) as recorded,
+          torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast)):
+        model(input_ids=ids, attention_mask=attn, use_cache=False)
+    hidden = captured[resolved.name]
     edit = keep_mask(hidden, attn, cfg.sink_norm_factor).cpu() & position_mask(items, ids.shape[1], cfg.positions)
     nll_mask, targets = response_targets(items, ids.shape[1])
     cache = DevCache(items=list(items), hidden=hidden, edit_mask=edit, nll_mask=nll_mask, targets=targets,
-                     block_args=[recorded[i] for i in range(layer + 1, len(blks))], layer=layer,
-                     nll_base=torch.empty(0), autocast=autocast)
+                     block_args=recorded, site=resolved, nll_base=torch.empty(0), autocast=autocast)
     cache.nll_base = replay_nll(model, cache, torch.arange(len(items)), hidden)
     return cache
 
 
 def run_suffix(model, cache: DevCache, rows: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """Run blocks L+1..N on residuals ``h`` (``[len(rows), T, d]``) that belong to dev rows ``rows``."""
+    """Run the blocks after the site on residuals ``h`` (``[len(rows), T, d]``) that belong to dev rows ``rows``."""
     batch = cache.hidden.shape[0]
-    for block, (args, kwargs) in zip(blocks(model)[cache.layer + 1 :], cache.block_args, strict=True):
-        out = block(h, *_select_rows(args, rows, batch), **_select_rows(kwargs, rows, batch))
-        h = block_output(out)
-    return h
+    inputs = [(_select_rows(args, rows, batch), _select_rows(kwargs, rows, batch)) for args, kwargs in cache.block_args]
+    return replay_from(model, cache.site, h, inputs)
 
 
 def replay_nll(model, cache: DevCache, rows: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -288,7 +277,8 @@ def filter_features(summary: pd.DataFrame, candidates: Sequence[int], cfg: Inter
 def attribution_estimates(model, sae, cache: DevCache, mean_act: np.ndarray, chunk: int = 1024) -> pd.DataFrame:
     """First-order estimates of amplification (α=1) and ablation effects for every SAE feature.
 
-    One backward pass from the mean dev NLL to the residual at block L gives ``g``; then
+    One backward pass from the mean dev NLL to the residual at the SAE's site (``cache.hidden``, the
+    residual interventions edit) gives ``g``; then
     ``Δamp_j ≈ −ā_j · Σ_{s,t∈T} g·d_j`` and ``Δabl_j ≈ −Σ_{s,t} z_j · g·d_j`` (signs as in
     :func:`summarize_effect`). It screens features; exact interventions decide.
 

@@ -47,7 +47,15 @@ class HookSiteError(ValueError):
 
 @dataclass(frozen=True)
 class Site:
-    """A resolved residual-stream site: after (``post``) or before (``pre``) block ``layer``."""
+    """A resolved residual-stream site: after (``post``) or before (``pre``) block ``layer``.
+
+    The one place that says where a site is read and where a replay from it starts:
+    ``blocks.L.hook_resid_pre`` is the *input* of block L (for L = 0 the embeddings output), so a
+    replay of an edited residual runs blocks L..N-1; ``blocks.L.hook_resid_post`` is the *output*
+    of block L, so the replay runs blocks L+1..N-1. Both spellings of the same residual
+    (``blocks.L.hook_resid_pre`` and ``blocks.{L-1}.hook_resid_post``) therefore read, edit and
+    replay identically.
+    """
 
     layer: int
     kind: str  # "post" | "pre"
@@ -56,6 +64,16 @@ class Site:
     def name(self) -> str:
         """Canonical name, e.g. ``blocks.15.hook_resid_post``."""
         return f"blocks.{self.layer}.hook_resid_{self.kind}"
+
+    @property
+    def reads_input(self) -> bool:
+        """Whether the residual is block ``layer``'s input (``pre``) rather than its output (``post``)."""
+        return self.kind == "pre"
+
+    @property
+    def first_replayed(self) -> int:
+        """Index of the first block that runs on the residual at this site: ``L`` for pre, ``L+1`` for post."""
+        return self.layer if self.reads_input else self.layer + 1
 
 
 def family_of(model: nn.Module) -> str:
@@ -90,19 +108,27 @@ def n_layers(model: nn.Module) -> int:
     return len(blocks(model))
 
 
-def parse_site(model: nn.Module, site: str | int) -> Site:
+def parse_site(model: nn.Module, site: str | int | Site) -> Site:
     """Resolve a canonical name, an HF module path, or a layer index to a :class:`Site`.
+
+    The single site resolver: extraction, SAE training and quality, interventions, attribution and
+    steering all resolve their site here, and :mod:`igds.modeling.hooks` reads and edits it through
+    the returned :class:`Site` (capture point and first replayed block). ``blocks.0.hook_resid_pre``
+    is the input of block 0, i.e. the embeddings output.
 
     Args:
         model: the HF causal LM.
         site: ``blocks.{L}.hook_resid_post``/``..._pre``, ``model.layers.{L}`` (the block's output,
-            as sae-lens names HF sites) or an int ``L``.
+            as sae-lens names HF sites), an int ``L`` (the block's output) or an already resolved
+            :class:`Site` (checked against the model).
 
     Raises:
         HookSiteError: when the site does not parse or the layer is out of range.
     """
     n = n_layers(model)
-    if isinstance(site, int):
+    if isinstance(site, Site):
+        layer, kind = site.layer, site.kind
+    elif isinstance(site, int):
         layer, kind = site, "post"
     else:
         m = _CANONICAL.match(site)
@@ -116,7 +142,9 @@ def parse_site(model: nn.Module, site: str | int) -> Site:
                 f"cannot resolve hook site {site!r}; use 'blocks.<L>.hook_resid_post' or '{prefix}<L>'"
             )
     if not 0 <= layer < n:
-        raise HookSiteError(f"layer {layer} is out of range: the model has {n} blocks (0..{n - 1})")
+        shown = site.name if isinstance(site, Site) else site
+        raise HookSiteError(f"layer {layer} of hook site {shown!r} is out of range: the model has {n} blocks "
+                            f"(0..{n - 1})")
     return Site(layer=layer, kind=kind)
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from igds.modeling.adapters import HookSiteError, parse_site
-from igds.modeling.hooks import capture, patch, run_until
+from igds.modeling.hooks import capture, patch, record_replay_inputs, replay_from, run_until
 from tests.helpers import tiny_setup
 
 
@@ -40,6 +40,26 @@ def test_hooks_removed_even_after_error():
         again = model(ids).logits
     assert not torch.allclose(base, patched)
     assert torch.equal(base, again)
+
+
+@pytest.mark.parametrize("site", ["blocks.0.hook_resid_pre", "blocks.2.hook_resid_pre", "blocks.1.hook_resid_post",
+                                  "blocks.3.hook_resid_post"])
+def test_replay_from_recorded_inputs_reproduces_the_forward(site):
+    from igds.modeling.adapters import final_norm
+
+    model, tok, _ = tiny_setup()
+    ids = tok(["hello world, this is a test", "abc"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = model(**ids, output_hidden_states=True, use_cache=False).hidden_states[-1]
+        hooks_before = [(list(b._forward_hooks), list(b._forward_pre_hooks)) for b in model.model.layers]
+        with capture(model, [site]) as c, record_replay_inputs(model, site) as rec:
+            model(**ids, use_cache=False)
+        assert len(rec) == 4 - parse_site(model, site).first_replayed and None not in rec
+        replayed = replay_from(model, site, c[site], rec)
+    assert torch.allclose(final_norm(model)(replayed), expected, atol=1e-6)
+    with pytest.raises(RuntimeError), record_replay_inputs(model, "blocks.0.hook_resid_pre"):
+        raise RuntimeError("boom")
+    assert [(list(b._forward_hooks), list(b._forward_pre_hooks)) for b in model.model.layers] == hooks_before
 
 
 def test_early_exit_skips_later_blocks():
