@@ -3,12 +3,12 @@
 Usage: python bench/frs.py [--rows 1000000 10000000] [--repeats 30]
 
 For each size, builds a store with that many (example, feature) rows (examples × features per
-example, as extraction produces), then re-ranks the whole pool repeatedly with a new random feature
-subset / aggregation each time (the dashboard's slider case) and prints p50/p95 latency of
-(a) scoring with cached per-feature scales and (b) scales + scoring, both as one query over the store,
-and (c) the dashboard's path: the pool's activations of 64 candidate features loaded once into a
-``ResonanceMatrix``, then every re-selection (subset, aggregation, p99 scales, scores, ratio cut) in
-memory. All against the time of a bare ``count(*)`` scan of the same table measured in the same run.
+example, as extraction produces), loads the pool's activations of 64 candidate features into a
+``ResonanceMatrix`` (the one scoring path: slider, saving, CLI, experiment and "why selected"), then
+re-selects the whole pool repeatedly with a new random feature subset / aggregation each time (the
+dashboard's slider case: subset, p99 scales over the pool, scores, ratio cut) and prints the load
+time and the p50/p95 re-selection latency, against a bare ``count(*)`` scan of the same table
+measured in the same run.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from igds.method.resonance import ResonanceConfig, feature_scales, load_resonance_matrix, score_resonance
+from igds.method.resonance import ResonanceConfig
 from igds.method.selection import SelectionConfig, select_from_ranking
 from igds.store import ActivationStore
+from igds.workflow.stages import pool_matrix
 
 
 def build(store: ActivationStore, n_rows: int, per_example: int = 200, d_sae: int = 4096, seed: int = 0) -> int:
@@ -74,21 +75,9 @@ def main() -> None:
                 t0 = time.perf_counter()
                 store.scalar("SELECT count(*) FROM feature_acts WHERE run_id = ? AND max_act > 1", ["bench"])
                 scan.append(time.perf_counter() - t0)
-            cached, full = [], []
-            for i in range(args.repeats):
-                feats = sorted(rng.choice(200, size=rng.integers(5, 40), replace=False).tolist())
-                cfg = ResonanceConfig(aggregation=["mean", "sum", "max"][i % 3])
-                t0 = time.perf_counter()
-                scales = feature_scales(store, "bench", "summarization", "mixed", feats, cfg)
-                t1 = time.perf_counter()
-                scores = score_resonance(store, "bench", "summarization", "mixed", feats, cfg, scales=scales)
-                t2 = time.perf_counter()
-                cached.append(t2 - t1)
-                full.append(t2 - t0)
-            assert len(scores) == n_ex
             candidates = sorted(rng.choice(200, size=64, replace=False).tolist())  # the most frequent features
             t0 = time.perf_counter()
-            matrix = load_resonance_matrix(store, "bench", "summarization", "mixed", candidates)
+            matrix = pool_matrix(store, "bench", "summarization", "mixed", 0, tuple(candidates))
             t_load = time.perf_counter() - t0
             memory = []
             for i in range(args.repeats):
@@ -102,9 +91,6 @@ def main() -> None:
             p = lambda xs, q: 1000 * float(np.percentile(xs, q))  # noqa: E731
             print(f"{n_rows:>10,} rows, {n_ex:,} pool examples (built in {t_build:.1f} s)")
             print(f"  bare filtered count(*) scan : p50 {p(scan, 50):7.1f} ms")
-            print(f"  re-rank, cached scales      : p50 {p(cached, 50):7.1f} ms  p95 {p(cached, 95):7.1f} ms "
-                  f"({p(cached, 50) / p(scan, 50):.1f}x the scan)")
-            print(f"  re-rank incl. p99 scales    : p50 {p(full, 50):7.1f} ms  p95 {p(full, 95):7.1f} ms")
             print(f"  in memory (64 candidates loaded once in {1000 * t_load:.0f} ms = "
                   f"{1000 * t_load / p(scan, 50):.1f}x the scan), re-selection incl. p99 scales and the cut: "
                   f"p50 {p(memory, 50):7.1f} ms  p95 {p(memory, 95):7.1f} ms "

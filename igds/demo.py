@@ -129,22 +129,23 @@ def _tiny_runs(store, task: str, ws: dict) -> list[str]:
     evaluated with amplification, so the fine-tune and results views have real rows."""
     import tempfile
 
-    from igds.method.resonance import ResonanceConfig, score_resonance
+    from igds.method.resonance import ResonanceConfig
     from igds.method.selection import SelectionConfig, save_selection, select_from_ranking
     from igds.training.evaluate import EvalConfig
     from igds.training.finetune import FinetuneConfig, train_lora
     from igds.training.results import BASE_RUN, record_finetune
-    from igds.workflow.stages import latest_effects, lineage
+    from igds.workflow.stages import latest_effects, lineage, live_selection
     from igds.workflow.tune import evaluate_and_record, selection_examples
 
     effects = latest_effects(store, task)
-    scores = score_resonance(store, ws["run_id"], task, "task-only", effects.kept, ResonanceConfig())
-    ranked = scores.rename(columns={"frs": "score"})
+    sp, _ = live_selection(store, ws["run_id"], task, effects, SelectionConfig(pool_setting="task-only"),
+                           ResonanceConfig())
+    ranked = sp.scores.rename(columns={"frs": "score"})
     sel_ids = []
     for method, order in (("igds", ranked), ("random", ranked.sample(frac=1.0, random_state=0))):
         cfg = SelectionConfig(method=method, pool_setting="task-only")
         chosen = select_from_ranking(order, cfg, n_pool=len(ranked))
-        lin = lineage(store, ws["run_id"], task, cfg, {"method": method, "features": effects.kept})
+        lin = lineage(store, ws["run_id"], cfg, ranked.example_id, {"method": method, "features": effects.kept})
         sel_ids.append(save_selection(store, f"{method}-tiny", task, method, "task-only", len(ranked), chosen, lin))
     ev = EvalConfig(n_examples=12, max_new_tokens=8, batch_size=12)
     evaluate_and_record(store, BASE_RUN, task, ws["model"], ws["tokenizer"], ws["sae"], ws["site"], effects.kept,

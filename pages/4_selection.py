@@ -3,13 +3,15 @@
 import plotly.express as px
 import streamlit as st
 
-from igds.method.resonance import ResonanceConfig, explain_score
+from igds.config import field_help
+from igds.method.pool import POOL_SETTINGS
+from igds.method.resonance import ResonanceConfig
 from igds.method.selection import SelectionConfig, set_example_override
 from igds.ui.resources import get_resonance_matrix, get_store
 from igds.ui.state import current_task
 from igds.ui.widgets import needs, show_token_highlights
 from igds.workflow.explore import example_record, selection_overlaps, task_state
-from igds.workflow.stages import latest_effects, live_selection, select_igds
+from igds.workflow.stages import candidate_features, latest_effects, live_selection, select_igds
 
 task = current_task()
 store = get_store()
@@ -29,16 +31,18 @@ with st.sidebar:
     agg = st.selectbox("Token aggregation", ["mean", "sum", "max"], key="sel_agg")
     scale = st.selectbox("Per-feature scale", ["p99", "none"], key="sel_scale")
     weights = st.selectbox("Feature weights", ["uniform", "effect"], key="sel_weights")
-    pool_setting = st.selectbox("Pool", ["mixed", "task-only"], key="sel_pool")
+    pool_setting = st.selectbox("Pool", list(reversed(POOL_SETTINGS)), key="sel_pool")
+    pool_limit = st.number_input("Pool limit (examples per task; 0: all)", min_value=0, value=0, step=50,
+                                 key="sel_pool_limit", help=field_help(SelectionConfig, "pool_limit"))
 res_cfg = ResonanceConfig(aggregation=agg, scale=scale, weights=weights)
 threshold = st.number_input("FRS threshold τ", value=1.0, step=0.1, key="sel_tau") if mode == "threshold" else None
 budget = st.number_input("Token budget", value=100_000, step=10_000, key="sel_budget") \
     if mode == "token budget" else None
 sel_cfg = SelectionConfig(ratio=ratio, threshold=threshold, token_budget=int(budget) if budget else None,
-                          pool_setting=pool_setting)
-# every intervention candidate plus the pinned features: vetoes and pins then re-rank without a query
-candidates = tuple(sorted({*effects.summary.feature.astype(int), *effects.kept}))
-matrix = get_resonance_matrix(store, str(store.path), state.extract_run, task, pool_setting, candidates)
+                          pool_setting=pool_setting, pool_limit=int(pool_limit))
+# every candidate and pinned feature is a column of the matrix: vetoes and pins re-rank without a query
+matrix = get_resonance_matrix(store, str(store.path), state.extract_run, task, pool_setting, int(pool_limit),
+                              candidate_features(store, task, effects, state.sae_key))
 sp, chosen = live_selection(store, state.extract_run, task, effects, sel_cfg, res_cfg, state.sae_key, matrix)
 scores = sp.scores.assign(selected=sp.scores.example_id.isin(set(chosen.example_id)))
 
@@ -61,7 +65,7 @@ overlaps = selection_overlaps(store, task, set(chosen.example_id), pool_setting)
 if not overlaps.empty:
     st.dataframe(overlaps, hide_index=True, width="stretch")
 if st.button("Save this selection", key="sel_save", type="primary"):
-    sid = select_igds(store, state.extract_run, task, effects, sel_cfg, res_cfg, state.sae_key)
+    sid = select_igds(store, state.extract_run, task, effects, sel_cfg, res_cfg, state.sae_key, matrix=matrix)
     st.success(f"Saved selection {sid} (export and fine-tune it on the next page).")
 
 st.subheader("Examples")
@@ -82,7 +86,7 @@ for col, label, action in ((b1, "Pin (always in)", "pin"), (b2, "Reject (always 
         st.rerun()
 if picked:
     eid = picked[0]
-    ex = explain_score(store, state.extract_run, eid, sp.features, res_cfg, sp.scales, sp.effects)
+    ex = sp.explain(eid, res_cfg)
     ex = ex[ex.term > 0].assign(feature=lambda d: "f" + d.feature.astype(str))
     st.plotly_chart(px.bar(ex, x="feature", y="term", title=f"Why {eid}: FRS terms w·a/n (sum = "
                            f"{ex.term.sum():.3f})"), key="sel_why")

@@ -15,7 +15,7 @@ import hashlib
 import os
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,9 @@ from igds.data.records import (
     SPLITS,
     CorpusError,
     Example,
+    Membership,
+    MembershipIndex,
+    Record,
     example_id,
     known_tasks,
     load_hf_dataset,
@@ -35,9 +38,9 @@ from igds.data.records import (
 )
 
 __all__ = [
-    "GENERAL", "POOL_SETTINGS", "SPLITS", "CorpusError", "Example", "corpus_fingerprint", "corpus_summary",
-    "dev_set", "example_id", "format_summary", "known_tasks", "load_corpus", "load_hf_dataset", "probe_set",
-    "read_records", "reference_set", "resolve_corpus_dir", "task_pool", "test_set", "validate_record",
+    "GENERAL", "POOL_SETTINGS", "SPLITS", "CorpusError", "Example", "Membership", "Record", "corpus_fingerprint",
+    "corpus_summary", "dev_set", "example_id", "format_summary", "known_tasks", "load_corpus", "load_hf_dataset",
+    "probe_set", "read_records", "reference_set", "resolve_corpus_dir", "task_pool", "test_set", "validate_record",
     "write_records",
 ]  # fmt: skip
 
@@ -72,10 +75,12 @@ def load_corpus(
         corpus_dir: Folder to read instead of the default.
 
     Returns:
-        Examples sorted by task, split (probe, dev, train, test), source and id.
+        Examples sorted by task, split (probe, dev, train, test), source and id. Content used by two
+        tasks comes back once per task, sharing one record (see ``MembershipIndex``).
 
     Raises:
-        CorpusError: If the folder has no corpus files, a file is invalid or an id repeats.
+        CorpusError: If the folder has no corpus files, a file is invalid, or an id repeats with other
+            content or within one task.
     """
     folder = resolve_corpus_dir(corpus_dir)
     files = sorted(folder.glob("*.jsonl.gz"))
@@ -84,13 +89,11 @@ def load_corpus(
     task_set = set(tasks) if tasks is not None else None
     split_set = set(splits) if splits is not None else None
     out: list[Example] = []
-    owner: dict[str, str] = {}
+    index = MembershipIndex()
     for f in files:
         st = f.stat()
         for ex in _read_cached(str(f), st.st_mtime_ns, st.st_size):
-            if ex.id in owner:
-                raise CorpusError(f"{f}: field 'id' duplicates id {ex.id!r} already in {owner[ex.id]}")
-            owner[ex.id] = f.name
+            ex = index.add(ex, str(f), f.name)
             if (task_set is None or ex.task in task_set) and (split_set is None or ex.split in split_set):
                 out.append(ex)
     out.sort(key=lambda e: (e.task, _split_rank(e.split), e.source, e.id))
@@ -143,21 +146,6 @@ def task_pool(task: str, setting: str = "mixed", corpus_dir: str | os.PathLike[s
     if setting == "mixed" and task != GENERAL:
         pool += load_corpus([GENERAL], None, corpus_dir)
     return pool
-
-
-def limit_pool(pool: Sequence[Example], n: int) -> list[Example]:
-    """A fixed subsample of a pool: the ``n`` examples of each task with the smallest id hash.
-
-    The choice depends only on the ids, so the same ``n`` gives the same pool on every machine, and a
-    smaller pool is contained in a larger one. ``n = 0`` returns the pool unchanged.
-    """
-    if n <= 0:
-        return list(pool)
-    keep: set[str] = set()
-    for task in sorted({e.task for e in pool}):
-        ids = sorted((e.id for e in pool if e.task == task), key=lambda i: hashlib.sha256(i.encode()).hexdigest())
-        keep.update(ids[:n])
-    return [e for e in pool if e.id in keep]
 
 
 def reference_set(

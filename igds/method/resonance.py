@@ -1,8 +1,10 @@
-"""Stage 2a — the feature-resonant score (FRS), computed inside DuckDB over the stored aggregates.
+"""Stage 2a — the feature-resonant score (FRS) of a pool, from one in-memory matrix.
 
 ``FRS(s) = Σ_{j∈F*} w_j · a_j(s) / n_j`` with ``a_j`` the token aggregation (mean = sum/n_tokens,
-sum, or max), ``n_j`` a per-feature scale and ``w_j`` a weight. Re-scoring the pool for another
-feature set, aggregation or weighting is one query, fast enough for live sliders.
+sum, or max), ``n_j`` a per-feature scale over the pool being selected from and ``w_j`` a weight.
+:func:`load_resonance_matrix` reads the pool's activations of a candidate feature set once;
+scoring, re-scoring for another feature subset, aggregation or weighting (the dashboard's slider),
+saving a selection and "why selected" are then all array arithmetic over that one matrix.
 """
 
 from __future__ import annotations
@@ -12,10 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from igds.config import ConfigBase
-from igds.store import ActivationStore
 
 AGGREGATIONS = ("mean", "sum", "max")
 
@@ -44,18 +44,6 @@ class ResonanceConfig(ConfigBase):
 
 PAPER_RESONANCE = ResonanceConfig(aggregation="sum", scale="none", weights="uniform")
 
-_AGG_SQL = {  # fixed fragments chosen by a validated enum, never user text
-    "mean": "fa.sum_act / es.n_tokens",
-    "sum": "fa.sum_act",
-    "max": "fa.max_act",
-}
-
-# The pool: train-split examples of the task (plus the general set when mixed) that the extraction run
-# covers. Parameters: run_id, task, mixed.
-POOL_SQL = ("SELECT e.id AS example_id FROM examples e JOIN example_stats ps "
-            "ON ps.example_id = e.id AND ps.run_id = ? WHERE e.split = 'train' "
-            "AND (e.task = ? OR (? AND e.task = 'general'))")
-
 
 def feature_weights(features: Sequence[int], effects: Mapping[int, float] | None, cfg: ResonanceConfig) -> pd.DataFrame:
     """``w_j`` per validated feature."""
@@ -63,143 +51,107 @@ def feature_weights(features: Sequence[int], effects: Mapping[int, float] | None
     return pd.DataFrame({"feature": [int(f) for f in features], "w": w})
 
 
-def _term_sql(cfg: ResonanceConfig) -> str:
-    return _AGG_SQL[cfg.aggregation]
-
-
-def feature_scales(store: ActivationStore, run_id: str, task: str, pool_setting: str, features: Sequence[int],
-                   cfg: ResonanceConfig) -> pd.DataFrame:
-    """``n_j`` per feature (1.0 when ``scale='none'`` or the feature never fires in the pool)."""
-    if cfg.scale == "none" or not features:
-        return pd.DataFrame({"feature": [int(f) for f in features], "n": [1.0] * len(features)})
-    feats = pa.table({"feature": pa.array([int(f) for f in features], pa.int32())})
-    sql = (f"WITH pool AS ({POOL_SQL}) "
-           f"SELECT fa.feature, quantile_cont({_term_sql(cfg)}, 0.99) AS n FROM feature_acts fa "
-           "JOIN scale_feats USING (feature) JOIN pool USING (example_id) "
-           "JOIN example_stats es ON es.run_id = fa.run_id AND es.example_id = fa.example_id "
-           "WHERE fa.run_id = ? AND es.n_tokens > 0 GROUP BY fa.feature")
-    with store.connect() as con:
-        con.register("scale_feats", feats)
-        df = con.execute(sql, [run_id, task, pool_setting == "mixed", run_id]).fetch_df()
-    df = pd.DataFrame({"feature": [int(f) for f in features]}).merge(df, on="feature", how="left")
-    df["n"] = df["n"].where(df["n"] > 0, 1.0).fillna(1.0)
-    return df
-
-
-def score_resonance(store: ActivationStore, run_id: str, task: str, pool_setting: str, features: Sequence[int],
-                    cfg: ResonanceConfig, effects: Mapping[int, float] | None = None,
-                    scales: pd.DataFrame | None = None) -> pd.DataFrame:
-    """FRS of every pool example (0 where no validated feature fires).
-
-    Returns:
-        frame with example_id, frs, n_tokens, n_positions, task, source — sorted by frs desc, id asc.
-    """
-    if scales is None:
-        scales = feature_scales(store, run_id, task, pool_setting, features, cfg)
-    fw = feature_weights(features, effects, cfg).merge(scales, on="feature")
-    fw = pa.table({"feature": pa.array(fw.feature, pa.int32()), "coef": pa.array(fw.w / fw.n, pa.float64())})
-    sql = (f"WITH pool AS ({POOL_SQL}), "
-           "terms AS (SELECT fa.example_id, sum(fw.coef * " + _term_sql(cfg) + ") AS frs FROM feature_acts fa "
-           "JOIN frs_feats fw USING (feature) "
-           "JOIN example_stats es ON es.run_id = fa.run_id AND es.example_id = fa.example_id "
-           "WHERE fa.run_id = ? AND es.n_tokens > 0 GROUP BY fa.example_id) "
-           "SELECT p.example_id, coalesce(t.frs, 0.0) AS frs, es.n_tokens, es.n_positions, e.task, e.source "
-           "FROM pool p JOIN examples e ON e.id = p.example_id "
-           "LEFT JOIN terms t USING (example_id) "
-           "LEFT JOIN example_stats es ON es.run_id = ? AND es.example_id = p.example_id "
-           "ORDER BY frs DESC, p.example_id")
-    with store.connect() as con:
-        con.register("frs_feats", fw)
-        return con.execute(sql, [run_id, task, pool_setting == "mixed", run_id, run_id]).fetch_df()
-
-
-def explain_score(store: ActivationStore, run_id: str, example_id: str, features: Sequence[int],
-                  cfg: ResonanceConfig, scales: pd.DataFrame,
-                  effects: Mapping[int, float] | None = None) -> pd.DataFrame:
-    """Exact decomposition of one example's FRS into per-feature terms ``w_j · a_j(s) / n_j``.
-
-    The terms sum to the example's FRS ("why selected").
-    """
-    fw = feature_weights(features, effects, cfg).merge(scales, on="feature")
-    sql = ("SELECT fa.feature, " + _term_sql(cfg) + " AS a FROM feature_acts fa "
-           "JOIN example_stats es ON es.run_id = fa.run_id AND es.example_id = fa.example_id "
-           "WHERE fa.run_id = ? AND fa.example_id = ? AND list_contains(?, fa.feature)")
-    acts = store.query_df(sql, [run_id, example_id, [int(f) for f in features]])
-    out = fw.merge(acts, on="feature", how="left").fillna({"a": 0.0})
-    out["term"] = out.w * out.a / out.n
-    return out.sort_values("term", ascending=False).reset_index(drop=True)
-
-
 @dataclass(frozen=True)
 class ResonanceMatrix:
-    """The pool's activations of a fixed candidate feature set, loaded from the store once.
+    """A pool's activations of a fixed candidate feature set.
 
-    Re-selecting with any subset of the candidates, another aggregation, weighting or scale is then
-    array arithmetic instead of a query over the activation table (the dashboard's slider path).
-    :meth:`scales` and :meth:`score` return what :func:`feature_scales` and :func:`score_resonance` do.
+    Args:
+        pool: the pool in its canonical order (see :func:`igds.method.pool.pool_frame`): example_id,
+            n_tokens, n_positions, task, source.
+        features: the candidate features, ascending (columns of the matrices).
+        sum_act: ``[n_pool, n_features]`` float32 sums of activations; NaN where the feature never fired.
+        max_act: ``[n_pool, n_features]`` float32 maxima; NaN where it never fired.
     """
 
-    pool: pd.DataFrame              # example_id (ascending), n_tokens, n_positions, task, source
+    pool: pd.DataFrame
     features: tuple[int, ...]
-    sum_act: np.ndarray             # [n_pool, n_features]; NaN where the feature never fired
+    sum_act: np.ndarray
     max_act: np.ndarray
 
     def covers(self, features: Sequence[int]) -> bool:
+        """Whether every feature in ``features`` is a column of the matrix."""
         return set(int(f) for f in features) <= set(self.features)
 
-    def _terms(self, features: Sequence[int], cfg: ResonanceConfig) -> np.ndarray:
+    def terms(self, features: Sequence[int], cfg: ResonanceConfig) -> np.ndarray:
+        """``a_j(s)`` as float64 ``[n_pool, len(features)]``; NaN where the feature did not fire or the
+        example kept no token."""
+        missing = set(int(f) for f in features) - set(self.features)
+        if missing:
+            raise ValueError(f"features {sorted(missing)} are not in the resonance matrix; reload it with them")
         cols = [self.features.index(int(f)) for f in features]
-        if cfg.aggregation == "max":
-            a = self.max_act[:, cols]
-        else:
-            a = self.sum_act[:, cols]
-            if cfg.aggregation == "mean":
-                a = a / self.pool.n_tokens.to_numpy(dtype=float)[:, None]
-        valid = (self.pool.n_tokens.to_numpy() > 0)[:, None]
-        return np.where(valid, a, np.nan)
+        source = self.max_act if cfg.aggregation == "max" else self.sum_act
+        a = source[:, cols].astype(np.float64)
+        n_tokens = self.pool.n_tokens.to_numpy(dtype=float)
+        if cfg.aggregation == "mean":
+            a = a / n_tokens[:, None]
+        return np.where((n_tokens > 0)[:, None], a, np.nan)
 
     def scales(self, features: Sequence[int], cfg: ResonanceConfig) -> pd.DataFrame:
+        """``n_j``: the 99th percentile of ``a_j`` over the pool's examples where the feature fires
+        (1.0 with ``scale='none'`` or when it never fires)."""
         n = np.ones(len(features))
         if cfg.scale == "p99" and len(features):
-            t = self._terms(features, cfg)
+            t = self.terms(features, cfg)
             for j in range(t.shape[1]):
                 col = t[:, j][~np.isnan(t[:, j])]
                 if col.size and (q := float(np.quantile(col, 0.99))) > 0:
                     n[j] = q
         return pd.DataFrame({"feature": [int(f) for f in features], "n": n})
 
-    def score(self, features: Sequence[int], cfg: ResonanceConfig, effects: Mapping[int, float] | None = None,
-              scales: pd.DataFrame | None = None) -> pd.DataFrame:
+    def _coefficients(self, features: Sequence[int], cfg: ResonanceConfig, effects: Mapping[int, float] | None,
+                      scales: pd.DataFrame | None) -> pd.DataFrame:
         scales = self.scales(features, cfg) if scales is None else scales
         fw = feature_weights(features, effects, cfg).merge(scales, on="feature")
-        coef = (fw.w / fw.n).to_numpy(dtype=float)
-        terms = np.nan_to_num(self._terms(list(fw.feature), cfg), nan=0.0)
-        frs = terms @ coef if len(coef) else np.zeros(len(self.pool))
-        order = np.argsort(-frs, kind="stable")  # ties keep the ascending id order of the pool
+        return fw.assign(coef=fw.w / fw.n)
+
+    def score(self, features: Sequence[int], cfg: ResonanceConfig, effects: Mapping[int, float] | None = None,
+              scales: pd.DataFrame | None = None) -> pd.DataFrame:
+        """FRS of every pool example (0 where no feature fires).
+
+        Returns:
+            example_id, frs, n_tokens, n_positions, task, source — by frs desc, ties in pool order.
+        """
+        fw = self._coefficients(features, cfg, effects, scales)
+        terms = np.nan_to_num(self.terms(list(fw.feature), cfg), nan=0.0)
+        frs = terms @ fw.coef.to_numpy(dtype=float) if len(fw) else np.zeros(len(self.pool))
+        order = np.argsort(-frs, kind="stable")  # ties keep the pool's canonical order
         return self.pool.iloc[order].assign(frs=frs[order])[
             ["example_id", "frs", "n_tokens", "n_positions", "task", "source"]].reset_index(drop=True)
 
+    def explain(self, example_id: str, features: Sequence[int], cfg: ResonanceConfig,
+                effects: Mapping[int, float] | None = None, scales: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Exact decomposition of one example's FRS into per-feature terms ``w_j · a_j(s) / n_j``
+        ("why selected"): the ``term`` column sums to the example's FRS from :meth:`score`.
 
-def load_resonance_matrix(store: ActivationStore, run_id: str, task: str, pool_setting: str,
-                          features: Sequence[int]) -> ResonanceMatrix:
-    """One query for the pool and its activations of ``features`` (the candidates a user may pick from)."""
+        Returns:
+            feature, w, n, coef, a, term — sorted by term desc.
+        """
+        row = np.flatnonzero(self.pool.example_id.to_numpy() == example_id)
+        if not row.size:
+            raise ValueError(f"example {example_id!r} is not in this pool")
+        fw = self._coefficients(features, cfg, effects, scales)
+        a = np.nan_to_num(self.terms(list(fw.feature), cfg)[row[0]], nan=0.0)
+        out = fw.assign(a=a, term=fw.coef.to_numpy(dtype=float) * a)
+        return out.sort_values("term", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def load_resonance_matrix(store, run_id: str, pool: pd.DataFrame, features: Sequence[int]) -> ResonanceMatrix:
+    """Read the pool's activations of ``features`` (the candidates a user may pick from) in chunks.
+
+    Args:
+        store: the activation store.
+        run_id: the extraction run.
+        pool: the pool with its stats (:func:`igds.method.pool.pool_frame` with ``run_id``).
+        features: candidate features.
+    """
     feats = sorted({int(f) for f in features})
-    pool_sql = (f"WITH pool AS ({POOL_SQL}) SELECT p.example_id, es.n_tokens, es.n_positions, e.task, e.source "
-                "FROM pool p JOIN examples e ON e.id = p.example_id "
-                "LEFT JOIN example_stats es ON es.run_id = ? AND es.example_id = p.example_id ORDER BY p.example_id")
-    acts_sql = (f"WITH pool AS ({POOL_SQL}) SELECT fa.example_id, fa.feature, fa.sum_act, fa.max_act "
-                "FROM feature_acts fa JOIN matrix_feats USING (feature) JOIN pool USING (example_id) "
-                "WHERE fa.run_id = ?")
-    params = [run_id, task, pool_setting == "mixed"]
-    with store.connect() as con:
-        pool = con.execute(pool_sql, [*params, run_id]).fetch_df()
-        con.register("matrix_feats", pa.table({"feature": pa.array(feats, pa.int32())}))
-        acts = con.execute(acts_sql, [*params, run_id]).fetchnumpy()
-    rows = np.searchsorted(pool.example_id.to_numpy(dtype=str), np.asarray(acts["example_id"], dtype=str))
-    cols = np.searchsorted(np.array(feats), np.asarray(acts["feature"]))
-    mats = []
-    for name in ("sum_act", "max_act"):
-        m = np.full((len(pool), len(feats)), np.nan)
-        m[rows, cols] = np.asarray(acts[name], dtype=float)
-        mats.append(m)
-    return ResonanceMatrix(pool=pool, features=tuple(feats), sum_act=mats[0], max_act=mats[1])
+    pool = pool.reset_index(drop=True)
+    index = pd.Index(pool.example_id)
+    # float32 holds the stored REAL aggregates exactly at half the memory of float64
+    mats = {name: np.full((len(pool), len(feats)), np.nan, dtype=np.float32) for name in ("sum_act", "max_act")}
+    for chunk in store.iter_pool_activations(run_id, list(index), feats):
+        rows = index.get_indexer(np.asarray(chunk["example_id"], dtype=object))
+        cols = np.searchsorted(np.array(feats), np.asarray(chunk["feature"]))
+        for name, m in mats.items():
+            m[rows, cols] = chunk[name]
+    return ResonanceMatrix(pool=pool, features=tuple(feats), **mats)

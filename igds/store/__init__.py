@@ -15,6 +15,7 @@ from igds.store.activations import ActivationQueries
 from igds.store.base import StoreBase, StoreError
 from igds.store.effects import EffectQueries
 from igds.store.experiments import ExperimentQueries
+from igds.store.pools import PoolQueries
 from igds.store.recall import RecallQueries
 from igds.store.results import ResultQueries
 from igds.store.selections import SelectionQueries
@@ -22,8 +23,8 @@ from igds.store.selections import SelectionQueries
 __all__ = ["ActivationStore", "StoreError"]
 
 
-class ActivationStore(StoreBase, ActivationQueries, RecallQueries, EffectQueries, SelectionQueries, ResultQueries,
-                      ExperimentQueries):
+class ActivationStore(StoreBase, ActivationQueries, PoolQueries, RecallQueries, EffectQueries, SelectionQueries,
+                      ResultQueries, ExperimentQueries):
     """Owner of the DuckDB activation store at ``path`` (default ``cache/igds.duckdb``).
 
     Args:

@@ -21,16 +21,17 @@ def get_store() -> ActivationStore:
 @st.cache_resource(show_spinner="Loading the model and SAE…")
 def get_workspace():
     """The default model + SAE (loaded once; used for token highlights and steering)."""
-    from igds.workflow.workspace import BootstrapConfig, open_workspace
+    from igds.workflow.workspace import default_workspace
 
-    return open_workspace(BootstrapConfig(), store=get_store())
+    return default_workspace(get_store())
 
 
 @st.cache_resource(show_spinner="Loading the pool's activations…", max_entries=8)
 def get_resonance_matrix(_store: ActivationStore, store_path: str, run_id: str, task: str, pool_setting: str,
-                         features: tuple[int, ...]):
-    """The pool's activations of a task's candidate features, loaded once per extraction run and
-    feature set (extraction runs are immutable once done), so slider moves re-rank in memory."""
-    from igds.method.resonance import load_resonance_matrix
+                         pool_limit: int, features: tuple[int, ...]):
+    """The pool's activations of a task's candidate features, loaded once per extraction run, pool and
+    feature set (extraction runs are immutable once done), so slider moves re-rank in memory and
+    *Save this selection* stores exactly what the slider shows."""
+    from igds.workflow.stages import pool_matrix
 
-    return load_resonance_matrix(_store, run_id, task, pool_setting, features)
+    return pool_matrix(_store, run_id, task, pool_setting, pool_limit, features)

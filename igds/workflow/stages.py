@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from igds.data.corpus import corpus_fingerprint, dev_set, limit_pool, probe_set, reference_set, task_pool
+from igds.data.corpus import dev_set, probe_set, reference_set
 from igds.method.extract import ExtractConfig
 from igds.method.intervene import EffectResult, InterventionConfig, load_effects, measure_effects
+from igds.method.pool import pool_fingerprint, pool_frame, pool_records
 from igds.method.recall import RecallConfig, RecallResult, ensure_logit_lens, recall_features
-from igds.method.resonance import ResonanceConfig, ResonanceMatrix, feature_scales, score_resonance
+from igds.method.resonance import ResonanceConfig, ResonanceMatrix, load_resonance_matrix
 from igds.method.selection import Overrides, SelectionConfig, load_overrides, save_selection, select_from_ranking
 from igds.modeling.encoding import encode_examples
 from igds.progress import ProgressFn
@@ -68,44 +69,69 @@ def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: Inter
                            progress, max_features)
 
 
-def selection_pool(task: str, sel_cfg: SelectionConfig) -> list:
-    """The candidate pool a selection ranks: the task's pool setting, subsampled to ``pool_limit``."""
-    return limit_pool(task_pool(task, sel_cfg.pool_setting), sel_cfg.pool_limit)
+def selection_pool(store: ActivationStore, task: str, sel_cfg: SelectionConfig,
+                   run_id: str | None = None) -> pd.DataFrame:
+    """The candidate pool a selection ranks (see :func:`igds.method.pool.pool_frame`)."""
+    return pool_frame(store, task, sel_cfg.pool_setting, sel_cfg.pool_limit, run_id)
+
+
+def candidate_features(store: ActivationStore, task: str, effects: EffectResult,
+                       sae_key: str | None = None) -> tuple[int, ...]:
+    """Every feature a user may score with: the intervention candidates, the validated ones and the
+    pinned ones (the columns of the resonance matrix, so vetoes and pins re-rank without a query)."""
+    pins = load_overrides(store, task, sae_key).pinned_features
+    return tuple(sorted({*effects.summary.feature.astype(int), *effects.kept, *pins}))
+
+
+def pool_matrix(store: ActivationStore, run_id: str, task: str, pool_setting: str, pool_limit: int,
+                features: tuple[int, ...]) -> ResonanceMatrix:
+    """The resonance matrix of a task's pool (setting and limit) over ``features``."""
+    pool = pool_frame(store, task, pool_setting, pool_limit, run_id)
+    return load_resonance_matrix(store, run_id, pool, features)
 
 
 @dataclass(frozen=True)
 class ScoredPool:
     """IGDS scores of a pool with everything needed to explain and re-rank them."""
 
-    scores: pd.DataFrame       # example_id, frs, n_tokens, task, source
+    scores: pd.DataFrame       # example_id, frs, n_tokens, n_positions, task, source
     features: list[int]
     scales: pd.DataFrame
     effects: dict[int, float]
     overrides: Overrides
+    matrix: ResonanceMatrix
+
+    def explain(self, example_id: str, res_cfg: ResonanceConfig) -> pd.DataFrame:
+        """Per-feature FRS terms of one example ("why selected"); they sum to its score."""
+        return self.matrix.explain(example_id, self.features, res_cfg, self.effects, self.scales)
 
 
-def score_pool(store: ActivationStore, run_id: str, task: str, effects: EffectResult, res_cfg: ResonanceConfig,
-               pool_setting: str = "mixed", sae_key: str | None = None,
-               matrix: ResonanceMatrix | None = None) -> ScoredPool:
-    """FRS of the task's pool over the validated features, with feature vetoes/pins applied.
+def live_selection(store: ActivationStore, run_id: str, task: str, effects: EffectResult, sel_cfg: SelectionConfig,
+                   res_cfg: ResonanceConfig, sae_key: str | None = None,
+                   matrix: ResonanceMatrix | None = None) -> tuple[ScoredPool, pd.DataFrame]:
+    """Score the pool with the validated features (vetoes and pins applied) and cut it by ratio,
+    threshold or budget with the example overrides; nothing is stored. The slider view and
+    :func:`select_igds` both come through here.
 
-    With a ``matrix`` (see :func:`load_resonance_matrix`) that holds every feature used, scoring is
-    in memory; otherwise it is one query over the store.
+    Args:
+        matrix: the pool's resonance matrix for ``sel_cfg``'s pool setting and limit (the dashboard
+            caches it); loaded when not given.
     """
     ov = load_overrides(store, task, sae_key)
     feats = ov.apply_to_features(effects.kept)
+    if matrix is None:
+        matrix = pool_matrix(store, run_id, task, sel_cfg.pool_setting, sel_cfg.pool_limit,
+                             candidate_features(store, task, effects, sae_key))
     amp = effects.summary[(effects.summary.kind == "amplify") & (effects.summary.alpha == 1.0)]
     eff = dict(zip(amp.feature.astype(int), amp.effect.clip(lower=0), strict=True))
-    if matrix is not None and matrix.covers(feats):
-        scales = matrix.scales(feats, res_cfg)
-        scores = matrix.score(feats, res_cfg, eff, scales)
-    else:
-        scales = feature_scales(store, run_id, task, pool_setting, feats, res_cfg)
-        scores = score_resonance(store, run_id, task, pool_setting, feats, res_cfg, eff, scales)
-    return ScoredPool(scores=scores, features=feats, scales=scales, effects=eff, overrides=ov)
+    scales = matrix.scales(feats, res_cfg)  # over the pool being selected from
+    scores = matrix.score(feats, res_cfg, eff, scales)
+    sp = ScoredPool(scores=scores, features=feats, scales=scales, effects=eff, overrides=ov, matrix=matrix)
+    ranked = scores.rename(columns={"frs": "score"})
+    return sp, select_from_ranking(ranked, sel_cfg, ov, n_pool=len(ranked))
 
 
-def lineage(store: ActivationStore, extract_run: str, task: str, sel_cfg: SelectionConfig, extra: dict) -> dict:
+def lineage(store: ActivationStore, extract_run: str, sel_cfg: SelectionConfig, pool_ids, extra: dict) -> dict:
     """The provenance every stored selection carries: model, SAE, site, pool fingerprint, configs."""
     run = store.run(extract_run) or {"config": {}}
     sae = store.query_df("SELECT name, site FROM saes WHERE sae_key = ?", [run.get("sae_key")])
@@ -113,20 +139,7 @@ def lineage(store: ActivationStore, extract_run: str, task: str, sel_cfg: Select
     return {"model_key": run.get("model_key"), "model": model.name.iloc[0] if not model.empty else None,
             "sae_key": run.get("sae_key"), "sae": sae.name.iloc[0] if not sae.empty else None,
             "site": run["config"].get("site"), "extract_run": extract_run,
-            "pool_fingerprint": corpus_fingerprint(selection_pool(task, sel_cfg)),
-            "selection": sel_cfg.to_dict(), **extra}
-
-
-def live_selection(store: ActivationStore, run_id: str, task: str, effects: EffectResult, sel_cfg: SelectionConfig,
-                   res_cfg: ResonanceConfig, sae_key: str | None = None,
-                   matrix: ResonanceMatrix | None = None) -> tuple[ScoredPool, pd.DataFrame]:
-    """Score the pool and apply overrides and ratio/threshold/budget (nothing stored): the slider view."""
-    sp = score_pool(store, run_id, task, effects, res_cfg, sel_cfg.pool_setting, sae_key, matrix)
-    if sel_cfg.pool_limit:  # scales stay those of the whole pool; only the candidates shrink
-        keep = {e.id for e in selection_pool(task, sel_cfg)}
-        sp = dataclasses.replace(sp, scores=sp.scores[sp.scores.example_id.isin(keep)].reset_index(drop=True))
-    ranked = sp.scores.rename(columns={"frs": "score"})
-    return sp, select_from_ranking(ranked, sel_cfg, sp.overrides, n_pool=len(ranked))
+            "pool_fingerprint": pool_fingerprint(pool_ids), "selection": sel_cfg.to_dict(), **extra}
 
 
 class NoValidatedFeatures(ValueError):
@@ -134,22 +147,23 @@ class NoValidatedFeatures(ValueError):
 
 
 def select_igds(store: ActivationStore, run_id: str, task: str, effects: EffectResult, sel_cfg: SelectionConfig,
-                res_cfg: ResonanceConfig, sae_key: str | None = None, name: str | None = None) -> str:
-    """Score the pool, apply overrides and the ratio/threshold/budget, store the selection; return its id.
+                res_cfg: ResonanceConfig, sae_key: str | None = None, name: str | None = None,
+                matrix: ResonanceMatrix | None = None) -> str:
+    """Store what :func:`live_selection` shows for the same settings (and ``matrix``); return its id.
 
     Raises:
         NoValidatedFeatures: when no feature is left to score with (every score would be 0, so the
             "selection" would be an arbitrary order rather than IGDS).
     """
-    sp, chosen = live_selection(store, run_id, task, effects, sel_cfg, res_cfg, sae_key)
+    sp, chosen = live_selection(store, run_id, task, effects, sel_cfg, res_cfg, sae_key, matrix)
     if not sp.features:
         why = (f"all {len(effects.kept)} validated features are vetoed" if effects.kept
                else effects.why_none_kept())
         raise NoValidatedFeatures(f"IGDS has no features to score {task!r} with: {why}; "
                                   "pin a feature on the Interventions page or relax the filter (delta, p) to select")
-    lin = lineage(store, run_id, task, sel_cfg, {"method": "igds", "features": sp.features,
-                                                 "resonance": res_cfg.to_dict(), "effect_id": effects.effect_id,
-                                                 "overrides": sp.overrides.to_dict()})
+    lin = lineage(store, run_id, sel_cfg, sp.scores.example_id, {
+        "method": "igds", "features": sp.features, "resonance": res_cfg.to_dict(), "effect_id": effects.effect_id,
+        "overrides": sp.overrides.to_dict()})
     return save_selection(store, name or f"igds-{task}-{sel_cfg.ratio:g}", task, "igds", sel_cfg.pool_setting,
                           len(sp.scores), chosen, lin)
 
@@ -157,45 +171,49 @@ def select_igds(store: ActivationStore, run_id: str, task: str, effects: EffectR
 def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: str | None = None,
                     progress: ProgressFn | None = None, max_length: int = 256,
                     extract_cfg: ExtractConfig | None = None) -> str:
-    """Run a baseline (random, loss, ifd, zip, full) on the same pool and ratio; store it."""
+    """Run a baseline (random, loss, ifd, zip, full) on the same pool and ratio; store it.
+
+    Rankings see the pool's canonical keys (:func:`igds.method.pool.shown_key`) rather than the
+    example ids, so their draws and tie-breaks follow the pool's canonical order.
+    """
     from igds.method import baselines
 
-    pool = selection_pool(task, sel_cfg)
-    ids = [e.id for e in pool]
-    n_select = int(np.ceil(sel_cfg.ratio * len(ids)))
+    pool = selection_pool(ws.store, task, sel_cfg)
+    key_of = dict(zip(pool.example_id, pool.shown_key, strict=True))
+    id_of = {k: i for i, k in key_of.items()}
+    examples = pool_records(pool)
+    n_select = int(np.ceil(sel_cfg.ratio * len(pool)))
     method = sel_cfg.method
     spec = baselines.get_baseline(method)
+    nll_df = cached_nll_table(ws, examples, progress, max_length) if spec.needs_nll else None
+    texts = baselines.example_texts(examples) if spec.needs_texts else None
     ranking = baselines.rank_baseline(
-        baselines.BaselineConfig(method=method, seed=sel_cfg.seed, max_length=max_length), ids, n_select,
-        texts=baselines.example_texts(pool) if spec.needs_texts else None,
-        nll_df=cached_nll_table(ws, pool, progress, max_length) if spec.needs_nll else None, progress=progress)
+        baselines.BaselineConfig(method=method, seed=sel_cfg.seed, max_length=max_length), list(pool.shown_key),
+        n_select, texts={key_of[i]: t for i, t in texts.items()} if texts else None,
+        nll_df=nll_df.assign(example_id=nll_df.example_id.map(key_of)) if nll_df is not None else None,
+        progress=progress)
     ov = load_overrides(ws.store, task, ws.sae_key)
-    order = [i for i in ranking.order if i not in ranking.excluded]
-    ranked = pd.DataFrame({"example_id": order, "score": [ranking.scores.get(i, np.nan) for i in order]})
+    order = [k for k in ranking.order if k not in ranking.excluded]
+    ranked = pd.DataFrame({"example_id": [id_of[k] for k in order],
+                           "score": [ranking.scores.get(k, np.nan) for k in order]})
     cfg = sel_cfg if method != "full" else dataclasses.replace(sel_cfg, ratio=1.0, seed=0)
-    chosen = select_from_ranking(ranked, cfg, ov, n_pool=len(ids))
-    lin = lineage(ws.store, ws.extraction_run_id(extract_cfg or ExtractConfig()), task, cfg, {"method": method,
-                                                                                "overrides": ov.to_dict()})
+    chosen = select_from_ranking(ranked, cfg, ov, n_pool=len(pool))
+    lin = lineage(ws.store, ws.extraction_run_id(extract_cfg or ExtractConfig()), cfg, pool.example_id,
+                  {"method": method, "overrides": ov.to_dict()})
     return save_selection(ws.store, name or f"{method}-{task}-{cfg.ratio:g}", task, method, sel_cfg.pool_setting,
-                          len(ids), chosen, lin)
+                          len(pool), chosen, lin)
 
 
 def cached_nll_table(ws: Workspace, examples: list, progress: ProgressFn | None, max_length: int) -> pd.DataFrame:
     """Base-model NLL with and without prompt per example, computed once per model and stored."""
-    import pyarrow as pa
+    from igds.modeling.nll import nll_table
 
-    from igds.method import baselines
-
-    have = ws.store.query_df("SELECT example_id, nll_cond, nll_uncond FROM example_nll WHERE model_key = ?",
-                             [ws.model_key])
+    have = ws.store.example_nll(ws.model_key)
     missing = [e for e in examples if e.id not in set(have.example_id)]
     if missing:
-        new = baselines.nll_table(ws.model, ws.tokenizer, missing, max_length=max_length, progress=progress)
+        new = nll_table(ws.model, ws.tokenizer, missing, max_length=max_length, progress=progress)
         new = new.assign(model_key=ws.model_key)[["model_key", "example_id", "nll_cond", "nll_uncond"]]
-        with ws.store.transaction() as con:
-            con.register("nll_rows", pa.Table.from_pandas(new, preserve_index=False))
-            con.execute("INSERT INTO example_nll SELECT * FROM nll_rows")
-            con.unregister("nll_rows")
+        ws.store.add_example_nll(new)
         have = pd.concat([have, new.drop(columns=["model_key"])])
     wanted = {e.id for e in examples}
     return have[have.example_id.isin(wanted)].reset_index(drop=True)

@@ -123,6 +123,26 @@ def test_save_selection_stores_it(demo_store):
     assert n == 120
 
 
+@pytest.mark.parametrize("pool", ["mixed", "task-only"])
+def test_saved_selection_is_what_the_slider_showed(demo_store, pool):
+    at = app("pages/4_selection.py")
+    at.selectbox(key="sel_pool").set_value(pool).run()
+    at.number_input(key="sel_pool_limit").set_value(40).run()
+    at.slider(key="sel_ratio").set_value(0.35).run()
+    assert not at.exception
+    shown = list(at.dataframe(key="sel_table").value.example_id)
+    n_pool = int(next(m for m in at.metric if m.label == "Selected").value.split("/")[1].replace(",", ""))
+    assert n_pool == (80 if pool == "mixed" else 40) and len(shown) == int(np.ceil(0.35 * n_pool))
+    at.button(key="sel_save").click().run()
+    assert not at.exception
+    sid = demo_store.scalar("SELECT selection_id FROM selections WHERE method = 'igds' ORDER BY created DESC LIMIT 1")
+    from igds.method.selection import load_selection
+
+    info, members = load_selection(demo_store, sid)
+    assert list(members.id) == shown  # example for example, in rank order
+    assert info["n_pool"] == n_pool and info["lineage"]["selection"]["pool_limit"] == 40
+
+
 def test_export_writes_files_with_a_manifest(demo_store, tmp_path):
     import json
     import os

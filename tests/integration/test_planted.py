@@ -15,8 +15,9 @@ from torch.nn import functional as F
 from igds.data.corpus import Example, example_id
 from igds.method.extract import ExtractConfig, run_extraction
 from igds.method.intervene import InterventionConfig, measure_effects
+from igds.method.pool import pool_frame
 from igds.method.recall import RecallConfig, recall_features
-from igds.method.resonance import ResonanceConfig, score_resonance
+from igds.method.resonance import ResonanceConfig, load_resonance_matrix
 from igds.method.selection import SelectionConfig, select_from_ranking
 from igds.modeling.encoding import encode_examples
 from igds.modeling.hooks import run_until
@@ -34,7 +35,7 @@ def make_examples():
     out = []
 
     def add(task, split, prompt, response):
-        out.append(Example(id=example_id(task, prompt, response), task=task, source=task, split=split,
+        out.append(Example(id=example_id(prompt, response), task=task, source=task, split=split,
                            prompt=prompt, response=response, meta={}))
 
     for split, n in (("probe", 24), ("dev", 16), ("train", 40)):
@@ -129,7 +130,8 @@ def test_amplification_lowers_nll_filter_keeps_it_and_igds_prefers_its_examples(
     attr = res.attribution.set_index("feature")
     assert attr.loc[PLANTED, "est_amplify"] > 0
 
-    scores = score_resonance(store, "x", "planted", "mixed", res.kept, ResonanceConfig())
+    pool = pool_frame(store, "planted", "mixed", run_id="x")
+    scores = load_resonance_matrix(store, "x", pool, res.kept).score(res.kept, ResonanceConfig())
     chosen = select_from_ranking(scores.rename(columns={"frs": "score"}), SelectionConfig(ratio=0.4))
     assert len(chosen) == 40
     share = (chosen.task == "planted").mean()

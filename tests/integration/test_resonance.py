@@ -5,13 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from igds.data.corpus import Example
-from igds.method.resonance import (
-    ResonanceConfig,
-    explain_score,
-    feature_scales,
-    load_resonance_matrix,
-    score_resonance,
-)
+from igds.method.pool import pool_frame
+from igds.method.resonance import ResonanceConfig, load_resonance_matrix
 from igds.method.selection import (
     SelectionConfig,
     load_overrides,
@@ -43,7 +38,15 @@ def make_store(path, acts: np.ndarray, n_tokens: np.ndarray, task_of=None):
     return store, ids
 
 
-def brute_frs(acts, n_tokens, feats, cfg, pool_mask):
+def matrix_of(store, pool="mixed", feats=(0, 1, 2, 3), limit=0):
+    return load_resonance_matrix(store, "run", pool_frame(store, "t", pool, limit, "run"), feats)
+
+
+def score(store, pool, feats, cfg, effects=None):
+    return matrix_of(store, pool).score(feats, cfg, effects)
+
+
+def brute_frs(acts, n_tokens, feats, cfg, pool_mask, weights=None):
     a = acts[:, feats].astype(float)
     if cfg.aggregation == "mean":
         a = a / n_tokens[:, None]
@@ -54,7 +57,8 @@ def brute_frs(acts, n_tokens, feats, cfg, pool_mask):
         for k in range(len(feats)):
             fired = a[pool_mask & (acts[:, feats[k]] > 0), k]
             scale[k] = np.percentile(fired, 99) if len(fired) and np.percentile(fired, 99) > 0 else 1.0
-    return (a / scale).sum(1)
+    w = np.ones(len(feats)) if weights is None else np.asarray(weights, dtype=float)
+    return (w * a / scale).sum(1)
 
 
 acts_st = st.integers(6, 14).flatmap(lambda n: st.tuples(
@@ -69,34 +73,35 @@ def test_frs_equals_brute_force_and_explanations_sum_to_it(tmp_path_factory, dat
     store, ids = make_store(tmp_path_factory.mktemp("r") / "s.duckdb", acts, n_tok)
     cfg = ResonanceConfig(aggregation=agg, scale=scale)
     feats = [0, 2, 3]
-    got = score_resonance(store, "run", "t", "mixed", feats, cfg).set_index("example_id").frs
+    matrix = matrix_of(store)
+    got = matrix.score(feats, cfg).set_index("example_id").frs
     want = brute_frs(acts, n_tok, feats, cfg, np.ones(len(ids), bool))
     for i, eid in enumerate(ids):
         assert got[eid] == pytest.approx(want[i], rel=1e-4, abs=1e-6)
-    scales = feature_scales(store, "run", "t", "mixed", feats, cfg)
-    ex = explain_score(store, "run", ids[0], feats, cfg, scales)
-    assert ex.term.sum() == pytest.approx(got[ids[0]], rel=1e-4, abs=1e-6)
+    for eid in ids[:3]:
+        ex = matrix.explain(eid, feats, cfg)
+        assert ex.term.sum() == pytest.approx(got[eid], rel=1e-9, abs=1e-12)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=acts_st, agg=st.sampled_from(["mean", "sum", "max"]), scale=st.sampled_from(["p99", "none"]),
-       weights=st.sampled_from(["uniform", "effect"]), pool=st.sampled_from(["mixed", "task-only"]),
-       feats=st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True))
-def test_in_memory_matrix_scores_like_the_store(tmp_path_factory, data, agg, scale, weights, pool, feats):
+@given(data=acts_st, agg=st.sampled_from(["mean", "sum", "max"]), weights=st.sampled_from(["uniform", "effect"]),
+       limit=st.integers(1, 4), feats=st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True))
+def test_scales_come_from_the_pool_being_selected_from(tmp_path_factory, data, agg, weights, limit, feats):
     acts, n_tok = np.array(data[0], dtype=float), np.array(data[1])
     store, ids = make_store(tmp_path_factory.mktemp("m") / "s.duckdb", acts, n_tok)
-    cfg = ResonanceConfig(aggregation=agg, scale=scale, weights=weights)
+    cfg = ResonanceConfig(aggregation=agg, scale="p99", weights=weights)
     effects = {0: 0.3, 1: 0.1, 2: 0.05, 3: 0.2}
-    matrix = load_resonance_matrix(store, "run", "t", pool, [0, 1, 2, 3])
+    matrix = matrix_of(store, limit=limit)
     assert matrix.covers(feats) and not matrix.covers([7])
-    want_scales = feature_scales(store, "run", "t", pool, feats, cfg)
-    got_scales = matrix.scales(feats, cfg)
-    assert np.allclose(got_scales.n, want_scales.n, rtol=1e-5)
-    want = score_resonance(store, "run", "t", pool, feats, cfg, effects, want_scales)
+    kept = set(matrix.pool.example_id)
+    assert len(kept) == min(limit, (len(ids) + 1) // 2) + min(limit, len(ids) // 2)  # limit per task
+    in_pool = np.array([i in kept for i in ids])
     got = matrix.score(feats, cfg, effects)
-    assert list(got.columns) == list(want.columns) and len(got) == len(want)
-    assert np.allclose(got.set_index("example_id").frs.reindex(want.example_id), want.frs, rtol=1e-5, atol=1e-9)
-    assert (np.diff(got.frs) <= 0).all()
+    # the p99 scale of each feature is taken over the limited pool only
+    w = [effects[f] if weights == "effect" else 1.0 for f in feats]
+    by_id = dict(zip(ids, brute_frs(acts, n_tok, feats, cfg, in_pool, w), strict=True))
+    assert np.allclose(got.frs, [by_id[i] for i in got.example_id], rtol=1e-6, atol=1e-12)
+    assert (np.diff(got.frs) <= 0).all() and set(got.example_id) == kept
 
 
 def test_permutation_invariance_and_monotonicity(tmp_path):
@@ -105,25 +110,25 @@ def test_permutation_invariance_and_monotonicity(tmp_path):
     n_tok = rng.integers(5, 20, size=12)
     cfg = ResonanceConfig(scale="none")
     s1, ids = make_store(tmp_path / "a.duckdb", acts, n_tok)
-    base = score_resonance(s1, "run", "t", "mixed", [0, 1], cfg).set_index("example_id").frs
+    base = score(s1, "mixed", [0, 1], cfg).set_index("example_id").frs
     perm = rng.permutation(12)
     s2, ids2 = make_store(tmp_path / "b.duckdb", acts[perm], n_tok[perm],
                           task_of=[("t" if p % 2 == 0 else "general") for p in perm])
-    permuted = score_resonance(s2, "run", "t", "mixed", [0, 1], cfg).set_index("example_id").frs
+    permuted = score(s2, "mixed", [0, 1], cfg).set_index("example_id").frs
     for new_i, old_i in enumerate(perm):
         assert permuted[ids2[new_i]] == pytest.approx(base[ids[old_i]])
     bumped = acts.copy()
     bumped[3, 0] += 5
     s3, _ = make_store(tmp_path / "c.duckdb", bumped, n_tok)
-    up = score_resonance(s3, "run", "t", "mixed", [0, 1], cfg).set_index("example_id").frs
+    up = score(s3, "mixed", [0, 1], cfg).set_index("example_id").frs
     assert up[ids[3]] > base[ids[3]] and (up.drop(ids[3]) == base.drop(ids[3])).all()
 
 
 def test_task_only_pool_excludes_general(tmp_path):
     acts = np.ones((10, 2))
     store, ids = make_store(tmp_path / "s.duckdb", acts, np.full(10, 5))
-    mixed = score_resonance(store, "run", "t", "mixed", [0], ResonanceConfig())
-    only = score_resonance(store, "run", "t", "task-only", [0], ResonanceConfig())
+    mixed = score(store, "mixed", [0], ResonanceConfig())
+    only = score(store, "task-only", [0], ResonanceConfig())
     assert len(mixed) == 10 and len(only) == 5 and set(only.task) == {"t"}
 
 
@@ -137,7 +142,7 @@ def test_overrides_persist_and_selection_roundtrip(tmp_path):
     assert ov.pinned_examples == {ids[0]} and ov.rejected_examples == {ids[8], ids[9]}
     feats = ov.apply_to_features([0, 1])
     assert feats == [0]
-    ranked = score_resonance(store, "run", "t", "mixed", feats, ResonanceConfig()).rename(columns={"frs": "score"})
+    ranked = score(store, "mixed", feats, ResonanceConfig()).rename(columns={"frs": "score"})
     chosen = select_from_ranking(ranked, SelectionConfig(ratio=0.3), ov, n_pool=10)
     assert list(chosen.example_id) == [ids[0], ids[7], ids[6]]
     sid = save_selection(store, "s", "t", "igds", "mixed", 10, chosen, {"features": feats})

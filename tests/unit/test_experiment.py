@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from igds.data.corpus import limit_pool, task_pool
 from igds.experiment import (
     PRESETS,
     ExperimentConfig,
@@ -49,15 +48,6 @@ def test_config_validation_and_round_trip():
         ExperimentConfig(baselines=("oracle",))
     with pytest.raises(ValueError, match="unknown preset"):
         preset("huge")
-
-
-def test_limit_pool_is_per_task_nested_and_stable():
-    pool = task_pool("summarization", "mixed")
-    small, large = limit_pool(pool, 50), limit_pool(pool, 120)
-    assert sum(e.task == "summarization" for e in small) == 50 and sum(e.task == "general" for e in small) == 50
-    assert {e.id for e in small} < {e.id for e in large}
-    assert [e.id for e in limit_pool(list(reversed(pool)), 50)] == [e.id for e in reversed(small)]
-    assert limit_pool(pool, 0) == pool
 
 
 def test_boot_means_single_seed_is_an_item_bootstrap_and_pairing_cancels():

@@ -1,0 +1,101 @@
+"""The candidate pool: which examples a selection ranks, defined once.
+
+A task's pool for a setting is its ``train`` members (``task-only``, the paper's setting) plus every
+``general`` record (``mixed``, the curation setting: off-task data to reject). Pool rows come in one
+canonical order, by :func:`shown_key` (a hash of the example as its task shows it to the model); every
+ranking breaks ties in that order and the random baseline draws over it. A pool limit ``n`` keeps
+the ``n`` examples of each task whose key hashes smallest: the choice depends only on content, is the
+same on every machine, and a smaller pool is contained in a larger one. The key equals the example
+ids of releases before records became task-independent, so their pools and selections are kept.
+
+IGDS scoring, every baseline, the ratio's ``n_pool`` and a selection's lineage fingerprint all read
+the pool through :func:`pool_frame`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import fields
+
+import pandas as pd
+
+from igds.data.corpus import POOL_SETTINGS
+from igds.data.records import Example
+
+
+def check_pool_setting(setting: str) -> None:
+    """Raise ``ValueError`` for a setting outside :data:`POOL_SETTINGS`."""
+    if setting not in POOL_SETTINGS:
+        raise ValueError(f"unknown pool setting {setting!r}; use one of {', '.join(POOL_SETTINGS)}")
+
+
+def shown_key(task: str, content: str, response: str) -> str:
+    """The canonical order key of a pool example: a hash of the example as ``task`` shows it to the
+    model (task, rendered user message, response); the example ids of earlier releases."""
+    from igds.data.tasks import get_task, list_tasks
+
+    message = get_task(task).format_prompt(content) if task in list_tasks() else content
+    return hashlib.sha256(f"{task}\0{message}\0{response}".encode()).hexdigest()[:16]
+
+
+def limit_frame(pool: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The pool limit on a frame with ``task`` and ``shown_key``: the ``n`` examples of each task whose
+    ``sha256(shown_key)`` is smallest.
+
+    Args:
+        pool: pool rows (any order).
+        n: examples to keep per task; 0 keeps the pool unchanged.
+
+    Returns:
+        the kept rows in their original order.
+    """
+    if n <= 0 or pool.empty:
+        return pool
+    digest = pool.shown_key.map(lambda k: hashlib.sha256(k.encode()).hexdigest())
+    return pool[digest.groupby(pool.task).rank(method="first") <= n]
+
+
+def pool_frame(store, task: str, setting: str, limit: int = 0, run_id: str | None = None) -> pd.DataFrame:
+    """The pool of ``task`` for ``setting`` and ``limit`` from the store's examples.
+
+    Args:
+        store: the activation store.
+        task: task name.
+        setting: ``task-only`` or ``mixed``.
+        limit: pool limit per task (0: all).
+        run_id: an extraction run; adds ``n_tokens``/``n_positions`` and checks that the run covers
+            every pool example (a score over a partly extracted pool would silently shrink it).
+
+    Returns:
+        example_id, task, source, split, prompt, response, shown_key[, n_tokens, n_positions], in the
+        canonical order (ascending ``shown_key``) that breaks every tie of a ranking.
+
+    Raises:
+        ValueError: for an unknown setting, or pool examples the run has not extracted.
+    """
+    check_pool_setting(setting)
+    pool = store.pool_examples(task, setting == "mixed")
+    pool["shown_key"] = [shown_key(t, c, r) for t, c, r in zip(pool.task, pool.prompt, pool.response, strict=True)]
+    pool = limit_frame(pool, limit).sort_values("shown_key").reset_index(drop=True)
+    if run_id is None:
+        return pool
+    stats = store.example_stats(run_id, list(pool.example_id))
+    pool = pool.merge(stats, on="example_id", how="left")
+    missing = int(pool.n_tokens.isna().sum())
+    if missing:
+        raise ValueError(f"{missing} of {len(pool)} examples of the {setting} pool of {task!r} have no activations "
+                         f"in extraction run {run_id}; extract them first ('igds extract --tasks {task}')")
+    return pool
+
+
+def pool_fingerprint(example_ids) -> str:
+    """sha256 over the sorted example ids: identifies a pool regardless of order."""
+    return hashlib.sha256("\n".join(sorted(example_ids)).encode()).hexdigest()
+
+
+def pool_records(pool: pd.DataFrame) -> list[Example]:
+    """The pool rows as :class:`Example` records (what the NLL and ZIP baselines read)."""
+    names = [f.name for f in fields(Example) if f.name != "meta"]
+    rows = pool.rename(columns={"example_id": "id"})
+    return [Example(**{k: r[k] for k in names}) for r in rows.to_dict("records")]
+

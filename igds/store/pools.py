@@ -1,0 +1,49 @@
+"""The candidate pool's rows and its activations, read for scoring: ``examples``, ``example_stats``,
+``feature_acts``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pandas as pd
+import pyarrow as pa
+
+
+def _id_table(example_ids: Sequence[str]) -> pa.Table:
+    return pa.table({"example_id": pa.array(list(example_ids), pa.string())})
+
+
+class PoolQueries:
+    """Queries behind :func:`igds.method.pool.pool_frame` and the resonance matrix."""
+
+    def pool_examples(self, task: str, with_general: bool) -> pd.DataFrame:
+        """A task's ``train`` examples, plus every ``general`` record when ``with_general``.
+
+        Returns:
+            example_id, task, source, split, prompt, response (unordered).
+        """
+        return self.query_df("SELECT id AS example_id, task, source, split, prompt, response FROM examples "
+                             "WHERE split = 'train' AND (task = ? OR (? AND task = 'general'))", [task, with_general])
+
+    def example_stats(self, run_id: str, example_ids: Sequence[str]) -> pd.DataFrame:
+        """``n_tokens`` and ``n_positions`` of the given examples in an extraction run (those it covers)."""
+        with self.connect() as con:
+            con.register("stat_ids", _id_table(example_ids))
+            return con.execute("SELECT es.example_id, es.n_tokens, es.n_positions FROM example_stats es "
+                               "JOIN stat_ids USING (example_id) WHERE es.run_id = ?", [run_id]).fetch_df()
+
+    def iter_pool_activations(self, run_id: str, example_ids: Sequence[str], features: Sequence[int],
+                              chunk_rows: int = 1_000_000) -> Iterator[dict]:
+        """The (example, feature) aggregates of ``features`` on ``example_ids``, in chunks of rows.
+
+        Yields:
+            dicts of numpy arrays ``example_id``, ``feature``, ``sum_act``, ``max_act``.
+        """
+        with self.connect() as con:
+            con.register("act_ids", _id_table(example_ids))
+            con.register("act_feats", pa.table({"feature": pa.array([int(f) for f in features], pa.int32())}))
+            reader = con.sql("SELECT fa.example_id, fa.feature, fa.sum_act, fa.max_act FROM feature_acts fa "
+                             "JOIN act_feats USING (feature) JOIN act_ids USING (example_id) WHERE fa.run_id = ?",
+                             params=[run_id]).to_arrow_reader(chunk_rows)
+            for batch in reader:
+                yield {name: batch.column(name).to_numpy(zero_copy_only=False) for name in batch.schema.names}
