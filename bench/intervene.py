@@ -23,7 +23,7 @@ from igds.modeling.hooks import patch
 from igds.modeling.load import ModelSpec
 from igds.modeling.sae import decoder_directions
 from igds.workflow.stages import latest_run, mean_activation_vector
-from igds.workflow.workspace import BootstrapConfig, open_workspace
+from igds.workflow.workspace import default_workspace
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--autocast", action="store_true",
                     help="naive path and forward with bf16 autocast (the fast path decides on its own)")
     args = ap.parse_args()
-    ws = open_workspace(BootstrapConfig(model=ModelSpec(dtype=args.dtype)))
+    ws = default_workspace(model=ModelSpec(dtype=args.dtype))
     run = latest_run(ws.store, "recall", args.task)
     if run is None:
         raise SystemExit("run 'python -m igds recall --task ...' first")

@@ -270,6 +270,7 @@ def cmd_store_info(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     from igds.method.extract import ExtractConfig
+    from igds.method.pool import POOL_SETTINGS
     from igds.modeling.load import ModelSpec
     from igds.modeling.sae import SaeSpec, SaeTrainConfig
 
@@ -284,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     def workspace_args(sp, pool=True):
         sp.add_argument("--tasks", nargs="+", default=["summarization"], help="tasks to extract")
         if pool:
-            sp.add_argument("--pool-setting", default="mixed", choices=["mixed", "task-only"], help="candidate pool")
+            sp.add_argument("--pool-setting", default="mixed", choices=sorted(POOL_SETTINGS), help="candidate pool")
         add_config_arguments(sp, ModelSpec, "model_")
         add_config_arguments(sp, SaeSpec, "sae_")
         add_config_arguments(sp, SaeTrainConfig, "sae_train_")
@@ -360,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--preset", default="demo", choices=list(PRESETS), help="grid size (default: demo)")
     xp.add_argument("--quick", action="store_true", help="the quick preset: one task, one pool, one seed")
     xp.add_argument("--tasks", nargs="+", default=None, help="override the preset's tasks")
-    xp.add_argument("--pools", nargs="+", default=None, choices=["task-only", "mixed"], help="override pool settings")
+    xp.add_argument("--pools", nargs="+", default=None, choices=POOL_SETTINGS, help="override pool settings")
     xp.add_argument("--seeds", nargs="+", default=None, help="override the seeds of IGDS and Random")
     xp.add_argument("--pool-limit", type=int, default=None, help="override the task examples per pool")
     xp.add_argument("--max-cells", type=int, default=None, help="stop after running this many new cells")
@@ -386,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m igds``."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:2] == ["job", "run"] and len(argv) == 3:
+    if argv[:2] == ["job", "run"] and len(argv) == 3 and not argv[2].startswith("-"):
         # job processes skip building the full parser, whose config imports pull in torch (~1.5 s)
         from igds.jobs import run_job_process
 

@@ -1,4 +1,8 @@
-"""``igds job ...``: start, watch, cancel and resume background jobs from the command line."""
+"""``igds job ...``: start, watch, cancel and resume background jobs from the command line.
+
+It calls the package's names (``jobs.start_job``, ...) rather than its rooms, so that a test patching
+``igds.jobs.start_job`` reaches the CLI too.
+"""
 
 from __future__ import annotations
 
@@ -126,7 +130,7 @@ def add_job_commands(sub: argparse._SubParsersAction) -> None:
     re.set_defaults(func=cmd_job_resume)
 
     st = js.add_parser("start", help="start a job in the background")
-    st.add_argument("kind", help="job kind (e.g. count)")
+    st.add_argument("kind", choices=jobs.job_kinds(), metavar="kind", help="job kind (e.g. count)")
     st.add_argument("--params", default="{}", help="JSON object of parameters")
     st.add_argument("--job-id", default=None, help="explicit job id (default: <kind>-<time>-<hex>)")
     st.add_argument("--wait", action="store_true", help="wait, showing progress")

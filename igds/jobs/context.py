@@ -1,13 +1,8 @@
-"""The job side of background jobs: the :class:`JobContext` a job function gets, and the loop that runs it.
-
-Everything a job reports goes to files in its folder (see :mod:`igds.jobs`); this module owns their names,
-the atomic writes and the lock that serialises read-modify-write of ``status.json`` across processes.
-"""
+"""The job side of background jobs: the :class:`JobContext` a job function gets, and :func:`execute`, the
+loop that runs one prepared job in this process and records how it ended in the job's folder."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -15,11 +10,21 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from igds import settings
+from igds.jobs.folder import (
+    CANCEL,
+    CHECKPOINTS,
+    LOG,
+    METRICS,
+    SPEC,
+    STATUS,
+    job_dir,
+    read_json,
+    status_lock,
+    write_json,
+)
 from igds.progress import ProgressFn
 
 HEARTBEAT_S = 2.0  # how often a live job rewrites its heartbeat
@@ -27,50 +32,10 @@ PROGRESS_EVERY_S = 0.5  # throttle for persisting progress and log lines
 CANCEL_GRACE_S = 10.0  # after a cancel request, how long a job may take to notice before SIGTERM
 LOG_TAIL = 50
 EXIT_FAILED, EXIT_CANCELLED = 1, 3
-SPEC, STATUS, METRICS, LOG, CANCEL, CHECKPOINTS = (
-    "spec.json", "status.json", "metrics.jsonl", "log.txt", "cancel", "checkpoint")
 
 
 class JobCancelled(BaseException):
     """Raised inside a job on SIGTERM; a BaseException so that ``except Exception`` in job code lets it pass."""
-
-
-def jobs_dir() -> Path:
-    """Folder holding one sub-folder per job (``<home>/jobs``)."""
-    return settings.home() / "jobs"
-
-
-def job_dir(job_id: str) -> Path:
-    """Folder of one job; raises ``ValueError`` for ids that are not plain names."""
-    if not job_id or "/" in job_id or job_id.startswith(".") or job_id != job_id.strip():
-        raise ValueError(f"bad job id {job_id!r}")
-    return jobs_dir() / job_id
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically."""
-    # tmp + os.replace: a reader (or a SIGKILL mid-write) never sees half a file
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(obj, default=str, indent=1))
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict:
-    """Read a JSON file."""
-    return json.loads(path.read_text())
-
-
-@contextlib.contextmanager
-def status_lock(d: Path) -> Iterator[None]:
-    """Hold the job folder's cross-process lock for a read-modify-write of ``status.json``."""
-    # read-modify-write of status.json by different processes (launcher, job, readers marking dead) is
-    # serialised with flock; the kernel drops the lock when a holder is SIGKILLed
-    with open(d / ".status.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class JobContext:

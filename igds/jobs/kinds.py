@@ -1,13 +1,40 @@
-"""The job kinds IGDS registers: every long stage can run as a background job (see ``igds.jobs``).
+"""The job kinds IGDS registers: every long stage can run as a background job, plus ``count``, a toy
+kind for tests and demos.
 
-Each function takes JSON params and a ``JobContext`` and calls the same library code as the CLI, with
-the context's progress callback. Stages are resumable on their own (shards, per-feature rows,
-trainer checkpoints), so resuming a dead job simply runs the function again.
+Each function takes JSON params and a :class:`~igds.jobs.context.JobContext` and calls the same library
+code as the CLI, with the context's progress callback. Stages are resumable on their own (shards,
+per-feature rows, trainer checkpoints), so resuming a dead job simply runs the function again. Heavy
+imports stay inside the functions: registering the kinds costs nothing.
 """
 
 from __future__ import annotations
 
-from igds.jobs import JobContext, register_job_kind
+import time
+
+from igds.jobs.context import JobContext
+from igds.jobs.folder import read_json, write_json
+from igds.jobs.registry import register_job_kind
+
+
+def _count(params: dict, ctx: JobContext) -> dict:
+    """Toy kind: count to ``steps`` sleeping ``sleep`` s per step, checkpointing each step; ``fail_at`` raises."""
+    steps, sleep = int(params.get("steps", 10)), float(params.get("sleep", 0.1))
+    ckpt = ctx.checkpoint_dir / "step.json"
+    step = read_json(ckpt)["step"] if ckpt.exists() else 0
+    if step:
+        ctx.log(f"resuming after step {step}")
+    while step < steps:
+        if ctx.should_stop():
+            ctx.log(f"cancelled after step {step}")
+            return {"count": step, "stopped": True}
+        time.sleep(sleep)
+        step += 1
+        if params.get("fail_at") == step:
+            raise RuntimeError(f"planted failure at step {step}")
+        ctx.metric("step", step, step)
+        write_json(ckpt, {"step": step})
+        ctx.progress(step, steps, f"count: {step}/{steps}")
+    return {"count": step}
 
 
 def _bootstrap(params: dict, ctx: JobContext) -> dict:
@@ -96,7 +123,7 @@ def _experiment(params: dict, ctx: JobContext) -> dict:
                           report=params.get("report", "docs/results.md"))
 
 
-for _name, _fn in {"bootstrap": _bootstrap, "extract": _extract, "intervene": _intervene,
+for _name, _fn in {"bootstrap": _bootstrap, "count": _count, "extract": _extract, "intervene": _intervene,
                    "select": _select, "finetune": _finetune, "evaluate": _evaluate_base,
                    "experiment": _experiment}.items():
     register_job_kind(_name, _fn)

@@ -1,4 +1,8 @@
-"""A job panel: start / watch / cancel / resume a background job with live progress."""
+"""A job panel: start / watch / cancel / resume a background job with live progress.
+
+Jobs are reached through the package (``jobs.start_job``), so that tests patching ``igds.jobs.start_job``
+reach the panel.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ def job_launcher(kind: str, params: dict, *, label: str, key: str, help: str = "
     Returns:
         the job's status dict (None when no job was started yet).
     """
+    jobs.get_job_kind(kind)  # the registry is the list of kinds: a misspelt one fails here, not on the click
 
     @st.fragment(run_every=2.0)
     def panel() -> None:

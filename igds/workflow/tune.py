@@ -149,11 +149,11 @@ def run_lock(run_dir: Path):
 def _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, on_metric, should_stop,
                      load_workspace) -> dict:
     from igds.modeling.load import model_key_of
-    from igds.workflow.workspace import BootstrapConfig, open_workspace
+    from igds.workflow.workspace import default_workspace
 
     task = info["task"]
     selection_id = info["selection_id"]
-    ws = load_workspace() if load_workspace else open_workspace(BootstrapConfig(), store=store)
+    ws = load_workspace() if load_workspace else default_workspace(store)
     base_key = model_key_of(ws.model)
     store.start_run(run_id, "finetune", {"task": task, "selection_id": selection_id, "finetune": ft_cfg.to_dict(),
                                          "eval": eval_cfg.to_dict()}, base_key, ws.sae_key, n_total=len(examples))

@@ -127,6 +127,13 @@ def open_workspace(cfg: BootstrapConfig, store: ActivationStore | None = None,
                      examples_added=examples_added)
 
 
+def default_workspace(store: ActivationStore | None = None, progress: ProgressFn | None = None,
+                      **overrides) -> Workspace:
+    """The default workspace: :func:`open_workspace` of ``BootstrapConfig()``, some fields replaced
+    (e.g. ``tasks``). Every caller without a config of its own opens the workspace through here."""
+    return open_workspace(BootstrapConfig(**overrides), store, progress)
+
+
 def extraction_examples(tasks: Sequence[str], pool_setting: str = "mixed") -> list:
     """Examples a task needs activations for: its probe and dev splits plus its candidate pool."""
     from igds.data.corpus import dev_set, probe_set, task_pool
