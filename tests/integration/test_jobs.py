@@ -159,3 +159,15 @@ def test_cli_start_wait_and_show(capsys):
     # the read-only commands in-process: a second interpreter start would only measure imports
     assert main(["job", "show", job_id]) == 0 and "RuntimeError" in capsys.readouterr().out
     assert main(["job", "list"]) == 0 and job_id in capsys.readouterr().out
+
+
+def test_the_registry_is_the_list_of_kinds_and_importing_jobs_is_light(capsys):
+    stages = {"bootstrap", "extract", "intervene", "select", "finetune", "evaluate", "experiment"}
+    assert stages | {"count"} <= set(jobs.job_kinds())
+    with pytest.raises(SystemExit):  # the CLI offers the registry's kinds
+        main(["job", "start", "no-such-kind"])
+    assert "invalid choice: 'no-such-kind'" in capsys.readouterr().err
+    # the kinds register at import without pulling in torch: a job process starts fast
+    code = "import sys, igds.jobs; print(sorted(m for m in ('torch', 'transformers', 'duckdb') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

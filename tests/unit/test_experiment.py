@@ -13,6 +13,9 @@ from igds.experiment import (
     preset,
     verdict,
 )
+from igds.experiment.grid import METHOD_ORDER
+from igds.method.baselines import BASELINES
+from igds.method.pool import POOL_SETTINGS
 from igds.store import ActivationStore
 
 
@@ -36,6 +39,13 @@ def test_quick_cells_are_demo_cells_with_the_same_settings():
     assert quick.finetune(0) == demo.finetune(0) and quick.evaluation("summarization") == demo.evaluation(
         "summarization") and quick.pool_limit == demo.pool_limit
     assert experiment_id(quick) != experiment_id(demo)
+
+
+def test_grid_methods_and_pools_come_from_the_registries():
+    # every registered baseline but Full (always run, at ρ = 1) is compared, in registry order
+    assert ExperimentConfig().baselines == tuple(m for m in BASELINES if m != "full")
+    assert list(METHOD_ORDER) == ["igds", *BASELINES]
+    assert ExperimentConfig().pool_settings == POOL_SETTINGS
 
 
 def test_config_validation_and_round_trip():
