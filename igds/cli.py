@@ -96,7 +96,7 @@ def cmd_recall(args) -> int:
 
     ws, cfg = _workspace(args)
     res = run_recall(ws, args.task, config_from_arguments(RecallConfig, args, "recall_"), cfg.extract)
-    lens = ws.store.query_df("SELECT feature, top_tokens FROM feature_info WHERE sae_key = ?", [ws.sae_key])
+    lens = ws.store.logit_lens_table(ws.sae_key)[["feature", "top_tokens"]]
     table = res.table[res.table.is_candidate].merge(lens, on="feature", how="left")
     print(f"recall {res.recall_id}: {len(res.candidates)} candidates for {args.task}")
     print(table[["rank", "feature", "freq_task", "freq_ref", "lift", "mean_act_task", "top_tokens"]]

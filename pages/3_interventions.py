@@ -28,10 +28,10 @@ s = v["summary"]
 c1, c2, c3 = st.columns(3)
 c1.metric("Measured", f"{state.n_measured}/{state.n_candidates}")
 c2.metric("Validated |F*|", state.n_kept)
-c3.metric("Mean amplification effect", f"{s[(s.kind == 'amplify') & (s.alpha == 1.0)].effect.mean():+.4f} nats")
+c3.metric("Mean amplification effect", f"{v['amplification'].effect.mean():+.4f} nats")
 
 kinds = st.segmented_control("Effect", ["amplify", "ablate"], default="amplify", key="int_kind")
-bars = s[(s.kind == kinds) & ((s.alpha == 1.0) | (s.kind == "ablate"))].sort_values("effect", ascending=False)
+bars = (v["amplification"] if kinds == "amplify" else s[s.kind == kinds]).sort_values("effect", ascending=False)
 kept = set(v["verdict"][v["verdict"].kept].feature)
 fig = go.Figure(go.Bar(x=bars.feature_label, y=bars.effect,
                        error_y={"type": "data", "symmetric": False, "array": bars.ci_high - bars.effect,

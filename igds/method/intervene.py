@@ -255,13 +255,31 @@ def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
     return out
 
 
+AMPLIFY = "amplify"
+ABLATE = "ablate"
+PRIMARY_ALPHA = 1.0  # the amplification coefficient whose effect decides F* (see InterventionConfig.alphas)
+
+
+def primary_amplification(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an effect summary that decide the filter: amplification at α = ``PRIMARY_ALPHA``.
+
+    Args:
+        summary: ``effect_summary`` rows (any frame with ``kind`` and ``alpha`` columns).
+
+    Returns:
+        those rows, index and columns unchanged (one per measured feature).
+    """
+    return summary[(summary.kind == AMPLIFY) & (summary.alpha == PRIMARY_ALPHA)]
+
+
 def filter_features(summary: pd.DataFrame, candidates: Sequence[int], cfg: InterventionConfig) -> pd.DataFrame:
     """Decide ``F*`` from the α=1 amplification effects of the candidates.
 
     Returns:
         one row per candidate: feature, effect, q_value, kept, reason.
     """
-    amp = summary[(summary.kind == "amplify") & (summary.alpha == 1.0) & summary.feature.isin(candidates)]
+    amp = primary_amplification(summary)
+    amp = amp[amp.feature.isin(candidates)]
     amp = amp.set_index("feature").reindex(list(candidates))
     q = benjamini_hochberg(amp.p_value.fillna(1.0).to_numpy())
     out = pd.DataFrame({"feature": list(candidates), "effect": amp.effect.to_numpy(), "q_value": q})
@@ -322,6 +340,11 @@ class EffectResult:
     seconds: float
 
     @property
+    def amplification(self) -> pd.DataFrame:
+        """Summary rows of the deciding effect (α = 1 amplification), one per measured feature."""
+        return primary_amplification(self.summary)
+
+    @property
     def kept(self) -> list[int]:
         """``F*``: validated features, strongest amplification effect first."""
         v = self.verdict[self.verdict.kept].sort_values("effect", ascending=False)
@@ -341,9 +364,8 @@ class EffectResult:
 
 def load_effects(store, effect_id: str, candidates: Sequence[int], cfg: InterventionConfig) -> EffectResult:
     """Read an intervention run's summaries and attribution and apply the filter."""
-    summary = store.query_df("SELECT * FROM effect_summary WHERE effect_id = ? ORDER BY feature, kind, alpha",
-                             [effect_id])
-    attribution = store.query_df("SELECT * FROM attribution WHERE effect_id = ? ORDER BY feature", [effect_id])
+    summary = store.effect_summary(effect_id)
+    attribution = store.attribution(effect_id)
     seconds = float(summary.seconds.sum()) if not summary.empty else 0.0
     return EffectResult(effect_id=effect_id, summary=summary, verdict=filter_features(summary, candidates, cfg),
                         attribution=attribution, seconds=seconds)
@@ -361,23 +383,15 @@ def measure_effects(store, effect_id: str, model, sae, site: str, dev_items: Seq
         mean_act: ā of every SAE feature ``[d_sae]`` (mean activation when firing on probe).
         max_features: stop after measuring this many new features (tests use it to interrupt).
     """
-    import pyarrow as pa
-
     progress = progress or null_progress
     t0 = time.perf_counter()
     cache = prepare_dev(model, site, dev_items, pad_id, cfg)
-    if not store.scalar("SELECT count(*) FROM attribution WHERE effect_id = ?", [effect_id]):
+    if not store.has_attribution(effect_id):
         progress(0, len(candidates), "intervene: attribution screen of all features")
-        attr = attribution_estimates(model, sae, cache, mean_act).assign(effect_id=effect_id)
-        with store.transaction() as con:
-            con.register("attr_rows", pa.Table.from_pandas(
-                attr[["effect_id", "feature", "mean_act", "est_amplify", "est_ablate"]], preserve_index=False))
-            con.execute("INSERT INTO attribution SELECT * FROM attr_rows")
-            con.unregister("attr_rows")
-    attr = store.query_df("SELECT feature, est_amplify FROM attribution WHERE effect_id = ?", [effect_id])
+        store.write_attribution(attribution_estimates(model, sae, cache, mean_act).assign(effect_id=effect_id))
+    attr = store.attribution(effect_id)
     est = dict(zip(attr.feature, attr.est_amplify.abs().fillna(0), strict=True))
-    done = set(store.query_df("SELECT DISTINCT feature FROM effect_summary WHERE effect_id = ?",
-                              [effect_id]).feature)
+    done = store.measured_features(effect_id)
     # exact runs in order of the attribution estimate, so an interrupted run has the likely-strong ones
     todo = sorted((f for f in candidates if f not in done), key=lambda f: (-est.get(f, 0.0), f))
     if max_features is not None:
@@ -391,7 +405,7 @@ def measure_effects(store, effect_id: str, model, sae, site: str, dev_items: Seq
         t1 = time.perf_counter()
         acts = {f: acts_all[:, :, i]}
         n_fired = int((acts[f] > 0).any(1).sum())
-        jobs = [Job(f, "amplify", float(a)) for a in cfg.alphas] + ([Job(f, "ablate", 0.0)] if cfg.ablate else [])
+        jobs = [Job(f, AMPLIFY, float(a)) for a in cfg.alphas] + ([Job(f, ABLATE, 0.0)] if cfg.ablate else [])
         res = run_jobs(model, cache, jobs, dirs, {f: float(mean_act[f])}, acts, cfg)
         seconds = time.perf_counter() - t1
         rows, summ = [], []
@@ -400,16 +414,7 @@ def measure_effects(store, effect_id: str, model, sae, site: str, dev_items: Seq
                                       "example_id": ids, "nll_base": base, "nll_int": nll}))
             summ.append({"effect_id": effect_id, **summarize_effect(job, base, nll, n_fired),
                          "seconds": seconds / len(jobs)})
-        effects = pd.concat(rows)
-        summary = pd.DataFrame(summ)[["effect_id", "feature", "kind", "alpha", "n", "n_fired", "effect", "ci_low",
-                                      "ci_high", "p_value", "seconds"]]
-        with store.transaction() as con:
-            con.register("eff_rows", pa.Table.from_pandas(effects, preserve_index=False))
-            con.register("sum_rows", pa.Table.from_pandas(summary, preserve_index=False))
-            con.execute("INSERT INTO effects SELECT * FROM eff_rows")
-            con.execute("INSERT INTO effect_summary SELECT * FROM sum_rows")
-            con.unregister("eff_rows")
-            con.unregister("sum_rows")
+        store.write_feature_effects(pd.concat(rows), pd.DataFrame(summ))
         n_done += 1
         store.update_run(effect_id, n_done=n_done, message=f"{n_done}/{len(candidates)} features")
         progress(n_done, len(candidates), f"intervene: feature {f} ({n_done}/{len(candidates)}, {seconds:.1f} s)")

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import torch
 
 from igds.config import ConfigBase
@@ -73,17 +72,11 @@ def _subset_stats(store: ActivationStore, run_id: str, example_ids: Sequence[str
     """``store.feature_stats`` over a subset of examples plus its kept-token total; every example must
     have been extracted."""
     df = store.feature_stats(run_id, example_ids)
-    ids = pa.table({"example_id": pa.array(list(example_ids), pa.string())})
-    with store.connect() as con:
-        con.register("subset_ids", ids)
-        n_tokens = con.execute("SELECT coalesce(sum(n_tokens), 0) FROM example_stats es JOIN subset_ids "
-                               "USING (example_id) WHERE es.run_id = ?", [run_id]).fetchall()[0][0]
-        missing = con.execute("SELECT count(*) FROM subset_ids WHERE example_id NOT IN "
-                              "(SELECT example_id FROM example_stats WHERE run_id = ?)", [run_id]).fetchall()[0][0]
+    n_tokens, missing = store.subset_token_count(run_id, example_ids)
     if missing:
         raise ValueError(f"{missing} of {len(example_ids)} examples have no activations in run {run_id}; "
                          "run 'igds extract' for this task first")
-    return df, int(n_tokens)
+    return df, n_tokens
 
 
 def compute_recall(probe: pd.DataFrame, n_probe: int, probe_tokens: int, ref: pd.DataFrame, n_ref: int,
@@ -137,11 +130,7 @@ def recall_features(store: ActivationStore, run_id: str, task: str, probe_ids: S
     rows = table.assign(recall_id=recall_id, task=task)[
         ["recall_id", "task", "feature", "freq_task", "freq_ref", "tok_freq_task", "tok_freq_ref", "lift",
          "mean_act_task", "max_act_task", "is_candidate", "rank"]]
-    with store.transaction() as con:
-        con.execute("DELETE FROM recall WHERE recall_id = ?", [recall_id])
-        con.register("recall_rows", pa.Table.from_pandas(rows, preserve_index=False))
-        con.execute("INSERT INTO recall SELECT * FROM recall_rows")
-        con.unregister("recall_rows")
+    store.write_recall(recall_id, rows)
     store.start_run(recall_id, "recall", {"recall": cfg.to_dict(), "task": task, "extract_run": run_id})
     store.update_run(recall_id, status="done", n_done=int(table.is_candidate.sum()),
                      message=f"{int(table.is_candidate.sum())} candidates")
@@ -151,8 +140,7 @@ def recall_features(store: ActivationStore, run_id: str, task: str, probe_ids: S
 
 def load_recall(store: ActivationStore, recall_id: str) -> RecallResult:
     """Read a stored recall result."""
-    df = store.query_df("SELECT * FROM recall WHERE recall_id = ? ORDER BY rank NULLS LAST, freq_task DESC",
-                        [recall_id])
+    df = store.recall_table(recall_id)
     if df.empty:
         raise ValueError(f"no recall result {recall_id!r}")
     cfg = store.run(recall_id)["config"] if store.run(recall_id) else {}
@@ -188,12 +176,9 @@ def logit_lens(model, tokenizer, sae, k: int = 10, chunk: int = 512) -> pd.DataF
 
 def ensure_logit_lens(store: ActivationStore, sae_key: str, model, tokenizer, sae) -> int:
     """Compute and store the logit lens of every feature once per SAE; returns rows written."""
-    if store.scalar("SELECT count(*) FROM feature_info WHERE sae_key = ?", [sae_key]):
+    if store.has_logit_lens(sae_key):
         return 0
     df = logit_lens(model, tokenizer, sae).assign(sae_key=sae_key)[["sae_key", "feature", "top_tokens",
                                                                       "bottom_tokens"]]
-    with store.transaction() as con:
-        con.register("lens_rows", pa.Table.from_pandas(df, preserve_index=False))
-        con.execute("INSERT INTO feature_info SELECT * FROM lens_rows")
-        con.unregister("lens_rows")
+    store.write_logit_lens(df)
     return len(df)

@@ -150,15 +150,8 @@ def save_selection(store: ActivationStore, name: str, task: str, method: str, po
     members = pa.table({"selection_id": [sid] * len(ids), "example_id": ids,
                         "rank": pa.array(list(selected["rank"]), pa.int32()),
                         "score": pa.array([float(s) for s in selected.get("score", [float("nan")] * len(ids))])})
-    with store.transaction() as con:
-        if con.execute("SELECT count(*) FROM selections WHERE selection_id = ?", [sid]).fetchall()[0][0]:
-            return sid
-        con.execute("INSERT INTO selections (selection_id, name, task, method, pool_setting, n_pool, n_selected, "
-                    "lineage) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [sid, name, task, method, pool_setting, n_pool, len(ids), json.dumps(lineage, sort_keys=True)])
-        con.register("sel_members", members)
-        con.execute("INSERT INTO selection_members SELECT * FROM sel_members")
-        con.unregister("sel_members")
+    store.insert_selection(sid, name=name, task=task, method=method, pool_setting=pool_setting, n_pool=n_pool,
+                           lineage_json=json.dumps(lineage, sort_keys=True), members=members)
     return sid
 
 
@@ -178,9 +171,7 @@ def load_selection(store: ActivationStore, selection_id: str) -> tuple[dict, pd.
         raise ValueError(f"no selection {selection_id!r}")
     info = meta.iloc[0].to_dict()
     info["lineage"] = json.loads(info["lineage"])
-    members = store.query_df("SELECT m.rank, m.score, e.* FROM selection_members m JOIN examples e "
-                             "ON e.id = m.example_id WHERE m.selection_id = ? ORDER BY m.rank", [selection_id])
-    return info, members
+    return info, store.selection_members(selection_id)
 
 
 def composition(members: pd.DataFrame) -> dict:

@@ -58,3 +58,40 @@ class ActivationQueries:
                 sql += "JOIN subset_ids USING (example_id) "
             return con.execute(sql + "WHERE fa.run_id = ? GROUP BY fa.feature ORDER BY fa.feature",
                                [run_id]).fetch_df()
+
+    def subset_token_count(self, run_id: str, example_ids: Sequence[str]) -> tuple[int, int]:
+        """Kept tokens of a subset of examples in a run, and how many of them have no stats there.
+
+        Returns:
+            ``(n_tokens, n_missing)``: the summed ``n_tokens`` of the examples extracted in ``run_id``
+            and the number of ``example_ids`` that were not.
+        """
+        ids = pa.table({"example_id": pa.array(list(example_ids), pa.string())})
+        with self.connect() as con:
+            con.register("subset_ids", ids)
+            n_tokens = con.execute("SELECT coalesce(sum(n_tokens), 0) FROM example_stats es JOIN subset_ids "
+                                   "USING (example_id) WHERE es.run_id = ?", [run_id]).fetchall()[0][0]
+            missing = con.execute("SELECT count(*) FROM subset_ids WHERE example_id NOT IN "
+                                  "(SELECT example_id FROM example_stats WHERE run_id = ?)",
+                                  [run_id]).fetchall()[0][0]
+        return int(n_tokens), int(missing)
+
+    def top_activating_examples(self, run_id: str, feature: int, task: str, k: int = 10) -> pd.DataFrame:
+        """Train-split examples of ``task`` or of the general pool where a feature fires most strongly.
+
+        Returns:
+            at most ``k`` rows by descending max activation: example_id, max_act, mean_act (over kept
+            tokens), n_active, task, source, prompt, response.
+        """
+        return self.query_df(
+            "SELECT fa.example_id, fa.max_act, fa.sum_act / es.n_tokens AS mean_act, fa.n_active, e.task, e.source, "
+            "e.prompt, e.response FROM feature_acts fa JOIN examples e ON e.id = fa.example_id "
+            "JOIN example_stats es ON es.run_id = fa.run_id AND es.example_id = fa.example_id "
+            "WHERE fa.run_id = ? AND fa.feature = ? AND e.split = 'train' AND (e.task = ? OR e.task = 'general') "
+            "ORDER BY fa.max_act DESC LIMIT ?", [run_id, int(feature), task, k])
+
+    def feature_max_acts(self, run_id: str, feature: int) -> pd.DataFrame:
+        """Max activation of a feature on every example of a run where it fires, with the example's
+        task (max_act, task; store order)."""
+        return self.query_df("SELECT fa.max_act, e.task FROM feature_acts fa JOIN examples e ON e.id = fa.example_id "
+                             "WHERE fa.run_id = ? AND fa.feature = ?", [run_id, int(feature)])

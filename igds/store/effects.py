@@ -2,6 +2,71 @@
 
 from __future__ import annotations
 
+import pandas as pd
+import pyarrow as pa
+
+EFFECT_COLUMNS = ["effect_id", "feature", "kind", "alpha", "example_id", "nll_base", "nll_int"]
+SUMMARY_COLUMNS = ["effect_id", "feature", "kind", "alpha", "n", "n_fired", "effect", "ci_low", "ci_high", "p_value",
+                   "seconds"]
+ATTRIBUTION_COLUMNS = ["effect_id", "feature", "mean_act", "est_amplify", "est_ablate"]
+
+
+def _arrow(df: pd.DataFrame, columns: list[str]) -> pa.Table:
+    return pa.Table.from_pandas(df[columns], preserve_index=False)
+
 
 class EffectQueries:
     """Queries on these tables (mixed into :class:`igds.store.ActivationStore`)."""
+
+    # -- attribution screen ------------------------------------------------------------------
+    def has_attribution(self, effect_id: str) -> bool:
+        """Whether the attribution screen of an intervention run is stored."""
+        return bool(self.scalar("SELECT count(*) FROM attribution WHERE effect_id = ?", [effect_id]))
+
+    def write_attribution(self, rows: pd.DataFrame) -> None:
+        """Store an attribution screen: one row per SAE feature with columns ``ATTRIBUTION_COLUMNS``."""
+        with self.transaction() as con:
+            con.register("attr_rows", _arrow(rows, ATTRIBUTION_COLUMNS))
+            con.execute("INSERT INTO attribution SELECT * FROM attr_rows")
+            con.unregister("attr_rows")
+
+    def attribution(self, effect_id: str) -> pd.DataFrame:
+        """The attribution screen of an intervention run (``ATTRIBUTION_COLUMNS``), by feature."""
+        return self.query_df("SELECT * FROM attribution WHERE effect_id = ? ORDER BY feature", [effect_id])
+
+    # -- exact effects -----------------------------------------------------------------------
+    def write_feature_effects(self, effects: pd.DataFrame, summary: pd.DataFrame) -> None:
+        """Store one feature's per-example NLLs and their summaries in one transaction, so an
+        interrupted run never keeps half a feature.
+
+        Args:
+            effects: one row per (job, dev example), columns ``EFFECT_COLUMNS``.
+            summary: one row per job (kind, alpha), columns ``SUMMARY_COLUMNS``.
+        """
+        with self.transaction() as con:
+            con.register("eff_rows", _arrow(effects, EFFECT_COLUMNS))
+            con.register("sum_rows", _arrow(summary, SUMMARY_COLUMNS))
+            con.execute("INSERT INTO effects SELECT * FROM eff_rows")
+            con.execute("INSERT INTO effect_summary SELECT * FROM sum_rows")
+            con.unregister("eff_rows")
+            con.unregister("sum_rows")
+
+    def effect_summary(self, effect_id: str) -> pd.DataFrame:
+        """Summaries of an intervention run (``SUMMARY_COLUMNS``), by feature, kind and alpha."""
+        return self.query_df("SELECT * FROM effect_summary WHERE effect_id = ? ORDER BY feature, kind, alpha",
+                             [effect_id])
+
+    def measured_features(self, effect_id: str) -> set[int]:
+        """Features of an intervention run whose effects are stored."""
+        df = self.query_df("SELECT DISTINCT feature FROM effect_summary WHERE effect_id = ?", [effect_id])
+        return {int(f) for f in df.feature}
+
+    def effect_deltas(self, effect_id: str) -> pd.DataFrame:
+        """Per-example NLL change of every job of an intervention run.
+
+        Returns:
+            feature, kind, alpha, example_id, delta = nll_base − nll_int (positive: the edit lowered
+            the NLL), in store order.
+        """
+        return self.query_df("SELECT feature, kind, alpha, example_id, nll_base - nll_int AS delta FROM effects "
+                             "WHERE effect_id = ?", [effect_id])

@@ -4,6 +4,53 @@ base-model NLL cache: ``finetunes``, ``evals``, ``eval_outputs``, ``amplificatio
 
 from __future__ import annotations
 
+import pandas as pd
+import pyarrow as pa
+
+NLL_COLUMNS = ["model_key", "example_id", "nll_cond", "nll_uncond"]
+
 
 class ResultQueries:
     """Queries on these tables (mixed into :class:`igds.store.ActivationStore`)."""
+
+    # -- evaluations -------------------------------------------------------------------------
+    def replace_eval(self, eval_id: str, *, run_id: str, model_key: str | None, task: str, split: str,
+                     metric: str | None, score: float | None, nll: float | None, n: int, slice_scores: str,
+                     config: str, seconds: float | None, outputs: pa.Table) -> None:
+        """Store one evaluation and its per-example outputs in one transaction, replacing an earlier
+        evaluation with the same id.
+
+        Args:
+            eval_id: the evaluation's content id.
+            slice_scores, config: JSON strings.
+            outputs: ``eval_outputs`` rows (eval_id, example_id, prediction, reference, score, nll).
+        """
+        with self.transaction() as con:
+            con.execute("DELETE FROM eval_outputs WHERE eval_id = ?", [eval_id])
+            con.execute("DELETE FROM evals WHERE eval_id = ?", [eval_id])
+            con.execute(
+                "INSERT INTO evals (eval_id, run_id, model_key, task, split, metric, score, nll, n, slice_scores, "
+                "config, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [eval_id, run_id, model_key, task, split, metric, score, nll, n, slice_scores, config, seconds],
+            )
+            con.register("new_eval_outputs", outputs)
+            con.execute("INSERT INTO eval_outputs SELECT * FROM new_eval_outputs")
+            con.unregister("new_eval_outputs")
+
+    def eval_outputs(self, eval_id: str) -> pd.DataFrame:
+        """Per-example outputs of one evaluation (example_id, prediction, reference, score, nll), by example id."""
+        return self.query_df("SELECT example_id, prediction, reference, score, nll FROM eval_outputs "
+                             "WHERE eval_id = ? ORDER BY example_id", [eval_id])
+
+    # -- base-model NLL cache ----------------------------------------------------------------
+    def example_nll(self, model_key: str) -> pd.DataFrame:
+        """Cached base-model response NLL of a model: example_id, nll_cond, nll_uncond (store order)."""
+        return self.query_df("SELECT example_id, nll_cond, nll_uncond FROM example_nll WHERE model_key = ?",
+                             [model_key])
+
+    def add_example_nll(self, rows: pd.DataFrame) -> None:
+        """Append rows to the NLL cache (columns ``NLL_COLUMNS``; the examples must not be cached yet)."""
+        with self.transaction() as con:
+            con.register("nll_rows", pa.Table.from_pandas(rows[NLL_COLUMNS], preserve_index=False))
+            con.execute("INSERT INTO example_nll SELECT * FROM nll_rows")
+            con.unregister("nll_rows")

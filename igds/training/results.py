@@ -99,19 +99,11 @@ def record_eval(store: ActivationStore, run_id: str, result: dict, split: str = 
         "score": pa.array(result["per_example"], pa.float64()),
         "nll": pa.array([_num(v) for v in nll], pa.float64()),
     })
-    with store.transaction() as con:
-        con.execute("DELETE FROM eval_outputs WHERE eval_id = ?", [eval_id])
-        con.execute("DELETE FROM evals WHERE eval_id = ?", [eval_id])
-        con.execute(
-            "INSERT INTO evals (eval_id, run_id, model_key, task, split, metric, score, nll, n, slice_scores, "
-            "config, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [eval_id, run_id, model_key, result["task"], split, result["metric"], _num(result["score"]),
-             _num(result.get("nll")), result["n"], _json(result.get("slices", {})),
-             json.dumps(config or {}, sort_keys=True), _num(result.get("seconds"))],
-        )
-        con.register("new_eval_outputs", outputs)
-        con.execute("INSERT INTO eval_outputs SELECT * FROM new_eval_outputs")
-        con.unregister("new_eval_outputs")
+    store.replace_eval(eval_id, run_id=run_id, model_key=model_key, task=result["task"], split=split,
+                       metric=result["metric"], score=_num(result["score"]), nll=_num(result.get("nll")),
+                       n=result["n"], slice_scores=_json(result.get("slices", {})),
+                       config=json.dumps(config or {}, sort_keys=True), seconds=_num(result.get("seconds")),
+                       outputs=outputs)
     return eval_id
 
 
@@ -187,8 +179,7 @@ def base_eval(store: ActivationStore, task: str, split: str = "test", model_key:
 
 def eval_outputs(store: ActivationStore, eval_id: str) -> pd.DataFrame:
     """Per-example outputs of one evaluation (example_id, prediction, reference, score, nll)."""
-    return store.query_df("SELECT example_id, prediction, reference, score, nll FROM eval_outputs "
-                          "WHERE eval_id = ? ORDER BY example_id", [eval_id])
+    return store.eval_outputs(eval_id)
 
 
 def compute_correlations(store: ActivationStore, task: str, split: str = "test", n_boot: int = 2000,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from igds.method.intervene import AMPLIFY, primary_amplification
 from igds.method.recall import load_recall
 from igds.store import ActivationStore
 from igds.workflow.stages import latest_effects, latest_run
@@ -43,11 +44,9 @@ def task_state(store: ActivationStore, task: str) -> TaskState:
     eff = latest_run(store, "intervene", task)
     n_cand = n_meas = n_kept = 0
     if rec:
-        n_cand = int(store.scalar("SELECT count(*) FROM recall WHERE recall_id = ? AND is_candidate",
-                                  [rec["run_id"]]) or 0)
+        n_cand = store.n_recall_candidates(rec["run_id"])
     if eff:
-        n_meas = int(store.scalar("SELECT count(DISTINCT feature) FROM effect_summary WHERE effect_id = ?",
-                                  [eff["run_id"]]) or 0)
+        n_meas = len(store.measured_features(eff["run_id"]))
         n_kept = len(latest_effects(store, task).kept) if n_meas else 0
     sels = store.query_df("SELECT selection_id, name, method, pool_setting, n_selected, n_pool, created "
                           "FROM selections WHERE task = ? ORDER BY created DESC", [task])
@@ -69,7 +68,7 @@ def features_table(store: ActivationStore, task: str) -> pd.DataFrame:
     if st.effect_id and st.n_measured:
         res = latest_effects(store, task)
         s = res.summary
-        amp = s[(s.kind == "amplify") & (s.alpha == 1.0)].set_index("feature")
+        amp = res.amplification.set_index("feature")
         abl = s[s.kind == "ablate"].set_index("feature")
         t["amp_effect"] = t.feature.map(amp.effect)
         t["amp_ci_low"] = t.feature.map(amp.ci_low)
@@ -83,8 +82,7 @@ def features_table(store: ActivationStore, task: str) -> pd.DataFrame:
     else:
         t["verdict"] = "not measured"
     if st.sae_key:
-        lens = store.query_df("SELECT feature, top_tokens, bottom_tokens FROM feature_info WHERE sae_key = ?",
-                              [st.sae_key])
+        lens = store.logit_lens_table(st.sae_key)
         t = t.merge(lens, on="feature", how="left")
         t["promotes"] = t.top_tokens.map(lambda s: " ".join(json.loads(s)[:6]) if isinstance(s, str) else "")
         ov = store.query_df("SELECT feature, action FROM feature_overrides WHERE task = ? AND sae_key = ?",
@@ -95,44 +93,36 @@ def features_table(store: ActivationStore, task: str) -> pd.DataFrame:
 
 def top_examples(store: ActivationStore, run_id: str, feature: int, task: str, k: int = 10) -> pd.DataFrame:
     """Pool examples of a task where a feature fires most strongly (by max activation)."""
-    return store.query_df(
-        "SELECT fa.example_id, fa.max_act, fa.sum_act / es.n_tokens AS mean_act, fa.n_active, e.task, e.source, "
-        "e.prompt, e.response FROM feature_acts fa JOIN examples e ON e.id = fa.example_id "
-        "JOIN example_stats es ON es.run_id = fa.run_id AND es.example_id = fa.example_id "
-        "WHERE fa.run_id = ? AND fa.feature = ? AND e.split = 'train' AND (e.task = ? OR e.task = 'general') "
-        "ORDER BY fa.max_act DESC LIMIT ?", [run_id, int(feature), task, k])
+    return store.top_activating_examples(run_id, feature, task, k)
 
 
 def activation_histogram(store: ActivationStore, run_id: str, feature: int) -> pd.DataFrame:
     """Max activation per example where the feature fires, with the example's task (for a histogram)."""
-    return store.query_df("SELECT fa.max_act, e.task FROM feature_acts fa JOIN examples e ON e.id = fa.example_id "
-                          "WHERE fa.run_id = ? AND fa.feature = ?", [run_id, int(feature)])
+    return store.feature_max_acts(run_id, feature)
 
 
 def logit_lens_tokens(store: ActivationStore, sae_key: str, feature: int) -> dict:
     """Top (promoted) and bottom (suppressed) tokens of a feature's decoder direction."""
-    df = store.query_df("SELECT top_tokens, bottom_tokens FROM feature_info WHERE sae_key = ? AND feature = ?",
-                        [sae_key, int(feature)])
+    df = store.logit_lens_table(sae_key, [feature])
     if df.empty:
         return {"top": [], "bottom": []}
     return {"top": json.loads(df.top_tokens.iloc[0]), "bottom": json.loads(df.bottom_tokens.iloc[0])}
 
 
 def effect_views(store: ActivationStore, task: str) -> dict[str, pd.DataFrame]:
-    """Frames for the interventions page: per-feature effects, dose–response, attribution vs exact,
-    per-example deltas, and strong features recall missed."""
+    """Frames for the interventions page: per-feature effects (all, and the deciding α = 1 amplification),
+    dose–response, attribution vs exact, per-example deltas, and strong features recall missed."""
     res = latest_effects(store, task)
     s = res.summary.copy()
     s["feature_label"] = "f" + s.feature.astype(str)
-    amp1 = s[(s.kind == "amplify") & (s.alpha == 1.0)]
+    amp1 = primary_amplification(s)
     scatter = amp1[["feature", "effect"]].merge(res.attribution[["feature", "est_amplify", "mean_act"]], on="feature")
-    per_ex = store.query_df("SELECT feature, kind, alpha, example_id, nll_base - nll_int AS delta FROM effects "
-                            "WHERE effect_id = ?", [res.effect_id])
+    per_ex = store.effect_deltas(res.effect_id)
     per_ex.loc[per_ex.kind == "ablate", "delta"] *= -1
     cands = set(s.feature)
     missed = res.attribution[~res.attribution.feature.isin(cands)].nlargest(15, "est_amplify")
-    return {"summary": s, "dose": s[s.kind == "amplify"], "scatter": scatter, "per_example": per_ex,
-            "missed": missed, "verdict": res.verdict}
+    return {"summary": s, "amplification": amp1, "dose": s[s.kind == AMPLIFY], "scatter": scatter,
+            "per_example": per_ex, "missed": missed, "verdict": res.verdict}
 
 
 def jaccard(a: set, b: set) -> float:
@@ -146,8 +136,7 @@ def selection_overlaps(store: ActivationStore, task: str, chosen: set[str], pool
                           "AND pool_setting = ? ORDER BY created DESC", [task, pool_setting])
     rows = []
     for r in sels.itertuples():
-        ids = set(store.query_df("SELECT example_id FROM selection_members WHERE selection_id = ?",
-                                 [r.selection_id]).example_id)
+        ids = store.selection_member_ids(r.selection_id)
         rows.append({"selection": r.name, "method": r.method, "n": r.n_selected, "jaccard": jaccard(chosen, ids),
                      "shared": len(chosen & ids)})
     return pd.DataFrame(rows)
