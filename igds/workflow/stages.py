@@ -122,7 +122,7 @@ def live_selection(store: ActivationStore, run_id: str, task: str, effects: Effe
     if matrix is None:
         matrix = pool_matrix(store, run_id, task, sel_cfg.pool_setting, sel_cfg.pool_limit,
                              candidate_features(store, task, effects, sae_key))
-    amp = effects.summary[(effects.summary.kind == "amplify") & (effects.summary.alpha == 1.0)]
+    amp = effects.amplification
     eff = dict(zip(amp.feature.astype(int), amp.effect.clip(lower=0), strict=True))
     scales = matrix.scales(feats, res_cfg)  # over the pool being selected from
     scores = matrix.score(feats, res_cfg, eff, scales)
