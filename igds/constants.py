@@ -1,6 +1,9 @@
 """File names, schema version and canonical hook-site templates."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Task of the off-task pool's records: rendered without instruction, never evaluated.
+GENERAL = "general"
 
 # Canonical hook sites, TransformerLens/sae-lens style.
 RESID_POST = "blocks.{layer}.hook_resid_post"

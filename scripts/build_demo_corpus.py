@@ -11,6 +11,11 @@ Two layers: ``corpus_sources.py`` fetches packages and reads raw dicts (network,
 ``build_*`` functions here turn raw dicts into records with nothing but the seed as input, so the
 same raw layer and seed give byte-identical files (``igds.data.corpus.write_records``: sorted keys,
 gzip mtime 0). ``--small`` runs the same functions on ``tests/fixtures/corpus/raw_small.json``.
+
+Records hold content only: a record's ``prompt`` is the example's own input (the question, the
+package description, the sentence to translate), without the task's instruction, which the task adds
+when it renders the prompt. Length limits apply to the rendered user message, so the same records are
+kept as when the instruction was stored with them.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from igds.data.corpus import Example, example_id, write_records  # noqa: E402
-from igds.data.tasks import MATH, SUMMARIZATION, TRANSLATION  # noqa: E402
+from igds.data.tasks import MATH, SUMMARIZATION  # noqa: E402
 
 SIZES = {"probe": 256, "dev": 64, "train": 1200, "test": 400}
 SMALL_SIZES = {"probe": 4, "dev": 2, "train": 6, "test": 4}
@@ -101,9 +106,9 @@ def ok_text(*parts: str, limit: int = MAX_CHARS) -> bool:
     return sum(len(p) for p in parts) <= limit and not any(BLOCKLIST.search(p) for p in parts)
 
 
-def make(task: str, source: str, split: str, prompt: str, response: str, **meta: Any) -> Example:
-    """Create one record with its content id."""
-    return Example(example_id(task, prompt, response), task, source, split, prompt, response, meta)
+def make(task: str, source: str, split: str, content: str, response: str, **meta: Any) -> Example:
+    """Create one record (content without instruction) with its content id."""
+    return Example(example_id(content, response), task, source, split, content, response, meta)
 
 
 def interleave(groups: list[list[Any]]) -> list[Any]:
@@ -151,12 +156,12 @@ def build_math(raw: list[dict[str, Any]], seed: int, sizes: dict[str, int]) -> l
     for p in raw:
         response = strip_calculator(p["solution"])
         answer = response.rsplit("####", 1)[-1].strip().replace(",", "")
-        prompt = MATH.format_prompt(clean(p["question"]))
+        content = clean(p["question"])
         if "####" not in response or not re.fullmatch(r"-?\d+(\.\d+)?", answer):
             continue
-        if not ok_text(prompt, response, limit=MATH_MAX_CHARS):
+        if not ok_text(MATH.format_prompt(content), response, limit=MATH_MAX_CHARS):
             continue
-        by_tpl.setdefault(p["template"], []).append({**p, "prompt": prompt, "response": response, "answer": answer})
+        by_tpl.setdefault(p["template"], []).append({**p, "prompt": content, "response": response, "answer": answer})
     strata: dict[int, list[int]] = {}
     for tpl in sorted(by_tpl):
         strata.setdefault(min(by_tpl[tpl][0]["n_steps"], 6), []).append(tpl)
@@ -220,7 +225,7 @@ def build_summarization(raw: list[dict[str, Any]], seed: int, sizes: dict[str, i
     Random(seed).shuffle(items)
     parts = take_splits(items, sizes, ["test", "probe", "dev", "train"])
     return [
-        make("summarization", "debian-ddtp", split, SUMMARIZATION.format_prompt(d["doc"]), d["syn"],
+        make("summarization", "debian-ddtp", split, d["doc"], d["syn"],
              package=d["package"], source_package=d["source"])
         for split, docs in parts.items()
         for d in docs
@@ -249,7 +254,7 @@ def build_ding(raw: list[dict[str, str]], seed: int, sizes: dict[str, int]) -> l
     Random(seed).shuffle(items)
     parts = take_splits(items, _scaled(sizes, DING_SHARE), ["test", "probe", "dev", "train"])
     return [
-        make("translation", "ding", split, TRANSLATION.format_prompt(de), en, src_lang="de")
+        make("translation", "ding", split, de, en, src_lang="de")
         for split, pairs in parts.items()
         for de, en in pairs
     ]
@@ -281,7 +286,7 @@ def build_ddtp_fr(
     share = {k: v - round(v * DING_SHARE) for k, v in sizes.items()}
     parts = take_splits(items, share, ["test", "probe", "dev", "train"])
     return [
-        make("translation", "debian-ddtp", split, TRANSLATION.format_prompt(fr), en, src_lang="fr", package=pkg)
+        make("translation", "debian-ddtp", split, fr, en, src_lang="fr", package=pkg)
         for split, pairs in parts.items()
         for fr, en, pkg in pairs
     ]

@@ -1,10 +1,17 @@
-"""The example record schema and its readers/writers: local files and ``datasets`` ids.
+"""The record model and its readers/writers: local files and ``datasets`` ids.
 
-Every example, shipped or user-supplied, is an :class:`Example`: ``id`` (content hash unless the
-user gives one), ``task``, ``source``, ``split``, ``prompt`` (the full user message), ``response``
-(the reference answer) and ``meta``. Files are validated completely before anything is returned,
-so a bad file never ends up half-ingested; errors name the file, the line or row and the field.
-Users normally import these names from :mod:`igds.data.corpus`.
+Records are content, tasks format them. A :class:`Record` is an example's own content: ``id``,
+``source``, ``prompt`` (the example's input text *without* any task's instruction), ``response`` (the
+reference answer) and ``meta``; its id is a hash of (prompt, response), independent of any task. A
+:class:`Membership` says which task uses it and in which split (``probe``/``dev``/``train``/``test``;
+off-task records have task ``general``). The chat prompt is rendered at use by the task
+(:mod:`igds.data.tasks`, :mod:`igds.modeling.encoding`).
+
+In memory, readers return :class:`Example` s: one record paired with one membership. The same content
+in two tasks is one record with two memberships, so two examples share an id (and their record).
+Files are validated completely before anything is returned, so a bad file never ends up half-ingested;
+errors name the file, the line or row and the field. Users normally import these names from
+:mod:`igds.data.corpus`.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from igds.constants import GENERAL
+
 SPLITS = ("probe", "dev", "train", "test")
-GENERAL = "general"
 _FIELDS = ("id", "task", "source", "split", "prompt", "response", "meta")
 
 
@@ -30,8 +38,39 @@ class CorpusError(ValueError):
 
 
 @dataclass(frozen=True)
+class Record:
+    """An example's own content, independent of any task.
+
+    Args:
+        id: Content hash (:func:`example_id`) unless the user gave one.
+        source: Where the content comes from (dataset, file, package).
+        prompt: The example's input text without any task instruction (its *content*).
+        response: The reference answer.
+        meta: Free-form provenance (not part of equality).
+    """
+
+    id: str
+    source: str
+    prompt: str
+    response: str
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Membership:
+    """Which task uses an example, and in which split (``general`` for the off-task pool)."""
+
+    task: str
+    split: str
+
+
+@dataclass(frozen=True)
 class Example:
-    """One (prompt, response) example with its provenance."""
+    """A record paired with one membership: what the loaders return and the stages consume.
+
+    ``prompt`` is the record's content (no instruction); render the model input through the task
+    (``igds.modeling.encoding.encode_examples``). The id does not depend on ``task`` or ``split``.
+    """
 
     id: str
     task: str
@@ -41,24 +80,44 @@ class Example:
     response: str
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
+    @property
+    def content(self) -> str:
+        """The example's own input text (the same as ``prompt``)."""
+        return self.prompt
+
+    @property
+    def record(self) -> Record:
+        """The content part."""
+        return Record(self.id, self.source, self.prompt, self.response, self.meta)
+
+    @property
+    def membership(self) -> Membership:
+        """The task/split part."""
+        return Membership(self.task, self.split)
+
+    @classmethod
+    def of(cls, record: Record, membership: Membership) -> Example:
+        """Pair a record with a membership."""
+        return cls(record.id, membership.task, record.source, membership.split, record.prompt, record.response,
+                   record.meta)
+
     def to_dict(self) -> dict[str, Any]:
-        """The record as a plain dict (the on-disk schema)."""
+        """The example as a plain dict (the on-disk schema)."""
         return asdict(self)
 
 
-def example_id(task: str, prompt: str, response: str) -> str:
-    """Stable content id: the first 16 hex digits of sha256(task, prompt, response).
+def example_id(content: str, response: str) -> str:
+    """Stable content id: the first 16 hex digits of sha256(content, response), independent of any task.
 
     Args:
-        task: Task name.
-        prompt: Full user message.
+        content: The example's input text, without any task instruction.
         response: Reference answer.
 
     Returns:
         A 16-character hex string.
     """
-    # NUL separators keep ("a", "bc") and ("ab", "c") apart.
-    return hashlib.sha256(f"{task}\0{prompt}\0{response}".encode()).hexdigest()[:16]
+    # A NUL separator keeps ("a", "bc") and ("ab", "c") apart.
+    return hashlib.sha256(f"{content}\0{response}".encode()).hexdigest()[:16]
 
 
 def known_tasks() -> list[str]:
@@ -127,12 +186,60 @@ def validate_record(
         meta = {}
     if not isinstance(meta, dict):
         raise CorpusError(f"{where}: field 'meta' must be an object, got {_type_name(meta)}")
+    _check_content(values["task"], values["prompt"], where)
     rid = raw.get("id")
     if rid in (None, ""):
-        rid = example_id(values["task"], values["prompt"], values["response"])
+        rid = example_id(values["prompt"], values["response"])
     elif not isinstance(rid, str):
         raise CorpusError(f"{where}: field 'id' must be a string, got {_type_name(rid)}")
     return Example(rid, values["task"], values["source"], values["split"], values["prompt"], values["response"], meta)
+
+
+def _check_content(task: str, prompt: str, where: str) -> None:
+    """Refuse a prompt that still carries its task's instruction (the task adds it when rendering)."""
+    from igds.data.tasks import get_task, list_tasks
+
+    instruction = get_task(task).instruction if task in list_tasks() else ""
+    if instruction and prompt.startswith(instruction + "\n\n"):
+        raise CorpusError(f"{where}: field 'prompt' starts with the instruction of task {task!r}; records hold "
+                          "the content only (the task adds its instruction when it renders the prompt): "
+                          "remove the instruction and the blank line after it")
+
+
+class MembershipIndex:
+    """Merges examples that share an id: one record, one membership per task.
+
+    The same content in two tasks is kept as two examples that share the first one's record (source
+    and meta included). An id seen again with other content, or twice in one task, is an error.
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[Record, dict[str, str]]] = {}
+
+    def add(self, ex: Example, where: str, here: str) -> Example:
+        """Register ``ex`` found at ``here``; return it, sharing the record of an earlier example with its id.
+
+        Args:
+            ex: The example just read.
+            where: Location prefix for messages (e.g. ``"data.jsonl line 7"``).
+            here: Short location stored for later messages (e.g. ``"line 7"``).
+
+        Raises:
+            CorpusError: For an id already used by other content or already in this task.
+        """
+        first = self._first.get(ex.id)
+        if first is None:
+            self._first[ex.id] = (ex.record, {ex.task: here})
+            return ex
+        record, tasks = first
+        if (record.prompt, record.response) != (ex.prompt, ex.response):
+            raise CorpusError(f"{where}: field 'id' duplicates id {ex.id!r} (first at {next(iter(tasks.values()))}) "
+                              "with other content")
+        if ex.task in tasks:
+            raise CorpusError(f"{where}: field 'id' duplicates id {ex.id!r} (first at {tasks[ex.task]}) in task "
+                              f"{ex.task!r}; an example belongs to one split of a task")
+        tasks[ex.task] = here
+        return Example.of(record, ex.membership)
 
 
 def _decode(data: bytes, label: str, line_no: int) -> str:
@@ -203,7 +310,8 @@ def read_records(
 
     Every record is validated before anything is returned. ``task``, ``split`` and ``source`` fill
     records that lack the field (``source`` defaults to the file name); a missing ``id`` becomes the
-    content hash. A given id that differs from the hash is kept (user ids), but ids must be unique.
+    content hash. A given id that differs from the hash is kept (user ids). An id may repeat only for
+    the same content in another task (one record, two memberships; see :class:`MembershipIndex`).
 
     Args:
         path: The file.
@@ -223,13 +331,10 @@ def read_records(
         raise CorpusError(f"{label}: file not found")
     allowed = known_tasks()
     examples: list[Example] = []
-    first_seen: dict[str, str] = {}
+    index = MembershipIndex()
     for where, raw in _iter_raw(path, label):
         ex = validate_record(raw, where, task=task, split=split, source=source or path.name, tasks=allowed)
-        if ex.id in first_seen:
-            raise CorpusError(f"{where}: field 'id' duplicates id {ex.id!r} (first at {first_seen[ex.id]})")
-        first_seen[ex.id] = where.removeprefix(label + " ")
-        examples.append(ex)
+        examples.append(index.add(ex, where, where.removeprefix(label + " ")))
     if not examples:
         raise CorpusError(f"{label}: file is empty (no records)")
     return examples
@@ -267,7 +372,6 @@ def load_hf_dataset(
     response_field: str,
     split: str = "train",
     config: str | None = None,
-    instruction: str = "",
 ) -> list[Example]:
     """Load examples through ``datasets`` (hub id, local data file or ``save_to_disk`` folder).
 
@@ -277,12 +381,13 @@ def load_hf_dataset(
         dataset_id: Hub id (``"openai/gsm8k"``), a local ``.json``/``.jsonl``/``.csv``/``.parquet``
             file, or a folder written by ``Dataset.save_to_disk``.
         task: Task of every record.
-        prompt_field: Column holding the input.
+        prompt_field: Column holding the input (the content; the task adds its instruction when
+            rendering, so define the instruction on the task, e.g. ``register_custom_task(...,
+            instruction=...)``).
         response_field: Column holding the reference answer.
         split: Dataset split; ``validation`` maps to our ``dev``, ``test``/``probe`` keep their name,
             anything else becomes ``train``. Slices such as ``train[:100]`` work.
         config: Dataset configuration name.
-        instruction: Text put before each input (followed by a blank line).
 
     Returns:
         The validated examples, with ``source`` ``hf:<dataset_id>``.
@@ -315,8 +420,7 @@ def load_hf_dataset(
         text, response = row[prompt_field], row[response_field]
         if isinstance(response, int | float) and not isinstance(response, bool):
             response = str(response)  # numeric answers (e.g. math) are fine as text
-        prompt = f"{instruction}\n\n{text}" if instruction and isinstance(text, str) else text
-        raw = {"prompt": prompt, "response": response}
+        raw = {"prompt": text, "response": response}
         ex = validate_record(
             raw, f"{label} row {row_no}", task=task, split=our_split, source=f"hf:{dataset_id}", tasks=allowed
         )

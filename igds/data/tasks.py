@@ -1,7 +1,10 @@
 """Task definitions and their registry.
 
-A task fixes prompt formatting, tokenisation with an exact prompt/response boundary, answer
-extraction, generation settings and its metric.
+Records are content, tasks format them: a task fixes its instruction, an optional system prompt, the
+rendering of a record into chat text (with the character span of each part, so the renderer in
+``igds.modeling.encoding`` can return token spans), answer extraction, generation settings and its
+metric. Records of the off-task pool (task ``general``) render with no instruction
+(:func:`record_task`).
 
 Built-in tasks are ``math``, ``summarization`` and ``translation``. A user adds a task for their own
 data with :func:`register_custom_task` and loads the data with ``igds.data.corpus.read_records`` or
@@ -16,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from igds.constants import GENERAL
 from igds.data import metrics
 
 if TYPE_CHECKING:
@@ -23,6 +27,14 @@ if TYPE_CHECKING:
 
 # Used when a tokenizer has no chat template (base models); Alpaca-style, widely understood.
 PLAIN_TEMPLATE = "### Instruction:\n{prompt}\n\n### Response:\n"
+# Separates the system prompt, the instruction and the content inside one message.
+SEPARATOR = "\n\n"
+# Kinds of text in a rendered prompt: everything the template adds (role markers, default or explicit
+# system prompt, separators, generation prompt), the task's instruction, the example's own content.
+TEMPLATE, INSTRUCTION, CONTENT, RESPONSE = "template", "instruction", "content", "response"
+# Stands in for the user message while locating it in the rendered template; a private-use
+# character that no chat template rewrites.
+_SENTINEL = "\ue000igds-user-message\ue000"
 
 
 class UnknownTaskError(KeyError, ValueError):
@@ -34,6 +46,10 @@ class UnknownTaskError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
+class TemplateRenderError(ValueError):
+    """A chat template that cannot render a task's prompt with locatable parts."""
+
+
 @dataclass(frozen=True)
 class EncodedExample:
     """Token ids of one example; ``input_ids[:prompt_len]`` is the prompt, the rest the response."""
@@ -43,15 +59,45 @@ class EncodedExample:
 
 
 @dataclass(frozen=True)
+class PromptText:
+    """A rendered prompt (up to where the model answers) and the kind of every character.
+
+    Args:
+        text: The prompt text, exactly as tokenised.
+        parts: ``(kind, start, end)`` character ranges covering ``text`` in order; kinds are
+            :data:`TEMPLATE`, :data:`INSTRUCTION` and :data:`CONTENT`.
+        system_folded: The template refuses a system turn, so the system prompt opens the user message.
+    """
+
+    text: str
+    parts: tuple[tuple[str, int, int], ...]
+    system_folded: bool = False
+
+    def kind_at(self) -> list[str]:
+        """The kind of each character of ``text``."""
+        kinds: list[str] = []
+        for kind, start, end in self.parts:
+            kinds.extend([kind] * (end - start))
+        return kinds
+
+    def span_text(self, kind: str) -> str:
+        """The text of all parts of one kind, concatenated."""
+        return "".join(self.text[a:b] for k, a, b in self.parts if k == kind)
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """How one task is prompted, generated and scored.
 
     Args:
-        name: Registry name, also the ``task`` field of its records.
-        instruction: Instruction placed before the raw input by :meth:`format_prompt`.
+        name: Registry name, also the ``task`` of its records' memberships.
+        instruction: Instruction placed before a record's content by :meth:`format_prompt`.
         metric: Name of the metric in ``igds.data.metrics``.
         max_new_tokens: Generation budget for evaluation.
         description: One line for listings and the UI.
+        system: System prompt; None gives no system turn (a template may then insert its own default,
+            e.g. SmolLM2's). Templates that refuse a system role (Gemma-2) get it at the start of the
+            user message instead.
     """
 
     name: str
@@ -59,93 +105,170 @@ class TaskSpec:
     metric: str
     max_new_tokens: int = 64
     description: str = ""
+    system: str | None = None
 
-    def format_prompt(self, text: str) -> str:
-        """Build the full user message from raw input text (instruction, blank line, text).
+    def format_prompt(self, content: str) -> str:
+        """The user message of a record: instruction, blank line, content (the content alone without instruction).
 
         Args:
-            text: The raw input, e.g. a package description.
+            content: The record's own input text, e.g. a package description.
 
         Returns:
-            The user message as stored in a record's ``prompt``.
+            The user message.
         """
-        return f"{self.instruction}\n\n{text}" if self.instruction else text
+        return f"{self.instruction}{SEPARATOR}{content}" if self.instruction else content
 
-    def messages(self, prompt: str, response: str | None = None) -> list[dict[str, str]]:
-        """Chat messages for a prompt and, optionally, its response.
+    def messages(self, content: str, response: str | None = None, *, fold_system: bool = False
+                 ) -> list[dict[str, str]]:
+        """Chat messages for a record's content and, optionally, its response.
 
         Args:
-            prompt: The full user message.
+            content: The record's own input text.
             response: The assistant answer, if any.
+            fold_system: Put the system prompt at the start of the user message instead of a system turn.
 
         Returns:
-            A list of ``{"role", "content"}`` dicts.
+            A list of ``{"role", "content"}`` dicts: system (if any, unfolded), user, assistant (if given).
         """
-        msgs = [{"role": "user", "content": prompt}]
+        user = self.format_prompt(content)
+        msgs = []
+        if self.system is not None and fold_system:
+            user = f"{self.system}{SEPARATOR}{user}"
+        elif self.system is not None:
+            msgs.append({"role": "system", "content": self.system})
+        msgs.append({"role": "user", "content": user})
         if response is not None:
             msgs.append({"role": "assistant", "content": response})
         return msgs
 
-    def generation_prompt(self, tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
-        """Prompt text up to where the model starts answering.
+    def prompt_frame(self, tokenizer: PreTrainedTokenizerBase) -> tuple[str, str, bool]:
+        """What the template puts before and after the user message, read off the rendered template.
 
-        Uses the tokenizer's chat template with ``add_generation_prompt=True`` when it has one,
-        else :data:`PLAIN_TEMPLATE`.
+        The user message is rendered as a placeholder with the tokenizer's chat template
+        (``add_generation_prompt=True``), or with :data:`PLAIN_TEMPLATE` when it has none (a system prompt
+        then goes first, followed by a blank line). The frame is the same for every record of the task, so
+        callers rendering many records compute it once.
 
         Args:
             tokenizer: A Hugging Face tokenizer.
-            prompt: The full user message.
+
+        Returns:
+            ``(prefix, suffix, system_folded)``; ``system_folded`` when the template refuses a system turn
+            (Gemma-2) and the system prompt opens the user message instead.
+
+        Raises:
+            TemplateRenderError: If the template renders the user message other than once.
+        """
+        if not getattr(tokenizer, "chat_template", None):
+            prefix, suffix = PLAIN_TEMPLATE.split("{prompt}")
+            return (prefix if self.system is None else f"{self.system}{SEPARATOR}{prefix}"), suffix, False
+
+        def marked(fold: bool) -> str:
+            msgs = self.messages("", fold_system=fold)
+            msgs[-1] = {"role": "user", "content": _SENTINEL}
+            return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+        folded = False
+        try:
+            text = marked(False)
+        except Exception as exc:  # jinja2's TemplateError, raised by templates such as Gemma-2's
+            if self.system is None or "system" not in str(exc).lower():
+                raise
+            folded = True
+            text = marked(True)
+        if text.count(_SENTINEL) != 1:
+            raise TemplateRenderError(f"the chat template renders the user message {text.count(_SENTINEL)} times; "
+                                      "cannot locate the prompt's parts")
+        prefix, suffix = text.split(_SENTINEL)
+        return prefix, suffix, folded
+
+    def render_prompt(self, tokenizer: PreTrainedTokenizerBase, content: str,
+                      frame: tuple[str, str, bool] | None = None) -> PromptText:
+        """Render a record's prompt up to where the model starts answering, with the part of every character.
+
+        The text is what the chat template (or :data:`PLAIN_TEMPLATE`) renders; the parts come from the
+        :meth:`prompt_frame` around the user message, which the rendering must consist of (a template
+        that trims the message is allowed).
+
+        Args:
+            tokenizer: A Hugging Face tokenizer.
+            content: The record's own input text.
+            frame: :meth:`prompt_frame` of this task and tokenizer, when already known.
+
+        Returns:
+            The text and its parts.
+
+        Raises:
+            TemplateRenderError: If the template rewrites the user message so its parts cannot be found.
+        """
+        prefix, suffix, folded = frame or self.prompt_frame(tokenizer)
+        if getattr(tokenizer, "chat_template", None):
+            text = tokenizer.apply_chat_template(self.messages(content, fold_system=folded), tokenize=False,
+                                                 add_generation_prompt=True)
+        else:
+            text = f"{prefix}{self.format_prompt(content)}{suffix}"
+        return PromptText(text, self._parts(text, prefix, suffix, content, folded), folded)
+
+    def _parts(self, text: str, prefix: str, suffix: str, content: str, folded: bool
+               ) -> tuple[tuple[str, int, int], ...]:
+        """Character parts of ``text`` = ``prefix`` + user message (as the template wrote it) + ``suffix``."""
+        pieces = [(TEMPLATE, f"{self.system}{SEPARATOR}")] if folded else []
+        if self.instruction:
+            pieces += [(INSTRUCTION, self.instruction), (TEMPLATE, SEPARATOR)]
+        pieces.append((CONTENT, content))
+        message = "".join(p for _, p in pieces)
+        end = len(text) - len(suffix)
+        written = text[len(prefix):end] if text.startswith(prefix) and text.endswith(suffix) else None
+        lead = 0
+        if written is not None and written != message and written == message.strip():
+            lead = len(message) - len(message.lstrip())  # templates such as Llama-3's trim the message
+        elif written != message:
+            raise TemplateRenderError("the chat template rewrites the user message; cannot locate the "
+                                      "instruction and the content in the rendered prompt")
+        parts, pos = [(TEMPLATE, 0, len(prefix))], len(prefix) - lead
+        for kind, piece in pieces:
+            a, b = max(pos, len(prefix)), min(pos + len(piece), end)
+            if b > a:
+                parts.append((kind, a, b))
+            pos += len(piece)
+        parts.append((TEMPLATE, end, len(text)))
+        return tuple(p for p in parts if p[2] > p[1])
+
+    def generation_prompt(self, tokenizer: PreTrainedTokenizerBase, content: str) -> str:
+        """Prompt text of a record up to where the model starts answering (see :meth:`render_prompt`).
+
+        Args:
+            tokenizer: A Hugging Face tokenizer.
+            content: The record's own input text.
 
         Returns:
             The formatted prompt text.
         """
-        if getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template(self.messages(prompt), tokenize=False, add_generation_prompt=True)
-        return PLAIN_TEMPLATE.format(prompt=prompt)
+        return self.render_prompt(tokenizer, content).text
 
     def encode(
         self,
         tokenizer: PreTrainedTokenizerBase,
-        prompt: str,
+        content: str,
         response: str | None = None,
         max_length: int = 256,
     ) -> EncodedExample:
-        """Tokenise an example so the prompt/response boundary is exact.
+        """Tokenise a record so the prompt/response boundary is exact (see :func:`assemble`).
 
-        The prompt text (see :meth:`generation_prompt`) and the response text are tokenised
-        separately without special tokens and concatenated; the response is followed by the
-        tokenizer's eos token. If the tokenizer normally starts sequences with BOS, BOS is put in
-        front. When too long, the response is capped at half of ``max_length`` and the prompt is
-        cut in the middle, keeping its start (template header) and its end (the question and the
-        generation prompt), so the response always survives.
+        ``igds.modeling.encoding.render_example`` gives the same ids plus the token spans of each part.
 
         Args:
             tokenizer: A Hugging Face tokenizer.
-            prompt: The full user message.
+            content: The record's own input text (the instruction is added here).
             response: The reference answer; None encodes the prompt only.
             max_length: Maximum number of tokens.
 
         Returns:
             The token ids and the prompt length.
         """
-        if max_length < 2:
-            raise ValueError("max_length must be at least 2")
-        prompt_ids = _tokenize(tokenizer, self.generation_prompt(tokenizer, prompt))
-        bos = getattr(tokenizer, "bos_token_id", None)
-        if bos is not None and _adds_bos(tokenizer) and prompt_ids[:1] != [bos]:
-            prompt_ids = [bos, *prompt_ids]
-        response_ids: list[int] = []
-        if response is not None:
-            response_ids = _tokenize(tokenizer, response)
-            eos = getattr(tokenizer, "eos_token_id", None)
-            if eos is not None:
-                response_ids.append(eos)
-            # A truncated response loses its eos: the model must not learn to stop mid-answer.
-            if len(prompt_ids) + len(response_ids) > max_length:
-                response_ids = response_ids[: max_length // 2]
-        budget = max_length - len(response_ids)
-        prompt_ids = _keep_ends(prompt_ids, budget)
-        return EncodedExample(input_ids=prompt_ids + response_ids, prompt_len=len(prompt_ids))
+        ids, prompt_len, _ = assemble(tokenizer, tokenize(tokenizer, self.generation_prompt(tokenizer, content)),
+                                      response, max_length)
+        return EncodedExample(input_ids=ids, prompt_len=prompt_len)
 
     def extract_answer(self, text: str) -> str:
         """Pull the answer out of a model output.
@@ -183,8 +306,50 @@ class TaskSpec:
         return metrics.get_metric(self.metric)(extracted, list(references))
 
 
-def _tokenize(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+def tokenize(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """Token ids of ``text`` without special tokens (template text already holds its own)."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def assemble(
+    tokenizer: PreTrainedTokenizerBase, prompt_ids: list[int], response: str | None, max_length: int
+) -> tuple[list[int], int, list[int]]:
+    """Join tokenised prompt text and a response into one sequence with an exact boundary.
+
+    The response is tokenised on its own and followed by the tokenizer's eos token. If the tokenizer
+    normally starts sequences with BOS, BOS is put in front of the prompt. When too long, the response
+    is capped at half of ``max_length`` and the prompt is cut in the middle, keeping its start
+    (template header) and its end (the question and the generation prompt), so the response always
+    survives.
+
+    Args:
+        tokenizer: A Hugging Face tokenizer.
+        prompt_ids: Token ids of the rendered prompt text.
+        response: The reference answer; None gives the prompt only.
+        max_length: Maximum number of tokens.
+
+    Returns:
+        ``(input_ids, prompt_len, origin)``: ``origin[i]`` is the index in ``prompt_ids`` of prompt token
+        ``i`` (-1 for an added BOS).
+    """
+    if max_length < 2:
+        raise ValueError("max_length must be at least 2")
+    origin = list(range(len(prompt_ids)))
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is not None and _adds_bos(tokenizer) and prompt_ids[:1] != [bos]:
+        prompt_ids, origin = [bos, *prompt_ids], [-1, *origin]
+    response_ids: list[int] = []
+    if response is not None:
+        response_ids = tokenize(tokenizer, response)
+        eos = getattr(tokenizer, "eos_token_id", None)
+        if eos is not None:
+            response_ids.append(eos)
+        # A truncated response loses its eos: the model must not learn to stop mid-answer.
+        if len(prompt_ids) + len(response_ids) > max_length:
+            response_ids = response_ids[: max_length // 2]
+    budget = max_length - len(response_ids)
+    prompt_ids, origin = _keep_ends(prompt_ids, budget), _keep_ends(origin, budget)
+    return prompt_ids + response_ids, len(prompt_ids), origin
 
 
 def _adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
@@ -192,7 +357,7 @@ def _adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
     return bos is not None and list(tokenizer("", add_special_tokens=True)["input_ids"])[:1] == [bos]
 
 
-def _keep_ends(ids: list[int], budget: int) -> list[int]:
+def _keep_ends(ids: list, budget: int) -> list:
     """Cut the middle out of ``ids`` so at most ``budget`` remain (a quarter head, the rest tail)."""
     if len(ids) <= budget:
         return ids
@@ -219,7 +384,7 @@ def register_task(spec: TaskSpec, *, overwrite: bool = False) -> TaskSpec:
         ValueError: If the name is taken (and not ``overwrite``), is ``general`` (reserved for the
             off-task pool) or the metric is unknown.
     """
-    if spec.name == "general":
+    if spec.name == GENERAL:
         raise ValueError("'general' is reserved for the off-task pool records")
     if not spec.name or not spec.name.replace("-", "_").isidentifier():
         raise ValueError(f"task name {spec.name!r} must be a non-empty identifier (letters, digits, _ or -)")
@@ -253,6 +418,29 @@ def list_tasks() -> list[str]:
     return list(_TASKS)
 
 
+# Formats the off-task pool's records: their content is the whole user message. Not registered (no
+# metric: general records are never evaluated).
+GENERAL_TASK = TaskSpec(GENERAL, instruction="", metric="", description="off-task pool records (no instruction)")
+
+
+def record_task(name: str) -> TaskSpec:
+    """The spec that renders records of task ``name``: the registered task, else no instruction.
+
+    ``general`` records get :data:`GENERAL_TASK`. A name not registered in this process (e.g. a custom
+    task registered by another session that wrote the store) renders its records without instruction
+    too, as the pool's subsample key does.
+
+    Args:
+        name: A membership's task.
+
+    Returns:
+        The spec to render with.
+    """
+    if name in _TASKS:
+        return _TASKS[name]
+    return GENERAL_TASK if name == GENERAL else TaskSpec(name, instruction="", metric="")
+
+
 def register_custom_task(
     name: str,
     *,
@@ -260,6 +448,7 @@ def register_custom_task(
     instruction: str = "",
     max_new_tokens: int = 64,
     description: str = "",
+    system: str | None = None,
     overwrite: bool = False,
 ) -> TaskSpec:
     """Define a task for user data without touching library code.
@@ -270,15 +459,16 @@ def register_custom_task(
     Args:
         name: New task name.
         metric: Metric name (see ``igds.data.metrics.list_metrics()``).
-        instruction: Instruction text used by :meth:`TaskSpec.format_prompt`.
+        instruction: Instruction put before each record's content by :meth:`TaskSpec.format_prompt`.
         max_new_tokens: Generation budget.
         description: One-line description.
+        system: System prompt (None: no system turn).
         overwrite: Allow replacing an existing task.
 
     Returns:
         The registered spec.
     """
-    spec = TaskSpec(name, instruction, metric, max_new_tokens, description or f"custom task ({metric})")
+    spec = TaskSpec(name, instruction, metric, max_new_tokens, description or f"custom task ({metric})", system)
     return register_task(spec, overwrite=overwrite)
 
 

@@ -168,8 +168,10 @@ class _ZlibStream:
 
 
 def example_texts(examples: Iterable[Example]) -> dict[str, str]:
-    """The text ZIP compresses for each example: prompt, newline, response."""
-    return {ex.id: f"{ex.prompt}\n{ex.response}" for ex in examples}
+    """The text ZIP compresses for each example: the user message its task renders, newline, response."""
+    from igds.data.tasks import record_task
+
+    return {ex.id: f"{record_task(ex.task).format_prompt(ex.prompt)}\n{ex.response}" for ex in examples}
 
 
 def zip_ranking(texts: Mapping[str, str], n_select: int, *, k1: int = 10_000, k2: int = 200, k3: int = 100,

@@ -31,15 +31,21 @@ def token_activations(model, tokenizer, sae, site: str, input_ids: Sequence[int]
 
 @torch.no_grad()
 def generate_steered(model, tokenizer, sae, site: str, prompt: str, feature: int, kind: str = "amplify",
-                     alpha: float = 4.0, mean_act: float = 1.0, max_new_tokens: int = 48) -> dict[str, str]:
+                     alpha: float = 4.0, mean_act: float = 1.0, max_new_tokens: int = 48, task=None) -> dict[str, str]:
     """Greedy generation from ``prompt`` unmodified and with ``feature`` amplified or ablated.
 
     Amplify adds ``alpha · mean_act · d_j`` at every position but the first (the attention sink);
-    ablate subtracts the feature's own contribution ``z_j · d_j`` wherever it fires.
+    ablate subtracts the feature's own contribution ``z_j · d_j`` wherever it fires. With ``task`` (a
+    ``TaskSpec`` or task name), ``prompt`` is a record's content and is rendered through the task exactly
+    as in training; without it, ``prompt`` is the whole user message.
     """
     device = next(model.parameters()).device
     msgs = [{"role": "user", "content": prompt}]
-    if getattr(tokenizer, "chat_template", None):
+    if task is not None:
+        from igds.modeling.encoding import render_example
+
+        enc = {"input_ids": torch.tensor([render_example(tokenizer, task, prompt, None, 10**6).input_ids])}
+    elif getattr(tokenizer, "chat_template", None):
         enc = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     else:
         enc = tokenizer(prompt, return_tensors="pt")

@@ -3,19 +3,25 @@ padding, token-budget batches and the masks of positions that statistics keep.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
 
 @dataclass(frozen=True)
 class EncodedItem:
-    """One formatted, tokenized example: tokens ``[0:prompt_len]`` are the prompt."""
+    """One formatted, tokenized example: tokens ``[0:prompt_len]`` are the prompt.
+
+    ``spans`` maps each part of the rendered example (``template``, ``instruction``, ``content``,
+    ``response``) to its half-open token ranges ``((start, end), ...)``; empty when unknown (see
+    ``igds.modeling.encoding``).
+    """
 
     example_id: str
     input_ids: list[int]
     prompt_len: int
+    spans: Mapping[str, tuple[tuple[int, int], ...]] = field(default_factory=dict, compare=False)
 
 
 def pad_batch(items: Sequence[EncodedItem], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -71,16 +71,20 @@ class StoreBase:
     def _init_schema(self) -> None:
         ddl = resources.files("igds.store").joinpath("schema.sql").read_text()
         with self.connect() as con:
-            con.execute(ddl)
-            rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+            # Check the version before the DDL: an older schema may hold objects the DDL cannot create
+            # over (version 1 had an examples table where there is now a view).
+            has_meta = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta' "
+                                   "AND table_schema = current_schema()").fetchall()[0][0]
+            rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() if has_meta else []
             row = rows[0] if rows else None
-            if row is None:
-                con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-            elif int(row[0]) != SCHEMA_VERSION:
+            if row is not None and int(row[0]) != SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.path} has schema version {row[0]}, this IGDS expects {SCHEMA_VERSION}; "
                     "move the file aside to rebuild it"
                 )
+            con.execute(ddl)
+            if row is None:
+                con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     def run_dir(self, run_id: str) -> Path:
         """Folder for a run's files (shards, adapters, exports), next to the database file."""
@@ -100,47 +104,64 @@ class StoreBase:
 
     # -- examples ----------------------------------------------------------------------------
     def add_examples(self, examples: Sequence, dataset: str) -> int:
-        """Insert examples (objects with id/task/source/split/prompt/response/meta); skip known ids.
+        """Store examples (objects with id/task/source/split/prompt/response/meta, ``prompt`` the content).
+
+        Each example's record (content) is stored once per id; its membership (task, split) once per
+        (task, id): a membership already brought by any dataset is kept as it is.
 
         Returns:
-            number of newly inserted rows.
+            number of new memberships (new rows of the ``examples`` view).
         """
         if not examples:
             return 0
-        table = pa.table({
+        records = pa.table({
             "id": [e.id for e in examples],
-            "task": [e.task for e in examples],
             "source": [e.source for e in examples],
-            "split": [e.split for e in examples],
             "prompt": [e.prompt for e in examples],
             "response": [e.response for e in examples],
             "meta": [json.dumps(e.meta or {}, sort_keys=True) for e in examples],
+        })
+        members = pa.table({
             "dataset": [dataset] * len(examples),
+            "task": [e.task for e in examples],
+            "split": [e.split for e in examples],
+            "example_id": [e.id for e in examples],
         })
         with self.transaction() as con:
-            before = con.execute("SELECT count(*) FROM examples").fetchall()[0][0]
-            con.register("new_examples", table)
-            con.execute("INSERT INTO examples SELECT * FROM new_examples "
-                        "WHERE id NOT IN (SELECT id FROM examples)")
-            con.unregister("new_examples")
-            return con.execute("SELECT count(*) FROM examples").fetchall()[0][0] - before
+            before = con.execute("SELECT count(*) FROM memberships").fetchall()[0][0]
+            con.register("new_records", records)
+            con.register("new_members", members)
+            # An id given twice in one call (the same content in two tasks) is stored once: its first row.
+            con.execute("INSERT INTO records SELECT id, first(source), first(prompt), first(response), first(meta) "
+                        "FROM (SELECT *, row_number() OVER () AS n FROM new_records) "
+                        "WHERE id NOT IN (SELECT id FROM records) GROUP BY id ORDER BY min(n)")
+            con.execute("INSERT INTO memberships SELECT dataset, task, first(split), example_id FROM new_members n "
+                        "WHERE NOT EXISTS (SELECT 1 FROM memberships m WHERE m.task = n.task "
+                        "AND m.example_id = n.example_id) GROUP BY dataset, task, example_id")
+            con.unregister("new_records")
+            con.unregister("new_members")
+            return con.execute("SELECT count(*) FROM memberships").fetchall()[0][0] - before
 
     def sync_dataset(self, examples: Sequence, dataset: str) -> tuple[int, int]:
-        """Make the stored ``dataset`` equal ``examples``: add new ids, drop ids no longer in it.
+        """Make the stored ``dataset`` equal ``examples``: add new memberships, drop those no longer in it.
 
-        Activations of dropped examples stay in their runs but no pool includes them any more.
+        Records no membership refers to any more are dropped too. Activations of dropped examples stay
+        in their runs but no pool includes them any more.
 
         Returns:
-            ``(added, removed)``.
+            ``(added, removed)`` memberships.
         """
         added = self.add_examples(examples, dataset)
-        keep = pa.table({"id": pa.array([e.id for e in examples], pa.string())})
+        keep = pa.table({"task": pa.array([e.task for e in examples], pa.string()),
+                         "example_id": pa.array([e.id for e in examples], pa.string())})
         with self.transaction() as con:
-            con.register("keep_ids", keep)
-            removed = con.execute("SELECT count(*) FROM examples WHERE dataset = ? AND id NOT IN "
-                                  "(SELECT id FROM keep_ids)", [dataset]).fetchall()[0][0]
-            con.execute("DELETE FROM examples WHERE dataset = ? AND id NOT IN (SELECT id FROM keep_ids)", [dataset])
-            con.unregister("keep_ids")
+            con.register("keep_members", keep)
+            before = con.execute("SELECT count(*) FROM memberships").fetchall()[0][0]
+            con.execute("DELETE FROM memberships m WHERE m.dataset = ? AND NOT EXISTS (SELECT 1 FROM keep_members k "
+                        "WHERE k.task = m.task AND k.example_id = m.example_id)", [dataset])
+            removed = before - con.execute("SELECT count(*) FROM memberships").fetchall()[0][0]
+            con.execute("DELETE FROM records WHERE id NOT IN (SELECT example_id FROM memberships)")
+            con.unregister("keep_members")
         return added, removed
 
     # -- models / SAEs / runs ----------------------------------------------------------------

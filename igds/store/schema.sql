@@ -4,16 +4,28 @@ CREATE TABLE IF NOT EXISTS meta (
     key VARCHAR PRIMARY KEY,
     value VARCHAR
 );
-CREATE TABLE IF NOT EXISTS examples (
+-- Records are content, tasks format them: an example's own text (id = hash of prompt and response,
+-- independent of any task; prompt holds the content without the task's instruction) ...
+CREATE TABLE IF NOT EXISTS records (
     id VARCHAR PRIMARY KEY,
-    task VARCHAR NOT NULL,
     source VARCHAR NOT NULL,
-    split VARCHAR NOT NULL,
     prompt VARCHAR NOT NULL,
     response VARCHAR NOT NULL,
-    meta VARCHAR,
-    dataset VARCHAR NOT NULL
+    meta VARCHAR
 );
+-- ... and which task uses it in which split (general: the off-task pool), brought by which dataset.
+-- One membership per (task, example); the same content in two tasks has two.
+CREATE TABLE IF NOT EXISTS memberships (
+    dataset VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    split VARCHAR NOT NULL,
+    example_id VARCHAR NOT NULL,
+    PRIMARY KEY (task, example_id)
+);
+-- One row per membership, with the columns the examples table had (prompt = content).
+CREATE VIEW IF NOT EXISTS examples AS
+    SELECT r.id, m.task, r.source, m.split, r.prompt, r.response, r.meta, m.dataset
+    FROM memberships m JOIN records r ON r.id = m.example_id;
 CREATE TABLE IF NOT EXISTS models (
     model_key VARCHAR PRIMARY KEY,
     name VARCHAR,

@@ -84,7 +84,7 @@ def generate_outputs(model, tokenizer, task, examples: Sequence, cfg: EvalConfig
         model: causal LM or ``PeftModel``.
         tokenizer: its tokenizer.
         task: a ``TaskSpec`` (``igds.data.tasks.get_task``).
-        examples: records with ``prompt``; ``cfg.n_examples`` is applied.
+        examples: records (``content``: the input without instruction); ``cfg.n_examples`` is applied.
         cfg: evaluation settings.
         progress: ``progress(done, total, message)``.
 
@@ -98,8 +98,9 @@ def generate_outputs(model, tokenizer, task, examples: Sequence, cfg: EvalConfig
     progress = progress or null_progress
     examples = _limit(examples, cfg)
     pad_id = _pad_id(tokenizer)
-    # task.encode gives exactly the prompt ids used in training (template, BOS rule, truncation).
-    prompts = [task.encode(tokenizer, ex.prompt, None, max_length=cfg.max_length).input_ids for ex in examples]
+    # task.encode renders each record's content through the task: exactly the prompt ids used in training
+    # (instruction, template, BOS rule, truncation).
+    prompts = [task.encode(tokenizer, ex.content, None, max_length=cfg.max_length).input_ids for ex in examples]
     gen_cfg = GenerationConfig(max_new_tokens=cfg.max_new_tokens or task.max_new_tokens, do_sample=not cfg.greedy,
                                pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id)
     device = next(model.parameters()).device

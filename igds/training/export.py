@@ -30,7 +30,9 @@ EXPORT_FORMATS = ("jsonl", "parquet", "hf")
 EXPORTS_DIR = "exports"
 MANIFEST_FILENAME = "manifest.json"
 DATA_NAMES = {"jsonl": "data.jsonl", "parquet": "data.parquet", "hf": "data"}
-_COLUMNS = ("id", "task", "source", "split", "prompt", "response", "meta")
+# ``prompt`` is the user message as the task renders it (instruction + content), ``content`` the record's own
+# input text: a consumer can train on the rendered message or re-render the content its own way.
+_COLUMNS = ("id", "task", "source", "split", "prompt", "content", "response", "meta")
 # One path component of safe characters; no leading dot, so it can clash neither with ".", ".." nor
 # with the hidden temporary folders written next to exports.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -122,13 +124,21 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _row(ex: Example) -> dict[str, Any]:
+    """One exported row (see ``_COLUMNS``)."""
+    from igds.data.tasks import record_task
+
+    return {"id": ex.id, "task": ex.task, "source": ex.source, "split": ex.split,
+            "prompt": record_task(ex.task).format_prompt(ex.content), "content": ex.content,
+            "response": ex.response, "meta": ex.meta}
+
+
 def _rows(examples: list[Example]) -> dict[str, list]:
     """Column lists; ``meta`` as JSON text because per-record dicts have no common Arrow schema."""
     cols: dict[str, list] = {c: [] for c in _COLUMNS}
     for ex in examples:
-        for c in _COLUMNS[:-1]:
-            cols[c].append(getattr(ex, c))
-        cols["meta"].append(json.dumps(ex.meta, sort_keys=True, ensure_ascii=False))
+        for c, v in _row(ex).items():
+            cols[c].append(json.dumps(v, sort_keys=True, ensure_ascii=False) if c == "meta" else v)
     return cols
 
 
@@ -136,7 +146,7 @@ def _write_data(examples: list[Example], fmt: str, target: Path) -> None:
     if fmt == "jsonl":
         with target.open("w", encoding="utf-8") as f:
             for ex in examples:
-                f.write(json.dumps(ex.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
+                f.write(json.dumps(_row(ex), ensure_ascii=False, sort_keys=True) + "\n")
     elif fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -237,7 +247,8 @@ def _examples_from_rows(rows: list[dict[str, Any]]) -> list[Example]:
         meta = r.get("meta") or {}
         if isinstance(meta, str):
             meta = json.loads(meta)
-        out.append(Example(r["id"], r["task"], r["source"], r["split"], r["prompt"], r["response"], meta))
+        content = r["content"] if "content" in r else r["prompt"]  # exports before records held content only
+        out.append(Example(r["id"], r["task"], r["source"], r["split"], content, r["response"], meta))
     return out
 
 

@@ -166,8 +166,8 @@ def resolve_precision(precision: str, device: str) -> str:
 def encode_for_training(tokenizer, examples: Sequence, max_length: int) -> list[dict]:
     """Tokenise examples into ``{"input_ids", "labels"}`` with the loss on the response only.
 
-    Records of a task that is not registered (``general``) use the first built-in task's formatting;
-    the prompt already holds the instruction, so the format only depends on the tokenizer.
+    Each record is rendered through its task (instruction, optional system prompt, chat template;
+    ``general`` records without instruction), exactly as extraction renders it.
     Examples whose response was truncated away are dropped (they carry no loss).
 
     Args:

@@ -38,7 +38,7 @@ def show_token_highlights(example: dict, features: list[int], vmax: float | None
     """Recompute and render per-token activations of ``features`` on one example (runs the model).
 
     Args:
-        example: a record with id, task, source, prompt, response.
+        example: a record with id, task, source, prompt (its content), response; rendered through its task.
         features: features to highlight, one line each.
         vmax: activation mapped to full colour (default: the example's own maximum per feature).
     """

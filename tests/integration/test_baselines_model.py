@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from igds.data.records import Example
-from igds.data.tasks import get_task
+from igds.data.tasks import get_task, record_task
 from igds.demo import tiny_model, tiny_tokenizer
 from igds.method.baselines import ifd_ranking, loss_ranking
 from igds.modeling.nll import nll_table
@@ -43,8 +43,8 @@ def test_nll_table_matches_full_forward_cross_entropy(setup):
     assert df["example_id"].tolist() == [ex.id for ex in EXAMPLES]
     row = df.set_index("example_id")
     for ex in EXAMPLES:
-        # general records are formatted like any built-in task (the template depends on the tokenizer only)
-        enc = get_task("math" if ex.task == "general" else ex.task).encode(tok, ex.prompt, ex.response, 256)
+        # each record rendered through its task (general records: no instruction)
+        enc = record_task(ex.task).encode(tok, ex.prompt, ex.response, 256)
         response = enc.input_ids[enc.prompt_len:]
         assert response[-1] == tok.eos_token_id
         assert row.loc[ex.id, "nll_cond"] == pytest.approx(mean_ce(model, enc.input_ids, enc.prompt_len), rel=1e-5)

@@ -30,8 +30,10 @@ CASES = [
 
 
 def _user_message(row) -> str:
-    """The user turn the model saw for a stored example."""
-    return row["prompt"]
+    """The user turn the model saw for a stored example: its content rendered by its task."""
+    from igds.data.tasks import record_task
+
+    return record_task(row["task"]).format_prompt(row["prompt"])
 
 
 @pytest.fixture(scope="module")

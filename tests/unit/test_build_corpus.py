@@ -10,7 +10,8 @@ from types import ModuleType
 
 import pytest
 
-from igds.data.corpus import read_records
+from igds.data.corpus import example_id, read_records
+from igds.data.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "corpus" / "raw_small.json"
@@ -59,13 +60,19 @@ def test_small_build_records(builder: ModuleType, tmp_path: Path) -> None:
     assert test_tpls and not test_tpls & {ex.meta["template"] for ex in math if ex.split != "test"}
     summ = read_records(tmp_path / "summarization.jsonl.gz")
     assert Counter(ex.split for ex in summ) == Counter(sizes)
-    assert all(ex.prompt.startswith("Summarize this software package description") for ex in summ)
+    # content only: the package description itself; the task adds its instruction when rendering
+    assert not any(ex.prompt.startswith("Summarize") for ex in summ)
+    assert all(len(get_task("summarization").format_prompt(ex.prompt)) + len(ex.response) <= builder.MAX_CHARS
+               for ex in summ)  # the length limit applies to the rendered user message
     translation = read_records(tmp_path / "translation.jsonl.gz") + read_records(tmp_path / "translation-ding.jsonl.gz")
     split_counts = Counter(ex.split for ex in translation)
     assert split_counts == Counter(sizes)
     assert {ex.source for ex in translation} == {"ding", "debian-ddtp"}
     general = read_records(tmp_path / "general.jsonl.gz")
     assert {ex.split for ex in general} == {"train"} and len({ex.source.split(":")[0] for ex in general}) == 5
+    for ex in [*math, *summ, *translation, *general]:
+        assert ex.id == example_id(ex.prompt, ex.response)
+        assert ex.task == "general" or not ex.prompt.startswith(get_task(ex.task).instruction)
 
 
 def test_cleaning_helpers(builder: ModuleType) -> None:

@@ -1,8 +1,9 @@
-"""The shipped corpus (schema, counts, disjoint splits) and the loaders' validation."""
+"""The shipped corpus (schema, counts, disjoint splits, content-only records) and the loaders' validation."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from igds.data import corpus
-from igds.data.corpus import CorpusError, Example, example_id, read_records, write_records
+from igds.data.corpus import CorpusError, Example, Membership, Record, example_id, read_records, write_records
 from igds.data.metrics import final_number
+from igds.data.tasks import get_task
 
 MINIMUM = {"probe": 256, "dev": 64, "train": 1000, "test": 300}
 TASKS = ("math", "summarization", "translation")
@@ -26,13 +28,32 @@ def shipped() -> list[Example]:
 
 
 def test_every_shipped_record_is_valid(shipped: list[Example]) -> None:
-    assert len({ex.id for ex in shipped}) == len(shipped)
+    assert len({(ex.task, ex.id) for ex in shipped}) == len(shipped)
+    assert len({ex.id for ex in shipped}) == len(shipped)  # no content is shared by two tasks today
     for ex in shipped:
-        assert ex.id == example_id(ex.task, ex.prompt, ex.response)
+        assert ex.id == example_id(ex.prompt, ex.response)  # content hash: the task is not part of it
         assert ex.task in (*TASKS, "general") and ex.split in corpus.SPLITS
         assert ex.prompt.strip() and ex.response.strip() and ex.source
+        message = ex.prompt
+        if ex.task != "general":
+            instruction = get_task(ex.task).instruction
+            assert not ex.prompt.startswith(instruction), ex.id  # records hold the content only
+            message = get_task(ex.task).format_prompt(ex.prompt)
         limit = 1100 if ex.task == "math" else 800
-        assert len(ex.prompt) + len(ex.response) <= limit, ex.id
+        assert len(message) + len(ex.response) <= limit, ex.id
+
+
+def test_shipped_records_render_the_pre_content_corpus(shipped: list[Example]) -> None:
+    # Until the records held content only, a record's prompt was its task's user message and its id
+    # sha256(task, prompt, response)[:16]. Rendered through their tasks, today's records give exactly
+    # those 9,017 ids (fingerprint of the sorted ids of the corpus before the change).
+    def shown(ex: Example) -> str:
+        message = ex.prompt if ex.task == "general" else get_task(ex.task).format_prompt(ex.prompt)
+        return hashlib.sha256(f"{ex.task}\0{message}\0{ex.response}".encode()).hexdigest()[:16]
+
+    assert len(shipped) == 9017
+    assert corpus.corpus_fingerprint(Example(shown(ex), "", "", "", "", "") for ex in shipped) == (
+        "0219039b2f022139773982b27274995b795fbd0482011c81ac7959ddadcbfbc4")
 
 
 def test_counts_meet_minimums(shipped: list[Example]) -> None:
@@ -123,12 +144,27 @@ def test_fingerprint_ignores_order(shipped: list[Example]) -> None:
 def test_load_corpus_custom_dir(tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match="no \\*.jsonl.gz corpus files"):
         corpus.load_corpus(corpus_dir=tmp_path)
-    ex = Example(example_id("math", "p", "#### 1"), "math", "mine", "dev", "p", "#### 1", {"answer": "1"})
+    ex = Example(example_id("p", "#### 1"), "math", "mine", "dev", "p", "#### 1", {"answer": "1"})
     write_records(tmp_path / "a.jsonl.gz", [ex])
     assert corpus.load_corpus(corpus_dir=tmp_path) == [ex]
-    write_records(tmp_path / "b.jsonl.gz", [ex])
-    with pytest.raises(CorpusError, match="duplicates id"):
+    # the same content in another task: one record, two memberships (the first file's source and meta)
+    other = Example(ex.id, "general", "elsewhere", "train", "p", "#### 1", {})
+    write_records(tmp_path / "b.jsonl.gz", [other])
+    both = corpus.load_corpus(corpus_dir=tmp_path)
+    assert [(e.task, e.split, e.id) for e in both] == [("general", "train", ex.id), ("math", "dev", ex.id)]
+    assert {e.record for e in both} == {ex.record} and both[0].source == "mine" and both[0].meta == ex.meta
+    write_records(tmp_path / "c.jsonl.gz", [ex])
+    with pytest.raises(CorpusError, match="duplicates id .* in task 'math'"):
         corpus.load_corpus(corpus_dir=tmp_path)
+
+
+def test_record_and_membership_make_an_example() -> None:
+    rec_ = Record(example_id("Hallo Welt.", "Hello world."), "ding", "Hallo Welt.", "Hello world.", {"k": 1})
+    ex = Example.of(rec_, Membership("translation", "test"))
+    assert (ex.id, ex.task, ex.split, ex.content, ex.prompt) == (rec_.id, "translation", "test", rec_.prompt,
+                                                                 "Hallo Welt.")
+    assert ex.record == rec_ and ex.membership == Membership("translation", "test")
+    assert example_id("a", "bc") != example_id("ab", "c")
 
 
 # ----------------------------------------------------------------------------- loaders
@@ -148,8 +184,15 @@ def write_jsonl(path: Path, records: list[object]) -> Path:
 def test_read_jsonl_fills_defaults_and_ids(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", [rec(task=None, split=None), rec(id="user-1", prompt="Q", meta={"k": 1})])
     a, b = read_records(path, task="translation", split="dev")
-    assert (a.task, a.split, a.id) == ("translation", "dev", example_id("translation", "P", "R"))
+    assert (a.task, a.split, a.id) == ("translation", "dev", example_id("P", "R"))
     assert (b.id, b.task, b.meta) == ("user-1", "summarization", {"k": 1})
+
+
+def test_same_content_in_two_tasks_is_one_record(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", [rec(meta={"k": 1}), rec(task="general", source="t", meta={"k": 2})])
+    a, b = read_records(path)
+    assert a.id == b.id == example_id("P", "R") and (a.task, b.task) == ("summarization", "general")
+    assert b.record == a.record and (b.source, b.meta) == ("s", {"k": 1})  # the first occurrence's record
 
 
 def test_roundtrip_gzip_csv_parquet(tmp_path: Path) -> None:
@@ -176,6 +219,9 @@ BAD_CASES = {
     "unknown task": ([rec(task="poetry")], "line 1: field 'task' has unknown task 'poetry'"),
     "unknown split": ([rec(split="validation")], "line 1: field 'split' has unknown split"),
     "duplicate id": ([rec(id="x"), rec(id="x", prompt="Q")], "line 2: field 'id' duplicates id 'x' (first at line 1)"),
+    "same task twice": ([rec(), rec(split="test")], "line 2: field 'id' duplicates id"),
+    "instruction in prompt": ([rec(task="translation", prompt="Translate to English:\n\nHallo")],
+                              "line 1: field 'prompt' starts with the instruction of task 'translation'"),
     "meta not object": ([rec(meta=[1])], "line 1: field 'meta' must be an object, got list"),
     "not an object": ([[1, 2]], "line 1: expected an object"),
     "id wrong type": ([rec(id=7)], "line 1: field 'id' must be a string"),
@@ -233,13 +279,16 @@ def test_load_hf_dataset_from_local_files(tmp_path: Path) -> None:
     rows = {"question": ["What is 2+2?", "What is 3+3?", "What is 2+2?"], "answer": [4, 6, 4]}
     datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "ds"))
     got = corpus.load_hf_dataset(
-        str(tmp_path / "ds"), task="math", prompt_field="question", response_field="answer",
-        split="validation", instruction="Solve:",
-    )  # fmt: skip
+        str(tmp_path / "ds"), task="math", prompt_field="question", response_field="answer", split="validation"
+    )
     assert [(ex.prompt, ex.response, ex.split) for ex in got] == [
-        ("Solve:\n\nWhat is 2+2?", "4", "dev"),
-        ("Solve:\n\nWhat is 3+3?", "6", "dev"),
-    ]  # the exact duplicate row is dropped
+        ("What is 2+2?", "4", "dev"),
+        ("What is 3+3?", "6", "dev"),
+    ]  # content only (the task adds its instruction when rendering); the exact duplicate row is dropped
+    assert got[0].id == example_id("What is 2+2?", "4")
+    with pytest.raises(TypeError, match="instruction"):  # instructions belong to tasks
+        corpus.load_hf_dataset(str(tmp_path / "ds"), task="math", prompt_field="question", response_field="answer",
+                               instruction="Solve:")
     assert got[0].source.startswith("hf:")
     path = write_jsonl(tmp_path / "local.jsonl", [{"src": "Hallo Welt.", "tgt": "Hello world."}])
     (ex,) = corpus.load_hf_dataset(str(path), task="translation", prompt_field="src", response_field="tgt")

@@ -1,4 +1,5 @@
-"""Task specs: prompt formatting, exact prompt/response token boundary, extraction, registry."""
+"""Task specs: rendering a record's content (instruction, system prompt, parts), exact prompt/response token
+boundary, extraction, registry."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ from transformers import PreTrainedTokenizerFast
 
 from igds.data import tasks
 from igds.data.corpus import read_records
-from igds.data.tasks import PLAIN_TEMPLATE, TaskSpec, UnknownTaskError, get_task, register_custom_task
+from igds.data.tasks import (
+    PLAIN_TEMPLATE,
+    TaskSpec,
+    TemplateRenderError,
+    UnknownTaskError,
+    get_task,
+    record_task,
+    register_custom_task,
+)
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -55,16 +64,76 @@ def test_builtin_tasks() -> None:
 
 def test_messages() -> None:
     spec = get_task("summarization")
-    assert spec.messages("p") == [{"role": "user", "content": "p"}]
+    user = "Summarize this software package description in one short line:\n\np"
+    assert spec.messages("p") == [{"role": "user", "content": user}]
     assert spec.messages("p", "r")[1] == {"role": "assistant", "content": "r"}
+    sys_spec = TaskSpec("s", "Do:", "chrf", system="Be brief.")
+    assert sys_spec.messages("p") == [{"role": "system", "content": "Be brief."},
+                                      {"role": "user", "content": "Do:\n\np"}]
+    assert sys_spec.messages("p", fold_system=True) == [{"role": "user", "content": "Be brief.\n\nDo:\n\np"}]
+
+
+def test_general_and_unregistered_tasks_render_without_instruction() -> None:
+    assert record_task("general").format_prompt("Tell me a joke.") == "Tell me a joke."
+    assert record_task("not_registered_here").format_prompt("x") == "x"
+    assert record_task("math") is get_task("math")
+    with pytest.raises(UnknownTaskError):
+        get_task("general")  # not a registered task: it has no metric
+
+
+def test_render_prompt_parts() -> None:
+    tok = make_tokenizer(chat=True)
+    rendered = get_task("translation").render_prompt(tok, "hello")
+    assert rendered.text == "<|im_start|>user\nTranslate to English:\n\nhello<|im_end|>\n<|im_start|>assistant\n"
+    assert [rendered.text[a:b] for _, a, b in rendered.parts] == [
+        "<|im_start|>user\n", "Translate to English:", "\n\n", "hello", "<|im_end|>\n<|im_start|>assistant\n"]
+    assert [k for k, _, _ in rendered.parts] == ["template", "instruction", "template", "content", "template"]
+    assert len(rendered.kind_at()) == len(rendered.text)
+    plain = TaskSpec("p", "Do:", "chrf", system="Be brief.").render_prompt(make_tokenizer(chat=False), "x y")
+    assert plain.text == "Be brief.\n\n" + PLAIN_TEMPLATE.format(prompt="Do:\n\nx y")
+    assert (plain.span_text("instruction"), plain.span_text("content")) == ("Do:", "x y")
+    assert plain.span_text("template") == "Be brief.\n\n### Instruction:\n\n\n\n\n### Response:\n"
+
+
+def test_render_prompt_template_variants() -> None:
+    tok = make_tokenizer(chat=True)
+    spec = TaskSpec("s", "Do:", "chrf", system="Be brief.")
+    # a template that trims the message (Llama-3 and Gemma templates do)
+    tok.chat_template = "{% for m in messages %}[{{ m['role'] }}]{{ m['content'] | trim }}{% endfor %}[assistant]"
+    rendered = spec.render_prompt(tok, "  padded content \n")
+    assert rendered.text == "[system]Be brief.[user]Do:\n\n  padded content[assistant]"
+    assert (rendered.span_text("instruction"), rendered.span_text("content")) == ("Do:", "  padded content")
+    rendered = record_task("general").render_prompt(tok, "  padded content \n")
+    assert rendered.text == "[user]padded content[assistant]" and rendered.span_text("content") == "padded content"
+    # a template that refuses the system role: the system prompt opens the user message
+    tok.chat_template = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+                         "{% endif %}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<model>")
+    rendered = spec.render_prompt(tok, "x")
+    assert rendered.system_folded and rendered.text == "<user>Be brief.\n\nDo:\n\nx<model>"
+    assert rendered.span_text("template") == "<user>Be brief.\n\n\n\n<model>"
+    plain = TaskSpec("s", "Do:", "chrf").render_prompt(tok, "x")  # no system prompt: nothing to fold
+    assert not plain.system_folded and plain.text == "<user>Do:\n\nx<model>"
+    tok.chat_template = "{{ raise_exception('Conversation roles must alternate') }}"
+    with pytest.raises(Exception, match="roles must alternate"):  # other template errors are not swallowed
+        spec.render_prompt(tok, "x")
+    # templates that rewrite the message or repeat it cannot be read
+    tok.chat_template = "{% for m in messages %}{{ m['content'] | replace('\\n\\n', ' ') }}{% endfor %}"
+    with pytest.raises(TemplateRenderError, match="rewrites the user message"):
+        spec.render_prompt(tok, "x")
+    tok.chat_template = "{% for m in messages %}{{ m['content'] | upper }}{% endfor %}"
+    with pytest.raises(TemplateRenderError, match="0 times"):
+        spec.render_prompt(tok, "x")
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{{ m['content'] }}{% endfor %}"
+    with pytest.raises(TemplateRenderError, match="2 times"):
+        get_task("math").render_prompt(tok, "x")
 
 
 def test_encode_with_chat_template_has_exact_boundary() -> None:
     tok = make_tokenizer(chat=True)
     spec = get_task("translation")
-    prompt, response = "Translate to English: hello", "hello world"
+    prompt, response = "hello", "hello world"
     text = spec.generation_prompt(tok, prompt)
-    assert text == "<|im_start|>user\nTranslate to English: hello<|im_end|>\n<|im_start|>assistant\n"
+    assert text == "<|im_start|>user\nTranslate to English:\n\nhello<|im_end|>\n<|im_start|>assistant\n"
     enc = spec.encode(tok, prompt, response)
     assert enc.input_ids[: enc.prompt_len] == ids(tok, text)
     assert enc.input_ids[enc.prompt_len :] == [*ids(tok, response), tok.eos_token_id]
@@ -76,7 +145,7 @@ def test_encode_plain_template_and_bos() -> None:
     tok = make_tokenizer(chat=False, bos=True)
     spec = get_task("summarization")
     text = spec.generation_prompt(tok, "hello")
-    assert text == PLAIN_TEMPLATE.format(prompt="hello")
+    assert text == PLAIN_TEMPLATE.format(prompt=spec.format_prompt("hello"))
     enc = spec.encode(tok, "hello", "world")
     assert enc.input_ids[0] == tok.bos_token_id
     assert enc.input_ids[1 : enc.prompt_len] == ids(tok, text)
@@ -140,9 +209,10 @@ def test_custom_task_with_user_data(tmp_path) -> None:
     spec = register_custom_task("sentiment_demo", metric="exact_match", instruction="Rate 1-5:", overwrite=True)
     assert get_task("sentiment_demo") is spec
     path = tmp_path / "mine.jsonl"
-    path.write_text(json.dumps({"prompt": spec.format_prompt("great film"), "response": "5"}) + "\n")
+    path.write_text(json.dumps({"prompt": "great film", "response": "5"}) + "\n")  # content only
     (ex,) = read_records(path, task="sentiment_demo", split="test")
     assert (ex.task, ex.split, ex.source) == ("sentiment_demo", "test", "mine.jsonl")
+    assert spec.format_prompt(ex.content) == "Rate 1-5:\n\ngreat film"
     assert spec.score(["I'd say 5"], [ex.response])["score"] == 1.0
 
 
