@@ -11,7 +11,6 @@ from igds.experiment.cells import base_eval_id, experiment_cells, experiment_con
 from igds.experiment.grid import METHOD_ORDER, ExperimentConfig
 from igds.store import ActivationStore
 from igds.training.correlate import correlate
-from igds.training.results import eval_outputs
 
 RESULT_COLUMNS = ["experiment_id", "task", "pool_setting", "method", "ratio", "n_runs", "n_train", "n_eval", "metric",
                   "score", "score_lo", "score_hi", "d_score", "d_score_lo", "d_score_hi", "nll", "nll_lo", "nll_hi",
@@ -39,7 +38,7 @@ def _matrix(store: ActivationStore, eval_ids: list[str], order: list[str], colum
     """Per-item values of ``column``: one row per evaluation, items in ``order`` (NaN where missing)."""
     rows = []
     for eid in eval_ids:
-        out = eval_outputs(store, eid).set_index("example_id")[column]
+        out = store.eval_outputs(eid).set_index("example_id")[column]
         rows.append(out.reindex(order).to_numpy(dtype=float))
     return np.vstack(rows)
 
@@ -60,7 +59,7 @@ def summarize(store: ActivationStore, exp_id: str, n_boot: int = 2000, seed: int
     groups, corr = [], []
     for task, tcells in cells.groupby("task", sort=False):
         base_id = _stored_base_eval_id(store, cfg, task, tcells)
-        base = eval_outputs(store, base_id).set_index("example_id") if base_id else None
+        base = store.eval_outputs(base_id).set_index("example_id") if base_id else None
         if base is None or base.empty:
             continue
         order = list(base.index)
