@@ -255,7 +255,6 @@ def zip_ranking(texts: Mapping[str, str], n_select: int, *, k1: int = 10_000, k2
 # ---------------------------------------------------------------------------------------------------------
 # Config and registry
 
-BASELINE_METHODS = ("random", "loss", "ifd", "zip", "full")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -281,8 +280,8 @@ class BaselineConfig(ConfigBase):
     zip_k3: int = field(default=100, metadata={"help": "ZIP stage 3: texts picked greedily per round"})
 
     def __post_init__(self):
-        if self.method not in BASELINE_METHODS:
-            raise ValueError(f"method must be one of {BASELINE_METHODS}, not {self.method!r}")
+        if self.method not in BASELINES:
+            raise ValueError(f"method must be one of {tuple(BASELINES)}, not {self.method!r}")
         if self.max_length < 2 or self.batch_tokens < self.max_length:
             raise ValueError("need max_length >= 2 and batch_tokens >= max_length")
         if not self.zip_k1 >= self.zip_k2 >= self.zip_k3 >= 1:
@@ -368,3 +367,6 @@ def rank_baseline(cfg: BaselineConfig, example_ids: Sequence[str], n_select: int
     if b.needs_texts and (texts is None or any(i not in texts for i in example_ids)):
         raise ValueError(f"baseline {b.name!r} needs a text for every pool example (see example_texts)")
     return b.rank(list(example_ids), n_select, cfg, texts, nll_df, progress)
+
+# the registry is the single source of the list the CLI, pages and experiment offer
+BASELINE_METHODS = tuple(BASELINES)

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from igds.config import ConfigBase
+from igds.method.pool import check_pool_setting
 from igds.store import ActivationStore
 
 
@@ -44,8 +45,7 @@ class SelectionConfig(ConfigBase):
             raise ValueError("ratio must be in (0, 1]")
         if self.pool_limit < 0:
             raise ValueError("pool_limit must be >= 0")
-        if self.pool_setting not in ("mixed", "task-only"):
-            raise ValueError("pool_setting must be mixed or task-only")
+        check_pool_setting(self.pool_setting)
 
 
 @dataclass(frozen=True)
