@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from igds.data.records import Example
 from igds.method.resonance import ResonanceConfig
 from igds.method.selection import SelectionConfig, select_from_ranking
 from igds.store import ActivationStore
@@ -28,33 +29,24 @@ from igds.workflow.stages import pool_matrix
 
 
 def build(store: ActivationStore, n_rows: int, per_example: int = 200, d_sae: int = 4096, seed: int = 0) -> int:
+    """Synthetic examples (a third general) and their activations, written through the store's own API."""
     rng = np.random.default_rng(seed)
     n_ex = n_rows // per_example
     ids = np.array([f"{i:016x}" for i in range(n_ex)])
-    with store.transaction() as con:
-        const = lambda v: np.full(n_ex, v)  # noqa: E731
-        con.register("ex", pa.table({"id": ids, "task": np.where(np.arange(n_ex) % 3 == 0, "general", "summarization"),
-                                     "source": const("synthetic"), "split": const("train"), "prompt": const("p"),
-                                     "response": const("r"), "meta": const("{}"), "dataset": const("bench")}))
-        con.execute("INSERT INTO examples SELECT * FROM ex")
-        con.register("st", pa.table({"run_id": np.full(n_ex, "bench"), "example_id": ids,
-                                     "n_tokens": rng.integers(20, 200, n_ex).astype("int32"),
-                                     "n_positions": np.full(n_ex, 200, "int32"), "n_sinks": np.zeros(n_ex, "int32"),
-                                     "shard_key": np.full(n_ex, "s")}))
-        con.execute("INSERT INTO example_stats SELECT * FROM st")
-        chunk = 2_000_000
-        for start in range(0, n_rows, chunk):
-            n = min(chunk, n_rows - start)
-            rows = np.arange(start, start + n)
-            con.register("fa", pa.table({
-                "run_id": pa.array(np.full(n, "bench")),
-                "example_id": ids[rows // per_example],
-                "feature": rng.zipf(1.3, n).clip(max=d_sae - 1).astype("int32"),
-                "max_act": rng.gamma(2.0, 2.0, n).astype("float32"),
-                "sum_act": rng.gamma(2.0, 10.0, n).astype("float32"),
-                "n_active": rng.integers(1, 20, n).astype("int32")}))
-            con.execute("INSERT INTO feature_acts SELECT * FROM fa")
-            con.unregister("fa")
+    store.add_examples([Example(i, "general" if k % 3 == 0 else "summarization", "synthetic", "train", f"p{k}", "r")
+                        for k, i in enumerate(ids)], dataset="bench")
+    stats = pa.table({"example_id": ids, "n_tokens": rng.integers(20, 200, n_ex).astype("int32"),
+                      "n_positions": np.full(n_ex, 200, "int32"), "n_sinks": np.zeros(n_ex, "int32")})
+    chunk = 2_000_000
+    for start in range(0, n_rows, chunk):
+        n = min(chunk, n_rows - start)
+        rows = np.arange(start, start + n)
+        acts = pa.table({"example_id": ids[rows // per_example],
+                         "feature": rng.zipf(1.3, n).clip(max=d_sae - 1).astype("int32"),
+                         "max_act": rng.gamma(2.0, 2.0, n).astype("float32"),
+                         "sum_act": rng.gamma(2.0, 10.0, n).astype("float32"),
+                         "n_active": rng.integers(1, 20, n).astype("int32")})
+        store.ingest_shard("bench", f"s{start}", acts, stats if start == 0 else stats.slice(0, 0))
     return n_ex
 
 

@@ -3,6 +3,11 @@
 The fixture ``tests/golden/selections.json`` was written before the record model and the store were
 restructured; it holds, per case, the selected examples (prompt as the model saw it, response) in rank
 order with their scores. Regenerate only on purpose: ``IGDS_UPDATE_GOLDEN=1 pytest <this file>``.
+
+One rule changed on purpose since: IGDS's per-feature p99 scales come from the pool being selected
+from (they used to come from the whole pool, then the candidates were cut to the pool limit). So the
+IGDS members and order must match as they are, and their scores must match once recomputed with the
+whole pool's scales (the old rule); every baseline score must match as it is.
 """
 
 import json
@@ -16,7 +21,7 @@ from igds.demo import build_tiny_workspace, tiny_model
 from igds.method.resonance import ResonanceConfig
 from igds.method.selection import SelectionConfig, load_selection
 from igds.store import ActivationStore
-from igds.workflow.stages import latest_effects, select_baseline, select_igds
+from igds.workflow.stages import candidate_features, latest_effects, pool_matrix, select_baseline, select_igds
 from igds.workflow.workspace import Workspace
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "selections.json"
@@ -56,13 +61,24 @@ def selections(tmp_path_factory):
                      "members": [{"prompt": _user_message(r), "response": r["response"],
                                   "score": None if math.isnan(r["score"]) else float(r["score"])}
                                  for _, r in members.iterrows()]}
+        if method == "igds":  # the same members scored with the old rule: scales of the whole pool
+            feats, res_cfg = out[name]["features"], ResonanceConfig()
+            cands = candidate_features(store, TASK, effects, parts["sae_key"])
+            limited = pool_matrix(store, parts["run_id"], TASK, pool, limit, cands)
+            whole = pool_matrix(store, parts["run_id"], TASK, pool, 0, cands)
+            amp = effects.amplification
+            eff = dict(zip(amp.feature.astype(int), amp.effect.clip(lower=0), strict=True))
+            old = limited.score(feats, res_cfg, eff, whole.scales(feats, res_cfg)).set_index("example_id").frs
+            out[name]["old_rule_scores"] = [float(old[i]) for i in members.id]
+            assert not limited.scales(feats, res_cfg).n.equals(whole.scales(feats, res_cfg).n)  # the rule matters
     return out
 
 
 def test_selections_match_the_golden_fixture(selections):
     if os.environ.get("IGDS_UPDATE_GOLDEN") == "1":
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(json.dumps(selections, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+        fixture = {k: {f: v[f] for f in ("n_pool", "features", "members")} for k, v in selections.items()}
+        GOLDEN.write_text(json.dumps(fixture, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
     golden = json.loads(GOLDEN.read_text())
     assert set(selections) == set(golden)
     for name, want in golden.items():
@@ -70,9 +86,10 @@ def test_selections_match_the_golden_fixture(selections):
         assert got["n_pool"] == want["n_pool"], name
         assert got["features"] == want["features"], name
         assert len(got["members"]) == len(want["members"]), name
-        for rank, (g, w) in enumerate(zip(got["members"], want["members"], strict=True), start=1):
+        scores = got.get("old_rule_scores", [m["score"] for m in got["members"]])
+        for rank, (g, w, score) in enumerate(zip(got["members"], want["members"], scores, strict=True), start=1):
             assert (g["prompt"], g["response"]) == (w["prompt"], w["response"]), f"{name} rank {rank}"
             if w["score"] is None:
-                assert g["score"] is None, f"{name} rank {rank}"
+                assert score is None, f"{name} rank {rank}"
             else:
-                assert g["score"] == pytest.approx(w["score"], rel=1e-5, abs=1e-6), f"{name} rank {rank}"
+                assert score == pytest.approx(w["score"], rel=1e-5, abs=1e-6), f"{name} rank {rank}"
