@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import fields
+from types import SimpleNamespace
 
 import pandas as pd
 
-from igds.data.corpus import POOL_SETTINGS
+from igds.data.corpus import POOL_SETTINGS, corpus_fingerprint
 from igds.data.records import Example
 
 
@@ -89,8 +90,8 @@ def pool_frame(store, task: str, setting: str, limit: int = 0, run_id: str | Non
 
 
 def pool_fingerprint(example_ids) -> str:
-    """sha256 over the sorted example ids: identifies a pool regardless of order."""
-    return hashlib.sha256("\n".join(sorted(example_ids)).encode()).hexdigest()
+    """sha256 over the sorted example ids (the corpus fingerprint of the pool's examples)."""
+    return corpus_fingerprint(SimpleNamespace(id=i) for i in example_ids)
 
 
 def pool_records(pool: pd.DataFrame) -> list[Example]:
