@@ -269,8 +269,8 @@ def cmd_store_info(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
+    from igds.data.corpus import POOL_SETTINGS
     from igds.method.extract import ExtractConfig
-    from igds.method.pool import POOL_SETTINGS
     from igds.modeling.load import ModelSpec
     from igds.modeling.sae import SaeSpec, SaeTrainConfig
 

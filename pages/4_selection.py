@@ -4,7 +4,7 @@ import plotly.express as px
 import streamlit as st
 
 from igds.config import field_help
-from igds.method.pool import POOL_SETTINGS
+from igds.data.corpus import POOL_SETTINGS
 from igds.method.resonance import ResonanceConfig
 from igds.method.selection import SelectionConfig, set_example_override
 from igds.ui.resources import get_resonance_matrix, get_store

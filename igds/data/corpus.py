@@ -38,13 +38,19 @@ from igds.data.records import (
 )
 
 __all__ = [
-    "GENERAL", "POOL_SETTINGS", "SPLITS", "CorpusError", "Example", "Membership", "Record", "corpus_fingerprint",
-    "corpus_summary", "dev_set", "example_id", "format_summary", "known_tasks", "load_corpus", "load_hf_dataset",
-    "probe_set", "read_records", "reference_set", "resolve_corpus_dir", "task_pool", "test_set", "validate_record",
-    "write_records",
+    "GENERAL", "POOL_SETTINGS", "SPLITS", "CorpusError", "Example", "Membership", "Record", "check_pool_setting",
+    "corpus_fingerprint", "corpus_summary", "dev_set", "example_id", "format_summary", "known_tasks", "load_corpus",
+    "load_hf_dataset", "probe_set", "read_records", "reference_set", "resolve_corpus_dir", "task_pool", "test_set",
+    "validate_record", "write_records",
 ]  # fmt: skip
 
 POOL_SETTINGS = ("task-only", "mixed")
+
+
+def check_pool_setting(setting: str) -> None:
+    """Raise ``ValueError`` for a setting outside :data:`POOL_SETTINGS`."""
+    if setting not in POOL_SETTINGS:
+        raise ValueError(f"unknown pool setting {setting!r}; use one of {', '.join(POOL_SETTINGS)}")
 
 
 def resolve_corpus_dir(path: str | os.PathLike[str] | None = None) -> Path:
@@ -140,8 +146,7 @@ def task_pool(task: str, setting: str = "mixed", corpus_dir: str | os.PathLike[s
     Raises:
         ValueError: For an unknown setting.
     """
-    if setting not in POOL_SETTINGS:
-        raise ValueError(f"unknown pool setting {setting!r}; use one of {', '.join(POOL_SETTINGS)}")
+    check_pool_setting(setting)
     pool = _task_split(task, "train", corpus_dir)
     if setting == "mixed" and task != GENERAL:
         pool += load_corpus([GENERAL], None, corpus_dir)

@@ -197,9 +197,9 @@ def validate_record(
 
 def _check_content(task: str, prompt: str, where: str) -> None:
     """Refuse a prompt that still carries its task's instruction (the task adds it when rendering)."""
-    from igds.data.tasks import get_task, list_tasks
+    from igds.data.tasks import record_task
 
-    instruction = get_task(task).instruction if task in list_tasks() else ""
+    instruction = record_task(task).instruction
     if instruction and prompt.startswith(instruction + "\n\n"):
         raise CorpusError(f"{where}: field 'prompt' starts with the instruction of task {task!r}; records hold "
                           "the content only (the task adds its instruction when it renders the prompt): "

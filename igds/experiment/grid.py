@@ -10,8 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from igds.config import ConfigBase
+from igds.data.corpus import POOL_SETTINGS
 from igds.method.baselines import BASELINES
-from igds.method.pool import POOL_SETTINGS
 from igds.training.evaluate import EvalConfig
 from igds.training.finetune import FinetuneConfig
 

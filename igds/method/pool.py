@@ -20,22 +20,15 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from igds.data.corpus import POOL_SETTINGS, corpus_fingerprint
+from igds.data.corpus import check_pool_setting, corpus_fingerprint
 from igds.data.records import Example
-
-
-def check_pool_setting(setting: str) -> None:
-    """Raise ``ValueError`` for a setting outside :data:`POOL_SETTINGS`."""
-    if setting not in POOL_SETTINGS:
-        raise ValueError(f"unknown pool setting {setting!r}; use one of {', '.join(POOL_SETTINGS)}")
+from igds.data.tasks import record_task
 
 
 def shown_key(task: str, content: str, response: str) -> str:
     """The canonical order key of a pool example: a hash of the example as ``task`` shows it to the
     model (task, rendered user message, response); the example ids of earlier releases."""
-    from igds.data.tasks import get_task, list_tasks
-
-    message = get_task(task).format_prompt(content) if task in list_tasks() else content
+    message = record_task(task).format_prompt(content)
     return hashlib.sha256(f"{task}\0{message}\0{response}".encode()).hexdigest()[:16]
 
 
@@ -80,7 +73,7 @@ def pool_frame(store, task: str, setting: str, limit: int = 0, run_id: str | Non
     pool = limit_frame(pool, limit).sort_values("shown_key").reset_index(drop=True)
     if run_id is None:
         return pool
-    stats = store.example_stats(run_id, list(pool.example_id))
+    stats = store.token_counts(run_id, list(pool.example_id))
     pool = pool.merge(stats, on="example_id", how="left")
     missing = int(pool.n_tokens.isna().sum())
     if missing:

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from igds.config import ConfigBase
-from igds.method.pool import check_pool_setting
+from igds.data.corpus import check_pool_setting
 from igds.store import ActivationStore
 
 

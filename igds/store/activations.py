@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import pandas as pd
 import pyarrow as pa
 
+from igds.store.base import id_table
+
 
 class ActivationQueries:
     """Queries on the activation tables (mixed into :class:`igds.store.ActivationStore`)."""
@@ -53,8 +55,7 @@ class ActivationQueries:
                "sum(fa.sum_act) / sum(fa.n_active) AS mean_act_firing FROM feature_acts fa ")
         with self.connect() as con:
             if example_ids is not None:
-                # a join with an Arrow table of ids scales where list_contains over a long list does not
-                con.register("subset_ids", pa.table({"example_id": pa.array(list(example_ids), pa.string())}))
+                con.register("subset_ids", id_table(example_ids))
                 sql += "JOIN subset_ids USING (example_id) "
             return con.execute(sql + "WHERE fa.run_id = ? GROUP BY fa.feature ORDER BY fa.feature",
                                [run_id]).fetch_df()
@@ -66,9 +67,8 @@ class ActivationQueries:
             ``(n_tokens, n_missing)``: the summed ``n_tokens`` of the examples extracted in ``run_id``
             and the number of ``example_ids`` that were not.
         """
-        ids = pa.table({"example_id": pa.array(list(example_ids), pa.string())})
         with self.connect() as con:
-            con.register("subset_ids", ids)
+            con.register("subset_ids", id_table(example_ids))
             n_tokens = con.execute("SELECT coalesce(sum(n_tokens), 0) FROM example_stats es JOIN subset_ids "
                                    "USING (example_id) WHERE es.run_id = ?", [run_id]).fetchall()[0][0]
             missing = con.execute("SELECT count(*) FROM subset_ids WHERE example_id NOT IN "

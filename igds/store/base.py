@@ -18,6 +18,12 @@ from igds import __version__, settings
 from igds.constants import RUNS_DIR, SCHEMA_VERSION
 
 
+def id_table(example_ids: Sequence[str]) -> pa.Table:
+    """An Arrow table of example ids to register and join against: joins scale where
+    ``list_contains`` over a long parameter list does not."""
+    return pa.table({"example_id": pa.array(list(example_ids), pa.string())})
+
+
 class StoreError(RuntimeError):
     """A store that cannot be opened or has an incompatible schema."""
 

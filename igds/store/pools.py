@@ -8,9 +8,7 @@ from collections.abc import Iterator, Sequence
 import pandas as pd
 import pyarrow as pa
 
-
-def _id_table(example_ids: Sequence[str]) -> pa.Table:
-    return pa.table({"example_id": pa.array(list(example_ids), pa.string())})
+from igds.store.base import id_table
 
 
 class PoolQueries:
@@ -25,10 +23,10 @@ class PoolQueries:
         return self.query_df("SELECT id AS example_id, task, source, split, prompt, response FROM examples "
                              "WHERE split = 'train' AND (task = ? OR (? AND task = 'general'))", [task, with_general])
 
-    def example_stats(self, run_id: str, example_ids: Sequence[str]) -> pd.DataFrame:
+    def token_counts(self, run_id: str, example_ids: Sequence[str]) -> pd.DataFrame:
         """``n_tokens`` and ``n_positions`` of the given examples in an extraction run (those it covers)."""
         with self.connect() as con:
-            con.register("stat_ids", _id_table(example_ids))
+            con.register("stat_ids", id_table(example_ids))
             return con.execute("SELECT es.example_id, es.n_tokens, es.n_positions FROM example_stats es "
                                "JOIN stat_ids USING (example_id) WHERE es.run_id = ?", [run_id]).fetch_df()
 
@@ -40,7 +38,7 @@ class PoolQueries:
             dicts of numpy arrays ``example_id``, ``feature``, ``sum_act``, ``max_act``.
         """
         with self.connect() as con:
-            con.register("act_ids", _id_table(example_ids))
+            con.register("act_ids", id_table(example_ids))
             con.register("act_feats", pa.table({"feature": pa.array([int(f) for f in features], pa.int32())}))
             reader = con.sql("SELECT fa.example_id, fa.feature, fa.sum_act, fa.max_act FROM feature_acts fa "
                              "JOIN act_feats USING (feature) JOIN act_ids USING (example_id) WHERE fa.run_id = ?",

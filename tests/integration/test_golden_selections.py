@@ -21,7 +21,7 @@ from igds.demo import build_tiny_workspace, tiny_model
 from igds.method.resonance import ResonanceConfig
 from igds.method.selection import SelectionConfig, load_selection
 from igds.store import ActivationStore
-from igds.workflow.stages import candidate_features, latest_effects, pool_matrix, select_baseline, select_igds
+from igds.workflow.stages import latest_effects, live_selection, pool_matrix, select_baseline, select_igds
 from igds.workflow.workspace import Workspace
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "selections.json"
@@ -62,15 +62,14 @@ def selections(tmp_path_factory):
                                   "score": None if math.isnan(r["score"]) else float(r["score"])}
                                  for _, r in members.iterrows()]}
         if method == "igds":  # the same members scored with the old rule: scales of the whole pool
-            feats, res_cfg = out[name]["features"], ResonanceConfig()
-            cands = candidate_features(store, TASK, effects, parts["sae_key"])
-            limited = pool_matrix(store, parts["run_id"], TASK, pool, limit, cands)
-            whole = pool_matrix(store, parts["run_id"], TASK, pool, 0, cands)
-            amp = effects.amplification
-            eff = dict(zip(amp.feature.astype(int), amp.effect.clip(lower=0), strict=True))
-            old = limited.score(feats, res_cfg, eff, whole.scales(feats, res_cfg)).set_index("example_id").frs
+            res_cfg = ResonanceConfig()
+            sp, _ = live_selection(store, parts["run_id"], TASK, effects, cfg, res_cfg, parts["sae_key"])
+            assert sp.features == out[name]["features"]
+            whole = pool_matrix(store, parts["run_id"], TASK, pool, 0, sp.matrix.features)
+            old_scales = whole.scales(sp.features, res_cfg)
+            old = sp.matrix.score(sp.features, res_cfg, sp.effects, old_scales).set_index("example_id").frs
             out[name]["old_rule_scores"] = [float(old[i]) for i in members.id]
-            assert not limited.scales(feats, res_cfg).n.equals(whole.scales(feats, res_cfg).n)  # the rule matters
+            assert not sp.scales.n.equals(old_scales.n)  # the rule matters here
     return out
 
 

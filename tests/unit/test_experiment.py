@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from igds.data.corpus import POOL_SETTINGS
 from igds.experiment import (
     PRESETS,
     ExperimentConfig,
@@ -15,7 +16,6 @@ from igds.experiment import (
 )
 from igds.experiment.grid import METHOD_ORDER
 from igds.method.baselines import BASELINES
-from igds.method.pool import POOL_SETTINGS
 from igds.store import ActivationStore
 
 
