@@ -1,6 +1,6 @@
 """File names, schema version and canonical hook-site templates."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Task of the off-task pool's records: rendered without instruction, never evaluated.
 GENERAL = "general"

@@ -19,34 +19,40 @@ import pyarrow.parquet as pq
 import torch
 
 from igds.config import ConfigBase
-from igds.modeling.batching import EncodedItem, keep_mask, length_batches, pad_batch, position_mask
+from igds.modeling.batching import (
+    EncodedItem,
+    check_positions,
+    keep_mask,
+    length_batches,
+    pad_batch,
+    position_mask,
+)
 from igds.modeling.hooks import run_until
 from igds.progress import ProgressFn, null_progress
-
-POSITION_SETS = ("all", "prompt", "response")
-
 
 @dataclass(frozen=True, kw_only=True)
 class ExtractConfig(ConfigBase):
     """How activations are extracted and aggregated.
 
     Args:
-        positions: which token positions count: ``all``, ``prompt`` or ``response``.
+        positions: which token positions count (``igds.modeling.batching.POSITION_SCOPES``): ``content``
+            (the example's own prompt content + response, default), ``prompt_content``, ``response``,
+            ``last_prompt_token`` or ``all`` (template and instruction included).
         max_length: truncate formatted examples to this many tokens.
         batch_tokens: token budget per forward batch (padded length × rows).
         shard_size: examples per shard (the unit of resume and of scale-out).
         sink_norm_factor: drop positions whose residual norm exceeds this × the batch median.
     """
 
-    positions: str = field(default="all", metadata={"help": "token positions: all | prompt | response"})
+    positions: str = field(default="content", metadata={
+        "help": "token scope: content | prompt_content | response | last_prompt_token | all"})
     max_length: int = field(default=256, metadata={"help": "truncate examples to this many tokens"})
     batch_tokens: int = field(default=4096, metadata={"help": "tokens per forward batch"})
     shard_size: int = field(default=256, metadata={"help": "examples per resumable shard"})
     sink_norm_factor: float = field(default=10.0, metadata={"help": "sink guard: norm > factor × median"})
 
     def __post_init__(self):
-        if self.positions not in POSITION_SETS:
-            raise ValueError(f"positions must be one of {POSITION_SETS}, not {self.positions!r}")
+        check_positions(self.positions)
         if self.max_length < 2 or self.batch_tokens < self.max_length or self.shard_size < 1:
             raise ValueError("need max_length >= 2, batch_tokens >= max_length and shard_size >= 1")
         if self.sink_norm_factor <= 1:

@@ -54,16 +54,50 @@ def keep_mask(h: torch.Tensor, attention_mask: torch.Tensor, sink_norm_factor: f
     return keep
 
 
+POSITION_SCOPES = ("content", "prompt_content", "response", "last_prompt_token", "all")
+"""Token scopes every stage honours (SAE training, extraction, recall, FRS, edits, amplification):
+
+- ``content``: the example's own prompt content and its response (default; never template or instruction);
+- ``prompt_content``: the example's own prompt content only;
+- ``response``: the response (and its eos token);
+- ``last_prompt_token``: the last token of the prompt content, before the template closes the user turn;
+- ``all``: every real token (template, system prompt and instruction included).
+"""
+
+
+def check_positions(positions: str) -> None:
+    """Raise ``ValueError`` for a scope outside :data:`POSITION_SCOPES`."""
+    if positions not in POSITION_SCOPES:
+        raise ValueError(f"positions must be one of {', '.join(POSITION_SCOPES)}, not {positions!r}")
+
+
+def scope_positions(item: EncodedItem, positions: str) -> list[int]:
+    """Token positions of one item inside a scope (see :data:`POSITION_SCOPES`), ascending.
+
+    Raises:
+        ValueError: for an unknown scope, or a span scope on an item without token spans (a slow
+            tokenizer gives none; spans are what keeps template tokens out of ``content``).
+    """
+    check_positions(positions)
+    if positions == "all":
+        return list(range(len(item.input_ids)))
+    if not item.spans:
+        raise ValueError(f"positions={positions!r} needs the token spans of the rendered example, and item "
+                         f"{item.example_id!r} has none (use a fast tokenizer, or positions='all')")
+    ranges = {"content": ("content", "response"), "prompt_content": ("content",), "response": ("response",),
+              "last_prompt_token": ("content",)}[positions]
+    out = sorted(p for kind in ranges for a, b in item.spans.get(kind, ()) for p in range(a, b))
+    return out[-1:] if positions == "last_prompt_token" else out
+
+
 def position_mask(items: Sequence[EncodedItem], width: int, positions: str) -> torch.Tensor:
-    """bool ``[batch, pos]`` selecting prompt, response or all positions of each item."""
-    idx = torch.arange(width).unsqueeze(0)
-    plen = torch.tensor([it.prompt_len for it in items]).unsqueeze(1)
-    length = torch.tensor([len(it.input_ids) for it in items]).unsqueeze(1)
-    if positions == "prompt":
-        return idx < plen
-    if positions == "response":
-        return (idx >= plen) & (idx < length)
-    return idx < length
+    """bool ``[batch, pos]`` selecting each item's positions inside a scope (:data:`POSITION_SCOPES`)."""
+    mask = torch.zeros((len(items), width), dtype=torch.bool)
+    for i, it in enumerate(items):
+        pos = scope_positions(it, positions)
+        if pos:
+            mask[i, torch.tensor(pos)] = True
+    return mask
 
 
 def length_batches(items: Sequence[EncodedItem], batch_tokens: int) -> list[list[EncodedItem]]:

@@ -199,7 +199,7 @@ def evaluate_model(model, tokenizer, task, examples: Sequence, cfg: EvalConfig |
 
 
 def feature_activation(model, tokenizer, sae, site: str, examples: Sequence, features: Sequence[int],
-                       max_length: int = 256, positions: str = "all", batch_tokens: int = 4096,
+                       max_length: int = 256, positions: str = "content", batch_tokens: int = 4096,
                        progress: ProgressFn | None = None) -> dict:
     """Task-feature activation ``A(model) = mean_s Σ_{j∈F} a_j(s)`` through the same SAE.
 
@@ -214,7 +214,7 @@ def feature_activation(model, tokenizer, sae, site: str, examples: Sequence, fea
         examples: records (prompt and reference response are both run through the model).
         features: the task features ``F``.
         max_length: truncation in tokens.
-        positions: ``all``, ``prompt`` or ``response`` tokens.
+        positions: token scope (``igds.modeling.batching.POSITION_SCOPES``), the extraction's by default.
         batch_tokens: token budget per batch.
         progress: ``progress(done, total, message)``.
 
