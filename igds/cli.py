@@ -32,20 +32,19 @@ def cmd_data_summary(args) -> int:
 def _bootstrap_config(args):
     from igds.method.extract import ExtractConfig
     from igds.modeling.load import ModelSpec
-    from igds.modeling.sae import SaeSpec, SaeTrainConfig
+    from igds.modeling.sae import SaeSpec
     from igds.workflow.workspace import BootstrapConfig
 
     return BootstrapConfig(
         tasks=tuple(args.tasks), pool_setting=getattr(args, "pool_setting", None) or "mixed",
         model=config_from_arguments(ModelSpec, args, "model_"),
         sae=config_from_arguments(SaeSpec, args, "sae_"),
-        sae_train=config_from_arguments(SaeTrainConfig, args, "sae_train_"),
         extract=config_from_arguments(ExtractConfig, args),
     )
 
 
 def cmd_bootstrap(args) -> int:
-    from igds.workflow.workspace import bootstrap
+    from igds.workflow.bootstrap import bootstrap
 
     if args.background:
         return _bootstrap_in_background(args)
@@ -60,7 +59,7 @@ def _bootstrap_in_background(args) -> int:
     from igds.store import ActivationStore
     from igds.workflow.status import workspace_status
 
-    if workspace_status(ActivationStore()).extracted:
+    if workspace_status(ActivationStore()).prepared:
         print("workspace ready: nothing to bootstrap")
         return 0
     running = [j for j in list_jobs() if j["kind"] == "bootstrap" and j["state"] in ("queued", "running")]
@@ -255,6 +254,24 @@ def cmd_sae_info(args) -> int:
     return 0
 
 
+def cmd_sae_train(args) -> int:
+    from pathlib import Path
+
+    from igds import settings
+    from igds.modeling.load import ModelSpec, load_model
+    from igds.modeling.sae import SaeTrainConfig, file_sha256, retrained_sae_dir
+    from igds.workflow.workspace import train_default_sae
+
+    settings.apply_offline_env()
+    cfg = config_from_arguments(SaeTrainConfig, args, "sae_train_")
+    out = Path(args.out) if args.out else retrained_sae_dir()
+    model, tok = load_model(ModelSpec(), _progress())
+    quality = train_default_sae(model, tok, cfg, out, _progress())
+    print(json.dumps({"out": str(out), "sha256": file_sha256(out / "sae_weights.safetensors"),
+                      **{k: v for k, v in quality.items() if k != "config"}}, indent=2))
+    return 0
+
+
 def cmd_store_info(args) -> int:
     from igds.store import ActivationStore
 
@@ -288,7 +305,6 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--pool-setting", default="mixed", choices=sorted(POOL_SETTINGS), help="candidate pool")
         add_config_arguments(sp, ModelSpec, "model_")
         add_config_arguments(sp, SaeSpec, "sae_")
-        add_config_arguments(sp, SaeTrainConfig, "sae_train_")
         add_config_arguments(sp, ExtractConfig)
 
     b = sub.add_parser("bootstrap", help="prepare the offline default workspace (model, SAE, store)")
@@ -378,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     si = sa.add_parser("info", help="load an SAE and print its identity and quality")
     add_config_arguments(si, SaeSpec, "sae_")
     si.set_defaults(func=cmd_sae_info)
+    stn = sa.add_parser("train", help="retrain the default SAE's recipe on the default model (the shipped SAE is "
+                                      "never overwritten; use the result with --sae-source DIR)")
+    add_config_arguments(stn, SaeTrainConfig, "sae_train_")
+    stn.add_argument("--out", default=None, help="output folder (default: cache/saes/<default name>)")
+    stn.set_defaults(func=cmd_sae_train)
 
     st = sub.add_parser("store", help="the DuckDB activation store").add_subparsers(dest="store_cmd", required=True)
     st.add_parser("info", help="table sizes and runs").set_defaults(func=cmd_store_info)

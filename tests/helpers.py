@@ -20,7 +20,8 @@ TEXTS = [
 
 
 def make_items(tok, texts=TEXTS, repeat: int = 1) -> list[EncodedItem]:
-    """Encode texts as prompt/response items (split at the middle of each text)."""
+    """Encode texts as prompt/response items (split at the middle of each text), with token spans:
+    BOS is template, the first half content, the second half response."""
     items = []
     for r in range(repeat):
         for t in texts:
@@ -28,7 +29,11 @@ def make_items(tok, texts=TEXTS, repeat: int = 1) -> list[EncodedItem]:
             ids = tok(text, add_special_tokens=False)["input_ids"]
             ids = [tok.bos_token_id, *ids]
             eid = hashlib.sha256(text.encode()).hexdigest()[:16]
-            items.append(EncodedItem(example_id=eid, input_ids=ids, prompt_len=max(2, len(ids) // 2)))
+            plen = max(2, len(ids) // 2)
+            # BOS is the template; the prompt's text is content; no instruction
+            spans = {"template": ((0, 1),), "instruction": (), "content": ((1, plen),),
+                     "response": ((plen, len(ids)),)}
+            items.append(EncodedItem(example_id=eid, input_ids=ids, prompt_len=plen, spans=spans))
     return items
 
 

@@ -11,11 +11,12 @@ Only the standard library is imported at module level (pyarrow and datasets on d
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,10 @@ from igds.data.records import (
 )
 
 __all__ = [
-    "GENERAL", "POOL_SETTINGS", "SPLITS", "CorpusError", "Example", "Membership", "Record", "check_pool_setting",
-    "corpus_fingerprint", "corpus_summary", "dev_set", "example_id", "format_summary", "known_tasks", "load_corpus",
-    "load_hf_dataset", "probe_set", "read_records", "reference_set", "resolve_corpus_dir", "task_pool", "test_set",
-    "validate_record", "write_records",
+    "GENERAL", "POOL_SETTINGS", "REFERENCE_SPLIT", "SPLITS", "CorpusError", "Example", "Membership", "Record",
+    "check_pool_setting", "corpus_fingerprint", "corpus_summary", "dev_set", "example_id", "format_summary",
+    "known_tasks", "load_corpus", "load_hf_dataset", "probe_set", "read_records", "reference_set",
+    "reserve_reference", "resolve_corpus_dir", "task_pool", "test_set", "validate_record", "write_records",
 ]  # fmt: skip
 
 POOL_SETTINGS = ("task-only", "mixed")
@@ -136,8 +137,9 @@ def task_pool(task: str, setting: str = "mixed", corpus_dir: str | os.PathLike[s
 
     Args:
         task: Task name.
-        setting: ``task-only`` (the task's train split) or ``mixed`` (plus all ``general`` records,
-            so selection has off-task data to reject; each record keeps its ``source``).
+        setting: ``task-only`` (the task's train split) or ``mixed`` (plus the ``general`` train records,
+            so selection has off-task data to reject; each record keeps its ``source``; the general
+            ``reference`` split is never in a pool).
         corpus_dir: Folder to read instead of the default.
 
     Returns:
@@ -149,8 +151,39 @@ def task_pool(task: str, setting: str = "mixed", corpus_dir: str | os.PathLike[s
     check_pool_setting(setting)
     pool = _task_split(task, "train", corpus_dir)
     if setting == "mixed" and task != GENERAL:
-        pool += load_corpus([GENERAL], None, corpus_dir)
+        pool += load_corpus([GENERAL], ["train"], corpus_dir)
     return pool
+
+
+REFERENCE_SPLIT = "reference"
+
+
+def reserve_reference(general: Sequence[Example], n: int, seed: int = 0) -> list[Example]:
+    """Mark ``n`` general records as the ``reference`` split, stratified by source (the corpus builder).
+
+    Reference records are the contrast set of feature recall and never enter a candidate pool, so a
+    feature's lift is not measured on the very examples a mixed pool must reject.
+
+    Args:
+        general: The general records (split ``train``).
+        n: How many to reserve (shares per source proportional to its size, largest remainders first).
+        seed: Sampling seed.
+
+    Returns:
+        The same records (sorted by id), ``n`` of them with split ``reference``.
+    """
+    by_source: dict[str, list[Example]] = {}
+    for ex in sorted(general, key=lambda e: e.id):
+        by_source.setdefault(ex.source, []).append(ex)
+    total = sum(len(v) for v in by_source.values())
+    want = {s: n * len(v) / max(total, 1) for s, v in by_source.items()}
+    quota = {s: int(w) for s, w in want.items()}
+    for s in sorted(want, key=lambda s: (-(want[s] - quota[s]), s))[: n - sum(quota.values())]:
+        quota[s] += 1
+    rng = random.Random(seed)
+    picked = {ex.id for s in sorted(by_source) for ex in rng.sample(by_source[s], min(quota[s], len(by_source[s])))}
+    return [dataclasses.replace(ex, split=REFERENCE_SPLIT) if ex.id in picked else ex
+            for ex in sorted(general, key=lambda e: e.id)]
 
 
 def reference_set(
@@ -159,20 +192,21 @@ def reference_set(
     task: str | None = None,
     corpus_dir: str | os.PathLike[str] | None = None,
 ) -> list[Example]:
-    """A deterministic sample of general (off-task) records, the contrast set for feature recall.
+    """The contrast set for feature recall: general records of the ``reference`` split, which no
+    candidate pool contains (a seeded sample of ``n`` when there are more).
 
     Args:
-        n: Sample size (all general records if fewer exist).
+        n: Sample size (all reference records if fewer exist).
         seed: Sampling seed.
         task: The task the contrast is for; records of that task are never included.
         corpus_dir: Folder to read instead of the default.
 
     Returns:
-        Up to ``n`` general examples, sorted by id.
+        Up to ``n`` reference examples, sorted by id.
     """
-    pool = [ex for ex in load_corpus([GENERAL], None, corpus_dir) if ex.task != task]
+    pool = [ex for ex in load_corpus([GENERAL], [REFERENCE_SPLIT], corpus_dir) if ex.task != task]
     pool.sort(key=lambda e: e.id)
-    picked = random.Random(seed).sample(pool, min(n, len(pool)))
+    picked = pool if n >= len(pool) else random.Random(seed).sample(pool, n)
     return sorted(picked, key=lambda e: e.id)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from igds.constants import GENERAL
 
-SPLITS = ("probe", "dev", "train", "test")
+SPLITS = ("probe", "dev", "train", "test", "reference")
 _FIELDS = ("id", "task", "source", "split", "prompt", "response", "meta")
 
 

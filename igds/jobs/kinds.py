@@ -38,7 +38,8 @@ def _count(params: dict, ctx: JobContext) -> dict:
 
 
 def _bootstrap(params: dict, ctx: JobContext) -> dict:
-    from igds.workflow.workspace import BootstrapConfig, bootstrap
+    from igds.workflow.bootstrap import bootstrap
+    from igds.workflow.workspace import BootstrapConfig
 
     ctx.log("bootstrap: model, SAE and activation store")
     return bootstrap(BootstrapConfig.from_dict(params.get("config", {})), progress=ctx.progress)

@@ -30,6 +30,7 @@ from igds.modeling.batching import (
 from igds.modeling.hooks import run_until
 from igds.progress import ProgressFn, null_progress
 
+
 @dataclass(frozen=True, kw_only=True)
 class ExtractConfig(ConfigBase):
     """How activations are extracted and aggregated.

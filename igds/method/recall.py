@@ -18,37 +18,51 @@ from igds.config import ConfigBase
 from igds.modeling.sae import decoder_directions
 from igds.store import ActivationStore
 
+FREQUENCIES = ("token", "example")
+
 
 @dataclass(frozen=True, kw_only=True)
 class RecallConfig(ConfigBase):
     """Frequency recall of task features.
 
+    Frequencies are read over the extraction run's token scope (``content`` by default: the examples'
+    own text, never template or instruction tokens).
+
     Args:
-        min_freq: keep features firing on at least this share of probe examples.
+        frequency: ``token`` (default): share of probe tokens a feature fires on, against the same share
+            on the reference set — free of the length confound; ``example``: share of probe examples
+            (the paper's per-sample frequency; longer examples "fire" more often).
+        min_freq: keep features firing on at least this share of probe examples (both modes).
+        min_tok_freq: in ``token`` mode, keep features firing on at least this share of probe tokens.
         k_recall: at most this many candidates, by rank.
-        dense_ref: drop features firing on at least this share of reference examples (always-on guard).
-        contrast: rank by lift ``freq_task / (freq_ref + eps)`` instead of ``freq_task``.
-        eps: smoothing of the lift.
-        n_reference: size of the general-text reference sample.
+        dense_ref: drop features whose reference frequency (the mode's) is at least this (always-on guard).
+        contrast: rank by lift ``freq_task / (freq_ref + eps)`` (default) instead of ``freq_task``.
+        eps: smoothing of the lift, on the mode's frequency scale.
+        n_reference: size of the reference sample (the corpus's reference split, in no pool).
         seed: seed of the reference sample.
     """
 
-    min_freq: float = field(default=0.2, metadata={"help": "min share of probe examples a feature fires on"})
-    k_recall: int = field(default=64, metadata={"help": "max number of candidates"})
+    frequency: str = field(default="token", metadata={"help": "token (lift on token frequency) | example (paper)"})
+    min_freq: float = field(default=0.05, metadata={"help": "min share of probe examples a feature fires on"})
+    min_tok_freq: float = field(default=0.002, metadata={"help": "token mode: min share of probe tokens"})
+    k_recall: int = field(default=32, metadata={"help": "max number of candidates"})
     dense_ref: float = field(default=0.5, metadata={"help": "drop features this frequent on reference text"})
-    contrast: bool = field(default=False, metadata={"help": "rank by lift over reference instead of frequency"})
-    eps: float = field(default=0.01, metadata={"help": "lift smoothing"})
+    contrast: bool = field(default=True, metadata={"help": "rank by lift over reference instead of frequency"})
+    eps: float = field(default=0.001, metadata={"help": "lift smoothing (on the mode's frequency scale)"})
     n_reference: int = field(default=512, metadata={"help": "reference sample size"})
     seed: int = field(default=0, metadata={"help": "reference sample seed"})
 
     def __post_init__(self):
-        if not 0 <= self.min_freq <= 1 or not 0 < self.dense_ref <= 1:
-            raise ValueError("min_freq must be in [0, 1] and dense_ref in (0, 1]")
+        if self.frequency not in FREQUENCIES:
+            raise ValueError(f"frequency must be one of {FREQUENCIES}, not {self.frequency!r}")
+        if not 0 <= self.min_freq <= 1 or not 0 <= self.min_tok_freq <= 1 or not 0 < self.dense_ref <= 1:
+            raise ValueError("min_freq and min_tok_freq must be in [0, 1] and dense_ref in (0, 1]")
         if self.k_recall < 1:
             raise ValueError("k_recall must be >= 1")
 
 
-PAPER_RECALL = RecallConfig(contrast=False, dense_ref=1.0)
+# the paper's literal reading: per-sample frequency, ranked by frequency, no dense guard
+PAPER_RECALL = RecallConfig(frequency="example", min_freq=0.2, contrast=False, dense_ref=1.0, eps=0.01, k_recall=64)
 
 
 @dataclass(frozen=True)
@@ -99,18 +113,22 @@ def compute_recall(probe: pd.DataFrame, n_probe: int, probe_tokens: int, ref: pd
     out["freq_ref"] = (r.n_examples.fillna(0) / max(n_ref, 1)).to_numpy()
     out["tok_freq_task"] = (t.n_active.fillna(0) / max(probe_tokens, 1)).to_numpy()
     out["tok_freq_ref"] = (r.n_active.fillna(0) / max(ref_tokens, 1)).to_numpy()
-    out["lift"] = out.freq_task / (out.freq_ref + cfg.eps)
+    task_f, ref_f = (out.tok_freq_task, out.tok_freq_ref) if cfg.frequency == "token" else (out.freq_task, out.freq_ref)
+    out["lift"] = task_f / (ref_f + cfg.eps)
     out["mean_act_task"] = t.mean_act_firing.to_numpy()
     out["max_act_task"] = t.max_act.to_numpy()
-    eligible = (out.freq_task >= cfg.min_freq) & (out.freq_ref < cfg.dense_ref) & (out.freq_task > 0)
-    key = "lift" if cfg.contrast else "freq_task"
-    # many features fire on every probe example (e.g. on the shared instruction): break those ties by
-    # per-token frequency, then by id, so the ranking stays meaningful and deterministic
+    eligible = (out.freq_task >= cfg.min_freq) & (ref_f < cfg.dense_ref) & (out.freq_task > 0)
+    if cfg.frequency == "token":
+        eligible &= out.tok_freq_task >= cfg.min_tok_freq
+    out["_freq"] = task_f
+    key = "lift" if cfg.contrast else "_freq"
+    # ties (e.g. many features on every probe example under ``example``) break by token frequency, then id
     ranked = out[eligible].sort_values([key, "tok_freq_task", "feature"], ascending=[False, False, True])
     ranked = ranked.head(cfg.k_recall)
     out["is_candidate"] = out.feature.isin(ranked.feature)
     out["rank"] = np.nan
     out.loc[ranked.index, "rank"] = np.arange(1, len(ranked) + 1)
+    out = out.drop(columns="_freq")
     return out.sort_values(["rank", "freq_task"], ascending=[True, False], na_position="last").reset_index(drop=True)
 
 

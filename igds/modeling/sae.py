@@ -15,9 +15,16 @@ import torch
 
 from igds import settings
 from igds.config import ConfigBase
-from igds.constants import DEFAULT_SAE_NAME, RESID_POST, SAE_QUALITY_FILENAME, SAES_DIR
+from igds.constants import (
+    DEFAULT_SAE_NAME,
+    RESID_POST,
+    SAE_DATA_DIR,
+    SAE_QUALITY_FILENAME,
+    SAE_RECIPE_FILENAME,
+    SAES_DIR,
+)
 from igds.modeling.adapters import HookSiteError, n_layers, parse_site
-from igds.modeling.batching import EncodedItem, keep_mask, pad_batch
+from igds.modeling.batching import EncodedItem, keep_mask, length_batches, pad_batch, position_mask
 from igds.modeling.hooks import patch, run_until
 from igds.progress import ProgressFn, null_progress
 
@@ -45,32 +52,41 @@ class SaeSpec(ConfigBase):
 
 @dataclass(frozen=True, kw_only=True)
 class SaeTrainConfig(ConfigBase):
-    """Training of the offline default SAE (TopK, sae-lens ``SAETrainer`` on our own activations).
+    """Training recipe of the default SAE (TopK, sae-lens ``SAETrainer`` on our own activations).
 
     Args:
         layer: residual stream after this block.
         d_sae: number of latents.
         k: active latents per token.
-        n_tokens: activations collected for training (non-sink positions).
+        positions: token scope the SAE is trained (and evaluated) on; the pipeline's scope, ``content``.
+        n_tokens: at most this many training activations (every one the training texts give, up to it).
         epochs: passes over the collected activations.
         lr: Adam learning rate.
         batch_size: activations per training step.
-        max_length: tokens per sequence during collection.
-        eval_tokens: held-out activations for the quality figures.
-        seed: seeds shuffling and initialisation.
+        max_length: tokens per sequence, the context length the pipeline uses.
+        holdout_examples: texts held out of training; quality (EV, CE recovered) is measured on them.
+        dead_tokens: training activations the dead-latent share is counted over.
+        seed: seeds the text split, shuffling and initialisation.
     """
 
     layer: int = field(default=15, metadata={"help": "block whose output the SAE reads"})
     d_sae: int = field(default=4096, metadata={"help": "number of SAE latents"})
     k: int = field(default=32, metadata={"help": "TopK: active latents per token"})
-    n_tokens: int = field(default=400_000, metadata={"help": "training activations to collect"})
-    epochs: int = field(default=3, metadata={"help": "passes over the activations"})
+    positions: str = field(default="content", metadata={"help": "token scope of training and quality"})
+    n_tokens: int = field(default=800_000, metadata={"help": "max training activations"})
+    epochs: int = field(default=5, metadata={"help": "passes over the activations"})
     lr: float = field(default=4e-4, metadata={"help": "learning rate"})
     batch_size: int = field(default=4096, metadata={"help": "activations per step"})
-    max_length: int = field(default=128, metadata={"help": "tokens per collected sequence"})
-    eval_tokens: int = field(default=20_000, metadata={"help": "held-out activations for quality"})
+    max_length: int = field(default=256, metadata={"help": "tokens per sequence"})
+    holdout_examples: int = field(default=200, metadata={"help": "held-out texts for the quality figures"})
+    dead_tokens: int = field(default=200_000, metadata={"help": "training activations for the dead share"})
     sink_norm_factor: float = field(default=10.0, metadata={"help": "sink guard factor"})
     seed: int = field(default=0, metadata={"help": "random seed"})
+
+    def __post_init__(self):
+        from igds.modeling.batching import check_positions
+
+        check_positions(self.positions)
 
 
 @dataclass(frozen=True)
@@ -94,7 +110,12 @@ class SaeInfo:
 
 
 def default_sae_dir() -> Path:
-    """Folder of the offline default SAE."""
+    """Folder of the default SAE, shipped with the project (verified against its ``SHA256SUMS``)."""
+    return settings.data_dir() / SAE_DATA_DIR / DEFAULT_SAE_NAME
+
+
+def retrained_sae_dir() -> Path:
+    """Where ``igds sae train`` writes a retrained default SAE (the shipped one is never overwritten)."""
     return settings.home() / SAES_DIR / DEFAULT_SAE_NAME
 
 
@@ -153,8 +174,10 @@ def load_sae(spec: SaeSpec | None = None, device: str = "cpu"):
     if source == "default" or Path(source).expanduser().exists():
         path = default_sae_dir() if source == "default" else Path(source).expanduser().resolve()
         if not (path / "cfg.json").exists():
-            hint = " (run 'python -m igds bootstrap' to train it)" if source == "default" else ""
+            hint = " (the default SAE ships with IGDS: restore it with git checkout)" if source == "default" else ""
             raise SaeError(f"no sae-lens SAE at {path}: cfg.json is missing{hint}")
+        if source == "default":
+            verify_checksums(path)
         try:
             sae = SAE.load_from_disk(str(path), device=device)
         except Exception as e:  # sae-lens raises many types for malformed folders
@@ -193,18 +216,16 @@ def check_quality(info: SaeInfo, spec: SaeSpec) -> None:
 @torch.no_grad()
 def collect_activations(model, site: str, items: Sequence[EncodedItem], n_tokens: int, pad_id: int,
                         sink_norm_factor: float = 10.0, batch_tokens: int = 4096,
-                        progress: ProgressFn | None = None) -> torch.Tensor:
-    """Residuals at ``site`` for non-sink positions of ``items``, up to ``n_tokens`` rows, fp32 ``[n, d]``."""
+                        progress: ProgressFn | None = None, positions: str = "all") -> torch.Tensor:
+    """Residuals at ``site`` for non-sink positions of ``items`` inside the token scope ``positions``,
+    up to ``n_tokens`` rows, fp32 ``[n, d]``."""
     progress = progress or null_progress
     device = next(model.parameters()).device
     out, have = [], 0
-    width = max(len(it.input_ids) for it in items)
-    rows = max(1, batch_tokens // width)
-    for start in range(0, len(items), rows):
-        batch = items[start : start + rows]
+    for batch in length_batches(items, batch_tokens):
         ids, attn = pad_batch(batch, pad_id, device)
         h = run_until(model, site, ids, attn)
-        keep = keep_mask(h, attn, sink_norm_factor)
+        keep = keep_mask(h, attn, sink_norm_factor) & position_mask(batch, ids.shape[1], positions).to(h.device)
         acts = h[keep].float().cpu()
         out.append(acts)
         have += len(acts)
@@ -247,13 +268,15 @@ def reconstruction_quality(sae, acts: torch.Tensor, chunk: int = 8192) -> dict:
 
 @torch.no_grad()
 def ce_recovered(model, sae, site: str, items: Sequence[EncodedItem], pad_id: int,
-                 sink_norm_factor: float = 10.0) -> dict:
+                 sink_norm_factor: float = 10.0, positions: str = "all") -> dict:
     """Next-token CE with the clean residual, with the SAE reconstruction spliced in, and with the
-    residual zeroed (kept positions only); ``ce_recovered = (zero − sae) / (zero − clean)``."""
+    residual zeroed, at the kept positions of the token scope ``positions`` (splice and CE both);
+    ``ce_recovered = (zero − sae) / (zero − clean)``."""
     device = next(model.parameters()).device
     ids, attn = pad_batch(items, pad_id, device)
     h = run_until(model, site, ids, attn)
-    keep = keep_mask(h, attn, sink_norm_factor).unsqueeze(-1)
+    keep2d = keep_mask(h, attn, sink_norm_factor) & position_mask(items, ids.shape[1], positions).to(h.device)
+    keep = keep2d.unsqueeze(-1)
 
     def ce(replace=None) -> float:
         if replace is None:
@@ -262,7 +285,7 @@ def ce_recovered(model, sae, site: str, items: Sequence[EncodedItem], pad_id: in
             with patch(model, site, replace):
                 logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
         lp = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")
-        m = attn[:, 1:].float()
+        m = (attn[:, 1:].bool() & keep2d[:, :-1]).float()
         return float((lp * m).sum() / m.sum())
 
     sae_dtype = next(sae.parameters()).dtype
@@ -273,13 +296,16 @@ def ce_recovered(model, sae, site: str, items: Sequence[EncodedItem], pad_id: in
     return {"ce_clean": clean, "ce_sae": spliced, "ce_zero": zeroed, "ce_recovered": rec}
 
 
-def train_sae(model, items: Sequence[EncodedItem], cfg: SaeTrainConfig, out_dir: Path, pad_id: int,
-              progress: ProgressFn | None = None) -> dict:
+def train_sae(model, items: Sequence[EncodedItem], holdout: Sequence[EncodedItem], cfg: SaeTrainConfig,
+              out_dir: Path, pad_id: int, progress: ProgressFn | None = None) -> dict:
     """Train a TopK SAE with sae-lens on the model's residual after block ``cfg.layer``.
 
-    Activations are collected with the sink guard, the decoder bias is initialised to the data mean
-    (sae-lens 6 no longer does a geometric-median init; without it most latents die), and training
-    runs sae-lens's ``SAETrainer``. The result is a standard sae-lens folder plus our quality file.
+    Activations of ``items`` are collected inside the token scope ``cfg.positions`` with the sink
+    guard, the decoder bias is initialised to the data mean (sae-lens 6 no longer does a
+    geometric-median init; without it most latents die), and training runs sae-lens's ``SAETrainer``.
+    Quality is measured in the same scope: explained variance and CE recovered on the held-out texts
+    ``holdout``, the dead share over ``cfg.dead_tokens`` training activations. The result is a standard
+    sae-lens folder plus our quality file, the recipe and a ``SHA256SUMS`` of the weights.
 
     Returns:
         quality figures (also written to ``out_dir/igds_quality.json``).
@@ -291,12 +317,10 @@ def train_sae(model, items: Sequence[EncodedItem], cfg: SaeTrainConfig, out_dir:
     torch.manual_seed(cfg.seed)
     site = RESID_POST.format(layer=cfg.layer)
     d_in = int(model.config.hidden_size)
-    acts = collect_activations(model, site, items, cfg.n_tokens + cfg.eval_tokens, pad_id, cfg.sink_norm_factor,
-                               progress=lambda d, t, m: progress(d, t, m))
-    perm = torch.randperm(len(acts), generator=torch.Generator().manual_seed(cfg.seed))
-    acts = acts[perm]
-    n_eval = min(cfg.eval_tokens, len(acts) // 10)
-    eval_acts, train_acts = acts[:n_eval], acts[n_eval:]
+    acts = collect_activations(model, site, items, cfg.n_tokens, pad_id, cfg.sink_norm_factor,
+                               progress=progress, positions=cfg.positions)
+    train_acts = acts[torch.randperm(len(acts), generator=torch.Generator().manual_seed(cfg.seed))]
+    eval_acts = collect_activations(model, site, holdout, 10**9, pad_id, cfg.sink_norm_factor, positions=cfg.positions)
     batch = min(cfg.batch_size, len(train_acts))
     total_steps = max(1, cfg.epochs * len(train_acts) // batch)
     training_sae = TopKTrainingSAE(TopKTrainingSAEConfig(
@@ -331,14 +355,56 @@ def train_sae(model, items: Sequence[EncodedItem], cfg: SaeTrainConfig, out_dir:
     sae.requires_grad_(False)
     progress(total_steps, total_steps, "train SAE: measuring quality")
     quality = reconstruction_quality(sae, eval_acts)
-    quality.update(ce_recovered(model, sae, site, items[-16:], pad_id, cfg.sink_norm_factor))
-    quality.update({"train_tokens": len(train_acts), "steps": total_steps, "config": cfg.to_dict()})
+    quality["dead_fraction"] = reconstruction_quality(sae, train_acts[: cfg.dead_tokens])["dead_fraction"]
+    quality.update(ce_recovered(model, sae, site, list(holdout[:32]), pad_id, cfg.sink_norm_factor, cfg.positions))
+    quality.update({"train_tokens": len(train_acts), "holdout_texts": len(holdout), "steps": total_steps,
+                    "positions": cfg.positions, "config": cfg.to_dict()})
     quality = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in quality.items()}
     (tmp / SAE_QUALITY_FILENAME).write_text(json.dumps(quality, indent=2, sort_keys=True))
+    (tmp / SAE_RECIPE_FILENAME).write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+    write_checksums(tmp)
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(out_dir)
     return quality
+
+
+CHECKSUM_FILENAME = "SHA256SUMS"
+CHECKED_FILES = ("cfg.json", "sae_weights.safetensors")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(folder: Path) -> dict[str, str]:
+    """Write ``SHA256SUMS`` (``sha256sum`` format) for an SAE folder's config and weights."""
+    sums = {name: file_sha256(folder / name) for name in CHECKED_FILES}
+    (folder / CHECKSUM_FILENAME).write_text("".join(f"{v}  {k}\n" for k, v in sums.items()))
+    return sums
+
+
+def verify_checksums(folder: Path) -> str:
+    """Check an SAE folder against its ``SHA256SUMS``; return the weights' sha256.
+
+    Raises:
+        SaeError: naming the file whose checksum differs (or the missing checksum file).
+    """
+    path = folder / CHECKSUM_FILENAME
+    if not path.exists():
+        raise SaeError(f"{folder} has no {CHECKSUM_FILENAME}; the shipped SAE cannot be verified")
+    expected = dict(reversed(line.split(None, 1)) for line in path.read_text().splitlines() if line.strip())
+    for name, digest in expected.items():
+        got = file_sha256(folder / name) if (folder / name).exists() else "missing"
+        if got != digest:
+            raise SaeError(f"{folder / name}: sha256 {got[:16]}… differs from the shipped {digest[:16]}…; "
+                           "restore it (git checkout) or retrain with 'python -m igds sae train'")
+    return expected["sae_weights.safetensors"]
 
 
 def decoder_directions(sae, features: Sequence[int] | None = None) -> torch.Tensor:

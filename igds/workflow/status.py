@@ -31,6 +31,12 @@ class WorkspaceStatus:
         return bool(((self.runs["stage"] == "extract") & (self.runs["status"] == "done")).any()) \
             if not self.runs.empty else False
 
+    @property
+    def prepared(self) -> bool:
+        """Whether the first run got through: an extraction and an intervention run have finished."""
+        done = self.runs[self.runs["status"] == "done"] if not self.runs.empty else self.runs
+        return self.extracted and bool((done["stage"] == "intervene").any())
+
 
 def workspace_status(store: ActivationStore) -> WorkspaceStatus:
     """Collect the workspace snapshot (cheap: a handful of small queries)."""

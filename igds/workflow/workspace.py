@@ -6,13 +6,13 @@ Everything here is idempotent: a stage whose content key is already stored is sk
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from igds import settings
 from igds.config import ConfigBase
 from igds.method.extract import ExtractConfig, ExtractResult, run_extraction
+from igds.method.intervene import InterventionConfig
+from igds.method.recall import RecallConfig
 from igds.modeling.encoding import encode_examples
 from igds.modeling.load import ModelSpec, load_model, model_identity, model_key_of
 from igds.modeling.sae import (
@@ -20,11 +20,11 @@ from igds.modeling.sae import (
     SaeTrainConfig,
     check_quality,
     check_sae_fits,
-    default_sae_dir,
     load_sae,
+    retrained_sae_dir,
     train_sae,
 )
-from igds.progress import ProgressFn, null_progress, scaled
+from igds.progress import ProgressFn, null_progress
 from igds.store import ActivationStore
 
 
@@ -36,17 +36,21 @@ class BootstrapConfig(ConfigBase):
         tasks: tasks whose probe, dev and pool examples are extracted.
         pool_setting: ``mixed`` (task train + general set) or ``task-only``.
         model: the language model.
-        sae: the SAE (``default`` is trained here on first use).
-        sae_train: how the default SAE is trained.
+        sae: the SAE (``default``: the one shipped with IGDS, checksum-verified).
         extract: how activations are extracted.
+        method_stages: also run recall, interventions and feature contexts for the first task.
+        recall: recall config of that first run.
+        intervene: intervention config of that first run.
     """
 
     tasks: tuple[str, ...] = field(default=("summarization",), metadata={"help": "tasks to extract"})
     pool_setting: str = field(default="mixed", metadata={"help": "mixed | task-only"})
     model: ModelSpec = field(default_factory=ModelSpec)
     sae: SaeSpec = field(default_factory=SaeSpec)
-    sae_train: SaeTrainConfig = field(default_factory=SaeTrainConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
+    method_stages: bool = field(default=True, metadata={"help": "also run recall and interventions (first task)"})
+    recall: RecallConfig = field(default_factory=RecallConfig)
+    intervene: InterventionConfig = field(default_factory=InterventionConfig)
 
 
 @dataclass
@@ -88,34 +92,45 @@ def ingest_corpus(store: ActivationStore, dataset: str = "demo") -> int:
     return store.sync_dataset(load_corpus(), dataset=dataset)[0]
 
 
-def sae_training_examples(n: int, seed: int = 0) -> list:
-    """A deterministic mix of training-split examples of every task plus general text."""
+def sae_training_texts(cfg: SaeTrainConfig) -> tuple[list, list]:
+    """The default SAE's texts: every non-test record of the corpus (task probe/dev/train, general
+    train and reference), seeded-shuffled; the first ``cfg.holdout_examples`` are held out of training
+    for the quality figures. Returns ``(train, holdout)``."""
     import random
 
     from igds.data.corpus import load_corpus
 
-    pool = [e for e in load_corpus() if e.split == "train"]
-    pool.sort(key=lambda e: e.id)
-    random.Random(seed).shuffle(pool)
-    return pool[:n]
+    seen, texts = set(), []
+    for e in sorted(load_corpus(), key=lambda e: e.id):
+        if e.split != "test" and e.id not in seen:
+            seen.add(e.id)
+            texts.append(e)
+    random.Random(cfg.seed).shuffle(texts)
+    return texts[cfg.holdout_examples:], texts[: cfg.holdout_examples]
+
+
+def train_default_sae(model, tokenizer, cfg: SaeTrainConfig, out_dir=None, progress: ProgressFn | None = None) -> dict:
+    """Train the default SAE's recipe on the default model (``igds sae train``); returns its quality.
+
+    Writes to ``out_dir`` (default :func:`igds.modeling.sae.retrained_sae_dir`, never the shipped folder).
+    """
+    train, holdout = sae_training_texts(cfg)
+    items = encode_examples(tokenizer, train, cfg.max_length)
+    held = encode_examples(tokenizer, holdout, cfg.max_length)
+    return train_sae(model, items, held, cfg, out_dir or retrained_sae_dir(), tokenizer.pad_token_id, progress)
 
 
 def open_workspace(cfg: BootstrapConfig, store: ActivationStore | None = None,
                    progress: ProgressFn | None = None) -> Workspace:
-    """Sync the shipped corpus into the store, load model and SAE (training the default SAE on first
-    use) and register both in the store."""
+    """Sync the shipped corpus into the store, load model and SAE (the shipped default SAE is
+    verified against its checksum) and register both in the store."""
     progress = progress or null_progress
     store = store or ActivationStore()
     progress(0, 1, "corpus: syncing the demo corpus")
     examples_added = ingest_corpus(store)
     model, tok = load_model(cfg.model, progress)
-    if cfg.sae.source == "default" and not (default_sae_dir() / "cfg.json").exists():
-        if cfg.model.name_or_path != "default":
-            raise ValueError("the default SAE is trained on the default model; pass --sae for another model")
-        # ~3 examples per 400 tokens: collect enough sequences for the token budget
-        n_ex = max(64, cfg.sae_train.n_tokens // 60)
-        items = encode_examples(tok, sae_training_examples(n_ex, cfg.sae_train.seed), cfg.sae_train.max_length)
-        train_sae(model, items, cfg.sae_train, default_sae_dir(), tok.pad_token_id, progress)
+    if cfg.sae.source == "default" and cfg.model.name_or_path != "default":
+        raise ValueError("the default SAE belongs to the default model; pass --sae-source for another model")
     sae, info = load_sae(cfg.sae)
     site = check_sae_fits(sae, model, info.site)
     check_quality(info, cfg.sae)
@@ -135,12 +150,14 @@ def default_workspace(store: ActivationStore | None = None, progress: ProgressFn
 
 
 def extraction_examples(tasks: Sequence[str], pool_setting: str = "mixed") -> list:
-    """Examples a task needs activations for: its probe and dev splits plus its candidate pool."""
-    from igds.data.corpus import dev_set, probe_set, task_pool
+    """Examples a task needs activations for: its probe and dev splits, the reference split (recall's
+    contrast) and its candidate pool."""
+    from igds.data.corpus import dev_set, probe_set, reference_set, task_pool
 
     seen, out = set(), []
     for task in tasks:
-        for ex in [*probe_set(task), *dev_set(task), *task_pool(task, setting=pool_setting)]:
+        for ex in [*probe_set(task), *reference_set(10**9, task=task), *dev_set(task),
+                   *task_pool(task, setting=pool_setting)]:
             if ex.id not in seen:
                 seen.add(ex.id)
                 out.append(ex)
@@ -157,25 +174,3 @@ def extract_tasks(ws: Workspace, tasks: Sequence[str], cfg: ExtractConfig, pool_
     items = encode_examples(ws.tokenizer, examples, cfg.max_length)
     return run_extraction(ws.store, run_id, ws.model, ws.sae, ws.site, items, cfg, ws.tokenizer.pad_token_id,
                           progress, max_shards=max_shards)
-
-
-def bootstrap(cfg: BootstrapConfig | None = None, store: ActivationStore | None = None,
-              progress: ProgressFn | None = None) -> dict:
-    """Prepare the offline default workspace: corpus in the store, converted model, trained SAE,
-    extracted activations for ``cfg.tasks``. Cached steps are skipped.
-
-    Returns:
-        a summary dict (keys, counts, timings, SAE quality).
-    """
-    cfg = cfg or BootstrapConfig()
-    progress = progress or null_progress
-    settings.apply_offline_env()
-    t0 = time.perf_counter()
-    ws = open_workspace(cfg, store or ActivationStore(), scaled(progress, 0, 60, 100))
-    res = extract_tasks(ws, cfg.tasks, cfg.extract, cfg.pool_setting, scaled(progress, 60, 40, 100))
-    progress(100, 100, "bootstrap: done")
-    return {"examples_added": ws.examples_added, "model_key": ws.model_key, "sae_key": ws.sae_key, "site": ws.site,
-            "run_id": res.run_id, "extracted_examples": res.n_examples, "new_examples": res.n_new,
-            "rows": res.n_rows, "extract_seconds": round(res.seconds, 1),
-            "sae_quality": {k: v for k, v in ws.sae_info["quality"].items() if k != "config"},
-            "seconds": round(time.perf_counter() - t0, 1)}

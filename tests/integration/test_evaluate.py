@@ -69,13 +69,17 @@ def test_batched_left_padded_generation_matches_one_by_one():
     assert batched == single and all(isinstance(s, str) for s in batched)
 
 
-def _brute_force_A(model, tok, sae, exs, features):
+def _brute_force_A(model, tok, sae, exs, features, positions="content"):
+    from igds.modeling.batching import scope_positions
+    from igds.modeling.encoding import render_example
+
     vals = []
     for ex in exs:
-        enc = get_task(ex.task).encode(tok, ex.prompt, ex.response, 256)
+        item = render_example(tok, ex.task, ex.prompt, ex.response, 256)
+        keep = [p for p in scope_positions(item, positions) if p > 0]  # position 0 is excluded; no sinks here
         with torch.no_grad():
-            h = model(torch.tensor([enc.input_ids]), output_hidden_states=True).hidden_states[2][0]
-            z = sae.encode(h[1:])  # position 0 is excluded; no sinks in this tiny model
+            h = model(torch.tensor([item.input_ids]), output_hidden_states=True).hidden_states[2][0]
+            z = sae.encode(h[keep])
         vals.append(sum(z[:, f].mean().item() for f in features))
     return sum(vals) / len(vals)
 
@@ -93,6 +97,10 @@ def test_feature_activation_matches_brute_force():
     assert got["A"] > 0
     assert got["A"] == pytest.approx(_brute_force_A(model, tok, sae, exs, feats), rel=1e-4)
     assert sum(got["per_feature"].values()) == pytest.approx(got["A"], rel=1e-6)
+    # the measure honours the token scope: over every position (template included) it differs
+    every = feature_activation(model, tok, sae, SITE, exs, feats, batch_tokens=64, positions="all")
+    assert every["A"] == pytest.approx(_brute_force_A(model, tok, sae, exs, feats, "all"), rel=1e-4)
+    assert every["A"] != pytest.approx(got["A"], rel=1e-3)
 
 
 def test_amplification_is_zero_for_an_adapter_with_zero_lora_b(tmp_path):

@@ -22,10 +22,11 @@ def brute_force(model, sae, items, cfg):
             keep = [t for t in range(1, len(it.input_ids))]
             med = norms[keep].median()
             keep = [t for t in keep if norms[t] <= cfg.sink_norm_factor * med]
-            if cfg.positions == "prompt":
-                keep = [t for t in keep if t < it.prompt_len]
-            elif cfg.positions == "response":
-                keep = [t for t in keep if t >= it.prompt_len]
+            # the helper items' spans: BOS template, [1, prompt_len) content, the rest response
+            in_scope = {"all": lambda t: True, "content": lambda t: t >= 1, "response": lambda t: t >= it.prompt_len,
+                        "prompt_content": lambda t: 1 <= t < it.prompt_len,
+                        "last_prompt_token": lambda t: t == it.prompt_len - 1}[cfg.positions]
+            keep = [t for t in keep if in_scope(t)]
             ntok[it.example_id] = len(keep)
             for t in keep:
                 z = sae.encode(h[t : t + 1])[0]
@@ -41,7 +42,7 @@ def stored_rows(store, run_id):
     return {(r.example_id, r.feature): (r.max_act, r.sum_act, r.n_active) for r in df.itertuples()}
 
 
-@pytest.mark.parametrize("positions", ["all", "prompt", "response"])
+@pytest.mark.parametrize("positions", ["all", "content", "prompt_content", "response", "last_prompt_token"])
 def test_stored_aggregates_equal_brute_force(tmp_path, positions):
     model, tok, sae = tiny_setup()
     # one example alone per batch so the per-batch sink median equals the per-example one
@@ -170,6 +171,7 @@ def test_length_batches_respect_budget_and_cover_all():
 def test_config_validation_and_roundtrip():
     with pytest.raises(ValueError, match="positions"):
         ExtractConfig(positions="middle")
+    assert ExtractConfig().positions == "content"
     cfg = ExtractConfig(positions="response", shard_size=7)
     assert ExtractConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.stage_key("m", "s") != cfg.stage_key("m", "s2")

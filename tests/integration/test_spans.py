@@ -233,3 +233,29 @@ def test_smollm2_fixture_is_the_shipped_template():
     path = Path(spec.submodule_search_locations[0]) / DEFAULT_GGUF_FILE
     field = gguf.GGUFReader(path).fields["tokenizer.chat_template"]
     assert bytes(field.parts[field.data[0]]).decode() == (TEMPLATES / "smollm2.jinja").read_text()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_token_scopes_never_count_template_or_instruction(family, samples):
+    """Every stage's token scope comes from these spans: ``content`` is the record's own text and the
+    response, never the template (SmolLM2's default system prompt included) or the instruction."""
+    from igds.modeling.batching import POSITION_SCOPES, position_mask, scope_positions
+
+    tok = family_tokenizer(family)
+    for ex in samples:
+        item = render_example(tok, ex.task, ex.prompt, ex.response, 256, ex.id)
+        boiler = set(span_positions(item.spans, "template", "instruction"))
+        content = scope_positions(item, "content")
+        assert content and not boiler & set(content)
+        assert content == span_positions(item.spans, "content", "response")
+        assert scope_positions(item, "prompt_content") == span_positions(item.spans, "content")
+        assert scope_positions(item, "last_prompt_token") == span_positions(item.spans, "content")[-1:]
+        assert span_text(tok, item, "content").strip() in ex.prompt.strip() or len(ex.prompt) > 200  # cut middles
+        assert scope_positions(item, "all") == list(range(len(item.input_ids)))
+        mask = position_mask([item], len(item.input_ids) + 3, "response")
+        assert mask[0].nonzero().flatten().tolist() == list(range(item.prompt_len, len(item.input_ids)))
+    with pytest.raises(ValueError, match="spans"):
+        scope_positions(EncodedItem("x", [1, 2, 3], 2), "content")
+    with pytest.raises(ValueError, match="positions must be one of"):
+        scope_positions(item, "prompt")
+    assert set(POSITION_SCOPES) == {"content", "prompt_content", "response", "last_prompt_token", "all"}

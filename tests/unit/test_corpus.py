@@ -61,8 +61,8 @@ def test_counts_meet_minimums(shipped: list[Example]) -> None:
     for task in TASKS:
         for split, n in MINIMUM.items():
             assert counts[task, split] >= n, (task, split)
-    assert counts["general", "train"] >= 3000
-    assert {ex.split for ex in shipped if ex.task == "general"} == {"train"}
+    assert counts["general", "train"] >= 2500 and counts["general", "reference"] == 512
+    assert {ex.split for ex in shipped if ex.task == "general"} == {"train", "reference"}
 
 
 def test_splits_are_disjoint_by_content(shipped: list[Example]) -> None:
@@ -122,7 +122,7 @@ def test_pools_and_reference(shipped: list[Example]) -> None:
     mixed = corpus.task_pool("math")
     general = [ex for ex in shipped if ex.task == "general"]
     assert {ex.split for ex in train} == {"train"} and {ex.task for ex in train} == {"math"}
-    assert len(mixed) == len(train) + len(general)
+    assert len(mixed) == len(train) + sum(ex.split == "train" for ex in general)
     with pytest.raises(ValueError, match="unknown pool setting"):
         corpus.task_pool("math", "everything")
     with pytest.raises(CorpusError, match="unknown task"):
@@ -132,7 +132,13 @@ def test_pools_and_reference(shipped: list[Example]) -> None:
     ref = corpus.reference_set(n=512, seed=0, task="math")
     assert len(ref) == 512 and {ex.task for ex in ref} == {"general"}
     assert [ex.id for ex in ref] == [ex.id for ex in corpus.reference_set(n=512, seed=0)]
-    assert {ex.id for ex in ref} != {ex.id for ex in corpus.reference_set(n=512, seed=1)}
+    assert {ex.id for ex in corpus.reference_set(n=100, seed=0)} != {ex.id for ex in corpus.reference_set(n=100, seed=1)}
+    # the contrast set is disjoint from every candidate pool, the mixed pools' general records included
+    pooled = {ex.id for task in TASKS for setting in corpus.POOL_SETTINGS for ex in corpus.task_pool(task, setting)}
+    assert not pooled & {ex.id for ex in ref}
+    # reserved by source in proportion to its size
+    sources = Counter(ex.source.split(":")[0] for ex in ref)
+    assert sources["wordnet"] > sources["pydoc"] > 0
 
 
 def test_fingerprint_ignores_order(shipped: list[Example]) -> None:

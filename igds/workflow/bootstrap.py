@@ -1,0 +1,52 @@
+"""The first run, end to end: corpus → model → shipped SAE → extraction → recall → interventions →
+top-activating contexts of the validated features, so the dashboard opens on recalled and validated
+features and a live selection without a click. Every step is cached by content key: a second run is a
+no-op and an interrupted one resumes."""
+
+from __future__ import annotations
+
+import time
+
+from igds import settings
+from igds.progress import ProgressFn, null_progress, scaled
+from igds.store import ActivationStore
+from igds.workflow.workspace import BootstrapConfig, extract_tasks, open_workspace
+
+
+def bootstrap(cfg: BootstrapConfig | None = None, store: ActivationStore | None = None,
+              progress: ProgressFn | None = None) -> dict:
+    """Prepare the offline default workspace for ``cfg.tasks``; cached steps are skipped.
+
+    With ``cfg.method_stages`` (default) recall, interventions (null included) and the contexts of
+    the validated features run for the first task, after the extraction of every task.
+
+    Returns:
+        a summary dict (keys, counts, timings, SAE quality, per-task |C| and |F*|).
+    """
+    from igds.workflow.explore import ensure_contexts
+    from igds.workflow.stages import run_interventions, run_recall
+
+    cfg = cfg or BootstrapConfig()
+    progress = progress or null_progress
+    settings.apply_offline_env()
+    t0 = time.perf_counter()
+    ws = open_workspace(cfg, store or ActivationStore(), scaled(progress, 0, 10, 100))
+    res = extract_tasks(ws, cfg.tasks, cfg.extract, cfg.pool_setting, scaled(progress, 10, 30, 100))
+    summary = {"examples_added": ws.examples_added, "model_key": ws.model_key, "sae_key": ws.sae_key,
+               "site": ws.site, "run_id": res.run_id, "extracted_examples": res.n_examples, "new_examples": res.n_new,
+               "rows": res.n_rows, "extract_seconds": round(res.seconds, 1),
+               "sae_quality": {k: v for k, v in ws.sae_info["quality"].items() if k != "config"}, "tasks": {}}
+    if cfg.method_stages and cfg.tasks:
+        task = cfg.tasks[0]
+        t1 = time.perf_counter()
+        progress(40, 100, f"recall: {task}")
+        recall = run_recall(ws, task, cfg.recall, cfg.extract)
+        effects = run_interventions(ws, task, recall, cfg.intervene, scaled(progress, 42, 50, 100))
+        progress(92, 100, f"contexts of {len(effects.kept)} validated features")
+        ensure_contexts(ws, res.run_id, effects.kept or recall.candidates[:8], progress=scaled(progress, 92, 8, 100))
+        summary["tasks"][task] = {"recall_id": recall.recall_id, "candidates": len(recall.candidates),
+                                  "effect_id": effects.effect_id, "validated": effects.kept,
+                                  "seconds": round(time.perf_counter() - t1, 1)}
+    progress(100, 100, "bootstrap: done")
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    return summary
