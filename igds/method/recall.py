@@ -35,7 +35,8 @@ class RecallConfig(ConfigBase):
         min_freq: keep features firing on at least this share of probe examples (both modes).
         min_tok_freq: in ``token`` mode, keep features firing on at least this share of probe tokens.
         k_recall: at most this many candidates, by rank.
-        dense_ref: drop features whose reference frequency (the mode's) is at least this (always-on guard).
+        dense_ref: drop features whose reference frequency (the mode's) is at least this (always-on guard;
+            1.0 switches the guard off).
         contrast: rank by lift ``freq_task / (freq_ref + eps)`` (default) instead of ``freq_task``.
         eps: smoothing of the lift, on the mode's frequency scale.
         n_reference: size of the reference sample (the corpus's reference split, in no pool).
@@ -117,7 +118,8 @@ def compute_recall(probe: pd.DataFrame, n_probe: int, probe_tokens: int, ref: pd
     out["lift"] = task_f / (ref_f + cfg.eps)
     out["mean_act_task"] = t.mean_act_firing.to_numpy()
     out["max_act_task"] = t.max_act.to_numpy()
-    eligible = (out.freq_task >= cfg.min_freq) & (ref_f < cfg.dense_ref) & (out.freq_task > 0)
+    dense = (ref_f >= cfg.dense_ref) if cfg.dense_ref < 1 else pd.Series(False, index=out.index)  # 1: no guard
+    eligible = (out.freq_task >= cfg.min_freq) & ~dense & (out.freq_task > 0)
     if cfg.frequency == "token":
         eligible &= out.tok_freq_task >= cfg.min_tok_freq
     out["_freq"] = task_f
