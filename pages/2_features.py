@@ -1,4 +1,5 @@
-"""Features: recalled candidates with their causal verdicts; a feature page with examples and veto/pin."""
+"""Features: recalled candidates with their causal verdicts and F* stability; a feature panel that leads with
+the top-activating contexts, then the logit lens, the activation histogram, pool examples and veto/pin."""
 
 import plotly.express as px
 import streamlit as st
@@ -6,9 +7,13 @@ import streamlit as st
 from igds.method.selection import set_feature_override
 from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
 from igds.ui.state import current_task
-from igds.ui.widgets import needs, show_token_highlights
+from igds.ui.widgets import context_highlights, needs
 from igds.workflow.explore import (
+    CONTEXT_K,
+    CONTEXT_WINDOW,
     activation_histogram,
+    cached_contexts,
+    compute_contexts,
     features_table,
     logit_lens_tokens,
     neuronpedia_url,
@@ -40,32 +45,34 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Candidates |C|", state.n_candidates)
 c2.metric("Measured", state.n_measured)
 c3.metric("Validated |F*|", state.n_kept)
-query = st.text_input("Search (feature id or promoted token)", key="feat_search")
+query = st.text_input("Search (feature id, context token or promoted token)", key="feat_search")
 shown = table
 if query:
-    shown = table[table.feature.astype(str).eq(query) | table.promotes.str.contains(query, case=False, regex=False)]
+    hit = table.feature.astype(str).eq(query) | table.promotes.str.contains(query, case=False, regex=False)
+    if "contexts" in table:
+        hit |= table.contexts.str.contains(query, case=False, regex=False)
+    shown = table[hit]
+config = {c: st.column_config.NumberColumn(format="%.3f") for c in
+          ("freq_task", "freq_ref", "lift", "mean_act_task", "amp_effect", "abl_effect", "q_value", "attribution",
+           "tok_freq_task", "tok_freq_ref")}
+config["contexts"] = st.column_config.TextColumn(help="Max tokens of the top-activating contexts (×n: repeated)")
+config["stability"] = st.column_config.NumberColumn(
+    format="%.2f", help="Share of 200 bootstrap resamples of the dev items in which the feature stays in F*")
 st.dataframe(shown, hide_index=True, width="stretch", key="feat_table", on_select="rerun", selection_mode="single-row",
-             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                            ("freq_task", "freq_ref", "lift", "mean_act_task", "amp_effect", "abl_effect",
-                             "q_value", "attribution", "tok_freq_task", "tok_freq_ref")})
+             column_config=config)
 picked = st.session_state.get("feat_table", {}).get("selection", {}).get("rows", [])
 default = int(shown.feature.iloc[picked[0]]) if picked and len(shown) else int(table.feature.iloc[0])
 feature = st.number_input("Feature", min_value=0, value=default, step=1, key="feat_id")
 
 st.header(f"Feature {feature}")
 row = table[table.feature == feature]
-lens = logit_lens_tokens(store, state.sae_key, feature)
 left, right = st.columns(2)
-left.markdown("**Promotes:** " + " · ".join(f"`{t}`" for t in lens["top"]))
-left.markdown("**Suppresses:** " + " · ".join(f"`{t}`" for t in lens["bottom"]))
-if url := neuronpedia_url(store, state.sae_key, feature):
-    left.markdown(f"[Open on Neuronpedia]({url})")
 if not row.empty and "amp_effect" in row:
     r = row.iloc[0]
-    right.markdown(f"**Amplification effect** {r.amp_effect:+.4f} nats "
-                   f"(95% CI {r.amp_ci_low:+.4f}..{r.amp_ci_high:+.4f}) · "
-                   f"**attribution estimate** {r.attribution:+.4f} · **ablation** {r.abl_effect:+.4f} · "
-                   f"**verdict** {r.verdict}")
+    left.markdown(f"**Amplification effect** {r.amp_effect:+.4f} nats "
+                  f"(95% CI {r.amp_ci_low:+.4f}..{r.amp_ci_high:+.4f}) · "
+                  f"**attribution estimate** {r.attribution:+.4f} · **ablation** {r.abl_effect:+.4f} · "
+                  f"**verdict** {r.verdict}" + (f" · **stability** {r.stability:.2f}" if "stability" in row else ""))
 b1, b2, b3 = right.columns(3)
 for col, label, action in ((b1, "Veto", "veto"), (b2, "Pin", "pin"), (b3, "Clear", None)):
     if col.button(label, key=f"feat_{label.lower()}"):
@@ -73,13 +80,34 @@ for col, label, action in ((b1, "Veto", "veto"), (b2, "Pin", "pin"), (b3, "Clear
         st.rerun()
 
 hist = activation_histogram(store, state.extract_run, feature)
+st.subheader("Top-activating contexts")
+st.caption(f"The {CONTEXT_K} examples of the extraction run (any task or split) where the feature's max activation "
+           f"is highest, ±{CONTEXT_WINDOW} tokens around the max token (outlined); grey tokens are outside the run's "
+           "token scope.")
+ctx = cached_contexts(store, state.extract_run, [feature])
+if not ctx.empty:
+    context_highlights(ctx)
+elif hist.empty:
+    st.caption("The feature fires on no example of this run.")
+elif st.button("Compute contexts (runs the model on these examples)", key="feat_ctx"):
+    ws = get_workspace()
+    with st.spinner("Recomputing token activations…"), MODEL_LOCK:
+        compute_contexts(store, state.extract_run, [feature], ws.model, ws.tokenizer, ws.sae, ws.site)
+    st.rerun()
+
+st.subheader("Logit lens")
+st.caption("Tokens the decoder direction promotes and suppresses through the unembedding: secondary, since at a "
+           "middle block it is often noise even for a clear feature.")
+lens = logit_lens_tokens(store, state.sae_key, feature)
+st.markdown("**Promotes:** " + " · ".join(f"`{t}`" for t in lens["top"]))
+st.markdown("**Suppresses:** " + " · ".join(f"`{t}`" for t in lens["bottom"]))
+if url := neuronpedia_url(store, state.sae_key, feature):
+    st.markdown(f"[Open on Neuronpedia]({url})")
+
+st.subheader("Activation histogram")
 if not hist.empty:
     st.plotly_chart(px.histogram(hist, x="max_act", color="task", nbins=40, barmode="overlay",
                                  title="Max activation per example where it fires"), key="feat_hist")
 st.subheader("Top-activating pool examples")
 top = top_examples(store, state.extract_run, feature, task, k=8)
 st.dataframe(top[["example_id", "task", "source", "max_act", "mean_act", "prompt"]], hide_index=True, width="stretch")
-if not top.empty and st.toggle("Show token highlights (runs the model)", key="feat_tokens"):
-    for r in top.head(4).itertuples():
-        show_token_highlights({"id": r.example_id, "task": r.task, "source": r.source, "prompt": r.prompt,
-                               "response": r.response}, [feature], vmax=float(top.max_act.max()))

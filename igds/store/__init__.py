@@ -13,6 +13,7 @@ its methods and never spell out SQL on the bulk tables (``tests/unit/test_archit
 
 from igds.store.activations import ActivationQueries
 from igds.store.base import StoreBase, StoreError
+from igds.store.contexts import ContextQueries
 from igds.store.effects import EffectQueries
 from igds.store.experiments import ExperimentQueries
 from igds.store.pools import PoolQueries
@@ -24,7 +25,7 @@ __all__ = ["ActivationStore", "StoreError"]
 
 
 class ActivationStore(StoreBase, ActivationQueries, PoolQueries, RecallQueries, EffectQueries, SelectionQueries,
-                      ResultQueries, ExperimentQueries):
+                      ResultQueries, ExperimentQueries, ContextQueries):
     """Owner of the DuckDB activation store at ``path`` (default ``cache/igds.duckdb``).
 
     Args:

@@ -118,6 +118,31 @@ CREATE TABLE IF NOT EXISTS feature_info (
     bottom_tokens VARCHAR,
     PRIMARY KEY (sae_key, feature)
 );
+-- Top-activating contexts of a feature in an extraction run: the k examples where it fires most (by stored
+-- max activation), token activations recomputed around the max token (±half_window tokens), cached so pages
+-- and reports show them without the model. in_scope marks the positions the run's token scope counts.
+CREATE TABLE IF NOT EXISTS feature_contexts (
+    run_id VARCHAR NOT NULL,
+    sae_key VARCHAR,
+    feature INTEGER NOT NULL,
+    k INTEGER NOT NULL,
+    half_window INTEGER NOT NULL,
+    rank INTEGER NOT NULL,          -- 0 = the strongest example
+    example_id VARCHAR NOT NULL,
+    task VARCHAR,                   -- the task the example was rendered through
+    source VARCHAR,
+    max_act REAL,                   -- recomputed max over in-scope positions
+    stored_max REAL,                -- feature_acts.max_act of the run
+    max_pos INTEGER,                -- position of the max token in the rendered example
+    max_token VARCHAR,
+    start_pos INTEGER,              -- position of tokens[0]
+    n_positions INTEGER,            -- tokens of the rendered, truncated example
+    tokens VARCHAR[],
+    acts REAL[],                    -- 0 at BOS and sinks
+    in_scope BOOLEAN[],
+    created TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (run_id, feature, k, half_window, rank)
+);
 -- Stage 1b: per-example intervention effects and their summaries.
 CREATE TABLE IF NOT EXISTS effects (
     effect_id VARCHAR NOT NULL,

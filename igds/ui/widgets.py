@@ -20,6 +20,43 @@ def token_highlights(tokens: list[str], values: list[float], vmax: float | None 
                 + "".join(spans) + "</div>", unsafe_allow_html=True)
 
 
+def _token_span(token: str, value: float, vmax: float, counted: bool, is_max: bool) -> str:
+    text = html.escape(token.replace("\r", "").replace("\n", "↵"))
+    if not counted:  # outside the run's token scope (or BOS / a sink): greyed, never highlighted
+        title = f"{value:.2f} (not counted: outside the scope)" if value > 0 else "not counted: outside the scope"
+        return f'<span title="{title}" style="color:#9e9e9e">{text}</span>'
+    a = min(1.0, max(0.0, value / vmax)) if vmax else 0.0
+    style = f"background: rgba(255,140,0,{a:.2f}); border-radius:3px"
+    if is_max:
+        style += "; font-weight:bold; outline: 2px solid rgb(200,80,0)"
+    return f'<span title="{value:.2f}" style="{style}">{text}</span>'
+
+
+def context_highlights(contexts, vmax: float | None = None) -> None:
+    """Render top-activating contexts, one line each: rank, max activation, task and example id, then the
+    token window with its activations as highlights, the max token outlined in bold and the tokens the
+    run's scope does not count greyed.
+
+    Args:
+        contexts: rows of ``igds.workflow.explore.cached_contexts`` for one feature (tokens, acts, in_scope,
+            max_pos, start_pos, n_positions, rank, max_act, task, example_id).
+        vmax: activation mapped to full colour (default: the largest ``max_act`` shown).
+    """
+    vmax = vmax or max([float(v) for v in contexts.max_act if v > 0], default=1.0)
+    lines = []
+    for r in contexts.to_dict("records"):
+        mx = int(r["max_pos"]) - int(r["start_pos"])
+        spans = [_token_span(t, float(v), vmax, bool(c), i == mx)
+                 for i, (t, v, c) in enumerate(zip(r["tokens"], r["acts"], r["in_scope"], strict=True))]
+        left = "…" if r["start_pos"] > 0 else ""
+        right = "…" if r["start_pos"] + len(r["tokens"]) < r["n_positions"] else ""
+        label = html.escape(f"#{int(r['rank']) + 1} · {float(r['max_act']):.2f} · {r['task']} · {r['example_id']}")
+        lines.append(f'<div style="margin-bottom:4px"><span style="color:#888; font-size:0.8em">{label}</span><br>'
+                     f"{left}{''.join(spans)}{right}</div>")
+    st.markdown('<div style="font-family: monospace; white-space: pre-wrap; line-height:1.7">' + "".join(lines)
+                + "</div>", unsafe_allow_html=True)
+
+
 def needs(message: str) -> None:
     """A clear 'inputs missing' notice (pages call st.stop() after offering the action)."""
     st.info(message, icon=":material/info:")

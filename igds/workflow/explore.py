@@ -1,19 +1,31 @@
 """Read models for the dashboard: what each page shows, assembled from the store (no UI code here).
 
-Pages call one function per view; everything returns DataFrames or plain dicts.
+Pages call one function per view; everything returns DataFrames or plain dicts. The one view that needs
+the model, a feature's top-activating contexts, is computed once (:func:`compute_contexts`,
+:func:`ensure_contexts`) and read from the store afterwards (:func:`cached_contexts`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from igds.method.extract import ExtractConfig
 from igds.method.intervene import AMPLIFY, primary_amplification
 from igds.method.recall import load_recall
+from igds.progress import ProgressFn, null_progress
 from igds.store import ActivationStore
 from igds.workflow.stages import latest_effects, latest_run
+
+CONTEXT_K = 8
+"""Top-activating examples kept per feature (the Features page, the bootstrap and reports share it)."""
+CONTEXT_WINDOW = 12
+"""Tokens shown on each side of a context's max token."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +69,14 @@ def task_state(store: ActivationStore, task: str) -> TaskState:
 
 
 def features_table(store: ActivationStore, task: str) -> pd.DataFrame:
-    """Recalled candidates with frequencies, lift, mean activation, causal effects, verdict, logit lens
-    and vetting status (one row per candidate, in recall rank order)."""
+    """Recalled candidates with frequencies, lift, mean activation, causal effects, verdict, F* stability,
+    top-activating context tokens, logit lens and vetting status (one row per candidate, in recall rank
+    order).
+
+    ``contexts`` (the max tokens of the cached top-activating contexts, see :func:`max_token_summary`) is
+    there once any candidate's contexts are cached; ``stability`` (the share of bootstrap resamples of
+    the dev items in which the feature stays in F*) once ``igds.workflow.stages.fstar_stability`` exists.
+    """
     st = task_state(store, task)
     if not st.recall_id:
         return pd.DataFrame()
@@ -79,8 +97,16 @@ def features_table(store: ActivationStore, task: str) -> pd.DataFrame:
         t["verdict"] = t.feature.map(v.reason)
         a = res.attribution.set_index("feature")
         t["attribution"] = t.feature.map(a.est_amplify)
+        stab = fstar_stability_table(store, st.effect_id)
+        if stab is not None:
+            t["stability"] = t.feature.map(stab.set_index("feature").stability)
     else:
         t["verdict"] = "not measured"
+    if st.extract_run:
+        ctx = store.feature_contexts(st.extract_run, CONTEXT_K, CONTEXT_WINDOW, t.feature.tolist())
+        if not ctx.empty:
+            t.insert(int(t.columns.get_loc("feature")) + 1, "contexts",
+                     t.feature.map(max_token_summary(ctx)).fillna(""))
     if st.sae_key:
         lens = store.logit_lens_table(st.sae_key)
         t = t.merge(lens, on="feature", how="left")
@@ -89,6 +115,16 @@ def features_table(store: ActivationStore, task: str) -> pd.DataFrame:
                             [task, st.sae_key])
         t["override"] = t.feature.map(dict(zip(ov.feature, ov.action, strict=True))).fillna("")
     return t.drop(columns=["is_candidate", "top_tokens", "bottom_tokens"], errors="ignore").reset_index(drop=True)
+
+
+def fstar_stability_table(store: ActivationStore, effect_id: str) -> pd.DataFrame | None:
+    """``feature, stability``: the share of 200 bootstrap resamples of the dev items in which each feature
+    stays in F* (``igds.workflow.stages.fstar_stability``); None while that function does not exist."""
+    try:
+        from igds.workflow.stages import fstar_stability
+    except ImportError:
+        return None
+    return fstar_stability(store, effect_id, n_boot=200, seed=0)
 
 
 def top_examples(store: ActivationStore, run_id: str, feature: int, task: str, k: int = 10) -> pd.DataFrame:
@@ -154,3 +190,233 @@ def neuronpedia_url(store: ActivationStore, sae_key: str, feature: int) -> str |
     """Link to the feature's Neuronpedia page when the SAE comes from a release Neuronpedia hosts."""
     npid = store.scalar("SELECT neuronpedia_id FROM saes WHERE sae_key = ?", [sae_key])
     return f"https://www.neuronpedia.org/{npid}/{int(feature)}" if npid else None
+
+
+# -- top-activating contexts -------------------------------------------------------------------------
+# A feature is described first by where it fires (Neuronpedia / SAEDashboard feature pages lead with
+# top activations): at a middle block the logit lens of a clear feature is often noise. The store keeps
+# only per-(example, feature) aggregates, so token activations are recomputed for the top examples
+# (one early-exit forward + SAE encode), then cached in ``feature_contexts``.
+
+
+def _extract_setup(store: ActivationStore, run_id: str) -> tuple[ExtractConfig, str | None, str | None]:
+    """An extraction run's config (scope, max_length, sink guard, batch budget), site and SAE key."""
+    run = store.run(run_id)
+    if run is None or run["stage"] != "extract":
+        raise ValueError(f"{run_id!r} is not an extraction run")
+    conf = run["config"]
+    ext = conf.get("extract", conf)
+    names = {f.name for f in fields(ExtractConfig)}
+    return ExtractConfig.from_dict({k: v for k, v in ext.items() if k in names}), conf.get("site"), run["sae_key"]
+
+
+def cached_contexts(store: ActivationStore, run_id: str, features: Sequence[int] | None = None,
+                    k: int = CONTEXT_K, window: int = CONTEXT_WINDOW) -> pd.DataFrame:
+    """Cached top-activating contexts of a run (no model): one row per (feature, rank), see
+    :func:`compute_contexts`; empty for features not cached yet."""
+    return store.feature_contexts(run_id, k, window, features)
+
+
+def compute_contexts(store: ActivationStore, run_id: str, features: Sequence[int], model, tokenizer, sae,
+                     site: str | None = None, k: int = CONTEXT_K, window: int = CONTEXT_WINDOW,
+                     progress: ProgressFn | None = None, refresh: bool = False) -> pd.DataFrame:
+    """Top-activating contexts of ``features`` in one batched pass over the examples they need; cached.
+
+    For each feature, the ``k`` examples of the extraction run with the highest stored max activation
+    (:meth:`~igds.store.ActivationStore.run_top_examples`, any task or split) are rendered as extraction
+    rendered them (same task, ``max_length``); one early-exit forward per length bucket and an SAE encode
+    give every token's activation. Only positions inside the run's scope (``ExtractConfig.positions``),
+    past BOS and under the sink guard (per example) can be the max; the rest are kept for display with
+    ``in_scope`` false (0 at BOS and sinks). Features already cached at ``(k, window)`` are not recomputed
+    unless ``refresh``.
+
+    Args:
+        store: the store holding the run.
+        run_id: an extraction run.
+        features: SAE features.
+        model, tokenizer, sae: the run's model and SAE.
+        site: the SAE's site; default (and checked against) the run's.
+        k: examples per feature.
+        window: tokens shown on each side of the max token.
+        progress: ``progress(done, total, message)`` per forward batch.
+        refresh: recompute cached features too.
+
+    Returns:
+        cached rows of every requested feature, by feature and rank: feature, sae_key, rank, example_id,
+        task (the rendering task), source, max_act (recomputed), stored_max (the run's aggregate),
+        max_pos, max_token, start_pos (position of ``tokens[0]``), n_positions, tokens, acts, in_scope.
+    """
+    cfg, run_site, sae_key = _extract_setup(store, run_id)
+    if site is not None and run_site is not None and site != run_site:
+        raise ValueError(f"the SAE reads {site}, run {run_id!r} was extracted at {run_site}")
+    site = run_site or site
+    if site is None:
+        raise ValueError(f"run {run_id!r} records no site: pass the SAE's site")
+    feats = sorted({int(f) for f in features})
+    todo = feats if refresh else sorted(set(feats) - store.context_features(run_id, k, window))
+    top = store.run_top_examples(run_id, todo, k) if todo else pd.DataFrame()
+    if not top.empty:
+        rows = _recompute_contexts(top, cfg, model, tokenizer, sae, site, window, progress or null_progress)
+        n = len(rows["feature"])
+        rows.update({"run_id": [run_id] * n, "sae_key": [sae_key] * n, "k": [int(k)] * n,
+                     "half_window": [int(window)] * n})
+        store.write_contexts(_context_arrow(rows))
+    return store.feature_contexts(run_id, k, window, feats)
+
+
+def _recompute_contexts(top: pd.DataFrame, cfg: ExtractConfig, model, tokenizer, sae, site: str, window: int,
+                        progress: ProgressFn) -> dict[str, list]:
+    """Token activations of ``top``'s features on its examples, cut into windows around each max."""
+    import torch
+
+    from igds.data.records import Example
+    from igds.modeling.batching import keep_mask, length_batches, pad_batch, scope_positions
+    from igds.modeling.encoding import encode_examples
+    from igds.modeling.hooks import run_until
+
+    exs = top.drop_duplicates("example_id")
+    examples = [Example(id=r.example_id, task=r.task, source=r.source, split="train", prompt=r.prompt,
+                        response=r.response) for r in exs.itertuples()]
+    items = encode_examples(tokenizer, examples, cfg.max_length)
+    feats = sorted({int(f) for f in top.feature})
+    col = {f: i for i, f in enumerate(feats)}
+    device = next(model.parameters()).device
+    sae_param = next(sae.parameters())
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    acts, scope, tokens = {}, {}, {}
+    done = 0
+    for batch in length_batches(items, cfg.batch_tokens):
+        ids, attn = pad_batch(batch, pad_id, device)
+        with torch.no_grad():
+            h = run_until(model, site, ids, attn)
+            for i, it in enumerate(batch):
+                n = len(it.input_ids)
+                keep = keep_mask(h[i : i + 1, :n], attn[i : i + 1, :n], cfg.sink_norm_factor)[0].cpu()
+                z = sae.encode(h[i, :n].to(device=sae_param.device, dtype=sae_param.dtype))
+                z = z[:, feats].float().cpu() * keep.unsqueeze(-1)
+                in_scope = torch.zeros(n, dtype=torch.bool)
+                in_scope[scope_positions(it, cfg.positions)] = True
+                acts[it.example_id] = z.numpy()
+                scope[it.example_id] = (in_scope & keep).numpy()
+                tokens[it.example_id] = [tokenizer.decode([t]) for t in it.input_ids]
+        done += len(batch)
+        progress(done, len(items), f"contexts: {done}/{len(items)} examples")
+    out: dict[str, list] = {c: [] for c in ("feature", "rank", "example_id", "task", "source", "max_act",
+                                             "stored_max", "max_pos", "max_token", "start_pos", "n_positions",
+                                             "tokens", "acts", "in_scope")}
+    for r in top.itertuples():
+        a, s = acts[r.example_id][:, col[int(r.feature)]], scope[r.example_id]
+        if not s.any():
+            continue  # nothing of the example inside the scope (cannot happen for an example that fired)
+        p = int(np.argmax(np.where(s, a, -np.inf)))  # first position of the in-scope max
+        lo, hi = max(0, p - window), min(len(a), p + window + 1)
+        for c, v in (("feature", int(r.feature)), ("rank", int(r.rank)), ("example_id", r.example_id),
+                     ("task", r.task), ("source", r.source), ("max_act", float(a[p])),
+                     ("stored_max", float(r.max_act)), ("max_pos", p), ("max_token", tokens[r.example_id][p]),
+                     ("start_pos", lo), ("n_positions", len(a)), ("tokens", tokens[r.example_id][lo:hi]),
+                     ("acts", [float(x) for x in a[lo:hi]]), ("in_scope", [bool(x) for x in s[lo:hi]])):
+            out[c].append(v)
+    return out
+
+
+def _context_arrow(rows: Mapping[str, list]) -> pa.Table:
+    types = {"run_id": pa.string(), "sae_key": pa.string(), "feature": pa.int32(), "k": pa.int32(),
+             "half_window": pa.int32(), "rank": pa.int32(), "example_id": pa.string(), "task": pa.string(),
+             "source": pa.string(), "max_act": pa.float32(), "stored_max": pa.float32(), "max_pos": pa.int32(),
+             "max_token": pa.string(), "start_pos": pa.int32(), "n_positions": pa.int32(),
+             "tokens": pa.list_(pa.string()), "acts": pa.list_(pa.float32()), "in_scope": pa.list_(pa.bool_())}
+    return pa.table({c: pa.array(rows[c], t) for c, t in types.items()})
+
+
+def top_contexts(store: ActivationStore, run_id: str, feature: int, k: int = CONTEXT_K,
+                 window: int = CONTEXT_WINDOW, *, model=None, tokenizer=None, sae=None,
+                 site: str | None = None) -> pd.DataFrame:
+    """Top-activating contexts of one feature: from the cache, else computed (:func:`compute_contexts`).
+
+    Without ``model`` only the cache is read.
+
+    Raises:
+        LookupError: not cached, the feature fires in the run and no model was given.
+    """
+    cached = store.feature_contexts(run_id, k, window, [feature])
+    if not cached.empty:
+        return cached
+    if model is None:
+        if store.run_top_examples(run_id, [feature], 1).empty:
+            return cached  # the feature never fires in the run: nothing to show
+        raise LookupError(f"contexts of feature {feature} in run {run_id!r} are not cached: pass the model")
+    return compute_contexts(store, run_id, [feature], model, tokenizer, sae, site, k, window)
+
+
+def ensure_contexts(ws, run_id: str, features: Sequence[int], k: int = CONTEXT_K, window: int = CONTEXT_WINDOW,
+                    progress: ProgressFn | None = None) -> pd.DataFrame:
+    """Compute and cache the contexts of ``features`` not cached yet, in one batched pass (e.g. for F* at
+    the end of the bootstrap, so the Features page shows them without a click).
+
+    Args:
+        ws: a :class:`igds.workflow.workspace.Workspace` (store, model, tokenizer, sae, site) whose SAE
+            is the run's.
+        run_id: an extraction run of ``ws.store``.
+
+    Returns:
+        the cached contexts of ``features`` (see :func:`compute_contexts`).
+    """
+    _, _, run_sae = _extract_setup(ws.store, run_id)
+    ws_sae = getattr(ws, "sae_key", None)
+    if run_sae and ws_sae and run_sae != ws_sae:
+        raise ValueError(f"run {run_id!r} was extracted with SAE {run_sae!r}, the workspace holds {ws_sae!r}")
+    return compute_contexts(ws.store, run_id, features, ws.model, ws.tokenizer, ws.sae, ws.site, k, window,
+                            progress)
+
+
+def _row(r, name: str):
+    return r[name] if isinstance(r, Mapping | pd.Series) else getattr(r, name)
+
+
+def _quote(token: str) -> str:
+    return '"' + token.replace("\n", "\\n") + '"'
+
+
+def context_text(row) -> str:
+    """One context as plain text for a report, its max token in ⟦ ⟧: ``…the ⟦library⟧ for…``.
+
+    Args:
+        row: a contexts row (Series, dict or itertuples record) with tokens, max_pos, start_pos and n_positions.
+    """
+    tokens = [t.replace("\r", "").replace("\n", "↵") for t in _row(row, "tokens")]
+    start = int(_row(row, "start_pos"))
+    i = int(_row(row, "max_pos")) - start
+    tok = tokens[i]
+    body = tok.lstrip()
+    mark = f"{tok[: len(tok) - len(body)]}⟦{body}⟧" if body else f"⟦{tok}⟧"
+    text = "".join(tokens[:i]) + mark + "".join(tokens[i + 1 :])
+    left = "…" if start > 0 else ""
+    right = "…" if start + len(tokens) < int(_row(row, "n_positions")) else ""
+    return left + text + right
+
+
+def max_token_summary(contexts: pd.DataFrame, n: int = 3) -> dict[int, str]:
+    """Per feature, its contexts' distinct max tokens by rank, quoted, at most ``n``, with a count when
+    repeated: ``" library" ×5 · " Java"``."""
+    out = {}
+    for f, g in contexts.groupby("feature", sort=True):
+        counts = g.max_token.value_counts(sort=False)
+        firsts = list(dict.fromkeys(g.sort_values("rank").max_token))[:n]
+        out[int(f)] = " · ".join(_quote(t) + (f" ×{counts[t]}" if counts[t] > 1 else "") for t in firsts)
+    return out
+
+
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#"})
+
+
+def contexts_markdown(contexts: pd.DataFrame, n: int = 3) -> str:
+    """Cached contexts as a markdown list for a report: per feature its max tokens, then its ``n``
+    strongest contexts as plain text (markdown characters escaped)."""
+    lines = []
+    summary = max_token_summary(contexts)
+    for f, g in contexts.groupby("feature", sort=True):
+        lines.append(f"- **feature {int(f)}** (max {g.max_act.max():.2f}, {len(g)} examples): "
+                     + summary[int(f)].translate(_MD_SPECIAL))
+        for r in g.sort_values("rank").head(n).to_dict("records"):
+            lines.append(f"  - {context_text(r).translate(_MD_SPECIAL)} ({r['max_act']:.2f}, {r['task']})")
+    return "\n".join(lines)

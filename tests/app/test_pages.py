@@ -178,7 +178,8 @@ def test_results_show_runs_and_switch_gain(demo_store):
     assert any("nll_gain" in (c.proto.spec or "") for c in at.get("plotly_chart"))
 
 
-def test_feature_token_highlights_recomputed_on_demand(demo_store, monkeypatch):
+def tiny_workspace(store=None):
+    """The demo workspace's model, tokenizer and SAE (the same seeds build_tiny_workspace uses)."""
     from types import SimpleNamespace
 
     import torch
@@ -186,15 +187,53 @@ def test_feature_token_highlights_recomputed_on_demand(demo_store, monkeypatch):
     from igds.demo import tiny_model, tiny_sae, tiny_tokenizer
 
     torch.set_num_threads(1)
-    model = tiny_model()
-    ws = SimpleNamespace(model=model, tokenizer=tiny_tokenizer(), sae=tiny_sae(d_in=32, layer=1),
-                         site="blocks.1.hook_resid_post")
+    return SimpleNamespace(store=store, model=tiny_model(), tokenizer=tiny_tokenizer(), sae_key="tiny-sae",
+                           sae=tiny_sae(d_in=32, layer=1), site="blocks.1.hook_resid_post")
+
+
+def test_features_page_leads_with_cached_contexts_then_the_logit_lens(demo_store, monkeypatch):
+    from igds.workflow.explore import ensure_contexts, features_table, task_state
+
+    state = task_state(demo_store, "summarization")
+    first = int(features_table(demo_store, "summarization").feature.iloc[0])
+    ensure_contexts(tiny_workspace(demo_store), state.extract_run, [first])
+    monkeypatch.setattr("igds.ui.resources.get_workspace", lambda: pytest.fail("the page ran the model"))
+    at = app("pages/2_features.py")
+    heads = [h.value for h in at.subheader]
+    assert heads.index("Top-activating contexts") < heads.index("Logit lens") < heads.index("Activation histogram")
+    spans = [m.value for m in at.markdown if "rgba(255,140,0" in m.value]
+    assert spans and "outline" in spans[0], "the cached contexts were not rendered with their max token"
+    table = at.dataframe(key="feat_table").value
+    assert table.contexts.iloc[0].startswith('"') and (table.contexts.iloc[1:] == "").all()
+    assert not [b for b in at.button if b.key == "feat_ctx"]
+
+
+def test_feature_contexts_computed_on_demand(demo_store, monkeypatch):
+    ws = tiny_workspace()
     monkeypatch.setattr("igds.ui.resources.get_workspace", lambda: ws)
     at = app("pages/2_features.py")
-    at.toggle(key="feat_tokens").set_value(True).run()
+    assert not [m for m in at.markdown if "rgba(255,140,0" in m.value]
+    at.button(key="feat_ctx").click().run()
     assert not at.exception
-    spans = [m.value for m in at.markdown if "rgba(255,140,0" in m.value]
-    assert spans, "token highlights were not rendered"
+    assert [m.value for m in at.markdown if "rgba(255,140,0" in m.value], "token highlights were not rendered"
+    assert "contexts" in at.dataframe(key="feat_table").value
+
+
+def test_features_table_shows_fstar_stability_when_available(demo_store, monkeypatch):
+    import pandas as pd
+
+    import igds.workflow.stages as stages
+
+    calls = []
+
+    def fake(store, effect_id, n_boot=200, seed=0):
+        calls.append((effect_id, n_boot, seed))
+        return pd.DataFrame({"feature": [int(f) for f in store.measured_features(effect_id)], "stability": 0.75})
+
+    monkeypatch.setattr(stages, "fstar_stability", fake, raising=False)
+    at = app("pages/2_features.py")
+    assert calls and calls[0][1:] == (200, 0)
+    assert (at.dataframe(key="feat_table").value.stability == 0.75).all()
 
 
 def test_results_show_the_experiment_grid(demo_store, monkeypatch):

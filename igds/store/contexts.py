@@ -1,0 +1,97 @@
+"""Top-activating contexts of features: which examples to recompute (``feature_acts``) and the cached token
+windows (``feature_contexts``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+import pyarrow as pa
+
+CONTEXT_COLUMNS = ("run_id", "sae_key", "feature", "k", "half_window", "rank", "example_id", "task", "source",
+                   "max_act", "stored_max", "max_pos", "max_token", "start_pos", "n_positions", "tokens", "acts",
+                   "in_scope")
+"""Columns of ``feature_contexts`` a writer supplies (``created`` is filled in)."""
+
+_LIST_COLUMNS = ("tokens", "acts", "in_scope")
+
+
+def _feature_table(features: Sequence[int]) -> pa.Table:
+    return pa.table({"feature": pa.array(sorted({int(f) for f in features}), pa.int32())})
+
+
+class ContextQueries:
+    """Queries on these tables (mixed into :class:`igds.store.ActivationStore`)."""
+
+    def run_top_examples(self, run_id: str, features: Sequence[int], k: int) -> pd.DataFrame:
+        """The ``k`` examples of an extraction run where each feature fires most strongly, whatever their
+        task or split (examples whose record left the store are skipped).
+
+        Each example comes with the task it is rendered through: its first non-``general`` membership by
+        name, else ``general`` (extraction renders a record through the task that brought it).
+
+        Returns:
+            feature, rank (0 = strongest), example_id, max_act (stored), task, source, prompt, response;
+            ordered by feature and rank; ties broken by example id.
+        """
+        if not features:
+            return pd.DataFrame(columns=["feature", "rank", "example_id", "max_act", "task", "source", "prompt",
+                                         "response"])
+        with self.connect() as con:
+            con.register("ctx_feats", _feature_table(features))
+            df = con.execute(
+                "WITH top AS (SELECT fa.feature, fa.example_id, fa.max_act, row_number() OVER (PARTITION BY "
+                "fa.feature ORDER BY fa.max_act DESC, fa.example_id) - 1 AS rank FROM feature_acts fa "
+                "JOIN ctx_feats USING (feature) JOIN records r ON r.id = fa.example_id WHERE fa.run_id = ? "
+                "QUALIFY rank < ?), "
+                "task_of AS (SELECT example_id, task FROM memberships WHERE example_id IN (SELECT example_id FROM top) "
+                "QUALIFY row_number() OVER (PARTITION BY example_id ORDER BY task = 'general', task) = 1) "
+                "SELECT top.feature, top.rank, top.example_id, top.max_act, t.task, r.source, r.prompt, r.response "
+                "FROM top JOIN records r ON r.id = top.example_id JOIN task_of t USING (example_id) "
+                "ORDER BY top.feature, top.rank", [run_id, int(k)]).fetch_df()
+            con.unregister("ctx_feats")
+        df["feature"] = df["feature"].astype(int)
+        df["rank"] = df["rank"].astype(int)
+        return df
+
+    def write_contexts(self, rows: pa.Table) -> None:
+        """Store contexts (:data:`CONTEXT_COLUMNS`), replacing those of the same (run, feature, k, half_window)
+        in one transaction."""
+        table = rows.select(list(CONTEXT_COLUMNS))
+        keys = pa.table({c: rows.column(c) for c in ("run_id", "feature", "k", "half_window")})
+        cols = ", ".join(CONTEXT_COLUMNS)
+        with self.transaction() as con:
+            con.register("ctx_rows", table)
+            con.register("ctx_keys", keys)
+            con.execute("DELETE FROM feature_contexts fc WHERE EXISTS (SELECT 1 FROM ctx_keys c WHERE "
+                        "c.run_id = fc.run_id AND c.feature = fc.feature AND c.k = fc.k "
+                        "AND c.half_window = fc.half_window)")
+            con.execute(f"INSERT INTO feature_contexts ({cols}) SELECT {cols} FROM ctx_rows")  # noqa: S608 - fixed names
+            con.unregister("ctx_rows")
+            con.unregister("ctx_keys")
+
+    def feature_contexts(self, run_id: str, k: int, half_window: int,
+                         features: Sequence[int] | None = None) -> pd.DataFrame:
+        """Cached contexts of a run (optionally only ``features``), ordered by feature and rank.
+
+        Returns:
+            the :data:`CONTEXT_COLUMNS` but run_id, k and half_window; ``tokens``, ``acts`` and ``in_scope``
+            as Python lists.
+        """
+        cols = ", ".join(f"fc.{c}" for c in CONTEXT_COLUMNS if c not in ("run_id", "k", "half_window"))
+        sql = f"SELECT {cols} FROM feature_contexts fc "  # noqa: S608 - fixed names
+        with self.connect() as con:
+            if features is not None:
+                con.register("ctx_feats", _feature_table(features))
+                sql += "JOIN ctx_feats USING (feature) "
+            df = con.execute(sql + "WHERE fc.run_id = ? AND fc.k = ? AND fc.half_window = ? "
+                             "ORDER BY fc.feature, fc.rank", [run_id, int(k), int(half_window)]).fetch_df()
+        for c in _LIST_COLUMNS:
+            df[c] = df[c].map(list)
+        return df
+
+    def context_features(self, run_id: str, k: int, half_window: int) -> set[int]:
+        """Features whose contexts are cached for a run at (k, half_window)."""
+        df = self.query_df("SELECT DISTINCT feature FROM feature_contexts WHERE run_id = ? AND k = ? "
+                           "AND half_window = ?", [run_id, int(k), int(half_window)])
+        return {int(f) for f in df["feature"]}
