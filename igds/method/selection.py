@@ -24,7 +24,7 @@ class SelectionConfig(ConfigBase):
     Args:
         method: ``igds`` or a baseline (random, loss, ifd, zip, full).
         ratio: keep the top ``⌈ratio · |pool|⌉`` (used when no threshold or budget is set).
-        threshold: keep examples scoring at least this (IGDS: FRS ≥ τ).
+        threshold: keep examples scoring at least this (IGDS: FRS ≥ τ; FRS ≤ τ in the ``hard`` direction).
         token_budget: keep top examples while their tokens fit in this budget.
         pool_setting: ``mixed`` (task train + general) or ``task-only``.
         seed: seed of any randomness (random baseline, tie-breaking).
@@ -34,7 +34,8 @@ class SelectionConfig(ConfigBase):
 
     method: str = field(default="igds", metadata={"help": "igds | random | loss | ifd | zip | full"})
     ratio: float = field(default=0.5, metadata={"help": "share of the pool to keep"})
-    threshold: float | None = field(default=None, metadata={"help": "keep examples with score >= threshold"})
+    threshold: float | None = field(default=None, metadata={
+        "help": "keep examples with score >= threshold (IGDS hard direction: <=)"})
     token_budget: int | None = field(default=None, metadata={"help": "keep top examples within this many tokens"})
     pool_setting: str = field(default="mixed", metadata={"help": "mixed | task-only"})
     seed: int = field(default=0, metadata={"help": "random seed"})
@@ -68,12 +69,15 @@ class Overrides:
 
 
 def select_from_ranking(ranked: pd.DataFrame, cfg: SelectionConfig, overrides: Overrides | None = None,
-                        n_pool: int | None = None) -> pd.DataFrame:
+                        n_pool: int | None = None, higher_first: bool = True) -> pd.DataFrame:
     """Apply ratio / threshold / budget and the example overrides to a ranking.
 
     Args:
-        ranked: example_id, score (higher first; already sorted best first), optional n_tokens.
+        ranked: example_id, score, optional n_tokens; already sorted best first.
         n_pool: pool size for the ratio (defaults to ``len(ranked)``).
+        higher_first: the ranking's direction: True when a higher score is better (``score >= threshold``
+            is kept), False when a lower one is (IGDS's ``hard`` direction: ``score <= threshold`` is kept).
+            Ratio and budget take the ranking's head either way.
 
     Returns:
         the selected rows in rank order with a 1-based ``rank`` column. Pinned examples are always in
@@ -84,7 +88,7 @@ def select_from_ranking(ranked: pd.DataFrame, cfg: SelectionConfig, overrides: O
     pinned = ranked[ranked.example_id.isin(ov.pinned_examples)]
     rest = ranked[~ranked.example_id.isin(ov.pinned_examples)]
     if cfg.threshold is not None:
-        chosen = rest[rest.score >= cfg.threshold]
+        chosen = rest[rest.score >= cfg.threshold] if higher_first else rest[rest.score <= cfg.threshold]
     elif cfg.token_budget is not None:
         used = pinned.get("n_tokens", pd.Series(dtype=float)).fillna(0).sum()
         tokens = rest.get("n_tokens", pd.Series(1, index=rest.index)).fillna(0)

@@ -94,7 +94,7 @@ def pool_matrix(store: ActivationStore, run_id: str, task: str, pool_setting: st
 class ScoredPool:
     """IGDS scores of a pool with everything needed to explain and re-rank them."""
 
-    scores: pd.DataFrame       # example_id, frs, n_tokens, n_positions, task, source
+    scores: pd.DataFrame       # example_id, frs, n_tokens, n_positions, task, source (in ranking order)
     features: list[int]
     scales: pd.DataFrame
     effects: dict[int, float]
@@ -110,7 +110,8 @@ def live_selection(store: ActivationStore, run_id: str, task: str, effects: Effe
                    res_cfg: ResonanceConfig, sae_key: str | None = None,
                    matrix: ResonanceMatrix | None = None) -> tuple[ScoredPool, pd.DataFrame]:
     """Score the pool with the validated features (vetoes and pins applied) and cut it by ratio,
-    threshold or budget with the example overrides; nothing is stored. The slider view and
+    threshold or budget with the example overrides, from the end of the ranking ``res_cfg.direction``
+    names (``resonant``: top FRS; ``hard``: bottom FRS); nothing is stored. The slider view and
     :func:`select_igds` both come through here.
 
     Args:
@@ -128,7 +129,7 @@ def live_selection(store: ActivationStore, run_id: str, task: str, effects: Effe
     scores = matrix.score(feats, res_cfg, eff, scales)
     sp = ScoredPool(scores=scores, features=feats, scales=scales, effects=eff, overrides=ov, matrix=matrix)
     ranked = scores.rename(columns={"frs": "score"})
-    return sp, select_from_ranking(ranked, sel_cfg, ov, n_pool=len(ranked))
+    return sp, select_from_ranking(ranked, sel_cfg, ov, n_pool=len(ranked), higher_first=res_cfg.higher_first)
 
 
 def lineage(store: ActivationStore, extract_run: str, sel_cfg: SelectionConfig, pool_ids, extra: dict) -> dict:
@@ -164,8 +165,8 @@ def select_igds(store: ActivationStore, run_id: str, task: str, effects: EffectR
     lin = lineage(store, run_id, sel_cfg, sp.scores.example_id, {
         "method": "igds", "features": sp.features, "resonance": res_cfg.to_dict(), "effect_id": effects.effect_id,
         "overrides": sp.overrides.to_dict()})
-    return save_selection(store, name or f"igds-{task}-{sel_cfg.ratio:g}", task, "igds", sel_cfg.pool_setting,
-                          len(sp.scores), chosen, lin)
+    default = f"igds-{task}-{sel_cfg.ratio:g}" if res_cfg.higher_first else f"igds-hard-{task}-{sel_cfg.ratio:g}"
+    return save_selection(store, name or default, task, "igds", sel_cfg.pool_setting, len(sp.scores), chosen, lin)
 
 
 def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: str | None = None,

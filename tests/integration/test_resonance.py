@@ -6,7 +6,13 @@ from hypothesis import strategies as st
 
 from igds.data.corpus import Example
 from igds.method.pool import pool_frame
-from igds.method.resonance import ResonanceConfig, load_resonance_matrix
+from igds.method.resonance import (
+    PAPER_RESONANCE,
+    ResonanceConfig,
+    length_confound,
+    load_resonance_matrix,
+    spearman,
+)
 from igds.method.selection import (
     SelectionConfig,
     load_overrides,
@@ -52,13 +58,20 @@ def brute_frs(acts, n_tokens, feats, cfg, pool_mask, weights=None):
         a = a / n_tokens[:, None]
     elif cfg.aggregation == "max":
         a = a / 2
-    scale = np.ones(len(feats))
+    scale, center = np.ones(len(feats)), np.zeros(len(feats))
     if cfg.scale == "p99":
         for k in range(len(feats)):
             fired = a[pool_mask & (acts[:, feats[k]] > 0), k]
             scale[k] = np.percentile(fired, 99) if len(fired) and np.percentile(fired, 99) > 0 else 1.0
+    elif cfg.scale == "zscore":  # over every pool example, "did not fire" = 0, population std
+        for k in range(len(feats)):
+            col = a[pool_mask, k]
+            if col.max() > col.min():
+                center[k], scale[k] = col.mean(), col.std()
+            else:  # constant over the pool: contributes nothing
+                center[k] = col[0]
     w = np.ones(len(feats)) if weights is None else np.asarray(weights, dtype=float)
-    return (w * a / scale).sum(1)
+    return (w * (a - center) / scale).sum(1)
 
 
 acts_st = st.integers(6, 14).flatmap(lambda n: st.tuples(
@@ -67,17 +80,21 @@ acts_st = st.integers(6, 14).flatmap(lambda n: st.tuples(
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=acts_st, agg=st.sampled_from(["mean", "sum", "max"]), scale=st.sampled_from(["p99", "none"]))
-def test_frs_equals_brute_force_and_explanations_sum_to_it(tmp_path_factory, data, agg, scale):
+@given(data=acts_st, agg=st.sampled_from(["mean", "sum", "max"]), scale=st.sampled_from(["p99", "zscore", "none"]),
+       direction=st.sampled_from(["resonant", "hard"]))
+def test_frs_equals_brute_force_and_explanations_sum_to_it(tmp_path_factory, data, agg, scale, direction):
     acts, n_tok = np.array(data[0], dtype=float), np.array(data[1])
     store, ids = make_store(tmp_path_factory.mktemp("r") / "s.duckdb", acts, n_tok)
-    cfg = ResonanceConfig(aggregation=agg, scale=scale)
+    cfg = ResonanceConfig(aggregation=agg, scale=scale, direction=direction)
     feats = [0, 2, 3]
     matrix = matrix_of(store)
-    got = matrix.score(feats, cfg).set_index("example_id").frs
+    ranked = matrix.score(feats, cfg)
+    got = ranked.set_index("example_id").frs
     want = brute_frs(acts, n_tok, feats, cfg, np.ones(len(ids), bool))
     for i, eid in enumerate(ids):
         assert got[eid] == pytest.approx(want[i], rel=1e-4, abs=1e-6)
+    # the direction orders the ranking and leaves the score alone
+    assert (np.diff(ranked.frs) <= 0).all() if direction == "resonant" else (np.diff(ranked.frs) >= 0).all()
     for eid in ids[:3]:
         ex = matrix.explain(eid, feats, cfg)
         assert ex.term.sum() == pytest.approx(got[eid], rel=1e-9, abs=1e-12)
@@ -85,11 +102,12 @@ def test_frs_equals_brute_force_and_explanations_sum_to_it(tmp_path_factory, dat
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=acts_st, agg=st.sampled_from(["mean", "sum", "max"]), weights=st.sampled_from(["uniform", "effect"]),
-       limit=st.integers(1, 4), feats=st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True))
-def test_scales_come_from_the_pool_being_selected_from(tmp_path_factory, data, agg, weights, limit, feats):
+       limit=st.integers(1, 4), feats=st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True),
+       scale=st.sampled_from(["p99", "zscore"]))
+def test_scales_come_from_the_pool_being_selected_from(tmp_path_factory, data, agg, weights, limit, feats, scale):
     acts, n_tok = np.array(data[0], dtype=float), np.array(data[1])
     store, ids = make_store(tmp_path_factory.mktemp("m") / "s.duckdb", acts, n_tok)
-    cfg = ResonanceConfig(aggregation=agg, scale="p99", weights=weights)
+    cfg = ResonanceConfig(aggregation=agg, scale=scale, weights=weights)
     effects = {0: 0.3, 1: 0.1, 2: 0.05, 3: 0.2}
     matrix = matrix_of(store, limit=limit)
     assert matrix.covers(feats) and not matrix.covers([7])
@@ -97,7 +115,7 @@ def test_scales_come_from_the_pool_being_selected_from(tmp_path_factory, data, a
     assert len(kept) == min(limit, (len(ids) + 1) // 2) + min(limit, len(ids) // 2)  # limit per task
     in_pool = np.array([i in kept for i in ids])
     got = matrix.score(feats, cfg, effects)
-    # the p99 scale of each feature is taken over the limited pool only
+    # the p99 scale (the z-score's mean and std) of each feature is taken over the limited pool only
     w = [effects[f] if weights == "effect" else 1.0 for f in feats]
     by_id = dict(zip(ids, brute_frs(acts, n_tok, feats, cfg, in_pool, w), strict=True))
     assert np.allclose(got.frs, [by_id[i] for i in got.example_id], rtol=1e-6, atol=1e-12)
@@ -151,3 +169,71 @@ def test_overrides_persist_and_selection_roundtrip(tmp_path):
     assert info["n_selected"] == 3 and list(members.id) == list(chosen.example_id)
     set_example_override(store, "t", [ids[0]], None)
     assert load_overrides(store, "t").pinned_examples == frozenset()
+
+
+def test_config_options_and_the_paper_literal():
+    assert PAPER_RESONANCE.to_dict() == {"aggregation": "sum", "scale": "none", "weights": "uniform",
+                                         "direction": "resonant"}
+    assert ResonanceConfig().direction == "resonant" and ResonanceConfig().higher_first
+    assert not ResonanceConfig(direction="hard").higher_first
+    assert ResonanceConfig.from_dict({"aggregation": "mean"}) == ResonanceConfig()  # old lineages still load
+    for bad in ({"scale": "p95"}, {"direction": "easy"}, {"aggregation": "median"}, {"weights": "abs"}):
+        with pytest.raises(ValueError):
+            ResonanceConfig(**bad)
+
+
+def test_hard_reverses_resonant_and_keeps_scores_pins_and_rejects(tmp_path):
+    rng = np.random.default_rng(3)
+    acts = rng.integers(0, 6, size=(16, 3)).astype(float)
+    acts[5] = acts[6]  # a tie
+    store, ids = make_store(tmp_path / "s.duckdb", acts, rng.integers(3, 30, size=16))
+    matrix = matrix_of(store)
+    for scale in ("p99", "zscore", "none"):
+        top = matrix.score([0, 1, 2], ResonanceConfig(scale=scale))
+        bottom = matrix.score([0, 1, 2], ResonanceConfig(scale=scale, direction="hard"))
+        assert top.set_index("example_id").frs.sort_index().equals(bottom.set_index("example_id").frs.sort_index())
+        # reversed apart from the order inside ties (pool order in both directions)
+        assert list(bottom.frs) == list(top.frs[::-1])
+        distinct = top.groupby("frs").example_id.transform("size") == 1
+        assert list(bottom.example_id[bottom.frs.isin(top.frs[distinct])]) == \
+            list(top.example_id[distinct][::-1])
+    cfg = ResonanceConfig(scale="none", aggregation="sum", direction="hard")
+    ranked = matrix.score([0, 1, 2], cfg).rename(columns={"frs": "score"})
+    set_example_override(store, "t", [ranked.example_id.iloc[-1]], "pin")  # the most resonant example
+    set_example_override(store, "t", [ranked.example_id.iloc[0]], "reject")  # the least resonant one
+    ov = load_overrides(store, "t")
+    chosen = select_from_ranking(ranked, SelectionConfig(ratio=0.25), ov, n_pool=16, higher_first=False)
+    assert list(chosen.example_id) == [ranked.example_id.iloc[-1], *ranked.example_id.iloc[1:4]]
+    tau = float(ranked.score.iloc[6])
+    by_tau = select_from_ranking(ranked, SelectionConfig(threshold=tau), ov, higher_first=False)
+    rest = ranked[~ranked.example_id.isin(ov.pinned_examples | ov.rejected_examples)]
+    assert set(by_tau.example_id) == {ranked.example_id.iloc[-1], *rest.example_id[rest.score <= tau]}
+    assert (by_tau.score.iloc[1:] <= tau).all()
+    for eid in chosen.example_id:
+        assert matrix.explain(eid, [0, 1, 2], cfg).term.sum() == pytest.approx(
+            float(ranked.set_index("example_id").score[eid]), rel=1e-12, abs=1e-12)
+
+
+def test_length_confound_matches_scipy_and_sees_the_length_bias_of_sum(tmp_path):
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(1)
+    n_tok = rng.integers(2, 60, size=30)
+    acts = np.stack([n_tok * rng.integers(1, 3, size=30), rng.integers(0, 4, size=30)], axis=1).astype(float)
+    store, ids = make_store(tmp_path / "s.duckdb", acts, n_tok)
+    matrix = matrix_of(store, feats=(0, 1))
+    summed = matrix.score([0, 1], ResonanceConfig(aggregation="sum", scale="none"))
+    chosen = select_from_ranking(summed.rename(columns={"frs": "score"}), SelectionConfig(ratio=0.3))
+    conf = length_confound(summed, chosen.example_id)
+    assert conf.spearman == pytest.approx(spearmanr(summed.frs, summed.n_tokens).statistic, abs=1e-12)
+    sel = summed[summed.example_id.isin(chosen.example_id)]
+    assert conf.spearman_selected == pytest.approx(spearmanr(sel.frs, sel.n_tokens).statistic, abs=1e-12)
+    assert (conf.n_pool, conf.n_selected) == (30, 9)
+    assert conf.mean_tokens_pool == pytest.approx(n_tok.mean())
+    assert conf.mean_tokens_selected == pytest.approx(sel.n_tokens.mean())
+    assert conf.spearman > 0.5 and conf.length_ratio > 1.3  # sum ranks by length here
+    hard = length_confound(summed, select_from_ranking(
+        summed.iloc[::-1].rename(columns={"frs": "score"}), SelectionConfig(ratio=0.3)).example_id)
+    assert hard.spearman == conf.spearman and hard.length_ratio < 0.8
+    assert np.isnan(length_confound(summed).mean_tokens_selected)
+    assert np.isnan(spearman([1, 1, 1], [1, 2, 3])) and np.isnan(spearman([1], [2]))
