@@ -16,12 +16,13 @@ c1, c2, c3, c4 = st.columns(4)
 c1.metric("Examples in store", f"{status.counts['examples']:,}")
 c2.metric("Activation rows", f"{status.counts['feature_acts']:,}")
 c3.metric("Default model", "ready" if status.model_ready else "not converted")
-c4.metric("Default SAE", "trained" if status.sae_ready else "not trained")
+c4.metric("Default SAE", "shipped" if status.sae_ready else "missing")
 
-if not status.extracted:
+if not status.prepared:
     st.info("The workspace is not prepared yet. Bootstrap converts the default model (SmolLM2-135M-Instruct), "
-            "trains the default SAE with sae-lens and extracts activations for the summarization pool "
-            "(about 15 minutes on 2 CPU cores; cached afterwards). `make run` starts it for you.")
+            "loads the SAE shipped with IGDS (trained with sae-lens on content tokens, checksum-verified), "
+            "extracts activations for the summarization task, recalls its features and tests them against a "
+            "random-direction null (a few minutes on 2 CPU cores; cached afterwards). `make run` starts it for you.")
 job_launcher("bootstrap", {}, label="Bootstrap the default workspace", key="bootstrap",
              help="runs in the background; you can leave this page")
 
