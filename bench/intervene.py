@@ -41,7 +41,8 @@ def main() -> None:
     recall = load_recall(ws.store, run["run_id"])
     feats = recall.candidates[: args.features]
     mean_act = mean_activation_vector(recall, int(ws.sae.cfg.d_sae))
-    cfg = InterventionConfig(precision="auto" if args.autocast else "fp32")
+    # the naive path below adds ā·W_dec at every edited position: compare with the fast path's add mode
+    cfg = InterventionConfig(precision="auto" if args.autocast else "fp32", edit_mode="add")
     items = encode_examples(ws.tokenizer, dev_set(args.task), cfg.max_length)
     model, pad = ws.model, ws.tokenizer.pad_token_id
     print(f"model dtype {next(model.parameters()).dtype}, autocast {args.autocast}, {len(items)} dev examples, "

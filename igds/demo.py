@@ -81,7 +81,7 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
     """
     from igds.data.corpus import dev_set, load_corpus, probe_set
     from igds.method.extract import ExtractConfig, run_extraction
-    from igds.method.intervene import InterventionConfig, measure_effects
+    from igds.method.intervene import PAPER_INTERVENTION, measure_effects
     from igds.method.recall import RecallConfig, ensure_logit_lens, recall_features
     from igds.modeling.encoding import encode_examples
 
@@ -108,15 +108,19 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
     ensure_logit_lens(store, sae_key, model, tok, sae)
     rcfg = RecallConfig(min_freq=0.05, dense_ref=1.0, k_recall=n_candidates)
     recall = recall_features(store, run_id, task, [e.id for e in probe], [e.id for e in general[:64]], rcfg)
-    icfg = interventions or InterventionConfig(alphas=(0.5, 1.0, 2.0), require_significance=False)
+    # the paper's filter (effect > 0): on a random tiny model no feature beats the null, and the pages
+    # need an F* to show; the null is still measured and shown
+    icfg = interventions or PAPER_INTERVENTION
     effect_id = icfg.stage_key(recall.recall_id, model_key, sae_key)
     store.start_run(effect_id, "intervene", {"intervene": icfg.to_dict(), "task": task,
                                              "recall_id": recall.recall_id}, model_key, sae_key,
                     n_total=len(recall.candidates))
-    from igds.workflow.stages import mean_activation_vector
+    from igds.workflow.stages import mean_activation_vector, token_density_vector
 
+    d_sae = int(sae.cfg.d_sae)
     res = measure_effects(store, effect_id, model, sae, site, encode_examples(tok, dev, 96), recall.candidates,
-                          mean_activation_vector(recall, int(sae.cfg.d_sae)), icfg, tok.pad_token_id)
+                          mean_activation_vector(recall, d_sae), icfg, tok.pad_token_id,
+                          density=token_density_vector(recall, d_sae))
     out = {"run_id": run_id, "recall_id": recall.recall_id, "effect_id": effect_id, "kept": res.kept,
            "model_key": model_key, "sae_key": sae_key, "model": model, "tokenizer": tok, "sae": sae, "site": site}
     if with_runs:

@@ -1,4 +1,5 @@
-"""Interventions: per-feature effects with CIs, dose–response, attribution vs exact, and "try it"."""
+"""Interventions: each feature's α = 1 effect with its CI against the null band, dose–response of the swept
+features, attribution vs exact, per-example deltas, the null itself, and "try it"."""
 
 import plotly.express as px
 import plotly.graph_objects as go
@@ -9,6 +10,7 @@ from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
 from igds.ui.state import current_task
 from igds.ui.widgets import needs
 from igds.workflow.explore import effect_views, task_state
+from igds.workflow.stages import latest_effects
 
 task = current_task()
 store = get_store()
@@ -18,35 +20,60 @@ if not state.recall_id:
     needs("Run recall first (Features page): interventions test the recalled candidates.")
     st.stop()
 job_launcher("intervene", {"task": task}, label=f"Measure effects of the {state.n_candidates} candidates",
-             key="int_job", help="amplify (α=1) and ablate each candidate on the dev split; resumable")
+             key="int_job", help="the null first (random edits of the same size), then each candidate amplified "
+                                 "and ablated on the dev split; resumable")
 if not state.n_measured:
     needs("No effects measured yet. Start the job above; results appear here feature by feature.")
     st.stop()
 
 v = effect_views(store, task)
+res = latest_effects(store, task)
+cfg = res.config
 s = v["summary"]
-c1, c2, c3 = st.columns(3)
+q_label = f"null p{100 * cfg.null_quantile:g}"
+c1, c2, c3, c4 = st.columns(4)
 c1.metric("Measured", f"{state.n_measured}/{state.n_candidates}")
 c2.metric("Validated |F*|", state.n_kept)
-c3.metric("Mean amplification effect", f"{v['amplification'].effect.mean():+.4f} nats")
+c3.metric(q_label, f"{res.null_cut:+.4f} nats" if len(res.null) else "—",
+          help=f"{len(res.null)} random edits of the candidates' median size on the same dev rows")
+c4.metric("Mean amplification effect", f"{v['amplification'].effect.mean():+.4f} nats")
+rule = f"effect > delta = {cfg.delta:g}" if cfg.delta is not None else f"effect > {q_label}"
+if cfg.require_significance:
+    rule += f" and BH q < {cfg.fdr:g}"
+st.caption(f"Edit: **{cfg.edit_mode}** at **{cfg.positions}** positions · α = 1 decides · kept when {rule}.")
+if not state.n_kept:
+    st.info(res.why_none_kept())
 
 kinds = st.segmented_control("Effect", ["amplify", "ablate"], default="amplify", key="int_kind")
 bars = (v["amplification"] if kinds == "amplify" else s[s.kind == kinds]).sort_values("effect", ascending=False)
 kept = set(v["verdict"][v["verdict"].kept].feature)
-fig = go.Figure(go.Bar(x=bars.feature_label, y=bars.effect,
+fig = go.Figure(go.Bar(x=bars.feature_label, y=bars.effect, name="feature",
                        error_y={"type": "data", "symmetric": False, "array": bars.ci_high - bars.effect,
                                 "arrayminus": bars.effect - bars.ci_low},
                        marker_color=["#2f9e44" if f in kept else "#adb5bd" for f in bars.feature]))
-fig.update_layout(title=f"{kinds} effect on dev NLL (nats, 95% CI; green = kept)", xaxis_type="category")
+if kinds == "amplify" and len(res.null):
+    for kind, color in (("direction", "#868e96"), ("feature", "#f08c00")):
+        null = res.null[res.null.kind == kind]
+        if len(null):
+            fig.add_trace(go.Box(x=[f"null: {kind}s"] * len(null), y=null.effect, name=f"null ({kind}s)",
+                                 boxpoints="all", jitter=0.5, marker_color=color))
+    fig.add_hline(y=res.null_cut, line_dash="dash", line_color="#e03131",
+                  annotation_text=f"{q_label} {res.null_cut:+.4f}")
+title = f"{kinds} effect on dev NLL (nats, 95% CI; green = kept)"
+fig.update_layout(title=title + (" against the null" if kinds == "amplify" else ""), xaxis_type="category",
+                  showlegend=False)
 st.plotly_chart(fig, key="int_bars")
 
 left, right = st.columns(2)
-dose = v["dose"]
-if dose.alpha.nunique() > 1:
-    left.plotly_chart(px.line(dose, x="alpha", y="effect", color="feature_label", markers=True,
-                              title="Dose–response (amplification α)"), key="int_dose")
+dose = v["dose"][v["dose"].feature.isin(res.dose_response.feature)]
+if len(dose):
+    fig = px.line(dose, x="alpha", y="effect", color="feature_label", markers=True,
+                  title="Dose–response of the swept features (amplification α)")
+    if len(res.null):
+        fig.add_hline(y=res.null_cut, line_dash="dash", line_color="#e03131", annotation_text=f"{q_label} (α=1)")
+    left.plotly_chart(fig, key="int_dose")
 else:
-    left.caption("Dose–response: rerun the job with α ∈ {0.5, 1, 2, 4} to see curves.")
+    left.caption(f"Dose–response: no feature was swept (sweep_top = {cfg.sweep_top}, α ∈ {list(cfg.alphas)}).")
 sc = v["scatter"]
 right.plotly_chart(px.scatter(sc, x="est_amplify", y="effect", hover_data=["feature"],
                               title="Attribution estimate vs exact effect (α=1)"), key="int_scatter")
@@ -54,6 +81,12 @@ feature = st.selectbox("Per-example deltas of feature", bars.feature.tolist(), k
 pe = v["per_example"]
 st.plotly_chart(px.histogram(pe[(pe.feature == feature) & (pe.kind == kinds)], x="delta", nbins=30,
                              title=f"f{feature}: per-example {kinds} effect"), key="int_hist")
+with st.expander(f"The null ({len(res.null)} edits)"):
+    st.caption("Random directions scaled to the candidates' median edit size (root mean square over dev rows of "
+               "the per-row edit norm) and density-matched non-candidate features, edited like the candidates "
+               "at α = 1 on the same rows and positions.")
+    st.dataframe(res.null[["null_id", "kind", "feature", "matched", "edit_norm", "n_fired", "effect", "ci_low",
+                           "ci_high"]] if len(res.null) else res.null, hide_index=True, width="stretch")
 with st.expander("Strong features recall missed (attribution screen)"):
     st.dataframe(v["missed"], hide_index=True, width="stretch")
 

@@ -1,20 +1,53 @@
-"""Stage 1b — interventional filtering: amplify / ablate each candidate feature, measure task NLL.
+"""Stage 1b — interventional filtering: edit each candidate feature, measure the task's dev NLL, and
+compare the effect with a null of edits of the same size.
 
-Efficient by construction. One full forward over the dev set records the residual at the SAE's site
-and the exact arguments every later block received (masks, rotary tables...). Each intervention then
-edits the cached residual and replays only the blocks after the site (from block L for
-``blocks.L.hook_resid_pre``, from L+1 for ``blocks.L.hook_resid_post``; ``Site.first_replayed``),
-stacking several (feature, example) rows into one batch, and unembeds only response positions.
-Ablation rows where the feature never fires are skipped: their NLL is unchanged by definition.
-Replaying recorded block arguments keeps this architecture-agnostic (sliding-window layers get their
-own masks back). Hooks and the replay itself live in :mod:`igds.modeling.hooks`.
+**Edits** (``InterventionConfig.edit_mode``) apply at the token scope ``InterventionConfig.positions``
+(prompt content by default: editing the response positions whose NLL is scored mostly rewards
+directions that raise the logits of common response tokens), minus position 0 and attention sinks:
+
+- ``scale`` (default): ``z_{t,j} ← (1+α)·z_{t,j}`` where feature ``j`` is active, i.e.
+  ``h_t += α·z_{t,j}·W_dec[j]``. The SAE error term is kept because the edit is added to ``h``; on a
+  feature that does not fire the edit is an exact no-op (those rows are never replayed).
+- ``add``: ``h_t += α·ā_j·W_dec[j]`` at every edited position (``ā_j``: mean activation where ``j``
+  fires on probe), which writes the feature where it is normally 0.
+- ablation: ``h_t −= z_{t,j}·W_dec[j]`` (only feature ``j``'s own contribution goes).
+
+``W_dec[j]`` is the effective decoder direction (:func:`igds.modeling.sae.decoder_directions`).
+
+**Null** (the yardstick, measured before the candidates), at α = 1 on the same dev rows and positions:
+
+- *Edit size.* The α = 1 edit of a candidate on dev example ``r`` has norm
+  ``‖Δ_r‖ = sqrt(Σ_{t∈E_r} ‖Δh_{r,t}‖²)`` over the example's edited positions ``E_r``; the candidate's
+  size is the root mean square over the dev examples, ``s_j = sqrt(mean_r ‖Δ_r‖²)`` (examples where a
+  ``scale`` edit is a no-op count as 0). The null size ``s`` is the median of ``s_j`` over the candidates
+  with ``s_j > 0`` (:func:`edit_sizes`, :func:`null_edit_size`).
+- *Random directions.* Direction ``k`` is a standard normal vector drawn with
+  ``numpy.random.default_rng([0, null_seed, k])``, normalised; on example ``r`` it adds
+  ``s/√|E_r| · u_k`` at every edited position, so ``‖Δ_r‖ = s`` on every example with edited positions.
+- *Density-matched features.* Each of ``null_features`` slots draws a candidate ``c`` at random and then
+  one of the :data:`NULL_NEIGHBOURS` non-candidate features closest to ``c`` in log token density
+  (``tok_freq_task`` of the recall table; features that never fired on probe are not eligible), at
+  random, without repeats; one generator ``default_rng([1, null_seed])`` drives every draw
+  (:func:`null_plan`). They go through the run's own edit (``scale`` or ``add``) at α = 1.
+- The null threshold is the ``null_quantile`` (0.95) quantile of the pooled mean effects of all null
+  elements (:func:`null_threshold`). ``F*`` keeps a candidate when its α = 1 effect exceeds it and its
+  one-sided paired test is significant after Benjamini–Hochberg across the candidates.
+
+**Cost.** One forward over the dev set (in length buckets of :data:`BUCKET_ROWS` rows, so padding stays
+small) records the residual at the SAE's site and the exact arguments every later block received
+(masks, rotary tables...). Each intervention then edits the cached residual and replays only the
+blocks after the site (from block L for ``blocks.L.hook_resid_pre``, from L+1 for
+``blocks.L.hook_resid_post``; ``Site.first_replayed``), stacking several (job, example) rows of one
+bucket into a batch, and unembeds only response positions. Rows an edit leaves unchanged are never
+replayed. Replaying recorded block arguments keeps this architecture-agnostic (sliding-window layers
+get their own masks back). Hooks and the replay itself live in :mod:`igds.modeling.hooks`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,38 +56,65 @@ import torch
 
 from igds.config import ConfigBase
 from igds.modeling.adapters import Site, parse_site
-from igds.modeling.batching import EncodedItem, keep_mask, pad_batch, position_mask
+from igds.modeling.batching import EncodedItem, check_positions, keep_mask, pad_batch, position_mask
 from igds.modeling.hooks import BlockInputs, capture, record_replay_inputs, replay_from
 from igds.modeling.nll import nll_from_hidden, response_targets
 from igds.modeling.sae import decoder_directions
 from igds.progress import ProgressFn, null_progress
 
+SCALE = "scale"
+ADD = "add"
+EDIT_MODES = (SCALE, ADD)
+AMPLIFY = "amplify"
+ABLATE = "ablate"
+DIRECTION = "direction"  # a null job: a random direction of the null's edit size
+PRIMARY_ALPHA = 1.0  # the amplification coefficient whose effect decides F* (see InterventionConfig.alphas)
+NULL_DIRECTION = "direction"
+NULL_FEATURE = "feature"
+NULL_NEIGHBOURS = 8  # a density-matched null feature is drawn from this many nearest non-candidates
+BUCKET_ROWS = 16  # dev rows per length bucket of the cached prefix
+
 
 @dataclass(frozen=True, kw_only=True)
 class InterventionConfig(ConfigBase):
-    """Causal validation of candidate features.
+    """Causal validation of candidate features against a null of edits of the same size.
 
     Args:
-        alphas: amplification coefficients (``v_j = α · ā_j · W_dec[j]``); 1.0 decides the filter,
-            the others give dose–response curves.
+        edit_mode: ``scale`` (``z ← (1+α)·z`` where the feature fires) or ``add`` (``α·ā·W_dec`` at
+            every edited position); see the module docstring.
+        positions: token scope the edits apply to (:data:`igds.modeling.batching.POSITION_SCOPES`).
+        alphas: amplification coefficients; ``PRIMARY_ALPHA`` (1.0) is required and decides the filter.
+            The ``sweep_top`` candidates get all of them (dose–response), the others α = 1 only.
+        sweep_top: candidates (strongest ``|attribution estimate|`` first) measured at every α.
         ablate: also measure ablation (subtract the feature's own contribution).
-        positions: where interventions apply: ``all``, ``prompt`` or ``response``.
         max_length: truncate dev examples to this many tokens.
-        batch_rows: (feature, example) rows replayed per forward.
+        batch_rows: (job, example) rows replayed per forward.
         sink_norm_factor: positions above this × median residual norm are never edited.
-        delta: minimum amplification effect (nats) to keep a feature.
-        fdr: Benjamini–Hochberg level of the one-sided paired test; 1.0 with ``require_significance``
-            off reproduces the paper's "Δamp > 0".
+        null_directions: random directions in the null.
+        null_features: density-matched random non-candidate features in the null.
+        null_seed: seed of the null's directions and feature draws.
+        null_quantile: quantile of the pooled null effects a candidate must exceed (when ``delta`` is None).
+        delta: explicit minimum α = 1 effect (nats) instead of the null quantile; None uses the null.
+        fdr: Benjamini–Hochberg level of the one-sided paired test.
         require_significance: keep only features whose BH-adjusted p-value is below ``fdr``.
+        precision: ``auto`` (fp32 residual stream with bf16 matmuls where the hardware has bf16) or ``fp32``.
     """
 
-    alphas: tuple[float, ...] = field(default=(1.0,), metadata={"help": "amplification coefficients α"})
+    edit_mode: str = field(default=SCALE, metadata={"help": "scale (z ← (1+α)z where active) | add (α·ā·W_dec)"})
+    positions: str = field(default="prompt_content", metadata={
+        "help": "edited token scope: content | prompt_content | response | last_prompt_token | all"})
+    alphas: tuple[float, ...] = field(default=(0.5, 1.0, 2.0), metadata={"help": "amplification coefficients α"})
+    sweep_top: int = field(default=8, metadata={"help": "top candidates (by attribution) measured at every α"})
     ablate: bool = field(default=True, metadata={"help": "also measure ablation"})
-    positions: str = field(default="all", metadata={"help": "edited positions: all | prompt | response"})
     max_length: int = field(default=256, metadata={"help": "truncate dev examples to this many tokens"})
     batch_rows: int = field(default=64, metadata={"help": "rows per replayed forward"})
     sink_norm_factor: float = field(default=10.0, metadata={"help": "sink guard factor"})
-    delta: float = field(default=0.0, metadata={"help": "min amplification effect to keep (nats)"})
+    null_directions: int = field(default=32, metadata={"help": "random directions in the null"})
+    null_features: int = field(default=16, metadata={"help": "density-matched non-candidate features in the null"})
+    null_seed: int = field(default=0, metadata={"help": "seed of the null"})
+    null_quantile: float = field(default=0.95, metadata={"help": "null quantile a kept effect must exceed"})
+    delta: float | None = field(default=None, metadata={
+        "help": "min amplification effect to keep (nats); unset: the null quantile"})
     fdr: float = field(default=0.05, metadata={"help": "BH false-discovery rate of the paired test"})
     require_significance: bool = field(default=True, metadata={"help": "keep only BH-significant features"})
     precision: str = field(default="auto", metadata={
@@ -63,13 +123,38 @@ class InterventionConfig(ConfigBase):
     def __post_init__(self):
         if self.precision not in ("auto", "fp32"):
             raise ValueError("precision must be auto or fp32")
-        if not self.alphas or 1.0 not in self.alphas:
-            raise ValueError("alphas must include 1.0 (it decides the filter)")
+        if self.edit_mode not in EDIT_MODES:
+            raise ValueError(f"edit_mode must be one of {', '.join(EDIT_MODES)}, not {self.edit_mode!r}")
+        check_positions(self.positions)
+        if not self.alphas or PRIMARY_ALPHA not in self.alphas:
+            raise ValueError(f"alphas must include {PRIMARY_ALPHA} (it decides the filter)")
         if not 0 < self.fdr <= 1:
             raise ValueError("fdr must be in (0, 1]")
+        if min(self.null_directions, self.null_features, self.sweep_top) < 0:
+            raise ValueError("null_directions, null_features and sweep_top must be >= 0")
+        if not 0 < self.null_quantile < 1:
+            raise ValueError("null_quantile must be in (0, 1)")
+        if self.delta is None and self.null_directions + self.null_features == 0:
+            raise ValueError("delta=None compares effects with the null: keep null_directions or null_features > 0")
+
+    @property
+    def null_size(self) -> int:
+        """Null elements asked for (fewer density-matched features exist when few features fire)."""
+        return self.null_directions + self.null_features
 
 
+# The paper's literal reading: keep every candidate whose amplification lowers the dev NLL, no test,
+# no null requirement (the null is still measured and shown).
 PAPER_INTERVENTION = InterventionConfig(require_significance=False, delta=0.0)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Dev rows of similar length run together: their width and the replayed blocks' recorded inputs."""
+
+    rows: torch.Tensor             # global dev rows, shortest first
+    width: int
+    block_args: list[BlockInputs]  # recorded (args, kwargs) of blocks site.first_replayed..N-1
 
 
 @dataclass
@@ -77,19 +162,34 @@ class DevCache:
     """Everything an intervention needs about the dev set, computed once."""
 
     items: list[EncodedItem]
-    hidden: torch.Tensor          # [B, T, d] residual at ``site``
+    hidden: torch.Tensor          # [B, T, d] residual at ``site`` (0 beyond each row's bucket width)
     edit_mask: torch.Tensor       # [B, T] positions that interventions may edit
     nll_mask: torch.Tensor        # [B, T] positions whose next token is a response token
     targets: torch.Tensor         # [B, T]
-    block_args: list[BlockInputs]  # recorded (args, kwargs) of blocks site.first_replayed..N-1
+    buckets: list[Bucket]
     site: Site
     nll_base: torch.Tensor        # [B]
     autocast: bool = False        # bf16 matmuls over an fp32 residual stream
+    row_bucket: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))  # [B]
+    row_local: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))   # [B]
+
+    def __post_init__(self):
+        n = len(self.items)
+        self.row_bucket = torch.zeros(n, dtype=torch.long)
+        self.row_local = torch.zeros(n, dtype=torch.long)
+        for b, bucket in enumerate(self.buckets):
+            self.row_bucket[bucket.rows] = b
+            self.row_local[bucket.rows] = torch.arange(len(bucket.rows))
 
     @property
     def layer(self) -> int:
         """Block index of the site (its input for ``hook_resid_pre``, its output for ``hook_resid_post``)."""
         return self.site.layer
+
+    @property
+    def block_args(self) -> list[BlockInputs]:
+        """Recorded inputs of the replayed blocks (first bucket's; every bucket has one entry per block)."""
+        return self.buckets[0].block_args
 
     def amp(self):
         """The autocast context every model call of this cache runs under."""
@@ -108,6 +208,15 @@ def use_autocast(model, cfg: InterventionConfig) -> bool:
     return param.device.type == "cuda" or settings.cpu_has_bf16()
 
 
+def compute_mode(model, cfg: InterventionConfig) -> str:
+    """The resolved numeric mode of a run, part of its key: ``fp32``, ``fp32+bf16-autocast`` or the
+    weights' own dtype (``bfloat16``...) when they are not fp32."""
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    if dtype != "float32":
+        return dtype
+    return "fp32+bf16-autocast" if use_autocast(model, cfg) else "fp32"
+
+
 def _select_rows(x, rows: torch.Tensor, batch: int):
     """Index the batch dimension of every tensor in a recorded block argument."""
     if torch.is_tensor(x):
@@ -121,35 +230,59 @@ def _select_rows(x, rows: torch.Tensor, batch: int):
 
 @torch.no_grad()
 def prepare_dev(model, site: str, items: Sequence[EncodedItem], pad_id: int, cfg: InterventionConfig) -> DevCache:
-    """One full forward over the dev set recording the residual at ``site`` and the replayed blocks' arguments."""
+    """Forward the dev set once (by length bucket), recording the residual at ``site`` and the replayed
+    blocks' arguments; the base NLL comes from a replay of the unedited residual."""
     resolved = parse_site(model, site)
     device = next(model.parameters()).device
     ids, attn = pad_batch(items, pad_id, device)
     autocast = use_autocast(model, cfg)
-    with (capture(model, [resolved]) as captured, record_replay_inputs(model, resolved) as recorded,
-          torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast)):
-        model(input_ids=ids, attention_mask=attn, use_cache=False)
-    hidden = captured[resolved.name]
+    order = sorted(range(len(items)), key=lambda i: (len(items[i].input_ids), i))
+    hidden, buckets = None, []
+    for s in range(0, len(order), BUCKET_ROWS):
+        rows = order[s : s + BUCKET_ROWS]
+        b_ids, b_attn = pad_batch([items[i] for i in rows], pad_id, device)
+        with (capture(model, [resolved]) as captured, record_replay_inputs(model, resolved) as recorded,
+              torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast)):
+            model(input_ids=b_ids, attention_mask=b_attn, use_cache=False)
+        h = captured[resolved.name]
+        if hidden is None:
+            hidden = torch.zeros((len(items), ids.shape[1], h.shape[-1]), dtype=h.dtype, device=h.device)
+        hidden[torch.tensor(rows, device=h.device), : h.shape[1]] = h
+        buckets.append(Bucket(rows=torch.tensor(rows), width=int(b_ids.shape[1]), block_args=recorded))
     edit = keep_mask(hidden, attn, cfg.sink_norm_factor).cpu() & position_mask(items, ids.shape[1], cfg.positions)
     nll_mask, targets = response_targets(items, ids.shape[1])
     cache = DevCache(items=list(items), hidden=hidden, edit_mask=edit, nll_mask=nll_mask, targets=targets,
-                     block_args=recorded, site=resolved, nll_base=torch.empty(0), autocast=autocast)
+                     buckets=buckets, site=resolved, nll_base=torch.empty(0), autocast=autocast)
     cache.nll_base = replay_nll(model, cache, torch.arange(len(items)), hidden)
     return cache
 
 
-def run_suffix(model, cache: DevCache, rows: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """Run the blocks after the site on residuals ``h`` (``[len(rows), T, d]``) that belong to dev rows ``rows``."""
-    batch = cache.hidden.shape[0]
-    inputs = [(_select_rows(args, rows, batch), _select_rows(kwargs, rows, batch)) for args, kwargs in cache.block_args]
-    return replay_from(model, cache.site, h, inputs)
+def _bucket_parts(cache: DevCache, rows: torch.Tensor):
+    """``(bucket, positions in rows, local rows)`` for each bucket that ``rows`` touches."""
+    for b, bucket in enumerate(cache.buckets):
+        sel = (cache.row_bucket[rows] == b).nonzero(as_tuple=True)[0]
+        if len(sel):
+            yield bucket, sel, cache.row_local[rows[sel]]
 
 
 def replay_nll(model, cache: DevCache, rows: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """Mean response NLL per row after replaying the suffix on ``h``."""
-    with cache.amp():
-        out = run_suffix(model, cache, rows, h)
-        return nll_from_hidden(model, out, cache.nll_mask[rows], cache.targets[rows])
+    """Mean response NLL per row after replaying the blocks after the site on ``h``.
+
+    Args:
+        rows: dev rows ``h`` belongs to (any buckets; each bucket replays separately at its width).
+        h: ``[len(rows), ≥ width, d]`` residuals at the site (differentiable).
+    """
+    pieces, index = [], []
+    for bucket, sel, local in _bucket_parts(cache, rows):
+        n_b, w = len(bucket.rows), bucket.width
+        inputs = [(_select_rows(a, local, n_b), _select_rows(k, local, n_b)) for a, k in bucket.block_args]
+        r = rows[sel]
+        with cache.amp():
+            out = replay_from(model, cache.site, h[sel.to(h.device), :w], inputs)
+            pieces.append(nll_from_hidden(model, out, cache.nll_mask[r, :w], cache.targets[r, :w]))
+        index.append(sel)
+    nll = torch.cat(pieces)
+    return nll[torch.argsort(torch.cat(index))]
 
 
 def feature_acts_at(sae, cache: DevCache, features: Sequence[int]) -> torch.Tensor:
@@ -165,69 +298,114 @@ def feature_acts_at(sae, cache: DevCache, features: Sequence[int]) -> torch.Tens
 
 @dataclass(frozen=True)
 class Job:
-    """One intervention: feature ``feature`` of kind amplify (with ``alpha``) or ablate."""
+    """One intervention: ``amplify`` feature ``feature`` by ``alpha``, ``ablate`` it, or add null
+    ``direction`` number ``feature`` (``alpha`` times the null's edit size)."""
 
     feature: int
     kind: str
     alpha: float
 
 
+def job_rows(cache: DevCache, job: Job, acts: dict[int, torch.Tensor], cfg: InterventionConfig) -> list[int]:
+    """Dev rows a job changes; every other row keeps its base NLL exactly."""
+    if job.kind == DIRECTION or (job.kind == AMPLIFY and cfg.edit_mode == ADD):
+        live = cache.edit_mask.any(1)
+    else:  # scale amplification and ablation touch only positions where the feature fires
+        live = (acts[job.feature] != 0).any(1)
+    return live.nonzero(as_tuple=True)[0].tolist()
+
+
+def job_edit(cache: DevCache, job: Job, row: int, dirs: dict[int, torch.Tensor], mean_act: dict[int, float],
+             acts: dict[int, torch.Tensor], cfg: InterventionConfig,
+             directions: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+    """The additive edit ``Δh`` ``[T, d]`` (fp32, CPU) a job makes to dev row ``row``'s residual.
+
+    Zero outside ``cache.edit_mask`` by construction: ``acts`` are 0 there, and the ``add`` and
+    ``direction`` edits are multiplied by the mask.
+    """
+    edit = cache.edit_mask[row].unsqueeze(-1).float()
+    if job.kind == DIRECTION:
+        v = directions[job.feature]
+        return edit * (job.alpha / math.sqrt(max(float(edit.sum()), 1.0))) * v
+    d = dirs[job.feature].float()
+    if job.kind == AMPLIFY and cfg.edit_mode == ADD:
+        return edit * (job.alpha * mean_act[job.feature]) * d
+    z = acts[job.feature][row].unsqueeze(-1)
+    return (job.alpha * z) * d if job.kind == AMPLIFY else -(z * d)
+
+
 @torch.no_grad()
 def run_jobs(model, cache: DevCache, jobs: Sequence[Job], dirs: dict[int, torch.Tensor], mean_act: dict[int, float],
-             acts: dict[int, torch.Tensor], cfg: InterventionConfig, on_job=None) -> dict[Job, np.ndarray]:
-    """Per-example intervened NLL of each job (rows where an ablation changes nothing keep the base NLL).
+             acts: dict[int, torch.Tensor], cfg: InterventionConfig,
+             on_job: Callable[[Job, np.ndarray, float], None] | None = None,
+             directions: dict[int, torch.Tensor] | None = None) -> dict[Job, np.ndarray]:
+    """Per-example intervened NLL of each job; rows a job leaves unchanged keep the base NLL exactly.
+
+    Jobs run in order, in windows of consecutive jobs covering at least ``batch_rows`` rows per length
+    bucket; inside a window the rows of one bucket are stacked ``batch_rows`` at a time, so a job's
+    rows are finished when its window is.
 
     Args:
         dirs: decoder direction per feature ``[d]``.
-        mean_act: ā_j (mean activation when firing on probe).
-        acts: ``[B, T]`` activation of each feature at editable positions (for ablation and skipping).
-        on_job: called with (job, nll array, seconds) as each job completes.
+        mean_act: ā_j (mean activation when firing on probe; used by ``add``).
+        acts: ``[B, T]`` activation of each feature at editable positions (``scale`` and ablation).
+        on_job: called with (job, NLL array, seconds) as each job completes.
+        directions: null direction ``k`` → its vector ``s·u_k`` (``DIRECTION`` jobs).
     """
     dtype = cache.hidden.dtype
     device = cache.hidden.device
-    edit = cache.edit_mask.to(device).unsqueeze(-1).to(dtype)
-    pending = []  # (job, row) pairs
-    result: dict[Job, np.ndarray] = {}
+    result = {job: cache.nll_base.numpy().copy() for job in jobs}
+    seconds = dict.fromkeys(jobs, 0.0)
+    target = cfg.batch_rows * len(cache.buckets)
+
+    def run_window(window: list[tuple[Job, list[int]]]) -> None:
+        pairs = [(job, r) for job, rows in window for r in rows]
+        for b in range(len(cache.buckets)):
+            mine = [(job, r) for job, r in pairs if int(cache.row_bucket[r]) == b]
+            for s in range(0, len(mine), cfg.batch_rows):
+                t0 = time.perf_counter()
+                chunk = mine[s : s + cfg.batch_rows]
+                rows = torch.tensor([r for _, r in chunk])
+                w = cache.buckets[b].width
+                h = cache.hidden[rows.to(device), :w].clone()
+                for i, (job, r) in enumerate(chunk):
+                    delta = job_edit(cache, job, r, dirs, mean_act, acts, cfg, directions)
+                    h[i] += delta[:w].to(device=device, dtype=dtype)
+                nll = replay_nll(model, cache, rows, h).numpy()
+                dt = (time.perf_counter() - t0) / len(chunk)
+                for i, (job, r) in enumerate(chunk):
+                    result[job][r] = nll[i]
+                    seconds[job] += dt
+        if on_job:
+            for job, _ in window:
+                on_job(job, result[job], seconds[job])
+
+    window, size = [], 0
     for job in jobs:
-        result[job] = cache.nll_base.numpy().copy()
-        if job.kind == "ablate":
-            rows = (acts[job.feature] > 0).any(1).nonzero(as_tuple=True)[0].tolist()
-        else:
-            rows = list(range(cache.hidden.shape[0]))
-        pending.extend((job, r) for r in rows)
-        if not rows and on_job:
-            on_job(job, result[job], 0.0)
-    remaining = {job: sum(1 for j, _ in pending if j == job) for job in jobs}
-    for start in range(0, len(pending), cfg.batch_rows):
-        t0 = time.perf_counter()
-        chunk = pending[start : start + cfg.batch_rows]
-        rows = torch.tensor([r for _, r in chunk])
-        h = cache.hidden[rows.to(device)].clone()
-        for i, (job, r) in enumerate(chunk):
-            d = dirs[job.feature].to(device=device, dtype=dtype)
-            if job.kind == "amplify":
-                h[i] += edit[r] * (job.alpha * mean_act[job.feature]) * d
-            else:
-                h[i] -= acts[job.feature][r].to(device=device, dtype=dtype).unsqueeze(-1) * d
-        nll = replay_nll(model, cache, rows, h).numpy()
-        dt = (time.perf_counter() - t0) / len(chunk)
-        for i, (job, r) in enumerate(chunk):
-            result[job][r] = nll[i]
-            remaining[job] -= 1
-            if remaining[job] == 0 and on_job:
-                on_job(job, result[job], dt)
+        rows = job_rows(cache, job, acts, cfg)
+        if not rows:
+            if on_job:
+                on_job(job, result[job], 0.0)
+            continue
+        window.append((job, rows))
+        size += len(rows)
+        if size >= target:
+            run_window(window)
+            window, size = [], 0
+    if window:
+        run_window(window)
     return result
 
 
 def summarize_effect(job: Job, nll_base: np.ndarray, nll_int: np.ndarray, n_fired: int) -> dict:
     """Mean effect with a 95% t-interval and a one-sided paired p-value.
 
-    Amplification effect = NLL_base − NLL_amp (positive: amplifying helps);
+    Amplification (and null direction) effect = NLL_base − NLL_int (positive: the edit helps);
     ablation effect = NLL_abl − NLL_base (positive: the task needs the feature).
     """
     from scipy import stats
 
-    d = (nll_base - nll_int) if job.kind == "amplify" else (nll_int - nll_base)
+    d = (nll_int - nll_base) if job.kind == ABLATE else (nll_base - nll_int)
     d = d[~np.isnan(d)]
     n = len(d)
     mean = float(d.mean()) if n else float("nan")
@@ -247,17 +425,12 @@ def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
     n = len(p)
     if n == 0:
         return p
-    order = np.argsort(p)
+    order = np.argsort(p, kind="stable")
     ranked = p[order] * n / np.arange(1, n + 1)
     q = np.minimum.accumulate(ranked[::-1])[::-1]
     out = np.empty(n)
     out[order] = np.minimum(q, 1.0)
     return out
-
-
-AMPLIFY = "amplify"
-ABLATE = "ablate"
-PRIMARY_ALPHA = 1.0  # the amplification coefficient whose effect decides F* (see InterventionConfig.alphas)
 
 
 def primary_amplification(summary: pd.DataFrame) -> pd.DataFrame:
@@ -272,42 +445,214 @@ def primary_amplification(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[(summary.kind == AMPLIFY) & (summary.alpha == PRIMARY_ALPHA)]
 
 
-def filter_features(summary: pd.DataFrame, candidates: Sequence[int], cfg: InterventionConfig) -> pd.DataFrame:
-    """Decide ``F*`` from the α=1 amplification effects of the candidates.
+# -- the null -------------------------------------------------------------------------------------------
+
+def edit_sizes(cache: DevCache, dirs: torch.Tensor, acts: torch.Tensor, mean_act: Sequence[float],
+               edit_mode: str) -> np.ndarray:
+    """Size of each feature's α = 1 edit: ``sqrt(mean_r Σ_{t∈E_r} ‖Δh_{r,t}‖²)`` over dev rows ``r``.
+
+    Args:
+        dirs: decoder directions ``[n, d]``.
+        acts: ``[B, T, n]`` activations at editable positions (:func:`feature_acts_at`).
+        mean_act: ā of each feature (``add``).
 
     Returns:
-        one row per candidate: feature, effect, q_value, kept, reason.
+        ``[n]`` sizes (NaN for an ``add`` edit without ā).
+    """
+    dn = dirs.float().norm(dim=1).double()                                  # [n]
+    if edit_mode == SCALE:
+        per_row = acts.double().pow(2).sum(1) * dn.pow(2)                  # [B, n]
+    else:
+        n_edit = cache.edit_mask.sum(1).double()                            # [B]
+        a = torch.as_tensor(np.asarray(mean_act, dtype=float))
+        per_row = n_edit[:, None] * (a * dn).pow(2)[None]
+    return per_row.mean(0).sqrt().numpy()
+
+
+def null_edit_size(sizes: Sequence[float]) -> float:
+    """The null's edit size: the median candidate edit size over candidates whose edit is not a no-op
+    (0 when there is none, which makes every random direction a no-op too)."""
+    s = np.asarray(sizes, dtype=float)
+    s = s[np.isfinite(s) & (s > 0)]
+    return float(np.median(s)) if len(s) else 0.0
+
+
+def null_direction_vectors(d_model: int, n: int, seed: int) -> torch.Tensor:
+    """``[n, d_model]`` unit random directions; direction ``k`` comes from ``default_rng([0, seed, k])``
+    alone, so it does not depend on how many are drawn."""
+    out = np.zeros((n, d_model))
+    for k in range(n):
+        u = np.random.default_rng([0, seed, k]).standard_normal(d_model)
+        out[k] = u / np.linalg.norm(u)
+    return torch.tensor(out, dtype=torch.float32)
+
+
+def null_plan(candidates: Sequence[int], density: np.ndarray | None, cfg: InterventionConfig) -> pd.DataFrame:
+    """The null's elements: ``null_directions`` random directions, then ``null_features`` density-matched
+    random non-candidate features (see the module docstring), deterministic for a seed.
+
+    Args:
+        density: token density (``tok_freq_task``) of every SAE feature ``[d_sae]``, NaN or 0 where it
+            never fired on probe.
+
+    Returns:
+        null_id, kind (``direction`` | ``feature``), feature (the non-candidate; -1 for a direction),
+        matched (the candidate whose density it matches; -1 for a direction).
+    """
+    rows = [{"null_id": k, "kind": NULL_DIRECTION, "feature": -1, "matched": -1} for k in range(cfg.null_directions)]
+    cands = sorted({int(c) for c in candidates})
+    if cfg.null_features and cands:
+        if density is None:
+            raise ValueError("the density-matched null needs each feature's token density (tok_freq_task); "
+                             "pass density, or set null_features=0")
+        dens = np.asarray(density, dtype=float)
+        eligible = np.flatnonzero(np.isfinite(dens) & (dens > 0))
+        eligible = eligible[~np.isin(eligible, cands)]
+        rng = np.random.default_rng([1, cfg.null_seed])
+        chosen: list[int] = []
+        for _ in range(cfg.null_features):
+            avail = eligible[~np.isin(eligible, chosen)]
+            if not len(avail):
+                break
+            target = cands[int(rng.integers(len(cands)))]
+            dist = np.abs(np.log(dens[avail]) - np.log(dens[target]))
+            near = avail[np.lexsort((avail, dist))[:NULL_NEIGHBOURS]]
+            chosen.append(int(near[int(rng.integers(len(near)))]))
+            rows.append({"null_id": len(rows), "kind": NULL_FEATURE, "feature": chosen[-1], "matched": target})
+    return pd.DataFrame(rows, columns=["null_id", "kind", "feature", "matched"])
+
+
+def null_threshold(null_effects: Sequence[float], quantile: float) -> float:
+    """The ``quantile`` of the pooled null effects (linear interpolation); NaN without any."""
+    e = np.asarray(null_effects, dtype=float)
+    e = e[np.isfinite(e)]
+    return float(np.quantile(e, quantile)) if len(e) else float("nan")
+
+
+# -- the filter -----------------------------------------------------------------------------------------
+
+def filter_features(summary: pd.DataFrame, candidates: Sequence[int], cfg: InterventionConfig,
+                    null_cut: float = float("nan")) -> pd.DataFrame:
+    """Decide ``F*`` from the α = 1 amplification effects of the candidates.
+
+    A candidate is kept when its effect exceeds the threshold (``cfg.delta``, or ``null_cut``, the
+    null's ``null_quantile`` quantile, when ``delta`` is None) and, with ``require_significance``, its
+    one-sided paired p-value is below ``cfg.fdr`` after Benjamini–Hochberg across all candidates
+    (unmeasured ones count as p = 1).
+
+    Returns:
+        one row per candidate: feature, effect, q_value, threshold, kept, reason.
     """
     amp = primary_amplification(summary)
     amp = amp[amp.feature.isin(candidates)]
     amp = amp.set_index("feature").reindex(list(candidates))
     q = benjamini_hochberg(amp.p_value.fillna(1.0).to_numpy())
-    out = pd.DataFrame({"feature": list(candidates), "effect": amp.effect.to_numpy(), "q_value": q})
-    positive = out.effect > cfg.delta
-    significant = out.q_value < cfg.fdr if cfg.require_significance else pd.Series(True, index=out.index)
-    out["kept"] = positive & significant
+    threshold = cfg.delta if cfg.delta is not None else null_cut
+    out = pd.DataFrame({"feature": list(candidates), "effect": amp.effect.to_numpy(), "q_value": q,
+                        "threshold": threshold})
+    above = (out.effect > threshold).to_numpy()
+    significant = (out.q_value < cfg.fdr).to_numpy() if cfg.require_significance else np.ones(len(out), bool)
+    out["kept"] = above & significant
+    cut = (f"effect <= delta ({cfg.delta:g})" if cfg.delta is not None
+           else f"effect <= null p{100 * cfg.null_quantile:g} ({threshold:+.4g})")
     out["reason"] = np.where(~amp.effect.notna().to_numpy(), "not measured",
-                             np.where(~positive, f"effect <= {cfg.delta}",
-                                      np.where(~significant, f"q >= {cfg.fdr}", "kept")))
+                             np.where(np.isnan(threshold), "null not measured",
+                                      np.where(~above, cut, np.where(~significant, f"q >= {cfg.fdr:g}", "kept"))))
     return out
 
 
-def attribution_estimates(model, sae, cache: DevCache, mean_act: np.ndarray, chunk: int = 1024) -> pd.DataFrame:
-    """First-order estimates of amplification (α=1) and ablation effects for every SAE feature.
+def _one_sided_p(x: np.ndarray) -> np.ndarray:
+    """One-sided paired t-test p-values (mean > 0) of each row of ``x`` ``[k, n]``, as :func:`summarize_effect`."""
+    from scipy import stats
 
-    One backward pass from the mean dev NLL to the residual at the SAE's site (``cache.hidden``, the
-    residual interventions edit) gives ``g``; then
-    ``Δamp_j ≈ −ā_j · Σ_{s,t∈T} g·d_j`` and ``Δabl_j ≈ −Σ_{s,t} z_j · g·d_j`` (signs as in
-    :func:`summarize_effect`). It screens features; exact interventions decide.
+    n = x.shape[1]
+    mean = x.mean(1)
+    if n < 2:
+        return np.where(mean > 0, 0.0, 1.0)
+    sd = x.std(1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = mean / (sd / math.sqrt(n))
+    return np.where(sd > 0, stats.t.sf(t, n - 1), np.where(mean > 0, 0.0, 1.0))
+
+
+def kept_from_deltas(deltas: np.ndarray, null_deltas: np.ndarray, cfg: InterventionConfig) -> np.ndarray:
+    """``F*`` membership from per-example α = 1 effects, as :func:`filter_features` decides it.
 
     Args:
-        mean_act: ā for every feature ``[d_sae]`` (NaN where unknown).
+        deltas: ``[n_candidates, n_examples]`` NLL_base − NLL_amp; a row of NaN is an unmeasured candidate.
+        null_deltas: ``[n_null, n_examples]`` the null's per-example effects on the same examples.
+
+    Returns:
+        bool ``[n_candidates]``.
+    """
+    measured = ~np.isnan(deltas).all(1)
+    mean = np.full(len(deltas), np.nan)
+    p = np.ones(len(deltas))
+    if measured.any():
+        mean[measured] = deltas[measured].mean(1)
+        p[measured] = _one_sided_p(deltas[measured])
+    q = benjamini_hochberg(p)
+    cut = cfg.delta if cfg.delta is not None else null_threshold(null_deltas.mean(1), cfg.null_quantile)
+    above = mean > cut
+    return above & (q < cfg.fdr) if cfg.require_significance else above
+
+
+def fstar_bootstrap(deltas: np.ndarray, null_deltas: np.ndarray, cfg: InterventionConfig, n_boot: int = 200,
+                    seed: int = 0) -> np.ndarray:
+    """Share of ``n_boot`` bootstrap resamples of the dev examples in which each candidate stays in ``F*``.
+
+    Each resample draws the examples with replacement (``default_rng(seed)``) and recomputes the effect
+    means, p-values, BH q-values and the null quantile from the resampled per-example effects. Examples
+    that are NaN in any measured row (no response tokens) are dropped first.
+
+    Args:
+        deltas: ``[n_candidates, n_examples]`` per-example α = 1 effects (rows of NaN: unmeasured).
+        null_deltas: ``[n_null, n_examples]`` per-example null effects on the same examples.
+
+    Returns:
+        ``[n_candidates]`` stability in [0, 1] (0 for an unmeasured candidate).
+    """
+    deltas = np.asarray(deltas, dtype=float)
+    null_deltas = np.asarray(null_deltas, dtype=float).reshape(-1, deltas.shape[1])
+    measured = ~np.isnan(deltas).all(1)
+    ok = ~np.isnan(deltas[measured]).any(0) & ~np.isnan(null_deltas).any(0)
+    deltas, null_deltas = deltas[:, ok], null_deltas[:, ok]
+    n = deltas.shape[1]
+    if n == 0:
+        return np.zeros(len(deltas))
+    rng = np.random.default_rng(seed)
+    hits = np.zeros(len(deltas))
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        hits += kept_from_deltas(deltas[:, idx], null_deltas[:, idx], cfg)
+    return hits / n_boot
+
+
+# -- attribution screen ---------------------------------------------------------------------------------
+
+def attribution_estimates(model, sae, cache: DevCache, mean_act: np.ndarray, chunk: int = 1024,
+                          edit_mode: str = ADD) -> pd.DataFrame:
+    """First-order estimates of amplification (α=1) and ablation effects for every SAE feature.
+
+    A backward pass from the mean dev NLL to the residual at the SAE's site (``cache.hidden``, the
+    residual interventions edit) gives ``g``; then, over the edited positions ``T``,
+    ``Δabl_j ≈ −Σ_{s,t∈T} z_j · g·d_j`` and ``Δamp_j ≈ −ā_j · Σ_{s,t∈T} g·d_j`` for ``add`` or
+    ``Δamp_j ≈ −Σ_{s,t∈T} z_j · g·d_j = Δabl_j`` for ``scale`` (signs as in :func:`summarize_effect`).
+    It screens features; exact interventions decide.
+
+    Args:
+        mean_act: ā for every feature ``[d_sae]`` (NaN where unknown; ``add`` estimates are NaN there).
+        edit_mode: the run's ``InterventionConfig.edit_mode``.
     """
     h = cache.hidden.detach().clone().requires_grad_(True)
+    n_valid = int((~torch.isnan(cache.nll_base)).sum())
     with torch.enable_grad():
-        nll = replay_nll(model, cache, torch.arange(h.shape[0]), h)
-        nll[~torch.isnan(nll)].mean().backward()
-    g = h.grad.float()
+        for bucket in cache.buckets:  # one backward per bucket keeps one bucket's graph in memory
+            nll = replay_nll(model, cache, bucket.rows, h[bucket.rows.to(h.device)])
+            loss = nll[~torch.isnan(nll)].sum() / max(n_valid, 1)
+            if loss.requires_grad:
+                loss.backward()
+    g = h.grad.float() if h.grad is not None else torch.zeros_like(h, dtype=torch.float32)
     edit = cache.edit_mask.to(g.device)
     g_sum = (g * edit.unsqueeze(-1)).sum((0, 1)).cpu()          # Σ over edited positions
     g_tok = g[edit].cpu()                                       # [n_tok, d]
@@ -323,11 +668,16 @@ def attribution_estimates(model, sae, cache: DevCache, mean_act: np.ndarray, chu
             dirs = decoder_directions(sae, feats)                  # [c, d]
             est_amp[feats] = -(dirs @ g_sum).numpy()
             est_abl[feats] = -(z[:, feats] * (g_tok @ dirs.T)).sum(0).numpy()
-    est_amp = est_amp * np.nan_to_num(mean_act, nan=0.0)
-    est_amp[np.isnan(mean_act)] = np.nan
+    if edit_mode == SCALE:
+        est_amp = est_abl.copy()
+    else:
+        est_amp = est_amp * np.nan_to_num(mean_act, nan=0.0)
+        est_amp[np.isnan(mean_act)] = np.nan
     return pd.DataFrame({"feature": np.arange(d_sae), "mean_act": mean_act,
                          "est_amplify": est_amp, "est_ablate": est_abl})
 
+
+# -- results --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class EffectResult:
@@ -335,14 +685,31 @@ class EffectResult:
 
     effect_id: str
     summary: pd.DataFrame       # one row per (feature, kind, alpha)
-    verdict: pd.DataFrame       # one row per candidate: effect, q_value, kept, reason
+    verdict: pd.DataFrame       # one row per candidate: effect, q_value, threshold, kept, reason
     attribution: pd.DataFrame   # every feature: est_amplify, est_ablate
     seconds: float
+    null: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per null element (null_summary)
+    null_cut: float = float("nan")  # the null's ``null_quantile`` quantile of pooled effects
+    config: InterventionConfig | None = None
 
     @property
     def amplification(self) -> pd.DataFrame:
         """Summary rows of the deciding effect (α = 1 amplification), one per measured feature."""
         return primary_amplification(self.summary)
+
+    @property
+    def dose_response(self) -> pd.DataFrame:
+        """Amplification rows of the features measured at more than one α (the swept ones)."""
+        amp = self.summary[self.summary.kind == AMPLIFY]
+        swept = amp.groupby("feature").alpha.nunique()
+        return amp[amp.feature.isin(swept[swept > 1].index)]
+
+    @property
+    def threshold(self) -> float:
+        """The effect a kept feature must exceed: ``delta`` when set, else the null quantile."""
+        if self.config is not None and self.config.delta is not None:
+            return float(self.config.delta)
+        return self.null_cut
 
     @property
     def kept(self) -> list[int]:
@@ -351,76 +718,165 @@ class EffectResult:
         return [int(f) for f in v.feature]
 
     def why_none_kept(self) -> str:
-        """Why ``F*`` is empty, in one sentence with the strongest candidate's figures."""
+        """Why ``F*`` is empty, in one sentence with the strongest candidate's figures and the null."""
         v = self.verdict
         if v.empty:
             return f"intervention run {self.effect_id} measured no candidates"
         best = v.sort_values("effect", ascending=False).iloc[0]
         helped = int((v.effect > 0).sum())
+        q = self.config.null_quantile if self.config is not None else 0.95
+        null = (f"the null p{100 * q:g} is {self.null_cut:+.4f} nats over {len(self.null)} random edits of the same "
+                f"size" if np.isfinite(self.null_cut) else "the null is not measured")
+        rule = (f"; the filter used delta = {self.config.delta:g}" if self.config is not None
+                and self.config.delta is not None else "")
         return (f"none of the {len(v)} candidates of intervention run {self.effect_id} passed the filter "
                 f"({helped} lowered the dev NLL when amplified; the largest effect is {best.effect:+.4f} nats, "
-                f"feature {int(best.feature)}, q = {best.q_value:.3g})")
+                f"feature {int(best.feature)}, q = {best.q_value:.3g}; {null}{rule})")
 
 
 def load_effects(store, effect_id: str, candidates: Sequence[int], cfg: InterventionConfig) -> EffectResult:
-    """Read an intervention run's summaries and attribution and apply the filter."""
+    """Read an intervention run's summaries, null and attribution and apply the filter."""
     summary = store.effect_summary(effect_id)
     attribution = store.attribution(effect_id)
+    null = store.null_summary(effect_id)
+    cut = null_threshold(null.effect, cfg.null_quantile) if not null.empty else float("nan")
     seconds = float(summary.seconds.sum()) if not summary.empty else 0.0
-    return EffectResult(effect_id=effect_id, summary=summary, verdict=filter_features(summary, candidates, cfg),
-                        attribution=attribution, seconds=seconds)
+    seconds += float(null.seconds.sum()) if not null.empty else 0.0
+    return EffectResult(effect_id=effect_id, summary=summary, verdict=filter_features(summary, candidates, cfg, cut),
+                        attribution=attribution, seconds=seconds, null=null, null_cut=cut, config=cfg)
+
+
+def exact_order(candidates: Sequence[int], attribution: pd.DataFrame) -> list[int]:
+    """Candidates in exact-run order: strongest ``|estimated amplification effect|`` first (ties by id).
+    The first ``InterventionConfig.sweep_top`` of them get every α."""
+    est = dict(zip(attribution.feature, attribution.est_amplify.abs().fillna(0), strict=True))
+    return sorted(candidates, key=lambda f: (-est.get(f, 0.0), f))
+
+
+def _measure_null(store, effect_id: str, model, sae, cache: DevCache, candidates: Sequence[int],
+                  mean_act: np.ndarray, density: np.ndarray | None, cfg: InterventionConfig, progress: ProgressFn,
+                  max_null: int | None) -> bool:
+    """Measure the null elements not stored yet (each in one transaction); True when all are stored."""
+    plan = null_plan(candidates, density, cfg)
+    done = store.measured_nulls(effect_id)
+    todo = plan[~plan.null_id.isin(done)]
+    if max_null is not None:
+        todo = todo.head(max_null)
+    if todo.empty:
+        return len(done) >= len(plan)
+    cands = list(candidates)
+    sizes = edit_sizes(cache, decoder_directions(sae, cands), feature_acts_at(sae, cache, cands),
+                       [mean_act[f] for f in cands], cfg.edit_mode) if cands else []
+    size = null_edit_size(sizes)
+    vecs = null_direction_vectors(cache.hidden.shape[-1], cfg.null_directions, cfg.null_seed)
+    feats = [int(f) for f in todo.feature if f >= 0]
+    dirs = dict(zip(feats, decoder_directions(sae, feats), strict=True)) if feats else {}
+    acts_t = feature_acts_at(sae, cache, feats) if feats else None
+    acts = {f: acts_t[:, :, i] for i, f in enumerate(feats)}
+    f_sizes = dict(zip(feats, edit_sizes(cache, torch.stack([dirs[f] for f in feats]), acts_t,
+                                         [mean_act[f] for f in feats], cfg.edit_mode), strict=True)) if feats else {}
+    jobs, meta = [], {}
+    for r in todo.itertuples():
+        if r.kind == NULL_DIRECTION:
+            job = Job(int(r.null_id), DIRECTION, PRIMARY_ALPHA)
+            meta[job] = (r, size, int(cache.edit_mask.any(1).sum()))
+        else:
+            job = Job(int(r.feature), AMPLIFY, PRIMARY_ALPHA)
+            meta[job] = (r, float(f_sizes[int(r.feature)]), int((acts[int(r.feature)] != 0).any(1).sum()))
+        jobs.append(job)
+    ids = [it.example_id for it in cache.items]
+    base = cache.nll_base.numpy()
+    n_done = len(done)
+
+    def write(job: Job, nll: np.ndarray, seconds: float) -> None:
+        nonlocal n_done
+        r, norm, n_fired = meta[job]
+        s = summarize_effect(job, base, nll, n_fired)
+        eff = pd.DataFrame({"effect_id": effect_id, "null_id": int(r.null_id), "example_id": ids,
+                            "nll_base": base, "nll_int": nll})
+        summ = pd.DataFrame([{"effect_id": effect_id, "null_id": int(r.null_id), "kind": r.kind,
+                              "feature": int(r.feature), "matched": int(r.matched), "edit_norm": norm,
+                              **{k: s[k] for k in ("n", "n_fired", "effect", "ci_low", "ci_high", "p_value")},
+                              "seconds": seconds}])
+        store.write_null_effect(eff, summ)
+        n_done += 1
+        progress(n_done, len(plan), f"intervene: null {n_done}/{len(plan)} ({r.kind}, effect {s['effect']:+.4f})")
+
+    run_jobs(model, cache, jobs, dirs, {f: float(mean_act[f]) for f in feats}, acts, cfg, on_job=write,
+             directions={k: vecs[k] * size for k in range(cfg.null_directions)})
+    return n_done >= len(plan)
 
 
 def measure_effects(store, effect_id: str, model, sae, site: str, dev_items: Sequence[EncodedItem],
                     candidates: Sequence[int], mean_act: np.ndarray, cfg: InterventionConfig, pad_id: int,
-                    progress: ProgressFn | None = None, max_features: int | None = None) -> EffectResult:
-    """Measure (resumably) amplification and ablation effects of every candidate on the dev NLL.
+                    progress: ProgressFn | None = None, max_features: int | None = None, *,
+                    density: np.ndarray | None = None, max_null: int | None = None) -> EffectResult:
+    """Measure (resumably) the null and every candidate's amplification and ablation effects on the dev NLL.
 
-    Results are written feature by feature, each in one transaction, so an interrupted run continues
-    with the features not yet measured. The attribution screen of all features is stored first.
+    Order: the attribution screen of all features, then the null (the yardstick), then the candidates
+    strongest estimate first. Each null element and each feature is written in one transaction, so an
+    interrupted run continues with what is not stored yet, without duplicates.
 
     Args:
         mean_act: ā of every SAE feature ``[d_sae]`` (mean activation when firing on probe).
-        max_features: stop after measuring this many new features (tests use it to interrupt).
+        max_features: stop after measuring this many new candidate features (tests use it to interrupt).
+        density: token density (``tok_freq_task``) of every SAE feature ``[d_sae]``, for the
+            density-matched null; required when ``cfg.null_features > 0``.
+        max_null: stop after this many new null elements; candidates wait until the null is complete.
     """
     progress = progress or null_progress
     t0 = time.perf_counter()
+    candidates = [int(f) for f in candidates]
     cache = prepare_dev(model, site, dev_items, pad_id, cfg)
     if not store.has_attribution(effect_id):
         progress(0, len(candidates), "intervene: attribution screen of all features")
-        store.write_attribution(attribution_estimates(model, sae, cache, mean_act).assign(effect_id=effect_id))
-    attr = store.attribution(effect_id)
-    est = dict(zip(attr.feature, attr.est_amplify.abs().fillna(0), strict=True))
+        est = attribution_estimates(model, sae, cache, mean_act, edit_mode=cfg.edit_mode)
+        store.write_attribution(est.assign(effect_id=effect_id))
+    ranked = exact_order(candidates, store.attribution(effect_id))
+    sweep = set(ranked[: cfg.sweep_top])
+    null_done = _measure_null(store, effect_id, model, sae, cache, candidates, mean_act, density, cfg, progress,
+                              max_null)
     done = store.measured_features(effect_id)
-    # exact runs in order of the attribution estimate, so an interrupted run has the likely-strong ones
-    todo = sorted((f for f in candidates if f not in done), key=lambda f: (-est.get(f, 0.0), f))
+    todo = [f for f in ranked if f not in done] if null_done else []
     if max_features is not None:
         todo = todo[:max_features]
-    dirs = dict(zip(todo, decoder_directions(sae, todo), strict=True)) if todo else {}
-    acts_all = feature_acts_at(sae, cache, todo) if todo else None
-    ids = [it.example_id for it in cache.items]
-    base = cache.nll_base.numpy()
     n_done = len(done & set(candidates))
-    for i, f in enumerate(todo):
-        t1 = time.perf_counter()
-        acts = {f: acts_all[:, :, i]}
-        n_fired = int((acts[f] > 0).any(1).sum())
-        jobs = [Job(f, AMPLIFY, float(a)) for a in cfg.alphas] + ([Job(f, ABLATE, 0.0)] if cfg.ablate else [])
-        res = run_jobs(model, cache, jobs, dirs, {f: float(mean_act[f])}, acts, cfg)
-        seconds = time.perf_counter() - t1
-        rows, summ = [], []
-        for job, nll in res.items():
-            rows.append(pd.DataFrame({"effect_id": effect_id, "feature": f, "kind": job.kind, "alpha": job.alpha,
-                                      "example_id": ids, "nll_base": base, "nll_int": nll}))
-            summ.append({"effect_id": effect_id, **summarize_effect(job, base, nll, n_fired),
-                         "seconds": seconds / len(jobs)})
-        store.write_feature_effects(pd.concat(rows), pd.DataFrame(summ))
-        n_done += 1
-        store.update_run(effect_id, n_done=n_done, message=f"{n_done}/{len(candidates)} features")
-        progress(n_done, len(candidates), f"intervene: feature {f} ({n_done}/{len(candidates)}, {seconds:.1f} s)")
+    if todo:
+        dirs = dict(zip(todo, decoder_directions(sae, todo), strict=True))
+        acts_all = feature_acts_at(sae, cache, todo)
+        acts = {f: acts_all[:, :, i] for i, f in enumerate(todo)}
+        ids = [it.example_id for it in cache.items]
+        base = cache.nll_base.numpy()
+        jobs_of = {f: [Job(f, AMPLIFY, float(a)) for a in (cfg.alphas if f in sweep else (PRIMARY_ALPHA,))]
+                   + ([Job(f, ABLATE, 0.0)] if cfg.ablate else []) for f in todo}
+        finished: dict[int, dict[Job, tuple[np.ndarray, float]]] = {f: {} for f in todo}
+
+        def collect(job: Job, nll: np.ndarray, seconds: float) -> None:
+            nonlocal n_done
+            f = job.feature
+            finished[f][job] = (nll.copy(), seconds)
+            if len(finished[f]) < len(jobs_of[f]):
+                return
+            n_fired = int((acts[f] != 0).any(1).sum())
+            rows, summ = [], []
+            for j in jobs_of[f]:
+                nll_j, sec = finished[f][j]
+                rows.append(pd.DataFrame({"effect_id": effect_id, "feature": f, "kind": j.kind, "alpha": j.alpha,
+                                          "example_id": ids, "nll_base": base, "nll_int": nll_j}))
+                summ.append({"effect_id": effect_id, **summarize_effect(j, base, nll_j, n_fired), "seconds": sec})
+            store.write_feature_effects(pd.concat(rows), pd.DataFrame(summ))
+            n_done += 1
+            store.update_run(effect_id, n_done=n_done, message=f"{n_done}/{len(candidates)} features")
+            amp = next(s["effect"] for s in summ if s["kind"] == AMPLIFY and s["alpha"] == PRIMARY_ALPHA)
+            progress(n_done, len(candidates), f"intervene: feature {f} ({n_done}/{len(candidates)}, "
+                                              f"effect {amp:+.4f})")
+
+        run_jobs(model, cache, [j for f in todo for j in jobs_of[f]], dirs, {f: float(mean_act[f]) for f in todo},
+                 acts, cfg, on_job=collect)
     result = load_effects(store, effect_id, candidates, cfg)
-    finished = n_done >= len(candidates)
-    store.update_run(effect_id, status="done" if finished else "partial",
+    finished_all = null_done and n_done >= len(candidates)
+    store.update_run(effect_id, status="done" if finished_all else "partial",
                      message=f"{len(result.kept)} of {len(candidates)} kept")
     return EffectResult(effect_id=effect_id, summary=result.summary, verdict=result.verdict,
-                        attribution=result.attribution, seconds=time.perf_counter() - t0)
+                        attribution=result.attribution, seconds=time.perf_counter() - t0, null=result.null,
+                        null_cut=result.null_cut, config=cfg)

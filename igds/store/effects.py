@@ -1,4 +1,5 @@
-"""Intervention effects: ``effects``, ``effect_summary``, ``attribution``."""
+"""Intervention effects: ``effects``, ``effect_summary``, ``attribution`` and the null (``null_effects``,
+``null_summary``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ EFFECT_COLUMNS = ["effect_id", "feature", "kind", "alpha", "example_id", "nll_ba
 SUMMARY_COLUMNS = ["effect_id", "feature", "kind", "alpha", "n", "n_fired", "effect", "ci_low", "ci_high", "p_value",
                    "seconds"]
 ATTRIBUTION_COLUMNS = ["effect_id", "feature", "mean_act", "est_amplify", "est_ablate"]
+NULL_EFFECT_COLUMNS = ["effect_id", "null_id", "example_id", "nll_base", "nll_int"]
+NULL_SUMMARY_COLUMNS = ["effect_id", "null_id", "kind", "feature", "matched", "edit_norm", "n", "n_fired", "effect",
+                        "ci_low", "ci_high", "p_value", "seconds"]
 
 
 def _arrow(df: pd.DataFrame, columns: list[str]) -> pa.Table:
@@ -70,3 +74,37 @@ class EffectQueries:
         """
         return self.query_df("SELECT feature, kind, alpha, example_id, nll_base - nll_int AS delta FROM effects "
                              "WHERE effect_id = ?", [effect_id])
+
+    # -- the null ----------------------------------------------------------------------------
+    def write_null_effect(self, effects: pd.DataFrame, summary: pd.DataFrame) -> None:
+        """Store one null element's per-example NLLs and its summary in one transaction.
+
+        Args:
+            effects: one row per dev example, columns ``NULL_EFFECT_COLUMNS``.
+            summary: one row, columns ``NULL_SUMMARY_COLUMNS``.
+        """
+        with self.transaction() as con:
+            con.register("null_rows", _arrow(effects, NULL_EFFECT_COLUMNS))
+            con.register("null_sum_rows", _arrow(summary, NULL_SUMMARY_COLUMNS))
+            con.execute("INSERT INTO null_effects SELECT * FROM null_rows")
+            con.execute("INSERT INTO null_summary SELECT * FROM null_sum_rows")
+            con.unregister("null_rows")
+            con.unregister("null_sum_rows")
+
+    def null_summary(self, effect_id: str) -> pd.DataFrame:
+        """The null of an intervention run (``NULL_SUMMARY_COLUMNS``), by null id."""
+        return self.query_df("SELECT * FROM null_summary WHERE effect_id = ? ORDER BY null_id", [effect_id])
+
+    def measured_nulls(self, effect_id: str) -> set[int]:
+        """Null elements of an intervention run whose effects are stored."""
+        df = self.query_df("SELECT null_id FROM null_summary WHERE effect_id = ?", [effect_id])
+        return {int(i) for i in df.null_id}
+
+    def null_deltas(self, effect_id: str) -> pd.DataFrame:
+        """Per-example NLL change of every null element of an intervention run.
+
+        Returns:
+            null_id, example_id, delta = nll_base − nll_int (positive: the edit lowered the NLL).
+        """
+        return self.query_df("SELECT null_id, example_id, nll_base - nll_int AS delta FROM null_effects "
+                             "WHERE effect_id = ? ORDER BY null_id, example_id", [effect_id])

@@ -171,6 +171,27 @@ CREATE TABLE IF NOT EXISTS attribution (
     est_ablate DOUBLE,
     PRIMARY KEY (effect_id, feature)
 );
+-- Stage 1b null: random directions of the candidates' median edit size and density-matched non-candidate
+-- features through the same edit (alpha 1) on the same dev rows; its quantile is the effect a kept feature must beat.
+CREATE TABLE IF NOT EXISTS null_effects (
+    effect_id VARCHAR NOT NULL,
+    null_id INTEGER NOT NULL,
+    example_id VARCHAR NOT NULL,
+    nll_base DOUBLE,
+    nll_int DOUBLE
+);
+CREATE TABLE IF NOT EXISTS null_summary (
+    effect_id VARCHAR NOT NULL,
+    null_id INTEGER NOT NULL,
+    kind VARCHAR NOT NULL,          -- direction | feature
+    feature INTEGER,                -- the non-candidate feature; -1 for a direction
+    matched INTEGER,                -- the candidate whose token density it matches; -1 for a direction
+    edit_norm DOUBLE,               -- RMS over dev rows of the per-row edit norm
+    n INTEGER, n_fired INTEGER,
+    effect DOUBLE, ci_low DOUBLE, ci_high DOUBLE, p_value DOUBLE,
+    seconds DOUBLE,
+    PRIMARY KEY (effect_id, null_id)
+);
 -- Human vetting: decisions persist and apply to every later selection.
 CREATE TABLE IF NOT EXISTS feature_overrides (
     task VARCHAR NOT NULL,

@@ -12,7 +12,16 @@ import pandas as pd
 
 from igds.data.corpus import dev_set, probe_set, reference_set
 from igds.method.extract import ExtractConfig
-from igds.method.intervene import EffectResult, InterventionConfig, load_effects, measure_effects
+from igds.method.intervene import (
+    AMPLIFY,
+    PRIMARY_ALPHA,
+    EffectResult,
+    InterventionConfig,
+    compute_mode,
+    fstar_bootstrap,
+    load_effects,
+    measure_effects,
+)
 from igds.method.pool import pool_fingerprint, pool_frame, pool_records
 from igds.method.recall import RecallConfig, RecallResult, ensure_logit_lens, recall_features
 from igds.method.resonance import ResonanceConfig, ResonanceMatrix, load_resonance_matrix
@@ -39,10 +48,20 @@ def current_recall(ws: Workspace, task: str, extract_cfg: ExtractConfig) -> Reca
     return load_recall(ws.store, prev["run_id"]) if prev else run_recall(ws, task, RecallConfig(), extract_cfg)
 
 
-def effect_id_for(ws: Workspace, recall: RecallResult, dev_ids: list[str], cfg: InterventionConfig) -> str:
-    """Content key of an intervention run."""
+def effect_id_for(ws: Workspace, recall: RecallResult, dev_ids: list[str], cfg: InterventionConfig,
+                  model=None) -> str:
+    """Content key of an intervention run: config, recall, model, SAE, dev set, and the numerics it runs
+    with (:func:`igds.method.intervene.compute_mode`, e.g. ``fp32`` or ``fp32+bf16-autocast``, and the
+    weights' dtype), so results of another precision are never mixed into a resumed run.
+
+    Args:
+        model: the model the run uses (default: ``ws.fp32_model()``).
+    """
+    model = model if model is not None else ws.fp32_model()
+    weights = str(next(model.parameters()).dtype).removeprefix("torch.")
     return cfg.stage_key(recall.recall_id, ws.model_key, ws.sae_key,
-                         hashlib.sha256("\n".join(sorted(dev_ids)).encode()).hexdigest())
+                         hashlib.sha256("\n".join(sorted(dev_ids)).encode()).hexdigest(),
+                         f"compute={compute_mode(model, cfg)}", f"weights={weights}")
 
 
 def mean_activation_vector(recall: RecallResult, d_sae: int) -> np.ndarray:
@@ -53,20 +72,65 @@ def mean_activation_vector(recall: RecallResult, d_sae: int) -> np.ndarray:
     return out
 
 
+def token_density_vector(recall: RecallResult, d_sae: int) -> np.ndarray:
+    """Token density ``tok_freq_task`` of every feature on probe from the recall table (0 where it never
+    fired): what the density-matched null matches candidates on."""
+    out = np.zeros(d_sae)
+    t = recall.table.dropna(subset=["tok_freq_task"])
+    out[t.feature.to_numpy(dtype=int)] = t.tok_freq_task.to_numpy()
+    return out
+
+
 def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: InterventionConfig,
                       progress: ProgressFn | None = None, max_features: int | None = None) -> EffectResult:
-    """Amplify / ablate every recall candidate on the task's dev split (resumable).
+    """Measure the null, then amplify / ablate every recall candidate on the task's dev split (resumable).
 
     Runs on fp32 weights (bf16 autocast for speed where available, see ``InterventionConfig.precision``).
     """
     dev = dev_set(task)
-    eid = effect_id_for(ws, recall, [e.id for e in dev], cfg)
-    ws.store.start_run(eid, "intervene", {"intervene": cfg.to_dict(), "task": task, "recall_id": recall.recall_id},
+    model = ws.fp32_model()
+    eid = effect_id_for(ws, recall, [e.id for e in dev], cfg, model)
+    ws.store.start_run(eid, "intervene", {"intervene": cfg.to_dict(), "task": task, "recall_id": recall.recall_id,
+                                          "compute": compute_mode(model, cfg)},
                        ws.model_key, ws.sae_key, n_total=len(recall.candidates))
     items = encode_examples(ws.tokenizer, dev, cfg.max_length)
-    return measure_effects(ws.store, eid, ws.fp32_model(), ws.sae, ws.site, items, recall.candidates,
-                           mean_activation_vector(recall, int(ws.sae.cfg.d_sae)), cfg, ws.tokenizer.pad_token_id,
-                           progress, max_features)
+    d_sae = int(ws.sae.cfg.d_sae)
+    return measure_effects(ws.store, eid, model, ws.sae, ws.site, items, recall.candidates,
+                           mean_activation_vector(recall, d_sae), cfg, ws.tokenizer.pad_token_id,
+                           progress, max_features, density=token_density_vector(recall, d_sae))
+
+
+def fstar_stability(store: ActivationStore, effect_id: str, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+    """How stable each candidate's ``F*`` membership is under resampling of the dev examples.
+
+    The share of ``n_boot`` bootstrap resamples (``seed``) of the dev items in which the candidate stays
+    in ``F*``, recomputing effect means, p-values, BH q-values and the null quantile from the resampled
+    per-example effects (:func:`igds.method.intervene.fstar_bootstrap`) with the run's own filter.
+
+    Returns:
+        feature, stability (in [0, 1]; NaN for a candidate not measured yet), one row per candidate in
+        the run's candidate order (the measured α = 1 features when the run names no recall).
+    """
+    run = store.run(effect_id)
+    if run is None:
+        raise ValueError(f"no intervention run {effect_id!r}")
+    cfg = InterventionConfig.from_dict(run["config"].get("intervene", run["config"]))
+    deltas = store.effect_deltas(effect_id)
+    deltas = deltas[(deltas.kind == AMPLIFY) & (deltas.alpha == PRIMARY_ALPHA)]
+    if run["config"].get("recall_id"):
+        from igds.method.recall import load_recall
+
+        candidates = load_recall(store, run["config"]["recall_id"]).candidates
+    else:
+        candidates = sorted(int(f) for f in deltas.feature.unique())
+    null = store.null_deltas(effect_id)
+    examples = sorted(set(deltas.example_id) | set(null.example_id))
+    wide = deltas.pivot(index="feature", columns="example_id", values="delta").reindex(index=candidates,
+                                                                                       columns=examples)
+    null_wide = null.pivot(index="null_id", columns="example_id", values="delta").reindex(columns=examples)
+    share = fstar_bootstrap(wide.to_numpy(dtype=float), null_wide.to_numpy(dtype=float), cfg, n_boot, seed)
+    measured = wide.notna().any(axis=1).to_numpy()
+    return pd.DataFrame({"feature": candidates, "stability": np.where(measured, share, np.nan)})
 
 
 def selection_pool(store: ActivationStore, task: str, sel_cfg: SelectionConfig,

@@ -1,20 +1,48 @@
+"""Interventions on the tiny model: the cached-suffix replay equals a full forward with the same edit, edits
+stay at their token scope, ``scale`` is exact where a feature is silent, the null is deterministic, and the
+filter keeps exactly what beats the null and the paired test."""
+
+import dataclasses
+from types import SimpleNamespace
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch.nn import functional as F
 
+from igds import settings
+from igds.method import intervene as iv
 from igds.method.intervene import (
+    ABLATE,
+    ADD,
+    AMPLIFY,
+    DIRECTION,
+    NULL_NEIGHBOURS,
+    PAPER_INTERVENTION,
+    SCALE,
     InterventionConfig,
     Job,
     benjamini_hochberg,
+    compute_mode,
+    edit_sizes,
     feature_acts_at,
     filter_features,
+    fstar_bootstrap,
+    job_edit,
+    kept_from_deltas,
+    measure_effects,
+    null_direction_vectors,
+    null_edit_size,
+    null_plan,
+    null_threshold,
     prepare_dev,
     run_jobs,
     summarize_effect,
 )
 from igds.modeling.hooks import patch
 from igds.modeling.sae import decoder_directions
+from igds.store import ActivationStore
 from tests.helpers import make_items, tiny_setup
 
 SITE = "blocks.1.hook_resid_post"
@@ -29,44 +57,217 @@ def naive_nll(model, item, edit_fn):
     return F.cross_entropy(logits[t], ids[0, t + 1]).item()
 
 
-@pytest.mark.parametrize("kind", ["amplify", "ablate"])
-def test_fast_path_equals_naive_full_forward(kind):
+def firing_features(acts: torch.Tensor, n: int) -> list[int]:
+    """The ``n`` features firing at the most edited positions (``acts`` of every feature ``[B, T, d_sae]``)."""
+    count = (acts > 0).sum((0, 1))
+    return [int(f) for f in torch.argsort(count, descending=True, stable=True)[:n] if count[f] > 0]
+
+
+@pytest.mark.parametrize(("kind", "mode"), [(AMPLIFY, SCALE), (AMPLIFY, ADD), (ABLATE, SCALE), (DIRECTION, SCALE)])
+def test_fast_path_equals_naive_full_forward(kind, mode):
     model, tok, sae = tiny_setup()
-    items = make_items(tok)
+    items = make_items(tok, repeat=3)  # 24 rows: two length buckets
     # exact fp32 path; stack rows across chunks
-    cfg = InterventionConfig(batch_rows=5, sink_norm_factor=1e6, precision="fp32")
+    cfg = InterventionConfig(batch_rows=5, sink_norm_factor=1e6, precision="fp32", edit_mode=mode)
     cache = prepare_dev(model, SITE, items, tok.pad_token_id, cfg)
-    feats = [3, 17]
+    assert len(cache.buckets) == 2
+    all_acts = feature_acts_at(sae, cache, range(int(sae.cfg.d_sae)))
+    feats = firing_features(all_acts, 2)
+    assert len(feats) == 2
     dirs = dict(zip(feats, decoder_directions(sae, feats), strict=True))
-    acts_t = feature_acts_at(sae, cache, feats)
-    acts = {f: acts_t[:, :, i] for i, f in enumerate(feats)}
-    mean_act = {3: 0.7, 17: 1.3}
-    jobs = [Job(f, kind, 2.0 if kind == "amplify" else 0.0) for f in feats]
-    fast = run_jobs(model, cache, jobs, dirs, mean_act, acts, cfg)
+    acts = {f: all_acts[:, :, f] for f in feats}
+    mean_act = dict(zip(feats, (0.7, 1.3), strict=True))
+    directions = {k: v * 0.8 for k, v in enumerate(null_direction_vectors(model.config.hidden_size, 2, seed=3))}
+    if kind == DIRECTION:
+        jobs = [Job(k, DIRECTION, 1.0) for k in directions]
+    else:
+        jobs = [Job(f, kind, 2.0 if kind == AMPLIFY else 0.0) for f in feats]
+    fast = run_jobs(model, cache, jobs, dirs, mean_act, acts, cfg, directions=directions)
+    changed = 0
     for job in jobs:
         for r, it in enumerate(items):
             n = len(it.input_ids)
-            edit = cache.edit_mask[r, :n].unsqueeze(-1).float()
-            d = dirs[job.feature]
-            if job.kind == "amplify":
-                fn = lambda h, e=edit, d=d, j=job: h + e * (j.alpha * mean_act[j.feature]) * d  # noqa: E731
+            e = cache.edit_mask[r, :n].unsqueeze(-1).float()
+            if kind == DIRECTION:
+                delta = e * directions[job.feature] / e.sum().sqrt()
+            elif kind == ABLATE:
+                delta = -acts[job.feature][r, :n].unsqueeze(-1) * dirs[job.feature]
+            elif mode == SCALE:
+                delta = job.alpha * acts[job.feature][r, :n].unsqueeze(-1) * dirs[job.feature]
             else:
-                z = acts[job.feature][r, :n].unsqueeze(-1)
-                fn = lambda h, z=z, d=d: h - z * d  # noqa: E731
-            assert fast[job][r] == pytest.approx(naive_nll(model, it, fn), abs=1e-5)
+                delta = e * (job.alpha * mean_act[job.feature]) * dirs[job.feature]
+            ref = naive_nll(model, it, lambda h, delta=delta: h + delta)
+            assert fast[job][r] == pytest.approx(ref, abs=1e-5)
+            changed += abs(ref - cache.nll_base[r].item()) > 1e-5
+    assert changed  # the edits are not no-ops, so the parity is informative
     # base NLL from the replay equals a clean forward
     for r, it in enumerate(items):
         assert cache.nll_base[r].item() == pytest.approx(naive_nll(model, it, lambda h: h), abs=1e-5)
 
 
-def test_ablation_of_a_feature_that_never_fires_changes_nothing():
+@pytest.mark.parametrize(("kind", "mode"), [(AMPLIFY, SCALE), (AMPLIFY, ADD), (ABLATE, SCALE), (DIRECTION, ADD)])
+def test_prompt_content_edits_leave_the_residual_at_response_positions_unchanged(monkeypatch, kind, mode):
     model, tok, sae = tiny_setup()
     items = make_items(tok)
-    cfg = InterventionConfig()
+    cfg = InterventionConfig(positions="prompt_content", edit_mode=mode, precision="fp32", sink_norm_factor=1e6)
     cache = prepare_dev(model, SITE, items, tok.pad_token_id, cfg)
+    all_acts = feature_acts_at(sae, cache, range(int(sae.cfg.d_sae)))
+    f = firing_features(all_acts, 1)[0]
+    job = Job(0, DIRECTION, 1.0) if kind == DIRECTION else Job(f, kind, 1.0)
+    seen = []  # the residuals the replay receives at the site
+
+    def recording_replay(model_, site, h, inputs):
+        seen.append(h.clone())
+        return replay_from(model_, site, h, inputs)
+
+    replay_from = iv.replay_from
+    monkeypatch.setattr(iv, "replay_from", recording_replay)
+    run_jobs(model, cache, [job], {f: decoder_directions(sae, [f])[0]}, {f: 1.0}, {f: all_acts[:, :, f]}, cfg,
+             directions={0: torch.ones(model.config.hidden_size)})
+    assert seen
+    rows = iv.job_rows(cache, job, {f: all_acts[:, :, f]}, cfg)
+    edited = [h for chunk in seen for h in chunk]  # one bucket here; rows in order within it
+    order = [r for b in range(len(cache.buckets)) for r in rows if int(cache.row_bucket[r]) == b]
+    assert len(order) == len(edited) > 0
+    n_changed_prompt = 0
+    for h, r in zip(edited, order, strict=True):
+        it = items[r]
+        w = h.shape[0]
+        base = cache.hidden[r, :w]
+        response = torch.arange(it.prompt_len, len(it.input_ids))
+        content = torch.arange(1, it.prompt_len)
+        assert torch.equal(h[response], base[response])                       # untouched, bit for bit
+        n_changed_prompt += int((h[content] != base[content]).any(-1).sum())
+    assert n_changed_prompt > 0
+    # the same holds for the edit itself on every row
+    for r in range(len(items)):
+        delta = job_edit(cache, job, r, {f: decoder_directions(sae, [f])[0]}, {f: 1.0}, {f: all_acts[:, :, f]}, cfg,
+                         {0: torch.ones(model.config.hidden_size)})
+        assert not delta[~cache.edit_mask[r]].any()
+
+
+def test_scale_on_a_feature_that_never_fires_is_a_noop():
+    model, tok, sae = tiny_setup()
+    items = make_items(tok)
+    cfg = InterventionConfig(precision="fp32")
+    cache = prepare_dev(model, SITE, items, tok.pad_token_id, cfg)
+    all_acts = feature_acts_at(sae, cache, range(int(sae.cfg.d_sae)))
+    silent = [f for f in range(int(sae.cfg.d_sae)) if not all_acts[:, :, f].any()]
+    assert silent, "the tiny SAE has features that never fire on these items"
+    f = silent[0]
+    dirs, acts = {f: decoder_directions(sae, [f])[0] * 100}, {f: all_acts[:, :, f]}
+    job = Job(f, AMPLIFY, 4.0)
+    out = run_jobs(model, cache, [job], dirs, {f: 1.0}, acts, cfg)
+    assert np.array_equal(out[job], cache.nll_base.numpy())
+    # the same feature added (add mode) is not a no-op: the no-op is scale's, not the direction's
+    added = run_jobs(model, cache, [job], dirs, {f: 1.0}, acts, dataclasses.replace(cfg, edit_mode=ADD))
+    assert not np.allclose(added[job], cache.nll_base.numpy())
+
+
+def test_ablation_of_a_feature_that_never_fires_changes_nothing():
+    model, tok, sae = tiny_setup()
+    cfg = InterventionConfig(positions="all")
+    cache = prepare_dev(model, SITE, make_items(tok), tok.pad_token_id, cfg)
     acts = {5: torch.zeros(cache.hidden.shape[:2])}
     out = run_jobs(model, cache, [Job(5, "ablate", 0.0)], {5: torch.ones(32)}, {5: 1.0}, acts, cfg)
     assert np.array_equal(out[Job(5, "ablate", 0.0)], cache.nll_base.numpy())
+
+
+def test_edit_sizes_and_random_directions_have_the_documented_norms():
+    model, tok, sae = tiny_setup()
+    items = make_items(tok)
+    cfg = InterventionConfig(precision="fp32", sink_norm_factor=1e6)
+    cache = prepare_dev(model, SITE, items, tok.pad_token_id, cfg)
+    all_acts = feature_acts_at(sae, cache, range(int(sae.cfg.d_sae)))
+    feats = firing_features(all_acts, 3)
+    dirs = decoder_directions(sae, feats)
+    acts = all_acts[:, :, feats]
+    for mode in (SCALE, ADD):
+        c = dataclasses.replace(cfg, edit_mode=mode)
+        sizes = edit_sizes(cache, dirs, acts, [0.5, 1.0, 2.0], mode)
+        for i, f in enumerate(feats):  # RMS over rows of the per-row norm of the α = 1 edit
+            norms = [job_edit(cache, Job(f, AMPLIFY, 1.0), r, {f: dirs[i]}, {f: [0.5, 1.0, 2.0][i]},
+                              {f: acts[:, :, i]}, c).norm().item() for r in range(len(items))]
+            assert sizes[i] == pytest.approx(float(np.sqrt(np.mean(np.square(norms)))), rel=1e-5)
+    s = null_edit_size([0.0, 3.0, np.nan, 1.0, 2.0])
+    assert s == 2.0  # median over the candidates whose edit is not a no-op
+    u = null_direction_vectors(model.config.hidden_size, 4, seed=0)
+    assert torch.allclose(u.norm(dim=1), torch.ones(4))
+    for r in range(len(items)):  # every row with edited positions gets an edit of norm s
+        delta = job_edit(cache, Job(1, DIRECTION, 1.0), r, {}, {}, {}, cfg, {1: u[1] * s})
+        assert delta.norm().item() == pytest.approx(s, rel=1e-5) if cache.edit_mask[r].any() else delta.norm() == 0
+
+
+def test_null_plan_is_seeded_and_density_matched_to_non_candidates():
+    rng = np.random.default_rng(5)
+    density = rng.uniform(1e-4, 0.5, 200)
+    density[rng.choice(200, 30, replace=False)] = 0.0  # never fired: not eligible
+    cands = [3, 17, 40, 41, 90, 150]
+    density[cands] = [0.01, 0.02, 0.2, 0.3, 0.001, 0.05]
+    cfg = InterventionConfig(null_directions=4, null_features=16)
+    plan = null_plan(cands, density, cfg)
+    again = null_plan(list(reversed(cands)), density, cfg)
+    other = null_plan(cands, density, dataclasses.replace(cfg, null_seed=1))
+    pd.testing.assert_frame_equal(plan, again)
+    assert not plan.equals(other)
+    assert plan.kind.tolist() == ["direction"] * 4 + ["feature"] * 16
+    assert plan.null_id.tolist() == list(range(20))
+    feats = plan[plan.kind == "feature"]
+    assert feats.feature.is_unique and not feats.feature.isin(cands).any()
+    assert (density[feats.feature] > 0).all() and feats.matched.isin(cands).all()
+    for f, c in zip(feats.feature, feats.matched, strict=True):  # among the nearest in log density
+        eligible = [g for g in np.flatnonzero(density > 0) if g not in cands]
+        dist = sorted(abs(np.log(density[g]) - np.log(density[c])) for g in eligible)
+        assert abs(np.log(density[f]) - np.log(density[c])) <= dist[NULL_NEIGHBOURS + 16 - 1]
+    u0, u1 = null_direction_vectors(32, 4, 0), null_direction_vectors(32, 4, 1)
+    assert torch.equal(u0, null_direction_vectors(32, 4, 0)) and not torch.allclose(u0, u1)
+    assert torch.equal(u0[:2], null_direction_vectors(32, 2, 0))  # direction k does not depend on the count
+    with pytest.raises(ValueError, match="density"):
+        null_plan(cands, None, cfg)
+
+
+def _measure(tmp_path, name, cfg, max_null=None, max_features=None):
+    model, tok, sae = tiny_setup()
+    items = make_items(tok, repeat=2)
+    store = ActivationStore(tmp_path / f"{name}.duckdb")
+    cache = prepare_dev(model, SITE, items, tok.pad_token_id, cfg)
+    all_acts = feature_acts_at(sae, cache, range(int(sae.cfg.d_sae)))
+    cands = firing_features(all_acts, 4)
+    density = (all_acts > 0).float().mean((0, 1)).numpy()
+    mean_act = np.where(density > 0, 1.0, np.nan)
+    store.start_run(name, "intervene", cfg.to_dict())
+    res = measure_effects(store, name, model, sae, SITE, items, cands, mean_act, cfg, tok.pad_token_id,
+                          max_features=max_features, density=density, max_null=max_null)
+    return store, res, cands, density
+
+
+def test_null_is_identical_for_a_seed_differs_for_another_and_resumes(tmp_path):
+    cfg = InterventionConfig(null_directions=6, null_features=3, precision="fp32", sweep_top=2)
+    store, a, cands, density = _measure(tmp_path, "a", cfg)
+    _, b, _, _ = _measure(tmp_path, "b", cfg)
+    _, c, _, _ = _measure(tmp_path, "c", dataclasses.replace(cfg, null_seed=7))
+    cols = ["null_id", "kind", "feature", "matched", "edit_norm", "effect"]
+    assert len(a.null) == 9 and (a.null.kind == "direction").sum() == 6
+    pd.testing.assert_frame_equal(a.null[cols], b.null[cols])
+    assert a.null_cut == b.null_cut
+    assert not np.allclose(a.null.effect, c.null.effect)
+    assert not a.null[a.null.kind == "feature"].feature.isin(cands).any()
+    assert (a.null.effect != 0).any()
+    # interrupted inside the null: no candidate runs before the null is complete; the resume has no duplicates
+    _, part, _, _ = _measure(tmp_path, "d", cfg, max_null=4)
+    assert len(part.null) == 4 and part.summary.empty and not part.kept
+    model, tok, sae = tiny_setup()
+    st = ActivationStore(tmp_path / "d.duckdb")
+    full = measure_effects(st, "d", model, sae, SITE, make_items(tok, repeat=2), cands,
+                           np.where(density > 0, 1.0, np.nan), cfg, tok.pad_token_id, density=density)
+    assert len(full.null) == 9 and full.null.null_id.is_unique
+    assert st.scalar("SELECT count(*) FROM null_effects WHERE effect_id = 'd'") == 9 * 16
+    np.testing.assert_allclose(full.null.effect, a.null.effect, atol=1e-6)
+    # the sweep: the top 2 candidates by |attribution| get every α, the rest α = 1 only
+    alphas = a.summary[a.summary.kind == AMPLIFY].groupby("feature").alpha.nunique()
+    assert sorted(alphas.tolist()) == [1] * (len(cands) - 2) + [3] * 2
+    order = iv.exact_order(cands, a.attribution)
+    assert set(alphas[alphas == 3].index) == set(order[:2])
 
 
 def test_summary_signs_and_paired_test():
@@ -75,6 +276,8 @@ def test_summary_signs_and_paired_test():
     assert s["effect"] == pytest.approx(0.1425) and s["p_value"] < 0.01 and s["ci_low"] > 0
     s = summarize_effect(Job(1, "ablate", 0.0), base, base + 0.3, 4)
     assert s["effect"] == pytest.approx(0.3) and s["p_value"] == 0.0
+    s = summarize_effect(Job(1, DIRECTION, 1.0), base, base - 0.2, 4)
+    assert s["effect"] == pytest.approx(0.2)
 
 
 def test_benjamini_hochberg_matches_hand_computation():
@@ -83,26 +286,107 @@ def test_benjamini_hochberg_matches_hand_computation():
     assert q == pytest.approx([0.04, 0.05333333, 0.05333333, 0.5])
 
 
-def test_filter_requires_positive_significant_effect():
-    import pandas as pd
+def test_filter_keeps_iff_effect_beats_the_null_quantile_and_bh_significant():
+    summary = pd.DataFrame({"feature": [1, 2, 3, 5], "kind": "amplify", "alpha": 1.0,
+                            "effect": [0.2, 0.04, 0.3, 0.1], "p_value": [0.001, 0.001, 0.4, 0.002]})
+    null = np.linspace(-0.05, 0.06, 12)
+    cut = null_threshold(null, 0.95)
+    assert cut == pytest.approx(np.quantile(null, 0.95))
+    v = filter_features(summary, [1, 2, 3, 4, 5], InterventionConfig(), cut).set_index("feature")
+    # 1: above the null and significant; 2: significant but inside the null; 3: above but not significant;
+    # 4: not measured; 5: above and significant
+    assert v.kept.to_dict() == {1: True, 2: False, 3: False, 4: False, 5: True}
+    assert v.loc[2, "reason"].startswith("effect <= null p95") and v.loc[3, "reason"] == "q >= 0.05"
+    assert v.loc[4, "reason"] == "not measured" and (v.threshold == cut).all()
+    # the null not measured yet: nothing passes
+    assert not filter_features(summary, [1, 2], InterventionConfig()).kept.any()
+    # explicit delta overrides the null; the paper's reading is effect > 0 with no test
+    assert filter_features(summary, [1, 2, 3], InterventionConfig(delta=0.03), cut).kept.tolist() == [True, True,
+                                                                                                      False]
+    assert filter_features(summary, [1, 2, 3], PAPER_INTERVENTION, cut).kept.tolist() == [True, True, True]
 
-    summary = pd.DataFrame({"feature": [1, 2, 3], "kind": "amplify", "alpha": 1.0,
-                            "effect": [0.2, -0.1, 0.05], "p_value": [0.001, 0.001, 0.4]})
-    v = filter_features(summary, [1, 2, 3, 4], InterventionConfig())
-    assert v.set_index("feature").kept.to_dict() == {1: True, 2: False, 3: False, 4: False}
-    assert v.set_index("feature").loc[4, "reason"] == "not measured"
-    paper = filter_features(summary, [1, 2, 3], InterventionConfig(require_significance=False))
-    assert paper.kept.tolist() == [True, False, True]
+
+def test_kept_from_per_example_effects_matches_the_stored_filter():
+    rng = np.random.default_rng(0)
+    n = 20
+    # kept; inside the null; above the null but not significant; not measured; harmful
+    deltas = np.stack([rng.normal(m, sd, n) for m, sd in ((0.1, 0.05), (0.02, 0.02), (0.08, 0.6), (0.0, 0.1),
+                                                          (-0.05, 0.05))])
+    deltas[2] = np.tile([0.5, -0.4], n // 2)  # mean 0.05, far too noisy for the test
+    deltas[3] = np.nan
+    nulls = rng.normal(0.02, 0.05, (10, n))
+    base = np.full(n, 3.0)
+    rows = [summarize_effect(Job(f, AMPLIFY, 1.0), base, base - deltas[f], n) for f in range(5) if f != 3]
+    summary = pd.DataFrame(rows)
+    cfg = InterventionConfig()
+    cut = null_threshold(nulls.mean(1), cfg.null_quantile)
+    want = filter_features(summary, list(range(5)), cfg, cut).kept.to_numpy()
+    assert want.tolist() == [True, False, False, False, False]
+    assert kept_from_deltas(deltas, nulls, cfg).tolist() == want.tolist()
+    paper = kept_from_deltas(deltas, nulls, PAPER_INTERVENTION)
+    assert paper.tolist() == filter_features(summary, list(range(5)), PAPER_INTERVENTION, cut).kept.tolist()
+
+
+def test_stability_is_seeded_and_separates_clear_from_marginal_features():
+    rng = np.random.default_rng(1)
+    n = 40
+    deltas = np.stack([rng.normal(0.2, 0.05, n), rng.normal(0.03, 0.2, n), rng.normal(-0.1, 0.05, n),
+                       np.full(n, np.nan)])
+    nulls = rng.normal(0.0, 0.1, (30, n))
+    cfg = InterventionConfig()
+    s = fstar_bootstrap(deltas, nulls, cfg, n_boot=200, seed=0)
+    assert np.array_equal(s, fstar_bootstrap(deltas, nulls, cfg, n_boot=200, seed=0))
+    assert not np.array_equal(s, fstar_bootstrap(deltas, nulls, cfg, n_boot=200, seed=1))
+    assert s[0] == 1.0 and 0.0 < s[1] < 1.0 and s[2] == 0.0 and s[3] == 0.0
+    assert ((s >= 0) & (s <= 1)).all()
+
+
+def test_config_validates_edit_mode_positions_alphas_and_the_null():
+    assert InterventionConfig().edit_mode == SCALE and InterventionConfig().positions == "prompt_content"
+    assert InterventionConfig().alphas == (0.5, 1.0, 2.0) and InterventionConfig().delta is None
+    for bad in ({"edit_mode": "multiply"}, {"positions": "prompt"}, {"alphas": (0.5, 2.0)},
+                {"null_directions": 0, "null_features": 0}, {"null_quantile": 1.0}):
+        with pytest.raises(ValueError):
+            InterventionConfig(**bad)
+    assert InterventionConfig(null_directions=0, null_features=0, delta=0.0).delta == 0.0
+    back = InterventionConfig.from_dict(InterventionConfig().to_dict())
+    assert back == InterventionConfig()
+
+
+def test_run_key_includes_the_compute_mode_and_weight_dtype():
+    from igds.workflow.stages import effect_id_for
+
+    model, _, _ = tiny_setup()
+    ws = SimpleNamespace(model_key="m", sae_key="s")
+    recall = SimpleNamespace(recall_id="r")
+    fp32, auto = InterventionConfig(precision="fp32"), InterventionConfig(precision="auto")
+    assert compute_mode(model, fp32) == "fp32"
+    assert compute_mode(model, auto) == ("fp32+bf16-autocast" if settings.cpu_has_bf16() else "fp32")
+    keys = {effect_id_for(ws, recall, ["a", "b"], fp32, model)}
+    assert effect_id_for(ws, recall, ["b", "a"], fp32, model) in keys  # dev order does not matter
+    bf16 = tiny_setup()[0].to(torch.bfloat16)
+    assert compute_mode(bf16, fp32) == "bfloat16"
+    keys.add(effect_id_for(ws, recall, ["a", "b"], fp32, bf16))
+    assert len(keys) == 2
+    if settings.cpu_has_bf16():
+        assert effect_id_for(ws, recall, ["a", "b"], auto, model) not in keys
 
 
 def test_auto_precision_keeps_an_fp32_residual_stream_for_edits():
-    from igds import settings
-
     model, tok, _ = tiny_setup()
-    cache = prepare_dev(model, SITE, make_items(tok), tok.pad_token_id, InterventionConfig())
+    cfg = InterventionConfig(positions="all")
+    cache = prepare_dev(model, SITE, make_items(tok), tok.pad_token_id, cfg)
     assert cache.hidden.dtype == torch.float32
     assert cache.autocast == settings.cpu_has_bf16()
-    fp32 = prepare_dev(model, SITE, make_items(tok), tok.pad_token_id, InterventionConfig(precision="fp32"))
+    fp32 = prepare_dev(model, SITE, make_items(tok), tok.pad_token_id, dataclasses.replace(cfg, precision="fp32"))
     assert not fp32.autocast
     # autocast changes the numbers only at bf16 matmul precision
     assert torch.allclose(cache.nll_base, fp32.nll_base, atol=0.05)
+
+
+def test_items_without_spans_need_positions_all():
+    model, tok, _ = tiny_setup()
+    bare = [dataclasses.replace(it, spans={}) for it in make_items(tok)]
+    with pytest.raises(ValueError, match="spans"):
+        prepare_dev(model, SITE, bare, tok.pad_token_id, InterventionConfig())
+    assert prepare_dev(model, SITE, bare, tok.pad_token_id, InterventionConfig(positions="all")).edit_mask.any()

@@ -6,7 +6,10 @@ top candidates, amplification must lower the NLL and the filter keep it, and IGD
 pool examples that activate it.
 """
 
+import json
+import os
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,11 +25,15 @@ from igds.method.selection import SelectionConfig, select_from_ranking
 from igds.modeling.encoding import encode_examples
 from igds.modeling.hooks import run_until
 from igds.store import ActivationStore
-from igds.workflow.stages import mean_activation_vector
+from igds.workflow.stages import fstar_stability, mean_activation_vector, token_density_vector
 from tests.helpers import tiny_setup
 
 SITE = "blocks.1.hook_resid_post"
+GOLDEN = Path(__file__).parents[1] / "golden" / "fstar.json"
 PLANTED = 7
+# planted decoder norm: its edit of the prompt content must beat the null (random edits of the candidates'
+# median edit size) while the dose-response still rises from alpha 0.5 to 2 (residual norms here are ~0.15)
+DEC_NORM = 0.05
 WORDS = ["river", "stone", "cloud", "green", "table", "music", "winter", "paper", "light", "garden", "bread", "horse"]
 
 
@@ -82,13 +89,18 @@ def planted(tmp_path_factory):
         logits = model(ids).logits
     plen = items[by("planted", "dev")[0].id].prompt_len
     F.cross_entropy(logits[:, plen - 1 : -1].reshape(-1, logits.shape[-1]), ids[:, plen:].reshape(-1)).backward()
-    grad_dir = -h.grad.sum((0, 1))
+    # interventions edit the prompt content, where the feature fires on the code's z tokens: take the
+    # gradient there
+    content = torch.zeros(ids.shape, dtype=torch.bool)
+    for r, e in enumerate(by("planted", "dev")):
+        for a, b in items[e.id].spans["content"]:
+            content[r, a:b] = ids[r, a:b] == z_id
+    grad_dir = -h.grad[content].sum(0)
     with torch.no_grad():
         assert hi > lo, "task and general residuals must be separable for the plant"
         sae.W_enc[:, PLANTED] = enc * 50.0
         sae.b_enc[PLANTED] = -50.0 * threshold
-        # small enough to stay in the first-order regime (residual norms here are ~0.15)
-        sae.W_dec[PLANTED] = grad_dir / grad_dir.norm() * 0.01
+        sae.W_dec[PLANTED] = grad_dir / grad_dir.norm() * DEC_NORM
     store = ActivationStore(tmp_path_factory.mktemp("planted") / "s.duckdb")
     store.add_examples(examples, dataset="planted")
     cfg = ExtractConfig(max_length=96, shard_size=50)
@@ -110,15 +122,17 @@ def test_amplification_lowers_nll_filter_keeps_it_and_igds_prefers_its_examples(
     model, tok, sae, store, examples, items, by = planted
     rec = recall_features(store, "x", "planted", [e.id for e in by("planted", "probe")],
                           [e.id for e in by("general", "train")], RecallConfig(min_freq=0.5, k_recall=5))
-    mean_act = mean_activation_vector(rec, int(sae.cfg.d_sae))
+    d_sae = int(sae.cfg.d_sae)
+    mean_act, density = mean_activation_vector(rec, d_sae), token_density_vector(rec, d_sae)
     dev_items = [items[e.id] for e in by("planted", "dev")]
-    cfg = InterventionConfig(alphas=(0.5, 1.0, 2.0))
+    cfg = InterventionConfig()  # scale edits of the prompt content, against the null
     store.start_run("eff", "intervene", cfg.to_dict())
     # interrupted after one feature, then resumed: no duplicates, same final state
     first = measure_effects(store, "eff", model, sae, SITE, dev_items, rec.candidates, mean_act, cfg,
-                            tok.pad_token_id, max_features=1)
+                            tok.pad_token_id, max_features=1, density=density)
     assert first.summary.feature.nunique() == 1
-    res = measure_effects(store, "eff", model, sae, SITE, dev_items, rec.candidates, mean_act, cfg, tok.pad_token_id)
+    res = measure_effects(store, "eff", model, sae, SITE, dev_items, rec.candidates, mean_act, cfg, tok.pad_token_id,
+                          density=density)
     assert res.summary.groupby(["feature", "kind", "alpha"]).size().max() == 1
     assert store.scalar("SELECT count(*) FROM effects WHERE effect_id = 'eff'") == \
         len(rec.candidates) * 4 * len(dev_items)
@@ -126,6 +140,9 @@ def test_amplification_lowers_nll_filter_keeps_it_and_igds_prefers_its_examples(
     assert amp[(PLANTED, 1.0)] > 0
     assert amp[(PLANTED, 2.0)] > amp[(PLANTED, 0.5)]  # dose–response
     assert PLANTED in res.kept
+    assert amp[(PLANTED, 1.0)] > res.null_cut > 0 and len(res.null) > 32  # it beats the null
+    stability = fstar_stability(store, "eff").set_index("feature").stability
+    assert stability[PLANTED] >= 0.9
     # the attribution screen agrees in sign for the planted feature
     attr = res.attribution.set_index("feature")
     assert attr.loc[PLANTED, "est_amplify"] > 0
@@ -136,3 +153,39 @@ def test_amplification_lowers_nll_filter_keeps_it_and_igds_prefers_its_examples(
     assert len(chosen) == 40
     share = (chosen.task == "planted").mean()
     assert share >= 0.9
+
+
+def test_fstar_and_null_match_the_golden_fixture(planted):
+    """F*, the null threshold and the α = 1 effects of a fixed run are pinned in ``tests/golden/fstar.json``,
+    so any change in what the run computes (edit, null draws, buckets, filter) fails here.
+
+    The run is exact fp32 (no bf16 autocast, which depends on the CPU). Regenerate only on purpose, after a
+    change meant to alter the numbers: ``IGDS_UPDATE_GOLDEN=1 pytest tests/integration/test_planted.py -k golden``,
+    and say why in the commit.
+    """
+    model, tok, sae, store, examples, items, by = planted
+    rec = recall_features(store, "x", "planted", [e.id for e in by("planted", "probe")],
+                          [e.id for e in by("general", "train")], RecallConfig(min_freq=0.5, k_recall=5))
+    d_sae = int(sae.cfg.d_sae)
+    cfg = InterventionConfig(precision="fp32", null_directions=16, null_features=8, null_seed=3)
+    store.start_run("golden", "intervene", cfg.to_dict())
+    res = measure_effects(store, "golden", model, sae, SITE, [items[e.id] for e in by("planted", "dev")],
+                          rec.candidates, mean_activation_vector(rec, d_sae), cfg, tok.pad_token_id,
+                          density=token_density_vector(rec, d_sae))
+    null = res.null
+    got = {"config": cfg.to_dict(), "candidates": rec.candidates, "kept": res.kept, "null_cut": res.null_cut,
+           "null_edit_size": float(null[null.kind == "direction"].edit_norm.iloc[0]),
+           "null_features": [int(f) for f in null[null.kind == "feature"].feature],
+           "effects": {str(int(r.feature)): float(r.effect) for r in res.amplification.itertuples()}}
+    if os.environ.get("IGDS_UPDATE_GOLDEN") == "1":
+        GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+    want = json.loads(GOLDEN.read_text())
+    assert {k: got["config"][k] for k in want["config"]} == want["config"]
+    assert (got["candidates"], got["kept"], got["null_features"]) == \
+        (want["candidates"], want["kept"], want["null_features"])
+    assert PLANTED in got["kept"]
+    assert got["null_cut"] == pytest.approx(want["null_cut"], abs=1e-6)
+    assert got["null_edit_size"] == pytest.approx(want["null_edit_size"], rel=1e-6)
+    assert set(got["effects"]) == set(want["effects"])
+    for f, e in want["effects"].items():
+        assert got["effects"][f] == pytest.approx(e, abs=1e-6), f"feature {f}"

@@ -26,7 +26,8 @@ from tests.helpers import make_items, tiny_setup
 
 ROOT = Path(__file__).parents[2]
 N_LAYERS = 4  # tiny_model()
-EXACT = InterventionConfig(batch_rows=5, sink_norm_factor=1e6, precision="fp32")
+# the reference edits below add ā·W_dec at every edited position: the add edit mode
+EXACT = InterventionConfig(batch_rows=5, sink_norm_factor=1e6, precision="fp32", edit_mode="add")
 
 
 def setup_at(site: str):
