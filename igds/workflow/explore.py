@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from igds.method.intervene import AMPLIFY, primary_amplification
 from igds.method.recall import load_recall
 from igds.progress import ProgressFn, null_progress
 from igds.store import ActivationStore
-from igds.workflow.stages import latest_effects, latest_run
+from igds.workflow.stages import fstar_stability, latest_effects, latest_run
 
 CONTEXT_K = 8
 """Top-activating examples kept per feature (the Features page, the bootstrap and reports share it)."""
@@ -75,7 +76,7 @@ def features_table(store: ActivationStore, task: str) -> pd.DataFrame:
 
     ``contexts`` (the max tokens of the cached top-activating contexts, see :func:`max_token_summary`) is
     there once any candidate's contexts are cached; ``stability`` (the share of bootstrap resamples of
-    the dev items in which the feature stays in F*) once ``igds.workflow.stages.fstar_stability`` exists.
+    the dev items in which the feature stays in F*) once effects are measured.
     """
     st = task_state(store, task)
     if not st.recall_id:
@@ -97,9 +98,7 @@ def features_table(store: ActivationStore, task: str) -> pd.DataFrame:
         t["verdict"] = t.feature.map(v.reason)
         a = res.attribution.set_index("feature")
         t["attribution"] = t.feature.map(a.est_amplify)
-        stab = fstar_stability_table(store, st.effect_id)
-        if stab is not None:
-            t["stability"] = t.feature.map(stab.set_index("feature").stability)
+        t["stability"] = t.feature.map(fstar_stability_table(store, st.effect_id).set_index("feature").stability)
     else:
         t["verdict"] = "not measured"
     if st.extract_run:
@@ -117,14 +116,17 @@ def features_table(store: ActivationStore, task: str) -> pd.DataFrame:
     return t.drop(columns=["is_candidate", "top_tokens", "bottom_tokens"], errors="ignore").reset_index(drop=True)
 
 
-def fstar_stability_table(store: ActivationStore, effect_id: str) -> pd.DataFrame | None:
-    """``feature, stability``: the share of 200 bootstrap resamples of the dev items in which each feature
-    stays in F* (``igds.workflow.stages.fstar_stability``); None while that function does not exist."""
-    try:
-        from igds.workflow.stages import fstar_stability
-    except ImportError:
-        return None
+@lru_cache(maxsize=32)
+def _stability(store: ActivationStore, effect_id: str, n_measured: int, n_null: int) -> pd.DataFrame:
     return fstar_stability(store, effect_id, n_boot=200, seed=0)
+
+
+def fstar_stability_table(store: ActivationStore, effect_id: str) -> pd.DataFrame:
+    """``feature, stability``: the share of 200 bootstrap resamples of the dev items in which each feature
+    stays in F* (:func:`igds.workflow.stages.fstar_stability`), computed once per state of the run (the
+    numbers of measured features and null elements key the cache, so a resumed run is recomputed)."""
+    return _stability(store, effect_id, len(store.measured_features(effect_id)),
+                      len(store.measured_nulls(effect_id)))
 
 
 def top_examples(store: ActivationStore, run_id: str, feature: int, task: str, k: int = 10) -> pd.DataFrame:
