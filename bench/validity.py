@@ -91,7 +91,7 @@ def after_run(ws, task: str, progress) -> dict:
                                                           .freq_task >= 0.999).mean())}
 
 
-def report(ws, results: dict, seconds: dict) -> str:
+def report(ws, results: dict) -> str:
     q = ws.sae_info["quality"]
     lines = ["# Which features matter, measured validly (issue 13)", "",
              f"Model SmolLM2-135M-Instruct; SAE `{ws.sae_info['name']}` (shipped, sha256 verified), on content "
@@ -106,12 +106,11 @@ def report(ws, results: dict, seconds: dict) -> str:
         a, b = r["after"], r["before"]
         ea, eb = a["effects"], b["effects"]
         lines += [f"## {task}", "",
-                  "| | \\|C\\| | \\|F*\\| | null p95 (nats) | top-20 candidates with task frequency 1.0 | minutes |",
-                  "|---|---|---|---|---|---|",
-                  f"| before | {len(b['recall'].candidates)} | {len(eb.kept)} | – (no null) | {b['share_freq1']:.2f} | "
-                  f"{seconds[task]['before'] / 60:.1f} |",
+                  "| | \\|C\\| | \\|F*\\| | null p95 (nats) | top-20 candidates with task frequency 1.0 |",
+                  "|---|---|---|---|---|",
+                  f"| before | {len(b['recall'].candidates)} | {len(eb.kept)} | – (no null) | {b['share_freq1']:.2f} |",
                   f"| after | {len(a['recall'].candidates)} | {len(ea.kept)} | {ea.null_cut:+.4f} | "
-                  f"{a['top20_freq1']:.2f} | {seconds[task]['after'] / 60:.1f} |", ""]
+                  f"{a['top20_freq1']:.2f} |", ""]
         v = ea.verdict.sort_values("effect", ascending=False)
         lines += ["Candidates after, strongest α = 1 effect first (effect vs. the null's 95th percentile):", "",
                   "| feature | effect | 95% CI | q | > null p95 | kept |", "|---|---|---|---|---|---|"]
@@ -145,19 +144,16 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     ws = default_workspace(tasks=tuple(args.tasks))
     progress = _tqdm_progress()
-    results, seconds = {}, {}
+    results = {}
     for task in args.tasks:
-        seconds[task] = {}
         t0 = time.perf_counter()
         after = after_run(ws, task, progress)
-        seconds[task]["after"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
         before = before_run(ws, task, progress)
-        seconds[task]["before"] = time.perf_counter() - t0
         results[task] = {"after": after, "before": before}
-        Path(args.out).write_text(report(ws, results, seconds))
+        Path(args.out).write_text(report(ws, results))
         print(f"{task}: |C| {len(after['recall'].candidates)}, |F*| {len(after['effects'].kept)} "
-              f"(before {len(before['effects'].kept)}); wrote {args.out}", flush=True)
+              f"(before {len(before['effects'].kept)}); {time.perf_counter() - t0:.0f} s; wrote {args.out}",
+              flush=True)
     return 0
 
 
