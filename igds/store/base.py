@@ -24,6 +24,16 @@ def id_table(example_ids: Sequence[str]) -> pa.Table:
     return pa.table({"example_id": pa.array(list(example_ids), pa.string())})
 
 
+def insert_arrow(con, rows: dict[str, pa.Table]) -> None:
+    """Bulk-insert Arrow tables, ``{table name: rows}`` (columns in the table's order), on an open
+    connection (inside the caller's transaction)."""
+    for i, (table, data) in enumerate(rows.items()):
+        view = f"arrow_rows_{i}"
+        con.register(view, data)
+        con.execute(f"INSERT INTO {table} SELECT * FROM {view}")  # table names are the module's constants
+        con.unregister(view)
+
+
 class StoreError(RuntimeError):
     """A store that cannot be opened or has an incompatible schema."""
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
+from igds.store.base import insert_arrow
+
 EFFECT_COLUMNS = ["effect_id", "feature", "kind", "alpha", "example_id", "nll_base", "nll_int"]
 SUMMARY_COLUMNS = ["effect_id", "feature", "kind", "alpha", "n", "n_fired", "effect", "ci_low", "ci_high", "p_value",
                    "seconds"]
@@ -30,9 +32,7 @@ class EffectQueries:
     def write_attribution(self, rows: pd.DataFrame) -> None:
         """Store an attribution screen: one row per SAE feature with columns ``ATTRIBUTION_COLUMNS``."""
         with self.transaction() as con:
-            con.register("attr_rows", _arrow(rows, ATTRIBUTION_COLUMNS))
-            con.execute("INSERT INTO attribution SELECT * FROM attr_rows")
-            con.unregister("attr_rows")
+            insert_arrow(con, {"attribution": _arrow(rows, ATTRIBUTION_COLUMNS)})
 
     def attribution(self, effect_id: str) -> pd.DataFrame:
         """The attribution screen of an intervention run (``ATTRIBUTION_COLUMNS``), by feature."""
@@ -48,12 +48,8 @@ class EffectQueries:
             summary: one row per job (kind, alpha), columns ``SUMMARY_COLUMNS``.
         """
         with self.transaction() as con:
-            con.register("eff_rows", _arrow(effects, EFFECT_COLUMNS))
-            con.register("sum_rows", _arrow(summary, SUMMARY_COLUMNS))
-            con.execute("INSERT INTO effects SELECT * FROM eff_rows")
-            con.execute("INSERT INTO effect_summary SELECT * FROM sum_rows")
-            con.unregister("eff_rows")
-            con.unregister("sum_rows")
+            insert_arrow(con, {"effects": _arrow(effects, EFFECT_COLUMNS),
+                               "effect_summary": _arrow(summary, SUMMARY_COLUMNS)})
 
     def effect_summary(self, effect_id: str) -> pd.DataFrame:
         """Summaries of an intervention run (``SUMMARY_COLUMNS``), by feature, kind and alpha."""
@@ -84,12 +80,8 @@ class EffectQueries:
             summary: one row, columns ``NULL_SUMMARY_COLUMNS``.
         """
         with self.transaction() as con:
-            con.register("null_rows", _arrow(effects, NULL_EFFECT_COLUMNS))
-            con.register("null_sum_rows", _arrow(summary, NULL_SUMMARY_COLUMNS))
-            con.execute("INSERT INTO null_effects SELECT * FROM null_rows")
-            con.execute("INSERT INTO null_summary SELECT * FROM null_sum_rows")
-            con.unregister("null_rows")
-            con.unregister("null_sum_rows")
+            insert_arrow(con, {"null_effects": _arrow(effects, NULL_EFFECT_COLUMNS),
+                               "null_summary": _arrow(summary, NULL_SUMMARY_COLUMNS)})
 
     def null_summary(self, effect_id: str) -> pd.DataFrame:
         """The null of an intervention run (``NULL_SUMMARY_COLUMNS``), by null id."""
