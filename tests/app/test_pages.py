@@ -219,21 +219,15 @@ def test_feature_contexts_computed_on_demand(demo_store, monkeypatch):
     assert "contexts" in at.dataframe(key="feat_table").value
 
 
-def test_features_table_shows_fstar_stability_when_available(demo_store, monkeypatch):
-    import pandas as pd
+def test_features_table_shows_fstar_stability(demo_store):
+    from igds.workflow.explore import task_state
+    from igds.workflow.stages import fstar_stability
 
-    import igds.workflow.stages as stages
-
-    calls = []
-
-    def fake(store, effect_id, n_boot=200, seed=0):
-        calls.append((effect_id, n_boot, seed))
-        return pd.DataFrame({"feature": [int(f) for f in store.measured_features(effect_id)], "stability": 0.75})
-
-    monkeypatch.setattr(stages, "fstar_stability", fake, raising=False)
     at = app("pages/2_features.py")
-    assert calls and calls[0][1:] == (200, 0)
-    assert (at.dataframe(key="feat_table").value.stability == 0.75).all()
+    table = at.dataframe(key="feat_table").value.set_index("feature")
+    want = fstar_stability(demo_store, task_state(demo_store, "summarization").effect_id).set_index("feature")
+    assert table.stability.notna().all() and table.stability.between(0, 1).all()
+    assert table.stability.to_dict() == want.stability.reindex(table.index).to_dict()
 
 
 def test_results_show_the_experiment_grid(demo_store, monkeypatch):
