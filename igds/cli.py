@@ -113,7 +113,8 @@ def cmd_intervene(args) -> int:
     res = run_interventions(ws, args.task, recall, icfg, _progress(), max_features=args.max_features)
     v = res.verdict.sort_values("effect", ascending=False)
     print(f"interventions {res.effect_id}: {len(res.kept)} of {len(recall.candidates)} candidates kept "
-          f"({res.seconds:.0f} s)")
+          f"(effect > the null's p95 {res.threshold:+.4f} nats over {len(res.null)} null edits, BH q < {icfg.fdr}; "
+          f"{res.seconds:.0f} s)")
     print(v.head(args.show).to_string(index=False))
     return 0
 
