@@ -83,7 +83,7 @@ def after_run(ws, task: str, progress) -> dict:
         sel = SelectionConfig(method="igds", ratio=0.5, pool_setting=pool)
         if effects.kept:
             sp, chosen = live_selection(ws.store, res.run_id, task, effects, sel, ResonanceConfig(), ws.sae_key)
-            conf = length_confound(sp.scores, chosen)
+            conf = length_confound(sp.scores, chosen.example_id)
             spearman[pool] = (conf.spearman, conf.length_ratio, len(chosen), len(sp.scores))
     stability = fstar_stability(ws.store, effects.effect_id) if effects.kept else None
     return {"recall": recall, "effects": effects, "shown": shown, "contexts": ctx, "spearman": spearman,
