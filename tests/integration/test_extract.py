@@ -23,10 +23,11 @@ def brute_force(model, sae, items, cfg):
             med = norms[keep].median()
             keep = [t for t in keep if norms[t] <= cfg.sink_norm_factor * med]
             # the helper items' spans: BOS template, [1, prompt_len) content, the rest response
-            in_scope = {"all": lambda t: True, "content": lambda t: t >= 1, "response": lambda t: t >= it.prompt_len,
-                        "prompt_content": lambda t: 1 <= t < it.prompt_len,
-                        "last_prompt_token": lambda t: t == it.prompt_len - 1}[cfg.positions]
-            keep = [t for t in keep if in_scope(t)]
+            plen = it.prompt_len
+            scope = {"all": range(len(it.input_ids)), "content": range(1, len(it.input_ids)),
+                     "response": range(plen, len(it.input_ids)), "prompt_content": range(1, plen),
+                     "last_prompt_token": range(plen - 1, plen)}[cfg.positions]
+            keep = [t for t in keep if t in scope]
             ntok[it.example_id] = len(keep)
             for t in keep:
                 z = sae.encode(h[t : t + 1])[0]

@@ -69,7 +69,8 @@ def test_small_build_records(builder: ModuleType, tmp_path: Path) -> None:
     assert split_counts == Counter(sizes)
     assert {ex.source for ex in translation} == {"ding", "debian-ddtp"}
     general = read_records(tmp_path / "general.jsonl.gz")
-    assert Counter(ex.split for ex in general)["reference"] == builder.SMALL_REFERENCE_SIZE and len({ex.source.split(":")[0] for ex in general}) == 5
+    assert Counter(ex.split for ex in general)["reference"] == builder.SMALL_REFERENCE_SIZE
+    assert len({ex.source.split(":")[0] for ex in general}) == 5
     for ex in [*math, *summ, *translation, *general]:
         assert ex.id == example_id(ex.prompt, ex.response)
         assert ex.task == "general" or not ex.prompt.startswith(get_task(ex.task).instruction)

@@ -132,9 +132,10 @@ def test_pools_and_reference(shipped: list[Example]) -> None:
     ref = corpus.reference_set(n=512, seed=0, task="math")
     assert len(ref) == 512 and {ex.task for ex in ref} == {"general"}
     assert [ex.id for ex in ref] == [ex.id for ex in corpus.reference_set(n=512, seed=0)]
-    assert {ex.id for ex in corpus.reference_set(n=100, seed=0)} != {ex.id for ex in corpus.reference_set(n=100, seed=1)}
+    sample = {seed: {ex.id for ex in corpus.reference_set(n=100, seed=seed)} for seed in (0, 1)}
+    assert sample[0] != sample[1]
     # the contrast set is disjoint from every candidate pool, the mixed pools' general records included
-    pooled = {ex.id for task in TASKS for setting in corpus.POOL_SETTINGS for ex in corpus.task_pool(task, setting)}
+    pooled = {ex.id for task in TASKS for pool in corpus.POOL_SETTINGS for ex in corpus.task_pool(task, pool)}
     assert not pooled & {ex.id for ex in ref}
     # reserved by source in proportion to its size
     sources = Counter(ex.source.split(":")[0] for ex in ref)
