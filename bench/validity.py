@@ -8,7 +8,9 @@ null's 95th percentile; the validated features (or, when F* is empty, the strong
 their top-activating contexts; Spearman(FRS, content length) of IGDS at ρ = 0.5 on the mixed and the
 task-only pool. "Before" runs the previous procedure on the same shipped SAE: every position (template
 and instruction included), per-example frequency recall, additive α = 1 edits on every position, no null.
-All results are cached in the store (content keys), so a rerun only reports.
+All results are cached by content key, so a rerun only reports. The "before" runs live in their own store
+(``cache/validity-before.duckdb``), so the workspace's store keeps only what the default pipeline made
+and the dashboard keeps showing it.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from igds import settings  # noqa: E402
 from igds.method.extract import ExtractConfig, run_extraction  # noqa: E402
 from igds.method.intervene import InterventionConfig  # noqa: E402
 from igds.method.recall import RecallConfig  # noqa: E402
 from igds.method.resonance import ResonanceConfig, length_confound  # noqa: E402
 from igds.method.selection import SelectionConfig  # noqa: E402
 from igds.modeling.encoding import encode_examples  # noqa: E402
+from igds.store import ActivationStore  # noqa: E402
 from igds.workflow.explore import contexts_markdown, ensure_contexts  # noqa: E402
 from igds.workflow.stages import fstar_stability, live_selection, run_interventions, run_recall  # noqa: E402
 from igds.workflow.workspace import default_workspace, extract_tasks  # noqa: E402
@@ -143,12 +147,13 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-before", action="store_true")
     args = ap.parse_args(argv)
     ws = default_workspace(tasks=tuple(args.tasks))
+    before_ws = default_workspace(ActivationStore(settings.home() / "validity-before.duckdb"), tasks=tuple(args.tasks))
     progress = _tqdm_progress()
     results = {}
     for task in args.tasks:
         t0 = time.perf_counter()
         after = after_run(ws, task, progress)
-        before = before_run(ws, task, progress)
+        before = before_run(before_ws, task, progress)
         results[task] = {"after": after, "before": before}
         Path(args.out).write_text(report(ws, results))
         print(f"{task}: |C| {len(after['recall'].candidates)}, |F*| {len(after['effects'].kept)} "

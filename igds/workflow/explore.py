@@ -50,10 +50,15 @@ class TaskState:
 
 
 def task_state(store: ActivationStore, task: str) -> TaskState:
-    """Snapshot of the pipeline for one task."""
-    ext = store.query_df("SELECT run_id, sae_key FROM runs WHERE stage = 'extract' AND status IN ('done', 'partial') "
-                         "ORDER BY updated DESC LIMIT 1")
+    """Snapshot of the pipeline for one task.
+
+    The extraction run is the one the task's latest recall read (so a newer extraction with other
+    settings, e.g. ``--positions all``, does not silently change what the pages show), else the latest.
+    """
     rec = latest_run(store, "recall", task)
+    ext = store.query_df("SELECT run_id, sae_key FROM runs WHERE stage = 'extract' AND status IN ('done', 'partial') "
+                         "AND (run_id = ? OR ? IS NULL) ORDER BY updated DESC LIMIT 1",
+                         [(rec or {}).get("config", {}).get("extract_run")] * 2)
     eff = latest_run(store, "intervene", task)
     n_cand = n_meas = n_kept = 0
     if rec:

@@ -260,3 +260,18 @@ def test_results_show_the_experiment_grid(demo_store, monkeypatch):
     assert any("reference NLL" in s for s in specs) and any("nll_gain" in s for s in specs)
     at.button(key="exp_quick_start").click().run()
     assert started and started[0][0] == "experiment" and started[0][1]["config"]["preset"] == "quick"
+
+
+def test_pages_follow_the_extraction_run_the_recall_read(demo_store):
+    """A newer extraction with other settings (here every position, of no pool) must not switch the pages
+    to a run the task's recall and interventions never read: the Selection page would find no pool."""
+    from igds.workflow.explore import task_state
+
+    before = task_state(demo_store, "summarization").extract_run
+    demo_store.start_run("newer-all-positions", "extract", {"extract": {"positions": "all"}}, n_total=1)
+    demo_store.update_run("newer-all-positions", status="done")
+    assert task_state(demo_store, "summarization").extract_run == before != "newer-all-positions"
+    at = app("pages/4_selection.py")
+    assert any(m.label == "Selected" for m in at.metric)
+    # a task without a recall follows the latest extraction
+    assert task_state(demo_store, "math").extract_run == "newer-all-positions"
