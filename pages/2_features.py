@@ -61,7 +61,9 @@ config["stability"] = st.column_config.NumberColumn(
 st.dataframe(shown, hide_index=True, width="stretch", key="feat_table", on_select="rerun", selection_mode="single-row",
              column_config=config)
 picked = st.session_state.get("feat_table", {}).get("selection", {}).get("rows", [])
-default = int(shown.feature.iloc[picked[0]]) if picked and len(shown) else int(table.feature.iloc[0])
+kept = table[table.verdict == "kept"] if "verdict" in table else table.iloc[:0]
+first = kept if len(kept) else table  # open on a validated feature when there is one
+default = int(shown.feature.iloc[picked[0]]) if picked and len(shown) else int(first.feature.iloc[0])
 feature = st.number_input("Feature", min_value=0, value=default, step=1, key="feat_id")
 
 st.header(f"Feature {feature}")

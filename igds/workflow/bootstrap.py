@@ -1,5 +1,5 @@
 """The first run, end to end: corpus → model → shipped SAE → extraction → recall → interventions →
-top-activating contexts of the validated features, so the dashboard opens on recalled and validated
+top-activating contexts of every candidate, so the dashboard opens on recalled and validated
 features and a live selection without a click. Every step is cached by content key: a second run is a
 no-op and an interrupted one resumes."""
 
@@ -42,8 +42,8 @@ def bootstrap(cfg: BootstrapConfig | None = None, store: ActivationStore | None 
         progress(40, 100, f"recall: {task}")
         recall = run_recall(ws, task, cfg.recall, cfg.extract)
         effects = run_interventions(ws, task, recall, cfg.intervene, scaled(progress, 42, 50, 100))
-        progress(92, 100, f"contexts of {len(effects.kept)} validated features")
-        ensure_contexts(ws, res.run_id, effects.kept or recall.candidates[:8], progress=scaled(progress, 92, 8, 100))
+        progress(92, 100, f"contexts of the {len(recall.candidates)} candidates")
+        ensure_contexts(ws, res.run_id, recall.candidates, progress=scaled(progress, 92, 8, 100))
         summary["tasks"][task] = {"recall_id": recall.recall_id, "candidates": len(recall.candidates),
                                   "effect_id": effects.effect_id, "validated": effects.kept,
                                   "seconds": round(time.perf_counter() - t1, 1)}
