@@ -10,6 +10,8 @@ import time
 from igds import settings
 from igds.progress import ProgressFn, null_progress, scaled
 from igds.store import ActivationStore
+from igds.workflow.explore import ensure_contexts
+from igds.workflow.stages import run_interventions, run_recall
 from igds.workflow.workspace import BootstrapConfig, extract_tasks, open_workspace
 
 
@@ -18,14 +20,11 @@ def bootstrap(cfg: BootstrapConfig | None = None, store: ActivationStore | None 
     """Prepare the offline default workspace for ``cfg.tasks``; cached steps are skipped.
 
     With ``cfg.method_stages`` (default) recall, interventions (null included) and the contexts of
-    the validated features run for the first task, after the extraction of every task.
+    every candidate run for the first task, after the extraction of every task.
 
     Returns:
         a summary dict (keys, counts, timings, SAE quality, per-task |C| and |F*|).
     """
-    from igds.workflow.explore import ensure_contexts
-    from igds.workflow.stages import run_interventions, run_recall
-
     cfg = cfg or BootstrapConfig()
     progress = progress or null_progress
     settings.apply_offline_env()
