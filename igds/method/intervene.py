@@ -409,12 +409,8 @@ def summarize_effect(job: Job, nll_base: np.ndarray, nll_int: np.ndarray, n_fire
     d = d[~np.isnan(d)]
     n = len(d)
     mean = float(d.mean()) if n else float("nan")
-    if n > 1 and d.std(ddof=1) > 0:
-        se = d.std(ddof=1) / math.sqrt(n)
-        half = float(stats.t.ppf(0.975, n - 1) * se)
-        p = float(stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)
-    else:
-        half, p = 0.0, (0.0 if mean > 0 else 1.0)
+    p = float(_one_sided_p(d[None])[0]) if n else 1.0  # the same test the stability bootstrap recomputes
+    half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 and d.std(ddof=1) > 0 else 0.0
     return {"feature": job.feature, "kind": job.kind, "alpha": job.alpha, "n": n, "n_fired": n_fired,
             "effect": mean, "ci_low": mean - half, "ci_high": mean + half, "p_value": p}
 
@@ -562,7 +558,8 @@ def filter_features(summary: pd.DataFrame, candidates: Sequence[int], cfg: Inter
 
 
 def _one_sided_p(x: np.ndarray) -> np.ndarray:
-    """One-sided paired t-test p-values (mean > 0) of each row of ``x`` ``[k, n]``, as :func:`summarize_effect`."""
+    """One-sided paired t-test p-values (mean > 0) of each row of ``x`` ``[k, n]`` (1 sample: 0 if the mean
+    is positive, else 1; likewise when a row has no spread)."""
     from scipy import stats
 
     n = x.shape[1]

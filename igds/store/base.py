@@ -24,6 +24,11 @@ def id_table(example_ids: Sequence[str]) -> pa.Table:
     return pa.table({"example_id": pa.array(list(example_ids), pa.string())})
 
 
+def feature_table(features: Sequence[int]) -> pa.Table:
+    """An Arrow table of distinct SAE feature ids (ascending) to register and join against."""
+    return pa.table({"feature": pa.array(sorted({int(f) for f in features}), pa.int32())})
+
+
 def insert_arrow(con, rows: dict[str, pa.Table]) -> None:
     """Bulk-insert Arrow tables, ``{table name: rows}`` (columns in the table's order), on an open
     connection (inside the caller's transaction)."""

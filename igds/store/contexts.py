@@ -3,21 +3,21 @@ windows (``feature_contexts``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import pyarrow as pa
 
-CONTEXT_COLUMNS = ("run_id", "sae_key", "feature", "k", "half_window", "rank", "example_id", "task", "source",
-                   "max_act", "stored_max", "max_pos", "max_token", "start_pos", "n_positions", "tokens", "acts",
-                   "in_scope")
-"""Columns of ``feature_contexts`` a writer supplies (``created`` is filled in)."""
+from igds.store.base import feature_table
 
 _LIST_COLUMNS = ("tokens", "acts", "in_scope")
-
-
-def _feature_table(features: Sequence[int]) -> pa.Table:
-    return pa.table({"feature": pa.array(sorted({int(f) for f in features}), pa.int32())})
+_TYPES = {"run_id": pa.string(), "sae_key": pa.string(), "feature": pa.int32(), "k": pa.int32(),
+          "half_window": pa.int32(), "rank": pa.int32(), "example_id": pa.string(), "task": pa.string(),
+          "source": pa.string(), "max_act": pa.float32(), "stored_max": pa.float32(), "max_pos": pa.int32(),
+          "max_token": pa.string(), "start_pos": pa.int32(), "n_positions": pa.int32(),
+          "tokens": pa.list_(pa.string()), "acts": pa.list_(pa.float32()), "in_scope": pa.list_(pa.bool_())}
+CONTEXT_COLUMNS = tuple(_TYPES)
+"""Columns of ``feature_contexts`` a writer supplies (``created`` is filled in)."""
 
 
 class ContextQueries:
@@ -38,7 +38,7 @@ class ContextQueries:
             return pd.DataFrame(columns=["feature", "rank", "example_id", "max_act", "task", "source", "prompt",
                                          "response"])
         with self.connect() as con:
-            con.register("ctx_feats", _feature_table(features))
+            con.register("ctx_feats", feature_table(features))
             df = con.execute(
                 "WITH top AS (SELECT fa.feature, fa.example_id, fa.max_act, row_number() OVER (PARTITION BY "
                 "fa.feature ORDER BY fa.max_act DESC, fa.example_id) - 1 AS rank FROM feature_acts fa "
@@ -54,11 +54,11 @@ class ContextQueries:
         df["rank"] = df["rank"].astype(int)
         return df
 
-    def write_contexts(self, rows: pa.Table) -> None:
-        """Store contexts (:data:`CONTEXT_COLUMNS`), replacing those of the same (run, feature, k, half_window)
-        in one transaction."""
-        table = rows.select(list(CONTEXT_COLUMNS))
-        keys = pa.table({c: rows.column(c) for c in ("run_id", "feature", "k", "half_window")})
+    def write_contexts(self, rows: Mapping[str, Sequence]) -> None:
+        """Store contexts, one list per column of :data:`CONTEXT_COLUMNS`, replacing those of the same
+        (run, feature, k, half_window) in one transaction."""
+        table = pa.table({c: pa.array(rows[c], t) for c, t in _TYPES.items()})
+        keys = table.select(["run_id", "feature", "k", "half_window"])
         cols = ", ".join(CONTEXT_COLUMNS)
         with self.transaction() as con:
             con.register("ctx_rows", table)
@@ -82,7 +82,7 @@ class ContextQueries:
         sql = f"SELECT {cols} FROM feature_contexts fc "  # noqa: S608 - fixed names
         with self.connect() as con:
             if features is not None:
-                con.register("ctx_feats", _feature_table(features))
+                con.register("ctx_feats", feature_table(features))
                 sql += "JOIN ctx_feats USING (feature) "
             df = con.execute(sql + "WHERE fc.run_id = ? AND fc.k = ? AND fc.half_window = ? "
                              "ORDER BY fc.feature, fc.rank", [run_id, int(k), int(half_window)]).fetch_df()

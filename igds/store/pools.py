@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import pandas as pd
-import pyarrow as pa
 
-from igds.store.base import id_table
+from igds.store.base import feature_table, id_table
 
 
 class PoolQueries:
@@ -39,7 +38,7 @@ class PoolQueries:
         """
         with self.connect() as con:
             con.register("act_ids", id_table(example_ids))
-            con.register("act_feats", pa.table({"feature": pa.array([int(f) for f in features], pa.int32())}))
+            con.register("act_feats", feature_table(features))
             reader = con.sql("SELECT fa.example_id, fa.feature, fa.sum_act, fa.max_act FROM feature_acts fa "
                              "JOIN act_feats USING (feature) JOIN act_ids USING (example_id) WHERE fa.run_id = ?",
                              params=[run_id]).to_arrow_reader(chunk_rows)

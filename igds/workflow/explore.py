@@ -14,7 +14,6 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from igds.method.extract import ExtractConfig
 from igds.method.intervene import AMPLIFY, primary_amplification
@@ -267,7 +266,7 @@ def compute_contexts(store: ActivationStore, run_id: str, features: Sequence[int
         n = len(rows["feature"])
         rows.update({"run_id": [run_id] * n, "sae_key": [sae_key] * n, "k": [int(k)] * n,
                      "half_window": [int(window)] * n})
-        store.write_contexts(_context_arrow(rows))
+        store.write_contexts(rows)
     return store.feature_contexts(run_id, k, window, feats)
 
 
@@ -324,15 +323,6 @@ def _recompute_contexts(top: pd.DataFrame, cfg: ExtractConfig, model, tokenizer,
                      ("acts", [float(x) for x in a[lo:hi]]), ("in_scope", [bool(x) for x in s[lo:hi]])):
             out[c].append(v)
     return out
-
-
-def _context_arrow(rows: Mapping[str, list]) -> pa.Table:
-    types = {"run_id": pa.string(), "sae_key": pa.string(), "feature": pa.int32(), "k": pa.int32(),
-             "half_window": pa.int32(), "rank": pa.int32(), "example_id": pa.string(), "task": pa.string(),
-             "source": pa.string(), "max_act": pa.float32(), "stored_max": pa.float32(), "max_pos": pa.int32(),
-             "max_token": pa.string(), "start_pos": pa.int32(), "n_positions": pa.int32(),
-             "tokens": pa.list_(pa.string()), "acts": pa.list_(pa.float32()), "in_scope": pa.list_(pa.bool_())}
-    return pa.table({c: pa.array(rows[c], t) for c, t in types.items()})
 
 
 def top_contexts(store: ActivationStore, run_id: str, feature: int, k: int = CONTEXT_K,

@@ -49,36 +49,37 @@ def current_recall(ws: Workspace, task: str, extract_cfg: ExtractConfig) -> Reca
 
 
 def effect_id_for(ws: Workspace, recall: RecallResult, dev_ids: list[str], cfg: InterventionConfig,
-                  model=None) -> str:
+                  model) -> str:
     """Content key of an intervention run: config, recall, model, SAE, dev set, and the numerics it runs
     with (:func:`igds.method.intervene.compute_mode`, e.g. ``fp32`` or ``fp32+bf16-autocast``, and the
     weights' dtype), so results of another precision are never mixed into a resumed run.
 
     Args:
-        model: the model the run uses (default: ``ws.fp32_model()``).
+        model: the model the run uses (``ws.fp32_model()``).
     """
-    model = model if model is not None else ws.fp32_model()
     weights = str(next(model.parameters()).dtype).removeprefix("torch.")
     return cfg.stage_key(recall.recall_id, ws.model_key, ws.sae_key,
                          hashlib.sha256("\n".join(sorted(dev_ids)).encode()).hexdigest(),
                          f"compute={compute_mode(model, cfg)}", f"weights={weights}")
 
 
+def _recall_vector(recall: RecallResult, d_sae: int, column: str, fill: float) -> np.ndarray:
+    """One recall-table column as a ``[d_sae]`` vector indexed by feature (``fill`` where it has no value)."""
+    out = np.full(d_sae, fill)
+    t = recall.table.dropna(subset=[column])
+    out[t.feature.to_numpy(dtype=int)] = t[column].to_numpy()
+    return out
+
+
 def mean_activation_vector(recall: RecallResult, d_sae: int) -> np.ndarray:
     """ā for every feature from the recall table (NaN where the feature never fired on probe)."""
-    out = np.full(d_sae, np.nan)
-    t = recall.table.dropna(subset=["mean_act_task"])
-    out[t.feature.to_numpy(dtype=int)] = t.mean_act_task.to_numpy()
-    return out
+    return _recall_vector(recall, d_sae, "mean_act_task", np.nan)
 
 
 def token_density_vector(recall: RecallResult, d_sae: int) -> np.ndarray:
     """Token density ``tok_freq_task`` of every feature on probe from the recall table (0 where it never
     fired): what the density-matched null matches candidates on."""
-    out = np.zeros(d_sae)
-    t = recall.table.dropna(subset=["tok_freq_task"])
-    out[t.feature.to_numpy(dtype=int)] = t.tok_freq_task.to_numpy()
-    return out
+    return _recall_vector(recall, d_sae, "tok_freq_task", 0.0)
 
 
 def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: InterventionConfig,
