@@ -105,7 +105,15 @@ def report(ws, results: dict) -> str:
              "reference split, `scale` edits on prompt content at α ∈ {0.5, 1, 2} (top 8 by attribution) against "
              "a null of 32 random directions and 16 density-matched features, F* = effect > null p95 and BH q < 0.05. "
              "*Before*: the previous procedure on the same SAE (every position, per-example frequency ≥ 0.2 ranked "
-             "by frequency, additive α = 1 edits on every position, Δ > 0 and BH, no null).", ""]
+             "by frequency, additive α = 1 edits on every position, Δ > 0 and BH, no null).", "",
+             "Controls: before and after share the SAE, the probe, dev and reference items and every seed, so only the "
+             "measurement differs; the null (random directions and density-matched features at the candidates' "
+             "edit size, on the same dev items) is the control for edit size; the share of candidates firing on "
+             "every task example is the template-token check; Spearman(FRS, content length) and the selection's "
+             "mean content length against the pool's are the length control. The paper's choices: per-example "
+             "frequency recall, amplification Δ > 0, a plain sum. Ours: the content scope, token-lift recall "
+             "against a reference split, `scale` edits on prompt content, the null with BH, mean FRS with p99 "
+             "scales.", ""]
     for task, r in results.items():
         a, b = r["after"], r["before"]
         ea, eb = a["effects"], b["effects"]
