@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from igds.data.corpus import task_pool, test_set
+from igds.data.corpus import task_pool, test_sample
 from igds.data.tasks import get_task
 from igds.modeling.load import ModelSpec, load_model
 from igds.training.correlate import paired_bootstrap_diff
@@ -40,7 +40,7 @@ def main() -> None:
     task = get_task("summarization")
     pool = sorted(task_pool("summarization", "task-only"), key=lambda e: e.id)
     train = random.Random(0).sample(pool, min(args.n_train, len(pool)))
-    test = test_set("summarization")[: args.n_test]
+    test = test_sample("summarization", args.n_test)
     cfg = FinetuneConfig.cpu_profile()
     ecfg = EvalConfig()
 
@@ -48,8 +48,10 @@ def main() -> None:
     model, tok = load_model(ModelSpec())
     dtype = next(model.parameters()).dtype
     print(f"model loaded in {time.perf_counter() - t0:.1f}s, dtype {dtype}, threads {torch.get_num_threads()}")
-    pool_tokens = sum(len(r["input_ids"]) for r in encode_for_training(tok, pool, cfg.max_length))
-    print(f"pool: {len(pool)} examples, {pool_tokens / len(pool):.1f} tokens/example (max_length {cfg.max_length})")
+    pool_rows, pool_dropped = encode_for_training(tok, pool, cfg.max_length)
+    pool_tokens = sum(len(r["input_ids"]) for r in pool_rows)
+    print(f"pool: {len(pool)} examples, {pool_tokens / max(len(pool_rows), 1):.1f} tokens/example kept "
+          f"(max_length {cfg.max_length}: {pool_dropped} longer ones dropped)")
 
     base = evaluate_model(model, tok, task, test, ecfg)
     print(f"base: ROUGE-L {base['score']:.4f}  ref NLL {base['nll']:.4f}  ({base['seconds']:.1f}s for {base['n']})")

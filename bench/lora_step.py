@@ -44,7 +44,7 @@ def run_plain(examples, cfg: FinetuneConfig) -> list[float]:
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
 
     model, tok = load_model(ModelSpec())
-    rows = encode_for_training(tok, examples, cfg.max_length)
+    rows, _ = encode_for_training(tok, examples, cfg.max_length)
     set_seed(cfg.seed)
     peft_model = get_peft_model(model, LoraConfig(r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.dropout,
                                                   target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"))

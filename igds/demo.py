@@ -136,7 +136,7 @@ def _tiny_runs(store, task: str, ws: dict) -> list[str]:
     from igds.method.resonance import ResonanceConfig
     from igds.method.selection import SelectionConfig, save_selection, select_from_ranking
     from igds.training.evaluate import EvalConfig
-    from igds.training.finetune import FinetuneConfig, train_lora
+    from igds.training.finetune import FinetuneConfig, data_max_length, train_lora
     from igds.training.results import BASE_RUN, record_finetune
     from igds.workflow.stages import latest_effects, lineage, live_selection
     from igds.workflow.tune import evaluate_and_record, selection_examples
@@ -157,8 +157,9 @@ def _tiny_runs(store, task: str, ws: dict) -> list[str]:
     runs = []
     for i, sid in enumerate(sel_ids):
         _, examples = selection_examples(store, sid)
+        # fitted to the data (capped at 512 byte tokens): the longer examples are dropped and counted
         ft = FinetuneConfig(r=4, lora_alpha=8, target_modules=("q_proj", "v_proj"), max_steps=2 + i, batch_size=4,
-                            max_length=96, precision="fp32", seed=i)
+                            max_length=data_max_length(ws["tokenizer"], examples[:16]), precision="fp32", seed=i)
         model = tiny_model()  # a fresh base per run: peft injects LoRA layers in place
         run_id = f"ft-tiny-{i}"
         res = train_lora(model, ws["tokenizer"], examples[:16], ft, tempfile.mkdtemp(), resume=False)

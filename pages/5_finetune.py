@@ -9,6 +9,7 @@ from igds.method.selection import composition, load_selection
 from igds.settings import resolve_device
 from igds.training.export import ExportConfig, export_selection
 from igds.training.finetune import FinetuneConfig
+from igds.training.results import finetune_runs
 from igds.ui.jobs import job_launcher
 from igds.ui.resources import get_store
 from igds.ui.state import current_task
@@ -70,3 +71,15 @@ def loss_curve(status: dict) -> None:
 
 job_launcher("finetune", {"selection_id": sid, "finetune": cfg.to_dict()}, label=f"Fine-tune on {info['name']}",
              key="ft_job", help="LoRA on this selection, then evaluation (resumable)", render=loss_curve)
+
+st.subheader("Fine-tunes of this selection")
+st.caption("Examples longer than the run's max length are dropped and counted, never cut.")
+ft_runs = finetune_runs(store, sid)
+if ft_runs.empty:
+    st.caption("none yet")
+for run in ft_runs.itertuples():
+    line = f"`{run.run_id}` · {run.status} · trained on {run.n_train} examples · {run.dropped}"
+    if run.warn:
+        st.warning(f"{line} (more than 1% of the selection)")
+    else:
+        st.caption(line)

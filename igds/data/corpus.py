@@ -2,8 +2,9 @@
 
 ``load_corpus`` reads ``data/corpus/*.jsonl.gz`` (written by ``scripts/build_demo_corpus.py``);
 ``probe_set``/``dev_set``/``test_set``/``task_pool``/``reference_set`` cut the splits the method
-needs (see ``igds-method.md``). The record schema, file readers (JSONL, JSONL.gz, Parquet, CSV)
-and the ``datasets`` loader live in :mod:`igds.data.records` and are re-exported here.
+needs (see ``igds-method.md``); ``test_sample`` is the seeded, source-stratified evaluation sample.
+The record schema, file readers (JSONL, JSONL.gz, Parquet, CSV) and the ``datasets`` loader live in
+:mod:`igds.data.records` and are re-exported here.
 
 Only the standard library is imported at module level (pyarrow and datasets on demand), so
 ``igds data summary`` runs in well under a second.
@@ -16,7 +17,7 @@ import hashlib
 import os
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ __all__ = [
     "GENERAL", "POOL_SETTINGS", "REFERENCE_SPLIT", "SPLITS", "CorpusError", "Example", "Membership", "Record",
     "check_pool_setting", "corpus_fingerprint", "corpus_summary", "dev_set", "example_id", "format_summary",
     "known_tasks", "load_corpus", "load_hf_dataset", "probe_set", "read_records", "reference_set",
-    "reserve_reference", "resolve_corpus_dir", "task_pool", "test_set", "validate_record", "write_records",
+    "reserve_reference", "resolve_corpus_dir", "source_label", "stratified_sample", "task_pool", "test_sample",
+    "test_set", "validate_record", "write_records",
 ]  # fmt: skip
 
 POOL_SETTINGS = ("task-only", "mixed")
@@ -128,8 +130,95 @@ def test_set(task: str, corpus_dir: str | os.PathLike[str] | None = None) -> lis
     return _task_split(task, "test", corpus_dir)
 
 
-# pytest would otherwise try to collect this public helper as a test.
+def _largest_remainder(sizes: dict[str, int], n: int) -> dict[str, int]:
+    """Split ``n`` over strata in proportion to their sizes: floors first, then one more item to the
+    strata with the largest remainders (ties by stratum name), so each gets its share ±1."""
+    total = sum(sizes.values())
+    want = {s: n * size / max(total, 1) for s, size in sizes.items()}
+    quota = {s: int(w) for s, w in want.items()}
+    for s in sorted(want, key=lambda s: (-(want[s] - quota[s]), s))[: n - sum(quota.values())]:
+        quota[s] += 1
+    return quota
+
+
+def stratified_sample(
+    examples: Sequence[Example],
+    n: int,
+    seed: int = 0,
+    key: Callable[[Example], str] | None = None,
+) -> list[Example]:
+    """A seeded sample of ``n`` examples in which every stratum keeps its share of the whole.
+
+    Each stratum (by default the example's ``source``) gets its proportional share of ``n`` by the
+    largest-remainder rule (within one item of ``n * size / total``); inside a stratum the items are a
+    seeded shuffle of its examples sorted by id, cut to the quota, so the draw depends neither on the
+    input order nor on the other strata, and a larger ``n`` mostly extends a smaller one.
+
+    Args:
+        examples: The examples to sample from (ids unique).
+        n: Sample size; ``n >= len(examples)`` returns every example in the given order.
+        seed: Sampling seed.
+        key: Stratum of an example; default its ``source``.
+
+    Returns:
+        The sample, strata in name order, each in its draw order.
+
+    Raises:
+        ValueError: If ``n`` is negative.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if n >= len(examples):
+        return list(examples)
+    key = key or (lambda ex: ex.source)
+    strata: dict[str, list[Example]] = {}
+    for ex in sorted(examples, key=lambda e: e.id):
+        strata.setdefault(str(key(ex)), []).append(ex)
+    quota = _largest_remainder({s: len(v) for s, v in strata.items()}, n)
+    out: list[Example] = []
+    for name in sorted(strata):
+        members = list(strata[name])
+        random.Random(f"{seed}:{name}").shuffle(members)  # str seeds are hashed deterministically
+        out += members[: quota[name]]
+    return out
+
+
+def test_sample(task: str, n: int, seed: int = 0, corpus_dir: str | os.PathLike[str] | None = None) -> list[Example]:
+    """The evaluation examples of a task: a seeded sample of its test split, stratified by source.
+
+    The test split is sorted by source, so its head is one source only (translation's first 100 items
+    are all French); evaluations therefore take this sample instead.
+
+    Args:
+        task: Task name.
+        n: Sample size; 0 (or at least the split's size) gives the whole test split.
+        seed: Sampling seed.
+        corpus_dir: Folder to read instead of the default.
+
+    Returns:
+        The examples (see :func:`stratified_sample`).
+    """
+    examples = test_set(task, corpus_dir)
+    return stratified_sample(examples, n, seed) if n else examples
+
+
+# pytest would otherwise try to collect these public helpers as tests.
 test_set.__test__ = False  # type: ignore[attr-defined]
+test_sample.__test__ = False  # type: ignore[attr-defined]
+
+
+def source_label(example: Example) -> str:
+    """A readable stratum of an example: its source, with the source language when the record has one
+    (``ding (de)``, ``debian-ddtp (fr)``), for per-source tables.
+
+    Args:
+        example: A record.
+
+    Returns:
+        The label.
+    """
+    lang = (example.meta or {}).get("src_lang")
+    return f"{example.source} ({lang})" if lang else example.source
 
 
 def task_pool(task: str, setting: str = "mixed", corpus_dir: str | os.PathLike[str] | None = None) -> list[Example]:
@@ -175,11 +264,7 @@ def reserve_reference(general: Sequence[Example], n: int, seed: int = 0) -> list
     by_source: dict[str, list[Example]] = {}
     for ex in sorted(general, key=lambda e: e.id):
         by_source.setdefault(ex.source, []).append(ex)
-    total = sum(len(v) for v in by_source.values())
-    want = {s: n * len(v) / max(total, 1) for s, v in by_source.items()}
-    quota = {s: int(w) for s, w in want.items()}
-    for s in sorted(want, key=lambda s: (-(want[s] - quota[s]), s))[: n - sum(quota.values())]:
-        quota[s] += 1
+    quota = _largest_remainder({s: len(v) for s, v in by_source.items()}, n)
     rng = random.Random(seed)
     picked = {ex.id for s in sorted(by_source) for ex in rng.sample(by_source[s], min(quota[s], len(by_source[s])))}
     return [dataclasses.replace(ex, split=REFERENCE_SPLIT) if ex.id in picked else ex

@@ -306,6 +306,31 @@ class TaskSpec:
         return metrics.get_metric(self.metric)(extracted, list(references))
 
 
+def assistant_header(tokenizer: PreTrainedTokenizerBase) -> str:
+    """What the chat template writes between the end of a user turn and an assistant answer.
+
+    Read off the template as the text ``add_generation_prompt=True`` appends to a one-message
+    conversation, e.g. ``<|im_start|>assistant\\n`` (ChatML), ``<start_of_turn>model\\n`` (Gemma) or
+    ``<|start_header_id|>assistant<|end_header_id|>\\n\\n`` (Llama 3). The prompt-free NLL of the IFD
+    baseline conditions on it, so the answer is scored where an answer starts.
+
+    Args:
+        tokenizer: A Hugging Face tokenizer.
+
+    Returns:
+        The header text; ``""`` when the tokenizer has no chat template, or its template adds nothing
+        for a generation prompt (Llama-2 / Mistral style, where the user turn's closing tag is the cue).
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        return ""
+    msgs = [{"role": "user", "content": _SENTINEL}]
+    bare = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=False)
+    prompt = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    if not prompt.startswith(bare) or _SENTINEL in prompt[len(bare):]:
+        return ""
+    return prompt[len(bare):]
+
+
 def tokenize(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     """Token ids of ``text`` without special tokens (template text already holds its own)."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])

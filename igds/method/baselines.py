@@ -1,4 +1,5 @@
-"""The baselines IGDS is compared with, on the same pool and at the same ratio: Random, Loss, IFD, ZIP, Full.
+"""The baselines IGDS is compared with, on the same pool and at the same ratio: Random, Loss, IFD, ZIP,
+Longest, Shortest, Full.
 
 Every method returns a :class:`BaselineRanking` (ids best first plus ids that must never be picked), so a
 selection of ``n`` examples is always ``ranking.top(n)``. The ranking functions are pure (no store, no
@@ -253,6 +254,52 @@ def zip_ranking(texts: Mapping[str, str], n_select: int, *, k1: int = 10_000, k2
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Longest / Shortest: the length confound on its own
+
+
+def content_text(text: str) -> str:
+    """An :func:`example_texts` text without the task's instruction: the example's content, newline, response.
+
+    The instruction is the same for every record of a task and absent from ``general`` records, so
+    counting it would favour task records in a mixed pool for no reason of their own.
+    """
+    from igds.data.tasks import SEPARATOR, get_task, list_tasks
+
+    instructions = sorted((i for i in (get_task(t).instruction for t in list_tasks()) if i), key=len, reverse=True)
+    for instruction in instructions:  # the longest first: one instruction may begin with another
+        if text.startswith(instruction + SEPARATOR):
+            return text[len(instruction) + len(SEPARATOR):]
+    return text
+
+
+def content_length(text: str) -> int:
+    """Length of a text's content and response without template or instruction, in non-whitespace
+    characters: a tokenizer-free proxy of its token count that spacing and line breaks do not move.
+
+    Args:
+        text: An :func:`example_texts` text.
+
+    Returns:
+        The count.
+    """
+    return sum(not ch.isspace() for ch in content_text(text))
+
+
+def length_ranking(lengths: Mapping[str, float], *, longest: bool) -> BaselineRanking:
+    """Rank a pool by length alone: the most (``longest``) or the fewest content tokens first.
+
+    Args:
+        lengths: ``{example_id: length}`` (content tokens, or :func:`content_length` without a tokenizer).
+        longest: most first (the ``longest`` baseline) or fewest first (``shortest``).
+
+    Returns:
+        Ranking with ``scores`` = the lengths; equal lengths in id order.
+    """
+    return _ranked("longest" if longest else "shortest", {i: float(v) for i, v in lengths.items()},
+                   descending=longest)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Config and registry
 
 
@@ -262,7 +309,8 @@ class BaselineConfig(ConfigBase):
     """Which baseline ranks the pool, and its knobs.
 
     Args:
-        method: ``random``, ``loss``, ``ifd``, ``zip`` or ``full``.
+        method: a registered baseline (``random``, ``loss``, ``ifd``, ``zip``, ``longest``, ``shortest``,
+            ``full``).
         seed: Seed of the ``random`` baseline.
         max_length: Token cap of the NLL encodings (``loss``, ``ifd``).
         batch_tokens: Padded tokens per forward batch for the NLL pass.
@@ -271,7 +319,8 @@ class BaselineConfig(ConfigBase):
         zip_k3: ZIP texts selected per round.
     """
 
-    method: str = field(default="random", metadata={"help": "baseline: random | loss | ifd | zip | full"})
+    method: str = field(default="random", metadata={
+        "help": "baseline: random | loss | ifd | zip | longest | shortest | full"})
     seed: int = field(default=0, metadata={"help": "seed of the random baseline"})
     max_length: int = field(default=256, metadata={"help": "token cap of the NLL encodings (loss, ifd)"})
     batch_tokens: int = field(default=4096, metadata={"help": "padded tokens per forward batch (loss, ifd)"})
@@ -340,6 +389,12 @@ for _baseline in (
              lambda ids, n, cfg, texts, nll, p: zip_ranking({i: texts[i] for i in ids}, n, k1=cfg.zip_k1,
                                                             k2=cfg.zip_k2, k3=cfg.zip_k3, progress=p),
              needs_texts=True),
+    Baseline("longest", "most content tokens first (content + response, no template or instruction)",
+             lambda ids, n, cfg, texts, nll, p: length_ranking({i: content_length(texts[i]) for i in ids},
+                                                               longest=True), needs_texts=True),
+    Baseline("shortest", "fewest content tokens first (content + response, no template or instruction)",
+             lambda ids, n, cfg, texts, nll, p: length_ranking({i: content_length(texts[i]) for i in ids},
+                                                               longest=False), needs_texts=True),
     Baseline("full", "the whole pool", lambda ids, n, cfg, texts, nll, p: full_ranking(ids)),
 ):
     register_baseline(_baseline)

@@ -72,15 +72,60 @@ def response_nll(model, items: Sequence[EncodedItem], pad_id: int, batch_tokens:
     return out
 
 
+def unconditioned_prefix(tokenizer) -> list[int]:
+    """Token ids the prompt-free pass puts before a response: the chat template's assistant header.
+
+    The header (:func:`igds.data.tasks.assistant_header`, e.g. ``<|im_start|>assistant\\n``) is tokenized
+    as prompts are, with BOS in front where the tokenizer adds one (:func:`igds.data.tasks.assemble`).
+    A tokenizer without chat template (or whose template has no header) gets a single start token: its
+    ``bos_token_id``, else its ``eos_token_id`` (GPT-2-style document separator).
+
+    Args:
+        tokenizer: A Hugging Face tokenizer.
+
+    Returns:
+        The prefix ids.
+
+    Raises:
+        ValueError: If there is no header and the tokenizer has neither a bos nor an eos token.
+    """
+    from igds.data.tasks import assemble, assistant_header, tokenize
+
+    header = assistant_header(tokenizer)
+    if header:
+        return assemble(tokenizer, tokenize(tokenizer, header), None, 1 << 30)[0]  # no budget: nothing cut
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if start is None:
+        raise ValueError("the tokenizer has neither a bos nor an eos token to start the prompt-free sequence")
+    return [start]
+
+
+def unconditioned_items(tokenizer, cond: Sequence[EncodedItem]) -> list[EncodedItem]:
+    """The prompt-free twins of conditioned items: :func:`unconditioned_prefix` + the same response ids.
+
+    Args:
+        tokenizer: The tokenizer that encoded ``cond``.
+        cond: Items encoded with their prompts (``input_ids[prompt_len:]`` is the response).
+
+    Returns:
+        One item per input, same ids, ``prompt_len`` = the prefix length.
+    """
+    prefix = unconditioned_prefix(tokenizer)
+    return [EncodedItem(it.example_id, [*prefix, *it.input_ids[it.prompt_len:]], len(prefix)) for it in cond]
+
+
 def nll_table(model, tokenizer, examples: Sequence[Example], max_length: int = 256, batch_tokens: int = 4096,
               progress: ProgressFn | None = None) -> pd.DataFrame:
     """Mean response NLL with and without the prompt, the inputs of the Loss and IFD baselines.
 
     ``nll_cond`` scores the response tokens after the formatted prompt, encoded by the example's task
     (chat template, exact prompt/response boundary, response capped at ``max_length // 2`` when too long).
-    ``nll_uncond`` scores **the same response token ids** (eos included) preceded by a single start token
-    only: the tokenizer's ``bos_token_id``, else its ``eos_token_id`` (GPT-2-style document separator).
+    ``nll_uncond`` scores **the same response token ids** (eos included) after the chat template's
+    assistant header only (:func:`unconditioned_prefix`: e.g. ``<|im_start|>assistant\\n``; a single start
+    token without a chat template), so the answer is scored where answers start, as in the conditioned
+    pass, rather than after a bare turn opener whose role the first answer tokens would have to predict.
     Both average over exactly the same targets, so ``IFD = nll_cond / nll_uncond`` compares like with like.
+    The procedure's version is :data:`igds.constants.NLL_PROCEDURE` (the store's NLL cache is keyed by it).
 
     Args:
         model: A causal LM (any architecture :mod:`igds.modeling.adapters` supports).
@@ -96,14 +141,12 @@ def nll_table(model, tokenizer, examples: Sequence[Example], max_length: int = 2
     """
     from igds.modeling.encoding import encode_examples
 
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if start is None:
-        raise ValueError("the tokenizer has neither a bos nor an eos token to start the prompt-free sequence")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else start
+    prefix = unconditioned_prefix(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix[0]
     if len({ex.id for ex in examples}) != len(examples):
         raise ValueError("examples have duplicate ids")
     cond = encode_examples(tokenizer, examples, max_length)
-    uncond = [EncodedItem(it.example_id, [start, *it.input_ids[it.prompt_len:]], 1) for it in cond]
+    uncond = unconditioned_items(tokenizer, cond)
     total = 2 * len(examples)
     nc = response_nll(model, cond, pad, batch_tokens, scaled(progress, 0, len(examples), total))
     nu = response_nll(model, uncond, pad, batch_tokens, scaled(progress, len(examples), len(examples), total))

@@ -7,7 +7,16 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
+from igds.constants import NLL_PROCEDURE
+
 NLL_COLUMNS = ["model_key", "example_id", "nll_cond", "nll_uncond"]
+
+
+def nll_cache_key(model_key: str) -> str:
+    """The key NLL rows of a model are cached under: the model key and :data:`NLL_PROCEDURE`, so rows
+    an earlier procedure computed (a bare start token before the prompt-free response) are never read."""
+    suffix = f"|{NLL_PROCEDURE}"
+    return model_key if model_key.endswith(suffix) else model_key + suffix
 
 
 class ResultQueries:
@@ -44,12 +53,17 @@ class ResultQueries:
 
     # -- base-model NLL cache ----------------------------------------------------------------
     def example_nll(self, model_key: str) -> pd.DataFrame:
-        """Cached base-model response NLL of a model: example_id, nll_cond, nll_uncond (store order)."""
+        """Cached base-model response NLL of a model: example_id, nll_cond, nll_uncond (store order).
+
+        Only rows of the current procedure are read (see :func:`nll_cache_key`)."""
         return self.query_df("SELECT example_id, nll_cond, nll_uncond FROM example_nll WHERE model_key = ?",
-                             [model_key])
+                             [nll_cache_key(model_key)])
 
     def add_example_nll(self, rows: pd.DataFrame) -> None:
-        """Append rows to the NLL cache (columns ``NLL_COLUMNS``; the examples must not be cached yet)."""
+        """Append rows to the NLL cache (columns ``NLL_COLUMNS``; the examples must not be cached yet).
+
+        The rows' ``model_key`` is stored as :func:`nll_cache_key` of it."""
+        rows = rows.assign(model_key=rows["model_key"].map(nll_cache_key))
         with self.transaction() as con:
             con.register("nll_rows", pa.Table.from_pandas(rows[NLL_COLUMNS], preserve_index=False))
             con.execute("INSERT INTO example_nll SELECT * FROM nll_rows")

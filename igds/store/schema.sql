@@ -231,7 +231,7 @@ CREATE TABLE IF NOT EXISTS selection_members (
 );
 -- Base-model response NLL per example (Loss and IFD baselines), computed once per model.
 CREATE TABLE IF NOT EXISTS example_nll (
-    model_key VARCHAR NOT NULL,
+    model_key VARCHAR NOT NULL,     -- '<model key>|<NLL procedure>' (igds.store.results.nll_cache_key)
     example_id VARCHAR NOT NULL,
     nll_cond DOUBLE,
     nll_uncond DOUBLE,
@@ -255,6 +255,8 @@ CREATE TABLE IF NOT EXISTS finetunes (
     status VARCHAR NOT NULL,        -- done | stopped | failed
     created TIMESTAMP DEFAULT current_timestamp
 );
+-- Added later: examples left out for being longer than max_length (never cut); NULL for older runs.
+ALTER TABLE finetunes ADD COLUMN IF NOT EXISTS n_dropped INTEGER;
 -- One evaluation of a model (base or adapter) on a task split.
 CREATE TABLE IF NOT EXISTS evals (
     eval_id VARCHAR PRIMARY KEY,

@@ -25,18 +25,21 @@ class EvalConfig(ConfigBase):
     Args:
         max_new_tokens: generation budget; 0 uses the task's own.
         batch_size: prompts per generation batch.
-        n_examples: evaluate only the first N examples (0: all).
+        n_examples: evaluate a seeded sample of N examples stratified by source (0: all; see
+            :func:`igds.data.corpus.stratified_sample`).
+        sample_seed: seed of that sample.
         greedy: greedy decoding (sampling otherwise).
-        max_length: prompt / teacher-forcing truncation in tokens.
+        max_length: prompt / teacher-forcing truncation in tokens (512: no shipped test prompt is cut).
         nll: also compute the mean reference NLL.
         batch_tokens: token budget per NLL batch.
     """
 
     max_new_tokens: int = field(default=0, metadata={"help": "generation budget (0: the task's)"})
     batch_size: int = field(default=16, metadata={"help": "prompts per generation batch"})
-    n_examples: int = field(default=0, metadata={"help": "evaluate the first N examples (0: all)"})
+    n_examples: int = field(default=0, metadata={"help": "a seeded sample stratified by source (0: all)"})
+    sample_seed: int = field(default=0, metadata={"help": "seed of the stratified test sample"})
     greedy: bool = field(default=True, metadata={"help": "greedy decoding"})
-    max_length: int = field(default=256, metadata={"help": "prompt / teacher-forcing truncation"})
+    max_length: int = field(default=512, metadata={"help": "prompt / teacher-forcing truncation"})
     nll: bool = field(default=True, metadata={"help": "also compute the mean reference NLL"})
     batch_tokens: int = field(default=4096, metadata={"help": "tokens per NLL batch"})
 
@@ -73,7 +76,10 @@ def _pad_id(tokenizer) -> int:
 
 
 def _limit(examples: Sequence, cfg: EvalConfig) -> list:
-    return list(examples[: cfg.n_examples] if cfg.n_examples else examples)
+    """``cfg.n_examples`` of ``examples`` as a seeded sample stratified by source (all when 0 or fewer)."""
+    from igds.data.corpus import stratified_sample
+
+    return stratified_sample(examples, cfg.n_examples, cfg.sample_seed) if cfg.n_examples else list(examples)
 
 
 def generate_outputs(model, tokenizer, task, examples: Sequence, cfg: EvalConfig | None = None,

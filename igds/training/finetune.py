@@ -1,7 +1,8 @@
 """LoRA fine-tuning on a selection: peft adapters trained by the Hugging Face ``Trainer``.
 
-Loss is on response tokens only (labels are -100 on the prompt and on padding), batches are grouped
-by length, and checkpoints land in ``out_dir/checkpoints`` so a killed run resumes to the same final
+Loss is on response tokens only (labels are -100 on the prompt and on padding); an example longer than
+``max_length`` is dropped and counted, never cut (:func:`encode_for_training`); batches are grouped by
+length, and checkpoints land in ``out_dir/checkpoints`` so a killed run resumes to the same final
 step. The output is a standard PEFT adapter folder that ``PeftModel.from_pretrained`` loads.
 
 Multi-GPU: :func:`train_lora` only builds a ``Trainer``, so the same call works under
@@ -50,7 +51,8 @@ class FinetuneConfig(ConfigBase):
         max_steps: stop after this many optimizer steps (-1: run all epochs).
         batch_size: examples per device and step.
         grad_accum: gradient accumulation steps.
-        max_length: truncate examples to this many tokens (the response survives truncation).
+        max_length: token budget of an example (prompt + response as rendered); examples longer than
+            this are dropped and counted, never cut (see :func:`data_max_length` for one fitted to a pool).
         seed: seed for LoRA initialisation and data order.
         precision: ``auto`` (bf16 on CUDA and on CPUs with bf16 instructions, else fp32), ``bf16``, ``fp32``.
         save_steps: checkpoint every this many steps (the unit of resume).
@@ -73,7 +75,8 @@ class FinetuneConfig(ConfigBase):
     max_steps: int = field(default=-1, metadata={"help": "optimizer steps (-1: all epochs)"})
     batch_size: int = field(default=8, metadata={"help": "examples per device and step"})
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
-    max_length: int = field(default=256, metadata={"help": "truncate examples to this many tokens"})
+    max_length: int = field(default=256, metadata={
+        "help": "token budget per example: examples longer than this are dropped and counted, never cut"})
     seed: int = field(default=0, metadata={"help": "seed for LoRA init and data order"})
     precision: str = field(default="auto", metadata={"help": "auto | bf16 | fp32"})
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps"})
@@ -120,6 +123,8 @@ class FinetuneResult:
     """What :func:`train_lora` produced.
 
     ``model`` is the trained ``PeftModel`` (LoRA layers injected into the caller's model in place).
+    ``n_selected`` examples were given, ``n_train`` trained on, ``n_dropped`` left out for being longer
+    than ``max_length`` (never truncated).
     """
 
     out_dir: str
@@ -137,6 +142,8 @@ class FinetuneResult:
     precision: str
     seed: int
     resumed_from: str | None
+    n_selected: int = 0
+    n_dropped: int = 0
     model: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
@@ -163,12 +170,62 @@ def resolve_precision(precision: str, device: str) -> str:
     return "bf16" if settings.cpu_has_bf16() else "fp32"
 
 
-def encode_for_training(tokenizer, examples: Sequence, max_length: int) -> list[dict]:
+# Rendering "with no budget": larger than any example, so nothing is cut before the length check.
+NO_BUDGET = 1 << 30
+
+
+def full_lengths(tokenizer, examples: Sequence) -> list[int]:
+    """Token count of every example rendered whole (prompt + response + eos, as training renders it).
+
+    Args:
+        tokenizer: the model's tokenizer.
+        examples: objects with ``id``, ``task``, ``prompt`` and ``response``.
+
+    Returns:
+        One length per example, in order.
+    """
+    from igds.modeling.encoding import encode_examples
+
+    return [len(it.input_ids) for it in encode_examples(tokenizer, examples, NO_BUDGET)]
+
+
+def data_max_length(tokenizer, examples: Sequence, quantile: float = 0.99, cap: int = 512, floor: int = 64,
+                    multiple: int = 8) -> int:
+    """A ``max_length`` fitted to a pool: the ``quantile`` of its full rendered lengths, rounded up.
+
+    With the 0.99 quantile about 1% of the pool is longer and would be dropped by training.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        examples: the pool (or the selection) to fit.
+        quantile: share of examples that must fit, in (0, 1].
+        cap: the largest length returned.
+        floor: the smallest length returned.
+        multiple: round up to a multiple of this.
+
+    Returns:
+        ``clamp(ceil_to_multiple(quantile of the lengths), floor, cap)``; ``floor`` for no examples.
+    """
+    if not 0 < quantile <= 1 or multiple < 1 or floor > cap:
+        raise ValueError("need 0 < quantile <= 1, multiple >= 1 and floor <= cap")
+    lengths = sorted(full_lengths(tokenizer, examples))
+    if not lengths:
+        return floor
+    # the smallest length that at least `quantile` of the examples fit in (the "inverted CDF" quantile)
+    q = lengths[max(math.ceil(quantile * len(lengths)) - 1, 0)]
+    rounded = -(-q // multiple) * multiple
+    return max(floor, min(cap, rounded))
+
+
+def encode_for_training(tokenizer, examples: Sequence, max_length: int) -> tuple[list[dict], int]:
     """Tokenise examples into ``{"input_ids", "labels"}`` with the loss on the response only.
 
     Each record is rendered through its task (instruction, optional system prompt, chat template;
-    ``general`` records without instruction), exactly as extraction renders it.
-    Examples whose response was truncated away are dropped (they carry no loss).
+    ``general`` records without instruction), exactly as extraction renders it, but whole: an example
+    whose full length (prompt + response + eos) exceeds ``max_length`` is dropped and counted, never
+    cut, so no kept example loses a prompt token or its answer's end. An example without any response
+    token (possible only for a tokenizer without eos and an empty response) carries no loss and is
+    skipped without being counted.
 
     Args:
         tokenizer: the model's tokenizer.
@@ -176,17 +233,40 @@ def encode_for_training(tokenizer, examples: Sequence, max_length: int) -> list[
         max_length: token budget per example.
 
     Returns:
-        One dict per kept example; labels are -100 on prompt positions.
+        ``(rows, n_dropped)``: one dict per kept example (labels are -100 on prompt positions) and the
+        number of examples dropped for being longer than ``max_length``.
     """
     from igds.modeling.encoding import encode_examples
 
-    rows = []
-    for it in encode_examples(tokenizer, examples, max_length):
+    rows, dropped = [], 0
+    for it in encode_examples(tokenizer, examples, NO_BUDGET):
+        if len(it.input_ids) > max_length:
+            dropped += 1
+            continue
         if len(it.input_ids) <= it.prompt_len:
             continue
         labels = [-100] * it.prompt_len + list(it.input_ids[it.prompt_len:])
         rows.append({"input_ids": list(it.input_ids), "labels": labels})
-    return rows
+    return rows, dropped
+
+
+def dropped_note(n_dropped: int | None, n_selected: int | None, max_length: int | None,
+                 warn_share: float = 0.01) -> tuple[str, bool]:
+    """The line a finished run shows about its length filter, and whether it deserves a warning.
+
+    Args:
+        n_dropped: examples left out for being too long (None: a run recorded before they were counted).
+        n_selected: examples the run was given.
+        max_length: the run's token budget.
+        warn_share: warn when more than this share of the selection was dropped.
+
+    Returns:
+        ``(text, warn)``, e.g. ``("dropped 3 of 120 examples longer than 256 tokens", True)``.
+    """
+    if n_dropped is None or n_selected is None:
+        return "dropped examples not recorded (a run from before they were counted)", False
+    text = f"dropped {n_dropped} of {n_selected} examples longer than {max_length} tokens"
+    return text, n_selected > 0 and n_dropped > warn_share * n_selected
 
 
 class ResponseCollator:
@@ -307,7 +387,7 @@ def train_lora(model, tokenizer, examples: Sequence, cfg: FinetuneConfig, out_di
         A :class:`FinetuneResult`; ``adapter_dir`` is None when the run was stopped early.
 
     Raises:
-        ValueError: if no example has a response token left after truncation.
+        ValueError: if every example is longer than ``cfg.max_length`` (the message gives the count).
     """
     from peft import LoraConfig, get_peft_model
     from transformers import PrinterCallback, Trainer, set_seed
@@ -319,9 +399,10 @@ def train_lora(model, tokenizer, examples: Sequence, cfg: FinetuneConfig, out_di
     if not resume and ckpt_dir.exists():
         shutil.rmtree(ckpt_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = encode_for_training(tokenizer, examples, cfg.max_length)
+    rows, n_dropped = encode_for_training(tokenizer, examples, cfg.max_length)
     if not rows:
-        raise ValueError("no training example has a response token left after truncation")
+        raise ValueError(f"no training example fits max_length={cfg.max_length}: {n_dropped} of {len(examples)} "
+                         "are longer (examples are dropped, never cut; see data_max_length)")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     set_seed(cfg.seed)  # LoRA A matrices are initialised randomly
@@ -359,7 +440,8 @@ def train_lora(model, tokenizer, examples: Sequence, cfg: FinetuneConfig, out_di
         final_loss=float(losses[-1]["loss"]) if losses else math.nan, train_seconds=seconds,
         n_train=len(rows), n_tokens=n_tokens, tokens_per_second=tokens_run / seconds if seconds else 0.0,
         seconds_per_step=seconds / steps_run if steps_run else math.nan, device=str(args.device),
-        precision=precision, seed=cfg.seed, resumed_from=last, model=peft_model,
+        precision=precision, seed=cfg.seed, resumed_from=last, n_selected=len(examples), n_dropped=n_dropped,
+        model=peft_model,
     )
     if trainer.is_world_process_zero():
         state.save_to_json(str(out / "trainer_state.json"))

@@ -54,7 +54,8 @@ def record_finetune(store: ActivationStore, run_id: str, task: str, result, conf
         store: the activation store.
         run_id: id of the run (its folder is ``store.run_dir(run_id)``).
         task: task trained for.
-        result: a ``FinetuneResult`` or its ``to_dict()``.
+        result: a ``FinetuneResult`` or its ``to_dict()`` (``n_dropped``: examples left out for length;
+            stored as NULL when absent).
         config: the ``FinetuneConfig`` as a dict.
         selection_id: the stored selection trained on (lineage).
         model_key: key of the base model.
@@ -64,11 +65,12 @@ def record_finetune(store: ActivationStore, run_id: str, task: str, result, conf
     with store.connect() as con:
         con.execute(
             "INSERT OR REPLACE INTO finetunes (run_id, selection_id, task, config, model_key, adapter_path, device, "
-            "precision, seed, n_train, global_step, train_seconds, final_loss, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "precision, seed, n_train, global_step, train_seconds, final_loss, status, n_dropped) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [run_id, selection_id, task, json.dumps(config, sort_keys=True), model_key, r.get("adapter_dir"),
              r.get("device"), r.get("precision"), r.get("seed"), r.get("n_train"), r.get("global_step"),
-             _num(r.get("train_seconds")), _num(r.get("final_loss")), status or r.get("status", "done")],
+             _num(r.get("train_seconds")), _num(r.get("final_loss")), status or r.get("status", "done"),
+             r.get("n_dropped")],
         )
 
 
@@ -163,6 +165,32 @@ def runs_table(store: ActivationStore, task: str, split: str = "test") -> pd.Dat
         nll_gain (base NLL − run NLL), amplification, created.
     """
     return store.query_df(_POINTS_SQL, [BASE_RUN, task, split, BASE_RUN])
+
+
+def finetune_runs(store: ActivationStore, selection_id: str) -> pd.DataFrame:
+    """The fine-tunes of one selection, newest first, with what their length filter left out.
+
+    Args:
+        store: the activation store.
+        selection_id: the selection trained on.
+
+    Returns:
+        Columns run_id, status, n_train, n_dropped (NaN for runs recorded before it was counted),
+        n_selected (``n_train + n_dropped``), max_length, created, ``dropped`` (the line to show, see
+        :func:`igds.training.finetune.dropped_note`) and ``warn`` (more than 1% of the selection dropped).
+    """
+    from igds.training.finetune import dropped_note
+
+    df = store.query_df("SELECT run_id, status, n_train, n_dropped, config, created FROM finetunes "
+                        "WHERE selection_id = ? ORDER BY created DESC, run_id", [selection_id])
+    df["max_length"] = [json.loads(c or "{}").get("max_length") for c in df.config]
+    df["n_selected"] = df.n_train + df.n_dropped
+    notes = [dropped_note(None if pd.isna(d) else int(d), None if pd.isna(n) else int(n), m)
+             for d, n, m in zip(df.n_dropped, df.n_selected, df.max_length, strict=True)]
+    df["dropped"] = [t for t, _ in notes]
+    df["warn"] = [w for _, w in notes]
+    return df.drop(columns=["config"])[["run_id", "status", "n_train", "n_dropped", "n_selected", "max_length",
+                                        "created", "dropped", "warn"]]
 
 
 def base_eval(store: ActivationStore, task: str, split: str = "test", model_key: str | None = None) -> dict | None:

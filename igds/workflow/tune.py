@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from igds.data.corpus import test_set
+from igds.data.corpus import test_sample
 from igds.data.records import Example
 from igds.method.selection import load_selection
 from igds.progress import ProgressFn, null_progress, scaled
@@ -66,9 +66,7 @@ def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, t
 
     progress = progress or null_progress
     spec = get_task(task)
-    examples = test_set(task)
-    if eval_cfg.n_examples:
-        examples = examples[: eval_cfg.n_examples]
+    examples = test_sample(task, eval_cfg.n_examples, eval_cfg.sample_seed)
 
     def one(rid: str, m, prog) -> tuple[str, dict]:
         t0 = time.perf_counter()

@@ -169,6 +169,24 @@ def test_finetune_button_starts_a_job_with_the_form_settings(demo_store, monkeyp
     assert params["selection_id"] == at.selectbox(key="ft_selection").value
 
 
+def test_finetune_page_shows_dropped_long_examples(demo_store):
+    from igds.training.results import record_finetune
+
+    at = app("pages/5_finetune.py")
+    sid = at.selectbox(key="ft_selection").value
+    record_finetune(demo_store, "ft-many", "summarization", {"n_train": 90, "n_dropped": 10, "status": "done"},
+                    {"max_length": 192}, sid)
+    record_finetune(demo_store, "ft-few", "summarization", {"n_train": 199, "n_dropped": 1, "status": "done"},
+                    {"max_length": 256}, sid)
+    at.run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning if "ft-many" in w.value]
+    assert len(warnings) == 1 and "dropped 10 of 100 examples longer than 192 tokens" in warnings[0]
+    assert not any("ft-few" in w.value for w in at.warning)  # 0.5% of the selection: a caption only
+    assert any("ft-few" in c.value and "dropped 1 of 200 examples longer than 256 tokens" in c.value
+               for c in at.caption)
+
+
 def test_results_show_runs_and_switch_gain(demo_store):
     at = app("pages/6_results.py")
     runs = at.dataframe[0].value

@@ -22,6 +22,11 @@ EXAMPLES = [
 ]
 
 
+def chatml_header(tok) -> list[int]:
+    """The tiny tokenizer's ChatML assistant header, ``<|im_start|>assistant\n``."""
+    return tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+
+
 def mean_ce(model, ids: list[int], first_target: int) -> float:
     """Mean cross-entropy of tokens ``ids[first_target:]`` from one full forward pass."""
     x = torch.tensor([ids])
@@ -48,7 +53,9 @@ def test_nll_table_matches_full_forward_cross_entropy(setup):
         response = enc.input_ids[enc.prompt_len:]
         assert response[-1] == tok.eos_token_id
         assert row.loc[ex.id, "nll_cond"] == pytest.approx(mean_ce(model, enc.input_ids, enc.prompt_len), rel=1e-5)
-        uncond = mean_ce(model, [tok.bos_token_id, *response], 1)
+        # the prompt-free pass starts where an answer starts: after the template's assistant header
+        header = chatml_header(tok)
+        uncond = mean_ce(model, [*header, *response], len(header))
         assert row.loc[ex.id, "nll_uncond"] == pytest.approx(uncond, rel=1e-5)
 
 
@@ -60,7 +67,8 @@ def test_truncated_prompt_keeps_the_same_response_tokens():
     assert len(enc.input_ids) == 64
     response = enc.input_ids[enc.prompt_len:]
     assert df["nll_cond"][0] == pytest.approx(mean_ce(model, enc.input_ids, enc.prompt_len), rel=1e-5)
-    assert df["nll_uncond"][0] == pytest.approx(mean_ce(model, [tok.bos_token_id, *response], 1), rel=1e-5)
+    header = chatml_header(tok)
+    assert df["nll_uncond"][0] == pytest.approx(mean_ce(model, [*header, *response], len(header)), rel=1e-5)
 
 
 def test_ifd_and_loss_on_a_fixed_model(setup):

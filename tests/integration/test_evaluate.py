@@ -59,6 +59,40 @@ def test_metrics_on_fixed_outputs_equal_hand_computed(monkeypatch):
     assert res["nll"] == pytest.approx(sum(res["nll_per_example"]) / 2)
 
 
+def test_n_examples_is_a_seeded_sample_stratified_by_source(monkeypatch):
+    tok, model = tiny_tokenizer(), tiny_model()
+    monkeypatch.setattr(ev, "generate_outputs", lambda m, t, task, exs, cfg, p: ["x"] * len(exs))
+    exs = [Example(id=f"{src}{i}", task="summarization", source=src, split="test", prompt=f"p{i}", response="x")
+           for src, n in (("a", 6), ("b", 3)) for i in range(n)]  # sorted by source: the head is all "a"
+    cfg = EvalConfig(n_examples=3, nll=False)
+    res = evaluate_model(model, tok, get_task("summarization"), exs, cfg)
+    assert sorted(i[0] for i in res["example_ids"]) == ["a", "a", "b"] and res["n"] == 3
+    assert evaluate_model(model, tok, get_task("summarization"), exs, cfg)["example_ids"] == res["example_ids"]
+    other = [evaluate_model(model, tok, get_task("summarization"), exs, EvalConfig(n_examples=3, nll=False,
+                                                                                 sample_seed=s))["example_ids"]
+             for s in range(1, 6)]
+    assert any(ids != res["example_ids"] for ids in other)
+    assert EvalConfig().max_length == 512 and EvalConfig.from_dict(EvalConfig(sample_seed=4).to_dict()).sample_seed == 4
+
+
+def test_evaluate_and_record_scores_the_stratified_test_sample(monkeypatch, tmp_path):
+    import igds.workflow.tune as tune
+    from igds.data.corpus import test_sample
+    from igds.store import ActivationStore
+
+    seen = []
+
+    def capture(model, tok, spec, examples, cfg, progress):
+        seen.append([e.id for e in examples])
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(tune, "evaluate_model", capture)
+    with pytest.raises(RuntimeError, match="captured"):
+        tune.evaluate_and_record(ActivationStore(tmp_path / "igds.duckdb"), "base", "translation", None, None, None,
+                                 SITE, [], EvalConfig(n_examples=40, sample_seed=2), "tiny")
+    assert seen == [[e.id for e in test_sample("translation", 40, seed=2)]]
+
+
 def test_batched_left_padded_generation_matches_one_by_one():
     tok, model = tiny_tokenizer(), tiny_model()
     task = get_task("summarization")

@@ -3,8 +3,10 @@
 The fixture ``tests/golden/selections.json`` holds, per case, the selected examples (prompt as the model
 saw it, response) in rank order with their scores. It was last regenerated on purpose for the validity
 changes (issue 13): content-scope extraction, token-lift recall, interventions against a null, and the
-general ``reference`` split leaving the mixed pool — each of which changes what is selected. Any other
-change to it is a regression. Regenerate only on purpose: ``IGDS_UPDATE_GOLDEN=1 pytest <this file>``.
+general ``reference`` split leaving the mixed pool — each of which changes what is selected; then for
+issue 14, where IFD's prompt-free NLL came to condition on the assistant header (``ifd-mixed``) and the
+Longest and Shortest baselines were added. Any other change to it is a regression. Regenerate only on
+purpose: ``IGDS_UPDATE_GOLDEN=1 pytest <this file>``.
 """
 
 import json
@@ -27,7 +29,7 @@ TASK = "summarization"
 CASES = [
     ("igds-mixed", "igds", "mixed", 24),
     ("igds-task-only", "igds", "task-only", 24),
-    *[(f"{m}-mixed", m, "mixed", 24) for m in ("random", "loss", "ifd", "zip", "full")],
+    *[(f"{m}-mixed", m, "mixed", 24) for m in ("random", "loss", "ifd", "zip", "longest", "shortest", "full")],
 ]
 
 

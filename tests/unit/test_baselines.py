@@ -1,4 +1,5 @@
-"""Baselines on hand-made cases: Random, Loss, IFD, ZIP, Full, the registry and the ranking invariants."""
+"""Baselines on hand-made cases: Random, Loss, IFD, ZIP, Longest, Shortest, Full, the registry and the ranking
+invariants."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ from igds.method.baselines import (
     BASELINES,
     BaselineConfig,
     BaselineRanking,
+    content_length,
+    example_texts,
     full_ranking,
     get_baseline,
     ifd_ranking,
     ifd_scores,
+    length_ranking,
     loss_ranking,
     random_ranking,
     rank_baseline,
@@ -131,7 +135,8 @@ def test_zip_rejects_bad_stage_sizes():
 
 
 def test_registry_and_config():
-    assert tuple(BASELINES) == BASELINE_METHODS == ("random", "loss", "ifd", "zip", "full")
+    assert tuple(BASELINES) == BASELINE_METHODS == ("random", "loss", "ifd", "zip", "longest", "shortest", "full")
+    assert get_baseline("longest").needs_texts and get_baseline("shortest").needs_texts
     assert get_baseline("ifd").needs_nll and get_baseline("zip").needs_texts
     with pytest.raises(ValueError, match="known: random, loss"):
         get_baseline("nope")
@@ -153,6 +158,33 @@ def test_rank_baseline_dispatches_and_checks_inputs():
         rank_baseline(BaselineConfig(method="zip"), ids, 2, texts={"a": "t"})
     r = rank_baseline(BaselineConfig(method="zip"), ids, 2, texts={i: sentence(ord(i)) for i in ids})
     assert len(r.top(2)) == 2
+
+
+def test_length_ranking_orders_by_length_ties_by_id():
+    lengths = {"d": 5, "a": 9, "c": 5, "b": 1, "e": 9}
+    assert length_ranking(lengths, longest=True).order == ["a", "e", "c", "d", "b"]
+    assert length_ranking(lengths, longest=False).order == ["b", "c", "d", "a", "e"]  # ties by id both ways
+    r = length_ranking(dict(reversed(list(lengths.items()))), longest=True)
+    assert r.method == "longest" and r.order == ["a", "e", "c", "d", "b"] and r.scores["a"] == 9.0
+    assert not r.excluded
+
+
+def test_longest_and_shortest_count_content_and_response_only():
+    from igds.data.records import Example
+
+    exs = [Example("t1", "summarization", "s", "train", "one two", "three"),  # instruction left out
+           Example("g1", "general", "s", "train", "onetwothreefour", "x"),  # no instruction at all
+           Example("g2", "general", "s", "train", "a b\n c", "d  e"),  # whitespace does not count
+           Example("t2", "translation", "s", "train", "eins", "one")]
+    texts = example_texts(exs)
+    assert [content_length(texts[e.id]) for e in exs] == [11, 16, 5, 7]
+    ids = [e.id for e in exs]
+    longest = rank_baseline(BaselineConfig(method="longest"), ids, 2, texts=texts)
+    shortest = rank_baseline(BaselineConfig(method="shortest"), ids, 2, texts=texts)
+    assert longest.order == ["g1", "t1", "t2", "g2"] and longest.top(2) == ["g1", "t1"]
+    assert shortest.order == ["g2", "t2", "t1", "g1"]
+    with pytest.raises(ValueError, match="needs a text"):
+        rank_baseline(BaselineConfig(method="longest"), ids, 2)
 
 
 @st.composite

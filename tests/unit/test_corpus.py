@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -140,6 +141,66 @@ def test_pools_and_reference(shipped: list[Example]) -> None:
     # reserved by source in proportion to its size
     sources = Counter(ex.source.split(":")[0] for ex in ref)
     assert sources["wordnet"] > sources["pydoc"] > 0
+
+
+# ----------------------------------------------------------------------------- evaluation sample
+
+
+def _proportional(sample: list[Example], population: list[Example], key=lambda e: e.source) -> None:
+    """Every stratum holds its share of the sample within one item, and nothing outside the population."""
+    have, total = Counter(key(e) for e in sample), Counter(key(e) for e in population)
+    assert sum(have.values()) == len(sample) == len({e.id for e in sample})
+    assert {e.id for e in sample} <= {e.id for e in population}
+    for stratum, size in total.items():
+        assert abs(have[stratum] - len(sample) * size / len(population)) < 1, (stratum, have, total)
+
+
+def test_test_sample_holds_every_translation_source_in_proportion(shipped: list[Example]) -> None:
+    population = corpus.test_set("translation")
+    assert Counter(e.source for e in population[:100]) == {"debian-ddtp": 100}  # why the head will not do
+    sample = corpus.test_sample("translation", 100)
+    _proportional(sample, population)
+    assert Counter(e.source for e in sample) == {"ding": 62, "debian-ddtp": 38}  # 62.5 / 37.5, one rounded up
+    assert [e.id for e in corpus.test_sample("translation", 100)] == [e.id for e in sample]  # seeded
+    assert {e.id for e in corpus.test_sample("translation", 100, seed=1)} != {e.id for e in sample}
+    assert corpus.test_sample("translation", 0) == population  # 0: the whole test split
+    assert corpus.test_sample("translation", 10_000) == population
+    assert {corpus.source_label(e) for e in sample} == {"ding (de)", "debian-ddtp (fr)"}
+
+
+def _synthetic(sizes: dict[str, int]) -> list[Example]:
+    return [Example(id=f"{s}{i:03d}", task="math", source=s, split="test", prompt=f"{s} {i}", response="x")
+            for s, n in sizes.items() for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 10, 33, 59])
+def test_stratified_sample_allocates_by_largest_remainder(n: int) -> None:
+    population = _synthetic({"a": 37, "b": 19, "c": 4})  # three uneven strata
+    for seed in range(4):
+        sample = corpus.stratified_sample(population, n, seed)
+        _proportional(sample, population)
+        assert len(sample) == n
+        sources = [e.source for e in sample]
+        assert sources == sorted(sources)  # strata in name order
+    assert Counter(e.source for e in corpus.stratified_sample(population, 10)) == {"a": 6, "b": 3, "c": 1}
+
+
+def test_stratified_sample_is_seeded_and_ignores_input_order() -> None:
+    population = _synthetic({"a": 37, "b": 19, "c": 4})
+    ids = [e.id for e in corpus.stratified_sample(population, 20, seed=3)]
+    assert [e.id for e in corpus.stratified_sample(list(reversed(population)), 20, seed=3)] == ids
+    assert [e.id for e in corpus.stratified_sample(population, 20, seed=4)] != ids
+    custom = corpus.stratified_sample(population, 20, key=lambda e: e.id[-1])  # any key stratifies
+    _proportional(custom, population, key=lambda e: e.id[-1])
+    assert corpus.stratified_sample(population, 0) == []
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        corpus.stratified_sample(population, -1)
+
+
+def test_source_label_names_the_source_language() -> None:
+    ex = _synthetic({"ding": 1})[0]
+    assert corpus.source_label(ex) == "ding"
+    assert corpus.source_label(dataclasses.replace(ex, meta={"src_lang": "de"})) == "ding (de)"
 
 
 def test_fingerprint_ignores_order(shipped: list[Example]) -> None:

@@ -53,3 +53,34 @@ def test_older_store_is_refused(tmp_path):
         ActivationStore(path)
     ActivationStore(tmp_path / "new.duckdb")
     ActivationStore(tmp_path / "new.duckdb")  # reopening a current store works
+
+
+def test_a_store_from_before_n_dropped_gains_the_column(tmp_path):
+    path = tmp_path / "s.duckdb"
+    ActivationStore(path)
+    con = duckdb.connect(str(path))
+    con.execute("INSERT INTO finetunes (run_id, task, config, status) VALUES ('ft-old', 'math', '{}', 'done')")
+    con.execute("ALTER TABLE finetunes DROP COLUMN n_dropped")  # the table as stores written before had it
+    con.close()
+    store = ActivationStore(path)
+    ActivationStore(path)  # the migration is idempotent
+    rows = store.query_df("SELECT run_id, n_dropped FROM finetunes")
+    assert rows.run_id.tolist() == ["ft-old"] and rows.n_dropped.isna().all()
+
+
+def test_nll_cache_reads_only_rows_of_the_current_procedure(tmp_path):
+    import pandas as pd
+
+    from igds.constants import NLL_PROCEDURE
+    from igds.store.results import nll_cache_key
+
+    store = ActivationStore(tmp_path / "s.duckdb")
+    con = duckdb.connect(str(store.path))
+    con.execute("INSERT INTO example_nll VALUES ('m', 'old', 1.0, 2.0)")  # a row of the bare-start-token procedure
+    con.close()
+    assert store.example_nll("m").empty
+    store.add_example_nll(pd.DataFrame({"model_key": ["m"], "example_id": ["new"], "nll_cond": [1.0],
+                                        "nll_uncond": [1.5]}))
+    assert store.example_nll("m").example_id.tolist() == ["new"]
+    assert store.scalar("SELECT model_key FROM example_nll WHERE example_id = 'new'") == f"m|{NLL_PROCEDURE}"
+    assert nll_cache_key(nll_cache_key("m")) == nll_cache_key("m")
