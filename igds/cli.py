@@ -89,12 +89,20 @@ def _workspace(args):
     return open_workspace(cfg, progress=_progress()), cfg
 
 
+def _method_preset(args):
+    from igds.method.presets import method_preset
+
+    return method_preset(args.method_preset)
+
+
 def cmd_recall(args) -> int:
     from igds.method.recall import RecallConfig
     from igds.workflow.stages import run_recall
 
     ws, cfg = _workspace(args)
-    res = run_recall(ws, args.task, config_from_arguments(RecallConfig, args, "recall_"), cfg.extract)
+    mp = _method_preset(args)
+    res = run_recall(ws, args.task, config_from_arguments(RecallConfig, args, "recall_", base=mp.recall), cfg.extract,
+                     preset=mp.name)
     lens = ws.store.logit_lens_table(ws.sae_key)[["feature", "top_tokens"]]
     table = res.table[res.table.is_candidate].merge(lens, on="feature", how="left")
     print(f"recall {res.recall_id}: {len(res.candidates)} candidates for {args.task}")
@@ -108,9 +116,10 @@ def cmd_intervene(args) -> int:
     from igds.workflow.stages import current_recall, run_interventions
 
     ws, cfg = _workspace(args)
-    recall = current_recall(ws, args.task, cfg.extract)
-    icfg = config_from_arguments(InterventionConfig, args, "int_")
-    res = run_interventions(ws, args.task, recall, icfg, _progress(), max_features=args.max_features)
+    mp = _method_preset(args)
+    recall = current_recall(ws, args.task, cfg.extract, preset=mp.name)
+    icfg = config_from_arguments(InterventionConfig, args, "int_", base=mp.intervene)
+    res = run_interventions(ws, args.task, recall, icfg, _progress(), max_features=args.max_features, preset=mp.name)
     v = res.verdict.sort_values("effect", ascending=False)
     print(f"interventions {res.effect_id}: {len(res.kept)} of {len(recall.candidates)} candidates kept "
           f"(effect > the null's p95 {res.threshold:+.4f} nats over {len(res.null)} null edits, BH q < {icfg.fdr}; "
@@ -125,10 +134,13 @@ def cmd_select(args) -> int:
     from igds.workflow.stages import latest_effects, select_baseline, select_igds
 
     ws, cfg = _workspace(args)
-    scfg = config_from_arguments(SelectionConfig, args)
+    mp = _method_preset(args)
+    scfg = config_from_arguments(SelectionConfig, args, ratio=mp.ratio)
     if scfg.method == "igds":
-        sid = select_igds(ws.store, ws.extraction_run_id(cfg.extract), args.task, latest_effects(ws.store, args.task),
-                          scfg, config_from_arguments(ResonanceConfig, args, "res_"), ws.sae_key, name=args.name)
+        sid = select_igds(ws.store, ws.extraction_run_id(cfg.extract), args.task,
+                          latest_effects(ws.store, args.task, mp.name), scfg,
+                          config_from_arguments(ResonanceConfig, args, "res_", base=mp.resonance), ws.sae_key,
+                          name=args.name, preset=mp.name)
     else:
         sid = select_baseline(ws, args.task, scfg, name=args.name, progress=_progress())
     info, members = load_selection(ws.store, sid)
@@ -202,40 +214,44 @@ def _experiment_config(args):
 
     seeds = tuple(int(x) for x in args.seeds) if args.seeds else None
     return preset("quick" if args.quick else args.preset, tasks=tuple(args.tasks) if args.tasks else None,
-                  pool_settings=tuple(args.pools) if args.pools else None, seeds=seeds, pool_limit=args.pool_limit)
+                  pool_settings=tuple(args.pools) if args.pools else None, seeds=seeds, pool_limit=args.pool_limit,
+                  method_presets=tuple(args.method_preset) if args.method_preset else None)
 
 
 def cmd_experiment(args) -> int:
     from igds import settings
-    from igds.experiment import (
-        estimate_seconds,
-        experiment_id,
-        format_duration,
-        plan_cells,
-        run_experiment,
-        summarize,
-        write_report,
-    )
+    from igds.experiment import experiments, format_duration, plan_experiment, run_experiment, summarize, write_report
     from igds.store import ActivationStore
 
     cfg = _experiment_config(args)
     command = "python -m igds " + " ".join(sys.argv[1:] if args.command_line is None else args.command_line)
     if args.dry_run:
-        cells = plan_cells(cfg)
-        print(f"experiment {experiment_id(cfg)}: {len(cells)} cells, at most "
-              f"{format_duration(estimate_seconds(cfg, cells, ActivationStore()))} on this machine")
-        for c in cells:
-            print(" ", c.label)
+        plan = plan_experiment(cfg, ActivationStore())
+        eid = plan["experiment_id"] or (f"{cfg.preset}-? (fixed once the method stages of "
+                                        f"{', '.join(plan['pending_tasks'])} have run)")
+        print(f"experiment {eid}: {len(plan['cells'])} cells, {len(plan['todo'])} to run; about "
+              f"{format_duration(plan['seconds'])} on this machine"
+              + (f" (a --max-minutes {args.max_minutes:g} run stops starting cells after that)" if args.max_minutes
+                 else ""))
+        for c in plan["cells"]:
+            print(" ", c.label, "" if c in plan["todo"] else "(done)")
         return 0
     if args.report_only:
-        store, eid = ActivationStore(), experiment_id(cfg)
+        store = ActivationStore()
+        xs = experiments(store)
+        xs = xs[xs.preset == cfg.preset]
+        if xs.empty:
+            print(f"no {cfg.preset} experiment in the store yet")
+            return 1
+        eid = args.experiment or xs.experiment_id.iloc[0]
         summarize(store, eid)
-        print(f"wrote {write_report(store, eid, settings.REPO_ROOT / args.report)}")
+        print(f"wrote {write_report(store, eid, settings.REPO_ROOT / args.report)} for {eid}")
         return 0
     if args.background:
         return _run_as_job("experiment", {"config": cfg.to_dict(), "command": command, "max_cells": args.max_cells,
-                                          "report": args.report}, True)
-    out = run_experiment(cfg, progress=_progress(), command=command, max_cells=args.max_cells, report=args.report)
+                                          "max_minutes": args.max_minutes, "report": args.report}, True)
+    out = run_experiment(cfg, progress=_progress(), command=command, max_cells=args.max_cells, report=args.report,
+                         max_minutes=args.max_minutes)
     print(json.dumps(out, indent=2))
     return 0
 
@@ -318,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_extract)
 
     from igds.method.intervene import InterventionConfig
+    from igds.method.presets import METHOD_PRESETS
     from igds.method.recall import RecallConfig
     from igds.method.resonance import ResonanceConfig
     from igds.method.selection import SelectionConfig
@@ -327,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--task", required=True, help="task to recall features for")
     r.add_argument("--show", type=int, default=20, help="candidates to print")
     add_config_arguments(r, RecallConfig, "recall_")
+    r.add_argument("--method-preset", default="default", choices=list(METHOD_PRESETS),
+                    help="settings of every IGDS stage: default (ours) | paper (the literal reading); flags override")
     r.set_defaults(func=cmd_recall)
 
     iv = sub.add_parser("intervene", help="stage 1b: amplify/ablate candidates on the dev split (resumable)")
@@ -335,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     iv.add_argument("--show", type=int, default=20, help="features to print")
     iv.add_argument("--max-features", type=int, default=None, help="stop after this many new features")
     add_config_arguments(iv, InterventionConfig, "int_")
+    iv.add_argument("--method-preset", default="default", choices=list(METHOD_PRESETS),
+                    help="settings of every IGDS stage: default (ours) | paper (the literal reading); flags override")
     iv.set_defaults(func=cmd_intervene)
 
     se = sub.add_parser("select", help="stage 2: select pool examples with IGDS or a baseline")
@@ -343,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--name", default=None, help="name of the stored selection")
     add_config_arguments(se, SelectionConfig)
     add_config_arguments(se, ResonanceConfig, "res_")
+    se.add_argument("--method-preset", default="default", choices=list(METHOD_PRESETS),
+                    help="settings of every IGDS stage: default (ours) | paper (the literal reading); flags override")
     se.set_defaults(func=cmd_select)
 
     sub.add_parser("selections", help="list stored selections").set_defaults(func=cmd_selections)
@@ -375,13 +398,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     xp = sub.add_parser("experiment", help="the reproduction grid: select, fine-tune and evaluate every cell "
                                            "(resumable: a rerun skips finished cells)")
-    xp.add_argument("--preset", default="demo", choices=list(PRESETS), help="grid size (default: demo)")
+    xp.add_argument("--preset", default="demo", choices=list(PRESETS),
+                    help="grid size, not the method (that is --method-preset; default: demo)")
     xp.add_argument("--quick", action="store_true", help="the quick preset: one task, one pool, one seed")
     xp.add_argument("--tasks", nargs="+", default=None, help="override the preset's tasks")
     xp.add_argument("--pools", nargs="+", default=None, choices=POOL_SETTINGS, help="override pool settings")
     xp.add_argument("--seeds", nargs="+", default=None, help="override the seeds of IGDS and Random")
     xp.add_argument("--pool-limit", type=int, default=None, help="override the task examples per pool")
+    xp.add_argument("--method-preset", nargs="+", default=None, choices=list(METHOD_PRESETS),
+                    help="IGDS method presets to compare (default: the grid preset's; demo runs default and paper)")
     xp.add_argument("--max-cells", type=int, default=None, help="stop after running this many new cells")
+    xp.add_argument("--max-minutes", type=float, default=None, help="start no new cell after this many minutes")
+    xp.add_argument("--experiment", default=None, help="with --report-only: the experiment id (default: the newest "
+                                                       "of the preset)")
     xp.add_argument("--report", default="docs/results.md", help="report to write, relative to the repository")
     xp.add_argument("--dry-run", action="store_true", help="print the cells and the time estimate only")
     xp.add_argument("--report-only", action="store_true", help="re-summarize the stored cells and rewrite the report")

@@ -100,9 +100,14 @@ def add_config_arguments(parser, cls: type, prefix: str = "") -> None:
             parser.add_argument(flag, dest=dest, default=None, help=helptext, type=t if t in (int, float) else str)
 
 
-def config_from_arguments(cls: type[C], args, prefix: str = "", **overrides) -> C:
-    """Build a config from parsed argparse flags added by :func:`add_config_arguments`."""
-    kwargs = dict(overrides)
+def config_from_arguments(cls: type[C], args, prefix: str = "", base: C | None = None, **overrides) -> C:
+    """Build a config from parsed argparse flags added by :func:`add_config_arguments`.
+
+    Fields start from ``base`` (e.g. a method preset's config) when given, then ``overrides``; flags given
+    on the command line win.
+    """
+    kwargs = {f.name: getattr(base, f.name) for f in dataclasses.fields(cls)} if base is not None else {}
+    kwargs.update(overrides)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         v = getattr(args, prefix + f.name, None)

@@ -70,11 +70,13 @@ def save_tiny_sae(path: Path, **kwargs) -> Path:
 
 def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120, n_general: int = 120,
                          n_candidates: int = 8, seed: int = 0, with_runs: bool = False,
-                         interventions=None) -> dict:
+                         interventions=None, n_probe: int | None = 48) -> dict:
     """A small but complete workspace on the tiny random model: real corpus examples, extraction,
     recall, interventions, logit lens — every store table the dashboard reads, in seconds.
 
     ``interventions`` (an ``InterventionConfig``) replaces the default filter, e.g. one no feature passes.
+    ``n_probe`` probe examples are extracted (None: the whole probe split, which the method presets'
+    recall reads).
 
     Returns:
         keys of what was built (run ids, model/SAE keys, the tiny model objects).
@@ -88,7 +90,7 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
     model, tok = tiny_model(), tiny_tokenizer()
     sae = tiny_sae(d_in=model.config.hidden_size, layer=1, seed=seed)
     site = "blocks.1.hook_resid_post"
-    probe, dev = probe_set(task)[:48], dev_set(task)[:24]
+    probe, dev = probe_set(task)[:n_probe], dev_set(task)[:24]
     train = [e for e in load_corpus([task], ["train"])][:n_train]
     general = [e for e in load_corpus(["general"])][:n_general]
     examples = [*probe, *dev, *train, *general]

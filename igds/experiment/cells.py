@@ -19,12 +19,22 @@ from igds.training.results import BASE_RUN, make_eval_id
 PACKAGES = ("torch", "transformers", "peft", "sae-lens", "duckdb", "datasets", "streamlit")  # versions kept
 
 
-def register_experiment(store: ActivationStore, cfg: ExperimentConfig, command: str) -> str:
-    """Create (or refresh) the experiment row with the command and package versions; returns its id."""
-    eid = experiment_id(cfg)
+def register_experiment(store: ActivationStore, cfg: ExperimentConfig, command: str, provenance: dict) -> str:
+    """Create (or refresh) the experiment row with the command, package versions and the method's
+    provenance per task (:func:`igds.experiment.run.method_provenance`); returns its id, which covers the
+    grid config and every task's method identity."""
+    eid = experiment_id(cfg, provenance)
     versions = {p: _version(p) for p in PACKAGES} | {"python": platform.python_version()}
-    store.save_experiment(eid, cfg.preset, cfg.to_json(), command, versions)
+    store.save_experiment(eid, cfg.preset, cfg.to_json(), command, versions,
+                          json.dumps(provenance, sort_keys=True, default=str))
     return eid
+
+
+def experiment_provenance(store: ActivationStore, exp_id: str) -> dict:
+    """Per task the method presets' configs, intervention runs and F*, the overrides, the amplification
+    features and their control, and the sequence lengths an experiment ran with ({} when unrecorded)."""
+    row = store.experiment_row(exp_id)
+    return json.loads(row["provenance"]) if row is not None and row.get("provenance") else {}
 
 
 def _version(package: str) -> str:

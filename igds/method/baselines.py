@@ -4,8 +4,8 @@ Longest, Shortest, Full.
 Every method returns a :class:`BaselineRanking` (ids best first plus ids that must never be picked), so a
 selection of ``n`` examples is always ``ranking.top(n)``. The ranking functions are pure (no store, no
 files); only :func:`nll_table` runs a model. :func:`rank_baseline` dispatches on a :class:`BaselineConfig`
-through the registry (:func:`get_baseline`), and :attr:`Baseline.needs_nll` / :attr:`Baseline.needs_texts`
-tell the caller which inputs to prepare.
+through the registry (:func:`get_baseline`), and :attr:`Baseline.needs_nll` / :attr:`Baseline.needs_texts` /
+:attr:`Baseline.needs_lengths` tell the caller which inputs to prepare.
 """
 
 from __future__ import annotations
@@ -349,6 +349,7 @@ class Baseline:
     rank: RankFn
     needs_nll: bool = False
     needs_texts: bool = False
+    needs_lengths: bool = False  # content tokens per example (the extraction's ``n_tokens``)
 
 
 BASELINES: dict[str, Baseline] = {}
@@ -378,31 +379,32 @@ def _restrict(nll_df: pd.DataFrame, example_ids: Sequence[str]) -> pd.DataFrame:
     return pool.merge(nll_df, on="example_id", how="left")
 
 
-# Each entry's rank(example_ids, n_select, cfg, texts, nll_df, progress) adapts one pure function above.
+# Each entry's rank(example_ids, n_select, cfg, texts, nll_df, lengths, progress) adapts one pure function above.
 for _baseline in (
-    Baseline("random", "uniform sample, seeded", lambda ids, n, cfg, texts, nll, p: random_ranking(ids, cfg.seed)),
+    Baseline("random", "uniform sample, seeded",
+             lambda ids, n, cfg, texts, nll, lengths, p: random_ranking(ids, cfg.seed)),
     Baseline("loss", "highest base-model response NLL",
-             lambda ids, n, cfg, texts, nll, p: loss_ranking(_restrict(nll, ids)), needs_nll=True),
+             lambda ids, n, cfg, texts, nll, lengths, p: loss_ranking(_restrict(nll, ids)), needs_nll=True),
     Baseline("ifd", "highest s(A|Q)/s(A); IFD >= 1 dropped",
-             lambda ids, n, cfg, texts, nll, p: ifd_ranking(_restrict(nll, ids)), needs_nll=True),
+             lambda ids, n, cfg, texts, nll, lengths, p: ifd_ranking(_restrict(nll, ids)), needs_nll=True),
     Baseline("zip", "greedy lowest zlib ratio of the selection",
-             lambda ids, n, cfg, texts, nll, p: zip_ranking({i: texts[i] for i in ids}, n, k1=cfg.zip_k1,
+             lambda ids, n, cfg, texts, nll, lengths, p: zip_ranking({i: texts[i] for i in ids}, n, k1=cfg.zip_k1,
                                                             k2=cfg.zip_k2, k3=cfg.zip_k3, progress=p),
              needs_texts=True),
     Baseline("longest", "most content tokens first (content + response, no template or instruction)",
-             lambda ids, n, cfg, texts, nll, p: length_ranking({i: content_length(texts[i]) for i in ids},
-                                                               longest=True), needs_texts=True),
+             lambda ids, n, cfg, texts, nll, lengths, p: length_ranking({i: lengths[i] for i in ids}, longest=True),
+             needs_lengths=True),
     Baseline("shortest", "fewest content tokens first (content + response, no template or instruction)",
-             lambda ids, n, cfg, texts, nll, p: length_ranking({i: content_length(texts[i]) for i in ids},
-                                                               longest=False), needs_texts=True),
-    Baseline("full", "the whole pool", lambda ids, n, cfg, texts, nll, p: full_ranking(ids)),
+             lambda ids, n, cfg, texts, nll, lengths, p: length_ranking({i: lengths[i] for i in ids},
+                                                                       longest=False), needs_lengths=True),
+    Baseline("full", "the whole pool", lambda ids, n, cfg, texts, nll, lengths, p: full_ranking(ids)),
 ):
     register_baseline(_baseline)
 
 
 def rank_baseline(cfg: BaselineConfig, example_ids: Sequence[str], n_select: int, *,
                   texts: Mapping[str, str] | None = None, nll_df: pd.DataFrame | None = None,
-                  progress: ProgressFn | None = None) -> BaselineRanking:
+                  lengths: Mapping[str, float] | None = None, progress: ProgressFn | None = None) -> BaselineRanking:
     """Rank a pool with the baseline ``cfg.method``.
 
     Args:
@@ -411,6 +413,8 @@ def rank_baseline(cfg: BaselineConfig, example_ids: Sequence[str], n_select: int
         n_select: Intended selection size (ZIP's greedy budget; the other methods rank everything).
         texts: ``{id: text}`` for methods with ``needs_texts`` (see :func:`example_texts`).
         nll_df: :func:`nll_table` output for methods with ``needs_nll``.
+        lengths: ``{id: content tokens}`` for methods with ``needs_lengths`` (Longest / Shortest); without
+            it they count :func:`content_length` of ``texts``, a tokenizer-free proxy.
         progress: ``progress(done, total, message)``.
 
     Returns:
@@ -421,7 +425,11 @@ def rank_baseline(cfg: BaselineConfig, example_ids: Sequence[str], n_select: int
         raise ValueError(f"baseline {b.name!r} needs an nll table (see nll_table)")
     if b.needs_texts and (texts is None or any(i not in texts for i in example_ids)):
         raise ValueError(f"baseline {b.name!r} needs a text for every pool example (see example_texts)")
-    return b.rank(list(example_ids), n_select, cfg, texts, nll_df, progress)
+    if b.needs_lengths and lengths is None and texts is not None:
+        lengths = {i: content_length(texts[i]) for i in example_ids if i in texts}
+    if b.needs_lengths and (lengths is None or any(i not in lengths for i in example_ids)):
+        raise ValueError(f"baseline {b.name!r} needs a content length for every pool example")
+    return b.rank(list(example_ids), n_select, cfg, texts, nll_df, lengths, progress)
 
 # the registry is the single source of the list the CLI, pages and experiment offer
 BASELINE_METHODS = tuple(BASELINES)

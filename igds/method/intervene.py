@@ -501,21 +501,46 @@ def null_plan(candidates: Sequence[int], density: np.ndarray | None, cfg: Interv
         if density is None:
             raise ValueError("the density-matched null needs each feature's token density (tok_freq_task); "
                              "pass density, or set null_features=0")
-        dens = np.asarray(density, dtype=float)
-        eligible = np.flatnonzero(np.isfinite(dens) & (dens > 0))
-        eligible = eligible[~np.isin(eligible, cands)]
         rng = np.random.default_rng([1, cfg.null_seed])
-        chosen: list[int] = []
-        for _ in range(cfg.null_features):
-            avail = eligible[~np.isin(eligible, chosen)]
-            if not len(avail):
-                break
-            target = cands[int(rng.integers(len(cands)))]
-            dist = np.abs(np.log(dens[avail]) - np.log(dens[target]))
-            near = avail[np.lexsort((avail, dist))[:NULL_NEIGHBOURS]]
-            chosen.append(int(near[int(rng.integers(len(near)))]))
-            rows.append({"null_id": len(rows), "kind": NULL_FEATURE, "feature": chosen[-1], "matched": target})
+        targets = (cands[int(rng.integers(len(cands)))] for _ in range(cfg.null_features))
+        for target, feature in _matched_draws(targets, density, cands, rng):
+            rows.append({"null_id": len(rows), "kind": NULL_FEATURE, "feature": feature, "matched": target})
     return pd.DataFrame(rows, columns=["null_id", "kind", "feature", "matched"])
+
+
+def _matched_draws(targets, density: np.ndarray, exclude: Sequence[int], rng: np.random.Generator):
+    """For each target (drawn lazily), a distinct random feature among the ``NULL_NEIGHBOURS`` nearest to it in
+    log token density, never one of ``exclude``; yields ``(target, feature)`` until none is left."""
+    dens = np.asarray(density, dtype=float)
+    eligible = np.flatnonzero(np.isfinite(dens) & (dens > 0))
+    eligible = eligible[~np.isin(eligible, list(exclude))]
+    chosen: list[int] = []
+    floor = dens[eligible].min() if len(eligible) else 1.0
+    for target in targets:
+        avail = eligible[~np.isin(eligible, chosen)]
+        if not len(avail):
+            return
+        # a target that never fired on probe (e.g. a pinned feature) matches the rarest features that did
+        own = dens[target] if np.isfinite(dens[target]) and dens[target] > 0 else floor
+        dist = np.abs(np.log(dens[avail]) - np.log(own))
+        near = avail[np.lexsort((avail, dist))[:NULL_NEIGHBOURS]]
+        chosen.append(int(near[int(rng.integers(len(near)))]))
+        yield int(target), chosen[-1]
+
+
+def density_matched_features(features: Sequence[int], density: np.ndarray, exclude: Sequence[int],
+                             seed: int = 0) -> list[int]:
+    """A control feature set: one distinct random feature per feature of ``features``, drawn among the
+    ``NULL_NEIGHBOURS`` nearest to it in log token density (as the null's features are), never one of
+    ``exclude`` (e.g. every recall candidate) — what amplification of "any features this frequent" looks like.
+
+    Args:
+        density: token density of every SAE feature ``[d_sae]`` (0 or NaN where it never fired).
+        seed: seed of the draws.
+    """
+    feats = [int(f) for f in features]
+    rng = np.random.default_rng([2, seed])
+    return [f for _, f in _matched_draws(feats, density, {*feats, *map(int, exclude)}, rng)]
 
 
 def null_threshold(null_effects: Sequence[float], quantile: float) -> float:

@@ -135,10 +135,11 @@ def compute_recall(probe: pd.DataFrame, n_probe: int, probe_tokens: int, ref: pd
 
 
 def recall_features(store: ActivationStore, run_id: str, task: str, probe_ids: Sequence[str],
-                    reference_ids: Sequence[str], cfg: RecallConfig) -> RecallResult:
+                    reference_ids: Sequence[str], cfg: RecallConfig, preset: str = "default") -> RecallResult:
     """Compute, store and return frequency recall for ``task`` over extraction run ``run_id``.
 
-    Idempotent: the result is keyed by config, run and the two example sets.
+    Idempotent: the result is keyed by config, run and the two example sets. ``preset`` names the method
+    preset the config came from (:mod:`igds.method.presets`) and is recorded with the run.
     """
     import hashlib
 
@@ -151,7 +152,8 @@ def recall_features(store: ActivationStore, run_id: str, task: str, probe_ids: S
         ["recall_id", "task", "feature", "freq_task", "freq_ref", "tok_freq_task", "tok_freq_ref", "lift",
          "mean_act_task", "max_act_task", "is_candidate", "rank"]]
     store.write_recall(recall_id, rows)
-    store.start_run(recall_id, "recall", {"recall": cfg.to_dict(), "task": task, "extract_run": run_id})
+    store.start_run(recall_id, "recall", {"recall": cfg.to_dict(), "task": task, "extract_run": run_id,
+                                          "method_preset": preset})
     store.update_run(recall_id, status="done", n_done=int(table.is_candidate.sum()),
                      message=f"{int(table.is_candidate.sum())} candidates")
     return RecallResult(recall_id=recall_id, task=task, table=table, n_probe=len(probe_ids),

@@ -58,9 +58,10 @@ class Overrides:
     vetoed_features: frozenset[int] = frozenset()
     pinned_features: frozenset[int] = frozenset()
 
-    def to_dict(self) -> dict:
-        """Sorted lists, for lineage."""
-        return {k: sorted(v) for k, v in self.__dict__.items()}
+    def to_dict(self, examples_only: bool = False) -> dict:
+        """Sorted lists, for lineage; ``examples_only`` leaves out the feature decisions (a baseline's
+        selection does not depend on them)."""
+        return {k: sorted(v) for k, v in self.__dict__.items() if not examples_only or k.endswith("_examples")}
 
     def apply_to_features(self, features: Sequence[int]) -> list[int]:
         """Validated features minus vetoes plus pins, order kept (pins appended)."""

@@ -15,12 +15,13 @@ class ExperimentQueries:
 
     # -- experiments -------------------------------------------------------------------------
     def save_experiment(self, experiment_id: str, preset: str, config_json: str, command: str,
-                        versions: dict) -> None:
+                        versions: dict, provenance_json: str | None = None) -> None:
         """Create or refresh an experiment row (its ``updated`` time becomes now)."""
         with self.connect() as con:
             con.execute("INSERT OR REPLACE INTO experiments (experiment_id, preset, config, command, versions, "
-                        "updated) VALUES (?, ?, ?, ?, ?, current_timestamp)",
-                        [experiment_id, preset, config_json, command, json.dumps(versions, sort_keys=True)])
+                        "provenance, updated) VALUES (?, ?, ?, ?, ?, ?, current_timestamp)",
+                        [experiment_id, preset, config_json, command, json.dumps(versions, sort_keys=True),
+                         provenance_json])
 
     def experiment_row(self, experiment_id: str) -> dict | None:
         """One experiment: experiment_id, preset, config (JSON string), command, versions (JSON string),
@@ -55,8 +56,10 @@ class ExperimentQueries:
         """An experiment's cells joined with their evaluation (metric, score, nll, n_eval), fine-tune
         (n_train, train_seconds) and amplification, in key order."""
         return self.query_df(
-            "SELECT c.*, e.metric, e.score, e.nll, e.n AS n_eval, f.n_train, f.train_seconds, a.amplification "
+            "SELECT c.*, e.metric, e.score, e.nll, e.n AS n_eval, f.n_train, f.n_dropped, f.train_seconds, "
+            "a.amplification, a.control_amplification, s.n_selected "
             "FROM experiment_cells c LEFT JOIN evals e ON e.eval_id = c.eval_id "
+            "LEFT JOIN selections s ON s.selection_id = c.selection_id "
             "LEFT JOIN finetunes f ON f.run_id = c.run_id LEFT JOIN amplification a ON a.eval_id = c.eval_id "
             "WHERE c.experiment_id = ? ORDER BY c.task, c.pool_setting, c.method, c.ratio, c.seed", [experiment_id])
 
@@ -123,12 +126,12 @@ class ExperimentQueries:
         """The model key an evaluation ran on (None when unknown)."""
         return self.scalar("SELECT model_key FROM evals WHERE eval_id = ?", [eval_id])
 
-    def finetune_seconds_per_pair(self, profile: str) -> float | None:
-        """Median training seconds per pair over the finished fine-tunes of a profile (``cpu`` | ``default``);
-        None without one."""
-        s = self.scalar("SELECT median(train_seconds / n_train) FROM finetunes WHERE status = 'done' AND n_train > 0 "
-                        "AND json_extract_string(config, '$.profile') = ?", [profile])
-        return None if s is None else float(s)
+    def finetune_seconds_per_pair(self, profile: str) -> dict[str, float]:
+        """Median training seconds per pair by task over the finished fine-tunes of a profile
+        (``cpu`` | ``default``); tasks without one are absent."""
+        df = self.query_df("SELECT task, median(train_seconds / n_train) AS s FROM finetunes WHERE status = 'done' "
+                           "AND n_train > 0 AND json_extract_string(config, '$.profile') = ? GROUP BY task", [profile])
+        return dict(zip(df.task, df.s.astype(float), strict=True))
 
     def eval_seconds_per_item(self, exclude_run_id: str) -> dict[str, float]:
         """Median evaluation seconds per test item by task, over every run but ``exclude_run_id``."""

@@ -294,6 +294,9 @@ CREATE TABLE IF NOT EXISTS amplification (
     per_feature VARCHAR,            -- JSON {feature: amplification}
     created TIMESTAMP DEFAULT current_timestamp
 );
+-- the same measure on a density-matched random feature set (the control of the amplification–gain claim)
+ALTER TABLE amplification ADD COLUMN IF NOT EXISTS control_features VARCHAR;     -- JSON list
+ALTER TABLE amplification ADD COLUMN IF NOT EXISTS control_amplification DOUBLE;
 -- Across the evaluated runs of a task: amplification vs. metric / NLL gain.
 CREATE TABLE IF NOT EXISTS correlations (
     task VARCHAR NOT NULL,
@@ -317,6 +320,8 @@ CREATE TABLE IF NOT EXISTS experiments (
     created TIMESTAMP DEFAULT current_timestamp,
     updated TIMESTAMP DEFAULT current_timestamp
 );
+-- JSON: per task the method presets' configs, intervention runs and F*, the overrides, sequence lengths
+ALTER TABLE experiments ADD COLUMN IF NOT EXISTS provenance VARCHAR;
 CREATE TABLE IF NOT EXISTS experiment_cells (
     experiment_id VARCHAR NOT NULL,
     task VARCHAR NOT NULL,
@@ -348,6 +353,9 @@ CREATE TABLE IF NOT EXISTS experiment_results (
     base_score DOUBLE, base_nll DOUBLE,
     PRIMARY KEY (experiment_id, task, pool_setting, method, ratio)
 );
+ALTER TABLE experiment_results ADD COLUMN IF NOT EXISTS n_dropped DOUBLE;     -- mean long examples dropped per run
+ALTER TABLE experiment_results ADD COLUMN IF NOT EXISTS n_selected DOUBLE;    -- mean selection size per run
+ALTER TABLE experiment_results ADD COLUMN IF NOT EXISTS control_amplification DOUBLE;
 CREATE TABLE IF NOT EXISTS experiment_correlations (
     experiment_id VARCHAR NOT NULL,
     task VARCHAR NOT NULL,
@@ -357,3 +365,6 @@ CREATE TABLE IF NOT EXISTS experiment_correlations (
     spearman DOUBLE, spearman_lo DOUBLE, spearman_hi DOUBLE,
     PRIMARY KEY (experiment_id, task, y_name)
 );
+ALTER TABLE experiment_correlations ADD COLUMN IF NOT EXISTS x_name VARCHAR;   -- amplification | control_amplification
+ALTER TABLE experiment_correlations ADD COLUMN IF NOT EXISTS subset VARCHAR;   -- which cells (e.g. a fixed size)
+ALTER TABLE experiment_correlations ADD COLUMN IF NOT EXISTS partial VARCHAR;  -- covariate partialled out, or NULL

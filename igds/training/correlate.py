@@ -50,8 +50,19 @@ def _ci(samples: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _residualize(a: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+    """Row-wise residuals of ``a`` after a least-squares line on ``z`` (``a`` itself when z is None)."""
+    if z is None:
+        return a
+    zc = z - z.mean(axis=-1, keepdims=True)
+    ac = a - a.mean(axis=-1, keepdims=True)
+    var = (zc * zc).sum(axis=-1, keepdims=True)
+    beta = np.divide((ac * zc).sum(axis=-1, keepdims=True), var, out=np.zeros_like(var), where=var > 0)
+    return ac - beta * zc
+
+
 def correlate(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: int = 0,
-              level: float = 0.95) -> dict:
+              level: float = 0.95, covariate: Sequence[float] | None = None) -> dict:
     """Pearson and Spearman correlation with percentile-bootstrap confidence intervals.
 
     Points (pairs) are resampled with replacement; resamples where one side is constant give no
@@ -63,25 +74,38 @@ def correlate(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: 
         n_boot: bootstrap resamples.
         seed: RNG seed of the resampling.
         level: confidence level of the intervals.
+        covariate: ``[n]`` values to partial out (e.g. log training-set size): both sides are replaced by
+            their residuals on it (ranks by rank residuals for Spearman), in every resample.
 
     Returns:
         ``{"n", "pearson", "pearson_lo", "pearson_hi", "spearman", "spearman_lo", "spearman_hi"}``;
-        NaN for n < 3 or a constant input.
+        NaN for n < 3 (4 with a covariate) or a constant input.
     """
     xa, ya = _clean_pairs(x, y)
+    za = None
+    if covariate is not None:
+        xa, ya, za = (np.asarray(v, dtype=float) for v in (x, y, covariate))
+        ok = np.isfinite(xa) & np.isfinite(ya) & np.isfinite(za)
+        xa, ya, za = xa[ok], ya[ok], za[ok]
     n = int(xa.size)
     out = {"n": n, "pearson": math.nan, "pearson_lo": math.nan, "pearson_hi": math.nan,
            "spearman": math.nan, "spearman_lo": math.nan, "spearman_hi": math.nan}
-    if n < MIN_POINTS:
+    if n < MIN_POINTS + (za is not None):
         return out
-    out["pearson"] = float(_rowwise_pearson(xa[None], ya[None])[0])
-    out["spearman"] = float(_rowwise_pearson(_ranks(xa)[None], _ranks(ya)[None])[0])
+
+    def both(bx, by, bz):
+        rz = None if bz is None else _ranks(bz)
+        return (_rowwise_pearson(_residualize(bx, bz), _residualize(by, bz)),
+                _rowwise_pearson(_residualize(_ranks(bx), rz), _residualize(_ranks(by), rz)))
+
+    p, sp = both(xa[None], ya[None], None if za is None else za[None])
+    out["pearson"], out["spearman"] = float(p[0]), float(sp[0])
     if math.isnan(out["pearson"]) or n_boot < 1:
         return out
     idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    bx, by = xa[idx], ya[idx]
-    out["pearson_lo"], out["pearson_hi"] = _ci(_rowwise_pearson(bx, by), level)
-    out["spearman_lo"], out["spearman_hi"] = _ci(_rowwise_pearson(_ranks(bx), _ranks(by)), level)
+    bp, bsp = both(xa[idx], ya[idx], None if za is None else za[idx])
+    out["pearson_lo"], out["pearson_hi"] = _ci(bp, level)
+    out["spearman_lo"], out["spearman_hi"] = _ci(bsp, level)
     return out
 
 

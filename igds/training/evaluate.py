@@ -258,6 +258,14 @@ def feature_activation(model, tokenizer, sae, site: str, examples: Sequence, fea
     return {"A": total, "per_feature": per_feature, "features": feats, "n": n}
 
 
+def restrict_activation(act: dict, features: Sequence[int]) -> dict:
+    """:func:`feature_activation` of a subset of the measured features: ``A`` is additive over features
+    (``A = Σ_j mean_s a_j(s)``), so any subset's value follows from the per-feature means of one pass."""
+    feats = [int(f) for f in features]
+    per = {f: act["per_feature"][f] for f in feats}
+    return {"A": sum(per.values()) if feats else math.nan, "per_feature": per, "features": feats, "n": act["n"]}
+
+
 def amplification(a_tuned: dict, a_base: dict) -> dict:
     """Feature amplification ``A(tuned) / A(base) - 1``, overall and per feature.
 

@@ -110,7 +110,7 @@ def record_eval(store: ActivationStore, run_id: str, result: dict, split: str = 
 
 
 def record_amplification(store: ActivationStore, eval_id: str, run_id: str, task: str, a_model: dict,
-                         a_base: dict, amp: dict) -> None:
+                         a_base: dict, amp: dict, control: dict | None = None) -> None:
     """Store the feature amplification of an evaluated model.
 
     Args:
@@ -121,13 +121,16 @@ def record_amplification(store: ActivationStore, eval_id: str, run_id: str, task
         a_model: :func:`igds.training.evaluate.feature_activation` of the tuned model.
         a_base: the same for the base model.
         amp: :func:`igds.training.evaluate.amplification` of the two.
+        control: ``{"features": [...], "amplification": float}`` of a density-matched control set, or None.
     """
+    control = control or {}
     with store.connect() as con:
         con.execute(
             "INSERT OR REPLACE INTO amplification (eval_id, run_id, task, features, a_model, a_base, amplification, "
-            "per_feature) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "per_feature, control_features, control_amplification) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [eval_id, run_id, task, _json(list(a_model["features"])), _num(a_model["A"]), _num(a_base["A"]),
-             _num(amp["amplification"]), _json(amp["per_feature"])],
+             _num(amp["amplification"]), _json(amp["per_feature"]),
+             _json(control["features"]) if control else None, _num(control.get("amplification"))],
         )
 
 

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
+from plotly.subplots import make_subplots
 
 from igds.experiment import (
     PRESETS,
     correlation_rows,
     empty_cells,
     estimate_seconds,
-    experiment_id,
     experiment_points,
+    experiment_provenance,
     experiments,
     format_duration,
     plan_cells,
+    quartile_rows,
     results_table,
+    source_table,
+    verdict,
 )
 from igds.ui.jobs import job_launcher
 from igds.ui.widgets import amplification_scatter, correlation_text
 
-TABLE_COLUMNS = ["pool_setting", "method", "ratio", "n_runs", "n_train", "score", "score_lo", "score_hi", "d_score",
-                 "d_score_lo", "d_score_hi", "nll", "nll_lo", "nll_hi", "d_nll", "d_nll_lo", "d_nll_hi",
-                 "amplification"]
+TABLE_COLUMNS = ["pool_setting", "method", "ratio", "n_runs", "n_train", "n_dropped", "score", "score_lo", "score_hi",
+                 "d_score", "d_score_lo", "d_score_hi", "verdict", "nll", "nll_lo", "nll_hi", "d_nll", "d_nll_lo",
+                 "d_nll_hi", "amplification", "control_amplification"]
 
 
 def experiment_launcher(store) -> None:
@@ -30,24 +35,31 @@ def experiment_launcher(store) -> None:
     name = st.segmented_control("Preset", list(PRESETS), default="quick", key="exp_preset")
     cfg = PRESETS[name or "quick"]
     cells = plan_cells(cfg)
-    st.caption(f"{len(cells)} cells ({', '.join(cfg.tasks)}; {', '.join(cfg.pool_settings)}); at most "
-               f"{format_duration(estimate_seconds(cfg, cells, store))} on this machine. Finished cells are reused.")
+    st.caption(f"{len(cells)} cells ({', '.join(cfg.tasks)}; {', '.join(cfg.pool_settings)}; method presets "
+               f"{', '.join(cfg.method_presets)}); at most {format_duration(estimate_seconds(cfg, cells, store))} on "
+               "this machine. Finished cells are reused.")
     job_launcher("experiment", {"config": cfg.to_dict(), "command": f"python -m igds experiment --preset {cfg.preset}"},
                  label=f"Run or continue the {cfg.preset} experiment", key=f"exp_{cfg.preset}",
                  help="select, fine-tune and evaluate every cell of the grid in the background")
 
 
 def experiment_view(store, task: str) -> None:
-    """Results of a stored experiment for one task: table, methods plot, amplification vs. gain."""
+    """Results of a stored experiment for one task: the method presets' F*, the table with same-size
+    verdicts, per-source metrics, the quartile test and amplification vs. gain with its control."""
     xs = experiments(store)
     experiment_launcher(store)
     if xs.empty:
         st.info("No experiment yet: start one above, or run `python -m igds experiment --quick`.")
         return
-    default = experiment_id(PRESETS["demo"])
-    ids = xs.experiment_id.tolist()
-    exp = st.selectbox("Experiment", ids, index=ids.index(default) if default in ids else 0, key="exp_id",
+    ids = xs.experiment_id.tolist()  # newest first
+    demo = [i for i in ids if i.startswith("demo-")]
+    exp = st.selectbox("Experiment", ids, index=ids.index(demo[0]) if demo else 0, key="exp_id",
                        format_func=lambda e: f"{e} · {int(xs.set_index('experiment_id').cells_done[e])} cells done")
+    prov = experiment_provenance(store, exp).get(task, {})
+    if prov.get("presets"):
+        st.dataframe(pd.DataFrame([{"method preset": name, "candidates": p["n_candidates"], "|F*|": len(p["fstar"]),
+                                    "F*": ", ".join(map(str, p["fstar"])) or "none", "intervention run": p["effect_id"]}
+                                   for name, p in prov["presets"].items()]), hide_index=True, width="stretch")
     empty = empty_cells(store, exp, task)
     if not empty.empty:
         st.warning(f"{len(empty)} IGDS cells of {task} are empty: " + " ".join(empty.note.unique()))
@@ -60,20 +72,58 @@ def experiment_view(store, task: str) -> None:
     c1, c2 = st.columns(2)
     c1.metric(f"Base {metric}", f"{res.base_score.iloc[0]:.4f}")
     c2.metric("Base reference NLL", f"{res.base_nll.iloc[0]:.3f}")
+    over = res[res.n_dropped > 0.01 * res.n_selected]
+    if not over.empty:
+        st.warning(f"{len(over)} rows dropped more than 1% of their selection as longer than the sequence length: "
+                   + ", ".join(f"{r.pool_setting} {r.method}@{r.ratio:g} ({r.n_dropped:.0f})"
+                               for r in over.itertuples()))
     st.caption("Mean over seeds with 95% bootstrap intervals (seeds and test items resampled); d_ columns are the "
-               "paired difference to Random at the same pool.")
-    st.dataframe(res[TABLE_COLUMNS], hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.4f") for c in TABLE_COLUMNS[5:]})
+               "paired difference to Random of the same size (same pool and ρ); no difference is drawn between sizes. "
+               "Rows with one run have intervals over test items only.")
+    table = res.assign(verdict=[verdict(lo, hi) for lo, hi in zip(res.d_score_lo, res.d_score_hi, strict=True)])
+    st.dataframe(table[TABLE_COLUMNS], hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.4f") for c in TABLE_COLUMNS[6:]
+                                if c != "verdict"})
+    src = source_table(store, exp)
+    src = src[src.task == task]
+    if src.source.nunique() > 1:
+        st.markdown(f"**Per source of the test items** ({metric}; the test sample is stratified by source)")
+        st.dataframe(src.pivot_table(index=["pool_setting", "method", "ratio"], columns="source", values="score",
+                                     sort=False).reset_index(), hide_index=True, width="stretch")
     y = st.segmented_control("Measure", ["score", "nll"], default="score", key="exp_measure") or "score"
     bars = res.assign(cell=res.method + "@" + res.ratio.map("{:g}".format), err_hi=res[f"{y}_hi"] - res[y],
                       err_lo=res[y] - res[f"{y}_lo"])
     st.plotly_chart(px.bar(bars, x="cell", y=y, color="pool_setting", barmode="group", error_y="err_hi",
                            error_y_minus="err_lo", title=f"{task}: {metric if y == 'score' else 'reference NLL'} "
                            "per method (95% CI)"), key="exp_bars")
+    quartile_view(res)
     pts = experiment_points(store, exp)
     gain = "metric_gain" if y == "score" else "nll_gain"
     amplification_scatter(pts[pts.task == task], gain, "exp_corr", "Feature amplification vs. gain, one point per cell",
                           color="method", symbol="pool_setting", hover_data=["ratio", "seed", "run_id"])
     corr = correlation_rows(store, exp)
-    for r in corr[(corr.task == task) & corr.y_name.str.startswith(gain)].itertuples():
-        correlation_text(r, f"{r.y_name}: ")
+    for r in corr[(corr.task == task) & (corr.y_name.str.startswith(gain))].itertuples():
+        correlation_text(r, f"{r.x_name} · {r.subset}" + (f" · partial {r.partial}" if r.partial else "") + ": ")
+
+
+def quartile_view(res: pd.DataFrame) -> None:
+    """The controlled test: gain and amplification (with the control set's) by FRS quartile, Random dashed."""
+    q = quartile_rows(res)
+    if q.empty:
+        return
+    st.markdown("**The controlled test: FRS quartiles of the task-only pool at a fixed size** (q1 = most resonant)")
+    base = float(q.base_score.iloc[0])
+    blocks = q[q.quartile > 0]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"{q.metric.iloc[0]} gain over base (95% CI)",
+                                                        "amplification: F* and the control set"))
+    fig.add_scatter(x=blocks.method, y=blocks.score - base, mode="lines+markers", name="gain",
+                    error_y={"array": blocks.score_hi - blocks.score, "arrayminus": blocks.score - blocks.score_lo},
+                    row=1, col=1)
+    fig.add_scatter(x=blocks.method, y=blocks.amplification, mode="lines+markers", name="F*", row=1, col=2)
+    fig.add_scatter(x=blocks.method, y=blocks.control_amplification, mode="lines+markers", name="control",
+                    marker={"symbol": "circle-open"}, row=1, col=2)
+    rnd = q[q.quartile == 0]
+    if not rnd.empty:
+        fig.add_hline(y=float(rnd.score.iloc[0]) - base, line_dash="dash", row=1, col=1, annotation_text="Random")
+        fig.add_hline(y=float(rnd.amplification.iloc[0]), line_dash="dash", row=1, col=2, annotation_text="Random")
+    st.plotly_chart(fig, key="exp_quartiles")

@@ -23,6 +23,7 @@ from igds.method.intervene import (
     measure_effects,
 )
 from igds.method.pool import pool_fingerprint, pool_frame, pool_records
+from igds.method.presets import DEFAULT_PRESET, MethodPreset
 from igds.method.recall import RecallConfig, RecallResult, ensure_logit_lens, recall_features
 from igds.method.resonance import ResonanceConfig, ResonanceMatrix, load_resonance_matrix
 from igds.method.selection import Overrides, SelectionConfig, load_overrides, save_selection, select_from_ranking
@@ -32,20 +33,29 @@ from igds.store import ActivationStore
 from igds.workflow.workspace import Workspace
 
 
-def run_recall(ws: Workspace, task: str, cfg: RecallConfig, extract_cfg: ExtractConfig) -> RecallResult:
-    """Frequency recall of ``task`` over the workspace's extraction run; also stores the logit lens."""
+def run_recall(ws: Workspace, task: str, cfg: RecallConfig, extract_cfg: ExtractConfig,
+               preset: str = DEFAULT_PRESET) -> RecallResult:
+    """Frequency recall of ``task`` over the workspace's extraction run; also stores the logit lens.
+
+    Args:
+        preset: the method preset the config came from, recorded with the run (the dashboard follows
+            ``default`` runs).
+    """
     ensure_logit_lens(ws.store, ws.sae_key, ws.model, ws.tokenizer, ws.sae)
     probe = [e.id for e in probe_set(task)]
     ref = [e.id for e in reference_set(cfg.n_reference, cfg.seed, task=task)]
-    return recall_features(ws.store, ws.extraction_run_id(extract_cfg), task, probe, ref, cfg)
+    return recall_features(ws.store, ws.extraction_run_id(extract_cfg), task, probe, ref, cfg, preset=preset)
 
 
-def current_recall(ws: Workspace, task: str, extract_cfg: ExtractConfig) -> RecallResult:
-    """The task's latest stored recall, or a fresh one with the default config when there is none."""
+def current_recall(ws: Workspace, task: str, extract_cfg: ExtractConfig, preset: str = DEFAULT_PRESET) -> RecallResult:
+    """The task's latest stored recall under a method preset, or a fresh one with the preset's config."""
+    from igds.method.presets import method_preset
     from igds.method.recall import load_recall
 
-    prev = latest_run(ws.store, "recall", task)
-    return load_recall(ws.store, prev["run_id"]) if prev else run_recall(ws, task, RecallConfig(), extract_cfg)
+    prev = latest_run(ws.store, "recall", task, preset)
+    if prev:
+        return load_recall(ws.store, prev["run_id"])
+    return run_recall(ws, task, method_preset(preset).recall, extract_cfg, preset=preset)
 
 
 def effect_id_for(ws: Workspace, recall: RecallResult, dev_ids: list[str], cfg: InterventionConfig,
@@ -83,22 +93,34 @@ def token_density_vector(recall: RecallResult, d_sae: int) -> np.ndarray:
 
 
 def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: InterventionConfig,
-                      progress: ProgressFn | None = None, max_features: int | None = None) -> EffectResult:
+                      progress: ProgressFn | None = None, max_features: int | None = None,
+                      preset: str = DEFAULT_PRESET) -> EffectResult:
     """Measure the null, then amplify / ablate every recall candidate on the task's dev split (resumable).
 
     Runs on fp32 weights (bf16 autocast for speed where available, see ``InterventionConfig.precision``).
+
+    Args:
+        preset: the method preset the config came from, recorded with the run.
     """
     dev = dev_set(task)
     model = ws.fp32_model()
     eid = effect_id_for(ws, recall, [e.id for e in dev], cfg, model)
     ws.store.start_run(eid, "intervene", {"intervene": cfg.to_dict(), "task": task, "recall_id": recall.recall_id,
-                                          "compute": compute_mode(model, cfg)},
+                                          "compute": compute_mode(model, cfg), "method_preset": preset},
                        ws.model_key, ws.sae_key, n_total=len(recall.candidates))
     items = encode_examples(ws.tokenizer, dev, cfg.max_length)
     d_sae = int(ws.sae.cfg.d_sae)
     return measure_effects(ws.store, eid, model, ws.sae, ws.site, items, recall.candidates,
                            mean_activation_vector(recall, d_sae), cfg, ws.tokenizer.pad_token_id,
                            progress, max_features, density=token_density_vector(recall, d_sae))
+
+
+def prepare_method(ws: Workspace, task: str, preset: MethodPreset, extract_cfg: ExtractConfig,
+                   progress: ProgressFn | None = None) -> EffectResult:
+    """Recall and interventions of ``task`` with a method preset's configs: the preset's validated features
+    (content-addressed, so a finished run is read back rather than measured again)."""
+    recall = run_recall(ws, task, preset.recall, extract_cfg, preset=preset.name)
+    return run_interventions(ws, task, recall, preset.intervene, progress, preset=preset.name)
 
 
 def fstar_stability(store: ActivationStore, effect_id: str, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -214,24 +236,49 @@ class NoValidatedFeatures(ValueError):
 
 def select_igds(store: ActivationStore, run_id: str, task: str, effects: EffectResult, sel_cfg: SelectionConfig,
                 res_cfg: ResonanceConfig, sae_key: str | None = None, name: str | None = None,
-                matrix: ResonanceMatrix | None = None) -> str:
+                matrix: ResonanceMatrix | None = None, preset: str = DEFAULT_PRESET,
+                quartile: int | None = None) -> str:
     """Store what :func:`live_selection` shows for the same settings (and ``matrix``); return its id.
+
+    Args:
+        preset: the method preset the configs came from (recorded in the lineage).
+        quartile: instead of the ratio's head, the ``quartile``-th of four equal blocks of the FRS ranking
+            (1 = the top quarter, 4 = the bottom one), for the controlled test of the causal claim;
+            ``sel_cfg.ratio`` is ignored and overrides are not applied (the blocks must stay disjoint and
+            equal-sized).
 
     Raises:
         NoValidatedFeatures: when no feature is left to score with (every score would be 0, so the
             "selection" would be an arbitrary order rather than IGDS).
     """
     sp, chosen = live_selection(store, run_id, task, effects, sel_cfg, res_cfg, sae_key, matrix)
+    if quartile is not None:
+        chosen = quartile_block(sp.scores.rename(columns={"frs": "score"}), quartile)
     if not sp.features:
         why = (f"all {len(effects.kept)} validated features are vetoed" if effects.kept
                else effects.why_none_kept())
         raise NoValidatedFeatures(f"IGDS has no features to score {task!r} with: {why}; "
                                   "pin a feature on the Interventions page or relax the filter (delta, p) to select")
+    method = "igds" if quartile is None else f"igds-q{quartile}"
     lin = lineage(store, run_id, sel_cfg, sp.scores.example_id, {
-        "method": "igds", "features": sp.features, "resonance": res_cfg.to_dict(), "effect_id": effects.effect_id,
-        "overrides": sp.overrides.to_dict()})
+        "method": method, "features": sp.features, "resonance": res_cfg.to_dict(), "effect_id": effects.effect_id,
+        "overrides": sp.overrides.to_dict() if quartile is None else {}, "method_preset": preset,
+        **({"quartile": quartile} if quartile is not None else {})})
     default = f"igds-{task}-{sel_cfg.ratio:g}" if res_cfg.higher_first else f"igds-hard-{task}-{sel_cfg.ratio:g}"
-    return save_selection(store, name or default, task, "igds", sel_cfg.pool_setting, len(sp.scores), chosen, lin)
+    return save_selection(store, name or default, task, method, sel_cfg.pool_setting, len(sp.scores), chosen, lin)
+
+
+def quartile_block(ranked: pd.DataFrame, quartile: int, n_blocks: int = 4) -> pd.DataFrame:
+    """The ``quartile``-th of ``n_blocks`` equal, disjoint blocks of a ranking (1 = its head), with ranks.
+
+    Every block has ``len(ranked) // n_blocks`` rows; the remainder (at most ``n_blocks - 1`` rows at the
+    tail of the ranking) is in none, so blocks compare equal amounts of data.
+    """
+    if not 1 <= quartile <= n_blocks:
+        raise ValueError(f"quartile must be in 1..{n_blocks}, not {quartile}")
+    size = len(ranked) // n_blocks
+    out = ranked.iloc[(quartile - 1) * size: quartile * size].reset_index(drop=True)
+    return out.assign(rank=range(1, len(out) + 1))
 
 
 def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: str | None = None,
@@ -244,19 +291,22 @@ def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: st
     """
     from igds.method import baselines
 
-    pool = selection_pool(ws.store, task, sel_cfg)
+    method = sel_cfg.method
+    spec = baselines.get_baseline(method)
+    extract_run = ws.extraction_run_id(extract_cfg or ExtractConfig())
+    # Longest / Shortest rank by content tokens: the extraction's kept tokens of each pool example
+    pool = selection_pool(ws.store, task, sel_cfg, extract_run if spec.needs_lengths else None)
     key_of = dict(zip(pool.example_id, pool.shown_key, strict=True))
     id_of = {k: i for i, k in key_of.items()}
     examples = pool_records(pool)
     n_select = int(np.ceil(sel_cfg.ratio * len(pool)))
-    method = sel_cfg.method
-    spec = baselines.get_baseline(method)
     nll_df = cached_nll_table(ws, examples, progress, max_length) if spec.needs_nll else None
     texts = baselines.example_texts(examples) if spec.needs_texts else None
     ranking = baselines.rank_baseline(
         baselines.BaselineConfig(method=method, seed=sel_cfg.seed, max_length=max_length), list(pool.shown_key),
         n_select, texts={key_of[i]: t for i, t in texts.items()} if texts else None,
         nll_df=nll_df.assign(example_id=nll_df.example_id.map(key_of)) if nll_df is not None else None,
+        lengths=dict(zip(pool.shown_key, pool.n_tokens.astype(float), strict=True)) if spec.needs_lengths else None,
         progress=progress)
     ov = load_overrides(ws.store, task, ws.sae_key)
     order = [k for k in ranking.order if k not in ranking.excluded]
@@ -264,8 +314,8 @@ def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: st
                            "score": [ranking.scores.get(k, np.nan) for k in order]})
     cfg = sel_cfg if method != "full" else dataclasses.replace(sel_cfg, ratio=1.0, seed=0)
     chosen = select_from_ranking(ranked, cfg, ov, n_pool=len(pool))
-    lin = lineage(ws.store, ws.extraction_run_id(extract_cfg or ExtractConfig()), cfg, pool.example_id,
-                  {"method": method, "overrides": ov.to_dict()})
+    lin = lineage(ws.store, extract_run, cfg, pool.example_id,
+                  {"method": method, "overrides": ov.to_dict(examples_only=True)})
     return save_selection(ws.store, name or f"{method}-{task}-{cfg.ratio:g}", task, method, sel_cfg.pool_setting,
                           len(pool), chosen, lin)
 
@@ -285,22 +335,28 @@ def cached_nll_table(ws: Workspace, examples: list, progress: ProgressFn | None,
     return have[have.example_id.isin(wanted)].reset_index(drop=True)
 
 
-def latest_run(store: ActivationStore, stage: str, task: str) -> dict | None:
-    """The most recently updated run of a stage for a task (config parsed), or None."""
+def latest_run(store: ActivationStore, stage: str, task: str, preset: str | None = DEFAULT_PRESET) -> dict | None:
+    """The most recently updated run of a stage for a task (config parsed), or None.
+
+    Args:
+        preset: only runs recorded under this method preset (runs recorded without one count as
+            ``default``); None: any run.
+    """
     df = store.query_df("SELECT run_id FROM runs WHERE stage = ? AND json_extract_string(config, '$.task') = ? "
-                        "ORDER BY updated DESC LIMIT 1", [stage, task])
+                        "AND (? IS NULL OR coalesce(json_extract_string(config, '$.method_preset'), ?) = ?) "
+                        "ORDER BY updated DESC LIMIT 1", [stage, task, preset, DEFAULT_PRESET, preset])
     return store.run(df.run_id.iloc[0]) if not df.empty else None
 
 
-def latest_effects(store: ActivationStore, task: str) -> EffectResult:
-    """The latest intervention run of a task with its filter applied.
+def latest_effects(store: ActivationStore, task: str, preset: str | None = DEFAULT_PRESET) -> EffectResult:
+    """The latest intervention run of a task (under ``preset``, see :func:`latest_run`) with its filter applied.
 
     Raises:
         ValueError: when recall or interventions have not been run for the task.
     """
     from igds.method.recall import load_recall
 
-    run = latest_run(store, "intervene", task)
+    run = latest_run(store, "intervene", task, preset)
     if run is None:
         raise ValueError(f"no intervention run for task {task!r}; run 'igds recall' and 'igds intervene' first")
     recall = load_recall(store, run["config"]["recall_id"])

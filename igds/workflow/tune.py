@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -13,12 +14,18 @@ from igds.data.records import Example
 from igds.method.selection import load_selection
 from igds.progress import ProgressFn, null_progress, scaled
 from igds.store import ActivationStore
-from igds.training.evaluate import EvalConfig, amplification, evaluate_model, feature_activation
+from igds.training.evaluate import (
+    EvalConfig,
+    amplification,
+    evaluate_model,
+    feature_activation,
+    restrict_activation,
+)
 from igds.training.finetune import FinetuneConfig, train_lora
 from igds.training.results import (
     BASE_RUN,
-    base_eval,
     compute_correlations,
+    make_eval_id,
     record_amplification,
     record_eval,
     record_finetune,
@@ -56,11 +63,12 @@ def validated_features(store: ActivationStore, task: str) -> list[int]:
 
 def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, tokenizer, sae, site: str,
                         features: list[int], eval_cfg: EvalConfig, model_key: str | None,
-                        progress: ProgressFn | None = None) -> dict:
+                        progress: ProgressFn | None = None, control_features: Sequence[int] = ()) -> dict:
     """Evaluate ``model`` on the task's test split, record metric, outputs and feature activation.
 
     For a fine-tuned model (``run_id != 'base'``) the base model is evaluated first when the store has
-    no base evaluation (the adapter is disabled for it), and the amplification is recorded.
+    no base evaluation (the adapter is disabled for it), and the amplification is recorded: of
+    ``features`` and, measured in the same pass, of ``control_features`` (a density-matched random set).
     """
     from igds.data.tasks import get_task
 
@@ -73,13 +81,15 @@ def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, t
         res = evaluate_model(m, tokenizer, spec, examples, eval_cfg, scaled(prog, 0, 80, 100))
         res["seconds"] = time.perf_counter() - t0
         eid = record_eval(store, rid, res, "test", model_key, eval_cfg.to_dict())
-        act = feature_activation(m, tokenizer, sae, site, examples, features,
+        act = feature_activation(m, tokenizer, sae, site, examples, measured, max_length=eval_cfg.max_length,
                                  progress=scaled(prog, 80, 20, 100)) if features else None
         return eid, {"result": res, "activation": act}
 
+    measured = list(dict.fromkeys([*map(int, features), *map(int, control_features)]))
     out = {}
-    base = base_eval(store, task, "test", model_key)
-    need_base = base is None or run_id == BASE_RUN or base.get("n") != len(examples)
+    # the base evaluation of exactly these settings (items, lengths, decoding): another one scored other items
+    need_base = run_id == BASE_RUN or not store.has_eval(make_eval_id(BASE_RUN, task, "test", model_key,
+                                                                      eval_cfg.to_dict()))
     if need_base:
         with base_weights(model):
             out["base"] = one(BASE_RUN, model, scaled(progress, 0, 50, 100))
@@ -91,9 +101,16 @@ def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, t
                 base_act = out["base"][1]["activation"]
             else:
                 with base_weights(model):
-                    base_act = feature_activation(model, tokenizer, sae, site, examples, features)
-            amp = amplification(tuned["activation"], base_act)
-            record_amplification(store, eid, run_id, task, tuned["activation"], base_act, amp)
+                    base_act = feature_activation(model, tokenizer, sae, site, examples, measured,
+                                                  max_length=eval_cfg.max_length)
+            tuned_f, base_f = (restrict_activation(a, features) for a in (tuned["activation"], base_act))
+            amp = amplification(tuned_f, base_f)
+            control = None
+            if control_features:
+                tuned_c, base_c = (restrict_activation(a, control_features) for a in (tuned["activation"], base_act))
+                control = {"features": [int(f) for f in control_features],
+                           "amplification": amplification(tuned_c, base_c)["amplification"]}
+            record_amplification(store, eid, run_id, task, tuned_f, base_f, amp, control)
             out["amplification"] = amp["amplification"]
         compute_correlations(store, task)
     progress(100, 100, "evaluate: done")
@@ -108,11 +125,13 @@ def base_weights(model):
 
 def finetune_selection(store: ActivationStore, selection_id: str, ft_cfg: FinetuneConfig | None = None,
                        eval_cfg: EvalConfig | None = None, progress: ProgressFn | None = None,
-                       on_metric=None, should_stop=None, load_workspace=None) -> dict:
+                       on_metric=None, should_stop=None, load_workspace=None, features: Sequence[int] | None = None,
+                       control_features: Sequence[int] = ()) -> dict:
     """Train LoRA on a stored selection, then evaluate and record everything (resumable).
 
     ``load_workspace()`` returns a fresh workspace whose model the adapter may be injected into
-    (default: the default workspace on ``store``).
+    (default: the default workspace on ``store``). Amplification is measured on ``features`` (default:
+    the task's validated features of its latest default-preset run) and on ``control_features``.
 
     Returns:
         run id, training summary, test score / NLL and amplification.
@@ -124,7 +143,7 @@ def finetune_selection(store: ActivationStore, selection_id: str, ft_cfg: Finetu
     run_id = finetune_run_id(selection_id, ft_cfg)
     with run_lock(store.run_dir(run_id)):
         return _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, on_metric, should_stop,
-                                load_workspace)
+                                load_workspace, features, control_features)
 
 
 @contextmanager
@@ -145,7 +164,7 @@ def run_lock(run_dir: Path):
 
 
 def _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, on_metric, should_stop,
-                     load_workspace) -> dict:
+                     load_workspace, features=None, control_features=()) -> dict:
     from igds.modeling.load import model_key_of
     from igds.workflow.workspace import default_workspace
 
@@ -157,7 +176,7 @@ def _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, 
                                          "eval": eval_cfg.to_dict()}, base_key, ws.sae_key, n_total=len(examples))
     # amplification is measured on the task's validated features for every run, whatever method made the
     # selection, so that runs are comparable points of one correlation
-    features = validated_features(store, task)
+    features = validated_features(store, task) if features is None else list(features)
     res = train_lora(ws.model, ws.tokenizer, examples, ft_cfg, store.run_dir(run_id), scaled(progress, 0, 70, 100),
                      on_metric, should_stop, resume=True)
     summary = res.to_dict()
@@ -169,7 +188,7 @@ def _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, 
         store.update_run(run_id, status="stopped", message=f"stopped at step {res.global_step}")
         return {"run_id": run_id, "status": res.status, "global_step": res.global_step}
     ev = evaluate_and_record(store, run_id, task, res.model, ws.tokenizer, ws.sae, ws.site, features, eval_cfg,
-                             base_key, scaled(progress, 70, 30, 100))
+                             base_key, scaled(progress, 70, 30, 100), control_features)
     eid, tuned = ev["tuned"]
     store.update_run(run_id, status="done", n_done=len(examples),
                      message=f"{tuned['result']['metric']} {tuned['result']['score']:.4f}")

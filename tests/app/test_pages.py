@@ -254,7 +254,11 @@ def test_results_show_the_experiment_grid(demo_store, monkeypatch):
     # the demo store's two tuned runs become the cells of a one-seed grid evaluated like them
     cfg = ExperimentConfig(preset="demo-ui", tasks=("summarization",), pool_settings=("task-only",), seeds=(0,),
                            n_eval={"summarization": 12}, eval_overrides={"max_new_tokens": 8, "batch_size": 12})
-    exp = register_experiment(demo_store, cfg, "python -m igds experiment --preset demo-ui")
+    preset = {"config": {}, "effect_id": "e" * 16, "fstar": [3], "n_candidates": 8, "fstar_effects": {"3": 0.01}}
+    prov = {"summarization": {"method": {"presets": {"default": preset}, "overrides": {}},
+                              "presets": {"default": preset, "paper": {**preset, "fstar": [3, 5]}},
+                              "features": [3], "control": [7]}}
+    exp = register_experiment(demo_store, cfg, "python -m igds experiment --preset demo-ui", prov)
     runs = demo_store.query_df("SELECT f.run_id, f.selection_id, s.method, e.eval_id FROM finetunes f "
                                "JOIN selections s USING (selection_id) JOIN evals e ON e.run_id = f.run_id")
     for r in runs.itertuples():
@@ -267,7 +271,9 @@ def test_results_show_the_experiment_grid(demo_store, monkeypatch):
     monkeypatch.setattr("igds.jobs.start_job", lambda kind, params: started.append((kind, params)) or "job-1")
     at = app("pages/6_results.py")
     at.selectbox(key="exp_id").set_value(exp).run()
-    table = at.dataframe[0].value
+    presets = at.dataframe[0].value.set_index("method preset")
+    assert presets["F*"].to_dict() == {"default": "3", "paper": "3, 5"}
+    table = at.dataframe[1].value
     assert set(table.method) == {"igds", "random"}
     assert any("1 IGDS cells of summarization are empty: IGDS has no features" in w.value for w in at.warning)
     igds = table[table.method == "igds"].iloc[0]

@@ -5,8 +5,8 @@ saw it, response) in rank order with their scores. It was last regenerated on pu
 changes (issue 13): content-scope extraction, token-lift recall, interventions against a null, and the
 general ``reference`` split leaving the mixed pool — each of which changes what is selected; then for
 issue 14, where IFD's prompt-free NLL came to condition on the assistant header (``ifd-mixed``) and the
-Longest and Shortest baselines were added. Any other change to it is a regression. Regenerate only on
-purpose: ``IGDS_UPDATE_GOLDEN=1 pytest <this file>``.
+Longest and Shortest baselines were added (ranking by the extraction's content tokens). Any other change to
+it is a regression. Regenerate only on purpose: ``IGDS_UPDATE_GOLDEN=1 pytest <this file>``.
 """
 
 import json
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from igds.demo import build_tiny_workspace, tiny_model
+from igds.method.extract import ExtractConfig
 from igds.method.resonance import ResonanceConfig
 from igds.method.selection import SelectionConfig, load_selection
 from igds.store import ActivationStore
@@ -54,7 +55,8 @@ def selections(tmp_path_factory):
         if method == "igds":
             sid = select_igds(store, parts["run_id"], TASK, effects, cfg, ResonanceConfig(), parts["sae_key"])
         else:
-            sid = select_baseline(ws, TASK, cfg, max_length=96)
+            sid = select_baseline(ws, TASK, cfg, max_length=96,
+                                  extract_cfg=ExtractConfig(max_length=96, shard_size=256))
         info, members = load_selection(store, sid)
         out[name] = {"n_pool": int(info["n_pool"]), "features": info["lineage"].get("features"),
                      "members": [{"prompt": _user_message(r), "response": r["response"],

@@ -136,7 +136,7 @@ def test_zip_rejects_bad_stage_sizes():
 
 def test_registry_and_config():
     assert tuple(BASELINES) == BASELINE_METHODS == ("random", "loss", "ifd", "zip", "longest", "shortest", "full")
-    assert get_baseline("longest").needs_texts and get_baseline("shortest").needs_texts
+    assert get_baseline("longest").needs_lengths and get_baseline("shortest").needs_lengths
     assert get_baseline("ifd").needs_nll and get_baseline("zip").needs_texts
     with pytest.raises(ValueError, match="known: random, loss"):
         get_baseline("nope")
@@ -183,8 +183,12 @@ def test_longest_and_shortest_count_content_and_response_only():
     shortest = rank_baseline(BaselineConfig(method="shortest"), ids, 2, texts=texts)
     assert longest.order == ["g1", "t1", "t2", "g2"] and longest.top(2) == ["g1", "t1"]
     assert shortest.order == ["g2", "t2", "t1", "g1"]
-    with pytest.raises(ValueError, match="needs a text"):
+    with pytest.raises(ValueError, match="needs a content length"):
         rank_baseline(BaselineConfig(method="longest"), ids, 2)
+    # given content tokens (what the workflow passes: the extraction's kept tokens), those decide
+    tokens = {"t1": 3, "g1": 2, "g2": 9, "t2": 1}
+    assert rank_baseline(BaselineConfig(method="longest"), ids, 2, texts=texts, lengths=tokens).order == [
+        "g2", "t1", "g1", "t2"]
 
 
 @st.composite

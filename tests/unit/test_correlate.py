@@ -61,3 +61,21 @@ def test_bounds_and_permutation_invariance(pairs, perm):
     for k in ("pearson", "spearman"):
         assert math.isnan(r[k]) or -1.0 <= r[k] <= 1.0
         assert (math.isnan(r[k]) and math.isnan(r2[k])) or r[k] == pytest.approx(r2[k], abs=1e-9)
+
+
+def test_partial_correlation_removes_a_shared_size_effect():
+    rng = np.random.default_rng(0)
+    size = np.repeat([50.0, 100.0, 200.0, 400.0], 10)
+    z = np.log(size)
+    # both grow with training size and nothing else: strongly correlated raw, not once size is removed
+    x = z + rng.normal(0, 0.05, size.size)
+    y = 2 * z + rng.normal(0, 0.05, size.size)
+    raw, part = correlate(x, y, seed=1), correlate(x, y, seed=1, covariate=z)
+    assert raw["pearson"] > 0.95 and raw["pearson_lo"] > 0.9
+    assert abs(part["pearson"]) < 0.4 and part["pearson_lo"] < 0 < part["pearson_hi"]
+    # a link beyond size survives the partialling
+    shared = rng.normal(0, 1, size.size)
+    part2 = correlate(z + shared, z + shared + rng.normal(0, 0.3, size.size), seed=1, covariate=z)
+    assert part2["pearson"] > 0.9 and part2["spearman"] > 0.85 and part2["pearson_lo"] > 0.8
+    assert correlate([1, 2, 3], [1, 2, 3], covariate=[1, 2, 4])["n"] == 3  # too few points for a partial: NaN
+    assert math.isnan(correlate([1, 2, 3], [1, 2, 3], covariate=[1, 2, 4])["pearson"])
