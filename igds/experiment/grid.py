@@ -180,22 +180,22 @@ class Cell:
 def plan_cells(cfg: ExperimentConfig) -> list[Cell]:
     """Every cell, in run order, most informative first so that a run stopped by its time budget has
     compared what matters most: per task and pool IGDS, Random, Longest and Shortest at the main ratio;
-    then the quartile test; then the other seeds of IGDS and Random; then the other method presets, the
-    other baselines, Full and any extra ratios (each with Random of its size)."""
+    then the quartile test; then the other seeds of IGDS and Random; then IGDS under the other method
+    presets; then the other baselines, Full and any extra ratios (each with Random of its size)."""
     s0, r = cfg.seeds[0], cfg.ratio
     pairs = [(t, p) for t in cfg.tasks for p in cfg.pool_settings]
     first = [m for m in ("random", "longest", "shortest") if m in cfg.baselines]
-    tiers: list[list[Cell]] = [[], [], [], []]
+    tiers: list[list[Cell]] = [[], [], [], [], []]
     for t, p in pairs:
         tiers[0] += [Cell(t, p, "igds", r, s0)] + [Cell(t, p, m, r, s0) for m in first]
         tiers[2] += [Cell(t, p, m, r, s) for s in cfg.seeds[1:]
                      for m in ("igds", "random") if m == "igds" or "random" in cfg.baselines]
         tiers[3] += [Cell(t, p, igds_method(mp), r, s0) for mp in cfg.method_presets if mp != DEFAULT_PRESET]
-        tiers[3] += [Cell(t, p, m, r, s0) for m in cfg.baselines if m not in first]
-        tiers[3].append(Cell(t, p, "full", 1.0, s0))
+        tiers[4] += [Cell(t, p, m, r, s0) for m in cfg.baselines if m not in first]
+        tiers[4].append(Cell(t, p, "full", 1.0, s0))
         for x in cfg.igds_ratios:
             if x != r:
-                tiers[3] += [Cell(t, p, "igds", x, s0), Cell(t, p, "random", x, s0)]
+                tiers[4] += [Cell(t, p, "igds", x, s0), Cell(t, p, "random", x, s0)]
     if cfg.quartiles and QUARTILE_POOL in cfg.pool_settings:
         for t in cfg.tasks:
             tiers[1] += [Cell(t, QUARTILE_POOL, m, QUARTILE_RATIO, s0) for m in QUARTILE_METHODS]

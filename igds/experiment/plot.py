@@ -62,7 +62,7 @@ def _panel(x0: float, y0: float, title: str, series: list[tuple[str, list, list,
 def quartile_svg(q: pd.DataFrame) -> str:
     """The quartile plot of :func:`igds.experiment.report.quartile_rows` (one row per task and quartile,
     0 = Random) as an SVG document."""
-    tasks = list(dict.fromkeys(q.task))
+    tasks = list(dict.fromkeys(q.task[q.quartile > 0]))  # a task without quartile cells has nothing to draw
     height = len(tasks) * PANEL_H + 30
     body = []
     for i, task in enumerate(tasks):

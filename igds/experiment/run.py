@@ -68,7 +68,7 @@ def prepare_task(ws, cfg: ExperimentConfig, task: str, extract_cfg, progress: Pr
         examples = pool_records(selection_pool(ws.store, task, SelectionConfig(pool_setting=pool,
                                                                                pool_limit=cfg.pool_limit)))
         lengths[pool] = data_max_length(ws.tokenizer, examples, cfg.length_quantile, cfg.length_cap)
-        dropped[pool] = sum(n > lengths[pool] for n in full_lengths(ws.tokenizer, examples))
+        dropped[pool] = sum(length > lengths[pool] for length in full_lengths(ws.tokenizer, examples))
     ev = cfg.evaluation(task)
     model_key = model_key_of(ws.model)
     if not ws.store.has_eval(base_eval_id(cfg, task, model_key)):

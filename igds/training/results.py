@@ -136,8 +136,8 @@ def record_amplification(store: ActivationStore, eval_id: str, run_id: str, task
 
 _POINTS_SQL = """
 WITH base AS (
-    SELECT task, split, model_key, score AS base_score, nll AS base_nll,
-           row_number() OVER (PARTITION BY task, split, model_key ORDER BY created DESC, eval_id) AS rk
+    SELECT task, split, model_key, config, score AS base_score, nll AS base_nll,
+           row_number() OVER (PARTITION BY task, split, model_key, config ORDER BY created DESC, eval_id) AS rk
     FROM evals WHERE run_id = ?
 )
 SELECT e.eval_id, e.run_id, f.selection_id, s.name AS selection, s.method, s.pool_setting,
@@ -150,7 +150,7 @@ SELECT e.eval_id, e.run_id, f.selection_id, s.name AS selection, s.method, s.poo
        a.amplification, e.created
 FROM evals e
 LEFT JOIN base b ON b.task = e.task AND b.split = e.split
-     AND b.model_key IS NOT DISTINCT FROM e.model_key AND b.rk = 1
+     AND b.model_key IS NOT DISTINCT FROM e.model_key AND b.config IS NOT DISTINCT FROM e.config AND b.rk = 1
 LEFT JOIN finetunes f ON f.run_id = e.run_id
 LEFT JOIN amplification a ON a.eval_id = e.eval_id
 LEFT JOIN selections s ON s.selection_id = f.selection_id
@@ -160,7 +160,8 @@ ORDER BY e.created, e.eval_id
 
 
 def runs_table(store: ActivationStore, task: str, split: str = "test") -> pd.DataFrame:
-    """Every evaluated fine-tune run of a task with its gains over the base model and amplification.
+    """Every evaluated fine-tune run of a task with its gains over the base model (its evaluation with the same
+    settings: items, lengths, decoding) and amplification.
 
     Returns:
         Columns eval_id, run_id, selection_id, selection (name), method, pool_setting, ratio, seed,

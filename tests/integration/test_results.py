@@ -37,7 +37,8 @@ def test_record_read_back_and_correlate(tmp_path):
                                                       "n_train": 100, "global_step": 13, "train_seconds": 9.0,
                                                       "final_loss": 2.0, "status": "done", "precision": "bf16"},
                         config={"r": 8}, selection_id=f"sel{i}", model_key="m1")
-        eid = record_eval(store, run, _eval_result(0.20 + gain, 3.0 - 10 * gain), model_key="m1")
+        eid = record_eval(store, run, _eval_result(0.20 + gain, 3.0 - 10 * gain), model_key="m1",
+                          config={"batch_size": 16})
         record_amplification(store, eid, run, "summarization", {"A": 1.0 + amp, "features": [3, 7],
                                                                  "per_feature": {3: 0.5, 7: 0.5 + amp}},
                              {"A": 1.0, "features": [3, 7], "per_feature": {3: 0.5, 7: 0.5}},
@@ -48,6 +49,10 @@ def test_record_read_back_and_correlate(tmp_path):
     assert runs["metric_gain"].tolist() == pytest.approx(gains)
     assert runs["nll_gain"].tolist() == pytest.approx([10 * g for g in gains])
     assert runs["amplification"].tolist() == pytest.approx(amps)
+    # a run evaluated with other settings (other items, lengths or decoding) has no base to be compared with
+    record_eval(store, "ft9", _eval_result(0.5, 1.0), model_key="m1", config={"batch_size": 16, "n_examples": 7})
+    other = runs_table(store, "summarization").set_index("run_id")
+    assert math.isnan(other.metric_gain["ft9"]) and other.metric_gain["ft0"] == pytest.approx(gains[0])
 
     out = eval_outputs(store, runs["eval_id"][0])
     assert out["prediction"].tolist() == ["out e1", "out e2"] and out["reference"].tolist() == ["ref e1", "ref e2"]
@@ -62,7 +67,7 @@ def test_record_read_back_and_correlate(tmp_path):
     # re-recording an evaluation replaces it instead of duplicating rows
     record_eval(store, "base", _eval_result(0.20, 3.0), model_key="m1", config={"batch_size": 16})
     assert store.scalar("SELECT count(*) FROM eval_outputs WHERE eval_id = ?", [base_id]) == 2
-    assert store.scalar("SELECT count(*) FROM evals") == 5
+    assert store.scalar("SELECT count(*) FROM evals") == 6  # base, four runs and the one of other settings
     amp_row = store.query_df("SELECT per_feature FROM amplification WHERE run_id = 'ft3'")
     assert json.loads(amp_row["per_feature"][0]) == {"3": 0.0, "7": 0.8}
 
