@@ -46,7 +46,7 @@ def prepare_task(ws, cfg: ExperimentConfig, task: str, extract_cfg, progress: Pr
     from igds.method.presets import method_preset
     from igds.method.selection import SelectionConfig, load_overrides
     from igds.modeling.load import model_key_of
-    from igds.training.finetune import data_max_length, full_lengths
+    from igds.training.finetune import full_lengths, quantile_length
     from igds.workflow.stages import prepare_method, selection_pool, token_density_vector
     from igds.workflow.tune import evaluate_and_record
 
@@ -67,8 +67,9 @@ def prepare_task(ws, cfg: ExperimentConfig, task: str, extract_cfg, progress: Pr
     for pool in cfg.pool_settings:
         examples = pool_records(selection_pool(ws.store, task, SelectionConfig(pool_setting=pool,
                                                                                pool_limit=cfg.pool_limit)))
-        lengths[pool] = data_max_length(ws.tokenizer, examples, cfg.length_quantile, cfg.length_cap)
-        dropped[pool] = sum(length > lengths[pool] for length in full_lengths(ws.tokenizer, examples))
+        full = full_lengths(ws.tokenizer, examples)  # tokenized once: the length and what it leaves out
+        lengths[pool] = quantile_length(full, cfg.length_quantile, cfg.length_cap)
+        dropped[pool] = sum(length > lengths[pool] for length in full)
     ev = cfg.evaluation(task)
     model_key = model_key_of(ws.model)
     if not ws.store.has_eval(base_eval_id(cfg, task, model_key)):

@@ -206,9 +206,15 @@ def data_max_length(tokenizer, examples: Sequence, quantile: float = 0.99, cap: 
     Returns:
         ``clamp(ceil_to_multiple(quantile of the lengths), floor, cap)``; ``floor`` for no examples.
     """
+    return quantile_length(full_lengths(tokenizer, examples), quantile, cap, floor, multiple)
+
+
+def quantile_length(lengths: Sequence[int], quantile: float = 0.99, cap: int = 512, floor: int = 64,
+                    multiple: int = 8) -> int:
+    """:func:`data_max_length` from already measured full lengths (same arguments and result)."""
     if not 0 < quantile <= 1 or multiple < 1 or floor > cap:
         raise ValueError("need 0 < quantile <= 1, multiple >= 1 and floor <= cap")
-    lengths = sorted(full_lengths(tokenizer, examples))
+    lengths = sorted(lengths)
     if not lengths:
         return floor
     # the smallest length that at least `quantile` of the examples fit in (the "inverted CDF" quantile)
