@@ -1,8 +1,9 @@
 """Map canonical hook sites (``blocks.{L}.hook_resid_post``) to Hugging Face modules per family.
 
-One table row per architecture family: where the decoder blocks live and where the final norm is.
-SAEs trained by sae-lens on HF models name module paths directly (``model.layers.15``); both
-spellings resolve to the same site.
+One table row per architecture family: where the decoder blocks live, where the final norm is, and
+which final-logit steps the family's ``*ForCausalLM.forward`` applies after the unembedding
+(:func:`final_logits`). SAEs trained by sae-lens on HF models name module paths directly
+(``model.layers.15``); both spellings resolve to the same site.
 """
 
 from __future__ import annotations
@@ -13,28 +14,46 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+# Final-logit steps, in the order the HF forwards apply them to ``lm_head``'s output (transformers 5):
+SOFTCAP = "softcap"
+"""``logits = cap * tanh(logits / cap)`` with ``cap = config.final_logit_softcapping`` when it is set
+(``Gemma2ForCausalLM``, ``Gemma3ForCausalLM``)."""
+LOGIT_SCALE = "logit_scale"
+"""``logits = logits * model.logit_scale`` (``CohereForCausalLM``, ``Cohere2ForCausalLM``)."""
+LOGITS_SCALING = "logits_scaling"
+"""``logits = logits / config.logits_scaling`` (``GraniteForCausalLM``, ``GraniteMoeForCausalLM``)."""
+LOGIT_STEPS = (SOFTCAP, LOGIT_SCALE, LOGITS_SCALING)
+
 
 @dataclass(frozen=True)
 class FamilyLayout:
-    """Where a family keeps its decoder blocks and final norm, as dotted attribute paths."""
+    """Where a family keeps its decoder blocks and final norm, as dotted attribute paths, and the
+    final-logit steps (:data:`LOGIT_STEPS`) its forward applies after the unembedding, in order."""
 
     blocks: str
     final_norm: str
+    logit_steps: tuple[str, ...] = ()
 
 
 # Families share a layout when their HF modules are named alike.
 _LLAMA_LIKE = FamilyLayout(blocks="model.layers", final_norm="model.norm")
+_SOFTCAPPED = FamilyLayout(blocks="model.layers", final_norm="model.norm", logit_steps=(SOFTCAP,))
 FAMILIES: dict[str, FamilyLayout] = {
     "llama": _LLAMA_LIKE,
     "mistral": _LLAMA_LIKE,
     "qwen2": _LLAMA_LIKE,
     "qwen3": _LLAMA_LIKE,
     "gemma": _LLAMA_LIKE,
-    "gemma2": _LLAMA_LIKE,
-    "gemma3_text": _LLAMA_LIKE,
+    "gemma2": _SOFTCAPPED,
+    "gemma3_text": _SOFTCAPPED,
+    # Gemma3ForConditionalGeneration.forward applies no softcap (transformers 5), unlike Gemma3ForCausalLM
     "gemma3": FamilyLayout(blocks="model.language_model.layers", final_norm="model.language_model.norm"),
     "olmo2": _LLAMA_LIKE,
     "phi3": _LLAMA_LIKE,
+    "cohere": FamilyLayout(blocks="model.layers", final_norm="model.norm", logit_steps=(LOGIT_SCALE,)),
+    "cohere2": FamilyLayout(blocks="model.layers", final_norm="model.norm", logit_steps=(LOGIT_SCALE,)),
+    "granite": FamilyLayout(blocks="model.layers", final_norm="model.norm", logit_steps=(LOGITS_SCALING,)),
+    "granitemoe": FamilyLayout(blocks="model.layers", final_norm="model.norm", logit_steps=(LOGITS_SCALING,)),
     "gpt2": FamilyLayout(blocks="transformer.h", final_norm="transformer.ln_f"),
 }
 
@@ -101,6 +120,38 @@ def blocks(model: nn.Module) -> nn.ModuleList:
 def final_norm(model: nn.Module) -> nn.Module:
     """The final normalisation applied before the unembedding."""
     return _get(model, FAMILIES[family_of(model)].final_norm)
+
+
+def final_logits(model: nn.Module, hidden_normed: torch.Tensor) -> torch.Tensor:
+    """Logits from final-normed hidden states, exactly as the model's own ``forward`` computes them.
+
+    Applies the unembedding (``model.get_output_embeddings()``) and then every final-logit step of the
+    family (:attr:`FamilyLayout.logit_steps`), in the forward's order and in the unembedding's dtype:
+    Gemma-2/Gemma-3 soft-capping ``cap * tanh(logits / cap)`` (when ``config.final_logit_softcapping``
+    is set), Cohere's ``* logit_scale``, Granite's ``/ logits_scaling``. Every place in IGDS that turns
+    hidden states into logits goes through here, so its NLLs equal the model's own loss.
+
+    Args:
+        model: A causal LM of a supported family.
+        hidden_normed: ``[..., d_model]`` states after :func:`final_norm`.
+
+    Returns:
+        ``[..., vocab]`` logits in the unembedding's dtype (callers upcast for the loss).
+    """
+    logits = model.get_output_embeddings()(hidden_normed)
+    config = model.config
+    for step in FAMILIES[family_of(model)].logit_steps:
+        if step == SOFTCAP:
+            cap = getattr(config, "final_logit_softcapping", None)
+            if cap is not None:
+                logits = torch.tanh(logits / cap) * cap
+        elif step == LOGIT_SCALE:
+            logits = logits * getattr(model, "logit_scale", config.logit_scale)
+        elif step == LOGITS_SCALING:
+            logits = logits / config.logits_scaling
+        else:  # pragma: no cover - the table only names known steps
+            raise ValueError(f"unknown final-logit step {step!r}")
+    return logits
 
 
 def n_layers(model: nn.Module) -> int:

@@ -1,7 +1,9 @@
 """Teacher-forced response NLL: the task metric of interventions and the Loss/IFD baselines.
 
 Only response positions go through the final norm and the unembedding: with a 49k vocabulary the
-logits of every position dominate the cost of a small model's forward.
+logits of every position dominate the cost of a small model's forward. Logits come from
+:func:`igds.modeling.adapters.final_logits`, which applies the family's final-logit steps (Gemma-2
+soft-capping, ...), so the NLL equals the model's own loss on the same tokens.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from igds.data.records import Example
-from igds.modeling.adapters import final_norm, n_layers
+from igds.modeling.adapters import final_logits, final_norm, n_layers
 from igds.modeling.batching import EncodedItem, length_batches, pad_batch
 from igds.modeling.hooks import run_until
 from igds.progress import ProgressFn, null_progress, scaled
@@ -39,10 +41,11 @@ def response_targets(items: Sequence[EncodedItem], width: int) -> tuple[torch.Te
 def nll_from_hidden(model, hidden: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean NLL per row over masked positions, from the last block's output ``[batch, pos, d]``.
 
-    Rows without any masked position get NaN.
+    Logits are the model's own (:func:`igds.modeling.adapters.final_logits`: final norm, unembedding,
+    then the family's soft-capping or logit scaling). Rows without any masked position get NaN.
     """
     h = final_norm(model)(hidden[mask.to(hidden.device)])
-    logits = model.get_output_embeddings()(h).float()
+    logits = final_logits(model, h).float()
     tok_nll = F.cross_entropy(logits, targets[mask].to(logits.device), reduction="none").cpu()
     rows = mask.nonzero(as_tuple=True)[0]
     sums = torch.zeros(mask.shape[0]).index_add_(0, rows, tok_nll)
