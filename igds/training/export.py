@@ -1,11 +1,30 @@
-"""Export a selection as a fine-tuning dataset: JSONL, Parquet or a ``datasets`` folder, plus a manifest.
+"""Export a selection as a fine-tuning dataset, plus a manifest.
 
-An export is the folder ``<export_dir>/<name>/`` holding the data (``data.jsonl``, ``data.parquet`` or the
-``save_to_disk`` folder ``data/``) and ``manifest.json``: the caller's lineage, counts, per-source /
-per-task / per-split composition, a content hash (sorted example ids + lineage), each file's sha256 and
-size, the creation time and the igds version. Names come from users, so they are confined to the
-export folder. The folder is written under a temporary name and renamed into place, so a crash never
-leaves a half-written export.
+Record formats keep every field and read back with :func:`read_export`: ``jsonl``, ``parquet`` and ``hf`` (a
+``datasets`` ``save_to_disk`` folder), with columns id, task, source, split, prompt (the user message as the
+task renders it), content, response and meta. Training formats are what fine-tuning tools read, each row
+rendered through its task (:func:`igds.data.tasks.record_task`: system prompt, instruction + content):
+
+* ``messages``: ``data.jsonl`` of ``{"messages": [system?, user, assistant], "id"}`` (TRL ``SFTTrainer``'s
+  conversational language-modeling form).
+* ``prompt_completion``: ``data.jsonl`` of ``{"prompt": [system?, ..., user], "completion": [assistant],
+  "id"}`` (TRL's conversational prompt-completion form: the loss covers the completion only).
+* ``alpaca``: ``data.json`` (a JSON list) of ``instruction``/``input``/``output``/``system`` (+ ``history``)
+  and ``dataset_info.json``, LLaMA-Factory's alpaca entry. LLaMA-Factory joins instruction and input with
+  one newline where the task puts a blank line.
+* ``sharegpt``: ``data.json`` of ``{"conversations": [{"from": "human"|"gpt", "value"}], "system", "id"}``
+  and ``dataset_info.json``, LLaMA-Factory's sharegpt entry.
+
+A record whose ``meta`` holds ``"messages"`` (the conversation before the final answer, as the chat-format
+ingest stores it) is exported as that conversation: the task's instruction opens its first user turn, the
+task's system prompt is added only if the conversation has no system turn, and the record's response is the
+final assistant turn.
+
+An export is the folder ``<export_dir>/<name>/`` holding the data and ``manifest.json``: the caller's
+lineage, counts, per-source / per-task / per-split composition, a content hash (sorted example ids +
+lineage), each file's sha256 and size, the creation time and the igds version. Names come from users, so
+they are confined to the export folder. The folder is written under a temporary name and renamed into
+place, so a crash never leaves a half-written export.
 """
 
 from __future__ import annotations
@@ -25,11 +44,18 @@ from typing import Any
 from igds import __version__, settings
 from igds.config import ConfigBase
 from igds.data.records import Example
+from igds.data.tasks import SEPARATOR
 
-EXPORT_FORMATS = ("jsonl", "parquet", "hf")
+# Formats that keep every field and read back as examples (read_export), then the fine-tuning tools' formats.
+RECORD_FORMATS = ("jsonl", "parquet", "hf")
+TRAINING_FORMATS = ("messages", "prompt_completion", "alpaca", "sharegpt")
+EXPORT_FORMATS = RECORD_FORMATS + TRAINING_FORMATS
 EXPORTS_DIR = "exports"
 MANIFEST_FILENAME = "manifest.json"
-DATA_NAMES = {"jsonl": "data.jsonl", "parquet": "data.parquet", "hf": "data"}
+DATASET_INFO_FILENAME = "dataset_info.json"  # LLaMA-Factory's dataset registry, for alpaca and sharegpt
+DATA_NAMES = {"jsonl": "data.jsonl", "parquet": "data.parquet", "hf": "data", "messages": "data.jsonl",
+              "prompt_completion": "data.jsonl", "alpaca": "data.json", "sharegpt": "data.json"}
+_ROLES = ("system", "user", "assistant")
 # ``prompt`` is the user message as the task renders it (instruction + content), ``content`` the record's own
 # input text: a consumer can train on the rendered message or re-render the content its own way.
 _COLUMNS = ("id", "task", "source", "split", "prompt", "content", "response", "meta")
@@ -62,18 +88,23 @@ def check_export_name(name: str) -> str:
     return name
 
 
+_FMT_HELP = ("format: jsonl | parquet | hf (datasets save_to_disk) keep every field; messages | prompt_completion "
+             "(TRL) | alpaca | sharegpt (LLaMA-Factory) are fine-tuning files")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ExportConfig(ConfigBase):
     """How a selection is exported.
 
     Args:
         name: Folder name under the export directory (letters, digits, ``.``, ``_``, ``-``).
-        fmt: ``jsonl``, ``parquet`` or ``hf`` (a ``datasets`` ``save_to_disk`` folder).
+        fmt: ``jsonl``, ``parquet`` or ``hf`` (a ``datasets`` ``save_to_disk`` folder), which keep every
+            field; ``messages`` or ``prompt_completion`` (TRL), ``alpaca`` or ``sharegpt`` (LLaMA-Factory).
         overwrite: Replace an existing export whose content hash differs.
     """
 
     name: str = field(default="selection", metadata={"help": "export folder name under <home>/exports"})
-    fmt: str = field(default="jsonl", metadata={"help": "format: jsonl | parquet | hf (datasets save_to_disk)"})
+    fmt: str = field(default="jsonl", metadata={"help": _FMT_HELP})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing export with other content"})
 
     def __post_init__(self):
@@ -142,8 +173,157 @@ def _rows(examples: list[Example]) -> dict[str, list]:
     return cols
 
 
-def _write_data(examples: list[Example], fmt: str, target: Path) -> None:
-    if fmt == "jsonl":
+def conversation(ex: Example) -> list[dict[str, str]]:
+    """The chat turns of an example before its answer, rendered through its task.
+
+    A plain record gives ``[system?, user]`` (:meth:`TaskSpec.messages`: the task's system prompt if it has one,
+    then instruction + blank line + content). A record whose ``meta`` holds ``"messages"`` (the conversation
+    before the answer, as the chat-format ingest stores it: ``{"role", "content"}`` dicts, an optional system
+    turn first, then user and assistant turns) gives that conversation, with the task's instruction opening its
+    first user turn and the task's system prompt added only when it has no system turn. Consecutive turns of
+    one role are joined with a blank line, since chat templates and LLaMA-Factory need alternating turns.
+
+    Args:
+        ex: The example.
+
+    Returns:
+        ``{"role", "content"}`` dicts: an optional system turn, then user and assistant turns alternating,
+        starting and ending with a user turn.
+
+    Raises:
+        ValueError: If ``meta["messages"]`` is not such a conversation (naming the example id and the turn).
+    """
+    from igds.data.tasks import record_task
+
+    spec = record_task(ex.task)
+    out = _stored_turns(ex)
+    if out is None:
+        return spec.messages(ex.content)
+    first_user = 1 if out[0]["role"] == "system" else 0
+    out[first_user] = {"role": "user", "content": spec.format_prompt(out[first_user]["content"])}
+    if out[0]["role"] != "system" and spec.system is not None:
+        out.insert(0, {"role": "system", "content": spec.system})
+    return out
+
+
+def _stored_turns(ex: Example) -> list[dict[str, str]] | None:
+    """``meta["messages"]`` checked and with same-role runs joined (a new list); None for a plain record."""
+    turns = ex.meta.get("messages") if isinstance(ex.meta, dict) else None
+    if turns is None:
+        return None
+    where = f"example {ex.id!r}: meta 'messages'"
+    if not isinstance(turns, list) or not turns:
+        raise ValueError(f"{where} must be a non-empty list of {{'role', 'content'}} objects")
+    out: list[dict[str, str]] = []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict) or not isinstance(turn.get("content"), str) or turn.get("role") not in _ROLES:
+            raise ValueError(f"{where} turn {i}: expected {{'role': one of {', '.join(_ROLES)}, 'content': a "
+                             f"string}}, got {turn!r:.120}")
+        role, content = turn["role"], turn["content"]
+        if role == "system" and i > 0:
+            raise ValueError(f"{where} turn {i}: a system turn is only allowed first")
+        if role == "assistant" and (not out or out[-1]["role"] == "system"):
+            raise ValueError(f"{where} turn {i}: the conversation must start with a user turn (after an optional "
+                             "system turn), not an assistant turn")
+        if out and out[-1]["role"] == role:
+            out[-1] = {"role": role, "content": f"{out[-1]['content']}{SEPARATOR}{content}"}
+        else:
+            out.append({"role": role, "content": content})
+    if out[-1]["role"] != "user":
+        raise ValueError(f"{where} must end with the user turn the response answers, but its last turn is "
+                         f"{out[-1]['role']!r}")
+    return out
+
+
+def _assistant(ex: Example) -> dict[str, str]:
+    return {"role": "assistant", "content": ex.response}
+
+
+def _alpaca_row(ex: Example) -> dict[str, Any]:
+    """instruction/input/output/system, plus history for a conversation of several user turns.
+
+    One user turn: ``instruction`` is the task's instruction and ``input`` the content (LLaMA-Factory joins
+    them). Several: the instruction opens the first user turn, in ``history``, as in the other formats.
+    """
+    from igds.data.tasks import record_task
+
+    spec = record_task(ex.task)
+    turns = conversation(ex)
+    system = turns[0]["content"] if turns[0]["role"] == "system" else ""
+    chat = [t["content"] for t in turns if t["role"] != "system"]
+    if len(chat) == 1:
+        stored = _stored_turns(ex)
+        content = ex.content if stored is None else stored[-1]["content"]
+        return {"id": ex.id, "instruction": spec.instruction or "", "input": content, "output": ex.response,
+                "system": system}
+    history = [[chat[i], chat[i + 1]] for i in range(0, len(chat) - 1, 2)]
+    return {"id": ex.id, "instruction": "", "input": chat[-1], "output": ex.response, "system": system,
+            "history": history}
+
+
+def _sharegpt_row(ex: Example) -> dict[str, Any]:
+    turns = conversation(ex)
+    system = turns[0]["content"] if turns[0]["role"] == "system" else ""
+    conv = [{"from": "human" if t["role"] == "user" else "gpt", "value": t["content"]}
+            for t in turns if t["role"] != "system"]
+    return {"id": ex.id, "conversations": [*conv, {"from": "gpt", "value": ex.response}], "system": system}
+
+
+def _training_rows(examples: list[Example], fmt: str) -> list[dict[str, Any]]:
+    if fmt == "messages":
+        return [{"id": ex.id, "messages": [*conversation(ex), _assistant(ex)]} for ex in examples]
+    if fmt == "prompt_completion":
+        return [{"id": ex.id, "prompt": conversation(ex), "completion": [_assistant(ex)]} for ex in examples]
+    if fmt == "alpaca":
+        rows = [_alpaca_row(ex) for ex in examples]
+        if any("history" in r for r in rows):  # one schema for every row: datasets infers it from all of them
+            for r in rows:
+                r.setdefault("history", [])
+        return rows
+    return [_sharegpt_row(ex) for ex in examples]
+
+
+def dataset_info(name: str, fmt: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """LLaMA-Factory's ``dataset_info.json`` entry for an ``alpaca`` or ``sharegpt`` export.
+
+    Args:
+        name: The export name (the dataset's name in LLaMA-Factory).
+        fmt: ``alpaca`` or ``sharegpt``.
+        rows: The exported rows (``history`` is mapped when they have it).
+
+    Returns:
+        ``{name: {"file_name": "data.json", ...}}``.
+    """
+    if fmt == "alpaca":
+        columns = {"prompt": "instruction", "query": "input", "response": "output", "system": "system"}
+        if rows and "history" in rows[0]:
+            columns["history"] = "history"
+        return {name: {"file_name": DATA_NAMES[fmt], "columns": columns}}
+    if fmt == "sharegpt":
+        return {name: {"file_name": DATA_NAMES[fmt], "formatting": "sharegpt",
+                       "columns": {"messages": "conversations", "system": "system"},
+                       "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human",
+                                "assistant_tag": "gpt"}}}
+    raise ValueError(f"format {fmt!r} has no LLaMA-Factory dataset_info entry")
+
+
+def _write_training(examples: list[Example], fmt: str, target: Path, name: str) -> None:
+    rows = _training_rows(examples, fmt)
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    if target.suffix == ".jsonl":
+        target.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        return
+    # A JSON list, one row a line: what LLaMA-Factory (through datasets' json loader) reads, and diffable.
+    target.write_text("[\n" + ",\n".join(lines) + ("\n]\n" if lines else "]\n"), encoding="utf-8")
+    info = dataset_info(name, fmt, rows)
+    (target.parent / DATASET_INFO_FILENAME).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n",
+                                                       encoding="utf-8")
+
+
+def _write_data(examples: list[Example], fmt: str, target: Path, name: str = "selection") -> None:
+    if fmt in TRAINING_FORMATS:
+        _write_training(examples, fmt, target, name)
+    elif fmt == "jsonl":
         with target.open("w", encoding="utf-8") as f:
             for ex in examples:
                 f.write(json.dumps(_row(ex), ensure_ascii=False, sort_keys=True) + "\n")
@@ -210,11 +390,12 @@ def export_selection(examples: list[Example], lineage: dict[str, Any], cfg: Expo
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{cfg.name}-", dir=root))
     try:
-        _write_data(examples, cfg.fmt, tmp / DATA_NAMES[cfg.fmt])
+        _write_data(examples, cfg.fmt, tmp / DATA_NAMES[cfg.fmt], cfg.name)
         manifest = {
             "name": cfg.name,
             "format": cfg.fmt,
             "data": DATA_NAMES[cfg.fmt],
+            **({"dataset_info": DATASET_INFO_FILENAME} if (tmp / DATASET_INFO_FILENAME).is_file() else {}),
             "content_hash": chash,
             "n_examples": len(examples),
             "composition": {key: dict(sorted(Counter(getattr(ex, key) for ex in examples).items()))
@@ -262,7 +443,9 @@ def read_export(path: str | os.PathLike[str]) -> tuple[list[Example], dict[str, 
         ``(examples in written order, manifest)``.
 
     Raises:
-        ValueError: If the manifest is missing or a file does not match it.
+        ValueError: If the manifest is missing, a file does not match it, or the export is in a training
+            format (``messages``, ``prompt_completion``, ``alpaca``, ``sharegpt``: rendered for fine-tuning, they
+            do not keep the fields an example needs; its files are checked first).
     """
     path = Path(path)
     try:
@@ -273,6 +456,9 @@ def read_export(path: str | os.PathLike[str]) -> tuple[list[Example], dict[str, 
         raise ValueError(f"{path}: files do not match the manifest (changed, missing or extra files)")
     data = path / manifest["data"]
     fmt = manifest["format"]
+    if fmt in TRAINING_FORMATS:
+        raise ValueError(f"{path}: a {fmt!r} export is a fine-tuning file and does not read back as examples (its "
+                         f"files match the manifest); read_export reads {', '.join(RECORD_FORMATS)} exports")
     if fmt == "jsonl":
         with data.open(encoding="utf-8") as f:
             rows = [json.loads(line) for line in f if line.strip()]
