@@ -30,17 +30,156 @@ def cmd_data_summary(args) -> int:
 
 
 def _bootstrap_config(args):
+    """The workspace's chosen model and SAE (``igds workspace use``), the flags given on the command line winning."""
     from igds.method.extract import ExtractConfig
     from igds.modeling.load import ModelSpec
     from igds.modeling.sae import SaeSpec
-    from igds.workflow.workspace import BootstrapConfig
+    from igds.store import ActivationStore
+    from igds.workflow.workspace import BootstrapConfig, workspace_config
 
+    chosen = workspace_config(ActivationStore())
     return BootstrapConfig(
         tasks=tuple(args.tasks), pool_setting=getattr(args, "pool_setting", None) or "mixed",
-        model=config_from_arguments(ModelSpec, args, "model_"),
-        sae=config_from_arguments(SaeSpec, args, "sae_"),
+        model=config_from_arguments(ModelSpec, args, "model_", base=chosen.model),
+        sae=config_from_arguments(SaeSpec, args, "sae_", base=chosen.sae),
         extract=config_from_arguments(ExtractConfig, args),
     )
+
+
+# -- your own data, tasks, model and SAE ---------------------------------------------------------------
+def _mapping(args, source, hub):
+    """The column mapping: guessed from the file's columns, the --map-* flags given winning."""
+    from igds.data.ingest import ColumnMapping, preview_source
+
+    given = any(getattr(args, "map_" + f, None) is not None for f in ColumnMapping.__dataclass_fields__)
+    if not given:
+        return None
+    guessed = preview_source(source, None, n_show=0, max_problems=0, hub=hub).mapping
+    return config_from_arguments(ColumnMapping, args, "map_", base=guessed)
+
+
+def cmd_data_add(args) -> int:
+    from igds.data.ingest import add_dataset, preview_source
+    from igds.store import ActivationStore
+
+    hub = (args.hub_config, args.hub_split) if args.hub else None
+    mapping = _mapping(args, args.source, hub)
+    if args.preview:
+        pv = preview_source(args.source, mapping, name=args.name or "", n_show=args.rows, hub=hub)
+        print(f"{pv.n_rows:,} rows, {pv.n_records:,} distinct records; columns: {', '.join(pv.columns)}")
+        print(f"mapping: {pv.mapping.to_json()}")
+        if pv.split_counts and pv.mapping.split:
+            print(f"split column {pv.mapping.split!r}: {json.dumps(pv.split_counts)}")
+        for r in pv.rows:
+            print(f"  row {r['row']}: {r['prompt'][:70]!r} -> {r['response'][:50]!r}")
+        for p in pv.problems:
+            print(f"problem: {p}")
+        return 0 if pv.ok else 1
+    res = add_dataset(ActivationStore(), args.source, args.name, mapping, hub=hub, progress=_progress())
+    verb = "added" if res.created else "already stored (same file and mapping): nothing written for"
+    print(f"{verb} dataset {res.name}: {res.n_rows:,} rows, {res.n_records:,} records ({res.seconds:.1f} s)")
+    return 0
+
+
+def cmd_data_list(args) -> int:
+    from igds.store import ActivationStore
+
+    df = ActivationStore().datasets_table()
+    print(df.to_string(index=False) if not df.empty else "no datasets yet (add one: igds data add FILE --name NAME)")
+    return 0
+
+
+def cmd_data_show(args) -> int:
+    from igds.store import ActivationStore
+
+    store = ActivationStore()
+    info = store.dataset(args.name)
+    if info is None:
+        raise ValueError(f"unknown dataset {args.name!r}; datasets: {', '.join(store.datasets_table().name) or 'none'}")
+    print(json.dumps({k: str(v) if k == "created" else v for k, v in info.items()}, indent=2))
+    rows = store.dataset_examples(args.name, limit=args.rows)
+    for r in rows.itertuples():
+        print(f"  row {r.row_no} [{r.split_label or '-'}] {r.prompt[:70]!r} -> {r.response[:50]!r}")
+    return 0
+
+
+def cmd_data_remove(args) -> int:
+    from igds.store import ActivationStore
+
+    print(f"removed dataset {args.name} ({ActivationStore().remove_dataset(args.name):,} rows)")
+    return 0
+
+
+def cmd_task_add(args) -> int:
+    from igds.data.tasks import TaskSpec
+    from igds.store import ActivationStore
+    from igds.workflow.catalog import TaskData, add_task
+
+    spec = TaskSpec(args.name, args.instruction, args.metric, args.max_new_tokens,
+                    args.description or f"workspace task ({args.metric})", args.system, args.answer, args.answer_arg)
+    counts = add_task(ActivationStore(), spec, config_from_arguments(TaskData, args))
+    print(f"added task {args.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_task_list(args) -> int:
+    from igds.store import ActivationStore
+    from igds.workflow.catalog import tasks_table
+
+    print(tasks_table(ActivationStore()).to_string(index=False))
+    return 0
+
+
+def cmd_task_show(args) -> int:
+    from igds.data.tasks import get_task
+    from igds.store import ActivationStore
+    from igds.workflow.catalog import require_task, task_data
+
+    store = ActivationStore()
+    require_task(store, args.name)
+    data = task_data(store, args.name)
+    print(json.dumps({"spec": get_task(args.name).to_dict(), "data": data.to_dict() if data else "shipped corpus"},
+                     indent=2))
+    return 0
+
+
+def cmd_task_remove(args) -> int:
+    from igds.store import ActivationStore
+    from igds.workflow.catalog import remove_task
+
+    print(f"removed task {args.name} ({remove_task(ActivationStore(), args.name):,} memberships; its runs and "
+          "selections stay in the store)")
+    return 0
+
+
+def cmd_workspace_use(args) -> int:
+    from igds.modeling.load import ModelSpec
+    from igds.modeling.sae import SaeSpec
+    from igds.store import ActivationStore
+    from igds.workflow.workspace import choose_identity
+
+    out = choose_identity(ActivationStore(), config_from_arguments(ModelSpec, args, "model_"),
+                          config_from_arguments(SaeSpec, args, "sae_"), args.task, _progress())
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def cmd_workspace_show(args) -> int:
+    from igds.store import ActivationStore
+    from igds.workflow.workspace import workspace_config
+
+    cfg = workspace_config(ActivationStore())
+    print(json.dumps({"model": cfg.model.to_dict(), "sae": cfg.sae.to_dict()}, indent=2))
+    return 0
+
+
+def cmd_sae_pretrained(args) -> int:
+    from igds.modeling.pretrained import pretrained_saes
+
+    df = pretrained_saes(args.model, args.release, args.limit)
+    print(df[["source", "model", "neuronpedia_id"]].to_string(index=False) if not df.empty
+          else f"no sae-lens release for a model matching {args.model!r}")
+    return 0
 
 
 def cmd_bootstrap(args) -> int:
@@ -275,15 +414,18 @@ def cmd_sae_train(args) -> int:
     from pathlib import Path
 
     from igds import settings
-    from igds.modeling.load import ModelSpec, load_model
-    from igds.modeling.sae import SaeTrainConfig, file_sha256, retrained_sae_dir
+    from igds.modeling.load import ModelSpec, load_model, model_key_of
+    from igds.modeling.sae import SaeTrainConfig, file_sha256, trained_sae_dir
     from igds.workflow.workspace import train_default_sae
 
     settings.apply_offline_env()
     cfg = config_from_arguments(SaeTrainConfig, args, "sae_train_")
-    out = Path(args.out) if args.out else retrained_sae_dir()
     model, tok = load_model(ModelSpec(), _progress())
+    # without --out: the folder keyed by recipe and model, trained once (a process training it is waited for);
+    # an explicit --out is always retrained
+    out = Path(args.out) if args.out else None
     quality = train_default_sae(model, tok, cfg, out, _progress())
+    out = out or trained_sae_dir(cfg, model_key_of(model))
     print(json.dumps({"out": str(out), "sha256": file_sha256(out / "sae_weights.safetensors"),
                       **{k: v for k, v in quality.items() if k != "config"}}, indent=2))
     return 0
@@ -315,6 +457,59 @@ def build_parser() -> argparse.ArgumentParser:
     s = data.add_parser("summary", help="examples per task, split and source of the shipped corpus")
     s.add_argument("--corpus-dir", default=None, help="corpus folder (default: the shipped data/corpus)")
     s.set_defaults(func=cmd_data_summary)
+    from igds.data.ingest import ColumnMapping
+
+    da = data.add_parser("add", help="add a file (JSONL, JSONL.gz, Parquet, CSV) or a hub split as a dataset")
+    da.add_argument("source", help="the file, or a hub dataset id with --hub")
+    da.add_argument("--name", required=True, help="dataset name in the workspace")
+    da.add_argument("--preview", action="store_true", help="show the mapping, the first rows and every problem; "
+                                                            "store nothing")
+    da.add_argument("--rows", type=int, default=5, help="rows to show with --preview")
+    da.add_argument("--hub", action="store_true", help="SOURCE is a Hugging Face dataset id (needs IGDS_OFFLINE=0)")
+    da.add_argument("--hub-config", default=None, help="hub dataset configuration")
+    da.add_argument("--hub-split", default="train", help="hub dataset split")
+    add_config_arguments(da, ColumnMapping, "map_")
+    da.set_defaults(func=cmd_data_add)
+    data.add_parser("list", help="datasets in the workspace").set_defaults(func=cmd_data_list)
+    ds = data.add_parser("show", help="a dataset's provenance and first rows")
+    ds.add_argument("name")
+    ds.add_argument("--rows", type=int, default=5, help="rows to show")
+    ds.set_defaults(func=cmd_data_show)
+    dr = data.add_parser("remove", help="remove a dataset (not while a task uses it)")
+    dr.add_argument("name")
+    dr.set_defaults(func=cmd_data_remove)
+
+    from igds.data.metrics import list_metrics
+    from igds.data.tasks import ANSWER_MODES
+    from igds.workflow.catalog import TaskData
+
+    tk = sub.add_parser("task", help="tasks of the workspace").add_subparsers(dest="task_cmd", required=True)
+    ta = tk.add_parser("add", help="define a task: its spec, its probe/dev/test items and its candidate pool")
+    ta.add_argument("name", help="task name (letters, digits, _ or -)")
+    ta.add_argument("--metric", required=True, choices=list_metrics(), help="task metric")
+    ta.add_argument("--instruction", default="", help="instruction put before each example's content")
+    ta.add_argument("--system", default=None, help="system prompt (default: none)")
+    ta.add_argument("--answer", default="auto", choices=ANSWER_MODES, help="answer extraction (default: auto)")
+    ta.add_argument("--answer-arg", default="", help="the marker of after_marker, or the pattern name of regex")
+    ta.add_argument("--max-new-tokens", type=int, default=64, help="generation budget")
+    ta.add_argument("--description", default="", help="one line for listings")
+    add_config_arguments(ta, TaskData)
+    ta.set_defaults(func=cmd_task_add)
+    tk.add_parser("list", help="every task with its items per split").set_defaults(func=cmd_task_list)
+    ts = tk.add_parser("show", help="a task's spec and data")
+    ts.add_argument("name")
+    ts.set_defaults(func=cmd_task_show)
+    tr = tk.add_parser("remove", help="remove a workspace task (its runs and selections stay)")
+    tr.add_argument("name")
+    tr.set_defaults(func=cmd_task_remove)
+
+    wk = sub.add_parser("workspace", help="the workspace's model and SAE").add_subparsers(dest="ws_cmd", required=True)
+    wu = wk.add_parser("use", help="validate a model + SAE and make them the workspace's (every later run uses them)")
+    add_config_arguments(wu, ModelSpec, "model_")
+    add_config_arguments(wu, SaeSpec, "sae_")
+    wu.add_argument("--task", default=None, help="measure the SAE's explained variance on this task's content tokens")
+    wu.set_defaults(func=cmd_workspace_use)
+    wk.add_parser("show", help="the workspace's model and SAE specs").set_defaults(func=cmd_workspace_show)
 
     def workspace_args(sp, pool=True):
         sp.add_argument("--tasks", nargs="+", default=["summarization"], help="tasks to extract")
@@ -372,7 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="export a stored selection (JSONL, Parquet or a datasets folder)")
     ex.add_argument("--selection", required=True, help="selection id or name")
-    ex.add_argument("--fmt", default="jsonl", choices=["jsonl", "parquet", "hf"], help="format")
+    from igds.training.export import EXPORT_FORMATS
+
+    ex.add_argument("--fmt", default="jsonl", choices=list(EXPORT_FORMATS), help="format")
     ex.add_argument("--name", default=None, help="export name (a folder under cache/exports)")
     ex.set_defaults(func=cmd_export)
 
@@ -429,10 +626,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(stn, SaeTrainConfig, "sae_train_")
     stn.add_argument("--out", default=None, help="output folder (default: cache/saes/<default name>)")
     stn.set_defaults(func=cmd_sae_train)
+    sp = sa.add_parser("pretrained", help="browse the sae-lens registry (offline), filtered to a model")
+    sp.add_argument("--model", default="", help="model name or hub id, e.g. gpt2 or google/gemma-2-2b")
+    sp.add_argument("--release", default="", help="release name contains this")
+    sp.add_argument("--limit", type=int, default=50, help="rows to print")
+    sp.set_defaults(func=cmd_sae_pretrained)
 
     st = sub.add_parser("store", help="the DuckDB activation store").add_subparsers(dest="store_cmd", required=True)
     st.add_parser("info", help="table sizes and runs").set_defaults(func=cmd_store_info)
     return p
+
+
+def _require_tasks(args) -> None:
+    """Refuse an unknown ``--task`` / ``--tasks`` before anything loads (shipped and workspace tasks are known)."""
+    names = [*([args.task] if isinstance(getattr(args, "task", None), str) else []),
+             *(getattr(args, "tasks", None) or [])]
+    if not names or args.command in ("workspace",):
+        return
+    from igds.store import ActivationStore
+    from igds.workflow.catalog import require_task
+
+    store = ActivationStore()
+    for name in names:
+        require_task(store, name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -445,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_job_process(argv[2])
     args = build_parser().parse_args(argv)
     try:
+        _require_tasks(args)
         return args.func(args)
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -45,8 +45,31 @@ def tiny_model(n_layers: int = 4, hidden: int = 32, seed: int = 0, vocab_size: i
     return model
 
 
-def tiny_sae(d_in: int = 32, d_sae: int = 128, k: int = 8, layer: int = 1, seed: int = 0):
-    """A seeded sae-lens ``TopKSAE`` reading ``blocks.{layer}.hook_resid_post``."""
+def tiny_gpt2(n_layers: int = 2, hidden: int = 32, seed: int = 0, vocab_size: int = 260):
+    """A random ``GPT2LMHeadModel`` (a second model family: fused ``c_attn``, learned positions, no download)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=vocab_size, n_embd=hidden, n_layer=n_layers, n_head=4, n_positions=512,
+                     bos_token_id=256, eos_token_id=257)
+    model = GPT2LMHeadModel(cfg).eval()
+    model.igds_name = "tiny-gpt2"
+    return model
+
+
+def save_tiny_model(path: Path, family: str = "llama", **kwargs) -> Path:
+    """Write a tiny random model (``llama`` or ``gpt2``) with :func:`tiny_tokenizer` as a Hugging Face folder,
+    the shape of a user's own local model."""
+    model = (tiny_gpt2 if family == "gpt2" else tiny_model)(**kwargs)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+def tiny_sae(d_in: int = 32, d_sae: int = 128, k: int = 8, layer: int = 1, seed: int = 0,
+             hook: str = "hook_resid_post"):
+    """A seeded sae-lens ``TopKSAE`` reading ``blocks.{layer}.{hook}``."""
     from sae_lens import TopKSAE, TopKSAEConfig
 
     torch.manual_seed(seed)
@@ -55,7 +78,7 @@ def tiny_sae(d_in: int = 32, d_sae: int = 128, k: int = 8, layer: int = 1, seed:
         for p in sae.parameters():
             p.copy_(torch.randn_like(p) * 0.3)
         sae.b_dec.zero_()
-    sae.cfg.metadata.hook_name = f"blocks.{layer}.hook_resid_post"
+    sae.cfg.metadata.hook_name = f"blocks.{layer}.{hook}"
     sae.requires_grad_(False)
     return sae
 
@@ -81,7 +104,7 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
     Returns:
         keys of what was built (run ids, model/SAE keys, the tiny model objects).
     """
-    from igds.data.corpus import dev_set, load_corpus, probe_set
+    from igds.data.corpus import dev_set, load_corpus, probe_set, test_set
     from igds.method.extract import ExtractConfig, run_extraction
     from igds.method.intervene import PAPER_INTERVENTION, measure_effects
     from igds.method.recall import RecallConfig, ensure_logit_lens, recall_features
@@ -94,7 +117,7 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
     train = [e for e in load_corpus([task], ["train"])][:n_train]
     general = [e for e in load_corpus(["general"])][:n_general]
     examples = [*probe, *dev, *train, *general]
-    store.add_examples(examples, dataset="tiny-demo")
+    store.add_examples([*examples, *test_set(task)], dataset="tiny-demo")  # test items: evaluated, never extracted
     model_key, sae_key = "tiny-model", "tiny-sae"
     store.register_model(model_key, {"name": "tiny-llama", "family": "llama", "n_layers": 4, "d_model": 32,
                                      "n_params": sum(p.numel() for p in model.parameters())})

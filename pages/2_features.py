@@ -31,12 +31,13 @@ if not state.extract_run:
 if not state.recall_id:
     needs("Run recall to find the SAE features that fire most often on this task.")
     if st.button("Run recall", key="run_recall", type="primary"):
+        from igds.method.extract import ExtractConfig
         from igds.method.recall import RecallConfig
         from igds.workflow.stages import run_recall
-        from igds.workflow.workspace import BootstrapConfig
 
+        extract_cfg = ExtractConfig.from_dict(store.run(state.extract_run)["config"]["extract"])
         with st.spinner("Recalling features…"), MODEL_LOCK:
-            run_recall(get_workspace(), task, RecallConfig(), BootstrapConfig().extract)
+            run_recall(get_workspace(state.extract_run), task, RecallConfig(), extract_cfg)
         st.rerun()
     st.stop()
 
@@ -92,7 +93,7 @@ if not ctx.empty:
 elif hist.empty:
     st.caption("The feature fires on no example of this run.")
 elif st.button("Compute contexts (runs the model on these examples)", key="feat_ctx"):
-    ws = get_workspace()
+    ws = get_workspace(state.extract_run)
     with st.spinner("Recomputing token activations…"), MODEL_LOCK:
         compute_contexts(store, state.extract_run, [feature], ws.model, ws.tokenizer, ws.sae, ws.site)
     st.rerun()

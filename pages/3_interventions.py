@@ -101,7 +101,7 @@ if st.button("Generate", key="try_go"):
     from igds.method.steer import generate_steered
 
     mean_act = float(v["scatter"].set_index("feature").mean_act.get(f_try, 1.0))
-    ws = get_workspace()
+    ws = get_workspace(state.effect_id)  # the model and SAE the interventions measured
     with st.spinner("Generating…"), MODEL_LOCK:
         out = generate_steered(ws.model, ws.tokenizer, ws.sae, ws.site, prompt, int(f_try), kind_try, alpha, mean_act)
     a, b = st.columns(2)

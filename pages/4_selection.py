@@ -105,4 +105,4 @@ if picked:
     row = example_record(store, eid)
     st.markdown(f"**Prompt**\n\n{row['prompt']}\n\n**Response**\n\n{row['response']}")
     if len(ex) and st.toggle("Token highlights of the top features (runs the model)", key="sel_tokens"):
-        show_token_highlights(row, [int(f[1:]) for f in ex.feature.head(3)])
+        show_token_highlights(row, [int(f[1:]) for f in ex.feature.head(3)], run_id=state.extract_run)

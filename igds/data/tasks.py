@@ -85,6 +85,34 @@ class PromptText:
         return "".join(self.text[a:b] for k, a, b in self.parts if k == kind)
 
 
+# How a task pulls its answer out of a generation: a fixed menu, never user code. ``auto`` is the built-in
+# tasks' rule (the final number for exact match, else the first non-empty line).
+ANSWER_MODES = ("auto", "last_number", "after_marker", "regex", "first_line", "whole")
+# The regexes a task may choose (by name) for ``answer="regex"``; the last match's first group is the answer.
+ANSWER_PATTERNS = {
+    "boxed": r"\\boxed\{([^{}]*)\}",
+    "answer_is": r"(?i)answer(?: is)?\s*[:=]?\s*([^\n]+)",
+    "choice_letter": r"\b([A-E])\b",
+    "first_word": r"(\S+)",
+    "quoted": r"\"([^\"]+)\"",
+}
+
+
+def check_answer_rule(answer: str, answer_arg: str) -> None:
+    """Raise ``ValueError`` for an answer rule outside the menu (:data:`ANSWER_MODES`, :data:`ANSWER_PATTERNS`)."""
+    if answer not in ANSWER_MODES:
+        raise ValueError(f"answer extraction {answer!r} is not one of {', '.join(ANSWER_MODES)}")
+    if answer == "after_marker" and not answer_arg:
+        raise ValueError("answer extraction 'after_marker' needs a marker, e.g. '####'")
+    if answer == "regex" and answer_arg not in ANSWER_PATTERNS:
+        raise ValueError(f"answer extraction 'regex' takes a pattern name from {', '.join(ANSWER_PATTERNS)}; "
+                         f"got {answer_arg!r}")
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """How one task is prompted, generated and scored.
@@ -98,6 +126,9 @@ class TaskSpec:
         system: System prompt; None gives no system turn (a template may then insert its own default,
             e.g. SmolLM2's). Templates that refuse a system role (Gemma-2) get it at the start of the
             user message instead.
+        answer: How the answer is pulled out of a generation (:data:`ANSWER_MODES`).
+        answer_arg: The marker of ``after_marker`` (e.g. ``####``) or the pattern name of ``regex``
+            (:data:`ANSWER_PATTERNS`).
     """
 
     name: str
@@ -106,6 +137,23 @@ class TaskSpec:
     max_new_tokens: int = 64
     description: str = ""
     system: str | None = None
+    answer: str = "auto"
+    answer_arg: str = ""
+
+    def __post_init__(self):
+        check_answer_rule(self.answer, self.answer_arg)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as a plain dict (what the workspace's ``tasks`` table stores)."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
+        """Rebuild a spec from :meth:`to_dict` (unknown keys are refused)."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"TaskSpec: unknown field(s) {sorted(unknown)}")
+        return cls(**data)
 
     def format_prompt(self, content: str) -> str:
         """The user message of a record: instruction, blank line, content (the content alone without instruction).
@@ -271,10 +319,13 @@ class TaskSpec:
         return EncodedExample(input_ids=ids, prompt_len=prompt_len)
 
     def extract_answer(self, text: str) -> str:
-        """Pull the answer out of a model output.
+        """Pull the answer out of a model output with the task's rule (:attr:`answer`).
 
-        Exact-match tasks return the final number (canonical form); other tasks return the first
-        non-empty line, stripped, since the references are one line.
+        ``auto``: exact-match tasks take the final number (canonical form), other tasks the first
+        non-empty line, stripped, since the references are one line. ``last_number``: the final number;
+        ``after_marker``: the first line after the last ``answer_arg`` (the whole text's first line when the
+        marker is missing); ``regex``: the named pattern's first group in its last match; ``first_line``;
+        ``whole``: the stripped text.
 
         Args:
             text: Generated text.
@@ -282,12 +333,21 @@ class TaskSpec:
         Returns:
             The extracted answer ("" if none).
         """
-        if self.metric == "exact_match":
+        import re
+
+        mode = self.answer
+        if mode == "auto":
+            mode = "last_number" if self.metric == "exact_match" else "first_line"
+        if mode == "last_number":
             return metrics.format_number(metrics.final_number(text))
-        for line in text.splitlines():
-            if line.strip():
-                return line.strip()
-        return ""
+        if mode == "after_marker":
+            return _first_line(text.rsplit(self.answer_arg, 1)[-1])
+        if mode == "regex":
+            found = re.findall(ANSWER_PATTERNS[self.answer_arg], text)
+            return found[-1].strip() if found else ""
+        if mode == "whole":
+            return text.strip()
+        return _first_line(text)
 
     def score(self, predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
         """Score model outputs against references with the task's metric.
@@ -420,6 +480,12 @@ def register_task(spec: TaskSpec, *, overwrite: bool = False) -> TaskSpec:
     return spec
 
 
+def unregister_task(name: str) -> None:
+    """Forget a task registered in this process (a workspace task that was removed); built-ins stay."""
+    if name not in BUILTIN_TASKS:
+        _TASKS.pop(name, None)
+
+
 def get_task(name: str) -> TaskSpec:
     """Look a task up by name.
 
@@ -524,3 +590,6 @@ TRANSLATION = register_task(
         description="German (Ding) and French (Debian DDTP) -> English; chrF",
     )
 )
+
+# The tasks shipped with IGDS (with the demo corpus); workspace tasks come after them.
+BUILTIN_TASKS = (MATH.name, SUMMARIZATION.name, TRANSLATION.name)

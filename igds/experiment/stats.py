@@ -155,7 +155,8 @@ def source_table(store: ActivationStore, exp_id: str) -> pd.DataFrame:
     """Per task, group and test-item source (e.g. ``ding (de)``): the mean per-item metric and NLL over the
     group's runs, and the base model's; the test sample is stratified by source, so each source keeps its
     share of the test split."""
-    from igds.data.corpus import source_label, test_set
+    from igds.data.corpus import source_label
+    from igds.workflow.catalog import task_split
 
     cfg = experiment_config(store, exp_id)
     cells = experiment_cells(store, exp_id)
@@ -165,7 +166,7 @@ def source_table(store: ActivationStore, exp_id: str) -> pd.DataFrame:
         base_id = _stored_base_eval_id(store, cfg, task, tcells)
         if base_id is None:
             continue
-        label = {e.id: source_label(e) for e in test_set(task)}
+        label = {e.id: source_label(e) for e in task_split(store, task, "test")}
         groups = [("base", "base", 0.0, [base_id])] + [
             (pool, method, ratio, list(g.eval_id))
             for (pool, method, ratio), g in tcells.groupby(["pool_setting", "method", "ratio"], sort=False)]

@@ -42,14 +42,18 @@ def _bootstrap(params: dict, ctx: JobContext) -> dict:
     from igds.workflow.workspace import BootstrapConfig
 
     ctx.log("bootstrap: model, SAE and activation store")
-    return bootstrap(BootstrapConfig.from_dict(params.get("config", {})), progress=ctx.progress)
+    return bootstrap(BootstrapConfig.from_dict(params["config"]) if params.get("config") else None,
+                     progress=ctx.progress)
 
 
 def _workspace(params: dict, ctx: JobContext):
-    from igds.workflow.workspace import BootstrapConfig, open_workspace
+    """The config a job was given, else the workspace's chosen model and SAE (``igds workspace use``)."""
+    from igds.store import ActivationStore
+    from igds.workflow.workspace import BootstrapConfig, open_workspace, workspace_config
 
-    cfg = BootstrapConfig.from_dict(params.get("config", {}))
-    return open_workspace(cfg, progress=ctx.progress), cfg
+    store = ActivationStore()
+    cfg = BootstrapConfig.from_dict(params["config"]) if params.get("config") else workspace_config(store)
+    return open_workspace(cfg, store, progress=ctx.progress), cfg
 
 
 def _extract(params: dict, ctx: JobContext) -> dict:

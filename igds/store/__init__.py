@@ -13,6 +13,7 @@ its methods and never spell out SQL on the bulk tables (``tests/unit/test_archit
 
 from igds.store.activations import ActivationQueries
 from igds.store.base import StoreBase, StoreError
+from igds.store.catalog import CatalogQueries
 from igds.store.contexts import ContextQueries
 from igds.store.effects import EffectQueries
 from igds.store.experiments import ExperimentQueries
@@ -25,10 +26,14 @@ __all__ = ["ActivationStore", "StoreError"]
 
 
 class ActivationStore(StoreBase, ActivationQueries, PoolQueries, RecallQueries, EffectQueries, SelectionQueries,
-                      ResultQueries, ExperimentQueries, ContextQueries):
+                      ResultQueries, ExperimentQueries, ContextQueries, CatalogQueries):
     """Owner of the DuckDB activation store at ``path`` (default ``cache/igds.duckdb``).
 
     Args:
         path: database file; created with the schema on first use.
         lock_timeout: seconds to keep retrying while another process holds the file lock.
     """
+
+    def __init__(self, path=None, lock_timeout: float = 60.0):
+        super().__init__(path, lock_timeout)
+        self.register_tasks()  # workspace tasks are known to every process that opens the store

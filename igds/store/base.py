@@ -166,8 +166,8 @@ class StoreBase:
     def sync_dataset(self, examples: Sequence, dataset: str) -> tuple[int, int]:
         """Make the stored ``dataset`` equal ``examples``: add new memberships, drop those no longer in it.
 
-        Records no membership refers to any more are dropped too. Activations of dropped examples stay
-        in their runs but no pool includes them any more.
+        Records no membership and no dataset row refers to any more are dropped too. Activations of dropped
+        examples stay in their runs but no pool includes them any more.
 
         Returns:
             ``(added, removed)`` memberships.
@@ -181,31 +181,41 @@ class StoreBase:
             con.execute("DELETE FROM memberships m WHERE m.dataset = ? AND NOT EXISTS (SELECT 1 FROM keep_members k "
                         "WHERE k.task = m.task AND k.example_id = m.example_id)", [dataset])
             removed = before - con.execute("SELECT count(*) FROM memberships").fetchall()[0][0]
-            con.execute("DELETE FROM records WHERE id NOT IN (SELECT example_id FROM memberships)")
+            self._drop_orphan_records(con)
             con.unregister("keep_members")
         return added, removed
 
     # -- models / SAEs / runs ----------------------------------------------------------------
-    def register_model(self, model_key: str, identity: dict) -> None:
-        """Record a model identity (idempotent)."""
+    def register_model(self, model_key: str, identity: dict, spec: dict | None = None) -> None:
+        """Record a model identity (idempotent) and the spec it loads from (``ModelSpec`` dict), which lets
+        any process load it again for a run that names it."""
         with self.connect() as con:
             con.execute(
-                "INSERT OR IGNORE INTO models (model_key, name, family, n_layers, d_model, n_params, identity) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO models (model_key, name, family, n_layers, d_model, n_params, identity, spec) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model_key) DO UPDATE SET "
+                "spec = coalesce(excluded.spec, models.spec)",
                 [model_key, identity["name"], identity["family"], identity["n_layers"], identity["d_model"],
-                 identity["n_params"], json.dumps(identity, sort_keys=True)],
+                 identity["n_params"], json.dumps(identity, sort_keys=True),
+                 json.dumps(spec, sort_keys=True) if spec else None],
             )
 
-    def register_sae(self, sae_key: str, info: dict, quality: dict | None) -> None:
-        """Record an SAE with its quality figures (replaces an earlier row with the same key)."""
+    def register_sae(self, sae_key: str, info: dict, quality: dict | None, spec: dict | None = None) -> None:
+        """Record an SAE with its quality figures and the spec it loads from (``SaeSpec`` dict; replaces an
+        earlier row with the same key)."""
         with self.connect() as con:
             con.execute(
                 "INSERT OR REPLACE INTO saes (sae_key, name, source, path, site, d_in, d_sae, architecture, quality, "
-                "neuronpedia_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "neuronpedia_id, spec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [sae_key, info["name"], info["source"], info.get("path"), info["site"], info["d_in"],
                  info["d_sae"], info["architecture"], json.dumps(quality or {}, sort_keys=True),
-                 info.get("neuronpedia_id")],
+                 info.get("neuronpedia_id"), json.dumps(spec, sort_keys=True) if spec else None],
             )
+
+    def identity_specs(self, model_key: str | None, sae_key: str | None) -> tuple[dict | None, dict | None]:
+        """The stored specs (``ModelSpec`` / ``SaeSpec`` dicts) of a model and an SAE key (None where unknown)."""
+        m = self.scalar("SELECT spec FROM models WHERE model_key = ?", [model_key])
+        s = self.scalar("SELECT spec FROM saes WHERE sae_key = ?", [sae_key])
+        return (json.loads(m) if m else None), (json.loads(s) if s else None)
 
     def start_run(self, run_id: str, stage: str, config: dict, model_key: str | None = None,
                   sae_key: str | None = None, n_total: int = 0) -> None:

@@ -368,3 +368,35 @@ CREATE TABLE IF NOT EXISTS experiment_correlations (
 ALTER TABLE experiment_correlations ADD COLUMN IF NOT EXISTS x_name VARCHAR;   -- amplification | control_amplification
 ALTER TABLE experiment_correlations ADD COLUMN IF NOT EXISTS subset VARCHAR;   -- which cells (e.g. a fixed size)
 ALTER TABLE experiment_correlations ADD COLUMN IF NOT EXISTS partial VARCHAR;  -- covariate partialled out, or NULL
+-- Bring your own data (igds.data.ingest): a dataset is a validated file (or hub split) stored as records; its
+-- rows keep their order and, when mapped, their split label. Tasks (igds.workflow.catalog) turn rows into
+-- memberships.
+CREATE TABLE IF NOT EXISTS datasets (
+    name VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,          -- file | hub | shipped
+    origin VARCHAR,                 -- the file path or '<hub id>[:config]:<split>' it was read from
+    content_sha256 VARCHAR,         -- sha256 of the file's bytes (hub: of the mapped rows)
+    mapping VARCHAR,                -- JSON ColumnMapping
+    n_rows INTEGER,                 -- rows read
+    n_records INTEGER,              -- distinct records (rows with the same prompt and response are one)
+    created TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS dataset_rows (
+    dataset VARCHAR NOT NULL,
+    row_no INTEGER NOT NULL,        -- 1-based, in file order
+    example_id VARCHAR NOT NULL,
+    split_label VARCHAR,            -- the row's value in the mapped split column, if any
+    PRIMARY KEY (dataset, row_no)
+);
+-- Tasks defined in the workspace: the TaskSpec (instruction, system prompt, metric, answer extraction) and
+-- where its items come from (TaskData: eval datasets and how they split, pool datasets); every process sees them.
+CREATE TABLE IF NOT EXISTS tasks (
+    name VARCHAR PRIMARY KEY,
+    spec VARCHAR NOT NULL,          -- JSON TaskSpec
+    data VARCHAR NOT NULL,          -- JSON TaskData
+    counts VARCHAR,                 -- JSON {split: n} written when the memberships were made
+    created TIMESTAMP DEFAULT current_timestamp
+);
+-- The spec each model / SAE was loaded from (JSON ModelSpec / SaeSpec), so any process can load it again.
+ALTER TABLE models ADD COLUMN IF NOT EXISTS spec VARCHAR;
+ALTER TABLE saes ADD COLUMN IF NOT EXISTS spec VARCHAR;

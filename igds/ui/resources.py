@@ -18,12 +18,15 @@ def get_store() -> ActivationStore:
     return ActivationStore()
 
 
-@st.cache_resource(show_spinner="Loading the model and SAE…")
-def get_workspace():
-    """The default model + SAE (loaded once; used for token highlights and steering)."""
-    from igds.workflow.workspace import default_workspace
+@st.cache_resource(show_spinner="Loading the model and SAE…", max_entries=2)
+def get_workspace(run_id: str | None = None):
+    """The model + SAE a stored run was made with (the one resolver,
+    :func:`igds.workflow.workspace.resolve_workspace`), or the workspace's chosen ones without a run; loaded
+    once per run (token highlights, contexts, steering and recall all use it)."""
+    from igds.workflow.workspace import default_workspace, resolve_workspace
 
-    return default_workspace(get_store())
+    store = get_store()
+    return resolve_workspace(store, run_id=run_id) if run_id else default_workspace(store)
 
 
 @st.cache_resource(show_spinner="Loading the pool's activations…", max_entries=8)

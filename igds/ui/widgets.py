@@ -71,8 +71,10 @@ def section_table(title: str, df, empty: str = "none yet", **kwargs) -> None:
         st.dataframe(df, width="stretch", **{"hide_index": True, **kwargs})
 
 
-def show_token_highlights(example: dict, features: list[int], vmax: float | None = None) -> None:
-    """Recompute and render per-token activations of ``features`` on one example (runs the model).
+def show_token_highlights(example: dict, features: list[int], vmax: float | None = None,
+                          run_id: str | None = None) -> None:
+    """Recompute and render per-token activations of ``features`` on one example (runs the model and SAE of
+    ``run_id``, the extraction run the scores came from).
 
     Args:
         example: a record with id, task, source, prompt (its content), response; rendered through its task.
@@ -84,7 +86,7 @@ def show_token_highlights(example: dict, features: list[int], vmax: float | None
     from igds.modeling.encoding import encode_examples
     from igds.ui.resources import MODEL_LOCK, get_workspace
 
-    ws = get_workspace()
+    ws = get_workspace(run_id)
     ex = Example(id=example["id"], task=example["task"], source=example["source"], split="train",
                  prompt=example["prompt"], response=example["response"], meta={})
     with MODEL_LOCK:

@@ -12,12 +12,13 @@ from igds.progress import ProgressFn, null_progress, scaled
 from igds.store import ActivationStore
 from igds.workflow.explore import ensure_contexts
 from igds.workflow.stages import run_interventions, run_recall
-from igds.workflow.workspace import BootstrapConfig, extract_tasks, open_workspace
+from igds.workflow.workspace import BootstrapConfig, extract_tasks, open_workspace, workspace_config
 
 
 def bootstrap(cfg: BootstrapConfig | None = None, store: ActivationStore | None = None,
               progress: ProgressFn | None = None) -> dict:
-    """Prepare the offline default workspace for ``cfg.tasks``; cached steps are skipped.
+    """Prepare the workspace for ``cfg.tasks`` (default: its chosen model and SAE, :func:`workspace_config`);
+    cached steps are skipped.
 
     With ``cfg.method_stages`` (default) recall, interventions (null included) and the contexts of
     every candidate run for the first task, after the extraction of every task.
@@ -25,11 +26,12 @@ def bootstrap(cfg: BootstrapConfig | None = None, store: ActivationStore | None 
     Returns:
         a summary dict (keys, counts, timings, SAE quality, per-task |C| and |F*|).
     """
-    cfg = cfg or BootstrapConfig()
+    store = store or ActivationStore()
+    cfg = cfg or workspace_config(store)
     progress = progress or null_progress
     settings.apply_offline_env()
     t0 = time.perf_counter()
-    ws = open_workspace(cfg, store or ActivationStore(), scaled(progress, 0, 10, 100))
+    ws = open_workspace(cfg, store, scaled(progress, 0, 10, 100))
     res = extract_tasks(ws, cfg.tasks, cfg.extract, cfg.pool_setting, scaled(progress, 10, 30, 100))
     summary = {"examples_added": ws.examples_added, "model_key": ws.model_key, "sae_key": ws.sae_key,
                "site": ws.site, "run_id": res.run_id, "extracted_examples": res.n_examples, "new_examples": res.n_new,

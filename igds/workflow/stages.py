@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from igds.data.corpus import dev_set, probe_set, reference_set
+from igds.data.corpus import reference_set
 from igds.method.extract import ExtractConfig
 from igds.method.intervene import (
     AMPLIFY,
@@ -30,6 +30,7 @@ from igds.method.selection import Overrides, SelectionConfig, load_overrides, sa
 from igds.modeling.encoding import encode_examples
 from igds.progress import ProgressFn
 from igds.store import ActivationStore
+from igds.workflow.catalog import task_split
 from igds.workflow.workspace import Workspace
 
 
@@ -42,7 +43,7 @@ def run_recall(ws: Workspace, task: str, cfg: RecallConfig, extract_cfg: Extract
             ``default`` runs).
     """
     ensure_logit_lens(ws.store, ws.sae_key, ws.model, ws.tokenizer, ws.sae)
-    probe = [e.id for e in probe_set(task)]
+    probe = [e.id for e in task_split(ws.store, task, "probe")]
     ref = [e.id for e in reference_set(cfg.n_reference, cfg.seed, task=task)]
     return recall_features(ws.store, ws.extraction_run_id(extract_cfg), task, probe, ref, cfg, preset=preset)
 
@@ -102,7 +103,7 @@ def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: Inter
     Args:
         preset: the method preset the config came from, recorded with the run.
     """
-    dev = dev_set(task)
+    dev = task_split(ws.store, task, "dev")
     model = ws.fp32_model()
     eid = effect_id_for(ws, recall, [e.id for e in dev], cfg, model)
     ws.store.start_run(eid, "intervene", {"intervene": cfg.to_dict(), "task": task, "recall_id": recall.recall_id,

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from igds.data.corpus import test_sample
 from igds.data.records import Example
 from igds.method.selection import load_selection
 from igds.progress import ProgressFn, null_progress, scaled
@@ -30,6 +29,7 @@ from igds.training.results import (
     record_eval,
     record_finetune,
 )
+from igds.workflow.catalog import test_sample
 
 
 def default_finetune_config() -> FinetuneConfig:
@@ -74,7 +74,7 @@ def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, t
 
     progress = progress or null_progress
     spec = get_task(task)
-    examples = test_sample(task, eval_cfg.n_examples, eval_cfg.sample_seed)
+    examples = test_sample(store, task, eval_cfg.n_examples, eval_cfg.sample_seed)
 
     def one(rid: str, m, prog) -> tuple[str, dict]:
         t0 = time.perf_counter()
@@ -130,7 +130,8 @@ def finetune_selection(store: ActivationStore, selection_id: str, ft_cfg: Finetu
     """Train LoRA on a stored selection, then evaluate and record everything (resumable).
 
     ``load_workspace()`` returns a fresh workspace whose model the adapter may be injected into
-    (default: the default workspace on ``store``). Amplification is measured on ``features`` (default:
+    (default: the model and SAE the selection's lineage names, through
+    :func:`igds.workflow.workspace.resolve_workspace`). Amplification is measured on ``features`` (default:
     the task's validated features of its latest default-preset run) and on ``control_features``.
 
     Returns:
@@ -166,11 +167,14 @@ def run_lock(run_dir: Path):
 def _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, on_metric, should_stop,
                      load_workspace, features=None, control_features=()) -> dict:
     from igds.modeling.load import model_key_of
-    from igds.workflow.workspace import default_workspace
+    from igds.workflow.workspace import resolve_workspace
 
     task = info["task"]
     selection_id = info["selection_id"]
-    ws = load_workspace() if load_workspace else default_workspace(store)
+    lin = info.get("lineage") or {}
+    # the model and SAE the selection was made with (its lineage), whatever the workspace uses now
+    ws = load_workspace() if load_workspace else resolve_workspace(store, model_key=lin.get("model_key"),
+                                                                   sae_key=lin.get("sae_key"))
     base_key = model_key_of(ws.model)
     store.start_run(run_id, "finetune", {"task": task, "selection_id": selection_id, "finetune": ft_cfg.to_dict(),
                                          "eval": eval_cfg.to_dict()}, base_key, ws.sae_key, n_total=len(examples))

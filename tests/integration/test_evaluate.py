@@ -87,8 +87,12 @@ def test_evaluate_and_record_scores_the_stratified_test_sample(monkeypatch, tmp_
         raise RuntimeError("captured")
 
     monkeypatch.setattr(tune, "evaluate_model", capture)
+    from igds.workflow.workspace import ingest_corpus
+
+    store = ActivationStore(tmp_path / "igds.duckdb")
+    ingest_corpus(store)  # the stages read a task's items from the store: the same sample as the corpus's
     with pytest.raises(RuntimeError, match="captured"):
-        tune.evaluate_and_record(ActivationStore(tmp_path / "igds.duckdb"), "base", "translation", None, None, None,
+        tune.evaluate_and_record(store, "base", "translation", None, None, None,
                                  SITE, [], EvalConfig(n_examples=40, sample_seed=2), "tiny")
     assert seen == [[e.id for e in test_sample("translation", 40, seed=2)]]
 
