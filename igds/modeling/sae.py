@@ -1,12 +1,22 @@
 """Thin adapter over sae-lens: resolve an SAE spec, check it fits the model, train the default SAE,
-and measure SAE quality. All SAE maths (encode/decode, TopK, training) is sae-lens's own."""
+and measure SAE quality. All SAE maths (encode/decode, TopK, training) is sae-lens's own.
+
+Trained SAEs live in folders keyed by their training config and the model (:func:`trained_sae_dir`);
+:func:`ensure_trained_sae` trains one only when its folder holds no finished SAE, one process at a
+time (:func:`sae_training_lock`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import hashlib
 import json
 import math
+import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,9 +124,151 @@ def default_sae_dir() -> Path:
     return settings.data_dir() / SAE_DATA_DIR / DEFAULT_SAE_NAME
 
 
-def retrained_sae_dir() -> Path:
-    """Where ``igds sae train`` writes a retrained default SAE (the shipped one is never overwritten)."""
+def trained_sae_dir(cfg: SaeTrainConfig, model_key: str) -> Path:
+    """The folder of the SAE trained with recipe ``cfg`` on the model whose key is ``model_key``.
+
+    ``<home>/saes/trained-<model>-L<layer>-k<k>-<d_sae>-<recipe key>``: the readable part names the
+    model, the layer and the geometry; the recipe key (``cfg.stage_key(model_key)``) covers every field,
+    so any change of recipe or model gets its own folder and never overwrites or reuses another's.
+
+    Args:
+        cfg: The training recipe.
+        model_key: :func:`igds.modeling.load.model_key_of` of the model the SAE reads.
+
+    Returns:
+        The folder (it may not exist yet).
+    """
+    name = f"trained-{model_key[:8]}-L{cfg.layer}-k{cfg.k}-{cfg.d_sae}-{cfg.stage_key(model_key)[:8]}"
+    return settings.home() / SAES_DIR / name
+
+
+def retrained_sae_dir(model_key: str | None = None) -> Path:
+    """Where ``igds sae train`` writes the default recipe trained on a model (the shipped SAE is never overwritten).
+
+    Args:
+        model_key: The model's key: the default recipe's :func:`trained_sae_dir` on it. Without one, the
+            fixed folder earlier versions wrote every retrained default SAE to (kept for reading them).
+    """
+    if model_key is not None:
+        return trained_sae_dir(SaeTrainConfig(), model_key)
     return settings.home() / SAES_DIR / DEFAULT_SAE_NAME
+
+
+def _lock_path(out_dir: Path) -> Path:
+    return out_dir.with_name(out_dir.name + ".lock")
+
+
+def _lock_holder(lock_path: Path) -> str:
+    try:
+        return lock_path.read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+@contextlib.contextmanager
+def sae_training_lock(out_dir: Path, wait_s: float, poll_s: float = 0.1) -> Iterator[None]:
+    """Hold the cross-process lock of SAE folder ``out_dir`` (an ``fcntl`` lock on ``<out_dir>.lock``).
+
+    The holder's pid is written into the lock file so a waiter can say who trains. The lock is released
+    when the block exits, or by the kernel when the holder dies, so a killed training never blocks the
+    next one. The lock file itself stays (removing it would race with waiters).
+
+    Args:
+        out_dir: The SAE folder the lock guards (the lock file lies next to it).
+        wait_s: How long to wait for another holder, in seconds (0: try once).
+        poll_s: Seconds between attempts while waiting.
+
+    Raises:
+        SaeError: When another process still holds the lock after ``wait_s``, naming its pid.
+    """
+    lock_path = _lock_path(out_dir)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    locked = False
+    try:
+        deadline = time.monotonic() + wait_s
+        while not locked:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SaeError(f"SAE {out_dir} is being trained by another process (pid "
+                                   f"{_lock_holder(lock_path)}); waiting timed out after {wait_s:g} s") from None
+                time.sleep(min(poll_s, left))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        if locked:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def finished_sae(out_dir: Path, cfg: SaeTrainConfig | None = None) -> bool:
+    """Whether ``out_dir`` holds a finished trained SAE (of recipe ``cfg`` when given).
+
+    :func:`train_sae` writes into a temporary folder and renames it into place only once the weights,
+    the quality figures, the recipe and the checksums are all written, so a folder with all of them is
+    complete; a killed training leaves only a hidden ``.tmp-`` folder behind.
+    """
+    files = (*CHECKED_FILES, CHECKSUM_FILENAME, SAE_QUALITY_FILENAME, SAE_RECIPE_FILENAME)
+    if not all((out_dir / f).is_file() for f in files):
+        return False
+    if cfg is None:
+        return True
+    try:
+        return json.loads((out_dir / SAE_RECIPE_FILENAME).read_text()) == json.loads(cfg.to_json())
+    except (OSError, ValueError):
+        return False
+
+
+def ensure_trained_sae(model, tokenizer, cfg: SaeTrainConfig, texts: tuple[list, list], model_key: str,
+                       progress: ProgressFn | None = None, wait_s: float = 600.0, out_dir: Path | None = None,
+                       retrain: bool = False) -> Path:
+    """The folder of the SAE of recipe ``cfg`` on ``model``, trained first if it holds no finished SAE.
+
+    One process trains a given folder at a time (:func:`sae_training_lock`): another process asking for
+    the same SAE waits up to ``wait_s`` for it and then reuses what it trained. Training writes into a
+    temporary folder renamed into place at the end (:func:`train_sae`), so an interrupted training is
+    never mistaken for a finished SAE; its leftovers are removed by the next trainer.
+
+    Args:
+        model: The causal LM whose residual the SAE reads.
+        tokenizer: Its tokenizer.
+        cfg: The training recipe.
+        texts: ``(train_examples, holdout_examples)``: :class:`~igds.data.records.Example` objects, encoded
+            with :func:`igds.modeling.encoding.encode_examples` at ``cfg.max_length``.
+        model_key: :func:`igds.modeling.load.model_key_of` of ``model`` (keys the folder).
+        progress: ``progress(done, total, message)``.
+        wait_s: Seconds to wait for another process training the same folder.
+        out_dir: Train into this folder instead of :func:`trained_sae_dir` ``(cfg, model_key)``.
+        retrain: Train even when the folder already holds a finished SAE of this recipe.
+
+    Returns:
+        The SAE folder.
+
+    Raises:
+        SaeError: When another process is still training the folder after ``wait_s``.
+    """
+    from igds.modeling.encoding import encode_examples
+
+    out = Path(out_dir) if out_dir is not None else trained_sae_dir(cfg, model_key)
+    if not retrain and finished_sae(out, cfg):
+        return out
+    with sae_training_lock(out, wait_s):
+        if not retrain and finished_sae(out, cfg):  # trained by the process we waited for
+            return out
+        for stale in out.parent.glob(f".tmp-{glob.escape(out.name)}-*"):  # left by a killed training: we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        train, holdout = texts
+        items = encode_examples(tokenizer, train, cfg.max_length)
+        held = encode_examples(tokenizer, holdout, cfg.max_length)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        train_sae(model, items, held, cfg, out, pad_id, progress)
+    return out
 
 
 def _hash_folder(path: Path) -> str:
@@ -305,7 +457,9 @@ def train_sae(model, items: Sequence[EncodedItem], holdout: Sequence[EncodedItem
     geometric-median init; without it most latents die), and training runs sae-lens's ``SAETrainer``.
     Quality is measured in the same scope: explained variance and CE recovered on the held-out texts
     ``holdout``, the dead share over ``cfg.dead_tokens`` training activations. The result is a standard
-    sae-lens folder plus our quality file, the recipe and a ``SHA256SUMS`` of the weights.
+    sae-lens folder plus our quality file, the recipe and a ``SHA256SUMS`` of the weights, written into a
+    hidden ``.tmp-<name>-<pid>`` folder next to ``out_dir`` and renamed into place once complete (replacing
+    any previous SAE there), so ``out_dir`` never holds a half-written SAE.
 
     Returns:
         quality figures (also written to ``out_dir/igds_quality.json``).
@@ -348,24 +502,34 @@ def train_sae(model, items: Sequence[EncodedItem], holdout: Sequence[EncodedItem
     trainer.fit()
     training_sae.cfg.metadata.hook_name = site
     training_sae.cfg.metadata.model_name = getattr(model, "igds_name", model.config.model_type)
-    tmp = out_dir.with_name(".tmp-" + out_dir.name)
-    shutil.rmtree(tmp, ignore_errors=True)
-    training_sae.save_inference_model(str(tmp))
-    sae = SAE.load_from_disk(str(tmp))
-    sae.requires_grad_(False)
-    progress(total_steps, total_steps, "train SAE: measuring quality")
-    quality = reconstruction_quality(sae, eval_acts)
-    quality["dead_fraction"] = reconstruction_quality(sae, train_acts[: cfg.dead_tokens])["dead_fraction"]
-    quality.update(ce_recovered(model, sae, site, list(holdout[:32]), pad_id, cfg.sink_norm_factor, cfg.positions))
-    quality.update({"train_tokens": len(train_acts), "holdout_texts": len(holdout), "steps": total_steps,
-                    "positions": cfg.positions, "config": cfg.to_dict()})
-    quality = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in quality.items()}
-    (tmp / SAE_QUALITY_FILENAME).write_text(json.dumps(quality, indent=2, sort_keys=True))
-    (tmp / SAE_RECIPE_FILENAME).write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
-    write_checksums(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(out_dir)
+    tmp = out_dir.with_name(f".tmp-{out_dir.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        training_sae.save_inference_model(str(tmp))
+        sae = SAE.load_from_disk(str(tmp))
+        sae.requires_grad_(False)
+        progress(total_steps, total_steps, "train SAE: measuring quality")
+        quality = reconstruction_quality(sae, eval_acts)
+        quality["dead_fraction"] = reconstruction_quality(sae, train_acts[: cfg.dead_tokens])["dead_fraction"]
+        quality.update(ce_recovered(model, sae, site, list(holdout[:32]), pad_id, cfg.sink_norm_factor,
+                                    cfg.positions))
+        quality.update({"train_tokens": len(train_acts), "holdout_texts": len(holdout), "steps": total_steps,
+                        "positions": cfg.positions, "config": cfg.to_dict()})
+        quality = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in quality.items()}
+        (tmp / SAE_QUALITY_FILENAME).write_text(json.dumps(quality, indent=2, sort_keys=True))
+        (tmp / SAE_RECIPE_FILENAME).write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        write_checksums(tmp)
+        # the finished folder appears in one rename; a previous SAE there is moved aside first, then removed
+        old = out_dir.with_name(f".old-{out_dir.name}-{os.getpid()}")
+        if out_dir.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return quality
 
 

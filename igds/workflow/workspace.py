@@ -109,15 +109,24 @@ def sae_training_texts(cfg: SaeTrainConfig) -> tuple[list, list]:
     return texts[cfg.holdout_examples:], texts[: cfg.holdout_examples]
 
 
-def train_default_sae(model, tokenizer, cfg: SaeTrainConfig, out_dir=None, progress: ProgressFn | None = None) -> dict:
-    """Train the default SAE's recipe on the default model (``igds sae train``); returns its quality.
+def train_default_sae(model, tokenizer, cfg: SaeTrainConfig, out_dir=None, progress: ProgressFn | None = None,
+                      wait_s: float = 600.0) -> dict:
+    """Train an SAE of recipe ``cfg`` on the corpus texts (``igds sae train``); returns its quality.
 
-    Writes to ``out_dir`` (default :func:`igds.modeling.sae.retrained_sae_dir`, never the shipped folder).
+    Without ``out_dir`` the SAE goes to the folder keyed by the recipe and the model
+    (:func:`igds.modeling.sae.trained_sae_dir`) and is trained only when that folder holds no finished SAE
+    (:func:`igds.modeling.sae.ensure_trained_sae`); an explicit ``out_dir`` is always (re)trained. Either
+    way one process trains a folder at a time: another waits up to ``wait_s`` seconds. The shipped SAE
+    folder is never written.
     """
-    train, holdout = sae_training_texts(cfg)
-    items = encode_examples(tokenizer, train, cfg.max_length)
-    held = encode_examples(tokenizer, holdout, cfg.max_length)
-    return train_sae(model, items, held, cfg, out_dir or retrained_sae_dir(), tokenizer.pad_token_id, progress)
+    import json
+
+    from igds.constants import SAE_QUALITY_FILENAME
+    from igds.modeling.sae import ensure_trained_sae
+
+    folder = ensure_trained_sae(model, tokenizer, cfg, sae_training_texts(cfg), model_key_of(model), progress, wait_s,
+                                out_dir=out_dir, retrain=out_dir is not None)
+    return json.loads((folder / SAE_QUALITY_FILENAME).read_text())
 
 
 def open_workspace(cfg: BootstrapConfig, store: ActivationStore | None = None,
