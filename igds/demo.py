@@ -193,3 +193,36 @@ def _tiny_runs(store, task: str, ws: dict) -> list[str]:
                             ev, ws["model_key"])
         runs.append(run_id)
     return runs
+
+
+def write_own_data_file(path: Path, n_rows: int = 2000, n_probe: int = 128, n_dev: int = 32, n_test: int = 64,
+                        seed: int = 0) -> Path:
+    """A researcher's own file, made from the shipped corpus: chat ``messages`` rows (content only, no
+    instruction) with a ``split`` column. Package descriptions → synopses give the probe / dev / test items
+    and half of the ``train`` rows; general instruction data gives the other half of the pool.
+
+    Used by the own-data bench and the slow test as a stand-in for an upload.
+    """
+    import json
+    import random
+
+    from igds.data.corpus import load_corpus
+
+    rng = random.Random(seed)
+    task = [e for e in load_corpus(["summarization"]) if e.split != "reference"]
+    general = load_corpus(["general"], ["train"])
+    rng.shuffle(task)
+    rng.shuffle(general)
+    n_eval = n_probe + n_dev + n_test
+    n_pool = n_rows - n_eval
+    picked = [(e, s) for e, s in zip(task, ["probe"] * n_probe + ["dev"] * n_dev + ["test"] * n_test, strict=False)]
+    picked += [(e, "train") for e in task[n_eval: n_eval + n_pool // 2]]
+    picked += [(e, "train") for e in general[: n_rows - len(picked)]]
+    rng.shuffle(picked)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        for e, split in picked:
+            row = {"messages": [{"role": "user", "content": e.prompt}, {"role": "assistant", "content": e.response}],
+                   "split": split, "source": e.source}
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path

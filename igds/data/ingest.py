@@ -304,7 +304,11 @@ def preview_source(source: str | os.PathLike[str], mapping: ColumnMapping | None
         progress: called every 1,000 rows.
     """
     progress = progress or null_progress
-    rows, sha, origin = _source_rows(source, max_bytes, hub)
+    try:
+        rows, sha, origin = _source_rows(source, max_bytes, hub)
+    except CorpusError as exc:  # the file as a whole: missing, of an unknown type, over the limit
+        return Preview(columns=[], mapping=mapping or ColumnMapping(), rows=[], problems=[str(exc)], n_problems=1,
+                       n_rows=0, n_records=0, split_counts={}, content_sha256="")
     default_source = name or Path(str(source)).name
     problems: list[str] = []
     n_problems = n_rows = 0

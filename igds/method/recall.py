@@ -152,8 +152,9 @@ def recall_features(store: ActivationStore, run_id: str, task: str, probe_ids: S
         ["recall_id", "task", "feature", "freq_task", "freq_ref", "tok_freq_task", "tok_freq_ref", "lift",
          "mean_act_task", "max_act_task", "is_candidate", "rank"]]
     store.write_recall(recall_id, rows)
+    source = store.run(run_id) or {}  # the recall reads the model and SAE of its extraction run
     store.start_run(recall_id, "recall", {"recall": cfg.to_dict(), "task": task, "extract_run": run_id,
-                                          "method_preset": preset})
+                                          "method_preset": preset}, source.get("model_key"), source.get("sae_key"))
     store.update_run(recall_id, status="done", n_done=int(table.is_candidate.sum()),
                      message=f"{int(table.is_candidate.sum())} candidates")
     return RecallResult(recall_id=recall_id, task=task, table=table, n_probe=len(probe_ids),

@@ -20,7 +20,15 @@ import pyarrow as pa
 from igds.config import ConfigBase
 from igds.constants import GENERAL
 from igds.data.records import Example
-from igds.data.tasks import BUILTIN_TASKS, TaskSpec, UnknownTaskError, get_task, list_tasks, register_task
+from igds.data.tasks import (
+    BUILTIN_TASKS,
+    TaskSpec,
+    UnknownTaskError,
+    get_task,
+    list_tasks,
+    register_task,
+    unregister_task,
+)
 
 EVAL_SPLITS = ("probe", "dev", "test")
 SPLIT_MODES = ("seeded", "column")
@@ -126,7 +134,8 @@ def add_task(store, spec: TaskSpec, data: TaskData) -> dict[str, int]:
     try:
         return _add_task(store, spec, data)
     except BaseException:
-        store.register_tasks()  # forget the spec unless the store holds it
+        unregister_task(spec.name)
+        store.register_tasks()  # the spec stays known only if the store holds it (a taken name)
         raise
 
 

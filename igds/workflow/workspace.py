@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from igds.config import ConfigBase
+from igds.constants import GENERAL
 from igds.method.extract import ExtractConfig, ExtractResult, run_extraction
 from igds.method.intervene import InterventionConfig
 from igds.method.recall import RecallConfig
@@ -21,8 +23,6 @@ from igds.modeling.sae import (
     check_quality,
     check_sae_fits,
     load_sae,
-    retrained_sae_dir,
-    train_sae,
 )
 from igds.progress import ProgressFn, null_progress
 from igds.store import ActivationStore
@@ -129,44 +129,177 @@ def train_default_sae(model, tokenizer, cfg: SaeTrainConfig, out_dir=None, progr
     return json.loads((folder / SAE_QUALITY_FILENAME).read_text())
 
 
+TRAIN_SOURCE = "train"
+
+
+def train_source_config(source: str) -> SaeTrainConfig:
+    """The recipe an SAE source ``train`` or ``train:<layer>:<d_sae>:<k>`` asks for (the default recipe's other
+    fields: content tokens, 256-token contexts)."""
+    parts = source.split(":")
+    if parts[0] != TRAIN_SOURCE or len(parts) not in (1, 4):
+        raise ValueError(f"SAE source {source!r}: write 'train' or 'train:<layer>:<d_sae>:<k>', e.g. train:6:2048:32")
+    if len(parts) == 1:
+        return SaeTrainConfig()
+    try:
+        layer, d_sae, k = (int(p) for p in parts[1:])
+    except ValueError:
+        raise ValueError(f"SAE source {source!r}: layer, d_sae and k must be integers") from None
+    return SaeTrainConfig(layer=layer, d_sae=d_sae, k=k)
+
+
+def _resolve_sae_spec(spec: SaeSpec, model, tokenizer, model_key: str, progress: ProgressFn) -> SaeSpec:
+    """A ``train`` source becomes the folder of the SAE trained with that recipe on this model (trained once,
+    keyed by recipe and model; another process training it is waited for)."""
+    import dataclasses
+
+    from igds.modeling.sae import ensure_trained_sae
+
+    if not spec.source.startswith(TRAIN_SOURCE) or Path(spec.source).exists():
+        return spec
+    cfg = train_source_config(spec.source)
+    folder = ensure_trained_sae(model, tokenizer, cfg, sae_training_texts(cfg), model_key, progress)
+    return dataclasses.replace(spec, source=str(folder))
+
+
 def open_workspace(cfg: BootstrapConfig, store: ActivationStore | None = None,
                    progress: ProgressFn | None = None) -> Workspace:
     """Sync the shipped corpus into the store, load model and SAE (the shipped default SAE is
-    verified against its checksum) and register both in the store."""
+    verified against its checksum; a ``train`` SAE is trained once) and register both, with the specs they
+    load from, in the store."""
     progress = progress or null_progress
     store = store or ActivationStore()
     progress(0, 1, "corpus: syncing the demo corpus")
     examples_added = ingest_corpus(store)
     model, tok = load_model(cfg.model, progress)
     if cfg.sae.source == "default" and cfg.model.name_or_path != "default":
-        raise ValueError("the default SAE belongs to the default model; pass --sae-source for another model")
-    sae, info = load_sae(cfg.sae)
-    site = check_sae_fits(sae, model, info.site)
-    check_quality(info, cfg.sae)
+        raise ValueError("the default SAE belongs to the default model; choose an SAE for "
+                         f"{cfg.model.name_or_path!r} (--sae-source: a sae-lens folder, <release>::<id> or train)")
     mkey = model_key_of(model)
-    store.register_model(mkey, model_identity(model))
-    store.register_sae(info.key, {**info.to_dict(), "site": site}, info.quality)
+    sae_spec = _resolve_sae_spec(cfg.sae, model, tok, mkey, progress)
+    sae, info = load_sae(sae_spec)
+    site = check_sae_fits(sae, model, info.site)
+    check_quality(info, sae_spec)
+    store.register_model(mkey, model_identity(model), model_spec_record(cfg.model))
+    store.register_sae(info.key, {**info.to_dict(), "site": site}, info.quality, sae_spec.to_dict())
     return Workspace(store=store, model=model, tokenizer=tok, sae=sae, model_key=mkey, sae_key=info.key,
                      site=site, sae_info=info.to_dict(), model_spec=cfg.model,
                      examples_added=examples_added)
 
 
+def model_spec_record(spec: ModelSpec) -> dict:
+    """What the store keeps of a model spec: a local folder as an absolute path, so other processes find it."""
+    p = Path(spec.name_or_path).expanduser()
+    path = str(p.resolve()) if spec.name_or_path != "default" and p.exists() else spec.name_or_path
+    return {**spec.to_dict(), "name_or_path": path}
+
+
+IDENTITY = "identity"
+
+
+def workspace_config(store: ActivationStore, **overrides) -> BootstrapConfig:
+    """The workspace's :class:`BootstrapConfig`: its chosen model and SAE (:func:`choose_identity`; the
+    default model and shipped SAE until one is chosen), some fields replaced (e.g. ``tasks``)."""
+    ident = store.get_setting(IDENTITY) or {}
+    chosen = {"model": ModelSpec.from_dict(ident["model"]), "sae": SaeSpec.from_dict(ident["sae"])} if ident else {}
+    return BootstrapConfig(**{**chosen, **overrides})
+
+
 def default_workspace(store: ActivationStore | None = None, progress: ProgressFn | None = None,
                       **overrides) -> Workspace:
-    """The default workspace: :func:`open_workspace` of ``BootstrapConfig()``, some fields replaced
-    (e.g. ``tasks``). Every caller without a config of its own opens the workspace through here."""
-    return open_workspace(BootstrapConfig(**overrides), store, progress)
+    """The workspace's current model and SAE (:func:`workspace_config`), some fields replaced. Every caller
+    without a config or a run of its own opens the workspace through here."""
+    store = store or ActivationStore()
+    return open_workspace(workspace_config(store, **overrides), store, progress)
 
 
-def extraction_examples(tasks: Sequence[str], pool_setting: str = "mixed") -> list:
+def resolve_workspace(store: ActivationStore, *, run_id: str | None = None, model_key: str | None = None,
+                      sae_key: str | None = None, progress: ProgressFn | None = None) -> Workspace:
+    """The one resolver: the model, SAE and site a stored run (or a model / SAE key pair, e.g. a selection's
+    lineage) was made with, loaded again from the specs the store recorded for them. Pages, jobs, the CLI,
+    fine-tuning, evaluation, amplification, highlights and steering all load through here.
+
+    Falls back to the workspace's current identity for keys recorded without a spec (runs made before specs
+    were stored), and refuses when that identity is another model or SAE.
+
+    Raises:
+        ValueError: an unknown run, or a run whose model / SAE cannot be loaded again.
+    """
+    if run_id is not None:
+        run = store.run(run_id)
+        if run is None:
+            raise ValueError(f"no run {run_id!r} in {store.path}")
+        model_key, sae_key = run.get("model_key"), run.get("sae_key")
+    mspec, sspec = store.identity_specs(model_key, sae_key)
+    cfg = workspace_config(store)
+    if mspec is not None and sspec is not None:
+        cfg = BootstrapConfig(model=ModelSpec.from_dict(mspec), sae=SaeSpec.from_dict(sspec))
+    ws = open_workspace(cfg, store, progress)
+    wanted = {"model": model_key, "SAE": sae_key}
+    got = {"model": ws.model_key, "SAE": ws.sae_key}
+    wrong = [k for k in wanted if wanted[k] and wanted[k] != got[k]]
+    if wrong and (mspec is None or sspec is None):
+        raise ValueError(f"the {' and '.join(wrong)} of {run_id or 'this selection'} ({wanted}) are not recorded "
+                         f"with a spec and differ from the workspace's current ones ({got}); choose them again "
+                         "with 'igds workspace use'")
+    return ws
+
+
+def identity_quality(ws: Workspace, task: str, n_examples: int = 64, n_tokens: int = 20_000,
+                     progress: ProgressFn | None = None) -> dict:
+    """How well the workspace's SAE reconstructs its model on ``task``'s content tokens (probe items): explained
+    variance, cosine, L0, dead share, measured now."""
+    from igds.modeling.sae import collect_activations, reconstruction_quality
+    from igds.workflow.catalog import task_split
+
+    examples = task_split(ws.store, task, "probe")[:n_examples]
+    if not examples:
+        raise ValueError(f"task {task!r} has no probe items in this workspace")
+    items = encode_examples(ws.tokenizer, examples, 256)
+    acts = collect_activations(ws.model, ws.site, items, n_tokens, ws.tokenizer.pad_token_id, progress=progress,
+                               positions="content")
+    return {**reconstruction_quality(ws.sae, acts), "task": task, "n_examples": len(examples)}
+
+
+def choose_identity(store: ActivationStore, model: ModelSpec, sae: SaeSpec, task: str | None = None,
+                    progress: ProgressFn | None = None) -> dict:
+    """Make ``model`` + ``sae`` the workspace's identity after validating them: load both, check the SAE's width
+    and hook site against the model, and (with ``task``) measure the explained variance on the task's content
+    tokens, refusing one below ``sae.min_explained_variance``.
+
+    Returns:
+        model_key, sae_key, site, model and SAE names and the measured quality.
+
+    Raises:
+        ModelLoadError, SaeError, ValueError: naming what does not fit; the identity is left unchanged.
+    """
+    from igds.modeling.sae import SaeError
+
+    ws = open_workspace(BootstrapConfig(model=model, sae=sae), store, progress)
+    quality = identity_quality(ws, task, progress=progress) if task else {}
+    ev = quality.get("explained_variance")
+    if ev is not None and ev < sae.min_explained_variance:
+        raise SaeError(f"SAE {ws.sae_info['name']} explains {ev:.3f} of the variance of {ws.model.igds_name} at "
+                       f"{ws.site} on {task}'s content tokens (< {sae.min_explained_variance}); pick another SAE")
+    sae_record = store.identity_specs(None, ws.sae_key)[1] or sae.to_dict()
+    store.set_setting(IDENTITY, {"model": model_spec_record(model), "sae": sae_record})
+    return {"model_key": ws.model_key, "sae_key": ws.sae_key, "site": ws.site, "model": ws.model.igds_name,
+            "sae": ws.sae_info["name"], "d_model": int(ws.model.config.hidden_size),
+            "d_sae": int(ws.sae.cfg.d_sae), "quality": quality}
+
+
+def extraction_examples(store: ActivationStore, tasks: Sequence[str], pool_setting: str = "mixed") -> list:
     """Examples a task needs activations for: its probe and dev splits, the reference split (recall's
-    contrast) and its candidate pool."""
-    from igds.data.corpus import dev_set, probe_set, reference_set, task_pool
+    contrast) and its candidate pool (the task's ``train`` items, plus the general set when ``mixed``), as
+    the store holds them (shipped and workspace tasks alike)."""
+    from igds.data.corpus import check_pool_setting, reference_set
+    from igds.workflow.catalog import task_split
 
+    check_pool_setting(pool_setting)
     seen, out = set(), []
     for task in tasks:
-        for ex in [*probe_set(task), *reference_set(10**9, task=task), *dev_set(task),
-                   *task_pool(task, setting=pool_setting)]:
+        general = task_split(store, GENERAL, "train") if pool_setting == "mixed" else []
+        for ex in [*task_split(store, task, "probe"), *reference_set(10**9, task=task), *task_split(store, task, "dev"),
+                   *task_split(store, task, "train"), *general]:
             if ex.id not in seen:
                 seen.add(ex.id)
                 out.append(ex)
@@ -176,7 +309,7 @@ def extraction_examples(tasks: Sequence[str], pool_setting: str = "mixed") -> li
 def extract_tasks(ws: Workspace, tasks: Sequence[str], cfg: ExtractConfig, pool_setting: str = "mixed",
                   progress: ProgressFn | None = None, max_shards: int | None = None) -> ExtractResult:
     """Extract (resumably) every example the given tasks need into the workspace's extraction run."""
-    examples = extraction_examples(tasks, pool_setting)
+    examples = extraction_examples(ws.store, tasks, pool_setting)
     run_id = ws.extraction_run_id(cfg)
     ws.store.start_run(run_id, "extract", {"extract": cfg.to_dict(), "site": ws.site}, ws.model_key, ws.sae_key,
                        n_total=len(examples))
