@@ -5,9 +5,11 @@ import plotly.express as px
 import streamlit as st
 
 from igds.method.selection import set_feature_override
+from igds.ui.jobs import job_launcher
 from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
-from igds.ui.state import current_task
+from igds.ui.state import DEFAULT_TASK, current_task
 from igds.ui.widgets import context_highlights, needs
+from igds.workflow.catalog import task_data
 from igds.workflow.explore import (
     CONTEXT_K,
     CONTEXT_WINDOW,
@@ -16,6 +18,7 @@ from igds.workflow.explore import (
     compute_contexts,
     features_table,
     logit_lens_tokens,
+    missing_activations,
     neuronpedia_url,
     task_state,
     top_examples,
@@ -25,8 +28,15 @@ task = current_task()
 store = get_store()
 st.title(f"Features · {task}")
 state = task_state(store, task)
-if not state.extract_run:
+if not state.extract_run and task == DEFAULT_TASK:
     needs("No activations yet: bootstrap the workspace on the Overview page first.")
+    st.stop()
+if not state.recall_id and (missing := missing_activations(store, state.extract_run, task)):
+    needs(f"{missing} of this task's probe and dev items have no activations yet: extract the task first "
+          "(its probe, dev and pool items, with the model and SAE the workspace uses).")
+    data = task_data(store, task)
+    job_launcher("extract", {"tasks": [task], "pool_setting": data.default_pool_setting if data else "mixed"},
+                 label=f"Extract {task}", key="extract_task", help="runs in the background; you can leave this page")
     st.stop()
 if not state.recall_id:
     needs("Run recall to find the SAE features that fire most often on this task.")

@@ -7,7 +7,7 @@ from igds.config import field_help
 from igds.jobs import read_metrics
 from igds.method.selection import composition, load_selection
 from igds.settings import resolve_device
-from igds.training.export import ExportConfig, export_selection
+from igds.training.export import EXPORT_FORMATS, ExportConfig, export_selection
 from igds.training.finetune import FinetuneConfig
 from igds.training.results import finetune_runs
 from igds.ui.jobs import job_launcher
@@ -35,7 +35,10 @@ c2.json(info["lineage"], expanded=False)
 st.subheader("Export")
 e1, e2, e3 = st.columns([2, 1, 1])
 name = e1.text_input("Export name", info["name"], key="exp_name")
-fmt = e2.selectbox("Format", ["jsonl", "parquet", "hf"], key="exp_fmt")
+fmt = e2.selectbox("Format", EXPORT_FORMATS, key="exp_fmt",
+                   help="jsonl / parquet / hf: records with prompt and response; messages and prompt_completion: "
+                        "chat JSONL that TRL's SFTTrainer reads; alpaca and sharegpt: LLaMA-Factory files with "
+                        "their dataset_info.json")
 if e3.button("Export", key="exp_go"):
     try:
         _, examples = selection_examples(store, sid)

@@ -105,7 +105,7 @@ def guess_mapping(columns: Iterable[str]) -> ColumnMapping:
                              input=lower.get("input", "input"), split=split, source=source)
     prompt = next((lower[c] for c in _PROMPT_NAMES if c in lower and lower[c] != source), cols[0] if cols else "")
     response = next((lower[c] for c in _RESPONSE_NAMES if c in lower and lower[c] != prompt),
-                    next((c for c in cols if c not in (prompt, split, source)), ""))
+                    next((c for c in cols if c not in (prompt, split, source)), "response"))
     return ColumnMapping(prompt=prompt, response=response, split=split, source=source)
 
 
@@ -324,19 +324,23 @@ def preview_source(source: str | os.PathLike[str], mapping: ColumnMapping | None
         if len(problems) < max_problems:
             problems.append(message)
 
+    seen: dict[str, None] = {}  # every column of any row, in order of appearance
+    absent: list[str] = []  # per-row "field is missing" messages, dropped for a column no row has
     try:
         for where, raw in rows:
             n_rows += 1
-            if not columns and isinstance(raw, dict):
-                columns = list(raw)
-                if mapping is None:
-                    mapping = guess_mapping(columns)
-            if mapping is None:
-                mapping = ColumnMapping()
+            if isinstance(raw, dict):
+                seen.update(dict.fromkeys(raw))
+                if not columns:
+                    columns = list(raw)
+                    mapping = mapping or guess_mapping(columns)
+            mapping = mapping or ColumnMapping()
             try:
                 record, label = map_row(raw, mapping, where, default_source)
             except CorpusError as exc:
                 problem(str(exc))
+                if str(exc).endswith("is missing"):
+                    absent.append(str(exc))
                 continue
             records.append(record)
             labels.append(label)
@@ -350,11 +354,13 @@ def preview_source(source: str | os.PathLike[str], mapping: ColumnMapping | None
     except CorpusError as exc:  # the reader itself stopped (bad JSON, bad bytes, a file over the limit)
         problem(f"{exc} (reading stopped here)")
     mapping = mapping or ColumnMapping()
-    missing = [c for c in mapping.required() if columns and c not in columns]
-    if missing:
+    missing = [c for c in mapping.required() if seen and c not in seen]
+    if missing:  # one problem for the file instead of one per row
+        gone = {m for m in absent if any(m.endswith(f"field {c!r} is missing") for c in missing)}
+        problems[:] = [p for p in problems if p not in gone]
+        n_problems -= len(gone) - 1
         problems.insert(0, f"column(s) {', '.join(map(repr, missing))} not in the file; its columns: "
-                           f"{', '.join(columns)}")
-        n_problems += 1
+                           f"{', '.join(seen)}")
     if n_rows == 0 and not n_problems:
         problem(f"{Path(str(source)).name}: no rows")
     return Preview(columns=columns, mapping=mapping, rows=shown, problems=problems, n_problems=n_problems,

@@ -60,7 +60,8 @@ def _extract(params: dict, ctx: JobContext) -> dict:
     from igds.workflow.workspace import extract_tasks
 
     ws, cfg = _workspace(params, ctx)
-    res = extract_tasks(ws, params.get("tasks", list(cfg.tasks)), cfg.extract, cfg.pool_setting, ctx.progress)
+    pool = params.get("pool_setting", cfg.pool_setting)
+    res = extract_tasks(ws, params.get("tasks", list(cfg.tasks)), cfg.extract, pool, ctx.progress)
     return dict(res.__dict__)
 
 

@@ -48,6 +48,17 @@ class TaskState:
         return self.n_kept > 0
 
 
+def missing_activations(store: ActivationStore, run_id: str | None, task: str) -> int:
+    """How many of a task's probe and dev items the extraction run has no activations for (all of them without a
+    run): a task added after the last extraction needs its own before recall."""
+    from igds.workflow.catalog import task_split
+
+    ids = [e.id for s in ("probe", "dev") for e in task_split(store, task, s)]
+    if not run_id:
+        return len(ids)
+    return len(ids) - len(store.token_counts(run_id, ids))
+
+
 def task_state(store: ActivationStore, task: str) -> TaskState:
     """Snapshot of the pipeline for one task.
 
