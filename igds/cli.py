@@ -443,6 +443,14 @@ def cmd_store_info(args) -> int:
     return 0
 
 
+def _named(group, command: str, help: str, func):
+    """A subcommand of ``group`` taking one positional ``name`` (show / remove a dataset or task)."""
+    sp = group.add_parser(command, help=help)
+    sp.add_argument("name")
+    sp.set_defaults(func=func)
+    return sp
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     from igds.data.corpus import POOL_SETTINGS
@@ -471,13 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(da, ColumnMapping, "map_")
     da.set_defaults(func=cmd_data_add)
     data.add_parser("list", help="datasets in the workspace").set_defaults(func=cmd_data_list)
-    ds = data.add_parser("show", help="a dataset's provenance and first rows")
-    ds.add_argument("name")
-    ds.add_argument("--rows", type=int, default=5, help="rows to show")
-    ds.set_defaults(func=cmd_data_show)
-    dr = data.add_parser("remove", help="remove a dataset (not while a task uses it)")
-    dr.add_argument("name")
-    dr.set_defaults(func=cmd_data_remove)
+    _named(data, "show", "a dataset's provenance and first rows", cmd_data_show).add_argument(
+        "--rows", type=int, default=5, help="rows to show")
+    _named(data, "remove", "remove a dataset (not while a task uses it)", cmd_data_remove)
 
     from igds.data.metrics import list_metrics
     from igds.data.tasks import ANSWER_MODES
@@ -496,12 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(ta, TaskData)
     ta.set_defaults(func=cmd_task_add)
     tk.add_parser("list", help="every task with its items per split").set_defaults(func=cmd_task_list)
-    ts = tk.add_parser("show", help="a task's spec and data")
-    ts.add_argument("name")
-    ts.set_defaults(func=cmd_task_show)
-    tr = tk.add_parser("remove", help="remove a workspace task (its runs and selections stay)")
-    tr.add_argument("name")
-    tr.set_defaults(func=cmd_task_remove)
+    _named(tk, "show", "a task's spec and data", cmd_task_show)
+    _named(tk, "remove", "remove a workspace task (its runs and selections stay)", cmd_task_remove)
 
     wk = sub.add_parser("workspace", help="the workspace's model and SAE").add_subparsers(dest="ws_cmd", required=True)
     wu = wk.add_parser("use", help="validate a model + SAE and make them the workspace's (every later run uses them)")

@@ -34,6 +34,7 @@ from igds import settings
 from igds.config import ConfigBase
 from igds.constants import GENERAL
 from igds.data.records import CorpusError, Record, check_value, example_id, iter_rows
+from igds.hashing import file_sha256
 from igds.progress import ProgressFn, null_progress
 
 FORMATS = ("prompt_response", "alpaca", "messages")
@@ -245,15 +246,6 @@ class Preview:
         shown = "\n  ".join(self.problems[:10])
         more = f"\n  … and {self.n_problems - 10} more" if self.n_problems > 10 else ""
         return CorpusError(f"{self.n_problems} problem(s); nothing was stored:\n  {shown}{more}")
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def hub_rows(dataset_id: str, config: str | None = None, split: str = "train") -> Iterator[tuple[str, Any]]:

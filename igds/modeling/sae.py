@@ -33,6 +33,7 @@ from igds.constants import (
     SAE_RECIPE_FILENAME,
     SAES_DIR,
 )
+from igds.hashing import file_sha256  # noqa: F401 - re-exported (igds sae train, tests)
 from igds.modeling.adapters import HookSiteError, n_layers, parse_site
 from igds.modeling.batching import EncodedItem, keep_mask, length_batches, pad_batch, position_mask
 from igds.modeling.hooks import patch, run_until
@@ -535,15 +536,6 @@ def train_sae(model, items: Sequence[EncodedItem], holdout: Sequence[EncodedItem
 
 CHECKSUM_FILENAME = "SHA256SUMS"
 CHECKED_FILES = ("cfg.json", "sae_weights.safetensors")
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_checksums(folder: Path) -> dict[str, str]:

@@ -45,6 +45,7 @@ from igds import __version__, settings
 from igds.config import ConfigBase
 from igds.data.records import Example
 from igds.data.tasks import SEPARATOR
+from igds.hashing import file_sha256
 
 # Formats that keep every field and read back as examples (read_export), then the fine-tuning tools' formats.
 RECORD_FORMATS = ("jsonl", "parquet", "hf")
@@ -145,14 +146,6 @@ def _lineage_json(lineage: dict[str, Any]) -> str:
         return json.dumps(lineage, sort_keys=True, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"lineage must be JSON-serializable (no NaN): {exc}") from None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _row(ex: Example) -> dict[str, Any]:
@@ -341,7 +334,7 @@ def _write_data(examples: list[Example], fmt: str, target: Path, name: str = "se
 
 def _file_entries(folder: Path) -> list[dict[str, Any]]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILENAME)
-    return [{"path": p.relative_to(folder).as_posix(), "sha256": _sha256(p), "bytes": p.stat().st_size}
+    return [{"path": p.relative_to(folder).as_posix(), "sha256": file_sha256(p), "bytes": p.stat().st_size}
             for p in files]
 
 
