@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from igds.config import ConfigBase
 from igds.constants import GENERAL
+from igds.data.ingest import SPLIT_LABELS
 from igds.data.records import Example
 from igds.data.tasks import (
     BUILTIN_TASKS,
@@ -31,6 +32,7 @@ from igds.data.tasks import (
 )
 
 EVAL_SPLITS = ("probe", "dev", "test")
+EVAL_LABELS = {label for label, split in SPLIT_LABELS.items() if split in EVAL_SPLITS}
 SPLIT_MODES = ("seeded", "column")
 
 
@@ -86,19 +88,16 @@ def _eval_memberships(rows_of: dict[str, list[tuple[str, str]]], data: TaskData)
     items: list[tuple[str, str, str]] = []  # dataset, id, label
     for ds in data.eval_datasets:
         for eid, label in rows_of[ds]:
-            if eid not in seen:
+            if eid not in seen and (data.split_by == "seeded" or label in EVAL_LABELS):
                 seen.add(eid)
                 items.append((ds, eid, label))
     out: dict[str, list[tuple[str, str]]] = {s: [] for s in EVAL_SPLITS}
     if data.split_by == "column":
-        from igds.data.ingest import SPLIT_LABELS
-
         for ds, eid, label in items:
-            if SPLIT_LABELS.get(label) in out:
-                out[SPLIT_LABELS[label]].append((ds, eid))
+            out[SPLIT_LABELS[label]].append((ds, eid))
         empty = [s for s in EVAL_SPLITS if not out[s]]
         if empty:
-            labels = sorted({lb or "(none)" for _, _, lb in items})
+            labels = sorted({lb or "(none)" for ds in data.eval_datasets for _, lb in rows_of[ds]})
             raise ValueError(f"the split column gives no {', '.join(empty)} rows (labels found: {', '.join(labels)}); "
                              "label rows probe, dev (or validation) and test, or use a seeded split")
         return out
@@ -153,9 +152,11 @@ def _add_task(store, spec: TaskSpec, data: TaskData) -> dict[str, int]:
     used, overlap = set(eval_ids), set()
     pool: list[tuple[str, str]] = []
     for ds in (d for d in data.pool_datasets if d != GENERAL):
-        for eid, _ in rows_of[ds]:
+        for eid, label in rows_of[ds]:
             if eid in eval_ids:
-                overlap.add(eid)
+                # an eval row of a dataset that is also a pool dataset is not an overlap; its content elsewhere is
+                if not (ds in data.eval_datasets and (data.split_by == "seeded" or label in EVAL_LABELS)):
+                    overlap.add(eid)
             elif eid not in used:
                 used.add(eid)
                 pool.append((ds, eid))

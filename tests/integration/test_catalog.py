@@ -60,6 +60,7 @@ def test_split_column_and_the_pool_setting_of_the_shipped_general_set(store_with
     store = store_with_data
     counts = add_task(store, spec(), TaskData(eval_datasets=("qa",), split_by="column", pool_datasets=("qa",)))
     assert counts["probe"] == counts["dev"] == counts["test"] == 20 and counts["train"] == 20  # 'train' rows pool
+    assert counts["overlap"] == 0  # the dataset's own eval rows are not an overlap with its pool rows
     frame = pool_frame(store, "qa-task", "task-only", 0)
     assert len(frame) == 20 and set(frame.task) == {"qa-task"}
     with pytest.raises(ValueError, match="gives no probe, dev, test rows"):
