@@ -141,6 +141,130 @@ class Chromium:
         out.write_bytes(base64.b64decode(data))
         return out
 
+    # -- interaction: what a user does on a page (the Data page's upload test) ----------------------------
+    def wait_for(self, expression: str, timeout: float = 30, interval: float = 0.25):
+        """Poll a JavaScript expression until it is truthy; return its value.
+
+        Raises:
+            TimeoutError: naming the expression, when it stays falsy for ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still false after {timeout:.0f} s: {expression[:200]}")
+            time.sleep(interval)
+
+    def text(self) -> str:
+        """The page's visible text."""
+        return self.evaluate("document.body ? document.body.innerText : ''") or ""
+
+    def wait_text(self, text: str, timeout: float = 30) -> None:
+        """Wait until the page's text contains ``text`` (e.g. the message an action ends with)."""
+        self.wait_for(f"document.body && document.body.innerText.includes({json.dumps(text)})", timeout)
+
+    def settle(self, quiet: float = 0.75, timeout: float = 30) -> None:
+        """Wait until no script runs and the page's text has not changed for ``quiet`` seconds."""
+        deadline = time.monotonic() + timeout
+        last, since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            text = self.text()
+            busy = self.evaluate("!!document.querySelector('[data-testid=\"stStatusWidget\"]')")
+            if text != last or busy:
+                last, since = text, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.25)
+
+    def set_files(self, selector: str, paths: list) -> None:
+        """Give an ``<input type=file>`` (a CSS selector) these local files, as a user picking them would."""
+        root = self.call("DOM.getDocument", depth=0)["root"]["nodeId"]
+        node = self.call("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+        if not node:
+            raise RuntimeError(f"no element matches {selector!r}")
+        self.call("DOM.setFileInputFiles", nodeId=node, files=[str(Path(p).resolve()) for p in paths])
+
+    def click_element(self, expression: str, timeout: float = 30) -> None:
+        """A real mouse click in the middle of the element a JavaScript expression finds (scrolled into view)."""
+        rect = self.wait_for(f"(() => {{ const el = {expression}; if (!el) return null; "
+                             "el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect(); "
+                             "return r.width && r.height ? [r.x + r.width / 2, r.y + r.height / 2] : null; })()",
+                             timeout)
+        x, y = rect
+        self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+        self.call("Input.dispatchMouseEvent", type="mousePressed", x=x, y=y, button="left", clickCount=1)
+        self.call("Input.dispatchMouseEvent", type="mouseReleased", x=x, y=y, button="left", clickCount=1)
+
+    def click_button(self, text: str, timeout: float = 30) -> None:
+        """Click the enabled button whose text is ``text`` (waiting for it to be there and enabled)."""
+        self.click_element(f"[...document.querySelectorAll('button')].find(b => b.innerText.trim() === "
+                           f"{json.dumps(text)} && !b.disabled)", timeout)
+
+    def button_enabled(self, text: str) -> bool | None:
+        """Whether the button with text ``text`` is enabled (None: no such button)."""
+        return self.evaluate(f"(() => {{ const b = [...document.querySelectorAll('button')].find(b => "
+                             f"b.innerText.trim() === {json.dumps(text)}); return b ? !b.disabled : null; }})()")
+
+    def press(self, key: str) -> None:
+        """Press and release a key (``Enter``, ``Escape``, ``Tab``) in the focused element."""
+        codes = {"Enter": 13, "Escape": 27, "Tab": 9}
+        for kind in ("keyDown", "keyUp"):
+            self.call("Input.dispatchKeyEvent", type=kind, key=key, code=key, windowsVirtualKeyCode=codes[key],
+                      text="\r" if key == "Enter" and kind == "keyDown" else "")
+
+    def _labelled(self, label: str, tags: str = "input, textarea") -> str:
+        return (f"[...document.querySelectorAll({json.dumps(tags)})].find(e => e.getAttribute('aria-label') === "
+                f"{json.dumps(label)})")
+
+    def type_into(self, label: str, text: str, timeout: float = 30) -> None:
+        """Replace the text of the input or text area labelled ``label`` and commit it (Enter; blur for a text
+        area), as typing does."""
+        element = self._labelled(label)
+        self.click_element(element, timeout)
+        tag = self.evaluate(f"(() => {{ const el = {element}; el.focus(); el.select(); return el.tagName; }})()")
+        self.call("Input.insertText", text=text)
+        if tag == "TEXTAREA":
+            self.evaluate(f"{element}.blur()")
+        else:
+            self.press("Enter")
+
+    def select_value(self, label: str) -> str | None:
+        """The value the select box labelled ``label`` shows (a multiselect's chosen options, one a line)."""
+        return self.evaluate(f"(() => {{ const el = {self._labelled(label, 'input')}; if (!el) return null; "
+                             "const box = el.closest('[data-testid=\"stMultiSelect\"]'); if (!box) return el.value; "
+                             "const label = box.querySelector('[data-testid=\"stWidgetLabel\"]'); "
+                             "return box.innerText.replace(label ? label.innerText : '', '').split('\\n')"
+                             ".map(s => s.trim()).filter(Boolean).join('\\n'); })()")
+
+    def open_select(self, label: str, timeout: float = 30) -> list[str]:
+        """Open the select box labelled ``label``; return the options it offers."""
+        self.click_element(self._labelled(label, "input"), timeout)
+        return self.wait_for("(() => { const o = [...document.querySelectorAll('[role=\"option\"]')]"
+                             ".map(e => e.innerText.trim()); return o.length ? o : null; })()", timeout)
+
+    def select_options(self, label: str, timeout: float = 30) -> list[str]:
+        """The options a select box offers (opened, read, closed again)."""
+        options = self.open_select(label, timeout)
+        self.press("Escape")
+        return options
+
+    def choose(self, label: str, option: str, timeout: float = 30) -> None:
+        """Pick ``option`` in the select box or multiselect labelled ``label`` (a multiselect is closed after)."""
+        self.open_select(label, timeout)
+        self.click_element(f"[...document.querySelectorAll('[role=\"option\"]')].find(e => e.innerText.trim() === "
+                           f"{json.dumps(option)})", timeout)
+        if self.evaluate("!!document.querySelector('[role=\"option\"]')"):
+            self.press("Escape")
+
+    def check_radio(self, group: str, option: str, timeout: float = 30) -> None:
+        """Pick ``option`` in the radio group labelled ``group``."""
+        self.click_element(f"[...document.querySelectorAll('[role=\"radiogroup\"]')].filter(g => "
+                           f"g.getAttribute('aria-label') === {json.dumps(group)}).flatMap(g => "
+                           f"[...g.querySelectorAll('label')]).find(l => l.innerText.trim() === {json.dumps(option)})",
+                           timeout)
+
     def close(self) -> None:
         self.ws.close()
         with contextlib.suppress(ProcessLookupError):

@@ -3,6 +3,7 @@
 PAGES = [
     # (file, title, url_path, icon)
     ("pages/1_overview.py", "Overview", "overview", ":material/dashboard:"),
+    ("pages/7_data.py", "Data", "data", ":material/database:"),
     ("pages/2_features.py", "Features", "features", ":material/neurology:"),
     ("pages/3_interventions.py", "Interventions", "interventions", ":material/science:"),
     ("pages/4_selection.py", "Selection", "selection", ":material/filter_alt:"),
