@@ -283,7 +283,8 @@ def _source_rows(source: str | os.PathLike[str], max_bytes: int | None,
 
 def preview_source(source: str | os.PathLike[str], mapping: ColumnMapping | None = None, *, name: str = "",
                    n_show: int = 20, max_problems: int = 200, max_bytes: int | None = None,
-                   hub: tuple[str | None, str] | None = None, progress: ProgressFn | None = None) -> Preview:
+                   hub: tuple[str | None, str] | None = None, progress: ProgressFn | None = None,
+                   origin: str | None = None) -> Preview:
     """Read and validate a whole file under a mapping (guessed from the first row when None); store nothing.
 
     Args:
@@ -294,10 +295,13 @@ def preview_source(source: str | os.PathLike[str], mapping: ColumnMapping | None
         max_bytes: refuse files larger than this (the upload limit).
         hub: ``(config, split)`` to read ``source`` as a hub dataset.
         progress: called every 1,000 rows.
+        origin: where the data came from, as recorded (default: the file's path or the hub split); an upload
+            names the uploaded file rather than the temporary copy it was read from.
     """
     progress = progress or null_progress
     try:
-        rows, sha, origin = _source_rows(source, max_bytes, hub)
+        rows, sha, read_from = _source_rows(source, max_bytes, hub)
+        origin = origin or read_from
     except CorpusError as exc:  # the file as a whole: missing, of an unknown type, over the limit
         return Preview(columns=[], mapping=mapping or ColumnMapping(), rows=[], problems=[str(exc)], n_problems=1,
                        n_rows=0, n_records=0, split_counts={}, content_sha256="")
@@ -383,7 +387,7 @@ class DatasetResult:
 
 def add_dataset(store, source: str | os.PathLike[str], name: str, mapping: ColumnMapping | None = None, *,
                 max_bytes: int | None = None, hub: tuple[str | None, str] | None = None,
-                progress: ProgressFn | None = None) -> DatasetResult:
+                progress: ProgressFn | None = None, origin: str | None = None) -> DatasetResult:
     """Validate a whole file (or hub split) and store it as a dataset in one transaction.
 
     Args:
@@ -405,7 +409,7 @@ def add_dataset(store, source: str | os.PathLike[str], name: str, mapping: Colum
     t0 = time.perf_counter()
     progress = progress or null_progress
     check_dataset_name(name)
-    pv = preview_source(source, mapping, name=name, max_bytes=max_bytes, hub=hub, progress=progress)
+    pv = preview_source(source, mapping, name=name, max_bytes=max_bytes, hub=hub, progress=progress, origin=origin)
     if not pv.ok:
         raise pv.error()
     progress(pv.n_rows, pv.n_rows, f"storing {pv.n_rows:,} rows")

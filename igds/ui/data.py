@@ -162,7 +162,8 @@ def _source() -> tuple[tuple, tuple, str, dict] | None:
             return None
         path = save_upload(up)
         sig = ("upload", getattr(up, "file_id", None) or up.name, up.size)
-        return sig, ("upload", up.name), up.name, {"source": path, "max_bytes": MAX_UPLOAD_BYTES}
+        return sig, ("upload", up.name), up.name, {"source": path, "max_bytes": MAX_UPLOAD_BYTES,
+                                                   "origin": f"upload:{up.name}"}
     if kind == "path":
         raw = st.text_input("Local file path", key="data_path", placeholder="/path/to/data.jsonl",
                             help="a JSONL, JSONL.gz, Parquet or CSV file on the machine running IGDS").strip()

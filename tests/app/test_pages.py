@@ -215,7 +215,7 @@ def test_features_page_leads_with_cached_contexts_then_the_logit_lens(demo_store
     state = task_state(demo_store, "summarization")
     first = int(features_table(demo_store, "summarization").feature.iloc[0])
     ensure_contexts(tiny_workspace(demo_store), state.extract_run, [first])
-    monkeypatch.setattr("igds.ui.resources.get_workspace", lambda: pytest.fail("the page ran the model"))
+    monkeypatch.setattr("igds.ui.resources.get_workspace", lambda run_id=None: pytest.fail("the page ran the model"))
     at = app("pages/2_features.py")
     heads = [h.value for h in at.subheader]
     assert heads.index("Top-activating contexts") < heads.index("Logit lens") < heads.index("Activation histogram")
@@ -228,13 +228,18 @@ def test_features_page_leads_with_cached_contexts_then_the_logit_lens(demo_store
 
 def test_feature_contexts_computed_on_demand(demo_store, monkeypatch):
     ws = tiny_workspace()
-    monkeypatch.setattr("igds.ui.resources.get_workspace", lambda: ws)
+    asked = []
+    monkeypatch.setattr("igds.ui.resources.get_workspace", lambda run_id=None: asked.append(run_id) or ws)
     at = app("pages/2_features.py")
     assert not [m for m in at.markdown if "rgba(255,140,0" in m.value]
     at.button(key="feat_ctx").click().run()
     assert not at.exception
     assert [m.value for m in at.markdown if "rgba(255,140,0" in m.value], "token highlights were not rendered"
     assert "contexts" in at.dataframe(key="feat_table").value
+    # the model and SAE of the extraction run the page shows, not whatever the workspace uses now
+    from igds.workflow.explore import task_state
+
+    assert asked == [task_state(demo_store, "summarization").extract_run]
 
 
 def test_features_table_shows_fstar_stability(demo_store):
