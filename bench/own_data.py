@@ -70,12 +70,23 @@ def main() -> None:
     try:
         sid = select_igds(store, ext.run_id, "own-summaries", effects, scfg, preset.resonance, ws.sae_key)
         how = f"IGDS on F* = {effects.kept}"
-    except NoValidatedFeatures as e:
+    except NoValidatedFeatures:
         sid = select_baseline(ws, "own-summaries", SelectionConfig(method="random", pool_setting="task-only"),
                               extract_cfg=ecfg)
-        how = f"no F* ({e}); Random instead"
+        how = f"the default preset validated none of {effects.summary.feature.nunique()} candidates; Random instead"
     times["select"] = time.perf_counter() - t0
     total = time.perf_counter() - t_all
+    if not effects.kept:  # the paper preset (Δ > 0 on α = 1, no null) on the same activations
+        paper = method_preset("paper")
+        t0 = time.perf_counter()
+        p_effects = prepare_method(ws, "own-summaries", paper, ecfg)
+        try:
+            p_sid = select_igds(store, ext.run_id, "own-summaries", p_effects, SelectionConfig(
+                pool_setting="task-only", ratio=paper.ratio), paper.resonance, ws.sae_key, preset="paper")
+            times["paper preset: recall + interventions + IGDS selection"] = time.perf_counter() - t0
+            how += f"; paper preset: IGDS selection {p_sid} on {len(p_effects.kept)} features"
+        except NoValidatedFeatures:
+            how += "; the paper preset validated none either"
 
     # reference: a bare full forward over 256 of the pool's examples, same batching
     items = encode_examples(ws.tokenizer, task_split(store, "own-summaries", "train")[:256], ecfg.max_length)

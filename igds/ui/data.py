@@ -336,7 +336,7 @@ def create_task_section(store, datasets: list[str]) -> None:
     with c2:
         metric = _select("Metric", metrics, "task_metric", "exact_match", help="how generations are scored")
     max_new = c3.number_input("Max new tokens", 1, 4096, 64, key="task_max_new", help="generation budget")
-    instruction = st.text_area("Instruction", key="task_instruction", height=80,
+    instruction = st.text_area("Instruction (optional)", key="task_instruction", height=80,
                                help="placed before each record's content").strip()
     d1, d2 = st.columns(2)
     system = d1.text_area("System prompt (optional)", key="task_system", height=68).strip()
@@ -371,8 +371,7 @@ def create_task_section(store, datasets: list[str]) -> None:
     pool = st.multiselect("Pool datasets", [*datasets, GENERAL], key="task_pool",
                           format_func=lambda d: "shipped general set" if d == GENERAL else d,
                           help="the candidate pool data is selected from; eval items never enter it")
-    missing = [w for w, v in (("a name", name), ("an instruction", instruction), ("eval datasets", evals),
-                              ("pool datasets", pool)) if not v]
+    missing = [w for w, v in (("a name", name), ("eval datasets", evals), ("pool datasets", pool)) if not v]
     if st.button("Create task", key="task_create", type="primary", disabled=bool(missing),
                  help=f"Disabled: give {', '.join(missing)}" if missing else "store the task and its items"):
         try:

@@ -61,7 +61,7 @@ def test_upload_map_add_and_create_a_task_seen_by_every_page(demo_home, tmp_path
         # a task: eval items by the file's split column, pool = the dataset + the shipped general set
         b.type_into("Task name", "trivia_task")
         b.settle()
-        b.type_into("Instruction", "Answer with a number.")
+        b.type_into("Instruction (optional)", "Answer with a number.")
         b.settle()
         b.choose("Eval datasets", "trivia-upload")
         b.settle()
