@@ -87,3 +87,14 @@ def test_gpt2_with_a_resid_pre_sae_runs_every_stage_and_records_its_identity(tmp
     lin = json.loads(store.scalar("SELECT lineage FROM selections WHERE selection_id = ?", [sid]))
     assert lin["site"] == SITE and lin["sae"] == "gpt2-sae"
     assert not pd.isna(store.scalar("SELECT amplification FROM amplification WHERE run_id = ?", [out["run_id"]]))
+
+
+def test_train_one_sae_source_names_its_recipe():
+    from igds.workflow.workspace import train_source_config
+
+    cfg = train_source_config("train:6:2048:16")
+    assert (cfg.layer, cfg.d_sae, cfg.k, cfg.positions) == (6, 2048, 16, "content")
+    assert train_source_config("train") == train_source_config("train:15:4096:32")  # the default recipe
+    for bad in ("train:6:2048", "train:six:2048:16", "trained"):
+        with pytest.raises(ValueError, match="SAE source"):
+            train_source_config(bad)
