@@ -14,19 +14,23 @@ its methods and never spell out SQL on the bulk tables (``tests/unit/test_archit
 from igds.store.activations import ActivationQueries
 from igds.store.base import StoreBase, StoreError
 from igds.store.catalog import CatalogQueries
+from igds.store.checks import CheckQueries
 from igds.store.contexts import ContextQueries
 from igds.store.effects import EffectQueries
 from igds.store.experiments import ExperimentQueries
+from igds.store.lens import LensQueries
 from igds.store.pools import PoolQueries
 from igds.store.recall import RecallQueries
 from igds.store.results import ResultQueries
 from igds.store.selections import SelectionQueries
+from igds.store.vetting import VettingQueries
 
 __all__ = ["ActivationStore", "StoreError"]
 
 
 class ActivationStore(StoreBase, ActivationQueries, PoolQueries, RecallQueries, EffectQueries, SelectionQueries,
-                      ResultQueries, ExperimentQueries, ContextQueries, CatalogQueries):
+                      ResultQueries, ExperimentQueries, ContextQueries, CatalogQueries, VettingQueries, LensQueries,
+                      CheckQueries):
     """Owner of the DuckDB activation store at ``path`` (default ``cache/igds.duckdb``).
 
     Args:

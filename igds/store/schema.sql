@@ -400,3 +400,9 @@ CREATE TABLE IF NOT EXISTS tasks (
 -- The spec each model / SAE was loaded from (JSON ModelSpec / SaeSpec), so any process can load it again.
 ALTER TABLE models ADD COLUMN IF NOT EXISTS spec VARCHAR;
 ALTER TABLE saes ADD COLUMN IF NOT EXISTS spec VARCHAR;
+-- == vetting (issue 16): sessions, decisions, token activations for highlights ==
+-- == end vetting ==
+-- == exploration (issue 16): feature labels and notes ==
+-- == end exploration ==
+-- == feature checks (issue 16): token injection, cross-seed stability ==
+-- == end feature checks ==
