@@ -405,4 +405,17 @@ ALTER TABLE saes ADD COLUMN IF NOT EXISTS spec VARCHAR;
 -- == exploration (issue 16): feature labels and notes ==
 -- == end exploration ==
 -- == feature checks (issue 16): token injection, cross-seed stability ==
+-- One row per (SAE, feature, check): token_injection (value = share of reference texts the feature fires on above
+-- half its median top activation once its top tokens are inserted; flagged = a token detector) or seed_match
+-- (value = best decoder cosine with the other seed's SAE; flagged = unstable across seeds).
+CREATE TABLE IF NOT EXISTS feature_checks (
+    sae_key VARCHAR NOT NULL,
+    feature INTEGER NOT NULL,
+    check_name VARCHAR NOT NULL,
+    value DOUBLE,
+    flagged BOOLEAN,
+    detail VARCHAR,                 -- JSON: the injected tokens, thresholds, the other SAE, ...
+    created TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (sae_key, feature, check_name)
+);
 -- == end feature checks ==
