@@ -173,6 +173,44 @@ def cmd_workspace_show(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from igds.method.checks import CheckConfig
+    from igds.method.recall import load_recall
+    from igds.modeling.sae import SaeSpec, load_sae
+    from igds.store import ActivationStore
+    from igds.workflow.checks import check_seed_stability, check_token_injection
+    from igds.workflow.stages import latest_effects, latest_run
+    from igds.workflow.workspace import resolve_workspace
+
+    store = ActivationStore()
+    recall = latest_run(store, "recall", args.task)
+    if recall is None:
+        raise ValueError(f"no recall for task {args.task!r} yet: run 'igds recall --task {args.task}' first")
+    run_id = recall["config"]["extract_run"]
+    features = [int(f) for f in args.features] if args.features else load_recall(store, recall["run_id"]).candidates
+    try:
+        kept = latest_effects(store, args.task).kept
+    except ValueError:
+        kept = []
+    ws = resolve_workspace(store, run_id=run_id, progress=_progress())
+    cfg = config_from_arguments(CheckConfig, args, "check_")
+    res = check_token_injection(ws, args.task, run_id, features, cfg, _progress())
+    res["F*"] = res.feature.isin(kept)
+    res["tokens"] = [" ".join(repr(t) for t in d["tokens"]) for d in res.detail]
+    res["base_rate"] = [d["base_rate"] for d in res.detail]
+    print(f"token injection on {len(res)} features of {args.task} ({cfg.n_texts} reference texts): "
+          f"{int(res.flagged.sum())} flagged as token detectors ({int(res.flagged[res['F*']].sum())} of "
+          f"{int(res['F*'].sum())} validated)")
+    print(res[["feature", "F*", "value", "base_rate", "flagged", "tokens"]].rename(
+        columns={"value": "injection_rate", "flagged": "token_detector"}).to_string(index=False))
+    if args.seed_sae:
+        other, info = load_sae(SaeSpec(source=args.seed_sae, min_explained_variance=-1.0))
+        m = check_seed_stability(ws, other, info.name, features, cfg)
+        print(f"seed stability against {info.name}: {int((~m.flagged).sum())} of {len(m)} features have a decoder "
+              f"match >= {cfg.match_threshold}")
+    return 0
+
+
 def cmd_sae_pretrained(args) -> int:
     from igds.modeling.pretrained import pretrained_saes
 
@@ -502,6 +540,15 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_parser("list", help="every task with its items per split").set_defaults(func=cmd_task_list)
     _named(tk, "show", "a task's spec and data", cmd_task_show)
     _named(tk, "remove", "remove a workspace task (its runs and selections stay)", cmd_task_remove)
+
+    from igds.method.checks import CheckConfig
+
+    ck = sub.add_parser("check", help="feature checks: token injection (and decoder match against another seed's SAE)")
+    ck.add_argument("--task", required=True, help="task whose recall candidates are checked")
+    ck.add_argument("--features", nargs="+", default=None, help="features to check (default: the candidates)")
+    ck.add_argument("--seed-sae", default=None, help="an SAE folder of the same recipe, another seed")
+    add_config_arguments(ck, CheckConfig, "check_")
+    ck.set_defaults(func=cmd_check)
 
     wk = sub.add_parser("workspace", help="the workspace's model and SAE").add_subparsers(dest="ws_cmd", required=True)
     wu = wk.add_parser("use", help="validate a model + SAE and make them the workspace's (every later run uses them)")

@@ -24,10 +24,16 @@ class ConfigBase:
     """Mixin for frozen stage configs: ``to_dict``/``from_dict``/``stage_key``."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict of all fields (nested configs become dicts)."""
+        """JSON-safe dict of all fields (nested configs become dicts).
+
+        A field added after a config's first release (``metadata={"added": True}``) is left out while it holds
+        its default, so the stage keys of runs made before it existed stay the same.
+        """
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
+            if f.metadata.get("added") and f.default is not dataclasses.MISSING and v == f.default:
+                continue
             out[f.name] = v.to_dict() if isinstance(v, ConfigBase) else (list(v) if isinstance(v, tuple) else v)
         return out
 

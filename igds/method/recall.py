@@ -52,6 +52,8 @@ class RecallConfig(ConfigBase):
     eps: float = field(default=0.001, metadata={"help": "lift smoothing (on the mode's frequency scale)"})
     n_reference: int = field(default=512, metadata={"help": "reference sample size"})
     seed: int = field(default=0, metadata={"help": "reference sample seed"})
+    drop_token_detectors: bool = field(default=False, metadata={
+        "help": "leave out features the token-injection test flagged (igds check)", "added": True})
 
     def __post_init__(self):
         if self.frequency not in FREQUENCIES:
@@ -95,11 +97,12 @@ def _subset_stats(store: ActivationStore, run_id: str, example_ids: Sequence[str
 
 
 def compute_recall(probe: pd.DataFrame, n_probe: int, probe_tokens: int, ref: pd.DataFrame, n_ref: int,
-                   ref_tokens: int, cfg: RecallConfig) -> pd.DataFrame:
+                   ref_tokens: int, cfg: RecallConfig, exclude: Sequence[int] = ()) -> pd.DataFrame:
     """Pure part of recall: frequencies, lift, guards and ranking from per-feature subset stats.
 
     Args:
         probe, ref: ``ActivationStore.feature_stats`` frames (feature, n_examples, n_active, sum_act, max_act).
+        exclude: features that may not be candidates (e.g. flagged token detectors); the next ranked fill in.
 
     Returns:
         one row per feature with freq_task, freq_ref, tok_freq_task, tok_freq_ref, lift, mean_act_task,
@@ -119,7 +122,7 @@ def compute_recall(probe: pd.DataFrame, n_probe: int, probe_tokens: int, ref: pd
     out["mean_act_task"] = t.mean_act_firing.to_numpy()
     out["max_act_task"] = t.max_act.to_numpy()
     dense = (ref_f >= cfg.dense_ref) if cfg.dense_ref < 1 else pd.Series(False, index=out.index)  # 1: no guard
-    eligible = (out.freq_task >= cfg.min_freq) & ~dense & (out.freq_task > 0)
+    eligible = (out.freq_task >= cfg.min_freq) & ~dense & (out.freq_task > 0) & ~out.feature.isin(list(exclude))
     if cfg.frequency == "token":
         eligible &= out.tok_freq_task >= cfg.min_tok_freq
     out["_freq"] = task_f
@@ -144,17 +147,23 @@ def recall_features(store: ActivationStore, run_id: str, task: str, probe_ids: S
     import hashlib
 
     ids_hash = hashlib.sha256(("\n".join(sorted(probe_ids)) + "|" + "\n".join(sorted(reference_ids))).encode())
-    recall_id = cfg.stage_key(run_id, task, ids_hash.hexdigest())
+    source = store.run(run_id) or {}  # the recall reads the model and SAE of its extraction run
+    exclude: list[int] = []
+    if cfg.drop_token_detectors:
+        checks = store.feature_checks(source.get("sae_key"))
+        exclude = sorted(int(f) for f in checks.feature[checks.token_detector.fillna(False).astype(bool)])
+    upstream = (run_id, task, ids_hash.hexdigest(), *([f"exclude={exclude}"] if exclude else []))
+    recall_id = cfg.stage_key(*upstream)
     probe, probe_tokens = _subset_stats(store, run_id, probe_ids)
     ref, ref_tokens = _subset_stats(store, run_id, reference_ids)
-    table = compute_recall(probe, len(probe_ids), probe_tokens, ref, len(reference_ids), ref_tokens, cfg)
+    table = compute_recall(probe, len(probe_ids), probe_tokens, ref, len(reference_ids), ref_tokens, cfg, exclude)
     rows = table.assign(recall_id=recall_id, task=task)[
         ["recall_id", "task", "feature", "freq_task", "freq_ref", "tok_freq_task", "tok_freq_ref", "lift",
          "mean_act_task", "max_act_task", "is_candidate", "rank"]]
     store.write_recall(recall_id, rows)
-    source = store.run(run_id) or {}  # the recall reads the model and SAE of its extraction run
     store.start_run(recall_id, "recall", {"recall": cfg.to_dict(), "task": task, "extract_run": run_id,
-                                          "method_preset": preset}, source.get("model_key"), source.get("sae_key"))
+                                          "method_preset": preset, **({"excluded": exclude} if exclude else {})},
+                    source.get("model_key"), source.get("sae_key"))
     store.update_run(recall_id, status="done", n_done=int(table.is_candidate.sum()),
                      message=f"{int(table.is_candidate.sum())} candidates")
     return RecallResult(recall_id=recall_id, task=task, table=table, n_probe=len(probe_ids),
