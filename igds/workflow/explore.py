@@ -281,30 +281,40 @@ def compute_contexts(store: ActivationStore, run_id: str, features: Sequence[int
     return store.feature_contexts(run_id, k, window, feats)
 
 
-def _recompute_contexts(top: pd.DataFrame, cfg: ExtractConfig, model, tokenizer, sae, site: str, window: int,
-                        progress: ProgressFn) -> dict[str, list]:
-    """Token activations of ``top``'s features on its examples, cut into windows around each max."""
+def iter_token_activations(examples: Sequence, cfg: ExtractConfig, model, tokenizer, sae, site: str,
+                           features: Sequence[int], progress: ProgressFn | None = None,
+                           label: str = "token activations"):
+    """Every token's activation of ``features`` on ``examples``, rendered and truncated exactly as extraction
+    rendered them (``cfg.max_length``), one early-exit forward per length bucket (``cfg.batch_tokens``).
+
+    Args:
+        examples: records with id, task (the task they are rendered through), source, prompt, response.
+        features: SAE features, the columns of ``acts`` in this order.
+        progress: ``progress(done, total, message)`` per forward batch.
+        label: what the progress messages call the work.
+
+    Yields:
+        ``(example_id, tokens, acts, in_scope)`` per example, in length-bucket order: the decoded tokens,
+        ``acts`` float32 ``[n_tokens, len(features)]`` (0 at BOS and sinks) and ``in_scope``, the positions the
+        run's token scope (``cfg.positions``) counts, past BOS and under the sink guard.
+    """
     import torch
 
-    from igds.data.records import Example
     from igds.modeling.batching import keep_mask, length_batches, pad_batch, scope_positions
     from igds.modeling.encoding import encode_examples
     from igds.modeling.hooks import run_until
 
-    exs = top.drop_duplicates("example_id")
-    examples = [Example(id=r.example_id, task=r.task, source=r.source, split="train", prompt=r.prompt,
-                        response=r.response) for r in exs.itertuples()]
+    progress = progress or null_progress
     items = encode_examples(tokenizer, examples, cfg.max_length)
-    feats = sorted({int(f) for f in top.feature})
-    col = {f: i for i, f in enumerate(feats)}
+    feats = [int(f) for f in features]
     device = next(model.parameters()).device
     sae_param = next(sae.parameters())
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    acts, scope, tokens = {}, {}, {}
     done = 0
     for batch in length_batches(items, cfg.batch_tokens):
         ids, attn = pad_batch(batch, pad_id, device)
-        with torch.no_grad():
+        out = []
+        with torch.no_grad():  # the batch's results are yielded outside the no-grad block
             h = run_until(model, site, ids, attn)
             for i, it in enumerate(batch):
                 n = len(it.input_ids)
@@ -313,11 +323,27 @@ def _recompute_contexts(top: pd.DataFrame, cfg: ExtractConfig, model, tokenizer,
                 z = z[:, feats].float().cpu() * keep.unsqueeze(-1)
                 in_scope = torch.zeros(n, dtype=torch.bool)
                 in_scope[scope_positions(it, cfg.positions)] = True
-                acts[it.example_id] = z.numpy()
-                scope[it.example_id] = (in_scope & keep).numpy()
-                tokens[it.example_id] = [tokenizer.decode([t]) for t in it.input_ids]
+                out.append((it.example_id, [tokenizer.decode([t]) for t in it.input_ids], z.numpy(),
+                            (in_scope & keep).numpy()))
         done += len(batch)
-        progress(done, len(items), f"contexts: {done}/{len(items)} examples")
+        progress(done, len(items), f"{label}: {done}/{len(items)} examples")
+        yield from out
+
+
+def _recompute_contexts(top: pd.DataFrame, cfg: ExtractConfig, model, tokenizer, sae, site: str, window: int,
+                        progress: ProgressFn) -> dict[str, list]:
+    """Token activations of ``top``'s features on its examples, cut into windows around each max."""
+    from igds.data.records import Example
+
+    exs = top.drop_duplicates("example_id")
+    examples = [Example(id=r.example_id, task=r.task, source=r.source, split="train", prompt=r.prompt,
+                        response=r.response) for r in exs.itertuples()]
+    feats = sorted({int(f) for f in top.feature})
+    col = {f: i for i, f in enumerate(feats)}
+    acts, scope, tokens = {}, {}, {}
+    for eid, toks, a, s in iter_token_activations(examples, cfg, model, tokenizer, sae, site, feats, progress,
+                                                     "contexts"):
+        acts[eid], scope[eid], tokens[eid] = a, s, toks
     out: dict[str, list] = {c: [] for c in ("feature", "rank", "example_id", "task", "source", "max_act",
                                              "stored_max", "max_pos", "max_token", "start_pos", "n_positions",
                                              "tokens", "acts", "in_scope")}
