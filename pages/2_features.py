@@ -1,10 +1,10 @@
-"""Features: recalled candidates with their causal verdicts and F* stability; a feature panel that leads with
-the top-activating contexts, then the logit lens, the activation histogram, pool examples and veto/pin."""
+"""Features: recalled candidates with their causal verdicts, F* stability, labels and check flags; a feature panel
+at the level of Neuronpedia / SAEDashboard: top-activating contexts, logit lens, activation density, examples from
+several activation quantiles, the effect against the null, a label and note. ``?feature=…&example=…`` links here."""
 
-import plotly.express as px
 import streamlit as st
 
-from igds.method.selection import set_feature_override
+from igds.ui import features as panel
 from igds.ui.jobs import job_launcher
 from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
 from igds.ui.state import DEFAULT_TASK, current_task
@@ -16,7 +16,7 @@ from igds.workflow.explore import (
     activation_histogram,
     cached_contexts,
     compute_contexts,
-    features_table,
+    feature_explorer_table,
     logit_lens_tokens,
     missing_activations,
     neuronpedia_url,
@@ -51,48 +51,22 @@ if not state.recall_id:
         st.rerun()
     st.stop()
 
-table = features_table(store, task)
+table = feature_explorer_table(store, task, state.sae_key)
 c1, c2, c3 = st.columns(3)
 c1.metric("Candidates |C|", state.n_candidates)
 c2.metric("Measured", state.n_measured)
 c3.metric("Validated |F*|", state.n_kept)
-query = st.text_input("Search (feature id, context token or promoted token)", key="feat_search")
-shown = table
-if query:
-    hit = table.feature.astype(str).eq(query) | table.promotes.str.contains(query, case=False, regex=False)
-    if "contexts" in table:
-        hit |= table.contexts.str.contains(query, case=False, regex=False)
-    shown = table[hit]
-config = {c: st.column_config.NumberColumn(format="%.3f") for c in
-          ("freq_task", "freq_ref", "lift", "mean_act_task", "amp_effect", "abl_effect", "q_value", "attribution",
-           "tok_freq_task", "tok_freq_ref")}
-config["contexts"] = st.column_config.TextColumn(help="Max tokens of the top-activating contexts (×n: repeated)")
-config["stability"] = st.column_config.NumberColumn(
-    format="%.2f", help="Share of 200 bootstrap resamples of the dev items in which the feature stays in F*")
+query = st.text_input("Search (feature id, context token, promoted token or label)", key="feat_search")
+shown = panel.filter_table(table, query)
 st.dataframe(shown, hide_index=True, width="stretch", key="feat_table", on_select="rerun", selection_mode="single-row",
-             column_config=config)
-picked = st.session_state.get("feat_table", {}).get("selection", {}).get("rows", [])
-kept = table[table.verdict == "kept"] if "verdict" in table else table.iloc[:0]
-first = kept if len(kept) else table  # open on a validated feature when there is one
-default = int(shown.feature.iloc[picked[0]]) if picked and len(shown) else int(first.feature.iloc[0])
-feature = st.number_input("Feature", min_value=0, value=default, step=1, key="feat_id")
+             column_config=panel.table_config())
+feature = panel.pick_feature(table, shown)
 
-st.header(f"Feature {feature}")
-row = table[table.feature == feature]
-left, right = st.columns(2)
-if not row.empty and "amp_effect" in row:
-    r = row.iloc[0]
-    left.markdown(f"**Amplification effect** {r.amp_effect:+.4f} nats "
-                  f"(95% CI {r.amp_ci_low:+.4f}..{r.amp_ci_high:+.4f}) · "
-                  f"**attribution estimate** {r.attribution:+.4f} · **ablation** {r.abl_effect:+.4f} · "
-                  f"**verdict** {r.verdict}" + (f" · **stability** {r.stability:.2f}" if "stability" in row else ""))
-b1, b2, b3 = right.columns(3)
-for col, label, action in ((b1, "Veto", "veto"), (b2, "Pin", "pin"), (b3, "Clear", None)):
-    if col.button(label, key=f"feat_{label.lower()}"):
-        set_feature_override(store, task, state.sae_key, feature, action)
-        st.rerun()
+panel.header(store, task, state, table, feature)
+panel.effect_chart(store, task, feature)
+with st.expander("Label and note", expanded=False):
+    panel.label_form(store, state.sae_key, feature)
 
-hist = activation_histogram(store, state.extract_run, feature)
 st.subheader("Top-activating contexts")
 st.caption(f"The {CONTEXT_K} examples of the extraction run (any task or split) where the feature's max activation "
            f"is highest, ±{CONTEXT_WINDOW} tokens around the max token (outlined); grey tokens are outside the run's "
@@ -100,7 +74,7 @@ st.caption(f"The {CONTEXT_K} examples of the extraction run (any task or split) 
 ctx = cached_contexts(store, state.extract_run, [feature])
 if not ctx.empty:
     context_highlights(ctx)
-elif hist.empty:
+elif activation_histogram(store, state.extract_run, feature).empty:
     st.caption("The feature fires on no example of this run.")
 elif st.button("Compute contexts (runs the model on these examples)", key="feat_ctx"):
     ws = get_workspace(state.extract_run)
@@ -112,15 +86,16 @@ st.subheader("Logit lens")
 st.caption("Tokens the decoder direction promotes and suppresses through the unembedding: secondary, since at a "
            "middle block it is often noise even for a clear feature.")
 lens = logit_lens_tokens(store, state.sae_key, feature)
-st.markdown("**Promotes:** " + " · ".join(f"`{t}`" for t in lens["top"]))
-st.markdown("**Suppresses:** " + " · ".join(f"`{t}`" for t in lens["bottom"]))
+st.markdown("**Promotes (positive logits):** " + " · ".join(f"`{t}`" for t in lens["top"]))
+st.markdown("**Suppresses (negative logits):** " + " · ".join(f"`{t}`" for t in lens["bottom"]))
 if url := neuronpedia_url(store, state.sae_key, feature):
     st.markdown(f"[Open on Neuronpedia]({url})")
 
 st.subheader("Activation histogram")
-if not hist.empty:
-    st.plotly_chart(px.histogram(hist, x="max_act", color="task", nbins=40, barmode="overlay",
-                                 title="Max activation per example where it fires"), key="feat_hist")
+panel.density(store, state.extract_run, feature)
+st.subheader("Examples by activation quantile")
+panel.quantiles(store, task, state.extract_run, feature)
+panel.highlighted_example(store, task, state.extract_run, feature)
 st.subheader("Top-activating pool examples")
 top = top_examples(store, state.extract_run, feature, task, k=8)
 st.dataframe(top[["example_id", "task", "source", "max_act", "mean_act", "prompt"]], hide_index=True, width="stretch")

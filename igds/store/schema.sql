@@ -403,6 +403,17 @@ ALTER TABLE saes ADD COLUMN IF NOT EXISTS spec VARCHAR;
 -- == vetting (issue 16): sessions, decisions, token activations for highlights ==
 -- == end vetting ==
 -- == exploration (issue 16): feature labels and notes ==
+-- A researcher's label and note for an SAE feature (one per feature of an SAE, shared by every task), searchable
+-- on the Features and Text lens pages; author is who saved it last.
+CREATE TABLE IF NOT EXISTS feature_labels (
+    sae_key VARCHAR NOT NULL,
+    feature INTEGER NOT NULL,
+    label VARCHAR NOT NULL,
+    note VARCHAR,
+    author VARCHAR,
+    updated TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (sae_key, feature)
+);
 -- == end exploration ==
 -- == feature checks (issue 16): token injection, cross-seed stability ==
 -- One row per (SAE, feature, check): token_injection (value = share of reference texts the feature fires on above

@@ -120,3 +120,121 @@ def correlation_text(r, label: str = "") -> None:
                     f"Spearman **{r.spearman:+.2f}** (95% CI {r.spearman_lo:+.2f}..{r.spearman_hi:+.2f}) · n = {r.n}")
     else:
         st.caption(f"{label}a correlation needs at least 3 evaluated runs.")
+
+
+# -- page state in the URL (issue 16) ---------------------------------------------------------------------------
+def url_synced(key: str, state_key: str, parse=str, default=None, valid=None) -> None:
+    """Before the widget (or state value) ``state_key`` is drawn: take the URL's ``key`` when it changed since
+    this session last saw it (someone opened a link), else keep the current value (``default`` when there is
+    none). Pair with :func:`url_write` after the widget, so the address bar always links to this view.
+
+    Args:
+        parse: the URL's string to the widget's value (a value it cannot parse is ignored).
+        valid: a predicate the parsed value must pass (e.g. being one of a selectbox's options).
+    """
+    from igds.ui.state import url_value
+
+    seen = f"url_seen.{key}.{state_key}"
+    raw = url_value(key)
+    if raw is not None and raw != st.session_state.get(seen):
+        st.session_state[seen] = raw
+        try:
+            value = parse(raw)
+        except (TypeError, ValueError):
+            value = None
+        if value is not None and (valid is None or valid(value)):
+            st.session_state[state_key] = value
+            return
+    if state_key not in st.session_state and default is not None:
+        st.session_state[state_key] = default
+
+
+def url_write(key: str, state_key: str, value) -> None:
+    """Write a view's value into the URL (None removes it) and remember it as seen (see :func:`url_synced`)."""
+    from igds.ui.state import set_url
+
+    set_url(**{key: value})
+    st.session_state[f"url_seen.{key}.{state_key}"] = None if value is None else str(value)
+
+
+def page_link_url(path: str, **params) -> str:
+    """A relative link to a dashboard page with URL state, e.g. ``features?task=…&feature=12`` (for link
+    columns: it opens the page in a new tab, on exactly that view)."""
+    from urllib.parse import urlencode
+
+    return f"{path}?{urlencode({k: v for k, v in params.items() if v is not None})}"
+
+
+# -- the text lens ------------------------------------------------------------------------------------------------
+def lens_tokens(lens, top_k, fstar=(), candidates=(), focus: int | None = None) -> None:
+    """Render a :class:`igds.workflow.lens.TextLens`: each token shaded by its strongest feature's activation (or
+    by ``focus``'s), its top-k features in the tooltip (★ validated, ◆ candidate), tokens whose top-k holds a
+    validated feature underlined in green, uncounted tokens (BOS, sinks, template) grey.
+
+    Args:
+        top_k: ``lens.top_k(k)`` (pos, token, rank, feature, act).
+    """
+    from igds.workflow.lens import mark
+
+    fstar, candidates = set(fstar), set(candidates)
+    by_pos = {int(p): g.sort_values("rank") for p, g in top_k.groupby("pos")}
+    values = lens.values(focus) if focus is not None else [
+        float(by_pos[i].act.iloc[0]) if i in by_pos else 0.0 for i in range(len(lens.tokens))]
+    vmax = max([v for v in values if v > 0], default=1.0)
+    spans = []
+    for i, tok in enumerate(lens.tokens):
+        text = html.escape(tok.replace("\r", "").replace("\n", "↵"))
+        g = by_pos.get(i)
+        tip = " · ".join(f"f{int(r.feature)}{mark(int(r.feature), fstar, candidates)} {r.act:.2f}"
+                         for r in g.itertuples()) if g is not None else ""
+        if not lens.in_scope[i]:
+            spans.append(f'<span title="not counted" style="color:#9e9e9e">{text}</span>')
+            continue
+        a = min(1.0, max(0.0, values[i] / vmax)) if vmax else 0.0
+        style = f"background: rgba(66,133,244,{a:.2f}); border-radius:3px"
+        if g is not None and fstar & set(g.feature.astype(int)):
+            style += "; border-bottom: 2px solid #2f9e44"
+        spans.append(f'<span title="{html.escape(tip)}" style="{style}">{text}</span>')
+    st.markdown('<div style="font-family: monospace; white-space: pre-wrap; line-height:1.9">' + "".join(spans)
+                + "</div>", unsafe_allow_html=True)
+
+
+def text_lens_of(run_id: str | None, text: str | None = None, example_id: str | None = None,
+                 task: str | None = None, max_length: int = 256):
+    """The :class:`igds.workflow.lens.TextLens` of pasted ``text`` (rendered as ``task``'s prompt when given) or of a
+    stored example, on the model and SAE of extraction run ``run_id``; the last one is kept per session, so moving
+    a control does not run the model again."""
+    from igds.ui import resources
+    from igds.workflow.lens import encode_stored_example, encode_text, text_lens
+
+    key = (run_id, text, example_id, task, max_length)
+    cache = st.session_state.setdefault("lens.cache", {})
+    if key not in cache:
+        ws = resources.get_workspace(run_id)
+        with st.spinner("Running the model and SAE on the text…"), resources.MODEL_LOCK:
+            item = (encode_stored_example(resources.get_store(), ws.tokenizer, example_id, max_length) if example_id
+                    else encode_text(ws.tokenizer, text or "", max_length, task))
+            lens = text_lens(ws.model, ws.tokenizer, ws.sae, ws.site, item)
+        cache.clear()
+        cache[key] = lens
+    return cache[key]
+
+
+def live_selection_settings():
+    """``(SelectionConfig, ResonanceConfig)`` of the Selection page's controls where the session has them, the
+    defaults elsewhere (the live selection other pages compare against)."""
+    from igds.method.resonance import ResonanceConfig
+    from igds.method.selection import SelectionConfig
+
+    ss = st.session_state
+    res = {f: ss[k] for f, k in (("aggregation", "sel_agg"), ("scale", "sel_scale"), ("weights", "sel_weights"),
+                                 ("direction", "sel_direction")) if ss.get(k) is not None}
+    sel = {f: ss[k] for f, k in (("ratio", "sel_ratio"), ("pool_setting", "sel_pool")) if ss.get(k) is not None}
+    if ss.get("sel_pool_limit") is not None:
+        sel["pool_limit"] = int(ss["sel_pool_limit"])
+    mode = ss.get("sel_mode", "ratio")
+    if mode == "threshold" and ss.get("sel_tau") is not None:
+        sel["threshold"] = float(ss["sel_tau"])
+    elif mode == "token budget" and ss.get("sel_budget") is not None:
+        sel["token_budget"] = int(ss["sel_budget"])
+    return SelectionConfig(**sel), ResonanceConfig(**res)

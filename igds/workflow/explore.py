@@ -454,3 +454,116 @@ def contexts_markdown(contexts: pd.DataFrame, n: int = 3) -> str:
         for r in g.sort_values("rank").head(n).to_dict("records"):
             lines.append(f"  - {context_text(r).translate(_MD_SPECIAL)} ({r['max_act']:.2f}, {r['task']})")
     return "\n".join(lines)
+
+
+# -- feature pages at research speed (issue 16): labels, checks, density, activation quantiles, one feature's effect
+
+
+def feature_explorer_table(store: ActivationStore, task: str, sae_key: str | None = None) -> pd.DataFrame:
+    """:func:`features_table` plus each feature's label and the feature checks' flags: ``label``, and
+    ``token_detector`` / ``seed_stable`` (True / False; None where the check has not run) once any feature of the
+    SAE was checked (:meth:`~igds.store.ActivationStore.feature_checks`).
+
+    Args:
+        sae_key: the task's SAE (:attr:`TaskState.sae_key`; looked up when not given).
+    """
+    t = features_table(store, task)
+    if t.empty:
+        return t
+    sae_key = sae_key or task_state(store, task).sae_key
+    feats = [int(f) for f in t.feature]
+    labels = store.feature_labels(sae_key, feats)
+    t["label"] = t.feature.map(dict(zip(labels.feature, labels.label, strict=True))).fillna("")
+    checks = store.feature_checks(sae_key, feats)
+    if len(checks):
+        c = checks.set_index("feature")
+        for col in ("token_detector", "seed_stable"):
+            t[col] = [c[col].get(int(f)) if int(f) in c.index else None for f in t.feature]
+    return t
+
+
+def feature_badges(store: ActivationStore, sae_key: str | None, feature: int) -> list[str]:
+    """The feature checks' warnings for one feature: ``token detector`` and ``unstable across seeds`` where a
+    check flagged it (empty when unchecked or clean)."""
+    c = store.feature_checks(sae_key, [int(feature)])
+    if c.empty:
+        return []
+    r = c.iloc[0]
+    out = []
+    if _flag(r.token_detector) is True:
+        out.append("token detector")
+    if _flag(r.seed_stable) is False:
+        out.append("unstable across seeds")
+    return out
+
+
+def _flag(value) -> bool | None:
+    """A check's boolean (None where it has not run)."""
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else bool(value)
+
+
+def feature_density(store: ActivationStore, run_id: str, feature: int) -> dict:
+    """How often a feature fires over an extraction run (SAEDashboard's activation density, from the stored
+    per-example aggregates).
+
+    Returns:
+        examples (per example it fires on: example_id, task, n_active, n_tokens, density, max_act, mean_act),
+        n_examples / n_tokens (the run's), example_share (share of examples it fires on), token_share (share of
+        kept tokens it fires on).
+    """
+    per = store.feature_density(run_id, feature)
+    n_ex, n_tok = store.run_totals(run_id)
+    return {"examples": per, "n_examples": n_ex, "n_tokens": n_tok,
+            "example_share": len(per) / n_ex if n_ex else float("nan"),
+            "token_share": float(per.n_active.sum()) / n_tok if n_tok else float("nan")}
+
+
+QUANTILES = (1.0, 0.9, 0.75, 0.5)
+"""Activation quantiles a feature page samples examples from (top, 90th, 75th and 50th percentile)."""
+
+
+def quantile_examples(store: ActivationStore, run_id: str, feature: int, quantiles: Sequence[float] = QUANTILES,
+                      per: int = 2) -> pd.DataFrame:
+    """``per`` examples from each quantile of a feature's per-example max activation
+    (:meth:`~igds.store.ActivationStore.quantile_examples`) with an ``interval`` label (``top``, ``p90``, …)."""
+    df = store.quantile_examples(run_id, feature, quantiles, per)
+    df.insert(0, "interval", ["top" if q >= 1 else f"p{100 * q:g}" for q in df["quantile"]])
+    return df
+
+
+def feature_effect(store: ActivationStore, task: str, feature: int) -> dict | None:
+    """One feature's measured effect for the task's latest intervention run, or None when not measured.
+
+    Returns:
+        amplify / ablate (the α = 1 summary rows as dicts, None where missing), dose (amplification rows by α),
+        null (the null's elements), null_cut, null_quantile, threshold (what a kept feature must beat), kept,
+        swept (measured at more than one α).
+    """
+    try:
+        res = latest_effects(store, task)
+    except ValueError:
+        return None
+    s = res.summary[res.summary.feature == int(feature)]
+    if s.empty:
+        return None
+    amp = primary_amplification(s)
+    abl = s[(s.kind != AMPLIFY) & (s.alpha == 1.0)]
+    dose = s[s.kind == AMPLIFY].sort_values("alpha")
+    return {"amplify": amp.iloc[0].to_dict() if len(amp) else None,
+            "ablate": abl.iloc[0].to_dict() if len(abl) else None, "dose": dose, "null": res.null,
+            "null_cut": res.null_cut, "null_quantile": res.config.null_quantile if res.config else float("nan"),
+            "threshold": res.threshold, "kept": int(feature) in res.kept, "swept": dose.alpha.nunique() > 1}
+
+
+def example_activation(store: ActivationStore, run_id: str, example_id: str, feature: int) -> dict:
+    """A stored example with one feature's stored aggregates on it (max_act, mean_act, n_active; 0 when it does
+    not fire) and its rank among the examples the feature fires on (None when it does not)."""
+    rec = example_record(store, example_id)
+    acts = store.example_feature_acts(run_id, example_id, [int(feature)])
+    row = acts.iloc[0].to_dict() if len(acts) else {"max_act": 0.0, "mean_act": 0.0, "n_active": 0}
+    rank = None
+    if len(acts):
+        dens = store.feature_density(run_id, feature)
+        rank = int((dens.max_act > row["max_act"]).sum()) + 1
+    return {**rec, "max_act": float(row["max_act"]), "mean_act": float(row["mean_act"]),
+            "n_active": int(row["n_active"]), "rank": rank}

@@ -1,0 +1,233 @@
+"""The Features page's feature panel (Neuronpedia / SAEDashboard level): badges, the effect against the null and its
+dose–response, veto / pin, label and note, top-activating contexts, logit lens, activation density, examples from
+several activation quantiles and a highlighted example. Page state (feature, example) lives in the URL."""
+
+from __future__ import annotations
+
+import getpass
+
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from igds.ui.widgets import page_link_url, url_synced, url_write
+
+FEATURE_KEY = "feat_id"
+EXAMPLE_KEY = "feat_example"
+NUMBER_COLUMNS = ("freq_task", "freq_ref", "lift", "mean_act_task", "amp_effect", "abl_effect", "q_value",
+                  "attribution", "tok_freq_task", "tok_freq_ref")
+
+
+def table_config() -> dict:
+    """Column settings of the features table."""
+    config = {c: st.column_config.NumberColumn(format="%.3f") for c in NUMBER_COLUMNS}
+    config["contexts"] = st.column_config.TextColumn(help="Max tokens of the top-activating contexts (×n: repeated)")
+    config["stability"] = st.column_config.NumberColumn(
+        format="%.2f", help="Share of 200 bootstrap resamples of the dev items in which the feature stays in F*")
+    config["label"] = st.column_config.TextColumn(help="Your label (set it in the feature panel below)")
+    config["token_detector"] = st.column_config.CheckboxColumn(
+        help="Token-injection check: fires on reference texts once its top tokens are inserted")
+    config["seed_stable"] = st.column_config.CheckboxColumn(
+        help="Cross-seed check: an SAE trained with another seed has a matching feature")
+    return config
+
+
+def filter_table(table, query: str):
+    """Rows whose feature id equals ``query`` or whose promoted tokens, context tokens or label contain it."""
+    if not query:
+        return table
+    hit = table.feature.astype(str).eq(query)
+    for col in ("promotes", "contexts", "label"):
+        if col in table:
+            hit |= table[col].fillna("").astype(str).str.contains(query, case=False, regex=False)
+    return table[hit]
+
+
+def pick_feature(table, shown) -> int:
+    """The feature number input, following (in this order) a row clicked in the table, a link's ``feature`` and the
+    last value; opens on the first validated feature. Writes the choice into the URL."""
+    picked = st.session_state.get("feat_table", {}).get("selection", {}).get("rows", [])
+    row = int(shown.feature.iloc[picked[0]]) if picked and len(shown) > picked[0] else None
+    if row is not None and row != st.session_state.get("feat_table_row"):
+        st.session_state[FEATURE_KEY] = row
+    st.session_state["feat_table_row"] = row
+    kept = table[table.verdict == "kept"] if "verdict" in table else table.iloc[:0]
+    first = kept if len(kept) else table  # open on a validated feature when there is one
+    url_synced("feature", FEATURE_KEY, parse=int, default=int(first.feature.iloc[0]), valid=lambda f: f >= 0)
+    feature = int(st.number_input("Feature", min_value=0, step=1, key=FEATURE_KEY))
+    url_write("feature", FEATURE_KEY, feature)
+    return feature
+
+
+def header(store, task: str, state, table, feature: int) -> None:
+    """Title, badges (verdict, F*, feature checks, label), the effect figures and the veto / pin buttons."""
+    from igds.method.selection import set_feature_override
+    from igds.workflow.explore import feature_badges
+
+    st.header(f"Feature {feature}")
+    row = table[table.feature == feature]
+    r = row.iloc[0] if len(row) else None
+    badges = []
+    if r is not None and "verdict" in row:
+        badges.append(":green-badge[★ validated (F*)]" if r.verdict == "kept" else f":gray-badge[{r.verdict}]")
+    elif r is None:
+        badges.append(":gray-badge[not a candidate of this task]")
+    badges += [f":orange-badge[{b}]" for b in feature_badges(store, state.sae_key, feature)]
+    if r is not None and r.get("label"):
+        badges.append(f":blue-badge[{r.label}]")
+    st.markdown(" ".join(badges))
+    left, right = st.columns(2)
+    if r is not None and "amp_effect" in row:
+        stability = f" · **stability** {r.stability:.2f}" if "stability" in row else ""
+        left.markdown(f"**Amplification effect** {r.amp_effect:+.4f} nats "
+                      f"(95% CI {r.amp_ci_low:+.4f}..{r.amp_ci_high:+.4f}) · "
+                      f"**attribution estimate** {r.attribution:+.4f} · **ablation** {r.abl_effect:+.4f} · "
+                      f"**verdict** {r.verdict}{stability}")
+    b1, b2, b3 = right.columns(3)
+    for col, label, action in ((b1, "Veto", "veto"), (b2, "Pin", "pin"), (b3, "Clear", None)):
+        if col.button(label, key=f"feat_{label.lower()}"):
+            set_feature_override(store, task, state.sae_key, feature, action)
+            st.rerun()
+
+
+def effect_chart(store, task: str, feature: int) -> None:
+    """The feature's α = 1 amplification and ablation effects (95% CI) against the null's elements and cut, and its
+    dose–response when it was swept."""
+    from igds.workflow.explore import feature_effect
+
+    eff = feature_effect(store, task, feature)
+    if eff is None:
+        st.caption("No intervention effect measured for this feature (only the task's recall candidates are).")
+        return
+    q = f"null p{100 * eff['null_quantile']:g}"
+    fig = go.Figure()
+    for kind in ("amplify", "ablate"):
+        if (r := eff[kind]) is not None:
+            fig.add_trace(go.Scatter(x=[f"f{feature} {kind}"], y=[r["effect"]], mode="markers", name=kind,
+                                     marker={"size": 12, "color": "#2f9e44" if eff["kept"] else "#495057"},
+                                     error_y={"type": "data", "symmetric": False, "array": [r["ci_high"] - r["effect"]],
+                                              "arrayminus": [r["effect"] - r["ci_low"]]}))
+    null = eff["null"]
+    for kind, color in (("direction", "#868e96"), ("feature", "#f08c00")):
+        part = null[null.kind == kind] if len(null) else null
+        if len(part):
+            fig.add_trace(go.Box(x=[f"null: {kind}s"] * len(part), y=part.effect, name=f"null ({kind}s)",
+                                 boxpoints="all", jitter=0.5, marker_color=color))
+    if len(null):
+        fig.add_hline(y=eff["null_cut"], line_dash="dash", line_color="#e03131",
+                      annotation_text=f"{q} {eff['null_cut']:+.4f}")
+    fig.update_layout(title="Effect on dev NLL (nats, 95% CI) against the null", showlegend=False,
+                      xaxis_type="category")
+    left, right = st.columns(2)
+    left.plotly_chart(fig, key="feat_effect")
+    if eff["swept"]:
+        dose = px.line(eff["dose"], x="alpha", y="effect", error_y=eff["dose"].ci_high - eff["dose"].effect,
+                       markers=True, title=f"Dose–response of f{feature} (amplification α)")
+        if len(null):
+            dose.add_hline(y=eff["null_cut"], line_dash="dash", line_color="#e03131", annotation_text=f"{q} (α=1)")
+        right.plotly_chart(dose, key="feat_dose")
+    else:
+        right.caption("Dose–response: this feature was measured at α = 1 only (the strongest candidates are swept).")
+
+
+def label_form(store, sae_key: str | None, feature: int) -> None:
+    """The feature's label and note (one per SAE feature, shared by every task), saved in the workspace."""
+    labels = store.feature_labels(sae_key, [feature])
+    cur = labels.iloc[0] if len(labels) else None
+    c1, c2 = st.columns([1, 2])
+    c1.text_input("Label", value=cur.label if cur is not None else "", key=f"feat_label_{feature}",
+                  placeholder="e.g. package names")
+    c2.text_area("Note", value=(cur.note or "") if cur is not None else "", key=f"feat_note_{feature}",
+                 height=68)
+    st.button("Save label and note", key="feat_label_save", on_click=_save_label,
+              args=(store, sae_key, feature, f"feat_label_{feature}", f"feat_note_{feature}"))
+    if cur is not None:
+        st.caption(f"saved by {cur.author or 'unknown'} · {cur.updated:%Y-%m-%d %H:%M}")
+
+
+def _save_label(store, sae_key: str | None, feature: int, label_key: str, note_key: str) -> None:
+    """Before the rerun the click starts, so the whole page shows the saved label."""
+    try:
+        author = getpass.getuser()
+    except (KeyError, OSError):
+        author = ""
+    store.set_feature_label(sae_key, feature, st.session_state.get(label_key, ""),
+                            st.session_state.get(note_key, ""), author)
+
+
+def density(store, run_id: str, feature: int) -> None:
+    """Share of examples and tokens the feature fires on; per-example token density and max activation."""
+    from igds.workflow.explore import feature_density
+
+    d = feature_density(store, run_id, feature)
+    per = d["examples"]
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Examples it fires on", f"{d['example_share']:.2%}", help=f"{len(per):,} of {d['n_examples']:,}")
+    c2.metric("Tokens it fires on", f"{d['token_share']:.3%}",
+              help=f"{int(per.n_active.sum()):,} of {d['n_tokens']:,} kept tokens")
+    c3.metric("Mean activation where it fires", f"{per.mean_act.mean():.2f}" if len(per) else "–")
+    if per.empty:
+        st.caption("The feature fires on no example of this run.")
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(px.histogram(per, x="density", color="task", nbins=40, barmode="overlay",
+                                   title="Activation density: share of an example's tokens it fires on"),
+                      key="feat_density")
+    right.plotly_chart(px.histogram(per, x="max_act", color="task", nbins=40, barmode="overlay",
+                                    title="Max activation per example where it fires"), key="feat_hist")
+
+
+def quantiles(store, task: str, run_id: str, feature: int) -> None:
+    """Two examples from each of the top, 90th, 75th and 50th percentile of the per-example max activation;
+    clicking one highlights it below."""
+    from igds.workflow.explore import quantile_examples
+
+    q = quantile_examples(store, run_id, feature)
+    if q.empty:
+        st.caption("No example to show.")
+        return
+    q = q.assign(lens=[page_link_url("lens", task=task, example=e) for e in q.example_id])
+    cols = ["interval", "position", "example_id", "max_act", "mean_act", "n_active", "task", "source", "prompt", "lens"]
+    st.caption(f"Of the {int(q.n.iloc[0]):,} examples it fires on, ranked by max activation (position 0 = strongest); "
+               "click a row to highlight it.")
+    event = st.dataframe(q[cols], hide_index=True, width="stretch", key=f"feat_quant_{feature}", on_select="rerun",
+                         selection_mode="single-row", column_config={
+                             "max_act": st.column_config.NumberColumn(format="%.2f"),
+                             "mean_act": st.column_config.NumberColumn(format="%.2f"),
+                             "lens": st.column_config.LinkColumn(display_text="text lens")})
+    rows = event.selection.rows if event else []
+    eid = q.example_id.iloc[rows[0]] if rows else None
+    if eid is not None and eid != st.session_state.get(f"feat_quant_row_{feature}"):
+        st.session_state[EXAMPLE_KEY] = eid
+    st.session_state[f"feat_quant_row_{feature}"] = eid
+
+
+def highlighted_example(store, task: str, run_id: str, feature: int) -> None:
+    """The example a link or a click points at: its stored activation of this feature, its text and (on demand)
+    the feature's token activations on it."""
+    from igds.ui.widgets import show_token_highlights
+    from igds.workflow.explore import example_activation
+
+    url_synced("example", EXAMPLE_KEY)
+    eid = st.session_state.get(EXAMPLE_KEY)
+    url_write("example", EXAMPLE_KEY, eid)
+    if not eid:
+        return
+    st.subheader("Highlighted example")
+    try:
+        ex = example_activation(store, run_id, eid, feature)
+    except ValueError:
+        st.warning(f"No example {eid!r} in this workspace.")
+        return
+    where = f"rank {ex['rank']:,} of the examples it fires on" if ex["rank"] else "it does not fire here"
+    st.markdown(f"**{eid}** · {ex['task']} · {ex['source']} · max activation **{ex['max_act']:.2f}** "
+                f"({where}) · fires on {ex['n_active']} tokens · "
+                f"[open in the text lens]({page_link_url('lens', task=task, example=eid)})")
+    with st.expander("Prompt and response", expanded=not ex["n_active"]):
+        st.markdown(f"**Prompt**\n\n{ex['prompt']}\n\n**Response**\n\n{ex['response']}")
+    if st.toggle("Token activations of this feature (runs the model)", key="feat_ex_tokens"):
+        show_token_highlights(ex, [feature], run_id=run_id)
+    if st.button("Clear highlighted example", key="feat_ex_clear"):
+        st.session_state[EXAMPLE_KEY] = None
+        url_write("example", EXAMPLE_KEY, None)
+        st.rerun()
