@@ -337,6 +337,7 @@ def cmd_selections(args) -> int:
 
 def cmd_export(args) -> int:
     from igds.method.selection import resolve_selection
+    from igds.method.vetting import vetting_lineage
     from igds.store import ActivationStore
     from igds.training.export import ExportConfig, export_selection
     from igds.workflow.tune import selection_examples
@@ -344,7 +345,8 @@ def cmd_export(args) -> int:
     store = ActivationStore()
     sid = resolve_selection(store, args.selection)
     info, examples = selection_examples(store, sid)
-    lineage = {"selection_id": sid, "name": info["name"], "method": info["method"], **info["lineage"]}
+    lineage = vetting_lineage(store, sid, {"selection_id": sid, "name": info["name"], "method": info["method"],
+                                           **info["lineage"]})
     res = export_selection(examples, lineage, ExportConfig(name=args.name or info["name"], fmt=args.fmt))
     print(f"exported {res.n_examples} examples to {res.path}")
     return 0

@@ -37,6 +37,11 @@ def apply_offline_env() -> None:
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+def user_name() -> str | None:
+    """Who is vetting, recorded with each vetting decision (``IGDS_USER``; None when unset)."""
+    return os.environ.get("IGDS_USER", "").strip() or None
+
+
 def requested_device() -> str:
     """Device requested through ``IGDS_DEVICE`` (default ``auto``)."""
     return os.environ.get("IGDS_DEVICE", "auto")

@@ -6,6 +6,7 @@ import streamlit as st
 from igds.config import field_help
 from igds.jobs import read_metrics
 from igds.method.selection import composition, load_selection
+from igds.method.vetting import vetting_lineage
 from igds.settings import resolve_device
 from igds.training.export import EXPORT_FORMATS, ExportConfig, export_selection
 from igds.training.finetune import FinetuneConfig
@@ -42,7 +43,8 @@ fmt = e2.selectbox("Format", EXPORT_FORMATS, key="exp_fmt",
 if e3.button("Export", key="exp_go"):
     try:
         _, examples = selection_examples(store, sid)
-        res = export_selection(examples, {"selection_id": sid, **info["lineage"]}, ExportConfig(name=name, fmt=fmt))
+        lineage = vetting_lineage(store, sid, {"selection_id": sid, **info["lineage"]})  # + vetting decisions
+        res = export_selection(examples, lineage, ExportConfig(name=name, fmt=fmt))
         st.success(f"Exported {res.n_examples} examples to {res.path} (manifest.json beside them)")
     except ValueError as e:
         st.error(str(e))

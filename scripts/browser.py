@@ -214,6 +214,44 @@ class Chromium:
             self.call("Input.dispatchKeyEvent", type=kind, key=key, code=key, windowsVirtualKeyCode=codes[key],
                       text="\r" if key == "Enter" and kind == "keyDown" else "")
 
+    def press_key(self, key: str) -> None:
+        """Press and release one key as a keyboard does (a letter or digit, ``ArrowLeft``/``Right``/``Up``/``Down``,
+        ``Enter``, ``Escape``, ``Tab``), through the DevTools input domain: the page gets real keydown / keyup
+        events, on whatever element has the focus."""
+        named = {"Enter": 13, "Escape": 27, "Tab": 9, "ArrowLeft": 37, "ArrowUp": 38, "ArrowRight": 39, "ArrowDown": 40}
+        if key in named:
+            code, vk, text = key, named[key], "\r" if key == "Enter" else ""
+        elif len(key) == 1 and key.isalnum():
+            code = f"Key{key.upper()}" if key.isalpha() else f"Digit{key}"
+            vk, text = ord(key.upper()), key
+        else:
+            raise ValueError(f"unsupported key {key!r}")
+        self.call("Input.dispatchKeyEvent", type="keyDown", key=key, code=code, windowsVirtualKeyCode=vk, text=text,
+                  unmodifiedText=text)
+        self.call("Input.dispatchKeyEvent", type="keyUp", key=key, code=code, windowsVirtualKeyCode=vk)
+
+    def time_until(self, action, expression: str, timeout: float = 30, interval: float = 0.01) -> float:
+        """Seconds from ``action()`` (e.g. a key press) until the JavaScript ``expression`` is truthy, polled every
+        ``interval`` seconds (the DOM change the action should cause, e.g. the next item rendered).
+
+        Raises:
+            TimeoutError: naming the expression, when it stays falsy for ``timeout`` seconds.
+        """
+        t0 = time.perf_counter()
+        action()
+        deadline = t0 + timeout
+        while not self.evaluate(expression):
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"still false after {timeout:.0f} s: {expression[:200]}")
+            time.sleep(interval)
+        return time.perf_counter() - t0
+
+    def idle(self, timeout: float = 30) -> None:
+        """Wait until the app runs no script (the app root's script state is neither running nor rerun-requested)."""
+        self.wait_for("(() => { const app = document.querySelector('[data-testid=\"stApp\"]'); const state = app ? "
+                      "app.dataset.testScriptState : 'initial'; return !['running', 'rerunRequested', 'initial']"
+                      ".includes(state); })()", timeout, interval=0.02)
+
     def _labelled(self, label: str, tags: str = "input, textarea") -> str:
         return (f"[...document.querySelectorAll({json.dumps(tags)})].find(e => e.getAttribute('aria-label') === "
                 f"{json.dumps(label)})")

@@ -129,7 +129,20 @@ def _experiment(params: dict, ctx: JobContext) -> dict:
                           max_minutes=params.get("max_minutes"), report=params.get("report", "docs/results.md"))
 
 
+def _highlights(params: dict, ctx: JobContext) -> dict:
+    """Token highlights of a task's pool for the vetting queue (the extraction run's model and SAE)."""
+    from igds.store import ActivationStore
+    from igds.workflow.highlights import HighlightConfig, ensure_pool_highlights
+    from igds.workflow.workspace import resolve_workspace
+
+    ws = resolve_workspace(ActivationStore(), run_id=params["run_id"], progress=ctx.progress)
+    ctx.log(f"highlights: {params['task']} {params.get('pool_setting', 'mixed')} pool of run {params['run_id']}")
+    return ensure_pool_highlights(ws, params["run_id"], params["task"], params.get("pool_setting", "mixed"),
+                                  int(params.get("pool_limit", 0)), HighlightConfig.from_dict(params.get("config", {})),
+                                  ctx.progress)
+
+
 for _name, _fn in {"bootstrap": _bootstrap, "count": _count, "extract": _extract, "intervene": _intervene,
                    "select": _select, "finetune": _finetune, "evaluate": _evaluate_base,
-                   "experiment": _experiment}.items():
+                   "experiment": _experiment, "highlights": _highlights}.items():
     register_job_kind(_name, _fn)

@@ -401,6 +401,56 @@ CREATE TABLE IF NOT EXISTS tasks (
 ALTER TABLE models ADD COLUMN IF NOT EXISTS spec VARCHAR;
 ALTER TABLE saes ADD COLUMN IF NOT EXISTS spec VARCHAR;
 -- == vetting (issue 16): sessions, decisions, token activations for highlights ==
+-- Token activations the vetting queue highlights, stored once per pool so no click runs the model
+-- (igds.workflow.highlights): per extraction run, task (whose pool and candidate features) and pool example, the
+-- tokens as extraction rendered them, each position's in-scope flag and the features computed ...
+CREATE TABLE IF NOT EXISTS highlight_tokens (
+    run_id VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,          -- the task whose pool the example is in
+    example_id VARCHAR NOT NULL,
+    tokens VARCHAR[] NOT NULL,      -- decoded tokens of the rendered, truncated example
+    in_scope BOOLEAN[] NOT NULL,    -- positions the run's token scope counts (BOS and sinks: false)
+    features INTEGER[] NOT NULL,    -- features computed (one absent from highlight_acts never fired)
+    created TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (run_id, task, example_id)
+);
+-- ... and the nonzero activations: one row per (example, feature that fired anywhere in it).
+CREATE TABLE IF NOT EXISTS highlight_acts (
+    run_id VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    example_id VARCHAR NOT NULL,
+    feature INTEGER NOT NULL,
+    positions INTEGER[] NOT NULL,   -- ascending positions where it is nonzero
+    acts REAL[] NOT NULL,           -- its activation there
+    PRIMARY KEY (run_id, task, example_id, feature)
+);
+-- A vetting session: one user's decisions on one task's pool, started from the live selection's settings
+-- (selection_id NULL) or for a stored selection; a selection saved from the session is recorded in it too.
+CREATE TABLE IF NOT EXISTS vetting_sessions (
+    session_id VARCHAR PRIMARY KEY,
+    task VARCHAR NOT NULL,
+    extract_run VARCHAR,
+    pool_setting VARCHAR,
+    pool_limit INTEGER,
+    selection_id VARCHAR,
+    settings VARCHAR,               -- JSON: the selection and resonance configs the session started with
+    user_name VARCHAR,
+    created TIMESTAMP DEFAULT current_timestamp
+);
+-- Its decisions, an append-only log: seq numbers every action of the session (one decision, or one bulk
+-- decision's rows, share a seq); an example's decision is its latest row not undone; undo marks the latest
+-- action's rows with the seq of the undo (so the decisions as of any seq can be read back).
+CREATE TABLE IF NOT EXISTS vetting_decisions (
+    session_id VARCHAR NOT NULL,
+    seq INTEGER NOT NULL,
+    example_id VARCHAR NOT NULL,
+    decision VARCHAR NOT NULL,      -- accept | reject | skip
+    note VARCHAR,
+    user_name VARCHAR,
+    decided TIMESTAMP DEFAULT current_timestamp,
+    undone_seq INTEGER,             -- NULL: in force
+    PRIMARY KEY (session_id, seq, example_id)
+);
 -- == end vetting ==
 -- == exploration (issue 16): feature labels and notes ==
 -- A researcher's label and note for an SAE feature (one per feature of an SAE, shared by every task), searchable

@@ -1,0 +1,82 @@
+"""Selection page, vetting queue: a decision re-ranks the selection the page shows and undo takes it back; a bulk
+decision by filter is one action."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from igds.store import ActivationStore
+from tests.integration.test_vetting import vetting_store_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    path = tmp_path / "igds.duckdb"
+    shutil.copy(vetting_store_file(), path)
+    monkeypatch.setenv("IGDS_STORE", str(path))
+    monkeypatch.setenv("IGDS_USER", "grace")
+    return ActivationStore(path)
+
+
+def page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/4_selection.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def current(at) -> str:
+    """The example the queue shows (its id is in the header's data attribute)."""
+    header = next(m.value for m in at.markdown if 'class="vet-current"' in m.value)
+    return header.split('data-example="')[1].split('"')[0]
+
+
+def shown_selection(at) -> set[str]:
+    return set(at.dataframe(key="sel_table").value.example_id)
+
+
+def test_accept_below_the_cut_reranks_the_page_and_undo_restores_it(store):
+    at = page()
+    before, first = shown_selection(at), current(at)
+    assert first in before  # around the cut: the weakest selected example first
+    at.button(key="vet_next").click().run()
+    below = current(at)
+    assert below not in before  # then the strongest one left out
+    at.text_input(key="vet_note").set_value("clearly on topic")
+    at.button(key="vet_accept").click().run()
+    assert not at.exception
+    sessions = store.query_df("SELECT session_id, user_name FROM vetting_sessions")
+    assert list(sessions.user_name) == ["grace"]
+    d = store.session_decisions(sessions.session_id.iloc[0])
+    assert list(zip(d.example_id, d.decision, d.note, d.user_name, strict=True)) == [
+        (below, "accept", "clearly on topic", "grace")]
+    after = shown_selection(at)
+    assert below in after and len(after) == len(before) and first not in after  # the accept took its place
+    assert current(at) != below and at.text_input(key="vet_note").value == ""  # next example, note cleared
+    assert any("1 decisions applied" in c.value for c in at.caption)
+
+    at.button(key="vet_undo").click().run()
+    assert not at.exception
+    assert store.session_decisions(sessions.session_id.iloc[0]).empty
+    assert shown_selection(at) == before and current(at) == below  # back on the undone example
+
+
+def test_bulk_decision_by_source_is_one_action(store):
+    at = page()
+    task_sources = ["debian-ddtp"]  # the summarization examples' source in the tiny workspace
+    at.multiselect(key="vet_f_sources").set_value(task_sources).run()
+    at.selectbox(key="vet_bulk_decision").set_value("reject").run()
+    assert "120 matching" in at.button(key="vet_bulk").label
+    at.button(key="vet_bulk").click().run()
+    assert not at.exception
+    sid = store.query_df("SELECT session_id FROM vetting_sessions").session_id.iloc[0]
+    d = store.session_decisions(sid)
+    assert len(d) == 120 and set(d.decision) == {"reject"} and d.seq.nunique() == 1
+    assert next(m for m in at.metric if m.label == "Task share of selection").value == "0.0%"
+    at.button(key="vet_undo").click().run()
+    assert store.session_decisions(sid).empty
+    assert next(m for m in at.metric if m.label == "Task share of selection").value != "0.0%"
