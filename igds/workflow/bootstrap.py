@@ -1,7 +1,8 @@
 """The first run, end to end: corpus → model → shipped SAE → extraction → recall → interventions →
-top-activating contexts of every candidate → token highlights of the pool, so the dashboard opens on
-recalled and validated features, a live selection and its vetting queue without a click. Every step is
-cached by content key: a second run is a no-op and an interrupted one resumes."""
+top-activating contexts of every candidate, so the dashboard opens on recalled and validated features and a
+live selection without a click. The vetting queue's token highlights are a job of their own, offered on the
+Selection page (they would double the first run on 2 cores). Every step is cached by content key: a second run
+is a no-op and an interrupted one resumes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from igds import settings
 from igds.progress import ProgressFn, null_progress, scaled
 from igds.store import ActivationStore
 from igds.workflow.explore import ensure_contexts
-from igds.workflow.highlights import ensure_pool_highlights
 from igds.workflow.stages import run_interventions, run_recall
 from igds.workflow.workspace import BootstrapConfig, extract_tasks, open_workspace, workspace_config
 
@@ -21,9 +21,8 @@ def bootstrap(cfg: BootstrapConfig | None = None, store: ActivationStore | None 
     """Prepare the workspace for ``cfg.tasks`` (default: its chosen model and SAE, :func:`workspace_config`);
     cached steps are skipped.
 
-    With ``cfg.method_stages`` (default) recall, interventions (null included), the contexts of every
-    candidate and the token highlights of the pool (the vetting queue's) run for the first task, after the
-    extraction of every task.
+    With ``cfg.method_stages`` (default) recall, interventions (null included) and the contexts of every
+    candidate run for the first task, after the extraction of every task.
 
     Returns:
         a summary dict (keys, counts, timings, SAE quality, per-task |C| and |F*|).
@@ -46,12 +45,10 @@ def bootstrap(cfg: BootstrapConfig | None = None, store: ActivationStore | None 
         recall = run_recall(ws, task, cfg.recall, cfg.extract)
         effects = run_interventions(ws, task, recall, cfg.intervene, scaled(progress, 42, 50, 100))
         progress(92, 100, f"contexts of the {len(recall.candidates)} candidates")
-        ensure_contexts(ws, res.run_id, recall.candidates, progress=scaled(progress, 92, 4, 100))
-        progress(96, 100, "token highlights of the pool (vetting)")
-        hl = ensure_pool_highlights(ws, res.run_id, task, cfg.pool_setting, progress=scaled(progress, 96, 4, 100))
+        ensure_contexts(ws, res.run_id, recall.candidates, progress=scaled(progress, 92, 8, 100))
         summary["tasks"][task] = {"recall_id": recall.recall_id, "candidates": len(recall.candidates),
                                   "effect_id": effects.effect_id, "validated": effects.kept,
-                                  "highlight_rows": hl["stored_rows"], "seconds": round(time.perf_counter() - t1, 1)}
+                                  "seconds": round(time.perf_counter() - t1, 1)}
     progress(100, 100, "bootstrap: done")
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     return summary

@@ -44,7 +44,7 @@ def test_import_igds_is_light():
 
 BULK_TABLES = ("feature_acts", "example_stats", "effects", "effect_summary", "attribution", "recall", "example_nll",
                "selection_members", "eval_outputs", "null_effects", "null_summary", "feature_contexts",
-               "dataset_rows")
+               "dataset_rows", "highlight_tokens", "highlight_acts")
 BULK_SQL = re.compile(rf"\b(FROM|JOIN|INTO|UPDATE)\s+({'|'.join(BULK_TABLES)})\b", re.IGNORECASE)
 
 
