@@ -255,18 +255,34 @@ def select_igds(store: ActivationStore, run_id: str, task: str, effects: EffectR
     sp, chosen = live_selection(store, run_id, task, effects, sel_cfg, res_cfg, sae_key, matrix)
     if quartile is not None:
         chosen = quartile_block(sp.scores.rename(columns={"frs": "score"}), quartile)
+    require_features(sp, effects, task)
+    method = "igds" if quartile is None else f"igds-q{quartile}"
+    lin = igds_lineage(store, run_id, sel_cfg, sp, res_cfg, effects, preset, method=method,
+                       **({"overrides": {}, "quartile": quartile} if quartile is not None else {}))
+    default = f"igds-{task}-{sel_cfg.ratio:g}" if res_cfg.higher_first else f"igds-hard-{task}-{sel_cfg.ratio:g}"
+    return save_selection(store, name or default, task, method, sel_cfg.pool_setting, len(sp.scores), chosen, lin)
+
+
+def require_features(sp: ScoredPool, effects: EffectResult, task: str) -> None:
+    """Refuse to store an IGDS selection scored with no feature (every score would be 0).
+
+    Raises:
+        NoValidatedFeatures: naming why (all vetoed, or the filter kept none).
+    """
     if not sp.features:
         why = (f"all {len(effects.kept)} validated features are vetoed" if effects.kept
                else effects.why_none_kept())
         raise NoValidatedFeatures(f"IGDS has no features to score {task!r} with: {why}; "
                                   "pin a feature on the Interventions page or relax the filter (delta, p) to select")
-    method = "igds" if quartile is None else f"igds-q{quartile}"
-    lin = lineage(store, run_id, sel_cfg, sp.scores.example_id, {
-        "method": method, "features": sp.features, "resonance": res_cfg.to_dict(), "effect_id": effects.effect_id,
-        "overrides": sp.overrides.to_dict() if quartile is None else {}, "method_preset": preset,
-        **({"quartile": quartile} if quartile is not None else {})})
-    default = f"igds-{task}-{sel_cfg.ratio:g}" if res_cfg.higher_first else f"igds-hard-{task}-{sel_cfg.ratio:g}"
-    return save_selection(store, name or default, task, method, sel_cfg.pool_setting, len(sp.scores), chosen, lin)
+
+
+def igds_lineage(store: ActivationStore, run_id: str, sel_cfg: SelectionConfig, sp: ScoredPool,
+                 res_cfg: ResonanceConfig, effects: EffectResult, preset: str, **extra) -> dict:
+    """The lineage of an IGDS selection (:func:`lineage` plus the features, resonance, intervention run, overrides
+    and method preset); ``extra`` adds or replaces entries (a quartile, a vetting session)."""
+    return lineage(store, run_id, sel_cfg, sp.scores.example_id, {
+        "method": "igds", "features": sp.features, "resonance": res_cfg.to_dict(), "effect_id": effects.effect_id,
+        "overrides": sp.overrides.to_dict(), "method_preset": preset, **extra})
 
 
 def quartile_block(ranked: pd.DataFrame, quartile: int, n_blocks: int = 4) -> pd.DataFrame:

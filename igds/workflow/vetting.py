@@ -9,7 +9,7 @@ from igds.method.resonance import ResonanceConfig, ResonanceMatrix
 from igds.method.selection import SelectionConfig, save_selection
 from igds.method.vetting import apply_decisions
 from igds.store import ActivationStore
-from igds.workflow.stages import NoValidatedFeatures, lineage, live_selection
+from igds.workflow.stages import igds_lineage, live_selection, require_features
 
 
 def save_vetted_selection(store: ActivationStore, run_id: str, task: str, effects: EffectResult,
@@ -27,16 +27,12 @@ def save_vetted_selection(store: ActivationStore, run_id: str, task: str, effect
         NoValidatedFeatures: when no feature is left to score with.
     """
     sp, _ = live_selection(store, run_id, task, effects, sel_cfg, res_cfg, sae_key, matrix)
-    if not sp.features:
-        raise NoValidatedFeatures(f"IGDS has no features to score {task!r} with; pin a feature on the "
-                                  "Interventions page or relax the filter (delta, p) to select")
+    require_features(sp, effects, task)
     seq = store.vetting_seq(session_id)
     chosen = apply_decisions(sp.scores, sel_cfg, sp.overrides, store.session_decisions(session_id, seq),
                              res_cfg.higher_first)
-    lin = lineage(store, run_id, sel_cfg, sp.scores.example_id, {
-        "method": "igds", "features": sp.features, "resonance": res_cfg.to_dict(), "effect_id": effects.effect_id,
-        "overrides": sp.overrides.to_dict(), "method_preset": preset, "vetting_session": session_id,
-        "vetting_seq": seq})
+    lin = igds_lineage(store, run_id, sel_cfg, sp, res_cfg, effects, preset, vetting_session=session_id,
+                       vetting_seq=seq)
     kind = "igds" if res_cfg.higher_first else "igds-hard"
     sid = save_selection(store, name or f"{kind}-{task}-{sel_cfg.ratio:g}-vetted", task, "igds",
                          sel_cfg.pool_setting, len(sp.scores), chosen, lin)
