@@ -27,6 +27,7 @@ def _count(params: dict, ctx: JobContext) -> dict:
         if ctx.should_stop():
             ctx.log(f"cancelled after step {step}")
             return {"count": step, "stopped": True}
+        ctx.log(f"step {step + 1} started")  # after the check: a cancel from now on waits for the next one
         time.sleep(sleep)
         step += 1
         if params.get("fail_at") == step:

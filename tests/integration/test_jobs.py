@@ -119,7 +119,8 @@ def test_cancel_is_seen_by_should_stop_and_the_job_can_resume():
 def test_cancel_escalates_to_sigterm_when_the_job_does_not_look():
     # 30 s per step: should_stop() is not consulted in time, so the job's own watchdog sends SIGTERM
     job_id = jobs.start_job("count", {"steps": 2, "sleep": 30})
-    wait_until(lambda: jobs.job_status(job_id)["state"] == "running")
+    # past the first should_stop() check (a cancel before it would be noticed there, with no SIGTERM needed)
+    wait_until(lambda: any("step 1 started" in line for line in jobs.read_log(job_id)))
     st = jobs.cancel_job(job_id, grace_s=0.2)  # returns at once
     assert st["state"] == "running"
     st = jobs.wait_job(job_id, timeout=10)
