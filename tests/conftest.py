@@ -39,3 +39,44 @@ def _seed_and_isolate(tmp_path, monkeypatch, request):
         monkeypatch.setenv("IGDS_HOME", str(tmp_path / "igds_home"))
         monkeypatch.delenv("IGDS_STORE", raising=False)
     yield
+
+
+# -- Ray -----------------------------------------------------------------------------------------------------
+# One local Ray per test session (started on first use, about 5 s, dashboard included for the Jobs API), sized
+# to this machine's 2 cores. A test that uses it must release every actor it started; `ray_local` checks.
+_RAY: dict = {}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def _ray_session():
+    ray = pytest.importorskip("ray")
+    dashboard_port = _free_port()
+    info = ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
+                    configure_logging=False, log_to_driver=False, namespace="igds-tests")
+    _RAY.update(address=info.address_info["gcs_address"], dashboard=f"http://127.0.0.1:{dashboard_port}",
+                cpus=2.0)
+    yield dict(_RAY)
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_local(_ray_session):
+    """A running local Ray (``address``, ``dashboard`` URL, ``cpus``); fails a test that leaves CPUs held."""
+    import time
+
+    import ray
+
+    yield _ray_session
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < _ray_session["cpus"]:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the test left Ray CPUs held: {ray.available_resources()}")
+        time.sleep(0.2)
