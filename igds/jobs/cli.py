@@ -62,8 +62,10 @@ def cmd_job_list(args) -> int:
     if not rows:
         print(f"no jobs in {jobs.jobs_dir()}")
     for st in rows:
-        print(f"{st['job_id']:<40} {st['state']:<9} {_fmt_progress(st):<20} attempt {st.get('attempt', 1)}  "
-              f"updated {_fmt_time(st.get('updated'))}")
+        q, slot = st.get("queue"), st.get("slot") if st["state"] == "running" else None
+        where = f"place {q['place']} of {q['of']}" if q else (f"slot {slot['index']}" if slot else "")
+        print(f"{st['job_id']:<40} {st['state']:<9} {where:<14} {_fmt_progress(st):<20} "
+              f"attempt {st.get('attempt', 1)}  {st.get('target', 'local'):<5}  updated {_fmt_time(st.get('updated'))}")
     return 0
 
 
@@ -75,6 +77,23 @@ def cmd_job_show(args) -> int:
         print(f"error: {st['error']['type']}: {st['error']['message']}\n{st['error'].get('traceback', '')}")
     print(f"--- last {args.lines} log lines ---")
     print("\n".join(jobs.read_log(args.job_id, args.lines)))
+    return 0
+
+
+def cmd_job_queue(args) -> int:
+    """Show the local queue (slots, holders, waiting jobs); with options, save a new queue setting first."""
+    if args.slots is not None or args.threads is not None or args.gpus is not None:
+        cur = jobs.queue_config()
+        cfg = jobs.QueueConfig(slots=cur.slots if args.slots is None else args.slots,
+                               threads_per_slot=cur.threads_per_slot if args.threads is None else args.threads,
+                               gpu_ids=cur.gpu_ids if args.gpus is None else tuple(args.gpus))
+        jobs.save_queue_config(cfg)
+    cfg = jobs.queue_config()
+    print(f"{cfg.slots} slot(s) x {cfg.threads()} thread(s)" + (f", GPUs {list(cfg.gpu_ids)}" if cfg.gpu_ids else ""))
+    for i, holder in jobs.slot_holders().items():
+        print(f"slot {i}: {holder or 'free'}")
+    for place, job_id in enumerate(jobs.waiting_jobs(), 1):
+        print(f"waiting {place}: {job_id}")
     return 0
 
 
@@ -98,7 +117,8 @@ def cmd_job_start(args) -> int:
         from igds.progress import tqdm_progress
 
         return report_job(jobs.run_job_inline(args.kind, params, job_id=args.job_id, progress=tqdm_progress(args.kind)))
-    job_id = jobs.start_job(args.kind, params, job_id=args.job_id)
+    job_id = jobs.start_job(args.kind, params, job_id=args.job_id, target=args.target,
+                            dashboard_address=args.dashboard)
     return report_job(watch_job(job_id)) if args.wait else (print(job_id) or 0)
 
 
@@ -118,6 +138,12 @@ def add_job_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--lines", type=int, default=20, help="log lines to print")
     s.set_defaults(func=cmd_job_show)
 
+    q = js.add_parser("queue", help="the local queue of heavy jobs; options save a new slot setting")
+    q.add_argument("--slots", type=int, default=None, help="heavy jobs that run at once")
+    q.add_argument("--threads", type=int, default=None, help="CPU threads per slot (0 = cores / slots)")
+    q.add_argument("--gpus", nargs="*", default=None, help="CUDA_VISIBLE_DEVICES per slot, e.g. --gpus 0 1")
+    q.set_defaults(func=cmd_job_queue)
+
     c = js.add_parser("cancel", help="ask a job to stop (SIGTERM after a grace period)")
     c.add_argument("job_id")
     c.add_argument("--grace", type=float, default=jobs.CANCEL_GRACE_S, help="seconds before SIGTERM")
@@ -134,5 +160,8 @@ def add_job_commands(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--params", default="{}", help="JSON object of parameters")
     st.add_argument("--job-id", default=None, help="explicit job id (default: <kind>-<time>-<hex>)")
     st.add_argument("--wait", action="store_true", help="wait, showing progress")
-    st.add_argument("--foreground", action="store_true", help="run in this process instead")
+    st.add_argument("--foreground", action="store_true", help="run in this process instead (bypasses the queue)")
+    st.add_argument("--target", choices=("local", "ray"), default=None,
+                    help="local process or Ray cluster (default: the workspace's executor setting job_target)")
+    st.add_argument("--dashboard", default=None, help="Ray dashboard address for --target ray (default: setting)")
     st.set_defaults(func=cmd_job_start)

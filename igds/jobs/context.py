@@ -25,6 +25,7 @@ from igds.jobs.folder import (
     status_lock,
     write_json,
 )
+from igds.jobs.queue import acquire_slot, apply_slot, queue_config
 from igds.progress import ProgressFn
 
 HEARTBEAT_S = 2.0  # how often a live job rewrites its heartbeat
@@ -38,10 +39,18 @@ class JobCancelled(BaseException):
     """Raised inside a job on SIGTERM; a BaseException so that ``except Exception`` in job code lets it pass."""
 
 
+class JobNotQueued(RuntimeError):
+    """A job process found its job no longer queued (run twice, or cancelled before it started)."""
+
+    def __init__(self, job_id: str, status: dict):
+        super().__init__(f"job {job_id} is {status['state']}, not queued; use resume_job")
+        self.status = status
+
+
 class JobContext:
     """What a job function gets: progress, log, metric, ``checkpoint_dir``, ``should_stop()`` and ``job_id``."""
 
-    def __init__(self, job_id: str, *, detached: bool, echo: ProgressFn | None = None):
+    def __init__(self, job_id: str, *, detached: bool, echo: ProgressFn | None = None, slot: dict | None = None):
         self.job_id = job_id
         self.dir = job_dir(job_id)
         self.checkpoint_dir = self.dir / CHECKPOINTS
@@ -54,9 +63,9 @@ class JobContext:
         with status_lock(self.dir):
             st = read_json(self.dir / STATUS)
             if st["state"] != "queued":  # a second `job run` of the same folder would corrupt it
-                raise RuntimeError(f"job {job_id} is {st['state']}, not queued; use resume_job")
+                raise JobNotQueued(job_id, st)
             now = time.time()
-            st.update(state="running", pid=os.getpid(), host=socket.gethostname(), detached=detached,
+            st.update(state="running", pid=os.getpid(), host=socket.gethostname(), detached=detached, slot=slot,
                       started=now, updated=now, heartbeat=now, finished=None, error=None, result=None)
             st.setdefault("log_tail", [])
             self.status = st
@@ -143,12 +152,53 @@ def _on_sigterm(signum, frame):
     raise JobCancelled("terminated by SIGTERM")
 
 
+def _stop_waiting(d) -> bool:
+    # a queued job gives up its place once cancelled: the flag, or cancel_job() already recorded the state
+    if (d / CANCEL).exists():
+        return True
+    try:
+        return read_json(d / STATUS)["state"] != "queued"
+    except (OSError, ValueError, KeyError):
+        return True
+
+
+def _cancelled_in_queue(job_id: str) -> dict:
+    d = job_dir(job_id)
+    with status_lock(d):
+        st = read_json(d / STATUS)
+        if st["state"] == "queued":  # only the flag was set: record the cancel here
+            st.update(state="cancelled", finished=time.time(), updated=time.time())
+            write_json(d / STATUS, st)
+    return st
+
+
 def execute(job_id: str, resolve: Callable[[str], Callable], *, detached: bool,
-            echo: ProgressFn | None = None) -> dict:
-    """Run a prepared (queued) job in this process, recording its end state; returns the final status."""
+            echo: ProgressFn | None = None, needs_slot: Callable[[str, dict], bool] | None = None) -> dict:
+    """Run a prepared (queued) job in this process, recording its end state; returns the final status.
+
+    With ``needs_slot`` (kind, params → bool; the job process passes the registry's), a local job that needs one
+    first waits for a slot of the local queue (:mod:`igds.jobs.queue`) and sets its threads and GPUs to it; an
+    inline run (no ``needs_slot``) and a job submitted to Ray bypass the queue.
+    """
     d = job_dir(job_id)
     spec = read_json(d / SPEC)
-    ctx = JobContext(job_id, detached=detached, echo=echo)
+    lease = None
+    if needs_slot is not None and read_json(d / STATUS).get("target", "local") == "local" \
+            and needs_slot(spec["kind"], spec["params"]):
+        lease = acquire_slot(job_id, queue_config(), lambda: _stop_waiting(d))
+        if lease is None:
+            return _cancelled_in_queue(job_id)
+        apply_slot(lease)
+    try:
+        ctx = JobContext(job_id, detached=detached, echo=echo, slot=lease.info() if lease else None)
+    except JobNotQueued as e:
+        if lease is not None:
+            lease.release()
+        if e.status["state"] == "cancelled":  # cancelled after it got its slot, before it started
+            return e.status
+        raise
+    if lease is not None:
+        ctx.log(f"slot {lease.index}: {lease.threads} thread(s)" + (f", GPUs {lease.gpus}" if lease.gpus else ""))
     stop = threading.Event()
     beat = threading.Thread(target=ctx._heartbeat, args=(stop,), daemon=True, name=f"heartbeat-{job_id}")
     beat.start()
@@ -167,4 +217,6 @@ def execute(job_id: str, resolve: Callable[[str], Callable], *, detached: bool,
         traceback.print_exc()  # into log.txt for a detached job
     finally:
         stop.set()
+        if lease is not None:
+            lease.release()
     return dict(ctx.status)

@@ -1,5 +1,9 @@
 """The job kinds IGDS registers: every long stage can run as a background job, plus ``count``, a toy
-kind for tests and demos.
+kind for tests and demos, and ``matmul``, an all-cores torch workload for ``bench/job_queue.py``.
+
+The stage kinds are heavy (they wait for a slot of the local queue, :mod:`igds.jobs.queue`); ``count`` is light
+unless its params say ``{"heavy": true}``. ``select`` is heavy although a pure-SQL selection would not need a
+slot: its baselines may run the model (NLL tables), and a kind's need is declared once, not guessed per call.
 
 Each function takes JSON params and a :class:`~igds.jobs.context.JobContext` and calls the same library
 code as the CLI, with the context's progress callback. Stages are resumable on their own (shards,
@@ -143,7 +147,27 @@ def _highlights(params: dict, ctx: JobContext) -> dict:
                                   ctx.progress)
 
 
-for _name, _fn in {"bootstrap": _bootstrap, "count": _count, "extract": _extract, "intervene": _intervene,
-                   "select": _select, "finetune": _finetune, "evaluate": _evaluate_base,
-                   "experiment": _experiment, "highlights": _highlights}.items():
-    register_job_kind(_name, _fn)
+def _matmul(params: dict, ctx: JobContext) -> dict:
+    """Benchmark kind: ``rounds`` float32 matmuls of ``size`` x ``size`` with torch's threads (a stand-in for a
+    model forward that keeps every core of its slot busy); reports its compute seconds."""
+    import torch
+
+    size, rounds = int(params.get("size", 512)), int(params.get("rounds", 50))
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(size, size, generator=gen), torch.randn(size, size, generator=gen)
+    t0 = time.perf_counter()
+    for i in range(rounds):
+        if ctx.should_stop():
+            return {"rounds": i, "stopped": True}
+        a = torch.tanh(a @ b)
+        ctx.progress(i + 1, rounds, f"matmul {i + 1}/{rounds}")
+    return {"rounds": rounds, "seconds": time.perf_counter() - t0, "threads": torch.get_num_threads()}
+
+
+# heavy kinds run a model (or all-core work) and wait for a slot of the local queue (igds.jobs.queue)
+_HEAVY = {"bootstrap": _bootstrap, "extract": _extract, "intervene": _intervene, "select": _select,
+          "finetune": _finetune, "evaluate": _evaluate_base, "experiment": _experiment, "highlights": _highlights,
+          "matmul": _matmul}
+for _name, _fn in _HEAVY.items():
+    register_job_kind(_name, _fn, heavy=True)
+register_job_kind("count", _count)  # light unless its params say {"heavy": true}

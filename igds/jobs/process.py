@@ -1,6 +1,9 @@
 """Starting and stopping job processes: create a job's folder, launch ``python -m igds job run <id>`` in
-its own session, resume, cancel (flag, then SIGTERM, then SIGKILL) and wait; or run a job in this
-process with the same files."""
+its own session (or submit it to a Ray cluster, :mod:`igds.jobs.ray_target`), resume, cancel (flag, then
+SIGTERM, then SIGKILL or ``stop_job``) and wait; or run a job in this process with the same files.
+
+A local job of a heavy kind is queued (:mod:`igds.jobs.queue`) here, in the launcher, before its process starts,
+so the queue keeps the order of the ``start_job`` calls whatever the processes' start-up times."""
 
 from __future__ import annotations
 
@@ -15,20 +18,47 @@ import sys
 import time
 from collections.abc import Callable
 
+from igds import settings
+from igds.jobs import ray_target
 from igds.jobs.context import CANCEL_GRACE_S, EXIT_CANCELLED, EXIT_FAILED, execute
 from igds.jobs.folder import CANCEL, CHECKPOINTS, LOG, SPEC, STATUS, job_dir, read_json, status_lock, write_json
-from igds.jobs.registry import get_job_kind
+from igds.jobs.queue import dequeue, enqueue
+from igds.jobs.registry import get_job_kind, needs_slot
 from igds.jobs.status import RESUMABLE, TERMINAL, job_status, pid_alive, track_child
 from igds.progress import ProgressFn
 
 
 def run_job_process(job_id: str) -> int:
     """Body of ``python -m igds job run <id>``: run a prepared job here; exit code 0 done, 1 failed, 3 cancelled."""
-    st = execute(job_id, get_job_kind, detached=True)
+    st = execute(job_id, get_job_kind, detached=True, needs_slot=needs_slot)
     return {"done": 0, "cancelled": EXIT_CANCELLED}.get(st["state"], EXIT_FAILED)
 
 
-def _new_job(kind: str, params: dict, job_id: str | None) -> str:
+JOB_TARGETS = ("local", "ray")
+
+
+def _resolve_target(kind: str, params: dict, target: str | None, dashboard_address: str | None) -> dict:
+    """``{"target": ..., "ray": {...}}`` for a new job: the argument, else the workspace's executor setting."""
+    if target is not None and target not in JOB_TARGETS:
+        raise ValueError(f"job target {target!r}; use one of {', '.join(JOB_TARGETS)}")
+    cfg = None
+    if target != "local" and settings.store_path().exists():  # no store yet: no setting, the default (local)
+        from igds.executor import executor_config
+        from igds.store import ActivationStore
+
+        cfg = executor_config(ActivationStore())
+    target = target or (cfg.job_target if cfg else "local")
+    if target == "local":
+        return {"target": "local"}
+    heavy_here = needs_slot(kind, params) and (cfg is None or cfg.kind == "local")
+    ray = {"dashboard": ray_target.dashboard_of(cfg.address if cfg else None,
+                                                dashboard_address or (cfg.dashboard_address if cfg else None)),
+           "num_cpus": (cfg.cpus_per_actor if cfg else 1.0) if heavy_here else 0.0,
+           "num_gpus": (cfg.gpus_per_actor if cfg else 0.0) if heavy_here else 0.0, "submission_id": None}
+    return {"target": "ray", "ray": ray}
+
+
+def _new_job(kind: str, params: dict, job_id: str | None, where: dict | None = None) -> str:
     params = json.loads(json.dumps(params))  # fail early on params that a child process could not receive
     job_id = job_id or f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     d = job_dir(job_id)
@@ -39,12 +69,24 @@ def _new_job(kind: str, params: dict, job_id: str | None) -> str:
     write_json(d / SPEC, {"job_id": job_id, "kind": kind, "params": params, "created": now})
     write_json(d / STATUS, {"job_id": job_id, "kind": kind, "state": "queued", "attempt": 1, "created": now,
                              "updated": now, "pid": None, "host": socket.gethostname(), "progress": None,
-                             "log_tail": [], "error": None, "result": None})
+                             "log_tail": [], "error": None, "result": None, **(where or {"target": "local"})})
     return job_id
 
 
 def _launch(job_id: str) -> None:
     d = job_dir(job_id)
+    st = read_json(d / STATUS)
+    if st.get("target") == "ray":
+        sid = ray_target.submit(job_id, st["ray"], st.get("attempt", 1))
+        with status_lock(d):
+            st = read_json(d / STATUS)
+            st["ray"] = {**st["ray"], "submission_id": sid}
+            st.update(updated=time.time())
+            write_json(d / STATUS, st)
+        return
+    spec = read_json(d / SPEC)
+    if needs_slot(spec["kind"], spec["params"]):
+        enqueue(job_id)  # here, not in the child: the queue keeps the order of the start_job calls
     with open(d / LOG, "ab") as log:
         p = subprocess.Popen([sys.executable, "-u", "-m", "igds", "job", "run", job_id], stdout=log,
                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -56,13 +98,20 @@ def _launch(job_id: str) -> None:
             write_json(d / STATUS, st)
 
 
-def start_job(kind: str, params: dict | None = None, *, job_id: str | None = None) -> str:
-    """Start a job in a separate process and return its id at once.
+def start_job(kind: str, params: dict | None = None, *, job_id: str | None = None, target: str | None = None,
+              dashboard_address: str | None = None) -> str:
+    """Start a job in a separate process (or on a Ray cluster) and return its id at once.
+
+    A heavy kind's local job waits in the local queue for a slot (its status reads ``queued`` with
+    ``queue.place``) before it runs; see :mod:`igds.jobs.queue`.
 
     Args:
         kind: A registered job kind.
         params: JSON-able parameters passed to the kind's function.
         job_id: Explicit id; if that job exists it must be resumable with the same kind and params, and is resumed.
+        target: ``local`` (a process on this machine) or ``ray`` (submitted through the Ray Jobs API, see
+            :mod:`igds.jobs.ray_target`); None reads the workspace's executor setting (``job_target``).
+        dashboard_address: the Ray dashboard for ``target="ray"``; None reads the executor setting.
 
     Returns:
         The job id, ``<kind>-<yyyymmdd-hhmmss>-<4 hex>`` unless given.
@@ -74,8 +123,16 @@ def start_job(kind: str, params: dict | None = None, *, job_id: str | None = Non
         if st["state"] in RESUMABLE and spec["kind"] == kind and spec["params"] == params:
             return resume_job(job_id)
         raise ValueError(f"job {job_id!r} exists ({st['state']}, kind {spec['kind']}) and cannot be resumed as given")
-    job_id = _new_job(kind, params, job_id)
-    _launch(job_id)
+    where = _resolve_target(kind, params, target, dashboard_address)
+    job_id = _new_job(kind, params, job_id, where)
+    try:
+        _launch(job_id)
+    except Exception as e:  # e.g. the cluster refused the submission: the job folder says so
+        with status_lock(job_dir(job_id)):
+            st = read_json(job_dir(job_id) / STATUS)
+            st.update(state="failed", finished=time.time(), error={"type": type(e).__name__, "message": str(e)})
+            write_json(job_dir(job_id) / STATUS, st)
+        raise
     return job_id
 
 
@@ -90,6 +147,8 @@ def resume_job(job_id: str) -> str:
         st = read_json(d / STATUS)
         st.update(state="queued", attempt=st.get("attempt", 1) + 1, pid=None, error=None, result=None,
                   finished=None, heartbeat=None, updated=time.time())
+        if st.get("ray"):  # the previous attempt's Ray job has ended: it must not make this one read as dead
+            st["ray"] = {**st["ray"], "submission_id": None}
         write_json(d / STATUS, st)
     _launch(job_id)
     return job_id
@@ -109,18 +168,32 @@ def cancel_job(job_id: str, *, grace_s: float = CANCEL_GRACE_S, wait: bool = Fal
     if st["state"] in TERMINAL:
         return st
     (d / CANCEL).write_text(str(grace_s))
+    with status_lock(d):  # a job that has not started yet (waiting for a slot, pending on Ray) ends here and now
+        st = read_json(d / STATUS)
+        if st["state"] == "queued":
+            st.update(state="cancelled", finished=time.time(), updated=time.time())
+            write_json(d / STATUS, st)
+    if st["state"] == "cancelled":
+        dequeue(job_id)  # its place goes to the next job at once
+        if st.get("target") == "ray":
+            ray_target.stop(st["ray"])
+        return job_status(job_id)
     if wait:
         with contextlib.suppress(TimeoutError):
             return wait_job(job_id, timeout=grace_s)
         pid = st.get("pid")
+        if st.get("target") == "ray":  # Ray sends SIGTERM, then SIGKILL, to the entrypoint's process group
+            ray_target.stop(st["ray"])
+            with contextlib.suppress(TimeoutError):
+                return wait_job(job_id, timeout=15.0)
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            if st.get("detached") and pid and pid != os.getpid() and pid_alive(pid):
+            if st.get("target") != "ray" and st.get("detached") and pid and pid != os.getpid() and pid_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, sig)  # the job runs in its own session, so its pgid is its pid
             with contextlib.suppress(TimeoutError):
                 return wait_job(job_id, timeout=5.0)
     st = job_status(job_id)
-    if st["state"] == "dead" or (st["state"] == "queued" and not pid_alive(st.get("pid"))):
+    if st["state"] == "dead":
         with status_lock(d):  # nothing is left to notice the flag: record the cancel ourselves
             st = {**read_json(d / STATUS), "state": "cancelled", "finished": time.time()}
             write_json(d / STATUS, st)
@@ -152,6 +225,8 @@ def wait_job(job_id: str, timeout: float | None = None, *, poll_s: float = 0.2,
 def run_job_inline(kind: str, params: dict | None = None, *, job_id: str | None = None,
                    progress: ProgressFn | None = None) -> dict:
     """Run a job in this process (tests, CLI foreground mode), writing the same folder and files.
+
+    It bypasses the local queue: it takes no slot and keeps the caller's threads (the caller chose to run now).
 
     Returns:
         The final status; a failure is recorded in it (``state == "failed"``), not raised.

@@ -15,20 +15,30 @@ if TYPE_CHECKING:
 
 JobFn = Callable[[dict, "JobContext"], dict]
 _KINDS: dict[str, JobFn] = {}
+_HEAVY: set[str] = set()  # kinds that run a model (or other all-cores work) and so wait for a heavy slot
 
 
-def register_job_kind(name: str, fn: JobFn) -> JobFn:
+def register_job_kind(name: str, fn: JobFn, *, heavy: bool = False) -> JobFn:
     """Register a job kind.
 
     Args:
         name: Kind name used in ``start_job`` and job ids (letters, digits, ``_``).
         fn: ``fn(params, ctx) -> dict``; the returned dict (JSON-able) is stored as the job's result.
+        heavy: whether its jobs need a heavy slot of the local queue (see :mod:`igds.jobs.queue`).
 
     Returns:
         ``fn``, so that the call can decorate a definition.
     """
     _KINDS[name] = fn
+    (_HEAVY.add if heavy else _HEAVY.discard)(name)
     return fn
+
+
+def needs_slot(kind: str, params: dict) -> bool:
+    """Whether a job of ``kind`` with ``params`` waits for a heavy slot: the kind's default, unless the params
+    say otherwise with ``"heavy": true/false`` (e.g. a toy ``count`` job made heavy in a test)."""
+    heavy = params.get("heavy") if isinstance(params, dict) else None
+    return bool(heavy) if heavy is not None else kind in _HEAVY
 
 
 def job_kinds() -> list[str]:

@@ -5,45 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
-import subprocess
 import time
 from collections import deque
-from pathlib import Path
 
+from igds.jobs import ray_target
 from igds.jobs.folder import LOG, METRICS, SPEC, STATUS, job_dir, jobs_dir, read_json, status_lock, write_json
+from igds.jobs.pids import _children, pid_alive, track_child
+from igds.jobs.queue import queue_place, slot_holders
 
 TERMINAL = frozenset({"done", "failed", "cancelled", "dead"})
 RESUMABLE = frozenset({"dead", "failed", "cancelled"})
 DEAD_AFTER_S = 15.0  # a running job whose heartbeat is older than this is dead
+HEARTBEAT_S = 2.0  # the job's heartbeat period (igds.jobs.context.HEARTBEAT_S)
 
-_children: dict[int, subprocess.Popen] = {}  # processes this process launched, kept so they can be reaped
-
-
-def track_child(proc: subprocess.Popen) -> None:
-    """Remember a job process this process launched, so that :func:`pid_alive` can reap it once it exits."""
-    _children[proc.pid] = proc
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process runs under ``pid`` (a zombie, or a child of ours that exited, does not)."""
-    if not pid:
-        return False
-    child = _children.get(pid)
-    if child is not None and child.poll() is not None:  # poll() also reaps our own exited children
-        _children.pop(pid, None)
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, parent has not reaped it yet) still answers kill(pid, 0)
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+__all__ = ["DEAD_AFTER_S", "RESUMABLE", "TERMINAL", "_children", "active_jobs", "job_spec", "job_status",
+           "list_jobs", "pid_alive", "read_log", "read_metrics", "track_child"]
 
 
 def _is_dead(st: dict, now: float) -> bool:
@@ -54,7 +31,13 @@ def _is_dead(st: dict, now: float) -> bool:
         return True
     # a queued job has no heartbeat yet (the process is still importing); only its pid says anything
     hb = st.get("heartbeat")
-    return st["state"] == "running" and hb is not None and now - hb > DEAD_AFTER_S
+    if st["state"] == "running" and hb is not None and now - hb > DEAD_AFTER_S:
+        return True
+    # a submitted job that is still queued, or has gone quiet: ask its cluster whether the Ray job has ended
+    ray = st.get("ray")
+    if st.get("target") == "ray" and ray and (st["state"] == "queued" or hb is None or now - hb > 2 * HEARTBEAT_S):
+        return ray_target.ray_state(ray) in ray_target.ENDED
+    return False
 
 
 def job_status(job_id: str) -> dict:
@@ -62,7 +45,10 @@ def job_status(job_id: str) -> dict:
 
     Returns:
         The ``status.json`` dict: ``job_id, kind, state, pid, attempt, created, started, updated, finished,
-        heartbeat, progress {done, total, message, eta_seconds}, log_tail, error, result`` (times are epoch s).
+        heartbeat, progress {done, total, message, eta_seconds}, log_tail, error, result`` (times are epoch s),
+        plus ``target`` (``local`` or ``ray``; a submitted job also has ``ray {dashboard, submission_id, ...}``),
+        ``slot {index, threads, gpus}`` of a running job that holds a queue slot, and for a job waiting in the
+        local queue ``queue {place, of}`` (1-based).
     """
     d = job_dir(job_id)
     if not (d / STATUS).exists():
@@ -75,7 +61,12 @@ def job_status(job_id: str) -> dict:
             if _is_dead(st, now):  # re-checked under the lock: the job may have finished meanwhile
                 st.update(state="dead", updated=now, finished=now)
                 write_json(d / STATUS, st)
-    return {**st, "dir": str(d)}
+    out = {"target": "local", **st, "dir": str(d)}
+    if st["state"] == "queued" and out["target"] == "local":
+        place = queue_place(job_id)
+        if place is not None:
+            out["queue"] = {"place": place[0], "of": place[1]}
+    return out
 
 
 def job_spec(job_id: str) -> dict:
@@ -91,6 +82,21 @@ def list_jobs() -> list[dict]:
         with contextlib.suppress(FileNotFoundError, ValueError):
             out.append(job_status(d.name))
     return sorted(out, key=lambda s: s.get("created") or 0, reverse=True)
+
+
+def active_jobs() -> list[dict]:
+    """Running and queued jobs, running first then the queue in its order, each status with its place or slot.
+
+    A running job that holds a slot has ``slot``; a waiting one ``queue``; ``slots`` on every row is the setting's
+    slot → holder map, so a reader can show free slots too.
+    """
+    rows = [s for s in list_jobs() if s["state"] in ("running", "queued")]
+    holders = slot_holders()
+    for s in rows:
+        s["slots"] = holders
+    far = 1 << 30
+    return sorted(rows, key=lambda s: (s["state"] != "running", (s.get("queue") or {}).get("place", far),
+                                       s.get("created") or 0))
 
 
 def read_metrics(job_id: str, name: str | None = None) -> list[dict]:

@@ -33,6 +33,37 @@ def _fmt_eta(seconds) -> str:
     return "" if seconds is None else f" · ETA {int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
+def fmt_state(status: dict) -> str:
+    """A job's state for people: ``queued — place 2 of 3`` for a job waiting in the local queue."""
+    q = status.get("queue")
+    if status["state"] == "queued" and q:
+        return f"queued — place {q['place']} of {q['of']}"
+    return status["state"]
+
+
+def fmt_slot(status: dict) -> str:
+    """The slot a running job holds (``slot 0 · 2 threads · GPUs 0``), or ``""``."""
+    slot = status.get("slot")
+    if not slot or status["state"] != "running":
+        return ""
+    return f"slot {slot['index']} · {slot['threads']} threads" + (f" · GPUs {slot['gpus']}" if slot.get("gpus") else "")
+
+
+def fmt_target(status: dict) -> str:
+    """Where a job runs: ``local`` or ``ray (<dashboard>, <submission id>)``."""
+    ray = status.get("ray")
+    if status.get("target") != "ray" or not ray:
+        return "local"
+    return f"ray ({ray.get('dashboard')}, {ray.get('submission_id') or 'not submitted'})"
+
+
+def queue_rows() -> list[dict]:
+    """Running and queued jobs for a table: job, kind, state with place, slot, target and progress."""
+    return [{"job": s["job_id"], "kind": s["kind"], "state": fmt_state(s), "slot": fmt_slot(s),
+             "target": fmt_target(s), "progress": (s.get("progress") or {}).get("message", "")}
+            for s in jobs.active_jobs()]
+
+
 def job_launcher(kind: str, params: dict, *, label: str, key: str, help: str = "",
                  render=None) -> dict | None:
     """Show the newest matching job with live progress, plus Start / Cancel / Resume buttons.
@@ -66,9 +97,12 @@ def job_launcher(kind: str, params: dict, *, label: str, key: str, help: str = "
             return
         prog = status.get("progress") or {}
         frac = prog["done"] / prog["total"] if prog.get("total") else 0.0
-        cols[0].markdown(f"**{label}** — job `{status['job_id']}` is **{state}**")
+        where = "" if status.get("target", "local") == "local" else f" on {fmt_target(status)}"
+        slot = f" ({fmt_slot(status)})" if fmt_slot(status) else ""
+        cols[0].markdown(f"**{label}** — job `{status['job_id']}` is **{fmt_state(status)}**{slot}{where}")
         if running or state != "done":
-            st.progress(min(1.0, frac), text=(prog.get("message") or state) + _fmt_eta(prog.get("eta_seconds")))
+            text = (prog.get("message") or fmt_state(status)) + _fmt_eta(prog.get("eta_seconds"))
+            st.progress(min(1.0, frac), text=text)
         if status.get("error"):
             st.error(f"{status['error'].get('type')}: {status['error'].get('message')}")
         if render is not None:
