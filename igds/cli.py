@@ -250,11 +250,53 @@ def _bootstrap_in_background(args) -> int:
     return 0
 
 
+def cmd_executor_show(args) -> int:
+    from igds.executor.config import executor_config
+    from igds.store import ActivationStore
+
+    print(json.dumps(executor_config(ActivationStore()).to_dict(), indent=2))
+    return 0
+
+
+def cmd_executor_set(args) -> int:
+    import dataclasses
+
+    from igds.executor.config import ExecutorConfig, executor_config, save_executor_config
+    from igds.store import ActivationStore
+
+    store = ActivationStore()
+    cfg = config_from_arguments(ExecutorConfig, args, base=executor_config(store))
+    cfg = dataclasses.replace(cfg, address=cfg.address or None, dashboard_address=cfg.dashboard_address or None)
+    if cfg.kind == "ray" and cfg.address and args.check:
+        from igds.executor.runtime import check_reachable
+
+        check_reachable(cfg.address)
+    save_executor_config(store, cfg)
+    print(json.dumps(cfg.to_dict(), indent=2))
+    return 0
+
+
+def _executor(args, store):
+    """The executor a stage command runs on: the workspace setting, ``--executor`` / ``--ray-address`` applied (an
+    address alone means ``ray``); a Ray address is probed before any model loads."""
+    from igds.executor.config import executor_config
+
+    kind = args.executor or ("ray" if args.ray_address else None)
+    cfg = executor_config(store, kind=kind, address=args.ray_address)
+    if cfg.kind == "ray" and cfg.address:
+        from igds.executor.runtime import check_reachable
+
+        check_reachable(cfg.address)
+    return cfg
+
+
 def cmd_extract(args) -> int:
+    from igds.store import ActivationStore
     from igds.workflow.workspace import extract_tasks
 
+    executor = _executor(args, ActivationStore())
     ws, cfg = _workspace(args)
-    res = extract_tasks(ws, cfg.tasks, cfg.extract, cfg.pool_setting, _progress())
+    res = extract_tasks(ws, cfg.tasks, cfg.extract, cfg.pool_setting, _progress(), executor=executor)
     print(json.dumps(res.__dict__, indent=2))
     return 0
 
@@ -290,13 +332,16 @@ def cmd_recall(args) -> int:
 
 def cmd_intervene(args) -> int:
     from igds.method.intervene import InterventionConfig
+    from igds.store import ActivationStore
     from igds.workflow.stages import current_recall, run_interventions
 
+    executor = _executor(args, ActivationStore())
     ws, cfg = _workspace(args)
     mp = _method_preset(args)
     recall = current_recall(ws, args.task, cfg.extract, preset=mp.name)
     icfg = config_from_arguments(InterventionConfig, args, "int_", base=mp.intervene)
-    res = run_interventions(ws, args.task, recall, icfg, _progress(), max_features=args.max_features, preset=mp.name)
+    res = run_interventions(ws, args.task, recall, icfg, _progress(), max_features=args.max_features, preset=mp.name,
+                            executor=executor)
     v = res.verdict.sort_values("effect", ascending=False)
     print(f"interventions {res.effect_id}: {len(res.kept)} of {len(recall.candidates)} candidates kept "
           f"(effect > the null's p95 {res.threshold:+.4f} nats over {len(res.null)} null edits, BH q < {icfg.fdr}; "
@@ -494,6 +539,7 @@ def _named(group, command: str, help: str, func):
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     from igds.data.corpus import POOL_SETTINGS
+    from igds.executor.config import EXECUTOR_KINDS, ExecutorConfig
     from igds.method.extract import ExtractConfig
     from igds.modeling.load import ModelSpec
     from igds.modeling.sae import SaeSpec, SaeTrainConfig
@@ -573,9 +619,24 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--background", action="store_true", help="run as a background job (skipped when ready)")
     b.set_defaults(func=cmd_bootstrap)
 
+    def executor_args(sp):
+        sp.add_argument("--executor", default=None, choices=list(EXECUTOR_KINDS),
+                        help="where the heavy work runs (default: the workspace setting, 'igds executor show')")
+        sp.add_argument("--ray-address", default=None,
+                        help="Ray cluster address (host:6379, ray://host:10001, auto); implies --executor ray")
+
     e = sub.add_parser("extract", help="extract SAE activations of tasks' examples into the store")
     workspace_args(e)
+    executor_args(e)
     e.set_defaults(func=cmd_extract)
+
+    exr = sub.add_parser("executor", help="where extraction, interventions, NLL tables and evaluation run: local or "
+                                          "a Ray cluster").add_subparsers(dest="executor_cmd", required=True)
+    exr.add_parser("show", help="the workspace's executor setting").set_defaults(func=cmd_executor_show)
+    exs = exr.add_parser("set", help="change the workspace's executor setting (flags not given keep their value)")
+    add_config_arguments(exs, ExecutorConfig)
+    exs.add_argument("--check", action="store_true", help="refuse a Ray address where nothing answers")
+    exs.set_defaults(func=cmd_executor_set)
 
     from igds.method.intervene import InterventionConfig
     from igds.method.presets import METHOD_PRESETS
@@ -598,6 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
     iv.add_argument("--show", type=int, default=20, help="features to print")
     iv.add_argument("--max-features", type=int, default=None, help="stop after this many new features")
     add_config_arguments(iv, InterventionConfig, "int_")
+    executor_args(iv)
     iv.add_argument("--method-preset", default="default", choices=list(METHOD_PRESETS),
                     help="settings of every IGDS stage: default (ours) | paper (the literal reading); flags override")
     iv.set_defaults(func=cmd_intervene)

@@ -71,6 +71,7 @@ class ExtractResult:
     n_shards: int
     seconds: float
     tokens: int
+    retries: int = 0  # shards recomputed after a worker died (Ray executor)
 
 
 def aggregate(z: torch.Tensor, rows: torch.Tensor, n_rows: int) -> dict[str, torch.Tensor]:
@@ -158,6 +159,46 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class ShardPlan:
+    """One shard of a run: its examples (sorted by id), content key and the Parquet files it is written to."""
+
+    key: str
+    items: list[EncodedItem]
+    acts_path: Path
+    stats_path: Path
+
+    @property
+    def written(self) -> bool:
+        """Both files exist (a finished shard, ingested or not)."""
+        return self.acts_path.exists() and self.stats_path.exists()
+
+    def read(self) -> tuple[pa.Table, pa.Table]:
+        """The shard's written ``(acts, stats)``."""
+        return pq.read_table(self.acts_path), pq.read_table(self.stats_path)
+
+    def write(self, acts: pa.Table, stats: pa.Table) -> None:
+        """Write both files atomically (a crash never leaves a half-written shard under its key)."""
+        self.acts_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(acts, self.acts_path)
+        _write_atomic(stats, self.stats_path)
+
+
+def plan_shards(store, run_id: str, items: Sequence[EncodedItem], cfg: ExtractConfig) -> list[ShardPlan]:
+    """The shards still to ingest for ``run_id``: the items not stored yet, sorted by example id and cut every
+    ``cfg.shard_size``. Every executor cuts shards here, so their content keys (and so their batches) agree."""
+    done = store.done_example_ids(run_id)
+    pending = sorted((it for it in items if it.example_id not in done), key=lambda it: it.example_id)
+    shard_dir = store.run_dir(run_id) / "shards"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for start in range(0, len(pending), cfg.shard_size):
+        shard = pending[start : start + cfg.shard_size]
+        key = shard_key([it.example_id for it in shard])
+        out.append(ShardPlan(key, shard, shard_dir / f"acts-{key}.parquet", shard_dir / f"stats-{key}.parquet"))
+    return out
+
+
 def run_extraction(store, run_id: str, model, sae, site: str, items: Sequence[EncodedItem],
                    cfg: ExtractConfig, pad_id: int, progress: ProgressFn | None = None,
                    max_shards: int | None = None) -> ExtractResult:
@@ -167,28 +208,25 @@ def run_extraction(store, run_id: str, model, sae, site: str, items: Sequence[En
     ``runs/<run_id>/shards/`` next to the store and then ingested in one transaction. A rerun after a crash or
     kill skips ingested examples, ingests finished-but-uningested shard files, and recomputes only
     the rest, so rows are never duplicated or missing. The run row must exist (``store.start_run``).
+    :func:`igds.executor.extract.run_extraction_ray` does the same with the shards computed by Ray actors.
 
     Args:
         max_shards: stop after this many new shards (used by tests to simulate an interruption).
     """
     progress = progress or null_progress
     t0 = time.perf_counter()
-    done = store.done_example_ids(run_id)
-    pending = sorted((it for it in items if it.example_id not in done), key=lambda it: it.example_id)
+    plans = plan_shards(store, run_id, items, cfg)
     total = len(items)
-    n_done = total - len(pending)
-    shard_dir = store.run_dir(run_id) / "shards"
-    shard_dir.mkdir(parents=True, exist_ok=True)
+    n_pending = sum(len(p.items) for p in plans)
+    n_done = total - n_pending
     n_rows = n_shards = tokens = 0
     progress(n_done, total, f"extract: {n_done}/{total} examples already stored")
-    for start in range(0, len(pending), cfg.shard_size):
+    for plan in plans:
         if max_shards is not None and n_shards >= max_shards:
             break
-        shard = pending[start : start + cfg.shard_size]
-        key = shard_key([it.example_id for it in shard])
-        acts_path, stats_path = shard_dir / f"acts-{key}.parquet", shard_dir / f"stats-{key}.parquet"
-        if acts_path.exists() and stats_path.exists():
-            acts, stats = pq.read_table(acts_path), pq.read_table(stats_path)
+        shard = plan.items
+        if plan.written:
+            acts, stats = plan.read()
         else:
             counter = {"n": n_done}
 
@@ -197,9 +235,8 @@ def run_extraction(store, run_id: str, model, sae, site: str, items: Sequence[En
                 progress(counter["n"], total, f"extract: {counter['n']}/{total} examples")
 
             acts, stats = extract_shard(model, sae, site, shard, cfg, pad_id, on_batch)
-            _write_atomic(acts, acts_path)
-            _write_atomic(stats, stats_path)
-        store.ingest_shard(run_id, key, acts, stats, str(acts_path))
+            plan.write(acts, stats)
+        store.ingest_shard(run_id, plan.key, acts, stats, str(plan.acts_path))
         n_done += len(shard)
         n_rows += acts.num_rows
         n_shards += 1
@@ -208,5 +245,5 @@ def run_extraction(store, run_id: str, model, sae, site: str, items: Sequence[En
         progress(n_done, total, f"extract: {n_done}/{total} examples")
     finished = n_done >= total
     store.update_run(run_id, status="done" if finished else "partial", n_done=n_done)
-    return ExtractResult(run_id=run_id, n_examples=total, n_new=n_done - (total - len(pending)),
+    return ExtractResult(run_id=run_id, n_examples=total, n_new=n_done - (total - n_pending),
                          n_rows=n_rows, n_shards=n_shards, seconds=time.perf_counter() - t0, tokens=tokens)

@@ -775,21 +775,25 @@ def exact_order(candidates: Sequence[int], attribution: pd.DataFrame) -> list[in
     return sorted(candidates, key=lambda f: (-est.get(f, 0.0), f))
 
 
-def _measure_null(store, effect_id: str, model, sae, cache: DevCache, candidates: Sequence[int],
-                  mean_act: np.ndarray, density: np.ndarray | None, cfg: InterventionConfig, progress: ProgressFn,
-                  max_null: int | None) -> bool:
-    """Measure the null elements not stored yet (each in one transaction); True when all are stored."""
-    plan = null_plan(candidates, density, cfg)
-    done = store.measured_nulls(effect_id)
-    todo = plan[~plan.null_id.isin(done)]
-    if max_null is not None:
-        todo = todo.head(max_null)
-    if todo.empty:
-        return len(done) >= len(plan)
-    cands = list(candidates)
+def null_edit_size_of(sae, cache: DevCache, candidates: Sequence[int], mean_act: np.ndarray,
+                      cfg: InterventionConfig) -> float:
+    """The null's edit size ``s``: the median α = 1 edit size of the candidates (:func:`null_edit_size`)."""
+    cands = [int(f) for f in candidates]
     sizes = edit_sizes(cache, decoder_directions(sae, cands), feature_acts_at(sae, cache, cands),
                        [mean_act[f] for f in cands], cfg.edit_mode) if cands else []
-    size = null_edit_size(sizes)
+    return null_edit_size(sizes)
+
+
+def run_null_elements(model, sae, cache: DevCache, effect_id: str, todo: pd.DataFrame, size: float,
+                      mean_act: np.ndarray, cfg: InterventionConfig,
+                      on_element: Callable[[pd.DataFrame, pd.DataFrame, dict], None]) -> None:
+    """Measure null elements (rows of :func:`null_plan`) on the dev cache; no I/O.
+
+    Args:
+        size: the null's edit size (:func:`null_edit_size_of`).
+        on_element: called per element with its per-example rows (``null_effects``), its summary row
+            (``null_summary``) and the summary dict, in the order the elements finish.
+    """
     vecs = null_direction_vectors(cache.hidden.shape[-1], cfg.null_directions, cfg.null_seed)
     feats = [int(f) for f in todo.feature if f >= 0]
     dirs = dict(zip(feats, decoder_directions(sae, feats), strict=True)) if feats else {}
@@ -808,10 +812,8 @@ def _measure_null(store, effect_id: str, model, sae, cache: DevCache, candidates
         jobs.append(job)
     ids = [it.example_id for it in cache.items]
     base = cache.nll_base.numpy()
-    n_done = len(done)
 
-    def write(job: Job, nll: np.ndarray, seconds: float) -> None:
-        nonlocal n_done
+    def emit(job: Job, nll: np.ndarray, seconds: float) -> None:
         r, norm, n_fired = meta[job]
         s = summarize_effect(job, base, nll, n_fired)
         eff = pd.DataFrame({"effect_id": effect_id, "null_id": int(r.null_id), "example_id": ids,
@@ -820,13 +822,87 @@ def _measure_null(store, effect_id: str, model, sae, cache: DevCache, candidates
                               "feature": int(r.feature), "matched": int(r.matched), "edit_norm": norm,
                               **{k: s[k] for k in ("n", "n_fired", "effect", "ci_low", "ci_high", "p_value")},
                               "seconds": seconds}])
+        on_element(eff, summ, s)
+
+    run_jobs(model, cache, jobs, dirs, {f: float(mean_act[f]) for f in feats}, acts, cfg, on_job=emit,
+             directions={k: vecs[k] * size for k in range(cfg.null_directions)})
+
+
+def run_feature_effects(model, sae, cache: DevCache, effect_id: str, features: Sequence[int], sweep: set[int],
+                        mean_act: np.ndarray, cfg: InterventionConfig,
+                        on_feature: Callable[[pd.DataFrame, pd.DataFrame], None]) -> None:
+    """Amplify (every α for the features in ``sweep``, α = 1 otherwise) and ablate ``features`` on the dev cache;
+    no I/O.
+
+    Args:
+        on_feature: called per feature, once all its jobs are done, with its per-example rows
+            (``feature_effects``) and its summary rows (``effect_summary``).
+    """
+    todo = [int(f) for f in features]
+    if not todo:
+        return
+    dirs = dict(zip(todo, decoder_directions(sae, todo), strict=True))
+    acts_all = feature_acts_at(sae, cache, todo)
+    acts = {f: acts_all[:, :, i] for i, f in enumerate(todo)}
+    ids = [it.example_id for it in cache.items]
+    base = cache.nll_base.numpy()
+    jobs_of = {f: [Job(f, AMPLIFY, float(a)) for a in (cfg.alphas if f in sweep else (PRIMARY_ALPHA,))]
+               + ([Job(f, ABLATE, 0.0)] if cfg.ablate else []) for f in todo}
+    finished: dict[int, dict[Job, tuple[np.ndarray, float]]] = {f: {} for f in todo}
+
+    def collect(job: Job, nll: np.ndarray, seconds: float) -> None:
+        f = job.feature
+        finished[f][job] = (nll.copy(), seconds)
+        if len(finished[f]) < len(jobs_of[f]):
+            return
+        n_fired = int((acts[f] != 0).any(1).sum())
+        rows, summ = [], []
+        for j in jobs_of[f]:
+            nll_j, sec = finished[f][j]
+            rows.append(pd.DataFrame({"effect_id": effect_id, "feature": f, "kind": j.kind, "alpha": j.alpha,
+                                      "example_id": ids, "nll_base": base, "nll_int": nll_j}))
+            summ.append({"effect_id": effect_id, **summarize_effect(j, base, nll_j, n_fired), "seconds": sec})
+        on_feature(pd.concat(rows), pd.DataFrame(summ))
+
+    run_jobs(model, cache, [j for f in todo for j in jobs_of[f]], dirs, {f: float(mean_act[f]) for f in todo},
+             acts, cfg, on_job=collect)
+
+
+def primary_effect(summ: pd.DataFrame) -> float:
+    """The α = 1 amplification effect in one feature's summary rows."""
+    amp = summ[(summ.kind == AMPLIFY) & (summ.alpha == PRIMARY_ALPHA)]
+    return float(amp.effect.iloc[0])
+
+
+def null_todo(store, effect_id: str, candidates: Sequence[int], density: np.ndarray | None,
+              cfg: InterventionConfig, max_null: int | None) -> tuple[pd.DataFrame, int, int]:
+    """The null elements not stored yet (at most ``max_null``), how many are stored and how many the plan has."""
+    plan = null_plan(candidates, density, cfg)
+    done = store.measured_nulls(effect_id)
+    todo = plan[~plan.null_id.isin(done)]
+    if max_null is not None:
+        todo = todo.head(max_null)
+    return todo, len(done), len(plan)
+
+
+def _measure_null(store, effect_id: str, model, sae, cache: DevCache, candidates: Sequence[int],
+                  mean_act: np.ndarray, density: np.ndarray | None, cfg: InterventionConfig, progress: ProgressFn,
+                  max_null: int | None) -> bool:
+    """Measure the null elements not stored yet (each in one transaction); True when all are stored."""
+    todo, n_done, n_plan = null_todo(store, effect_id, candidates, density, cfg, max_null)
+    if todo.empty:
+        return n_done >= n_plan
+    size = null_edit_size_of(sae, cache, candidates, mean_act, cfg)
+
+    def write(eff: pd.DataFrame, summ: pd.DataFrame, s: dict) -> None:
+        nonlocal n_done
         store.write_null_effect(eff, summ)
         n_done += 1
-        progress(n_done, len(plan), f"intervene: null {n_done}/{len(plan)} ({r.kind}, effect {s['effect']:+.4f})")
+        kind = summ.kind.iloc[0]
+        progress(n_done, n_plan, f"intervene: null {n_done}/{n_plan} ({kind}, effect {s['effect']:+.4f})")
 
-    run_jobs(model, cache, jobs, dirs, {f: float(mean_act[f]) for f in feats}, acts, cfg, on_job=write,
-             directions={k: vecs[k] * size for k in range(cfg.null_directions)})
-    return n_done >= len(plan)
+    run_null_elements(model, sae, cache, effect_id, todo, size, mean_act, cfg, write)
+    return n_done >= n_plan
 
 
 def measure_effects(store, effect_id: str, model, sae, site: str, dev_items: Sequence[EncodedItem],
@@ -838,6 +914,7 @@ def measure_effects(store, effect_id: str, model, sae, site: str, dev_items: Seq
     Order: the attribution screen of all features, then the null (the yardstick), then the candidates
     strongest estimate first. Each null element and each feature is written in one transaction, so an
     interrupted run continues with what is not stored yet, without duplicates.
+    :func:`igds.executor.intervene.measure_effects_ray` does the same with the work split over Ray actors.
 
     Args:
         mean_act: ā of every SAE feature ``[d_sae]`` (mean activation when firing on probe).
@@ -863,40 +940,24 @@ def measure_effects(store, effect_id: str, model, sae, site: str, dev_items: Seq
     if max_features is not None:
         todo = todo[:max_features]
     n_done = len(done & set(candidates))
-    if todo:
-        dirs = dict(zip(todo, decoder_directions(sae, todo), strict=True))
-        acts_all = feature_acts_at(sae, cache, todo)
-        acts = {f: acts_all[:, :, i] for i, f in enumerate(todo)}
-        ids = [it.example_id for it in cache.items]
-        base = cache.nll_base.numpy()
-        jobs_of = {f: [Job(f, AMPLIFY, float(a)) for a in (cfg.alphas if f in sweep else (PRIMARY_ALPHA,))]
-                   + ([Job(f, ABLATE, 0.0)] if cfg.ablate else []) for f in todo}
-        finished: dict[int, dict[Job, tuple[np.ndarray, float]]] = {f: {} for f in todo}
 
-        def collect(job: Job, nll: np.ndarray, seconds: float) -> None:
-            nonlocal n_done
-            f = job.feature
-            finished[f][job] = (nll.copy(), seconds)
-            if len(finished[f]) < len(jobs_of[f]):
-                return
-            n_fired = int((acts[f] != 0).any(1).sum())
-            rows, summ = [], []
-            for j in jobs_of[f]:
-                nll_j, sec = finished[f][j]
-                rows.append(pd.DataFrame({"effect_id": effect_id, "feature": f, "kind": j.kind, "alpha": j.alpha,
-                                          "example_id": ids, "nll_base": base, "nll_int": nll_j}))
-                summ.append({"effect_id": effect_id, **summarize_effect(j, base, nll_j, n_fired), "seconds": sec})
-            store.write_feature_effects(pd.concat(rows), pd.DataFrame(summ))
-            n_done += 1
-            store.update_run(effect_id, n_done=n_done, message=f"{n_done}/{len(candidates)} features")
-            amp = next(s["effect"] for s in summ if s["kind"] == AMPLIFY and s["alpha"] == PRIMARY_ALPHA)
-            progress(n_done, len(candidates), f"intervene: feature {f} ({n_done}/{len(candidates)}, "
-                                              f"effect {amp:+.4f})")
+    def write(rows: pd.DataFrame, summ: pd.DataFrame) -> None:
+        nonlocal n_done
+        store.write_feature_effects(rows, summ)
+        n_done += 1
+        f = int(summ.feature.iloc[0])
+        store.update_run(effect_id, n_done=n_done, message=f"{n_done}/{len(candidates)} features")
+        progress(n_done, len(candidates), f"intervene: feature {f} ({n_done}/{len(candidates)}, "
+                                          f"effect {primary_effect(summ):+.4f})")
 
-        run_jobs(model, cache, [j for f in todo for j in jobs_of[f]], dirs, {f: float(mean_act[f]) for f in todo},
-                 acts, cfg, on_job=collect)
+    run_feature_effects(model, sae, cache, effect_id, todo, sweep, mean_act, cfg, write)
+    return finish_effects(store, effect_id, candidates, cfg, null_done and n_done >= len(candidates), t0)
+
+
+def finish_effects(store, effect_id: str, candidates: Sequence[int], cfg: InterventionConfig, finished_all: bool,
+                   t0: float) -> EffectResult:
+    """Read the run back, mark it done or partial and return its result (``seconds`` since ``t0``)."""
     result = load_effects(store, effect_id, candidates, cfg)
-    finished_all = null_done and n_done >= len(candidates)
     store.update_run(effect_id, status="done" if finished_all else "partial",
                      message=f"{len(result.kept)} of {len(candidates)} kept")
     return EffectResult(effect_id=effect_id, summary=result.summary, verdict=result.verdict,

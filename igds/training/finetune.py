@@ -5,10 +5,12 @@ Loss is on response tokens only (labels are -100 on the prompt and on padding); 
 length, and checkpoints land in ``out_dir/checkpoints`` so a killed run resumes to the same final
 step. The output is a standard PEFT adapter folder that ``PeftModel.from_pretrained`` loads.
 
-Multi-GPU: :func:`train_lora` only builds a ``Trainer``, so the same call works under
-``accelerate launch`` / ``torchrun`` (the Trainer wraps the model in DDP, shards batches and writes
-files on the main process only). Keep ``should_stop`` consistent across ranks (e.g. a shared file),
-otherwise one rank stops while the others wait in a collective.
+Data parallelism: :func:`train_lora` is also the per-worker body of
+:func:`igds.training.distributed.train_lora_ray` (Ray Train, one process per device). When it runs
+inside an initialised ``torch.distributed`` group of N > 1 processes it keeps the *global* batch of
+the single-process run and splits it (see :class:`SeededLengthSampler` for how the batches and their
+order stay identical); files are written by rank 0 only. ``should_stop`` must then return the same
+answer on every rank at the same step (the Ray path reduces it over the group).
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ class FinetuneConfig(ConfigBase):
         save_steps: checkpoint every this many steps (the unit of resume).
         save_total_limit: checkpoints kept.
         logging_steps: log the loss every this many steps.
+        workers: data-parallel processes (Ray Train, one per device); 1 trains in this process. The
+            global batch stays ``batch_size`` (each worker takes ``batch_size / workers`` of it), so
+            ``batch_size`` must be a multiple of ``workers``.
     """
 
     profile: str = field(default="default", metadata={"help": "preset label: default | cpu"})
@@ -82,6 +87,9 @@ class FinetuneConfig(ConfigBase):
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
     logging_steps: int = field(default=1, metadata={"help": "log the loss every N steps"})
+    workers: int = field(default=1, metadata={
+        "added": True, "help": "data-parallel workers through Ray Train (1: train in this process); the global "
+                               "batch stays batch_size, split over the workers"})
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -96,6 +104,11 @@ class FinetuneConfig(ConfigBase):
             raise ValueError("need epochs > 0 or max_steps > 0")
         if not 0 <= self.dropout < 1 or not 0 <= self.warmup_ratio < 1:
             raise ValueError("dropout and warmup_ratio must lie in [0, 1)")
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+        if self.batch_size % self.workers:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of workers ({self.workers}): "
+                             "each worker takes an equal share of the global batch")
 
     @classmethod
     def cpu_profile(cls, **overrides: Any) -> FinetuneConfig:
@@ -301,6 +314,115 @@ class ResponseCollator:
         return {"input_ids": ids, "attention_mask": attn, "labels": labels}
 
 
+class SeededLengthSampler:
+    """The example order of one epoch: length-grouped batches drawn from ``(seed, epoch)`` alone.
+
+    How N data-parallel workers see exactly the single-process batches, in the same order:
+
+    1. *Order.* Every process builds this sampler over the same rows and draws the permutation of epoch
+       ``e`` from a private generator seeded with ``(seed, e)`` (the trainer sets the epoch before each
+       epoch, also when it resumes mid-epoch). Nothing else touches that generator, so LoRA dropout,
+       the number of workers, the rank and a resume cannot change the order: every rank, and the
+       single-process run, iterate the identical index sequence.
+    2. *Batches.* The dataloader cuts that sequence into global batches of ``batch_size`` (the
+       config's ``batch_size``, the same as one process uses). With ``split_batches`` accelerate then
+       gives rank ``k`` the slice ``[k*b, (k+1)*b)`` of every global batch (``b = batch_size / N``), so the
+       union of the N micro-batches of a step is exactly the single-process batch of that step.
+    3. *The last, short batch of an epoch* (``r = n mod batch_size`` rows) would leave the higher ranks
+       with no rows, and a rank without a batch hangs DDP's collectives. It is padded with ``null_index``,
+       a row whose labels are all -100: it adds no token to the loss or its normaliser (the loss is
+       summed over response tokens and divided by their count over all ranks), hence no gradient.
+    4. *Gradients.* Each rank's loss is its token sum divided by the global token count times N, and
+       DDP averages the N gradients: the result is the gradient of the single-process batch mean.
+
+    Args:
+        lengths: token count of every real row (the rows the single-process run trains on).
+        group_size: examples per length group (one optimizer step: ``batch_size * grad_accum``), as the
+            Hugging Face ``LengthGroupedSampler`` groups them.
+        seed: the data seed.
+        batch_size: the global dataloader batch (only used to pad the last batch when ``world > 1``).
+        world: number of data-parallel processes.
+        null_index: index of the all-ignored padding row (needed when ``world > 1``).
+    """
+
+    def __init__(self, lengths: Sequence[int], group_size: int, seed: int, batch_size: int = 1, world: int = 1,
+                 null_index: int | None = None):
+        if world > 1 and null_index is None:
+            raise ValueError("a data-parallel sampler needs the index of a padding row")
+        self.lengths = list(lengths)
+        self.group_size = group_size
+        self.seed = seed
+        self.batch_size = batch_size
+        self.world = world
+        self.null_index = null_index
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order :meth:`__iter__` yields."""
+        self.epoch = int(epoch)
+
+    def _padding(self) -> int:
+        r = len(self.lengths) % self.batch_size
+        if self.world <= 1 or r == 0:
+            return 0
+        # the last rank's slice starts at (world - 1) * share: give it at least one row
+        return max((self.batch_size // self.world) * (self.world - 1) + 1 - r, 0)
+
+    def __len__(self) -> int:
+        return len(self.lengths) + self._padding()
+
+    def order(self) -> list[int]:
+        """The real rows' indices for the current epoch (no padding)."""
+        import torch
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return list(get_length_grouped_indices(self.lengths, self.group_size, generator=generator))
+
+    def __iter__(self):
+        return iter(self.order() + [self.null_index] * self._padding())
+
+
+def _trainer_class():
+    """A ``Trainer`` whose training sampler is the one it is given (a :class:`SeededLengthSampler`)."""
+    from transformers import Trainer
+
+    class _SeededTrainer(Trainer):
+        igds_sampler: SeededLengthSampler | None = None
+
+        def _get_train_sampler(self, train_dataset=None):
+            return self.igds_sampler
+
+        def _run_epoch(self, *args, **kwargs):
+            # set the epoch here, not through the dataloader's set_epoch: on a resume in the middle of a later
+            # epoch accelerate wraps the sharded batch sampler in a skipping one and set_epoch no longer reaches
+            # the sampler, which would replay epoch 0's order
+            self.igds_sampler.set_epoch(kwargs["epoch"])
+            return super()._run_epoch(*args, **kwargs)
+
+    return _SeededTrainer
+
+
+def causal_lm_loss(outputs, labels, num_items_in_batch=None):
+    """Summed next-token cross-entropy over labelled positions divided by ``num_items_in_batch``.
+
+    The Trainer counts ``num_items_in_batch`` over the whole step (over all ranks when distributed), so a
+    rank whose slice holds only padding rows contributes zero, not NaN, and the ranks' losses add up to
+    the single-process mean.
+    """
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+    return ForCausalLMLoss(logits, labels, logits.shape[-1], num_items_in_batch=num_items_in_batch)
+
+
+def world_size() -> int:
+    """Processes in the initialised ``torch.distributed`` group (1 when there is none)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def _callback(progress: ProgressFn, on_metric: MetricFn | None, should_stop: Callable[[], bool] | None):
     from transformers import TrainerCallback
 
@@ -331,11 +453,21 @@ def _callback(progress: ProgressFn, on_metric: MetricFn | None, should_stop: Cal
     return _Forward()
 
 
-def training_arguments(cfg: FinetuneConfig, out_dir: Path, precision: str, device: str):
-    """The ``TrainingArguments`` for ``cfg`` (checkpoints in ``out_dir/checkpoints``, no reporting)."""
+def training_arguments(cfg: FinetuneConfig, out_dir: Path, precision: str, device: str, world: int = 1):
+    """The ``TrainingArguments`` for ``cfg`` (checkpoints in ``out_dir/checkpoints``, no reporting).
+
+    With ``world > 1`` processes ``batch_size`` stays the global batch and accelerate splits every batch
+    over the processes (``split_batches``); the last, short batch is not topped up with examples from the
+    start of the epoch (``even_batches=False``) but padded by :class:`SeededLengthSampler`.
+    """
     from transformers import TrainingArguments
 
     on_cpu = not device.startswith("cuda")
+    extra = {}
+    if world > 1:
+        # LoRA's frozen base weights need no grad: skip DDP's search for unused parameters
+        extra = {"accelerator_config": {"split_batches": True, "even_batches": False},
+                 "ddp_find_unused_parameters": False}
 
     return TrainingArguments(
         output_dir=str(out_dir / "checkpoints"),
@@ -364,6 +496,7 @@ def training_arguments(cfg: FinetuneConfig, out_dir: Path, precision: str, devic
         dataloader_pin_memory=not on_cpu,
         use_cpu=on_cpu,  # bf16 on CPU is refused unless the Trainer is told it runs on CPU
         use_cache=False,
+        **extra,
     )
 
 
@@ -396,7 +529,7 @@ def train_lora(model, tokenizer, examples: Sequence, cfg: FinetuneConfig, out_di
         ValueError: if every example is longer than ``cfg.max_length`` (the message gives the count).
     """
     from peft import LoraConfig, get_peft_model
-    from transformers import PrinterCallback, Trainer, set_seed
+    from transformers import PrinterCallback, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     progress = progress or null_progress
@@ -417,10 +550,21 @@ def train_lora(model, tokenizer, examples: Sequence, cfg: FinetuneConfig, out_di
     peft_model = get_peft_model(model, lora)
     device = settings.resolve_device("auto")
     precision = resolve_precision(cfg.precision, device)
-    args = training_arguments(cfg, out, precision, device)
+    world = world_size()
+    args = training_arguments(cfg, out, precision, device, world)
     callback = _callback(progress, on_metric, should_stop)
-    trainer = Trainer(model=peft_model, args=args, train_dataset=rows, data_collator=ResponseCollator(pad_id),
-                      processing_class=tokenizer, callbacks=[callback])
+    lengths = [len(r["input_ids"]) for r in rows]
+    dataset, extra = rows, {}
+    if world > 1:
+        # one all-ignored row pads the epoch's last batch so that every rank gets a slice of it
+        dataset = [*rows, {"input_ids": rows[0]["input_ids"], "labels": [-100] * len(rows[0]["input_ids"])}]
+        extra["compute_loss_func"] = causal_lm_loss  # normalised by the step's token count over all ranks
+    trainer = _trainer_class()(model=peft_model, args=args, train_dataset=dataset,
+                               data_collator=ResponseCollator(pad_id), processing_class=tokenizer,
+                               callbacks=[callback], **extra)
+    trainer.igds_sampler = SeededLengthSampler(lengths, cfg.batch_size * cfg.grad_accum, cfg.seed,
+                                               batch_size=cfg.batch_size, world=world,
+                                               null_index=len(rows) if world > 1 else None)
     trainer.remove_callback(PrinterCallback)  # progress goes through our callback, not print()
     last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.exists() else None
     start_step = _checkpoint_step(last)

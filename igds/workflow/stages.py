@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from igds.data.corpus import reference_set
+from igds.executor.config import ExecutorConfig, executor_config
 from igds.method.extract import ExtractConfig
 from igds.method.intervene import (
     AMPLIFY,
@@ -95,14 +96,16 @@ def token_density_vector(recall: RecallResult, d_sae: int) -> np.ndarray:
 
 def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: InterventionConfig,
                       progress: ProgressFn | None = None, max_features: int | None = None,
-                      preset: str = DEFAULT_PRESET) -> EffectResult:
+                      preset: str = DEFAULT_PRESET, executor: ExecutorConfig | None = None) -> EffectResult:
     """Measure the null, then amplify / ablate every recall candidate on the task's dev split (resumable).
 
     Runs on fp32 weights (bf16 autocast for speed where available, see ``InterventionConfig.precision``).
 
     Args:
         preset: the method preset the config came from, recorded with the run.
+        executor: where the interventions run; None: the workspace's executor setting (local by default).
     """
+    executor = executor or executor_config(ws.store)
     dev = task_split(ws.store, task, "dev")
     model = ws.fp32_model()
     eid = effect_id_for(ws, recall, [e.id for e in dev], cfg, model)
@@ -111,6 +114,13 @@ def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: Inter
                        ws.model_key, ws.sae_key, n_total=len(recall.candidates))
     items = encode_examples(ws.tokenizer, dev, cfg.max_length)
     d_sae = int(ws.sae.cfg.d_sae)
+    if executor.kind == "ray":
+        from igds.executor.intervene import measure_effects_ray
+
+        return measure_effects_ray(ws.store, eid, ws.site, items, recall.candidates,
+                                   mean_activation_vector(recall, d_sae), cfg, ws.tokenizer.pad_token_id, executor,
+                                   progress, max_features, density=token_density_vector(recall, d_sae),
+                                   dtype="float32")
     return measure_effects(ws.store, eid, model, ws.sae, ws.site, items, recall.candidates,
                            mean_activation_vector(recall, d_sae), cfg, ws.tokenizer.pad_token_id,
                            progress, max_features, density=token_density_vector(recall, d_sae))
@@ -337,15 +347,31 @@ def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: st
                           len(pool), chosen, lin)
 
 
-def cached_nll_table(ws: Workspace, examples: list, progress: ProgressFn | None, max_length: int) -> pd.DataFrame:
-    """Base-model NLL with and without prompt per example, computed once per model and stored."""
+def cached_nll_table(ws: Workspace, examples: list, progress: ProgressFn | None, max_length: int,
+                     executor: ExecutorConfig | None = None) -> pd.DataFrame:
+    """Base-model NLL with and without prompt per example, computed once per model and stored.
+
+    Args:
+        executor: where the missing rows are computed; None: the workspace's executor setting. On Ray each
+            finished chunk is stored as it arrives, so an interrupted table resumes.
+    """
     from igds.modeling.nll import nll_table
 
+    executor = executor or executor_config(ws.store)
     have = ws.store.example_nll(ws.model_key)
     missing = [e for e in examples if e.id not in set(have.example_id)]
-    if missing:
+    cols = ["model_key", "example_id", "nll_cond", "nll_uncond"]
+    if missing and executor.kind == "ray":
+        from igds.executor.nll import nll_table_ray
+        from igds.workflow.workspace import weights_dtype
+
+        new = nll_table_ray(ws.store, ws.model_key, missing, executor, max_length=max_length, progress=progress,
+                            dtype=weights_dtype(ws.model),
+                            on_chunk=lambda df: ws.store.add_example_nll(df.assign(model_key=ws.model_key)[cols]))
+        have = pd.concat([have, new])
+    elif missing:
         new = nll_table(ws.model, ws.tokenizer, missing, max_length=max_length, progress=progress)
-        new = new.assign(model_key=ws.model_key)[["model_key", "example_id", "nll_cond", "nll_uncond"]]
+        new = new.assign(model_key=ws.model_key)[cols]
         ws.store.add_example_nll(new)
         have = pd.concat([have, new.drop(columns=["model_key"])])
     wanted = {e.id for e in examples}

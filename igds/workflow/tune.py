@@ -126,13 +126,19 @@ def base_weights(model):
 def finetune_selection(store: ActivationStore, selection_id: str, ft_cfg: FinetuneConfig | None = None,
                        eval_cfg: EvalConfig | None = None, progress: ProgressFn | None = None,
                        on_metric=None, should_stop=None, load_workspace=None, features: Sequence[int] | None = None,
-                       control_features: Sequence[int] = ()) -> dict:
+                       control_features: Sequence[int] = (), executor=None) -> dict:
     """Train LoRA on a stored selection, then evaluate and record everything (resumable).
 
     ``load_workspace()`` returns a fresh workspace whose model the adapter may be injected into
     (default: the model and SAE the selection's lineage names, through
     :func:`igds.workflow.workspace.resolve_workspace`). Amplification is measured on ``features`` (default:
     the task's validated features of its latest default-preset run) and on ``control_features``.
+
+    With ``ft_cfg.workers > 1`` training runs data-parallel through Ray Train
+    (:func:`igds.training.distributed.train_lora_ray`) on the Ray that ``executor`` (default: the workspace's
+    executor setting) names: its address, or a local Ray with ``local_cpus``; an initialised Ray is reused.
+    Each worker reserves ``cpus_per_actor`` CPUs and ``gpus_per_actor`` GPUs and loads the workspace's model
+    from its spec; evaluation then runs here on the adapter the workers wrote into the run folder.
 
     Returns:
         run id, training summary, test score / NLL and amplification.
@@ -144,7 +150,7 @@ def finetune_selection(store: ActivationStore, selection_id: str, ft_cfg: Finetu
     run_id = finetune_run_id(selection_id, ft_cfg)
     with run_lock(store.run_dir(run_id)):
         return _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, on_metric, should_stop,
-                                load_workspace, features, control_features)
+                                load_workspace, features, control_features, executor)
 
 
 @contextmanager
@@ -164,8 +170,32 @@ def run_lock(run_dir: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def train_selection(store: ActivationStore, ws, examples: Sequence[Example], ft_cfg: FinetuneConfig, run_dir: Path,
+                    progress: ProgressFn | None = None, on_metric=None, should_stop=None, executor=None):
+    """Train LoRA on ``examples`` into ``run_dir``: in this process (``ft_cfg.workers == 1``), or data-parallel on
+    Ray Train workers that load ``ws.model_spec`` themselves (``ft_cfg.workers > 1``, see :func:`finetune_selection`).
+
+    Returns:
+        The :class:`igds.training.finetune.FinetuneResult`; its ``model`` is ``ws.model`` with the adapter.
+    """
+    if ft_cfg.workers == 1:
+        return train_lora(ws.model, ws.tokenizer, examples, ft_cfg, run_dir, progress, on_metric, should_stop,
+                          resume=True)
+    from igds.executor.config import executor_config
+    from igds.executor.runtime import connect, worker_env
+    from igds.modeling.load import model_key_of
+    from igds.training.distributed import train_lora_ray
+
+    exe = executor or executor_config(store)
+    connect(exe)
+    return train_lora_ray(ws.model_spec, examples, ft_cfg, run_dir, cpus_per_worker=exe.cpus_per_actor,
+                          gpus_per_worker=exe.gpus_per_actor, progress=progress, on_metric=on_metric,
+                          should_stop=should_stop, resume=True, base_model=ws.model, model_key=model_key_of(ws.model),
+                          worker_env=worker_env())
+
+
 def _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, on_metric, should_stop,
-                     load_workspace, features=None, control_features=()) -> dict:
+                     load_workspace, features=None, control_features=(), executor=None) -> dict:
     from igds.modeling.load import model_key_of
     from igds.workflow.workspace import resolve_workspace
 
@@ -181,8 +211,8 @@ def _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, 
     # amplification is measured on the task's validated features for every run, whatever method made the
     # selection, so that runs are comparable points of one correlation
     features = validated_features(store, task) if features is None else list(features)
-    res = train_lora(ws.model, ws.tokenizer, examples, ft_cfg, store.run_dir(run_id), scaled(progress, 0, 70, 100),
-                     on_metric, should_stop, resume=True)
+    res = train_selection(store, ws, examples, ft_cfg, store.run_dir(run_id), scaled(progress, 0, 70, 100), on_metric,
+                          should_stop, executor)
     summary = res.to_dict()
     if res.resumed_from:  # training time accumulates over the attempts of a resumed run
         before = store.scalar("SELECT train_seconds FROM finetunes WHERE run_id = ?", [run_id])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from igds.config import ConfigBase
 from igds.constants import GENERAL
+from igds.executor.config import ExecutorConfig, executor_config
 from igds.method.extract import ExtractConfig, ExtractResult, run_extraction
 from igds.method.intervene import InterventionConfig
 from igds.method.recall import RecallConfig
@@ -307,12 +308,29 @@ def extraction_examples(store: ActivationStore, tasks: Sequence[str], pool_setti
 
 
 def extract_tasks(ws: Workspace, tasks: Sequence[str], cfg: ExtractConfig, pool_setting: str = "mixed",
-                  progress: ProgressFn | None = None, max_shards: int | None = None) -> ExtractResult:
-    """Extract (resumably) every example the given tasks need into the workspace's extraction run."""
+                  progress: ProgressFn | None = None, max_shards: int | None = None,
+                  executor: ExecutorConfig | None = None) -> ExtractResult:
+    """Extract (resumably) every example the given tasks need into the workspace's extraction run.
+
+    Args:
+        executor: where the shards are computed; None: the workspace's executor setting (local by default).
+    """
+    executor = executor or executor_config(ws.store)
     examples = extraction_examples(ws.store, tasks, pool_setting)
     run_id = ws.extraction_run_id(cfg)
     ws.store.start_run(run_id, "extract", {"extract": cfg.to_dict(), "site": ws.site}, ws.model_key, ws.sae_key,
                        n_total=len(examples))
     items = encode_examples(ws.tokenizer, examples, cfg.max_length)
+    if executor.kind == "ray":
+        from igds.executor.extract import run_extraction_ray
+
+        return run_extraction_ray(ws.store, run_id, items, cfg, ws.tokenizer.pad_token_id, executor, progress,
+                                  max_shards=max_shards, dtype=weights_dtype(ws.model))
     return run_extraction(ws.store, run_id, ws.model, ws.sae, ws.site, items, cfg, ws.tokenizer.pad_token_id,
                           progress, max_shards=max_shards)
+
+
+def weights_dtype(model) -> str:
+    """The dtype of a loaded model's weights as a ``ModelSpec.dtype`` (``float32``, ``bfloat16``...): Ray workers
+    load the same weights the driver's run key was made with."""
+    return str(next(model.parameters()).dtype).removeprefix("torch.")

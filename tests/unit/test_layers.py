@@ -13,6 +13,7 @@ LAYERS = [
     {"igds.store"},
     {"igds.method"},
     {"igds.training"},
+    {"igds.executor"},
     {"igds.workflow"},
     {"igds.experiment"},
     {"igds.jobs"},

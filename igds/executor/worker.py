@@ -1,0 +1,143 @@
+"""The model actor: one model + SAE loaded from their stored specs, running the stages' pure per-batch functions.
+
+A :class:`ModelWorker` never touches the store. Extraction shards are written to their Parquet files under their
+content keys (atomically, as the local executor writes them) and returned; interventions, NLL tables and
+evaluations return their rows. The driver owns every store write (:mod:`igds.executor.pool`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from igds.config import ConfigBase
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSpec(ConfigBase):
+    """What a model actor loads.
+
+    Args:
+        model: the ``ModelSpec`` dict the store recorded for the run's model (``models.spec``).
+        sae: the ``SaeSpec`` dict the store recorded for the run's SAE (``saes.spec``); None for stages without one.
+        site: the SAE's hook site on the model.
+        dtype: the weights' dtype (``float32``...), pinned to what the driver's run used; None keeps the spec's.
+    """
+
+    model: dict = field(default_factory=dict)
+    sae: dict | None = None
+    site: str = ""
+    dtype: str | None = None
+
+
+def spec_for(store, model_key: str | None, sae_key: str | None, site: str = "", dtype: str | None = None,
+             need_sae: bool = True) -> WorkerSpec:
+    """The :class:`WorkerSpec` of a stored model / SAE key pair (what ``resolve_workspace`` would load).
+
+    Raises:
+        ValueError: the store has no spec for the model (or the SAE), so a worker could not load it.
+    """
+    mspec, sspec = store.identity_specs(model_key, sae_key)
+    if mspec is None or (need_sae and sspec is None):
+        what = "model" if mspec is None else "SAE"
+        raise ValueError(f"the {what} {model_key if mspec is None else sae_key!r} has no stored spec, so Ray workers "
+                         "cannot load it; open the workspace once with this model and SAE ('igds workspace use') "
+                         "or use the local executor")
+    return WorkerSpec(model=mspec, sae=sspec if need_sae else None, site=site, dtype=dtype)
+
+
+class ModelWorker:
+    """A Ray actor body (``ray.remote(ModelWorker)``): load once, then serve the stages' calls in order."""
+
+    def __init__(self, spec: dict, cpus: float, gpus: float):
+        import torch
+
+        self.spec = WorkerSpec.from_dict(spec)
+        self.device = "cuda" if gpus > 0 else "cpu"
+        torch.set_num_threads(max(1, math.floor(cpus)))
+        self.model = self.tokenizer = self.sae = None
+        self.cache = None  # the interventions' dev prefix (prepare_dev)
+
+    def pid(self) -> int:
+        """This actor's process id (tests kill it)."""
+        return os.getpid()
+
+    def load(self) -> dict:
+        """Load the model (and SAE) from the specs; returns what was loaded. Errors name the spec."""
+        import dataclasses
+
+        from igds.modeling.load import ModelSpec, load_model
+        from igds.modeling.sae import SaeSpec, check_sae_fits, load_sae
+
+        mspec = ModelSpec.from_dict(self.spec.model)
+        mspec = dataclasses.replace(mspec, device=self.device, dtype=self.spec.dtype or mspec.dtype)
+        self.model, self.tokenizer = load_model(mspec)
+        if self.spec.sae is not None:
+            self.sae, info = load_sae(SaeSpec.from_dict(self.spec.sae), device=self.device)
+            check_sae_fits(self.sae, self.model, self.spec.site or info.site)
+        return {"pid": os.getpid(), "device": self.device, "dtype": str(next(self.model.parameters()).dtype)}
+
+    # -- extraction -------------------------------------------------------------------------------------------
+
+    def extract(self, items: list, cfg: dict, pad_id: int, acts_path: str, stats_path: str):
+        """One shard: :func:`igds.method.extract.extract_shard` over its items, written to its two files (a
+        shard an earlier, killed attempt already wrote is read back). Returns ``(acts, stats)``."""
+        from igds.method.extract import ExtractConfig, ShardPlan, extract_shard
+
+        plan = ShardPlan("", items, Path(acts_path), Path(stats_path))
+        if plan.written:
+            return plan.read()
+        acts, stats = extract_shard(self.model, self.sae, self.spec.site, items, ExtractConfig.from_dict(cfg), pad_id)
+        plan.write(acts, stats)
+        return acts, stats
+
+    # -- interventions ----------------------------------------------------------------------------------------
+
+    def prepare_dev(self, items: list, cfg: dict, pad_id: int) -> str:
+        """Cache the dev prefix (:func:`igds.method.intervene.prepare_dev`); returns the numeric mode it runs in
+        (:func:`igds.method.intervene.compute_mode`, part of the run's key)."""
+        from igds.method.intervene import InterventionConfig, compute_mode, prepare_dev
+
+        self.icfg = InterventionConfig.from_dict(cfg)
+        self.cache = prepare_dev(self.model, self.spec.site, items, pad_id, self.icfg)
+        return compute_mode(self.model, self.icfg)
+
+    def attribution(self, mean_act):
+        """The attribution screen of every feature on the cached dev prefix."""
+        from igds.method.intervene import attribution_estimates
+
+        return attribution_estimates(self.model, self.sae, self.cache, mean_act, edit_mode=self.icfg.edit_mode)
+
+    def null_size(self, candidates: list[int], mean_act) -> float:
+        """The null's edit size from every candidate's α = 1 edit."""
+        from igds.method.intervene import null_edit_size_of
+
+        return null_edit_size_of(self.sae, self.cache, candidates, mean_act, self.icfg)
+
+    def null_elements(self, effect_id: str, todo, size: float, mean_act) -> list:
+        """Null elements (rows of the null plan) → ``[(null_effects rows, null_summary row)]``."""
+        from igds.method.intervene import run_null_elements
+
+        out = []
+        run_null_elements(self.model, self.sae, self.cache, effect_id, todo, size, mean_act, self.icfg,
+                          lambda eff, summ, _s: out.append((eff, summ)))
+        return out
+
+    def feature_effects(self, effect_id: str, features: list[int], sweep: set[int], mean_act) -> list:
+        """Candidate features → ``[(feature_effects rows, effect_summary rows)]``, one pair per feature."""
+        from igds.method.intervene import run_feature_effects
+
+        out = []
+        run_feature_effects(self.model, self.sae, self.cache, effect_id, features, sweep, mean_act, self.icfg,
+                            lambda rows, summ: out.append((rows, summ)))
+        return out
+
+    # -- NLL tables -------------------------------------------------------------------------------------------
+
+    def nll_table(self, examples: list, max_length: int, batch_tokens: int):
+        """:func:`igds.modeling.nll.nll_table` of some examples (``example_id, nll_cond, nll_uncond``)."""
+        from igds.modeling.nll import nll_table
+
+        return nll_table(self.model, self.tokenizer, examples, max_length=max_length, batch_tokens=batch_tokens)
