@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8501
 
-.PHONY: install run bootstrap test test-fast lint format bench clean-cache
+.PHONY: install run bootstrap test test-cluster test-fast lint format bench clean-cache
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,12 +34,16 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
-# The whole suite: unit + integration (tiny random models) + slow (the real default model).
+# The default suite: unit + integration (tiny random models) + app + browser + slow (the real default model).
 test: install lint
-	$(BIN)/python -m pytest -q -m "not gpu"
+	$(BIN)/python -m pytest -q -m "not gpu and not cluster"
+
+# The scale-out tier: every test that starts a local Ray cluster (Ray executor, Ray Train LoRA, Ray jobs).
+test-cluster: install
+	$(BIN)/python -m pytest -q -m cluster
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow and not gpu"
+	$(BIN)/python -m pytest -q -m "not slow and not gpu and not cluster"
 
 bench: install
 	$(BIN)/python bench/extract.py

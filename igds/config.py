@@ -15,7 +15,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from igds.constants import SCHEMA_VERSION
+from igds.constants import STAGE_KEY_VERSION
 
 C = TypeVar("C", bound="ConfigBase")
 
@@ -60,9 +60,9 @@ class ConfigBase:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def stage_key(self, *upstream: str) -> str:
-        """Content hash of this config chained with upstream keys and the schema version."""
+        """Content hash of this config chained with upstream keys and STAGE_KEY_VERSION."""
         h = hashlib.sha256()
-        for part in (type(self).__name__, self.to_json(), *upstream, str(SCHEMA_VERSION)):
+        for part in (type(self).__name__, self.to_json(), *upstream, str(STAGE_KEY_VERSION)):
             h.update(part.encode())
             h.update(b"\0")
         return h.hexdigest()[:16]

@@ -1,6 +1,10 @@
 """File names, schema version and canonical hook-site templates."""
 
-SCHEMA_VERSION = 3
+# 4: feature_acts / example_stats are views over Parquet shard files (igds.store.shards); 3 migrates in place.
+SCHEMA_VERSION = 4
+# Hashed into every stage key (ConfigBase.stage_key): changes only when what a stage computes changes, not when
+# the store's layout does (schema 4 moved rows into shards; a migrated store keeps its runs' keys).
+STAGE_KEY_VERSION = 3
 
 # Version of the base-model NLL table (igds.modeling.nll.nll_table): the store's NLL cache keys its rows
 # by model and this tag, so rows computed another way are never read back. "ifd-header": the prompt-free

@@ -24,6 +24,19 @@ def store_path() -> Path:
     return Path(os.environ.get("IGDS_STORE", home() / "igds.duckdb")).resolve()
 
 
+def shard_location() -> str | None:
+    """Where a new store keeps its activation shards (``IGDS_SHARDS``; None: ``shards/`` next to the store file).
+
+    A local folder (made absolute here) or an object-storage URI (``s3://bucket/prefix``, ``gs://...``), which
+    needs DuckDB's ``httpfs`` extension (see :mod:`igds.store.shards`). A store records its location when it is
+    created; a different value on a later open is refused.
+    """
+    value = os.environ.get("IGDS_SHARDS", "").strip()
+    if not value:
+        return None
+    return value if "://" in value else str(Path(value).expanduser().resolve())
+
+
 def offline() -> bool:
     """True unless ``IGDS_OFFLINE=0``: the default path never touches a model or dataset hub."""
     return os.environ.get("IGDS_OFFLINE", "1") != "0"

@@ -41,6 +41,13 @@ def _seed_and_isolate(tmp_path, monkeypatch, request):
     yield
 
 
+def pytest_collection_modifyitems(config, items):
+    # a test on the local Ray cluster is in the `cluster` tier (`make test-cluster`), whichever file holds it
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)
+
+
 # -- Ray -----------------------------------------------------------------------------------------------------
 # One local Ray per test session (started on first use, about 5 s, dashboard included for the Jobs API), sized
 # to this machine's 2 cores. A test that uses it must release every actor it started; `ray_local` checks.

@@ -36,8 +36,10 @@ class ActivationStore(StoreBase, ActivationQueries, PoolQueries, RecallQueries, 
     Args:
         path: database file; created with the schema on first use.
         lock_timeout: seconds to keep retrying while another process holds the file lock.
+        shards: where a new store keeps its activation shards (folder or ``s3://``/``gs://`` URI; default
+            ``IGDS_SHARDS``, else ``shards/`` next to the file); see :mod:`igds.store.shards`.
     """
 
-    def __init__(self, path=None, lock_timeout: float = 60.0):
-        super().__init__(path, lock_timeout)
+    def __init__(self, path=None, lock_timeout: float = 60.0, shards=None):
+        super().__init__(path, lock_timeout, shards)
         self.register_tasks()  # workspace tasks are known to every process that opens the store

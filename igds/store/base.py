@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -16,6 +19,7 @@ import pyarrow as pa
 
 from igds import __version__, settings
 from igds.constants import RUNS_DIR, SCHEMA_VERSION
+from igds.store import shards as sh
 
 
 def id_table(example_ids: Sequence[str]) -> pa.Table:
@@ -43,19 +47,39 @@ class StoreError(RuntimeError):
     """A store that cannot be opened or has an incompatible schema."""
 
 
+# Older schema versions this IGDS upgrades in place (igds.store.migrate); any other version is refused.
+MIGRATABLE = (3,)
+
+
 class StoreBase:
     """Connections, schema, examples and run bookkeeping of the store at ``path`` (``cache/igds.duckdb``).
 
     Args:
         path: database file; created with the schema on first use.
         lock_timeout: seconds to keep retrying while another process holds the file lock.
+        shards: where a new store keeps its activation shards (a folder or an object-storage URI; default
+            ``IGDS_SHARDS``, else ``shards/`` next to the database file). An existing store keeps the location
+            it recorded; asking for another one is an error.
     """
 
-    def __init__(self, path: str | Path | None = None, lock_timeout: float = 60.0):
+    # one ingest at a time per store file in this process (views are rebuilt in each ingest transaction)
+    _ingest_locks: dict[str, threading.Lock] = {}
+    _locks_guard = threading.Lock()
+
+    def __init__(self, path: str | Path | None = None, lock_timeout: float = 60.0,
+                 shards: str | Path | None = None):
         self.path = Path(path) if path else settings.store_path()
         self.lock_timeout = lock_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._init_schema()
+        self.shards: sh.ShardLocation | None = None  # set from the store's record by _init_schema
+        requested = str(shards) if shards is not None else settings.shard_location()
+        self._init_schema(requested)
+
+    @property
+    def ingest_lock(self) -> threading.Lock:
+        key = str(self.path.resolve())
+        with StoreBase._locks_guard:
+            return StoreBase._ingest_locks.setdefault(key, threading.Lock())
 
     # -- connections -------------------------------------------------------------------------
     @contextmanager
@@ -73,9 +97,27 @@ class StoreBase:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
         try:
+            if self.shards is not None and self.shards.remote:
+                self._load_httpfs(con)
             yield con
+        except duckdb.IOException as e:
+            if "No files found" not in str(e):
+                raise
+            raise StoreError(f"{self.path}: a recorded activation shard file is missing at {self.shards.root} "
+                             "(store.missing_shard_files() lists them; remove_run_shards(run) drops a run): "
+                             f"{e}") from e
         finally:
             con.close()
+
+    def _load_httpfs(self, con) -> None:
+        try:
+            con.execute("LOAD httpfs")
+        except duckdb.Error as e:
+            con.close()
+            raise StoreError(f"{self.path} keeps its activation shards at {self.shards.root}, which DuckDB reads "
+                             "through its httpfs extension; install it once (in DuckDB: INSTALL httpfs, or "
+                             "INSTALL '<file>.duckdb_extension' offline) and set credentials (CREATE PERSISTENT "
+                             f"SECRET ...): {e}") from e
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -89,23 +131,122 @@ class StoreBase:
                 con.execute("ROLLBACK")
                 raise
 
-    def _init_schema(self) -> None:
+    def _init_schema(self, requested: str | None) -> None:
         ddl = resources.files("igds.store").joinpath("schema.sql").read_text()
         with self.connect() as con:
             # Check the version before the DDL: an older schema may hold objects the DDL cannot create
             # over (version 1 had an examples table where there is now a view).
             has_meta = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta' "
                                    "AND table_schema = current_schema()").fetchall()[0][0]
-            rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() if has_meta else []
-            row = rows[0] if rows else None
-            if row is not None and int(row[0]) != SCHEMA_VERSION:
+            meta = dict(con.execute("SELECT key, value FROM meta").fetchall()) if has_meta else {}
+            version = meta.get("schema_version")
+            if version is not None and int(version) not in (SCHEMA_VERSION, *MIGRATABLE):
                 raise StoreError(
-                    f"{self.path} has schema version {row[0]}, this IGDS expects {SCHEMA_VERSION}; "
+                    f"{self.path} has schema version {version}, this IGDS expects {SCHEMA_VERSION}; "
                     "move the file aside to rebuild it"
                 )
+            if version is not None and int(version) != SCHEMA_VERSION:
+                from igds.store.migrate import check_migratable
+
+                check_migratable(self.path, con, int(version))
+            recorded = meta.get("shard_location")
+            if recorded is None:  # a new store, or one from before shards (its rows move out on migration)
+                recorded = requested or sh.DEFAULT_LOCATION
+            self.shard_location_recorded = recorded
+            here, was_at, old_id = str(self.path.resolve()), meta.get("store_path"), meta.get("store_id")
+            # a database file copied elsewhere (its original still there) gets its own store id, so that what
+            # it writes never mixes with the original's files
+            copied = bool(old_id and was_at and was_at != here and Path(was_at).exists())
+            store_id = old_id if old_id and not copied else uuid.uuid4().hex[:16]
+            try:
+                self.shards = sh.ShardLocation.resolve(recorded, self.path, store_id)
+                wanted = sh.ShardLocation.resolve(requested, self.path, store_id) if requested else self.shards
+            except sh.ShardError as e:
+                raise StoreError(f"{self.path}: {e}") from e
+            if wanted != self.shards:
+                raise StoreError(f"{self.path} keeps its activation shards at {self.shards.root} (recorded when it "
+                                 f"was created); {wanted.root} was asked for (IGDS_SHARDS or shards=): unset it, "
+                                 "or start a new store for the other location")
+            if self.shards.remote:
+                self._load_httpfs(con)
             con.execute(ddl)
-            if row is None:
+            if version is not None and int(version) != SCHEMA_VERSION:
+                from igds.store.migrate import migrate
+
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('store_id', ?), ('store_path', ?)", [store_id, here])
+                migrate(self, con, int(version))
+                return
+            if version is None:
                 con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            if "shard_location" not in meta:
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('shard_location', ?)", [recorded])
+            defined = {r[0] for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+                "AND table_name IN (?, ?)", [sh.ACTS_VIEW, sh.STATS_VIEW]).fetchall()}
+            if was_at != here or store_id != old_id or len(defined) < 2:
+                con.execute("BEGIN TRANSACTION")
+                if was_at and was_at != here and not copied:
+                    self._relocate(con, sh.ShardLocation.resolve(recorded, Path(was_at), store_id))
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('store_id', ?), ('store_path', ?)", [store_id, here])
+                self._rebuild_views(con)
+                con.execute("COMMIT")
+
+    def _relocate(self, con, old: sh.ShardLocation) -> None:
+        """The database file moved with its shard folder: point the rows whose files are missing at the same
+        files under the new location."""
+        if old == self.shards:
+            return
+        rows = con.execute("SELECT run_id, shard_key, acts_file, stats_file FROM shards").fetchall()
+        moved = []
+        for run_id, key, *files in rows:
+            new = [self.shards.root + f[len(old.root):] if old.owns(f) and not sh.file_exists(f) else f
+                   for f in files]
+            if new != files and all(sh.file_exists(f) for f in new):
+                moved.append((run_id, key, *new))
+        if moved:
+            con.register("moved_shards", pa.table(list(zip(*moved, strict=True)),
+                                                  names=["run_id", "shard_key", "acts_file", "stats_file"]))
+            con.execute("UPDATE shards s SET acts_file = m.acts_file, stats_file = m.stats_file FROM moved_shards m "
+                        "WHERE m.run_id = s.run_id AND m.shard_key = s.shard_key")
+            con.unregister("moved_shards")
+
+    def compact(self) -> int:
+        """Rewrite the database file without its free blocks (DuckDB reuses freed space but does not give it
+        back, e.g. after a migration dropped the activation tables).
+
+        The copy is made while this process holds the file and is swapped in with ``os.replace``; a process
+        that opens the store meanwhile waits for the lock and then opens the new file. Run it when no
+        other process is in the middle of work on the store.
+
+        Returns:
+            bytes saved.
+        """
+        with self.connect() as con:
+            return self._compact(con)
+
+    def _compact(self, con) -> int:
+        before = self.path.stat().st_size
+        tmp = self.path.with_name(".compact-" + self.path.name)
+        tmp.unlink(missing_ok=True)
+        con.execute("CHECKPOINT")
+        name = con.execute("SELECT current_database()").fetchall()[0][0]
+        quoted = '"' + name.replace('"', '""') + '"'
+        con.execute("ATTACH ? AS igds_compact", [str(tmp)])
+        try:
+            con.execute(f"COPY FROM DATABASE {quoted} TO igds_compact")  # the open database's own name
+        finally:
+            con.execute("DETACH igds_compact")
+        os.replace(tmp, self.path)
+        return before - self.path.stat().st_size
+
+    def _rebuild_views(self, con) -> None:
+        """Point ``feature_acts`` / ``example_stats`` at exactly the recorded shard files, in ingest order (inside
+        the caller's transaction: the views change with the ``shards`` rows they list)."""
+        rows = con.execute("SELECT acts_file, stats_file FROM shards ORDER BY seq").fetchall()
+        for view, schema, columns, i in ((sh.ACTS_VIEW, sh.ACTS_SCHEMA, sh.ACTS_COLUMNS, 0),
+                                         (sh.STATS_VIEW, sh.STATS_SCHEMA, sh.STATS_COLUMNS, 1)):
+            select = sh.view_select([r[i] for r in rows], columns) if rows else sh.empty_select(schema, columns)
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS {select}")  # view names are module constants
 
     def run_dir(self, run_id: str) -> Path:
         """Folder for a run's files (shards, adapters, exports), next to the database file."""

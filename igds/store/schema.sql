@@ -1,4 +1,5 @@
--- IGDS activation store. Bulk tables are written through Arrow in one transaction per shard;
+-- IGDS activation store. Bulk tables are written through Arrow in one transaction (activation shards: as
+-- Parquet files, see shards below);
 -- every derived row carries the run that produced it.
 CREATE TABLE IF NOT EXISTS meta (
     key VARCHAR PRIMARY KEY,
@@ -62,33 +63,28 @@ CREATE TABLE IF NOT EXISTS runs (
     created TIMESTAMP DEFAULT current_timestamp,
     updated TIMESTAMP DEFAULT current_timestamp
 );
+-- One row per ingested extraction shard. The per-(example, feature) aggregates and the per-example stats are not
+-- tables here: they stay in the shard's Parquet files (acts_file, stats_file: relative to the store's shard
+-- location, meta 'shard_location') and the views feature_acts / example_stats read exactly the files listed here,
+-- in seq order (igds.store.shards). Their columns:
+--   feature_acts(run_id, example_id, feature INTEGER, max_act REAL, sum_act REAL, n_active INTEGER): sparse, only
+--     features that fired on the example;
+--   example_stats(run_id, example_id, n_tokens INTEGER, n_positions INTEGER, n_sinks INTEGER, shard_key): n_tokens =
+--     positions kept for statistics (BOS and sinks excluded), n_positions = all positions of the formatted, truncated
+--     example, n_sinks = positions dropped by the sink-norm guard.
 CREATE TABLE IF NOT EXISTS shards (
     run_id VARCHAR NOT NULL,
     shard_key VARCHAR NOT NULL,
     n_examples INTEGER,
     n_rows BIGINT,
-    path VARCHAR,
+    path VARCHAR,                   -- where the worker wrote it (provenance)
     created TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (run_id, shard_key)
 );
-CREATE TABLE IF NOT EXISTS example_stats (
-    run_id VARCHAR NOT NULL,
-    example_id VARCHAR NOT NULL,
-    n_tokens INTEGER NOT NULL,      -- positions kept for statistics (BOS and sinks excluded)
-    n_positions INTEGER NOT NULL,   -- all positions of the formatted, truncated example
-    n_sinks INTEGER NOT NULL,       -- positions dropped by the sink-norm guard
-    shard_key VARCHAR NOT NULL,
-    PRIMARY KEY (run_id, example_id)
-);
--- Sparse per-(example, feature) aggregates: only features that fired on the example.
-CREATE TABLE IF NOT EXISTS feature_acts (
-    run_id VARCHAR NOT NULL,
-    example_id VARCHAR NOT NULL,
-    feature INTEGER NOT NULL,
-    max_act REAL NOT NULL,
-    sum_act REAL NOT NULL,
-    n_active INTEGER NOT NULL
-);
+-- Added with shards in place (schema 4): ingest order and the shard's files.
+ALTER TABLE shards ADD COLUMN IF NOT EXISTS seq BIGINT;
+ALTER TABLE shards ADD COLUMN IF NOT EXISTS acts_file VARCHAR;
+ALTER TABLE shards ADD COLUMN IF NOT EXISTS stats_file VARCHAR;
 CREATE TABLE IF NOT EXISTS artifacts (
     run_id VARCHAR NOT NULL,
     kind VARCHAR NOT NULL,
