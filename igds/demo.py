@@ -178,7 +178,7 @@ def _tiny_runs(store, task: str, ws: dict) -> list[str]:
         sel_ids.append(save_selection(store, f"{method}-tiny", task, method, "task-only", len(ranked), chosen, lin))
     ev = EvalConfig(n_examples=12, max_new_tokens=8, batch_size=12)
     evaluate_and_record(store, BASE_RUN, task, ws["model"], ws["tokenizer"], ws["sae"], ws["site"], effects.kept,
-                        ev, ws["model_key"])
+                        ev, ws["model_key"], sae_key=ws["sae_key"])
     runs = []
     for i, sid in enumerate(sel_ids):
         _, examples = selection_examples(store, sid)
@@ -190,7 +190,7 @@ def _tiny_runs(store, task: str, ws: dict) -> list[str]:
         res = train_lora(model, ws["tokenizer"], examples[:16], ft, tempfile.mkdtemp(), resume=False)
         record_finetune(store, run_id, task, res, ft.to_dict(), sid, ws["model_key"])
         evaluate_and_record(store, run_id, task, res.model, ws["tokenizer"], ws["sae"], ws["site"], effects.kept,
-                            ev, ws["model_key"])
+                            ev, ws["model_key"], sae_key=ws["sae_key"])
         runs.append(run_id)
     return runs
 

@@ -141,3 +141,67 @@ class ModelWorker:
         from igds.modeling.nll import nll_table
 
         return nll_table(self.model, self.tokenizer, examples, max_length=max_length, batch_tokens=batch_tokens)
+
+    # -- evaluation -------------------------------------------------------------------------------------------
+
+    def load_adapter(self, adapter_dir: str) -> str:
+        """Wrap the loaded model with a LoRA adapter read from ``adapter_dir`` (a folder on the shared filesystem;
+        a pool setup call, so a replaced actor loads it again). Evaluation calls then run the tuned model, or its
+        base weights with the adapter disabled, as :func:`igds.workflow.tune.base_weights` does locally."""
+        from igds.training.evaluate import load_adapter
+
+        self.peft = load_adapter(self.model, adapter_dir)
+        return adapter_dir
+
+    def _eval_model(self, base: bool):
+        """``(model, context)`` an evaluation call runs under: the tuned model, or the base weights."""
+        from contextlib import nullcontext
+
+        peft = getattr(self, "peft", None)
+        if peft is None:
+            if not base:
+                raise ValueError("this actor has no adapter loaded (load_adapter): only base=True evaluates")
+            return self.model, nullcontext()
+        return peft, (peft.disable_adapter() if base else nullcontext())
+
+    def eval_generate(self, batches: list, gen_cfg, base: bool) -> list:
+        """Generation batches (each a list of prompt ids, as
+        :func:`igds.training.evaluate.generation_batches` cut them) → their decoded continuations, batch by batch
+        (:func:`igds.training.evaluate.generate_batch`)."""
+        import torch
+
+        from igds.training.evaluate import generate_batch
+
+        model, ctx = self._eval_model(base)
+        model.eval()
+        with ctx, torch.no_grad():
+            return [generate_batch(model, self.tokenizer, prompts, gen_cfg) for prompts in batches]
+
+    def eval_nll(self, batches: list, pad_id: int, batch_tokens: int, base: bool) -> dict:
+        """Reference-NLL batches (``length_batches`` of the encoded examples) → ``{example_id: nll}``
+        (:func:`igds.modeling.nll.response_nll`, each batch on its own: the driver's batches, unchanged)."""
+        import torch
+
+        from igds.modeling.nll import response_nll
+        from igds.training.evaluate import base_transformer
+
+        model, ctx = self._eval_model(base)
+        out: dict = {}
+        with ctx, torch.no_grad():
+            for batch in batches:
+                out.update(response_nll(base_transformer(model), batch, pad_id, batch_tokens))
+        return out
+
+    def eval_activation(self, batches: list, cfg: dict, pad_id: int, features: list[int], base: bool) -> list:
+        """Feature-activation batches → one ``{example_id: {feature: a_j(s)}}`` per batch
+        (:func:`igds.training.evaluate.activation_batch`)."""
+        import torch
+
+        from igds.method.extract import ExtractConfig
+        from igds.training.evaluate import activation_batch, base_transformer
+
+        model, ctx = self._eval_model(base)
+        acfg = ExtractConfig.from_dict(cfg)
+        with ctx, torch.no_grad():
+            return [activation_batch(base_transformer(model), self.sae, self.spec.site, batch, acfg, pad_id, features)
+                    for batch in batches]

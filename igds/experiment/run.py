@@ -74,7 +74,7 @@ def prepare_task(ws, cfg: ExperimentConfig, task: str, extract_cfg, progress: Pr
     model_key = model_key_of(ws.model)
     if not ws.store.has_eval(base_eval_id(cfg, task, model_key)):
         evaluate_and_record(ws.store, BASE_RUN, task, ws.model, ws.tokenizer, ws.sae, ws.site, features, ev,
-                            model_key, scaled(progress, 70, 30, 100))
+                            model_key, scaled(progress, 70, 30, 100), sae_key=ws.sae_key)
     provenance = method_provenance(effects, overrides, features, control)
     provenance |= {"max_length": lengths, "pool_over_length": dropped}
     return TaskSetup(extract_cfg=extract_cfg, extract_run=ws.extraction_run_id(extract_cfg), effects=effects,

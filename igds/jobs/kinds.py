@@ -121,7 +121,7 @@ def _evaluate_base(params: dict, ctx: JobContext) -> dict:
     task = params["task"]
     out = evaluate_and_record(ws.store, BASE_RUN, task, ws.model, ws.tokenizer, ws.sae, ws.site,
                               validated_features(ws.store, task), EvalConfig.from_dict(params.get("eval", {})),
-                              model_key_of(ws.model), ctx.progress)
+                              model_key_of(ws.model), ctx.progress, sae_key=ws.sae_key)
     res = out["base"][1]["result"]
     return {"metric": res["metric"], "score": res["score"], "nll": res.get("nll")}
 

@@ -82,6 +82,54 @@ def _limit(examples: Sequence, cfg: EvalConfig) -> list:
     return stratified_sample(examples, cfg.n_examples, cfg.sample_seed) if cfg.n_examples else list(examples)
 
 
+def prompt_ids(tokenizer, task, examples: Sequence, cfg: EvalConfig) -> list[list[int]]:
+    """Each example's prompt ids, exactly as in training (``task.encode``: instruction, template, BOS rule,
+    truncation to ``cfg.max_length``); ``cfg.n_examples`` is not applied here."""
+    return [task.encode(tokenizer, ex.content, None, max_length=cfg.max_length).input_ids for ex in examples]
+
+
+def generation_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Generation batches as lists of prompt indices: prompts sorted by length (similar lengths, little padding),
+    cut every ``batch_size``. A batch's outputs depend on its padding, so every executor runs these batches."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def generation_config(tokenizer, task, cfg: EvalConfig):
+    """The ``GenerationConfig`` of an evaluation (the task's budget unless ``cfg.max_new_tokens``)."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(max_new_tokens=cfg.max_new_tokens or task.max_new_tokens, do_sample=not cfg.greedy,
+                            pad_token_id=_pad_id(tokenizer), eos_token_id=tokenizer.eos_token_id)
+
+
+def generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], gen_cfg) -> list[str]:
+    """Generate one left-padded batch (``model`` in eval mode, under ``torch.no_grad``).
+
+    Args:
+        model: causal LM or ``PeftModel``.
+        tokenizer: its tokenizer.
+        prompts: the batch's prompt ids.
+        gen_cfg: :func:`generation_config`.
+
+    Returns:
+        The decoded continuations (special tokens removed), in batch order.
+    """
+    import torch
+
+    pad_id = _pad_id(tokenizer)
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        n = len(p)
+        ids[row, width - n :] = torch.tensor(p)  # left padding: generation continues at the end
+        attn[row, width - n :] = 1
+    out = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), generation_config=gen_cfg)
+    return [tokenizer.decode(out[row, width:], skip_special_tokens=True) for row in range(len(prompts))]
+
+
 def generate_outputs(model, tokenizer, task, examples: Sequence, cfg: EvalConfig | None = None,
                      progress: ProgressFn | None = None) -> list[str]:
     """Generate an answer for each example's prompt (chat template, left padding, batched).
@@ -98,37 +146,22 @@ def generate_outputs(model, tokenizer, task, examples: Sequence, cfg: EvalConfig
         The decoded continuations (special tokens removed), in input order.
     """
     import torch
-    from transformers import GenerationConfig
 
     cfg = cfg or EvalConfig()
     progress = progress or null_progress
     examples = _limit(examples, cfg)
-    pad_id = _pad_id(tokenizer)
-    # task.encode renders each record's content through the task: exactly the prompt ids used in training
-    # (instruction, template, BOS rule, truncation).
-    prompts = [task.encode(tokenizer, ex.content, None, max_length=cfg.max_length).input_ids for ex in examples]
-    gen_cfg = GenerationConfig(max_new_tokens=cfg.max_new_tokens or task.max_new_tokens, do_sample=not cfg.greedy,
-                               pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id)
-    device = next(model.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths → little padding
+    prompts = prompt_ids(tokenizer, task, examples, cfg)
+    gen_cfg = generation_config(tokenizer, task, cfg)
     outputs: list[str] = [""] * len(prompts)
     was_training = model.training
     model.eval()
+    done = 0
     with torch.no_grad():
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            width = max(len(prompts[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            attn = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                n = len(prompts[i])
-                ids[row, width - n :] = torch.tensor(prompts[i])  # left padding: generation continues at the end
-                attn[row, width - n :] = 1
-            out = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), generation_config=gen_cfg)
-            for row, i in enumerate(idx):
-                outputs[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True)
-            progress(min(start + cfg.batch_size, len(order)), len(order),
-                     f"generate: {min(start + cfg.batch_size, len(order))}/{len(order)}")
+        for idx in generation_batches(prompts, cfg.batch_size):
+            for i, text in zip(idx, generate_batch(model, tokenizer, [prompts[i] for i in idx], gen_cfg), strict=True):
+                outputs[i] = text
+            done += len(idx)
+            progress(done, len(prompts), f"generate: {done}/{len(prompts)}")
     model.train(was_training)
     return outputs
 
@@ -160,6 +193,37 @@ def _nanmean(values) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
+def eval_result(task, examples: Sequence, raw: Sequence[str], nll_by_id: dict[str, float], t0: float) -> dict:
+    """Score generated outputs and assemble :func:`evaluate_model`'s result (every executor ends here).
+
+    The task's metric runs once over all outputs (a corpus-level metric needs them together).
+
+    Args:
+        task: a ``TaskSpec``.
+        examples: the evaluated records (``cfg.n_examples`` already applied), in result order.
+        raw: the decoded continuation of each example, in that order.
+        nll_by_id: reference NLL per example id (empty when not computed).
+        t0: ``time.perf_counter()`` at the start of the evaluation.
+    """
+    refs = [ex.response for ex in examples]
+    scored = task.score(raw, refs)
+    nll_per = [nll_by_id.get(ex.id, math.nan) for ex in examples]
+    slices = {}
+    if task.metric == "exact_match":
+        keep = [i for i, ex in enumerate(examples) if (ex.meta or {}).get("n_steps", 99) <= MAX_STEPS_SLICE]
+        if keep:
+            slices[f"le{MAX_STEPS_SLICE}_steps"] = sum(scored["per_example"][i] for i in keep) / len(keep)
+            slices[f"le{MAX_STEPS_SLICE}_steps_n"] = len(keep)
+    return {
+        "task": task.name, "metric": scored["metric"], "score": float(scored["score"]), "n": len(examples),
+        "example_ids": [ex.id for ex in examples], "raw_outputs": list(raw),
+        "predictions": [task.extract_answer(r) for r in raw], "references": refs,
+        "per_example": [float(v) for v in scored["per_example"]],
+        "nll": _nanmean(nll_per), "nll_per_example": nll_per, "slices": slices,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def evaluate_model(model, tokenizer, task, examples: Sequence, cfg: EvalConfig | None = None,
                    progress: ProgressFn | None = None) -> dict:
     """Task metric (greedy generation) and mean reference NLL on ``examples``.
@@ -176,32 +240,67 @@ def evaluate_model(model, tokenizer, task, examples: Sequence, cfg: EvalConfig |
         dict with ``task``, ``metric``, ``score`` (corpus score), ``n``, ``example_ids``,
         ``predictions`` (extracted answers), ``raw_outputs``, ``references``, ``per_example``,
         ``nll`` (mean) and ``nll_per_example``, ``slices`` (math: ``le2_steps``) and ``seconds``.
+        :func:`igds.executor.evaluate.RayEvaluator.evaluate` returns the same on Ray actors.
     """
     cfg = cfg or EvalConfig()
     progress = progress or null_progress
     examples = _limit(examples, cfg)
     t0 = time.perf_counter()
     raw = generate_outputs(model, tokenizer, task, examples, cfg, scaled(progress, 0, 80, 100))
-    refs = [ex.response for ex in examples]
-    scored = task.score(raw, refs)
     nll_by_id = (reference_nll(model, tokenizer, examples, cfg.max_length, cfg.batch_tokens,
                                scaled(progress, 80, 20, 100)) if cfg.nll else {})
-    nll_per = [nll_by_id.get(ex.id, math.nan) for ex in examples]
-    slices = {}
-    if task.metric == "exact_match":
-        keep = [i for i, ex in enumerate(examples) if (ex.meta or {}).get("n_steps", 99) <= MAX_STEPS_SLICE]
-        if keep:
-            slices[f"le{MAX_STEPS_SLICE}_steps"] = sum(scored["per_example"][i] for i in keep) / len(keep)
-            slices[f"le{MAX_STEPS_SLICE}_steps_n"] = len(keep)
     progress(100, 100, "evaluate: done")
-    return {
-        "task": task.name, "metric": scored["metric"], "score": float(scored["score"]), "n": len(examples),
-        "example_ids": [ex.id for ex in examples], "raw_outputs": raw,
-        "predictions": [task.extract_answer(r) for r in raw], "references": refs,
-        "per_example": [float(v) for v in scored["per_example"]],
-        "nll": _nanmean(nll_per), "nll_per_example": nll_per, "slices": slices,
-        "seconds": time.perf_counter() - t0,
-    }
+    return eval_result(task, examples, raw, nll_by_id, t0)
+
+
+def activation_config(max_length: int, positions: str, batch_tokens: int):
+    """The :class:`igds.method.extract.ExtractConfig` :func:`feature_activation` runs ``process_batch`` with."""
+    from igds.method.extract import ExtractConfig
+
+    return ExtractConfig(positions=positions, max_length=max_length, batch_tokens=max(batch_tokens, max_length))
+
+
+def activation_batch(net, sae, site: str, batch: Sequence, cfg, pad_id: int,
+                     feats: Sequence[int]) -> dict[str, dict[int, float]]:
+    """Mean activation ``a_j(s)`` of each feature in ``feats`` on each example of one batch.
+
+    Args:
+        net: the plain transformer (:func:`base_transformer`).
+        sae: the sae-lens SAE.
+        site: its hook site.
+        batch: one batch of :class:`igds.modeling.batching.EncodedItem` (the sink guard is per batch, so
+            every executor runs the same ``length_batches``).
+        cfg: :func:`activation_config`.
+        pad_id: padding token id.
+        feats: the features ``F``.
+
+    Returns:
+        ``{example_id: {feature: sum_act / n_tokens}}`` (0 where the feature did not fire), in batch order,
+        for the examples with kept tokens only (the others have no defined mean).
+    """
+    from igds.method.extract import process_batch
+
+    fset = set(feats)
+    acts, stats = process_batch(net, sae, site, batch, cfg, pad_id)
+    n_tok = dict(zip(stats.column("example_id").to_pylist(), stats.column("n_tokens").to_pylist(), strict=True))
+    per_example: dict[str, dict[int, float]] = {}
+    for eid, n in n_tok.items():
+        if n > 0:  # an example without kept tokens has no defined mean activation
+            per_example[eid] = dict.fromkeys(feats, 0.0)
+    rows = zip(acts.column("example_id").to_pylist(), acts.column("feature").to_pylist(),
+               acts.column("sum_act").to_pylist(), strict=True)
+    for eid, f, s in rows:
+        if f in fset and eid in per_example:
+            per_example[eid][f] = s / n_tok[eid]
+    return per_example
+
+
+def aggregate_activation(per_example: dict[str, dict[int, float]], feats: Sequence[int]) -> dict:
+    """:func:`feature_activation`'s result from its per-example means (summed in the dict's order)."""
+    n = len(per_example)
+    per_feature = {f: (sum(e[f] for e in per_example.values()) / n if n else math.nan) for f in feats}
+    total = sum(sum(e.values()) for e in per_example.values()) / n if n else math.nan
+    return {"A": total, "per_feature": per_feature, "features": list(feats), "n": n}
 
 
 def feature_activation(model, tokenizer, sae, site: str, examples: Sequence, features: Sequence[int],
@@ -227,35 +326,21 @@ def feature_activation(model, tokenizer, sae, site: str, examples: Sequence, fea
     Returns:
         ``{"A": float, "per_feature": {j: mean_s a_j(s)}, "features": [...], "n": examples used}``.
     """
-    from igds.method.extract import ExtractConfig, process_batch
     from igds.modeling.batching import length_batches
     from igds.modeling.encoding import encode_examples
 
     progress = progress or null_progress
     feats = [int(f) for f in features]
-    fset = set(feats)
-    cfg = ExtractConfig(positions=positions, max_length=max_length, batch_tokens=max(batch_tokens, max_length))
+    cfg = activation_config(max_length, positions, batch_tokens)
     items = encode_examples(tokenizer, examples, max_length)
     net = base_transformer(model)
     per_example: dict[str, dict[int, float]] = {}
     done = 0
     for batch in length_batches(items, cfg.batch_tokens):
-        acts, stats = process_batch(net, sae, site, batch, cfg, _pad_id(tokenizer))
-        n_tok = dict(zip(stats.column("example_id").to_pylist(), stats.column("n_tokens").to_pylist(), strict=True))
-        for eid, n in n_tok.items():
-            if n > 0:  # an example without kept tokens has no defined mean activation
-                per_example[eid] = dict.fromkeys(feats, 0.0)
-        rows = zip(acts.column("example_id").to_pylist(), acts.column("feature").to_pylist(),
-                   acts.column("sum_act").to_pylist(), strict=True)
-        for eid, f, s in rows:
-            if f in fset and eid in per_example:
-                per_example[eid][f] = s / n_tok[eid]
+        per_example.update(activation_batch(net, sae, site, batch, cfg, _pad_id(tokenizer), feats))
         done += len(batch)
         progress(done, len(items), f"feature activation: {done}/{len(items)}")
-    n = len(per_example)
-    per_feature = {f: (sum(e[f] for e in per_example.values()) / n if n else math.nan) for f in feats}
-    total = sum(sum(e.values()) for e in per_example.values()) / n if n else math.nan
-    return {"A": total, "per_feature": per_feature, "features": feats, "n": n}
+    return aggregate_activation(per_example, feats)
 
 
 def restrict_activation(act: dict, features: Sequence[int]) -> dict:

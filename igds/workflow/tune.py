@@ -63,46 +63,65 @@ def validated_features(store: ActivationStore, task: str) -> list[int]:
 
 def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, tokenizer, sae, site: str,
                         features: list[int], eval_cfg: EvalConfig, model_key: str | None,
-                        progress: ProgressFn | None = None, control_features: Sequence[int] = ()) -> dict:
+                        progress: ProgressFn | None = None, control_features: Sequence[int] = (),
+                        executor=None, sae_key: str | None = None, adapter_dir: str | None = None) -> dict:
     """Evaluate ``model`` on the task's test split, record metric, outputs and feature activation.
 
     For a fine-tuned model (``run_id != 'base'``) the base model is evaluated first when the store has
     no base evaluation (the adapter is disabled for it), and the amplification is recorded: of
     ``features`` and, measured in the same pass, of ``control_features`` (a density-matched random set).
+
+    Args:
+        executor: where generation, NLL and feature activation run (an ``ExecutorConfig``); None: the workspace's
+            executor setting. On Ray (:class:`igds.executor.evaluate.RayEvaluator`) the actors load the base model
+            ``model_key`` (and the SAE ``sae_key``) from their stored specs and a tuned model's adapter from
+            ``adapter_dir``; the driver records exactly what the local executor records.
+        sae_key: the SAE's key (Ray only, when features are measured); None: the run's.
+        adapter_dir: the tuned model's adapter folder (Ray only); None: the one the run's fine-tune recorded.
     """
     from igds.data.tasks import get_task
+    from igds.executor.config import executor_config
 
     progress = progress or null_progress
     spec = get_task(task)
     examples = test_sample(store, task, eval_cfg.n_examples, eval_cfg.sample_seed)
-
-    def one(rid: str, m, prog) -> tuple[str, dict]:
-        t0 = time.perf_counter()
-        res = evaluate_model(m, tokenizer, spec, examples, eval_cfg, scaled(prog, 0, 80, 100))
-        res["seconds"] = time.perf_counter() - t0
-        eid = record_eval(store, rid, res, "test", model_key, eval_cfg.to_dict())
-        act = feature_activation(m, tokenizer, sae, site, examples, measured, max_length=eval_cfg.max_length,
-                                 progress=scaled(prog, 80, 20, 100)) if features else None
-        return eid, {"result": res, "activation": act}
-
     measured = list(dict.fromkeys([*map(int, features), *map(int, control_features)]))
-    out = {}
     # the base evaluation of exactly these settings (items, lengths, decoding): another one scored other items
     need_base = run_id == BASE_RUN or not store.has_eval(make_eval_id(BASE_RUN, task, "test", model_key,
                                                                       eval_cfg.to_dict()))
+    exe = executor or executor_config(store)
+    if exe.kind == "ray":
+        evaluator = _ray_evaluator(store, exe, run_id, model, tokenizer, site, model_key, sae_key, adapter_dir,
+                                   bool(features), len(examples), progress)
+    else:
+        evaluator = _LocalEvaluator(model, tokenizer, sae, site)
+    with evaluator as ev:
+        return _evaluate_and_record(store, ev, run_id, task, spec, examples, features, measured, eval_cfg,
+                                    model_key, need_base, progress, control_features)
+
+
+def _evaluate_and_record(store, ev, run_id, task, spec, examples, features, measured, eval_cfg, model_key,
+                         need_base, progress, control_features) -> dict:
+    def one(rid: str, base: bool, prog) -> tuple[str, dict]:
+        t0 = time.perf_counter()
+        res = ev.evaluate(spec, examples, eval_cfg, scaled(prog, 0, 80, 100), base=base)
+        res["seconds"] = time.perf_counter() - t0
+        eid = record_eval(store, rid, res, "test", model_key, eval_cfg.to_dict())
+        act = ev.feature_activation(examples, measured, max_length=eval_cfg.max_length,
+                                    progress=scaled(prog, 80, 20, 100), base=base) if features else None
+        return eid, {"result": res, "activation": act}
+
+    out = {}
     if need_base:
-        with base_weights(model):
-            out["base"] = one(BASE_RUN, model, scaled(progress, 0, 50, 100))
+        out["base"] = one(BASE_RUN, True, scaled(progress, 0, 50, 100))
     if run_id != BASE_RUN:
-        eid, tuned = one(run_id, model, scaled(progress, 50, 50, 100))
+        eid, tuned = one(run_id, False, scaled(progress, 50, 50, 100))
         out["tuned"] = (eid, tuned)
         if features:
             if "base" in out:
                 base_act = out["base"][1]["activation"]
             else:
-                with base_weights(model):
-                    base_act = feature_activation(model, tokenizer, sae, site, examples, measured,
-                                                  max_length=eval_cfg.max_length)
+                base_act = ev.feature_activation(examples, measured, max_length=eval_cfg.max_length, base=True)
             tuned_f, base_f = (restrict_activation(a, features) for a in (tuned["activation"], base_act))
             amp = amplification(tuned_f, base_f)
             control = None
@@ -115,6 +134,52 @@ def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, t
         compute_correlations(store, task)
     progress(100, 100, "evaluate: done")
     return out
+
+
+class _LocalEvaluator:
+    """Evaluation in this process on the given model (a ``PeftModel`` computes with its base weights for
+    ``base=True``); the same interface as :class:`igds.executor.evaluate.RayEvaluator`."""
+
+    def __init__(self, model, tokenizer, sae, site: str):
+        self.model, self.tokenizer, self.sae, self.site = model, tokenizer, sae, site
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def evaluate(self, task, examples, cfg, progress=None, base: bool = False) -> dict:
+        with base_weights(self.model) if base else nullcontext():
+            return evaluate_model(self.model, self.tokenizer, task, examples, cfg, progress)
+
+    def feature_activation(self, examples, features, max_length: int, progress=None, base: bool = False) -> dict:
+        with base_weights(self.model) if base else nullcontext():
+            return feature_activation(self.model, self.tokenizer, self.sae, self.site, examples, features,
+                                      max_length=max_length, progress=progress)
+
+
+def _ray_evaluator(store: ActivationStore, exe, run_id: str, model, tokenizer, site: str, model_key: str | None,
+                   sae_key: str | None, adapter_dir: str | None, need_sae: bool, n_examples: int, progress):
+    """A :class:`igds.executor.evaluate.RayEvaluator` for a run: the stored specs of its base model (the weights'
+    dtype pinned to ``model``'s) and SAE, and for a tuned run its adapter folder."""
+    from igds.executor.evaluate import RayEvaluator
+    from igds.executor.worker import spec_for
+    from igds.workflow.workspace import weights_dtype
+
+    run = store.run(run_id) if run_id != BASE_RUN else None
+    if need_sae and sae_key is None:
+        sae_key = (run or {}).get("sae_key")
+        if sae_key is None:
+            raise ValueError("evaluating through Ray with features needs the SAE's key (sae_key=) so that the "
+                             "workers load the same SAE; or use the local executor")
+    if run_id != BASE_RUN and adapter_dir is None:
+        adapter_dir = store.scalar("SELECT adapter_path FROM finetunes WHERE run_id = ?", [run_id])
+        if adapter_dir is None:
+            raise ValueError(f"run {run_id} has no saved adapter that Ray workers could load (adapter_dir=); "
+                             "or use the local executor")
+    spec = spec_for(store, model_key, sae_key, site=site, dtype=weights_dtype(model), need_sae=need_sae)
+    return RayEvaluator(exe, spec, tokenizer, n_examples, adapter_dir=adapter_dir, progress=progress)
 
 
 def base_weights(model):
@@ -138,7 +203,8 @@ def finetune_selection(store: ActivationStore, selection_id: str, ft_cfg: Finetu
     (:func:`igds.training.distributed.train_lora_ray`) on the Ray that ``executor`` (default: the workspace's
     executor setting) names: its address, or a local Ray with ``local_cpus``; an initialised Ray is reused.
     Each worker reserves ``cpus_per_actor`` CPUs and ``gpus_per_actor`` GPUs and loads the workspace's model
-    from its spec; evaluation then runs here on the adapter the workers wrote into the run folder.
+    from its spec. Evaluation follows the same executor (:func:`evaluate_and_record`): here, or on Ray actors that
+    load the base model from its spec and the adapter the training wrote into the run folder.
 
     Returns:
         run id, training summary, test score / NLL and amplification.
@@ -222,7 +288,8 @@ def _finetune_locked(store, run_id, info, examples, ft_cfg, eval_cfg, progress, 
         store.update_run(run_id, status="stopped", message=f"stopped at step {res.global_step}")
         return {"run_id": run_id, "status": res.status, "global_step": res.global_step}
     ev = evaluate_and_record(store, run_id, task, res.model, ws.tokenizer, ws.sae, ws.site, features, eval_cfg,
-                             base_key, scaled(progress, 70, 30, 100), control_features)
+                             base_key, scaled(progress, 70, 30, 100), control_features, executor=executor,
+                             sae_key=ws.sae_key, adapter_dir=res.adapter_dir)
     eid, tuned = ev["tuned"]
     store.update_run(run_id, status="done", n_done=len(examples),
                      message=f"{tuned['result']['metric']} {tuned['result']['score']:.4f}")

@@ -41,14 +41,14 @@ def test_sync_dataset_drops_memberships_then_orphan_records(tmp_path):
     assert store.scalar("SELECT count(*) FROM records") == 0
 
 
-def test_older_store_is_refused(tmp_path):
+def test_a_store_older_than_the_migrations_is_refused(tmp_path):
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
     con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-    con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION - 1)])
+    con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION - 2)])
     con.execute("CREATE TABLE examples (id VARCHAR PRIMARY KEY, task VARCHAR)")  # version 1 had a table here
     con.close()
-    with pytest.raises(StoreError, match=f"has schema version {SCHEMA_VERSION - 1}, this IGDS expects "
+    with pytest.raises(StoreError, match=f"has schema version {SCHEMA_VERSION - 2}, this IGDS expects "
                                          f"{SCHEMA_VERSION}; move the file aside"):
         ActivationStore(path)
     ActivationStore(tmp_path / "new.duckdb")
