@@ -20,6 +20,7 @@ import pyarrow as pa
 from igds import __version__, settings
 from igds.constants import RUNS_DIR, SCHEMA_VERSION
 from igds.store import shards as sh
+from igds.store.errors import StoreError  # noqa: F401 - re-exported
 
 
 def id_table(example_ids: Sequence[str]) -> pa.Table:
@@ -41,10 +42,6 @@ def insert_arrow(con, rows: dict[str, pa.Table]) -> None:
         con.register(view, data)
         con.execute(f"INSERT INTO {table} SELECT * FROM {view}")  # table names are the module's constants
         con.unregister(view)
-
-
-class StoreError(RuntimeError):
-    """A store that cannot be opened or has an incompatible schema."""
 
 
 # Older schema versions this IGDS upgrades in place (igds.store.migrate); any other version is refused.

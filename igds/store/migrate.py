@@ -18,7 +18,7 @@ from igds.store import shards as sh
 
 def check_migratable(path, con, version: int) -> None:
     """Refuse, before anything is written, a store this module cannot upgrade."""
-    from igds.store.base import StoreError
+    from igds.store.errors import StoreError
 
     tables = {r[0] for r in con.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
@@ -30,7 +30,7 @@ def check_migratable(path, con, version: int) -> None:
 
 def migrate(store, con, version: int) -> None:
     """Upgrade the open store ``con`` (of ``store``) from ``version`` to the current schema."""
-    from igds.store.base import StoreError
+    from igds.store.errors import StoreError
 
     check_migratable(store.path, con, version)
     orphans = con.execute("SELECT count(*) FROM feature_acts fa WHERE NOT EXISTS (SELECT 1 FROM example_stats es "
