@@ -41,7 +41,10 @@ def specs(tmp: Path, real: bool) -> tuple[ModelSpec, SaeSpec]:
 
 
 def fresh_store(tmp: Path, name: str, cfg: ExtractConfig, mspec: ModelSpec, sspec: SaeSpec, site: str):
-    store = ActivationStore(tmp / f"{name}.duckdb")
+    # its own folder: the run folder (and its shard files) sits next to the database file, and a shard file already
+    # there would be ingested instead of computed
+    (tmp / name).mkdir()
+    store = ActivationStore(tmp / name / "igds.duckdb")
     store.start_run("bench", "extract", {"extract": cfg.to_dict(), "site": site})
     return store
 

@@ -1,13 +1,13 @@
 """Shards read in place against the single-file store, at 10 M activation rows.
 
-Usage: python bench/shard_store.py [--examples 100000] [--per-example 100] [--shard-size 256] [--repeats 3]
+Usage: python bench/shard_store.py [--examples 100000] [--per-example 116] [--shard-size 256] [--repeats 3]
 
 Builds, in the same run and from the same synthetic rows, (a) the single-file store (``feature_acts`` and
 ``example_stats`` as DuckDB tables inside the database file, as before issue 17; built here directly with SQL
 and Arrow) and (b) the store of today (each shard a Parquet pair read in place through views; built through
 ``ActivationStore.ingest_shard``, one call per shard as extraction does). Rows: ~100k examples (a fifth of
-them the task's pool, the rest general) x ~100 fired features each, feature frequencies zipf-like over 4,096
-SAE features, float32 values, shards of 256 examples.
+them the task's pool, the rest general) x ~100 distinct fired features each (116 draws: about 10 M rows),
+feature frequencies zipf-like over 4,096 SAE features, float32 values, shards of 256 examples.
 
 Then, each in a fresh process (cold: a new DuckDB instance, nothing cached in the process; the OS page cache
 is warm, as on a workstation), it times the Selection page's score-matrix load
@@ -147,7 +147,7 @@ def measure(work: Path, variant: str, query: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--examples", type=int, default=100_000)
-    ap.add_argument("--per-example", type=int, default=100)
+    ap.add_argument("--per-example", type=int, default=116)  # ~10 M rows after duplicate draws
     ap.add_argument("--shard-size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--measure", nargs=3, metavar=("WORKDIR", "VARIANT", "QUERY"), help=argparse.SUPPRESS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 from igds.demo import tiny_model, tiny_sae, tiny_tokenizer
 from igds.modeling.batching import EncodedItem
@@ -43,3 +44,13 @@ def tiny_setup(layer: int = 1):
     tok = tiny_tokenizer()
     sae = tiny_sae(d_in=model.config.hidden_size, layer=layer)
     return model, tok, sae
+
+
+def wait_until(pred, timeout: float = 60.0, poll: float = 0.05):
+    """Poll ``pred()`` until it returns something truthy (returned); fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := pred():
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"condition not met within {timeout} s")

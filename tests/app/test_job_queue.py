@@ -1,12 +1,12 @@
 """The dashboard shows the local job queue: the job panel says "queued — place k of n" and can cancel a queued
 job; the Overview page lists running and queued jobs with their place and slot. Real job processes."""
 
-import time
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 from igds import jobs
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG = {"steps": 300, "sleep": 0.1, "heavy": True}  # holds the only slot until cancelled
@@ -19,13 +19,6 @@ def panel(params):
     job_launcher("count", params, label="Toy count", key="toy")
 
 
-def wait_until(pred, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := pred():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def markdown(at):

@@ -3,24 +3,16 @@ place, can be cancelled at once, and a killed slot holder frees its slot."""
 
 import os
 import signal
-import time
 
 import pytest
 
 from igds import jobs
 from igds.jobs import QueueConfig, save_queue_config
+from tests.helpers import wait_until
 
 HEAVY = {"heavy": True}  # the toy count kind made heavy: it waits for a slot like a model job
 
 
-def wait_until(pred, timeout=30.0, poll=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def state_is(job_id, state):

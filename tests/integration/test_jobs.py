@@ -12,19 +12,9 @@ import pytest
 
 from igds import jobs
 from igds.cli import main
+from tests.helpers import wait_until
 
 READER = "import json, sys; from igds.jobs import job_status; print(json.dumps(job_status(sys.argv[1])))"
-
-
-def wait_until(pred, timeout=15.0, poll=0.05):
-    """Poll ``pred()`` until it returns something truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def progressed(job_id, at_least):

@@ -2,7 +2,6 @@
 cancel come back through the job folder; the dashboard's job panel starts, shows and cancels them; resume
 resubmits; a Ray job that ended without a final state reads as dead."""
 
-import time
 
 from streamlit.testing.v1 import AppTest
 
@@ -10,6 +9,7 @@ from igds import jobs
 from igds.executor import ExecutorConfig, save_executor_config
 from igds.jobs import ray_target
 from igds.store import ActivationStore
+from tests.helpers import wait_until
 
 PARAMS = {"steps": 30, "sleep": 0.1}
 
@@ -18,15 +18,6 @@ def panel(params):
     from igds.ui.jobs import job_launcher
 
     job_launcher("count", params, label="Toy count", key="toy")
-
-
-def wait_until(pred, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := pred():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def test_job_submitted_from_the_panel_runs_on_ray_shows_progress_cancels_and_resumes(ray_local):
