@@ -3,6 +3,7 @@
 import streamlit as st
 
 from igds.jobs import list_jobs
+from igds.ui.executor import executor_settings
 from igds.ui.jobs import job_launcher, queue_rows
 from igds.ui.resources import get_store
 from igds.ui.widgets import section_table
@@ -35,6 +36,7 @@ corpus = status.examples.pivot(index="task", columns="split", values="n").fillna
 section_table("Corpus in the store", corpus, "no examples ingested yet", hide_index=False)
 section_table("Runs", status.runs, "no runs yet")
 section_table("Job queue (running and waiting)", queue_rows(), "no running or queued jobs")
+executor_settings(store)
 section_table("Jobs", [{"job": j["job_id"], "kind": j["kind"], "state": j["state"], "attempt": j.get("attempt"),
                         "progress": (j.get("progress") or {}).get("message", "")} for j in list_jobs()[:20]],
               "no jobs yet")

@@ -19,8 +19,6 @@ def panel(params):
     job_launcher("count", params, label="Toy count", key="toy")
 
 
-
-
 def markdown(at):
     return " ".join(m.value for m in at.markdown)
 

@@ -13,8 +13,6 @@ from tests.helpers import wait_until
 HEAVY = {"heavy": True}  # the toy count kind made heavy: it waits for a slot like a model job
 
 
-
-
 def state_is(job_id, state):
     st = jobs.job_status(job_id)
     return st if st["state"] == state else None
