@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from igds import settings
+from igds.executor.config import EXECUTOR_KINDS
 from igds.jobs import ray_target
 from igds.jobs.context import CANCEL_GRACE_S, EXIT_CANCELLED, EXIT_FAILED, execute
 from igds.jobs.folder import CANCEL, CHECKPOINTS, LOG, SPEC, STATUS, job_dir, read_json, status_lock, write_json
@@ -34,7 +35,7 @@ def run_job_process(job_id: str) -> int:
     return {"done": 0, "cancelled": EXIT_CANCELLED}.get(st["state"], EXIT_FAILED)
 
 
-JOB_TARGETS = ("local", "ray")
+JOB_TARGETS = EXECUTOR_KINDS  # a job runs here or on the Ray cluster, like the stages
 
 
 def _resolve_target(kind: str, params: dict, target: str | None, dashboard_address: str | None) -> dict:
