@@ -21,9 +21,10 @@ import torch
 from igds.data.corpus import task_pool, test_sample
 from igds.data.tasks import get_task
 from igds.modeling.load import ModelSpec, load_model
+from igds.training.batches import encode_for_training
 from igds.training.correlate import paired_bootstrap_diff
 from igds.training.evaluate import EvalConfig, evaluate_model, load_adapter
-from igds.training.finetune import FinetuneConfig, encode_for_training, train_lora
+from igds.training.finetune import FinetuneConfig, train_lora
 
 
 def main() -> None:

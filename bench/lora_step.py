@@ -21,7 +21,8 @@ import time
 from igds.data.corpus import task_pool
 from igds.modeling.load import ModelSpec, load_model
 from igds.settings import resolve_device
-from igds.training.finetune import FinetuneConfig, encode_for_training, resolve_precision, train_lora
+from igds.training.batches import encode_for_training
+from igds.training.finetune import FinetuneConfig, resolve_precision, train_lora
 
 WARMUP = 3
 

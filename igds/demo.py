@@ -160,8 +160,9 @@ def _tiny_runs(store, task: str, ws: dict) -> list[str]:
 
     from igds.method.resonance import ResonanceConfig
     from igds.method.selection import SelectionConfig, save_selection, select_from_ranking
+    from igds.training.batches import data_max_length
     from igds.training.evaluate import EvalConfig
-    from igds.training.finetune import FinetuneConfig, data_max_length, train_lora
+    from igds.training.finetune import FinetuneConfig, train_lora
     from igds.training.results import BASE_RUN, record_finetune
     from igds.workflow.stages import latest_effects, lineage, live_selection
     from igds.workflow.tune import evaluate_and_record, selection_examples

@@ -46,7 +46,7 @@ def prepare_task(ws, cfg: ExperimentConfig, task: str, extract_cfg, progress: Pr
     from igds.method.presets import method_preset
     from igds.method.selection import SelectionConfig, load_overrides
     from igds.modeling.load import model_key_of
-    from igds.training.finetune import full_lengths, quantile_length
+    from igds.training.batches import full_lengths, quantile_length
     from igds.workflow.stages import prepare_method, selection_pool, token_density_vector
     from igds.workflow.tune import evaluate_and_record
 

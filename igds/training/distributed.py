@@ -6,7 +6,7 @@ model folder every worker can read: the spec's path is resolved to an absolute f
 through the object store), then runs ``train_lora`` inside the process group Ray Train set up; the Trainer
 wraps the model in DDP. ``train_lora`` keeps the global batch of a single-process run and gives each worker
 an equal slice of it, in an order drawn from the seed and the epoch only (see
-:class:`~igds.training.finetune.SeededLengthSampler`), so the steps, the learning-rate schedule and the
+:class:`~igds.training.batches.SeededLengthSampler`), so the steps, the learning-rate schedule and the
 losses are those of a local run with the same config.
 
 What comes back, and how:

@@ -181,9 +181,9 @@ def finetune_runs(store: ActivationStore, selection_id: str) -> pd.DataFrame:
     Returns:
         Columns run_id, status, n_train, n_dropped (NaN for runs recorded before it was counted),
         n_selected (``n_train + n_dropped``), max_length, created, ``dropped`` (the line to show, see
-        :func:`igds.training.finetune.dropped_note`) and ``warn`` (more than 1% of the selection dropped).
+        :func:`igds.training.batches.dropped_note`) and ``warn`` (more than 1% of the selection dropped).
     """
-    from igds.training.finetune import dropped_note
+    from igds.training.batches import dropped_note
 
     df = store.query_df("SELECT run_id, status, n_train, n_dropped, config, created FROM finetunes "
                         "WHERE selection_id = ? ORDER BY created DESC, run_id", [selection_id])

@@ -14,8 +14,9 @@ import torch
 from igds.data.corpus import Example
 from igds.executor.config import ExecutorConfig
 from igds.modeling.load import ModelSpec, load_model
+from igds.training.batches import SeededLengthSampler, encode_for_training
 from igds.training.evaluate import load_adapter
-from igds.training.finetune import FinetuneConfig, SeededLengthSampler, encode_for_training, train_lora
+from igds.training.finetune import FinetuneConfig, train_lora
 from igds.workflow.tune import train_selection
 
 

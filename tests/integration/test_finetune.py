@@ -10,15 +10,9 @@ import torch
 from igds import settings
 from igds.data.corpus import Example
 from igds.demo import tiny_model, tiny_tokenizer
+from igds.training.batches import data_max_length, dropped_note, encode_for_training, full_lengths
 from igds.training.evaluate import load_adapter, reference_nll
-from igds.training.finetune import (
-    FinetuneConfig,
-    data_max_length,
-    dropped_note,
-    encode_for_training,
-    full_lengths,
-    train_lora,
-)
+from igds.training.finetune import FinetuneConfig, train_lora
 
 
 def _examples(n: int = 24) -> list[Example]:
