@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from igds.executor.config import ExecutorConfig
 from igds.executor.pool import WorkerPool
 from igds.executor.worker import WorkerSpec, spec_for
-from igds.method.extract import ExtractConfig, ExtractResult, plan_shards
+from igds.method.extract import ExtractConfig, ExtractResult, start_shards
 from igds.modeling.batching import EncodedItem
 from igds.progress import ProgressFn, null_progress
 
@@ -32,14 +32,12 @@ def run_extraction_ray(store, run_id: str, items: Sequence[EncodedItem], cfg: Ex
     """
     progress = progress or null_progress
     t0 = time.perf_counter()
-    plans = plan_shards(store, run_id, items, cfg)
+    plans, n_before = start_shards(store, run_id, items, cfg, progress)
+    n_done = n_before
     total = len(items)
-    n_pending = sum(len(p.items) for p in plans)
-    n_done = total - n_pending
     if max_shards is not None:
         plans = plans[:max_shards]
     n_rows = n_shards = tokens = 0
-    progress(n_done, total, f"extract: {n_done}/{total} examples already stored")
 
     def ingest(plan, acts, stats) -> None:
         nonlocal n_done, n_rows, n_shards, tokens
@@ -69,5 +67,5 @@ def run_extraction_ray(store, run_id: str, items: Sequence[EncodedItem], cfg: Ex
             retries = pool.retries
     finished = n_done >= total
     store.update_run(run_id, status="done" if finished else "partial", n_done=n_done)
-    return ExtractResult(run_id=run_id, n_examples=total, n_new=n_done - (total - n_pending), n_rows=n_rows,
+    return ExtractResult(run_id=run_id, n_examples=total, n_new=n_done - n_before, n_rows=n_rows,
                          n_shards=n_shards, seconds=time.perf_counter() - t0, tokens=tokens, retries=retries)

@@ -199,6 +199,16 @@ def plan_shards(store, run_id: str, items: Sequence[EncodedItem], cfg: ExtractCo
     return out
 
 
+def start_shards(store, run_id: str, items: Sequence[EncodedItem], cfg: ExtractConfig,
+                 progress: ProgressFn) -> tuple[list[ShardPlan], int]:
+    """The start of every extraction driver: the shards still to ingest (:func:`plan_shards`) and how many of the
+    ``items`` are already stored, reported through ``progress``."""
+    plans = plan_shards(store, run_id, items, cfg)
+    n_done = len(items) - sum(len(p.items) for p in plans)
+    progress(n_done, len(items), f"extract: {n_done}/{len(items)} examples already stored")
+    return plans, n_done
+
+
 def run_extraction(store, run_id: str, model, sae, site: str, items: Sequence[EncodedItem],
                    cfg: ExtractConfig, pad_id: int, progress: ProgressFn | None = None,
                    max_shards: int | None = None) -> ExtractResult:
@@ -215,12 +225,10 @@ def run_extraction(store, run_id: str, model, sae, site: str, items: Sequence[En
     """
     progress = progress or null_progress
     t0 = time.perf_counter()
-    plans = plan_shards(store, run_id, items, cfg)
+    plans, n_before = start_shards(store, run_id, items, cfg, progress)
+    n_done = n_before
     total = len(items)
-    n_pending = sum(len(p.items) for p in plans)
-    n_done = total - n_pending
     n_rows = n_shards = tokens = 0
-    progress(n_done, total, f"extract: {n_done}/{total} examples already stored")
     for plan in plans:
         if max_shards is not None and n_shards >= max_shards:
             break
@@ -245,5 +253,5 @@ def run_extraction(store, run_id: str, model, sae, site: str, items: Sequence[En
         progress(n_done, total, f"extract: {n_done}/{total} examples")
     finished = n_done >= total
     store.update_run(run_id, status="done" if finished else "partial", n_done=n_done)
-    return ExtractResult(run_id=run_id, n_examples=total, n_new=n_done - (total - n_pending),
+    return ExtractResult(run_id=run_id, n_examples=total, n_new=n_done - n_before,
                          n_rows=n_rows, n_shards=n_shards, seconds=time.perf_counter() - t0, tokens=tokens)
