@@ -1,6 +1,6 @@
 """File names, schema version and canonical hook-site templates."""
 
-# 4: feature_acts / example_stats are views over Parquet shard files (igds.store.shards); 3 migrates in place.
+# 4: the activation rows are Parquet shards read in place (igds.store.shards); a version-3 store migrates in place.
 SCHEMA_VERSION = 4
 # Hashed into every stage key (ConfigBase.stage_key): changes only when what a stage computes changes, not when
 # the store's layout does (schema 4 moved rows into shards; a migrated store keeps its runs' keys).
