@@ -20,6 +20,7 @@ import numpy as np
 
 from igds.config import ConfigBase
 from igds.progress import ProgressFn, null_progress
+from igds.ranking import ranked_ids
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,12 +71,12 @@ class BaselineRanking:
 
 def _ranked(method: str, scores: Mapping[str, float], *, descending: bool,
             excluded: Iterable[str] = ()) -> BaselineRanking:
-    """Order ids by score (ties by id, so the result never depends on input order)."""
+    """Order ids by score at the ranking resolution, ties by id (:func:`igds.ranking.ranked_ids`), so the
+    result depends neither on input order nor on float noise."""
     excl = frozenset(excluded)
-    ids = sorted(i for i in scores if i not in excl)
-    sign = -1.0 if descending else 1.0
-    ids.sort(key=lambda i: sign * scores[i])  # stable: equal scores keep id order
-    return BaselineRanking(method, ids, dict(scores), excl)
+    ids = [i for i in scores if i not in excl]
+    order = ranked_ids([scores[i] for i in ids], ids, descending=descending)
+    return BaselineRanking(method, order, dict(scores), excl)
 
 
 def random_ranking(example_ids: Iterable[str], seed: int = 0) -> BaselineRanking:

@@ -61,6 +61,7 @@ from igds.modeling.hooks import BlockInputs, capture, record_replay_inputs, repl
 from igds.modeling.nll import nll_from_hidden, response_targets
 from igds.modeling.sae import decoder_directions
 from igds.progress import ProgressFn, null_progress
+from igds.ranking import ranked_ids
 
 SCALE = "scale"
 ADD = "add"
@@ -735,9 +736,10 @@ class EffectResult:
 
     @property
     def kept(self) -> list[int]:
-        """``F*``: validated features, strongest amplification effect first."""
-        v = self.verdict[self.verdict.kept].sort_values("effect", ascending=False)
-        return [int(f) for f in v.feature]
+        """``F*``: validated features, strongest amplification effect first (at the ranking resolution, ties by
+        feature id: :func:`igds.ranking.ranked_ids`)."""
+        v = self.verdict[self.verdict.kept]
+        return [int(f) for f in ranked_ids(v.effect, v.feature, descending=True)]
 
     def why_none_kept(self) -> str:
         """Why ``F*`` is empty, in one sentence with the strongest candidate's figures and the null."""

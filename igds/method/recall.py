@@ -16,6 +16,7 @@ import torch
 
 from igds.config import ConfigBase
 from igds.modeling.sae import decoder_directions
+from igds.ranking import rank_key
 from igds.store import ActivationStore
 
 FREQUENCIES = ("token", "example")
@@ -127,14 +128,17 @@ def compute_recall(probe: pd.DataFrame, n_probe: int, probe_tokens: int, ref: pd
         eligible &= out.tok_freq_task >= cfg.min_tok_freq
     out["_freq"] = task_f
     key = "lift" if cfg.contrast else "_freq"
-    # ties (e.g. many features on every probe example under ``example``) break by token frequency, then id
-    ranked = out[eligible].sort_values([key, "tok_freq_task", "feature"], ascending=[False, False, True])
+    # at the ranking resolution (igds.ranking); ties (e.g. many features on every probe example under
+    # ``example``) break by token frequency, then id
+    ranked = out[eligible].assign(_k1=lambda d: rank_key(d[key]), _k2=lambda d: rank_key(d.tok_freq_task))
+    ranked = ranked.sort_values(["_k1", "_k2", "feature"], ascending=[False, False, True], kind="stable")
     ranked = ranked.head(cfg.k_recall)
     out["is_candidate"] = out.feature.isin(ranked.feature)
     out["rank"] = np.nan
     out.loc[ranked.index, "rank"] = np.arange(1, len(ranked) + 1)
     out = out.drop(columns="_freq")
-    return out.sort_values(["rank", "freq_task"], ascending=[True, False], na_position="last").reset_index(drop=True)
+    return out.sort_values(["rank", "freq_task", "feature"], ascending=[True, False, True], na_position="last",
+                           kind="stable").reset_index(drop=True)
 
 
 def recall_features(store: ActivationStore, run_id: str, task: str, probe_ids: Sequence[str],

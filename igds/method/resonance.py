@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from igds.config import ConfigBase
+from igds.ranking import rank_order
 
 AGGREGATIONS = ("mean", "sum", "max")
 SCALES = ("p99", "zscore", "none")
@@ -76,7 +77,8 @@ class ResonanceMatrix:
 
     Args:
         pool: the pool in its canonical order (see :func:`igds.method.pool.pool_frame`): example_id,
-            n_tokens (kept tokens of the extraction's scope), n_positions, task, source.
+            shown_key (the canonical key that breaks ranking ties), n_tokens (kept tokens of the
+            extraction's scope), n_positions, task, source.
         features: the candidate features, ascending (columns of the matrices).
         sum_act: ``[n_pool, n_features]`` float32 sums of activations; NaN where the feature never fired.
         max_act: ``[n_pool, n_features]`` float32 maxima; NaN where it never fired.
@@ -154,14 +156,15 @@ class ResonanceMatrix:
 
         Returns:
             example_id, frs, n_tokens, n_positions, task, source — by frs desc (``resonant``) or asc
-            (``hard``), ties in pool order either way.
+            (``hard``) at :data:`~igds.ranking.SIGNIFICANT_DIGITS` significant digits, ties by the pool's
+            canonical key ``shown_key`` (:func:`~igds.ranking.rank_order`): the same order on every machine.
         """
         fw = self._coefficients(features, cfg, effects, scales)
         frs = np.zeros(len(self.pool))
         if len(fw):
             terms = np.nan_to_num(self.terms(list(fw.feature), cfg), nan=0.0) - fw.center.to_numpy(dtype=float)
             frs = terms @ fw.coef.to_numpy(dtype=float)
-        order = np.argsort(-frs if cfg.higher_first else frs, kind="stable")  # ties keep the canonical order
+        order = rank_order(frs, self.pool.shown_key, descending=cfg.higher_first)
         return self.pool.iloc[order].assign(frs=frs[order])[
             ["example_id", "frs", "n_tokens", "n_positions", "task", "source"]].reset_index(drop=True)
 

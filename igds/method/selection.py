@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from igds.config import ConfigBase
 from igds.data.corpus import check_pool_setting
+from igds.ranking import rank_key
 from igds.store import ActivationStore
 
 
@@ -74,7 +75,8 @@ def select_from_ranking(ranked: pd.DataFrame, cfg: SelectionConfig, overrides: O
     """Apply ratio / threshold / budget and the example overrides to a ranking.
 
     Args:
-        ranked: example_id, score, optional n_tokens; already sorted best first.
+        ranked: example_id, score, optional n_tokens; already sorted best first (by
+            :func:`igds.ranking.rank_order`); a threshold compares the score at that order's resolution.
         n_pool: pool size for the ratio (defaults to ``len(ranked)``).
         higher_first: the ranking's direction: True when a higher score is better (``score >= threshold``
             is kept), False when a lower one is (IGDS's ``hard`` direction: ``score <= threshold`` is kept).
@@ -89,7 +91,8 @@ def select_from_ranking(ranked: pd.DataFrame, cfg: SelectionConfig, overrides: O
     pinned = ranked[ranked.example_id.isin(ov.pinned_examples)]
     rest = ranked[~ranked.example_id.isin(ov.pinned_examples)]
     if cfg.threshold is not None:
-        chosen = rest[rest.score >= cfg.threshold] if higher_first else rest[rest.score <= cfg.threshold]
+        key = rank_key(rest.score)  # the resolution the ranking was sorted at: the cut agrees with the order
+        chosen = rest[key >= cfg.threshold] if higher_first else rest[key <= cfg.threshold]
     elif cfg.token_budget is not None:
         used = pinned.get("n_tokens", pd.Series(dtype=float)).fillna(0).sum()
         tokens = rest.get("n_tokens", pd.Series(1, index=rest.index)).fillna(0)

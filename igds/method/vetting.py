@@ -33,6 +33,7 @@ import pandas as pd
 from igds import settings
 from igds.config import ConfigBase
 from igds.method.selection import Overrides, SelectionConfig, select_from_ranking, set_example_override
+from igds.ranking import rank_key, rank_order
 from igds.store import ActivationStore
 
 DECISIONS = ("accept", "reject", "skip")
@@ -115,7 +116,8 @@ def queue_order(scores: pd.DataFrame, selected: Iterable[str], mode: str = "arou
         selected: ids of the selection before the session's decisions (the cut).
         mode: ``around the cut``: alternately the weakest selected and the strongest unselected example, moving
             away from the cut; ``by uncertainty``: by ``|FRS − cut|``, the cut halfway between the weakest selected
-            and the strongest unselected score (ties in ranking order); ``filter``: the examples ``flt`` matches,
+            and the strongest unselected score, both scores and distance at the ranking's resolution
+            (:func:`igds.ranking.rank_key`; ties in ranking order); ``filter``: the examples ``flt`` matches,
             in ranking order.
         flt: the filter of ``filter`` mode.
         matrix: the pool's resonance matrix (a filter on a feature needs it).
@@ -140,11 +142,11 @@ def queue_order(scores: pd.DataFrame, selected: Iterable[str], mode: str = "arou
             out += [q[i] for q in (inside, outside) if i < len(q)]
         return out
     col = "frs" if "frs" in scores else "score"
-    frs = scores[col].to_numpy(dtype=float)
+    frs = rank_key(scores[col])  # distances of rounded scores: float noise cannot reorder the queue
     pos = {e: i for i, e in enumerate(ids)}
     ends = [frs[pos[q[0]]] for q in (inside, outside) if q]
     cut = float(np.mean(ends)) if ends else 0.0
-    order = np.argsort(np.abs(frs - cut), kind="stable")
+    order = rank_order(np.abs(frs - cut), np.arange(len(ids)), descending=False)
     return [ids[i] for i in order if free[i]]
 
 

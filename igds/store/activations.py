@@ -197,7 +197,7 @@ class ActivationQueries:
             "e.prompt, e.response FROM feature_acts fa JOIN examples e ON e.id = fa.example_id "
             "JOIN example_stats es ON es.run_id = fa.run_id AND es.example_id = fa.example_id "
             "WHERE fa.run_id = ? AND fa.feature = ? AND e.split = 'train' AND (e.task = ? OR e.task = 'general') "
-            "ORDER BY fa.max_act DESC LIMIT ?", [run_id, int(feature), task, k])
+            "ORDER BY fa.max_act DESC, fa.example_id LIMIT ?", [run_id, int(feature), task, k])
 
     def feature_max_acts(self, run_id: str, feature: int) -> pd.DataFrame:
         """Max activation of a feature on every example of a run where it fires, with the example's

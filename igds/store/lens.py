@@ -117,7 +117,7 @@ class LensQueries:
             if features is not None:
                 con.register("ex_feats", feature_table(features))
                 sql += "JOIN ex_feats USING (feature) "
-            return con.execute(sql + "WHERE fa.run_id = ? AND fa.example_id = ? ORDER BY fa.max_act DESC",
+            return con.execute(sql + "WHERE fa.run_id = ? AND fa.example_id = ? ORDER BY fa.max_act DESC, fa.feature",
                                [run_id, example_id]).fetch_df()
 
     # -- selections --------------------------------------------------------------------------
@@ -154,5 +154,5 @@ class LensQueries:
             "count(DISTINCT example_id) AS n_window, max(max_act) AS max_act, "
             "arg_max(example_id, max_act) AS example FROM feature_contexts WHERE run_id = ? "
             "AND (max_token ILIKE ? ESCAPE '\\' OR array_to_string(tokens, '') ILIKE ? ESCAPE '\\') "
-            "GROUP BY feature ORDER BY n_max DESC, n_window DESC, max_act DESC LIMIT ?",
+            "GROUP BY feature ORDER BY n_max DESC, n_window DESC, max_act DESC, feature LIMIT ?",
             [pat, run_id, pat, pat, int(limit)])

@@ -27,6 +27,7 @@ from igds.method.vetting import (
     vetting_counts,
     vetting_lineage,
 )
+from igds.ranking import rank_key
 from igds.store import ActivationStore
 from igds.workflow.explore import task_state
 from igds.workflow.stages import latest_effects, live_selection
@@ -86,10 +87,15 @@ def test_queue_starts_around_the_cut_then_by_uncertainty(store):
     assert sorted(q) == sorted(ids)  # every example, once
     assert [e in inside for e in q[:6]] == [True, False] * 3
     u = queue_order(sp.scores, chosen.example_id, "by uncertainty")
-    frs = dict(zip(sp.scores.example_id, sp.scores.frs, strict=True))
+    # the defined order: |FRS - cut| at the ranking resolution, ties in ranking order
+    frs = dict(zip(ids, rank_key(sp.scores.frs), strict=True))
     cut = (frs[ids[k - 1]] + frs[ids[k]]) / 2
-    dist = [abs(frs[e] - cut) for e in u]
-    assert dist == sorted(dist) and set(u[:2]) == {ids[k - 1], ids[k]}
+    dist = list(rank_key([abs(frs[e] - cut) for e in u]))
+    pos = {e: i for i, e in enumerate(ids)}
+    assert dist == sorted(dist)
+    assert all(pos[a] < pos[b] for a, b, da, db in zip(u, u[1:], dist, dist[1:], strict=False) if da == db)
+    nearest = {e for e, d in zip(u, dist, strict=True) if d == dist[0]}
+    assert {ids[k - 1], ids[k]} <= nearest  # both sides of the cut are the nearest (with any exact ties)
     # a filter queues what it matches, in ranking order; task overrides are decided already
     general = queue_order(sp.scores, chosen.example_id, "filter", flt=VetFilter(sources=("debian-ddtp",)))
     src = dict(zip(sp.scores.example_id, sp.scores.source, strict=True))
