@@ -55,6 +55,27 @@ def user_name() -> str | None:
     return os.environ.get("IGDS_USER", "").strip() or None
 
 
+JOB_DEAD_AFTER_S = 15.0  # default: a running job whose heartbeat (every 2 s) is older than this has stopped beating
+
+
+def job_dead_after_s() -> float:
+    """Seconds without a heartbeat after which a running job reads ``stalled`` or ``dead`` (``IGDS_JOB_DEAD_AFTER_S``).
+
+    Its process still alive: ``stalled`` (stopped, swapping); gone: ``dead``. Jobs beat every 2 s, so a value
+    much below 5 s makes a busy machine's healthy jobs read ``stalled``.
+    """
+    raw = os.environ.get("IGDS_JOB_DEAD_AFTER_S", "").strip()
+    if not raw:
+        return JOB_DEAD_AFTER_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):  # also refuses nan
+        raise ValueError(f"IGDS_JOB_DEAD_AFTER_S={raw!r}: give a positive number of seconds")
+    return value
+
+
 def requested_device() -> str:
     """Device requested through ``IGDS_DEVICE`` (default ``auto``)."""
     return os.environ.get("IGDS_DEVICE", "auto")

@@ -62,8 +62,10 @@ def cmd_job_list(args) -> int:
     if not rows:
         print(f"no jobs in {jobs.jobs_dir()}")
     for st in rows:
-        q, slot = st.get("queue"), st.get("slot") if st["state"] == "running" else None
+        q, slot = st.get("queue"), st.get("slot") if st["state"] in ("running", "stalled") else None
         where = f"place {q['place']} of {q['of']}" if q else (f"slot {slot['index']}" if slot else "")
+        if st["state"] == "stalled":
+            where = f"silent {st['stalled_s']:.0f}s" + (f", slot {slot['index']}" if slot else "")
         print(f"{st['job_id']:<40} {st['state']:<9} {where:<14} {_fmt_progress(st):<20} "
               f"attempt {st.get('attempt', 1)}  {st.get('target', 'local'):<5}  updated {_fmt_time(st.get('updated'))}")
     return 0
@@ -73,6 +75,9 @@ def cmd_job_show(args) -> int:
     st = jobs.job_status(args.job_id)
     shown = {k: v for k, v in st.items() if k not in ("log_tail", "error")}
     print(json.dumps(shown, indent=1, default=str))
+    if st["state"] == "stalled":
+        print(f"stalled: process {st['pid']} is alive but has not reported for {st['stalled_s']:.0f} s (stopped or "
+              f"swapping?); it may go on. `igds job resume --force {st['job_id']}` stops it and resumes.")
     if st.get("error"):
         print(f"error: {st['error']['type']}: {st['error']['message']}\n{st['error'].get('traceback', '')}")
     print(f"--- last {args.lines} log lines ---")
@@ -104,7 +109,7 @@ def cmd_job_cancel(args) -> int:
 
 
 def cmd_job_resume(args) -> int:
-    job_id = jobs.resume_job(args.job_id)
+    job_id = jobs.resume_job(args.job_id, force=args.force, grace_s=args.grace, say=print)
     return report_job(watch_job(job_id)) if args.wait else (print(job_id) or 0)
 
 
@@ -152,6 +157,10 @@ def add_job_commands(sub: argparse._SubParsersAction) -> None:
 
     re = js.add_parser("resume", help="relaunch a dead, failed or cancelled job from its checkpoint")
     re.add_argument("job_id")
+    re.add_argument("--force", action="store_true",
+                    help="stop the job's process first if it still runs (stalled: stopped or swapping)")
+    re.add_argument("--grace", type=float, default=jobs.CANCEL_GRACE_S,
+                    help="with --force: seconds between SIGTERM and SIGKILL")
     re.add_argument("--wait", action="store_true", help="wait, showing progress")
     re.set_defaults(func=cmd_job_resume)
 

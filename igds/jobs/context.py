@@ -25,6 +25,7 @@ from igds.jobs.folder import (
     status_lock,
     write_json,
 )
+from igds.jobs.pids import process_start
 from igds.jobs.queue import acquire_slot, apply_slot, queue_config
 from igds.progress import ProgressFn
 
@@ -60,13 +61,15 @@ class JobContext:
         self._last_flush = 0.0
         self._rate_base: tuple[float, int, int] | None = None  # (time, done, total) of this attempt's first report
         self._sigterm_sent = False
+        self._superseded_at: float | None = None  # when a later attempt was found owning the folder
         with status_lock(self.dir):
             st = read_json(self.dir / STATUS)
             if st["state"] != "queued":  # a second `job run` of the same folder would corrupt it
                 raise JobNotQueued(job_id, st)
             now = time.time()
-            st.update(state="running", pid=os.getpid(), host=socket.gethostname(), detached=detached, slot=slot,
-                      started=now, updated=now, heartbeat=now, finished=None, error=None, result=None)
+            st.update(state="running", pid=os.getpid(), pid_start=process_start(os.getpid()),
+                      host=socket.gethostname(), detached=detached, slot=slot, started=now, updated=now,
+                      heartbeat=now, finished=None, error=None, result=None)
             st.setdefault("log_tail", [])
             self.status = st
             write_json(self.dir / STATUS, st)
@@ -101,8 +104,8 @@ class JobContext:
             f.write(json.dumps(point) + "\n")
 
     def should_stop(self) -> bool:
-        """True once the job was asked to cancel; long loops should check it and return early."""
-        return (self.dir / CANCEL).exists()
+        """True once the job was asked to cancel (or was superseded); long loops should check it and return early."""
+        return self._superseded_at is not None or (self.dir / CANCEL).exists()
 
     def _flush(self, force: bool = False, **updates: Any) -> None:
         # the write stays under the thread lock: a heartbeat's older snapshot must never land after the final state
@@ -113,6 +116,11 @@ class JobContext:
             self._last_flush = now
             self.status.update(updates, updated=now)
             with status_lock(self.dir):
+                # a later attempt was started over this one (its host could not see that we live): leave its
+                # status alone and stop; resume_job refuses while a local job's process lives
+                if read_json(self.dir / STATUS).get("attempt") != self.status.get("attempt"):
+                    self._superseded_at = self._superseded_at or now
+                    return
                 write_json(self.dir / STATUS, self.status)
 
     def _heartbeat(self, stop: threading.Event) -> None:
@@ -126,11 +134,14 @@ class JobContext:
 
     def _watchdog(self) -> None:
         # the job process enforces its own cancel grace period, so cancel_job() never has to block or outlive it
-        try:
-            flag = self.dir / CANCEL
-            waited, grace = time.time() - flag.stat().st_mtime, float(flag.read_text() or CANCEL_GRACE_S)
-        except (OSError, ValueError):
-            return
+        if self._superseded_at is not None:  # as if cancelled then, with the default grace period
+            waited, grace = time.time() - self._superseded_at, CANCEL_GRACE_S
+        else:
+            try:
+                flag = self.dir / CANCEL
+                waited, grace = time.time() - flag.stat().st_mtime, float(flag.read_text() or CANCEL_GRACE_S)
+            except (OSError, ValueError):
+                return
         if waited > 2 * grace + 5:  # stuck in native code and deaf to SIGTERM: give up hard
             self._finish("cancelled", error={"type": "JobCancelled", "message": "killed after cancel grace"})
             os._exit(EXIT_CANCELLED)

@@ -1,5 +1,5 @@
-"""A job's folder ``<home>/jobs/<job_id>/``: its file names, atomic JSON writes, and the lock that
-serialises read-modify-write of ``status.json`` across processes.
+"""A job's folder ``<home>/jobs/<job_id>/``: its file names, atomic writes (temp file, fsync, ``os.replace``), and
+the lock that serialises read-modify-write of ``status.json`` across processes.
 
 - ``spec.json``: kind and params, written once at creation;
 - ``status.json``: state, pid, progress, heartbeat, result or error (rewritten atomically);
@@ -38,12 +38,26 @@ def job_dir(job_id: str) -> Path:
     return jobs_dir() / job_id
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically."""
-    # tmp + os.replace: a reader (or a SIGKILL mid-write) never sees half a file
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically: a reader, or a kill at any moment, finds the old or the new text."""
+    # a temp file in the same folder (os.replace is atomic only within one filesystem), fsynced before the
+    # rename so that the new name never points at data still in the page cache only; a writer killed before
+    # the rename leaves the old file and a stray temp file, never a torn one
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(obj, default=str, indent=1))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (:func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(obj, default=str, indent=1))
 
 
 def read_json(path: Path) -> dict:

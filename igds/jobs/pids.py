@@ -1,4 +1,5 @@
-"""Process liveness for job folders: which job processes this process launched, and whether a pid still runs."""
+"""Process liveness for job folders: which job processes this process launched, whether a pid still runs, and
+whether it is still the process a job recorded (same pid *and* start time, so a reused pid is not taken for it)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,25 @@ def pid_alive(pid: int | None) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def process_start(pid: int | None) -> int | None:
+    """Start time of process ``pid`` in clock ticks since boot (``/proc/<pid>/stat`` field 22); None if unknown."""
+    if not pid:
+        return None
+    try:  # the command name (field 2) may hold spaces and parentheses: split after its last ")"
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def same_process(pid: int | None, start: int | None) -> bool:
+    """Whether the process a job recorded (``pid`` started at ``start``) still runs.
+
+    A pid that runs but started at another time is a different process that reuses the number. Without a
+    recorded ``start`` (a status written by an older version) or without ``/proc``, the pid alone decides.
+    """
+    if not pid_alive(pid):
+        return False
+    now = process_start(pid)
+    return start is None or now is None or now == start

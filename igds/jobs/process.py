@@ -22,10 +22,22 @@ from igds import settings
 from igds.executor.config import EXECUTOR_KINDS
 from igds.jobs import ray_target
 from igds.jobs.context import CANCEL_GRACE_S, EXIT_CANCELLED, EXIT_FAILED, execute
-from igds.jobs.folder import CANCEL, CHECKPOINTS, LOG, SPEC, STATUS, job_dir, read_json, status_lock, write_json
+from igds.jobs.folder import (
+    CANCEL,
+    CHECKPOINTS,
+    LOG,
+    SPEC,
+    STATUS,
+    job_dir,
+    read_json,
+    status_lock,
+    write_json,
+    write_text_atomic,
+)
+from igds.jobs.pids import process_start
 from igds.jobs.queue import dequeue, enqueue
 from igds.jobs.registry import get_job_kind, needs_slot
-from igds.jobs.status import RESUMABLE, TERMINAL, job_status, pid_alive, track_child
+from igds.jobs.status import RESUMABLE, TERMINAL, job_status, own_process, track_child
 from igds.progress import ProgressFn
 
 
@@ -95,7 +107,8 @@ def _launch(job_id: str) -> None:
     with status_lock(d):  # record the pid unless the child already wrote its own status
         st = read_json(d / STATUS)
         if st["state"] == "queued":
-            st.update(pid=p.pid, host=socket.gethostname(), detached=True, updated=time.time())
+            st.update(pid=p.pid, pid_start=process_start(p.pid), host=socket.gethostname(), detached=True,
+                      updated=time.time())
             write_json(d / STATUS, st)
 
 
@@ -137,22 +150,78 @@ def start_job(kind: str, params: dict | None = None, *, job_id: str | None = Non
     return job_id
 
 
-def resume_job(job_id: str) -> str:
-    """Relaunch a dead, failed or cancelled job in its folder (attempt + 1); its function resumes from checkpoints."""
+def resume_job(job_id: str, *, force: bool = False, grace_s: float = CANCEL_GRACE_S,
+               say: Callable[[str], None] | None = None) -> str:
+    """Relaunch a dead, failed or cancelled job in its folder (attempt + 1); its function resumes from checkpoints.
+
+    A job whose process still runs (``running``, ``queued`` or ``stalled``: stopped or swapping, its heartbeat
+    stale) is refused, since two processes would write the same status and checkpoints. With ``force`` its
+    process group is stopped first (SIGTERM, then SIGKILL after ``grace_s``), which ``say`` reports.
+
+    Raises:
+        ValueError: the job is not resumable (its process lives and ``force`` is off, it is done, or another
+            resume was first); RuntimeError: ``force`` could not stop its process.
+    """
     d = job_dir(job_id)
     st = job_status(job_id)
+    if force and st["state"] not in TERMINAL:
+        _stop_job_process(st, grace_s, say or (lambda line: None))
+        st = job_status(job_id)
+    if st["state"] == "stalled":
+        raise ValueError(f"job {job_id!r} is stalled: its process {st['pid']} is alive but has not reported for "
+                         f"{st['stalled_s']:.0f} s (stopped or swapping?). It may go on: wait for it, cancel it, or "
+                         f"resume with --force to stop its process first")
     if st["state"] not in RESUMABLE:
-        raise ValueError(f"job {job_id!r} is {st['state']}; only {sorted(RESUMABLE)} jobs can be resumed")
+        raise ValueError(f"job {job_id!r} is {st['state']}; only {sorted(RESUMABLE)} jobs can be resumed"
+                         + ("" if st["state"] == "done" else " (--force stops its process first)"))
     with status_lock(d):
         (d / CANCEL).unlink(missing_ok=True)
         st = read_json(d / STATUS)
-        st.update(state="queued", attempt=st.get("attempt", 1) + 1, pid=None, error=None, result=None,
-                  finished=None, heartbeat=None, updated=time.time())
+        if st["state"] not in RESUMABLE:  # re-checked under the lock: a second resume must not launch a second copy
+            raise ValueError(f"job {job_id!r} is {st['state']} (resumed by another process meanwhile)")
+        st.update(state="queued", attempt=st.get("attempt", 1) + 1, pid=None, pid_start=None, error=None,
+                  result=None, finished=None, heartbeat=None, updated=time.time())
         if st.get("ray"):  # the previous attempt's Ray job has ended: it must not make this one read as dead
             st["ray"] = {**st["ray"], "submission_id": None}
         write_json(d / STATUS, st)
     _launch(job_id)
     return job_id
+
+
+def _stop_job_process(st: dict, grace_s: float, say: Callable[[str], None]) -> None:
+    """Stop a live job's process group for ``resume --force``: SIGTERM (and SIGCONT, so that a stopped process
+    can act on it), then SIGKILL after ``grace_s``; returns once the process is gone."""
+    job_id, pid, state = st["job_id"], st.get("pid"), st["state"]
+    if st.get("target") == "ray":
+        raise ValueError(f"job {job_id!r} is {state} on Ray: cancel it (igds job cancel), then resume it")
+    if not pid:
+        raise ValueError(f"job {job_id!r} is {state} and its process is still starting; try again in a moment")
+    alive = own_process(st)
+    if alive is None or not st.get("detached") or pid == os.getpid():
+        raise ValueError(f"job {job_id!r} is {state} in process {pid} on {st.get('host')}, which resume --force "
+                         "does not stop (another host, or a foreground run): stop that process, then resume")
+    if not alive:
+        return
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        say(f"{job_id}: sending {sig.name} to process group {pid}")
+        _log_line(job_id, f"resume --force: {sig.name} to process group {pid}")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)  # the job runs in its own session, so its pgid is its pid
+            if sig == signal.SIGTERM:
+                os.killpg(pid, signal.SIGCONT)
+        deadline = time.monotonic() + wait_s
+        while own_process(st) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not own_process(st):
+            say(f"{job_id}: process {pid} stopped ({sig.name})")
+            return
+    raise RuntimeError(f"job {job_id!r}: process {pid} still runs after SIGKILL (uninterruptible I/O?); "
+                       "not resuming while it lives")
+
+
+def _log_line(job_id: str, line: str) -> None:
+    with open(job_dir(job_id) / LOG, "a") as f:
+        f.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
 
 def cancel_job(job_id: str, *, grace_s: float = CANCEL_GRACE_S, wait: bool = False) -> dict:
@@ -168,7 +237,7 @@ def cancel_job(job_id: str, *, grace_s: float = CANCEL_GRACE_S, wait: bool = Fal
     st = job_status(job_id)
     if st["state"] in TERMINAL:
         return st
-    (d / CANCEL).write_text(str(grace_s))
+    write_text_atomic(d / CANCEL, str(grace_s))
     with status_lock(d):  # a job that has not started yet (waiting for a slot, pending on Ray) ends here and now
         st = read_json(d / STATUS)
         if st["state"] == "queued":
@@ -188,9 +257,11 @@ def cancel_job(job_id: str, *, grace_s: float = CANCEL_GRACE_S, wait: bool = Fal
             with contextlib.suppress(TimeoutError):
                 return wait_job(job_id, timeout=15.0)
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            if st.get("target") != "ray" and st.get("detached") and pid and pid != os.getpid() and pid_alive(pid):
+            if st.get("target") != "ray" and st.get("detached") and pid and pid != os.getpid() and own_process(st):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, sig)  # the job runs in its own session, so its pgid is its pid
+                    if sig == signal.SIGTERM:
+                        os.killpg(pid, signal.SIGCONT)  # a stopped (stalled) job acts on SIGTERM only once continued
             with contextlib.suppress(TimeoutError):
                 return wait_job(job_id, timeout=5.0)
     st = job_status(job_id)

@@ -9,11 +9,12 @@ Everything lives in files under ``<home>/jobs/.queue/``, because jobs are separa
 the dashboard that started them (no in-memory scheduler):
 
 - ``config.json``: the queue setting (:class:`QueueConfig`; default one slot with every CPU thread);
-- ``tickets/<seq>.<job_id>``: one ticket per waiting job; ``seq`` comes from a counter taken under
-  ``lock`` (``fcntl.flock``), so the tickets sort in the order the jobs were started (FIFO);
+- ``tickets/<seq>.<job_id>``: one ticket per waiting job; ``seq`` comes from a counter (``seq``, rewritten
+  atomically) taken under ``lock`` (``fcntl.flock``), so the tickets sort in the order the jobs were started (FIFO);
 - ``slots/<i>.lock``: a job *holds* slot ``i`` by holding an exclusive ``flock`` on this file for its whole run;
   the kernel drops the lock when the holder exits or is killed, so a dead holder never blocks the queue;
-- ``slots/<i>.json``: who holds slot ``i`` (shown by the dashboard; a stale one is ignored by its pid).
+- ``slots/<i>.json``: who holds slot ``i`` (shown by the dashboard; a stale one is ignored by its pid and the
+  pid's start time).
 
 The job process (not its launcher) waits: only the job at the head of the queue tries the slots; once it holds
 one it removes its ticket, sets its torch threads (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, and
@@ -38,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from igds.config import ConfigBase
-from igds.jobs.folder import STATUS, jobs_dir, read_json, write_json
-from igds.jobs.pids import pid_alive
+from igds.jobs.folder import STATUS, jobs_dir, read_json, write_json, write_text_atomic
+from igds.jobs.pids import process_start, same_process
 
 QUEUE_DIR = ".queue"
 LAUNCH_GRACE_S = 60.0  # a ticket whose job has no pid yet (its launcher is starting it) counts this long
@@ -122,7 +123,7 @@ def enqueue(job_id: str) -> None:
             return
         counter = root / "seq"
         seq = int(counter.read_text() or 0) + 1 if counter.exists() else 1
-        counter.write_text(str(seq))
+        write_text_atomic(counter, str(seq))  # a kill mid-write must not restart the count (and the FIFO order)
         (root / "tickets" / f"{seq:012d}.{job_id}").touch()
 
 
@@ -144,7 +145,7 @@ def _waiting_alive(job_id: str, ticket: Path) -> bool:
         with contextlib.suppress(OSError):
             return time.time() - ticket.stat().st_mtime < LAUNCH_GRACE_S
         return False
-    return st.get("host") != socket.gethostname() or pid_alive(st["pid"])
+    return st.get("host") != socket.gethostname() or same_process(st["pid"], st.get("pid_start"))
 
 
 def waiting_jobs() -> list[str]:
@@ -172,7 +173,7 @@ def slot_holders() -> dict[int, str | None]:
         out[i] = None
         with contextlib.suppress(OSError, ValueError):
             h = read_json(_root() / "slots" / f"{i}.json")
-            if h.get("host") != socket.gethostname() or pid_alive(h.get("pid")):
+            if h.get("host") != socket.gethostname() or same_process(h.get("pid"), h.get("pid_start")):
                 out[i] = h.get("job_id")
     return out
 
@@ -214,7 +215,8 @@ def _try_slot(i: int, job_id: str, cfg: QueueConfig) -> SlotLease | None:
         os.close(fd)
         return None
     gpus = cfg.gpu_ids[i] if cfg.gpu_ids else None
-    write_json(d / f"{i}.json", {"job_id": job_id, "pid": os.getpid(), "host": socket.gethostname(),
+    write_json(d / f"{i}.json", {"job_id": job_id, "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+                                 "host": socket.gethostname(),
                                  "since": time.time(), "threads": cfg.threads(), "gpus": gpus})
     return SlotLease(index=i, threads=cfg.threads(), gpus=gpus, job_id=job_id, _fd=fd)
 

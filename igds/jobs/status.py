@@ -1,5 +1,6 @@
 """Reading jobs from their folders, from any process: status (a running job whose process is gone reads
-as ``dead``), spec, the list of jobs, metrics and log lines."""
+as ``dead``; one whose process lives but has stopped beating reads ``stalled``), spec, the list of jobs, metrics
+and log lines."""
 
 from __future__ import annotations
 
@@ -9,42 +10,61 @@ import socket
 import time
 from collections import deque
 
+from igds import settings
 from igds.jobs import ray_target
 from igds.jobs.folder import LOG, METRICS, SPEC, STATUS, job_dir, jobs_dir, read_json, status_lock, write_json
-from igds.jobs.pids import _children, pid_alive, track_child
+from igds.jobs.pids import _children, pid_alive, same_process, track_child
 from igds.jobs.queue import queue_place, slot_holders
 
 TERMINAL = frozenset({"done", "failed", "cancelled", "dead"})
 RESUMABLE = frozenset({"dead", "failed", "cancelled"})
-DEAD_AFTER_S = 15.0  # a running job whose heartbeat is older than this is dead
+LIVE = frozenset({"queued", "running", "stalled"})  # a process may still work on the job: never start a second
+DEAD_AFTER_S = settings.JOB_DEAD_AFTER_S  # default heartbeat age past which a running job is stalled or dead
 HEARTBEAT_S = 2.0  # the job's heartbeat period (igds.jobs.context.HEARTBEAT_S)
 
-__all__ = ["DEAD_AFTER_S", "RESUMABLE", "TERMINAL", "_children", "active_jobs", "job_spec", "job_status",
-           "list_jobs", "pid_alive", "read_log", "read_metrics", "track_child"]
+__all__ = ["DEAD_AFTER_S", "LIVE", "RESUMABLE", "TERMINAL", "_children", "active_jobs", "job_spec", "job_status",
+           "list_jobs", "own_process", "pid_alive", "read_log", "read_metrics", "track_child"]
 
 
-def _is_dead(st: dict, now: float) -> bool:
-    if st.get("state") not in ("queued", "running"):
-        return False
-    local = st.get("host") == socket.gethostname()
-    if local and st.get("pid") and not pid_alive(st["pid"]):
-        return True
+def own_process(st: dict) -> bool | None:
+    """Whether the process recorded in a status still runs (same pid and start time); None when it cannot be
+    told from here (no pid yet, or another host)."""
+    if not st.get("pid") or st.get("host") != socket.gethostname():
+        return None
+    return same_process(st["pid"], st.get("pid_start"))
+
+
+def _read_state(st: dict, now: float) -> str:
+    """The state a reader reports: the recorded one, or ``dead`` / ``stalled`` for a job that stopped reporting."""
+    state = st.get("state")
+    if state not in ("queued", "running"):
+        return state
+    alive = own_process(st)
+    if alive is False:
+        return "dead"
     # a queued job has no heartbeat yet (the process is still importing); only its pid says anything
     hb = st.get("heartbeat")
-    if st["state"] == "running" and hb is not None and now - hb > DEAD_AFTER_S:
-        return True
+    if state == "running" and hb is not None and now - hb > settings.job_dead_after_s():
+        # stopped (SIGSTOP), swapping or starved: its process may go on at any moment, so it is not dead
+        return "stalled" if alive else "dead"
     # a submitted job that is still queued, or has gone quiet: ask its cluster whether the Ray job has ended
     ray = st.get("ray")
-    if st.get("target") == "ray" and ray and (st["state"] == "queued" or hb is None or now - hb > 2 * HEARTBEAT_S):
-        return ray_target.ray_state(ray) in ray_target.ENDED
-    return False
+    if st.get("target") == "ray" and ray and (state == "queued" or hb is None or now - hb > 2 * HEARTBEAT_S) \
+            and ray_target.ray_state(ray) in ray_target.ENDED:
+        return "dead"
+    return state
 
 
 def job_status(job_id: str) -> dict:
     """Current status of a job, with ``dir`` added; a running job whose process is gone is marked ``dead``.
 
+    A running job whose heartbeat is older than :func:`igds.settings.job_dead_after_s` while its process (same
+    pid and start time) still runs reads ``stalled`` (with ``stalled_s``, the heartbeat's age); that is reported,
+    not written, since the process may go on beating. A stale job on another host reads ``dead``.
+
     Returns:
-        The ``status.json`` dict: ``job_id, kind, state, pid, attempt, created, started, updated, finished,
+        The ``status.json`` dict: ``job_id, kind, state, pid, pid_start (its start time in clock ticks since
+        boot), attempt, created, started, updated, finished,
         heartbeat, progress {done, total, message, eta_seconds}, log_tail, error, result`` (times are epoch s),
         plus ``target`` (``local`` or ``ray``; a submitted job also has ``ray {dashboard, submission_id, ...}``),
         ``slot {index, threads, gpus}`` of a running job that holds a queue slot, and for a job waiting in the
@@ -54,14 +74,19 @@ def job_status(job_id: str) -> dict:
     if not (d / STATUS).exists():
         raise FileNotFoundError(f"no job {job_id!r} in {jobs_dir()}")
     st = read_json(d / STATUS)
-    if _is_dead(st, time.time()):
+    now = time.time()
+    state = _read_state(st, now)
+    if state == "dead" and st["state"] != "dead":
         with status_lock(d):
             st = read_json(d / STATUS)
             now = time.time()
-            if _is_dead(st, now):  # re-checked under the lock: the job may have finished meanwhile
+            state = _read_state(st, now)
+            if state == "dead" and st["state"] != "dead":  # re-checked under the lock: it may have finished
                 st.update(state="dead", updated=now, finished=now)
                 write_json(d / STATUS, st)
     out = {"target": "local", **st, "dir": str(d)}
+    if state == "stalled":
+        out.update(state="stalled", stalled_s=now - st["heartbeat"])
     if st["state"] == "queued" and out["target"] == "local":
         place = queue_place(job_id)
         if place is not None:
@@ -85,17 +110,18 @@ def list_jobs() -> list[dict]:
 
 
 def active_jobs() -> list[dict]:
-    """Running and queued jobs, running first then the queue in its order, each status with its place or slot.
+    """Running, stalled and queued jobs: running and stalled first, then the queue in its order, each status with
+    its place or slot.
 
     A running job that holds a slot has ``slot``; a waiting one ``queue``; ``slots`` on every row is the setting's
     slot → holder map, so a reader can show free slots too.
     """
-    rows = [s for s in list_jobs() if s["state"] in ("running", "queued")]
+    rows = [s for s in list_jobs() if s["state"] in LIVE]
     holders = slot_holders()
     for s in rows:
         s["slots"] = holders
     far = 1 << 30
-    return sorted(rows, key=lambda s: (s["state"] != "running", (s.get("queue") or {}).get("place", far),
+    return sorted(rows, key=lambda s: (s["state"] == "queued", (s.get("queue") or {}).get("place", far),
                                        s.get("created") or 0))
 
 

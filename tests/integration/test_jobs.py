@@ -117,14 +117,27 @@ def test_cancel_escalates_to_sigterm_when_the_job_does_not_look():
     assert st["state"] == "cancelled" and st["error"]["type"] == "JobCancelled"
 
 
-def test_stale_heartbeat_or_missing_pid_reads_as_dead():
+def test_stale_heartbeat_reads_stalled_while_the_process_lives_and_dead_once_its_pid_is_another_process():
     job_id = jobs.run_job_inline("count", {"steps": 1, "sleep": 0})["job_id"]
     path = jobs.job_dir(job_id) / "status.json"
     st = json.loads(path.read_text())
-    st.update(state="running", pid=os.getpid(), heartbeat=time.time())  # alive and beating
+    assert st["pid"] == os.getpid() and st["pid_start"]  # an inline run: this process, with its start time
+    st.update(state="running", heartbeat=time.time())  # alive and beating
     path.write_text(json.dumps(st))
     assert jobs.job_status(job_id)["state"] == "running"
+
     path.write_text(json.dumps({**st, "heartbeat": time.time() - 10 * jobs.DEAD_AFTER_S}))
+    shown = jobs.job_status(job_id)
+    assert shown["state"] == "stalled" and shown["stalled_s"] > 9 * jobs.DEAD_AFTER_S
+    assert json.loads(path.read_text())["state"] == "running"  # reported, not written: it may beat again
+    with pytest.raises(ValueError, match="is stalled: its process"):
+        jobs.resume_job(job_id)
+    with pytest.raises(ValueError, match="foreground run"):  # --force never signals the caller's own process
+        jobs.resume_job(job_id, force=True)
+
+    # the same pid, started at another time: the number was reused by another process, the job is dead
+    path.write_text(json.dumps({**st, "heartbeat": time.time() - 10 * jobs.DEAD_AFTER_S,
+                                "pid_start": st["pid_start"] - 1}))
     assert jobs.job_status(job_id)["state"] == "dead"
     assert json.loads(path.read_text())["state"] == "dead"  # persisted, not only reported
 
