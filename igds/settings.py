@@ -83,7 +83,13 @@ def requested_device() -> str:
 
 @lru_cache
 def cpu_has_bf16() -> bool:
-    """Whether this CPU has native bf16 instructions (avx512_bf16 / amx), where bf16 runs fast."""
+    """Whether this CPU has native bf16 instructions (avx512_bf16 / amx), where bf16 runs fast.
+
+    ``IGDS_CPU_BF16=0`` (or ``1``) overrides the check: e.g. to run a bf16 machine as the float32 class does.
+    """
+    forced = os.environ.get("IGDS_CPU_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -1,0 +1,18 @@
+"""Environment overrides read by igds.settings."""
+
+from igds import settings
+from igds.modeling.load import resolve_dtype
+
+
+def test_cpu_bf16_override_picks_the_float32_class(monkeypatch):
+    for forced, want in (("0", False), ("1", True)):
+        monkeypatch.setenv("IGDS_CPU_BF16", forced)
+        settings.cpu_has_bf16.cache_clear()
+        assert settings.cpu_has_bf16() is want
+    monkeypatch.setenv("IGDS_CPU_BF16", "0")
+    settings.cpu_has_bf16.cache_clear()
+    import torch
+
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    monkeypatch.delenv("IGDS_CPU_BF16")
+    settings.cpu_has_bf16.cache_clear()
