@@ -1,1 +1,1 @@
-"""The data layer: example records, the shipped corpus, tasks and their metrics."""
+"""The data layer: example records and their bounded readers, the shipped corpus, tasks and their metrics."""

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,9 @@ from typing import Any
 from igds import settings
 from igds.config import ConfigBase
 from igds.constants import GENERAL
-from igds.data.records import CorpusError, Record, check_value, example_id, iter_rows
+from igds.data.limits import DEFAULT_LIMITS, CorpusError, ReadLimits, check_value, parse_json_text, too_many_rows
+from igds.data.readers import iter_rows
+from igds.data.records import Record, example_id
 from igds.hashing import file_sha256
 from igds.progress import ProgressFn, null_progress
 
@@ -91,6 +94,12 @@ class ColumnMapping(ConfigBase):
         extra = (self.input,) if self.format == "alpaca" else ()
         return (*self.required(), *extra, *(c for c in (self.split, self.source) if c))
 
+    def role(self, column: str) -> str:
+        """What the mapping calls ``column`` (``prompt``, ``output``, ``messages``, ...), for messages."""
+        roles = {"prompt_response": ("prompt", "response"), "alpaca": ("instruction", "input", "output"),
+                 "messages": ("messages",)}[self.format] + ("split", "source")
+        return next((r for r in roles if getattr(self, r) == column), column)
+
 
 def guess_mapping(columns: Iterable[str]) -> ColumnMapping:
     """The most likely mapping for a file's columns (a chat column, then Alpaca, then prompt/response)."""
@@ -101,8 +110,8 @@ def guess_mapping(columns: Iterable[str]) -> ColumnMapping:
     chat = next((lower[c] for c in _MESSAGE_NAMES if c in lower), None)
     if chat:
         return ColumnMapping(format="messages", messages=chat, split=split, source=source)
-    if "instruction" in lower and "output" in lower:
-        return ColumnMapping(format="alpaca", instruction=lower["instruction"], output=lower["output"],
+    if "instruction" in lower and ("output" in lower or "input" in lower):  # a row may lack its output
+        return ColumnMapping(format="alpaca", instruction=lower["instruction"], output=lower.get("output", "output"),
                              input=lower.get("input", "input"), split=split, source=source)
     prompt = next((lower[c] for c in _PROMPT_NAMES if c in lower and lower[c] != source), cols[0] if cols else "")
     response = next((lower[c] for c in _RESPONSE_NAMES if c in lower and lower[c] != prompt),
@@ -110,23 +119,36 @@ def guess_mapping(columns: Iterable[str]) -> ColumnMapping:
     return ColumnMapping(prompt=prompt, response=response, split=split, source=source)
 
 
-def _text(raw: dict, column: str, where: str, *, optional: bool = False) -> str:
+class MissingField(CorpusError):
+    """A mapped column a row lacks (the key is absent); ``column`` names it."""
+
+    def __init__(self, where: str, column: str, role: str):
+        super().__init__(f"{where}: field {column!r} is missing (the mapping's {role} column)")
+        self.column = column
+
+
+def _text(raw: dict, column: str, where: str, mapping: ColumnMapping, *, optional: bool = False) -> str:
+    """The text of a mapped cell. An absent key, a null (Parquet, JSON) and an empty or blank cell (CSV) are all
+    missing values: refused, or ``""`` when ``optional``; NaN (a float column's missing value) likewise."""
     value = raw.get(column)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if optional:
-            return ""
-        raise CorpusError(f"{where}: field {column!r} is {'missing' if column not in raw else 'empty'}")
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise CorpusError(f"{where}: field {column!r} must be text, got {type(value).__name__}")
-    return str(value)
+    blank = value is None or (isinstance(value, str) and not value.strip()) or (
+        isinstance(value, float) and not math.isfinite(value))
+    if not blank:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise CorpusError(f"{where}: field {column!r} must be text, got {type(value).__name__}")
+        return str(value)
+    if optional:
+        return ""
+    role = mapping.role(column)
+    if column not in raw:
+        raise MissingField(where, column, role)
+    how = "null" if value is None else ("empty" if isinstance(value, str) else str(value).replace("nan", "NaN"))
+    raise CorpusError(f"{where}: field {column!r} is {how} (the mapping's {role} column)")
 
 
-def _turns(value: Any, column: str, where: str) -> list[dict[str, str]]:
+def _turns(value: Any, column: str, where: str, limits: ReadLimits) -> list[dict[str, str]]:
     if isinstance(value, str):  # CSV cells and some exports hold the conversation as JSON text
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(f"{where}: field {column!r} is not a JSON list of turns ({exc.msg})") from None
+        value = parse_json_text(value, where, column, limits=limits)
     if not isinstance(value, list) or not value:
         raise CorpusError(f"{where}: field {column!r} must be a non-empty list of turns, got "
                           f"{'an empty list' if value == [] else type(value).__name__}")
@@ -181,38 +203,44 @@ def conversation_record(turns: list[dict[str, str]], column: str, where: str) ->
     return transcript(history), response, {**meta, "messages": history}
 
 
-def map_row(raw: Any, mapping: ColumnMapping, where: str, default_source: str) -> tuple[Record, str]:
+def map_row(raw: Any, mapping: ColumnMapping, where: str, default_source: str, *,
+            limits: ReadLimits = DEFAULT_LIMITS) -> tuple[Record, str]:
     """One raw row → ``(record, split label)`` under ``mapping``.
 
     Raises:
-        CorpusError: naming ``where`` (file and line/row) and the field.
+        CorpusError: naming ``where`` (file and line/row) and the field (:class:`MissingField` for an absent
+            column, named as the mapping calls it).
     """
     if not isinstance(raw, dict):
         raise CorpusError(f"{where}: expected an object with columns, got {type(raw).__name__}")
     for column in mapping.used():
         if column in raw:
-            check_value(where, column, raw[column])
+            check_value(where, column, raw[column], limits=limits)
     meta: dict[str, Any] = {}
     if mapping.format == "prompt_response":
-        content, response = _text(raw, mapping.prompt, where), _text(raw, mapping.response, where)
+        content, response = _text(raw, mapping.prompt, where, mapping), _text(raw, mapping.response, where, mapping)
     elif mapping.format == "alpaca":
-        instruction = _text(raw, mapping.instruction, where)
-        extra = _text(raw, mapping.input, where, optional=True)
+        instruction = _text(raw, mapping.instruction, where, mapping)
+        extra = _text(raw, mapping.input, where, mapping, optional=True)
         content = f"{instruction}\n\n{extra}" if extra else instruction
-        response = _text(raw, mapping.output, where)
+        response = _text(raw, mapping.output, where, mapping)
     else:
         if mapping.messages not in raw:
-            raise CorpusError(f"{where}: field {mapping.messages!r} is missing")
-        content, response, meta = conversation_record(_turns(raw[mapping.messages], mapping.messages, where),
-                                                      mapping.messages, where)
-    label = _text(raw, mapping.split, where, optional=True).strip().lower() if mapping.split else ""
-    source = (_text(raw, mapping.source, where, optional=True) if mapping.source else "") or default_source
+            raise MissingField(where, mapping.messages, "messages")
+        cell = raw[mapping.messages]
+        if cell is None or (isinstance(cell, str) and not cell.strip()):  # a null, or an empty CSV cell
+            how = "null" if cell is None else "empty"
+            raise CorpusError(f"{where}: field {mapping.messages!r} is {how} (the mapping's messages column)")
+        turns = _turns(raw[mapping.messages], mapping.messages, where, limits)
+        content, response, meta = conversation_record(turns, mapping.messages, where)
+    label = _text(raw, mapping.split, where, mapping, optional=True).strip().lower() if mapping.split else ""
+    source = (_text(raw, mapping.source, where, mapping, optional=True) if mapping.source else "") or default_source
     return Record(example_id(content, response), source, content, response, meta), label
 
 
 @dataclass
 class Preview:
-    """What a file would become, before anything is stored.
+    """What a file would become, before anything is stored: counts and the rows shown, never the whole file.
 
     Attributes:
         columns: the file's columns (of its first rows).
@@ -233,8 +261,6 @@ class Preview:
     split_counts: dict[str, int]
     content_sha256: str
     origin: str = ""
-    records: list[Record] = field(default_factory=list, repr=False)
-    labels: list[str] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -248,11 +274,14 @@ class Preview:
         return CorpusError(f"{self.n_problems} problem(s); nothing was stored:\n  {shown}{more}")
 
 
-def hub_rows(dataset_id: str, config: str | None = None, split: str = "train") -> Iterator[tuple[str, Any]]:
+def hub_rows(dataset_id: str, config: str | None = None, split: str = "train", *,
+             limits: ReadLimits = DEFAULT_LIMITS) -> Iterator[tuple[str, Any]]:
     """Rows of a Hugging Face dataset split (needs ``IGDS_OFFLINE=0``; never used by the offline default).
 
+    The split is memory-mapped by ``datasets`` and read one row at a time, up to ``limits.max_rows`` rows.
+
     Raises:
-        CorpusError: when IGDS runs offline or the dataset cannot be loaded.
+        CorpusError: when IGDS runs offline, the dataset cannot be loaded or it has more than ``max_rows`` rows.
     """
     if settings.offline():
         raise CorpusError(f"{dataset_id}: a hub dataset needs network access and IGDS runs offline; set "
@@ -264,28 +293,34 @@ def hub_rows(dataset_id: str, config: str | None = None, split: str = "train") -
     except Exception as exc:  # datasets raises many unrelated types (connection, missing config, ...)
         raise CorpusError(f"{dataset_id}: cannot load split {split!r} ({exc})") from None
     label = f"{dataset_id}:{split}"
+    if len(ds) > limits.max_rows:
+        raise too_many_rows(f"{label} row {limits.max_rows + 1:,}", limits)
     for row_no, row in enumerate(ds, start=1):
         yield f"{label} row {row_no}", row
 
 
-def _source_rows(source: str | os.PathLike[str], max_bytes: int | None,
-                 hub: tuple[str | None, str] | None) -> tuple[Iterator[tuple[str, Any]], str, str]:
+def _source_rows(source: str | os.PathLike[str], max_bytes: int | None, hub: tuple[str | None, str] | None,
+                 limits: ReadLimits) -> tuple[Iterator[tuple[str, Any]], str, str]:
     """``(rows, content hash, origin)`` of a local file or (with ``hub`` = (config, split)) a hub split."""
     if hub is not None:
         config, split = hub
         origin = f"{source}:{config}:{split}" if config else f"{source}:{split}"
-        return hub_rows(str(source), config, split), "", origin
+        return hub_rows(str(source), config, split, limits=limits), "", origin
     path = Path(source).expanduser()
     if not path.is_file():
         raise CorpusError(f"{path}: file not found")
-    return iter_rows(path, str(path.name), max_bytes=max_bytes), file_sha256(path), str(path.resolve())
+    rows = iter_rows(path, str(path.name), max_bytes=max_bytes, limits=limits)
+    return rows, file_sha256(path), str(path.resolve())
 
 
 def preview_source(source: str | os.PathLike[str], mapping: ColumnMapping | None = None, *, name: str = "",
                    n_show: int = 20, max_problems: int = 200, max_bytes: int | None = None,
                    hub: tuple[str | None, str] | None = None, progress: ProgressFn | None = None,
-                   origin: str | None = None) -> Preview:
+                   origin: str | None = None, limits: ReadLimits | None = None) -> Preview:
     """Read and validate a whole file under a mapping (guessed from the first row when None); store nothing.
+
+    The file is streamed (:func:`igds.data.readers.iter_rows`): the preview keeps its counts, the distinct ids
+    and the rows it shows, so its memory grows with the largest row, not with the file.
 
     Args:
         source: a local file, or a hub dataset id when ``hub`` is given.
@@ -297,31 +332,43 @@ def preview_source(source: str | os.PathLike[str], mapping: ColumnMapping | None
         progress: called every 1,000 rows.
         origin: where the data came from, as recorded (default: the file's path or the hub split); an upload
             names the uploaded file rather than the temporary copy it was read from.
+        limits: caps on what the file may hold (default: :class:`~igds.data.readers.ReadLimits` ()).
     """
+    return _scan(source, mapping, name=name, n_show=n_show, max_problems=max_problems, max_bytes=max_bytes, hub=hub,
+                 progress=progress, origin=origin, limits=limits or DEFAULT_LIMITS)
+
+
+def _scan(source: str | os.PathLike[str], mapping: ColumnMapping | None, *, name: str, n_show: int,
+          max_problems: int, max_bytes: int | None, hub: tuple[str | None, str] | None, progress: ProgressFn | None,
+          origin: str | None, limits: ReadLimits, keep: Callable[[Record, str], None] | None = None) -> Preview:
+    """:func:`preview_source`, handing each good row's ``(record, split label)`` to ``keep`` as it is read."""
     progress = progress or null_progress
     try:
-        rows, sha, read_from = _source_rows(source, max_bytes, hub)
+        rows, sha, read_from = _source_rows(source, max_bytes, hub, limits)
         origin = origin or read_from
     except CorpusError as exc:  # the file as a whole: missing, of an unknown type, over the limit
         return Preview(columns=[], mapping=mapping or ColumnMapping(), rows=[], problems=[str(exc)], n_problems=1,
                        n_rows=0, n_records=0, split_counts={}, content_sha256="")
     default_source = name or Path(str(source)).name
     problems: list[str] = []
+    listed_missing: list[str | None] = []  # per listed problem: the column it says is missing, if it is that
     n_problems = n_rows = 0
     columns: list[str] = []
-    records: list[Record] = []
-    labels: list[str] = []
+    ids: set[int] = set()
+    split_counts: Counter[str] = Counter()
+    n_missing: Counter[str] = Counter()  # rows lacking each mapped column
+    first_missing: dict[str, str] = {}
     shown: list[dict] = []
     hasher = hashlib.sha256()
 
-    def problem(message: str) -> None:
+    def problem(message: str, column: str | None = None) -> None:
         nonlocal n_problems
         n_problems += 1
         if len(problems) < max_problems:
             problems.append(message)
+            listed_missing.append(column)
 
     seen: dict[str, None] = {}  # every column of any row, in order of appearance
-    absent: list[str] = []  # per-row "field is missing" messages, dropped for a column no row has
     try:
         for where, raw in rows:
             n_rows += 1
@@ -332,14 +379,19 @@ def preview_source(source: str | os.PathLike[str], mapping: ColumnMapping | None
                     mapping = mapping or guess_mapping(columns)
             mapping = mapping or ColumnMapping()
             try:
-                record, label = map_row(raw, mapping, where, default_source)
+                record, label = map_row(raw, mapping, where, default_source, limits=limits)
+            except MissingField as exc:
+                problem(str(exc), exc.column)
+                n_missing[exc.column] += 1
+                first_missing.setdefault(exc.column, where)
+                continue
             except CorpusError as exc:
                 problem(str(exc))
-                if str(exc).endswith("is missing"):
-                    absent.append(str(exc))
                 continue
-            records.append(record)
-            labels.append(label)
+            ids.add(int(record.id, 16))
+            split_counts[label] += 1
+            if keep is not None:
+                keep(record, label)
             if not sha:
                 hasher.update(json.dumps([record.prompt, record.response, label]).encode())
             if len(shown) < n_show:
@@ -347,21 +399,23 @@ def preview_source(source: str | os.PathLike[str], mapping: ColumnMapping | None
                               "split": label, "source": record.source})
             if n_rows % 1000 == 0:
                 progress(n_rows, 0, f"read {n_rows:,} rows")
-    except CorpusError as exc:  # the reader itself stopped (bad JSON, bad bytes, a file over the limit)
-        problem(f"{exc} (reading stopped here)")
+    except CorpusError as exc:  # the reader itself stopped (bad JSON, bad bytes, a file over a cap)
+        problem(str(exc) if "reading stopped" in str(exc) else f"{exc} (reading stopped here)")
     mapping = mapping or ColumnMapping()
     missing = [c for c in mapping.required() if seen and c not in seen]
     if missing:  # one problem for the file instead of one per row
-        gone = {m for m in absent if any(m.endswith(f"field {c!r} is missing") for c in missing)}
-        problems[:] = [p for p in problems if p not in gone]
-        n_problems -= len(gone) - 1
-        problems.insert(0, f"column(s) {', '.join(map(repr, missing))} not in the file; its columns: "
-                           f"{', '.join(seen)}")
+        kept = [(p, c) for p, c in zip(problems, listed_missing, strict=True) if c not in missing]
+        problems[:] = [p for p, _ in kept]
+        n_problems -= sum(n_missing[c] for c in missing) - 1
+        where = next((w for c, w in first_missing.items() if c in missing), default_source)  # the first such row
+        roles = ", ".join(mapping.role(c) for c in missing)
+        problems.insert(0, f"{where}: column(s) {', '.join(map(repr, missing))} not in the file (the mapping's "
+                           f"{roles} column(s)); its columns: {', '.join(seen)}")
     if n_rows == 0 and not n_problems:
         problem(f"{Path(str(source)).name}: no rows")
     return Preview(columns=columns, mapping=mapping, rows=shown, problems=problems, n_problems=n_problems,
-                   n_rows=n_rows, n_records=len({r.id for r in records}), split_counts=dict(Counter(labels)),
-                   content_sha256=sha or hasher.hexdigest(), origin=origin, records=records, labels=labels)
+                   n_rows=n_rows, n_records=len(ids), split_counts=dict(split_counts),
+                   content_sha256=sha or hasher.hexdigest(), origin=origin)
 
 
 def check_dataset_name(name: str) -> str:
@@ -385,10 +439,52 @@ class DatasetResult:
     seconds: float
 
 
+class _Collected:
+    """The good rows of a file as Arrow batches (text in Arrow buffers, no Python object kept per row)."""
+
+    BATCH = 4096
+
+    def __init__(self) -> None:
+        self.batches: list = []
+        self.pending: list[tuple[Record, str]] = []
+
+    def __call__(self, record: Record, label: str) -> None:
+        self.pending.append((record, label))
+        if len(self.pending) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        if self.pending:
+            recs = [r for r, _ in self.pending]
+            self.batches.append(pa.record_batch({
+                "id": [r.id for r in recs], "source": [r.source for r in recs], "prompt": [r.prompt for r in recs],
+                "response": [r.response for r in recs],
+                "meta": [json.dumps(r.meta, sort_keys=True, ensure_ascii=False) for r in recs],
+                "split_label": pa.array([lb or None for _, lb in self.pending], pa.string())}))
+            self.pending = []
+
+    def tables(self):
+        """``(records, rows)`` as :meth:`ActivationStore.insert_dataset` takes them (at least one row kept)."""
+        import pyarrow as pa
+
+        self.flush()
+        table = pa.Table.from_batches(self.batches)
+        rows = pa.table({"row_no": pa.array(range(1, table.num_rows + 1), pa.int32()), "example_id": table["id"],
+                         "split_label": table["split_label"]})
+        return table.select(["id", "source", "prompt", "response", "meta"]), rows
+
+
 def add_dataset(store, source: str | os.PathLike[str], name: str, mapping: ColumnMapping | None = None, *,
                 max_bytes: int | None = None, hub: tuple[str | None, str] | None = None,
-                progress: ProgressFn | None = None, origin: str | None = None) -> DatasetResult:
+                progress: ProgressFn | None = None, origin: str | None = None,
+                limits: ReadLimits | None = None) -> DatasetResult:
     """Validate a whole file (or hub split) and store it as a dataset in one transaction.
+
+    The file is read once, as a stream; the good rows are kept as Arrow batches until the file has been read to
+    the end without a problem, then stored; on any problem nothing is stored. Memory grows with the rows stored
+    (their text), bounded by ``limits.max_decompressed_bytes``, and with the largest row.
 
     Args:
         store: the workspace's :class:`igds.store.ActivationStore`.
@@ -397,6 +493,7 @@ def add_dataset(store, source: str | os.PathLike[str], name: str, mapping: Colum
         mapping: column mapping (guessed from the columns when None).
         max_bytes: refuse files larger than this.
         progress: reading and storing progress.
+        limits: caps on what the file may hold (default: :class:`~igds.data.readers.ReadLimits` ()).
 
     Raises:
         CorpusError: listing every problem (line and field); nothing is stored.
@@ -404,24 +501,18 @@ def add_dataset(store, source: str | os.PathLike[str], name: str, mapping: Colum
     """
     import time
 
-    import pyarrow as pa
-
     t0 = time.perf_counter()
     progress = progress or null_progress
     check_dataset_name(name)
-    pv = preview_source(source, mapping, name=name, max_bytes=max_bytes, hub=hub, progress=progress, origin=origin)
+    collected = _Collected()
+    pv = _scan(source, mapping, name=name, n_show=0, max_problems=200, max_bytes=max_bytes, hub=hub,
+               progress=progress, origin=origin, limits=limits or DEFAULT_LIMITS, keep=collected)
     if not pv.ok:
         raise pv.error()
     progress(pv.n_rows, pv.n_rows, f"storing {pv.n_rows:,} rows")
-    recs = pv.records
+    records, rows = collected.tables()
     created = store.insert_dataset(
         {"name": name, "kind": "hub" if hub else "file", "origin": pv.origin, "content_sha256": pv.content_sha256,
-         "mapping": pv.mapping.to_json(), "n_rows": pv.n_rows, "n_records": pv.n_records},
-        pa.table({"id": [r.id for r in recs], "source": [r.source for r in recs],
-                  "prompt": [r.prompt for r in recs], "response": [r.response for r in recs],
-                  "meta": [json.dumps(r.meta, sort_keys=True, ensure_ascii=False) for r in recs]}),
-        pa.table({"row_no": pa.array(range(1, len(recs) + 1), pa.int32()),
-                  "example_id": pa.array([r.id for r in recs], pa.string()),
-                  "split_label": pa.array([lb or None for lb in pv.labels], pa.string())}))
+         "mapping": pv.mapping.to_json(), "n_rows": pv.n_rows, "n_records": pv.n_records}, records, rows)
     progress(pv.n_rows, pv.n_rows, f"dataset {name}: {pv.n_rows:,} rows, {pv.n_records:,} records")
     return DatasetResult(name, pv.n_rows, pv.n_records, created, time.perf_counter() - t0)

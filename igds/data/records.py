@@ -9,34 +9,36 @@ off-task records have task ``general``). The chat prompt is rendered at use by t
 
 In memory, readers return :class:`Example` s: one record paired with one membership. The same content
 in two tasks is one record with two memberships, so two examples share an id (and their record).
-Files are validated completely before anything is returned, so a bad file never ends up half-ingested;
-errors name the file, the line or row and the field. Users normally import these names from
-:mod:`igds.data.corpus`.
+Files are streamed by the bounded readers of :mod:`igds.data.readers` and validated completely before anything
+is returned, so a bad file never ends up half-ingested; errors name the file, the line or row and the field.
+Users normally import these names from :mod:`igds.data.corpus`.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
 import io
 import json
 import os
-import re
-import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from igds.constants import GENERAL
+from igds.data.limits import (  # noqa: F401 (re-exported: these names have always been importable here)
+    MAX_DEPTH,
+    MAX_FIELD_CHARS,
+    CorpusError,
+    ReadLimits,
+    check_value,
+    parse_json_text,
+)
+from igds.data.readers import iter_rows
 
 SPLITS = ("probe", "dev", "train", "test", "reference")
 _FIELDS = ("id", "task", "source", "split", "prompt", "response", "meta")
-
-
-class CorpusError(ValueError):
-    """A record file is malformed; the message names the file, line/row and field."""
 
 
 @dataclass(frozen=True)
@@ -180,10 +182,7 @@ def validate_record(
         raise CorpusError(f"{where}: field 'split' has unknown split {values['split']!r}; known: {', '.join(SPLITS)}")
     meta = raw.get("meta")
     if isinstance(meta, str) and meta.strip():  # CSV cells and some parquet files carry JSON text
-        try:
-            meta = json.loads(meta)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(f"{where}: field 'meta' is not valid JSON ({exc.msg})") from None
+        meta = parse_json_text(meta, where, "meta")
     if meta in (None, ""):
         meta = {}
     if not isinstance(meta, dict):
@@ -244,277 +243,6 @@ class MembershipIndex:
         return Example.of(record, ex.membership)
 
 
-# Limits on what one row may hold: nesting depth of a field's value and characters in one string.
-MAX_DEPTH = 64
-MAX_FIELD_CHARS = 1_000_000
-# A gzip file may decompress to at most this many times the upload limit (when one is given).
-GZIP_RATIO = 20
-_SURROGATE = re.compile("[\ud800-\udfff]")
-# JSON tokens that matter for nesting: whole strings (skipped as one token), brackets, commas, colons.
-_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]', re.DOTALL)
-_BOM = b"\xef\xbb\xbf"
-
-
-def _size(n: int) -> str:
-    """A byte count for messages: ``950 bytes``, ``12.3 kB``, ``12.3 MB`` (decimal units)."""
-    if n < 1000:
-        return f"{n} bytes"
-    if n < 1_000_000:
-        return f"{n / 1000:.1f} kB"
-    return f"{n / 1_000_000:.1f} MB"
-
-
-def _field_label(field: str | None) -> str:
-    return "the record" if field is None else f"field {field!r}"
-
-
-def _check_string(where: str, field: str | None, text: str) -> None:
-    if len(text) > MAX_FIELD_CHARS:
-        raise CorpusError(f"{where}: {_field_label(field)} is {len(text):,} characters; the limit is "
-                          f"{MAX_FIELD_CHARS:,}")
-    bad = _SURROGATE.search(text)
-    if bad:
-        raise CorpusError(f"{where}: {_field_label(field)} has an invalid Unicode escape (lone surrogate "
-                          f"\\u{ord(bad.group()):04x})")
-
-
-def check_value(where: str, field: str | None, value: Any) -> None:
-    """Check one value of a row: nesting depth, lone surrogates and string length, at any depth.
-
-    The walk is iterative, so a value nested far deeper than the interpreter's recursion limit is refused
-    with a clear message instead of a ``RecursionError``. Dict keys are checked like strings.
-
-    Args:
-        where: Location for messages, e.g. ``"data.jsonl line 7"``.
-        field: The row's top-level field holding ``value``; None when ``value`` is the whole record.
-        value: A decoded value (str, number, bool, None, list/tuple, dict, ...).
-
-    Raises:
-        CorpusError: ``"<where>: field 'x' is nested deeper than 64 levels"``, ``"<where>: field 'x' has an
-            invalid Unicode escape (lone surrogate \\ud800)"`` or ``"<where>: field 'x' is 1,234,567
-            characters; the limit is 1,000,000"`` (``the record`` instead of ``field 'x'`` when field is None).
-    """
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            _check_string(where, field, item)
-        elif isinstance(item, dict | list | tuple):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise CorpusError(f"{where}: {_field_label(field)} is nested deeper than {MAX_DEPTH} levels")
-            if isinstance(item, dict):
-                for key, child in item.items():
-                    if isinstance(key, str):
-                        _check_string(where, field, key)
-                    stack.append((child, depth))
-            else:
-                stack.extend((child, depth) for child in item)
-
-
-def _check_row(where: str, row: Any) -> None:
-    if not isinstance(row, dict):
-        check_value(where, None, row)
-        return
-    for key, value in row.items():
-        name = key if isinstance(key, str) else str(key)
-        _check_string(where, name, name)
-        check_value(where, name, value)
-    meta = row.get("meta")
-    # CSV cells and parquet strings carry meta as JSON text, which validate_record parses: check its nesting
-    # here, where a deep value cannot crash the parser. Syntax errors are left to validate_record's message.
-    if isinstance(meta, str) and meta.count("[") + meta.count("{") > MAX_DEPTH:
-        try:
-            parsed = json.loads(meta)
-        except RecursionError:
-            raise CorpusError(f"{where}: field 'meta' is nested deeper than {MAX_DEPTH} levels") from None
-        except ValueError:
-            return
-        check_value(where, "meta", parsed)
-
-
-def _deep_field(text: str) -> str | None:
-    """The top-level field of a JSON text whose value is nested deeper than :data:`MAX_DEPTH` (None: the record).
-
-    Only used after ``json.loads`` gave up on the nesting, so it scans tokens without building values.
-    """
-    depth, top_is_object, expect_key, key = 0, False, False, None
-    for match in _JSON_TOKEN.finditer(text):
-        token = match.group()
-        if token in "[{":
-            if depth == 0:
-                top_is_object = token == "{"
-                expect_key = top_is_object
-            depth += 1
-            if depth - top_is_object > MAX_DEPTH:
-                return key if top_is_object else None
-        elif token in "]}":
-            depth -= 1
-        elif depth == 1 and top_is_object and token == ",":
-            expect_key = True
-        elif depth == 1 and expect_key and token.startswith('"'):
-            try:
-                key = json.loads(token)
-            except ValueError:
-                key = token[1:-1]
-            expect_key = False
-    return key if top_is_object else None
-
-
-def _decode(data: bytes, label: str, line_no: int) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CorpusError(f"{label} line {line_no}: not valid UTF-8 (byte {exc.start})") from None
-
-
-def _gunzip(data: bytes, label: str, max_bytes: int | None) -> bytes:
-    """Decompress a gzip file; with ``max_bytes``, stop past ``GZIP_RATIO * max_bytes`` (a gzip bomb)."""
-    cap = None if max_bytes is None else GZIP_RATIO * max_bytes
-    out = bytearray()
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
-            while chunk := gz.read(1 << 20):
-                out += chunk
-                if cap is not None and len(out) > cap:
-                    raise CorpusError(f"{label}: decompresses to more than {_size(cap)} ({GZIP_RATIO} times the "
-                                      f"upload limit of {_size(max_bytes)}); refusing it as a possible gzip bomb")
-    except (OSError, EOFError, zlib.error) as exc:
-        raise CorpusError(f"{label}: not a valid gzip file ({exc})") from None
-    return bytes(out)
-
-
-def _iter_jsonl(path: Path, label: str, max_bytes: int | None = None) -> Iterator[tuple[str, Any]]:
-    data = path.read_bytes()
-    if path.name.lower().endswith(".gz"):
-        data = _gunzip(data, label, max_bytes)
-    data = data.removeprefix(_BOM)
-    for line_no, line in enumerate(data.split(b"\n"), start=1):
-        text = _decode(line, label, line_no).strip()
-        if not text:
-            continue
-        where = f"{label} line {line_no}"
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-        except RecursionError:
-            raise CorpusError(f"{where}: {_field_label(_deep_field(text))} is nested deeper than {MAX_DEPTH} "
-                              "levels") from None
-        _check_row(where, row)
-        yield where, row
-
-
-def _iter_csv(path: Path, label: str, max_bytes: int | None = None) -> Iterator[tuple[str, Any]]:
-    data = path.read_bytes()
-    for line_no, line in enumerate(data.split(b"\n"), start=1):
-        _decode(line, label, line_no)  # report the exact line of bad bytes before parsing
-    # The csv module refuses cells over its field size limit (128 KiB by default); raise it past our own limit
-    # so an oversized cell is reported by name and length. The setting is process-wide and only ever raised.
-    if csv.field_size_limit() <= MAX_FIELD_CHARS:
-        csv.field_size_limit(4 * MAX_FIELD_CHARS)
-    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))
-    row_no = 0
-    while True:
-        row_no += 1
-        where = f"{label} row {row_no}"
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise CorpusError(f"{where}: invalid CSV ({exc}); the limit is {MAX_FIELD_CHARS:,} characters a field"
-                              if "field larger" in str(exc) else f"{where}: invalid CSV ({exc})") from None
-        if None in row:
-            raise CorpusError(f"{where}: more cells than header columns")
-        row = {k: v for k, v in row.items() if v is not None}
-        _check_row(where, row)
-        yield where, row
-
-
-def _iter_parquet(path: Path, label: str, max_bytes: int | None = None) -> Iterator[tuple[str, Any]]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-        meta = pf.metadata
-        unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
-        raise CorpusError(f"{label}: cannot read parquet ({exc})") from None
-    if max_bytes is not None and unpacked > GZIP_RATIO * max_bytes:
-        raise CorpusError(f"{label}: decompresses to {_size(unpacked)}, more than {GZIP_RATIO} times the upload "
-                          f"limit of {_size(max_bytes)}")
-    batches = pf.iter_batches(batch_size=1024)
-    row_no = 0
-    while True:
-        try:
-            batch = next(batches, None)
-            rows = [] if batch is None else batch.to_pylist()
-        except Exception as exc:  # as above
-            raise CorpusError(f"{label}: cannot read parquet ({exc})") from None
-        if batch is None:
-            return
-        for row in rows:
-            row_no += 1
-            where = f"{label} row {row_no}"
-            _check_row(where, row)
-            yield where, row
-
-
-_READERS = {".jsonl": _iter_jsonl, ".jsonl.gz": _iter_jsonl, ".ndjson": _iter_jsonl, ".csv": _iter_csv,
-            ".parquet": _iter_parquet}
-
-
-def _reader(path: Path, label: str) -> Callable[[Path, str, int | None], Iterator[tuple[str, Any]]]:
-    name = path.name.lower()
-    for suffix, reader in _READERS.items():
-        if name.endswith(suffix):
-            return reader
-    raise CorpusError(f"{label}: unsupported file type; use .jsonl, .jsonl.gz, .parquet or .csv")
-
-
-def iter_rows(
-    path: str | os.PathLike[str], label: str | None = None, *, max_bytes: int | None = None
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Read the raw rows of a record file (``.jsonl``, ``.ndjson``, ``.jsonl.gz``, ``.csv``, ``.parquet``).
-
-    File-level problems (missing file, unsupported type, over ``max_bytes``) are raised by the call itself;
-    each row is checked before it is yielded: lone surrogates, strings over :data:`MAX_FIELD_CHARS` and values
-    nested deeper than :data:`MAX_DEPTH` (:func:`check_value`). A UTF-8 byte order mark at the start of a JSONL
-    or CSV file is accepted. Rows are *not* validated as records (see :func:`validate_record`), and a row that
-    is not an object (e.g. a JSON array) is yielded as it is. Callers that must not half-ingest a file consume
-    all rows before storing any.
-
-    Args:
-        path: The file.
-        label: Name of the file in messages (default: the path as given).
-        max_bytes: Upload limit on the file's size on disk (compressed size for ``.gz``); a gzip file may
-            decompress to at most 20 times this, a parquet file hold at most 20 times this uncompressed.
-            None: no limit.
-
-    Returns:
-        An iterator of ``(where, raw_row)``, where is e.g. ``"data.jsonl line 7"``, ``"x.csv row 3"`` or
-        ``"x.parquet row 3"``.
-
-    Raises:
-        CorpusError: Naming the file, the line or row and the field, e.g. ``"<file>: 12.3 MB is over the upload
-            limit of 10.0 MB"``, ``"<file> line 7: field 'prompt' has an invalid Unicode escape (lone surrogate
-            \\ud800)"``. Raised by the call for file-level problems, by the iteration for rows.
-    """
-    path = Path(path)
-    label = str(path) if label is None else label
-    if not path.is_file():
-        raise CorpusError(f"{label}: file not found")
-    reader = _reader(path, label)
-    if max_bytes is not None:
-        if max_bytes <= 0:
-            raise ValueError(f"max_bytes must be positive, not {max_bytes}")
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise CorpusError(f"{label}: {_size(size)} is over the upload limit of {_size(max_bytes)}")
-    return reader(path, label, max_bytes)
-
-
 def read_records(
     path: str | os.PathLike[str],
     *,
@@ -522,6 +250,7 @@ def read_records(
     split: str | None = None,
     source: str | None = None,
     max_bytes: int | None = None,
+    limits: ReadLimits | None = None,
 ) -> list[Example]:
     """Read and validate a record file (``.jsonl``, ``.ndjson``, ``.jsonl.gz``, ``.parquet`` or ``.csv``).
 
@@ -536,6 +265,7 @@ def read_records(
         split: Default split.
         source: Default source.
         max_bytes: Upload limit on the file size (see :func:`iter_rows`); None: no limit.
+        limits: Caps on what the file may hold (default: :class:`~igds.data.readers.ReadLimits` ()).
 
     Returns:
         The examples in file order.
@@ -548,7 +278,7 @@ def read_records(
     allowed = known_tasks()
     examples: list[Example] = []
     index = MembershipIndex()
-    for where, raw in iter_rows(path, label, max_bytes=max_bytes):
+    for where, raw in iter_rows(path, label, max_bytes=max_bytes, limits=limits):
         ex = validate_record(raw, where, task=task, split=split, source=source or path.name, tasks=allowed)
         examples.append(index.add(ex, where, where.removeprefix(label + " ")))
     if not examples:
