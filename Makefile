@@ -48,5 +48,7 @@ test-fast: install
 bench: install
 	$(BIN)/python bench/extract.py
 
-clean-cache:
-	rm -rf cache/igds.duckdb cache/runs
+# The workspace's store, its shards and runs/ under IGDS_HOME (default cache/), listed as they go; models/, saes/,
+# exports/, jobs/ and migration backups stay. `python -m igds.store.clean --dry-run` lists without removing.
+clean-cache: install
+	$(BIN)/python -m igds.store.clean

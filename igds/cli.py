@@ -103,10 +103,24 @@ def cmd_data_show(args) -> int:
     return 0
 
 
+def _print_removal(plan, dry_run: bool) -> None:
+    """What a removal deletes (or, with --dry-run, would delete)."""
+    head, *rest = plan.lines()
+    if not plan.allowed:
+        raise ValueError(head)
+    print(f"{'would remove' if dry_run else 'removed'} {head}:")
+    for line in rest:
+        print(f"  {line}")
+
+
 def cmd_data_remove(args) -> int:
     from igds.store import ActivationStore
 
-    print(f"removed dataset {args.name} ({ActivationStore().remove_dataset(args.name):,} rows)")
+    store = ActivationStore()
+    plan = store.removal_plan("dataset", args.name)
+    if not args.dry_run:
+        store.remove_dataset(args.name, expect=plan)
+    _print_removal(plan, args.dry_run)
     return 0
 
 
@@ -147,8 +161,11 @@ def cmd_task_remove(args) -> int:
     from igds.store import ActivationStore
     from igds.workflow.catalog import remove_task
 
-    print(f"removed task {args.name} ({remove_task(ActivationStore(), args.name):,} memberships; its runs and "
-          "selections stay in the store)")
+    store = ActivationStore()
+    plan = store.removal_plan("task", args.name)
+    if not args.dry_run:
+        remove_task(store, args.name, expect=plan)
+    _print_removal(plan, args.dry_run)
     return 0
 
 
@@ -567,7 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parser("list", help="datasets in the workspace").set_defaults(func=cmd_data_list)
     _named(data, "show", "a dataset's provenance and first rows", cmd_data_show).add_argument(
         "--rows", type=int, default=5, help="rows to show")
-    _named(data, "remove", "remove a dataset (not while a task uses it)", cmd_data_remove)
+    _named(data, "remove", "remove a dataset (not while a task uses it)", cmd_data_remove).add_argument(
+        "--dry-run", action="store_true", help="say what it would remove, remove nothing")
 
     from igds.data.metrics import list_metrics
     from igds.data.tasks import ANSWER_MODES
@@ -587,7 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     ta.set_defaults(func=cmd_task_add)
     tk.add_parser("list", help="every task with its items per split").set_defaults(func=cmd_task_list)
     _named(tk, "show", "a task's spec and data", cmd_task_show)
-    _named(tk, "remove", "remove a workspace task (its runs and selections stay)", cmd_task_remove)
+    _named(tk, "remove", "remove a workspace task (its runs and selections stay)", cmd_task_remove).add_argument(
+        "--dry-run", action="store_true", help="say what it would remove, remove nothing")
 
     from igds.method.checks import CheckConfig
 

@@ -69,6 +69,7 @@ class StoreBase:
         self.lock_timeout = lock_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.shards: sh.ShardLocation | None = None  # set from the store's record by _init_schema
+        self.migration_backup: Path | None = None  # the previous file, when this open upgraded the schema
         requested = str(shards) if shards is not None else settings.shard_location()
         self._init_schema(requested)
 
@@ -166,11 +167,17 @@ class StoreBase:
                                  "or start a new store for the other location")
             if self.shards.remote:
                 self._load_httpfs(con)
+            migrating = version is not None and int(version) != SCHEMA_VERSION
+            if migrating:  # the old file is copied aside before the DDL or the migration touches it
+                from igds.store.migrate import backup
+
+                self.migration_backup = backup(self.path, con, int(version))
             con.execute(ddl)
-            if version is not None and int(version) != SCHEMA_VERSION:
+            if migrating:
                 from igds.store.migrate import migrate
 
-                con.execute("INSERT OR REPLACE INTO meta VALUES ('store_id', ?), ('store_path', ?)", [store_id, here])
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('store_id', ?), ('store_path', ?), "
+                            "('migration_backup', ?)", [store_id, here, str(self.migration_backup)])
                 migrate(self, con, int(version))
                 return
             if version is None:

@@ -104,14 +104,15 @@ class ExperimentQueries:
 
     def experiment_selection_diagnostics(self, experiment_id: str) -> pd.DataFrame:
         """Per selection of the experiment's finished cells: n_selected, task_share (share of members from
-        the cell's task) and mean_tokens (mean tokens of its members)."""
+        the cell's task: one count per member, however many tasks share its record) and mean_tokens (mean tokens of
+        its members)."""
         return self.query_df(
             "SELECT c.task, c.pool_setting, c.method, c.ratio, any_value(s.n_selected) AS n_selected, "
-            "avg((e.task = c.task)::INT) AS task_share, avg(es.n_tokens) AS mean_tokens "
+            "avg((EXISTS (SELECT 1 FROM memberships t WHERE t.example_id = m.example_id AND t.task = c.task))::INT) "
+            "AS task_share, avg(es.n_tokens) AS mean_tokens "
             "FROM (SELECT DISTINCT task, pool_setting, method, ratio, selection_id FROM experiment_cells "
             "      WHERE experiment_id = ? AND status = 'done') c "
             "JOIN selections s USING (selection_id) JOIN selection_members m USING (selection_id) "
-            "JOIN examples e ON e.id = m.example_id "
             "LEFT JOIN (SELECT example_id, any_value(n_tokens) AS n_tokens FROM example_stats GROUP BY example_id) es "
             "ON es.example_id = m.example_id "
             "GROUP BY c.task, c.pool_setting, c.method, c.ratio, c.selection_id "

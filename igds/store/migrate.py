@@ -6,14 +6,25 @@ two tables, creates the views and sets the schema version. A crash while writing
 untouched (the written files are listed nowhere, and the next open writes them again under fresh names); a
 crash in the transaction rolls it back. The file is then compacted (``StoreBase.compact``), which gives the
 dropped tables' space back.
+
+Before anything is written, the old file is copied beside it as ``<name>.v<version>.bak`` (e.g.
+``igds.duckdb.v3.bak``; ``.v3.1.bak`` and so on when that name is taken), so an upgrade never loses the only
+copy: an older IGDS opens the backup as it was. The backup's path is logged and recorded in ``meta``
+(``migration_backup``).
 """
 
 from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
 
 import pyarrow as pa
 
 from igds.constants import SCHEMA_VERSION
 from igds.store import shards as sh
+
+log = logging.getLogger(__name__)
 
 
 def check_migratable(path, con, version: int) -> None:
@@ -26,6 +37,42 @@ def check_migratable(path, con, version: int) -> None:
     if version != 3 or tables != {sh.ACTS_VIEW, sh.STATS_VIEW}:
         raise StoreError(f"{path} has schema version {version}, this IGDS expects {SCHEMA_VERSION}; move the file "
                          "aside to rebuild it (only a version-3 store with its activation tables is upgraded in place)")
+
+
+def backup_path(path: Path, version: int) -> Path:
+    """A free name beside ``path`` for its schema-``version`` backup: ``<name>.v<version>.bak``, then
+    ``<name>.v<version>.1.bak``, ..."""
+    candidate = path.with_name(f"{path.name}.v{version}.bak")
+    n = 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.v{version}.{n}.bak")
+    return candidate
+
+
+def backup(path: Path, con, version: int) -> Path:
+    """Copy the store file (its pending WAL folded in first) beside it before a migration; returns the copy.
+
+    Raises:
+        StoreError: when the file system has no room for the copy (nothing is written).
+    """
+    from igds.store.errors import StoreError
+
+    con.execute("CHECKPOINT")  # the file alone then holds every committed change
+    target = backup_path(path, version)
+    size, free = path.stat().st_size, shutil.disk_usage(path.parent).free
+    if free < size:
+        raise StoreError(f"{path} needs an upgrade from schema version {version}, which first copies it to {target} "
+                         f"({size:,} bytes), but only {free:,} bytes are free there; free some space, or move the "
+                         "file aside to rebuild it")
+    tmp = target.with_name(f".tmp-{target.name}")
+    try:
+        shutil.copy2(path, tmp)
+        tmp.replace(target)  # never a half-written backup under the final name
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.warning("upgrading %s from schema version %d: the previous file is kept as %s", path, version, target)
+    return target
 
 
 def migrate(store, con, version: int) -> None:

@@ -1,10 +1,29 @@
 """Selections, their members and vetting decisions: ``selections``, ``selection_members``,
-``feature_overrides``, ``example_overrides``."""
+``feature_overrides``, ``example_overrides``.
+
+A member is an example of the selection's own task (its pool's ``train`` items) or, in a mixed pool, a
+``general`` record: members are read through the selection's task, never through the example id alone, since
+two tasks over one dataset hold the same ids.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 import pyarrow as pa
+
+from igds.constants import GENERAL
+
+
+class MissingMembersError(ValueError):
+    """A stored selection some of whose members' examples are gone (its task or their dataset was removed)."""
+
+
+def loadable_members_sql() -> str:
+    """SQL of the (selection_id, example_id) members whose example is stored under the selection's task (or as a
+    ``general`` record), with one parameter: :data:`igds.constants.GENERAL`.
+    :meth:`SelectionQueries.selection_members` loads exactly these."""
+    return ("SELECT m.selection_id, m.example_id FROM selection_members m JOIN selections s USING (selection_id) "
+            "WHERE EXISTS (SELECT 1 FROM examples e WHERE e.id = m.example_id AND (e.task = s.task OR e.task = ?))")
 
 
 class SelectionQueries:
@@ -34,9 +53,36 @@ class SelectionQueries:
 
     def selection_members(self, selection_id: str) -> pd.DataFrame:
         """A selection's members joined with their examples: rank, score and every ``examples`` column,
-        in rank order (members whose example is no longer stored are left out)."""
-        return self.query_df("SELECT m.rank, m.score, e.* FROM selection_members m JOIN examples e "
-                             "ON e.id = m.example_id WHERE m.selection_id = ? ORDER BY m.rank", [selection_id])
+        in rank order, one row per member.
+
+        Each member is read as an example of the selection's task (a ``general`` record when the task does not
+        hold it), never as another task's copy of the same content.
+
+        Raises:
+            MissingMembersError: when members' examples are no longer stored (the task or their dataset was
+                removed), naming the selection, its task and how many are missing.
+        """
+        with self.connect() as con:
+            df = con.execute(
+                "SELECT m.rank, m.score, e.* FROM selection_members m JOIN selections s USING (selection_id) "
+                "JOIN examples e ON e.id = m.example_id AND (e.task = s.task OR e.task = ?) "
+                "WHERE m.selection_id = ? "
+                "QUALIFY row_number() OVER (PARTITION BY m.example_id ORDER BY e.task = ?) = 1 "
+                "ORDER BY m.rank, m.example_id", [GENERAL, selection_id, GENERAL]).fetch_df()
+            stored = con.execute("SELECT s.name, s.task, count(m.example_id), "
+                                 "(SELECT count(*) FROM tasks t WHERE t.name = s.task), "
+                                 "(SELECT count(*) FROM memberships x WHERE x.task = s.task) "
+                                 "FROM selections s LEFT JOIN selection_members m USING (selection_id) "
+                                 "WHERE s.selection_id = ? GROUP BY ALL", [selection_id]).fetchall()
+        if stored and len(df) < stored[0][2]:
+            name, task, n, defined, items = stored[0]
+            why = (f"task {task!r} was removed" if not defined and not items
+                   else f"their examples are no longer among task {task!r}'s items (a dataset changed or was removed)")
+            raise MissingMembersError(
+                f"selection {name!r} ({selection_id}) of task {task!r}: {n - len(df):,} of {n:,} members are no "
+                f"longer in the store ({why}); it cannot be loaded, exported or trained on. Adding the task again "
+                "from the same data brings them back.")
+        return df
 
     def selection_member_ids(self, selection_id: str) -> set[str]:
         """Ids of a selection's members (whether or not their examples are still stored)."""

@@ -370,7 +370,9 @@ def export_selection(examples: list[Example], lineage: dict[str, Any], cfg: Expo
         raise ValueError(f"export {cfg.name!r} resolves outside the export folder {root}")
     ids = [ex.id for ex in examples]
     if len(set(ids)) != len(ids):
-        raise ValueError("the selection has duplicate example ids")
+        twice = sorted(i for i, n in Counter(ids).items() if n > 1)
+        raise ValueError(f"the selection has duplicate example ids: {len(twice):,} appear more than once (e.g. "
+                         f"{', '.join(twice[:3])}); each example is exported once")
     chash = content_hash(ids, lineage)
     unchanged = False
     if final.exists():
