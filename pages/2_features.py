@@ -8,7 +8,7 @@ from igds.ui import features as panel
 from igds.ui.jobs import job_launcher
 from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
 from igds.ui.state import DEFAULT_TASK, current_task
-from igds.ui.widgets import context_highlights, needs
+from igds.ui.widgets import context_highlights, md_code, needs
 from igds.workflow.catalog import task_data
 from igds.workflow.explore import (
     CONTEXT_K,
@@ -86,8 +86,8 @@ st.subheader("Logit lens")
 st.caption("Tokens the decoder direction promotes and suppresses through the unembedding: secondary, since at a "
            "middle block it is often noise even for a clear feature.")
 lens = logit_lens_tokens(store, state.sae_key, feature)
-st.markdown("**Promotes (positive logits):** " + " · ".join(f"`{t}`" for t in lens["top"]))
-st.markdown("**Suppresses (negative logits):** " + " · ".join(f"`{t}`" for t in lens["bottom"]))
+st.markdown("**Promotes (positive logits):** " + " · ".join(md_code(t) for t in lens["top"]))
+st.markdown("**Suppresses (negative logits):** " + " · ".join(md_code(t) for t in lens["bottom"]))
 if url := neuronpedia_url(store, state.sae_key, feature):
     st.markdown(f"[Open on Neuronpedia]({url})")
 

@@ -106,6 +106,6 @@ if st.button("Generate", key="try_go"):
         out = generate_steered(ws.model, ws.tokenizer, ws.sae, ws.site, prompt, int(f_try), kind_try, alpha, mean_act)
     a, b = st.columns(2)
     a.markdown("**Unmodified**")
-    a.write(out["base"])
+    a.text(out["base"])  # generations are shown as text, never rendered
     b.markdown(f"**{kind_try} f{f_try}**")
-    b.write(out["steered"])
+    b.text(out["steered"])

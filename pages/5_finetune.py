@@ -14,7 +14,7 @@ from igds.training.results import finetune_runs
 from igds.ui.jobs import job_launcher
 from igds.ui.resources import get_store
 from igds.ui.state import current_task
-from igds.ui.widgets import needs
+from igds.ui.widgets import md_text, needs
 from igds.workflow.explore import task_state
 from igds.workflow.tune import default_finetune_config, selection_examples
 
@@ -45,9 +45,9 @@ if e3.button("Export", key="exp_go"):
         _, examples = selection_examples(store, sid)
         lineage = vetting_lineage(store, sid, {"selection_id": sid, **info["lineage"]})  # + vetting decisions
         res = export_selection(examples, lineage, ExportConfig(name=name, fmt=fmt))
-        st.success(f"Exported {res.n_examples} examples to {res.path} (manifest.json beside them)")
+        st.success(f"Exported {res.n_examples} examples to {md_text(res.path)} (manifest.json beside them)")
     except ValueError as e:
-        st.error(str(e))
+        st.error(md_text(e))
 
 st.subheader("Fine-tune (LoRA)")
 base = default_finetune_config()

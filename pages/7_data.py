@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from igds.ui.data import add_dataset_section, create_task_section, datasets_section, identity_section, tasks_section
+from igds.ui.data import add_dataset_section, create_task_section, datasets_section, tasks_section
+from igds.ui.identity import identity_section
 from igds.ui.resources import get_store
 from igds.ui.state import current_task
 

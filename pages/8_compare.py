@@ -7,7 +7,7 @@ import streamlit as st
 
 from igds.ui.resources import get_resonance_matrix, get_store
 from igds.ui.state import current_task
-from igds.ui.widgets import live_selection_settings, needs, page_link_url, url_synced, url_write
+from igds.ui.widgets import html_text, live_selection_settings, md_text, needs, page_link_url, url_synced, url_write
 from igds.workflow.compare import LIVE, compare_selections, load_side, selection_options
 from igds.workflow.explore import task_state
 from igds.workflow.stages import candidate_features, latest_effects
@@ -56,12 +56,12 @@ m[2].metric("Shared", f"{diff.shared:,}")
 m[3].metric("Jaccard", f"{diff.jaccard:.2f}")
 m[4].metric("Added (in B only)", f"{len(diff.added):,}")
 m[5].metric("Removed (in A only)", f"{len(diff.removed):,}")
-st.caption(f"A: {a.label}, {a.pool_setting} pool · B: {b.label}, {b.pool_setting} pool. FRS: "
+st.caption(f"A: {md_text(a.label)}, {a.pool_setting} pool · B: {md_text(b.label)}, {b.pool_setting} pool. FRS: "
            + ("; ".join(f"{k} from {v}" for k, v in diff.frs_source.items()) or "none (no validated features)")
            + ". Why = the largest FRS terms w·(a−c)/n of the example.")
 
 left, right = st.columns(2)
-comp = diff.composition
+comp = diff.composition.assign(source=lambda d: d.source.map(html_text))  # plotly renders tags in its labels
 left.plotly_chart(px.bar(comp, x="selection", y="n", color="task", title="Composition by task"), key="cmp_task")
 right.plotly_chart(px.bar(comp, x="selection", y="n", color="source", title="Composition by source"),
                    key="cmp_source")

@@ -7,7 +7,16 @@ import streamlit as st
 
 from igds.ui.resources import get_store
 from igds.ui.state import current_task
-from igds.ui.widgets import lens_tokens, needs, page_link_url, text_lens_of, token_highlights, url_synced, url_write
+from igds.ui.widgets import (
+    lens_tokens,
+    md_text,
+    needs,
+    page_link_url,
+    text_lens_of,
+    token_highlights,
+    url_synced,
+    url_write,
+)
 from igds.workflow.explore import task_state
 from igds.workflow.lens import SEARCH_KINDS, annotate_features, feature_marks, search_features
 
@@ -42,7 +51,7 @@ if example_id or text:
     try:
         lens = text_lens_of(state.extract_run, text=text, example_id=example_id, task=task if as_task else None)
     except ValueError as exc:
-        st.warning(str(exc))
+        st.warning(md_text(exc))  # it may quote a link's ?example= value
         st.stop()
     top_k = lens.top_k(k)
     feats = annotate_features(store, task, state.sae_key, lens.top_features(30))

@@ -1,5 +1,6 @@
-"""The job kinds IGDS registers: every long stage can run as a background job, plus ``count``, a toy
-kind for tests and demos, and ``matmul``, an all-cores torch workload for ``bench/job_queue.py``.
+"""The job kinds IGDS registers: every long stage can run as a background job (``identity``, validating a model
+and SAE, training a ``train`` SAE first, included), plus ``count``, a toy kind for tests and demos, and ``matmul``,
+an all-cores torch workload for ``bench/job_queue.py``.
 
 The stage kinds are heavy (they wait for a slot of the local queue, :mod:`igds.jobs.queue`); ``count`` is light
 unless its params say ``{"heavy": true}``. ``select`` is heavy although a pure-SQL selection would not need a
@@ -147,6 +148,21 @@ def _highlights(params: dict, ctx: JobContext) -> dict:
                                   ctx.progress)
 
 
+def _identity(params: dict, ctx: JobContext) -> dict:
+    """Validate a model + SAE and make them the workspace's (the Data page's *Validate and use*; ``igds workspace
+    use``): an SAE source ``train[:<layer>:<d_sae>:<k>]`` is trained first, here, once per recipe and model; then
+    both are loaded, checked against each other and, with ``task``, the SAE's explained variance is measured on
+    its probe items. A refusal fails the job and leaves the workspace's identity unchanged."""
+    from igds.modeling.load import ModelSpec
+    from igds.modeling.sae import SaeSpec
+    from igds.store import ActivationStore
+    from igds.workflow.workspace import choose_identity
+
+    model, sae, task = ModelSpec.from_dict(params["model"]), SaeSpec.from_dict(params["sae"]), params.get("task")
+    ctx.log(f"identity: model {model.name_or_path}, SAE {sae.source}" + (f", measured on {task}" if task else ""))
+    return choose_identity(ActivationStore(), model, sae, task=task, progress=ctx.progress)
+
+
 def _matmul(params: dict, ctx: JobContext) -> dict:
     """Benchmark kind: ``rounds`` float32 matmuls of ``size`` x ``size`` with torch's threads (a stand-in for a
     model forward that keeps every core of its slot busy); reports its compute seconds."""
@@ -167,7 +183,7 @@ def _matmul(params: dict, ctx: JobContext) -> dict:
 # heavy kinds run a model (or all-core work) and wait for a slot of the local queue (igds.jobs.queue)
 _HEAVY = {"bootstrap": _bootstrap, "extract": _extract, "intervene": _intervene, "select": _select,
           "finetune": _finetune, "evaluate": _evaluate_base, "experiment": _experiment, "highlights": _highlights,
-          "matmul": _matmul}
+          "identity": _identity, "matmul": _matmul}
 for _name, _fn in _HEAVY.items():
     register_job_kind(_name, _fn, heavy=True)
 register_job_kind("count", _count)  # light unless its params say {"heavy": true}

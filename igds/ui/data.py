@@ -1,5 +1,6 @@
 """The Data page's sections: add a dataset (upload, local file or hub split) with its column mapping and a preview
-of every problem, create a task from the workspace's datasets, and choose the workspace's model and SAE.
+of every problem, create a task from the workspace's datasets, and remove either (after a confirmation that says
+what goes). The model and SAE section is :mod:`igds.ui.identity`.
 
 Every widget has a stable ``key`` and a label (the browser test finds inputs by their aria-label). A preview is
 read once per source and mapping and kept in this session (files up to the 200 MB upload limit are read whole).
@@ -29,12 +30,14 @@ from igds.data.ingest import (
 )
 from igds.data.records import CorpusError
 from igds.progress import ProgressFn
+from igds.ui.widgets import md_text
 
 UPLOAD_TYPES = ["jsonl", "gz", "parquet", "csv"]
 _PREVIEW = "data.preview"  # {(source signature, mapping json): Preview}, the latest few
 _SOURCE = "data.source_sig"  # the source the mapping widgets were last filled for
 _UPLOAD = "data.upload"  # (file id, saved path) of the current upload
 _FLASH = "data.flash."  # + section: messages shown once, after a rerun
+_REMOVE = "data.remove"  # the removal plan a first click on a remove button made, awaiting confirmation
 SOURCE_LABELS = {"upload": "Upload a file", "path": "Local file path", "hub": "Hugging Face hub"}
 # mapping field -> (widget key, label, optional); the format select comes first
 MAP_FIELDS = {
@@ -55,23 +58,18 @@ NONE = "(none)"
 
 
 # -- small helpers -----------------------------------------------------------------------------------------
-def md_escape(text: str) -> str:
-    """Text shown verbatim inside Streamlit markdown (no emphasis, links, HTML or LaTeX from file contents)."""
-    return re.sub(r"([\\`*_\[\]<>$~|#])", r"\\\1", str(text))
-
-
 def error_list(title: str, items: list[str], more: int = 0) -> None:
     """One ``st.error`` with a bullet per item (every item, escaped)."""
-    bullets = "\n".join(f"- {md_escape(i)}" for i in items)
+    bullets = "\n".join(f"- {md_text(i)}" for i in items)
     tail = f"\n- … and {more:,} more" if more else ""
-    st.error(f"**{md_escape(title)}**\n\n{bullets}{tail}", icon=":material/error:")
+    st.error(f"**{md_text(title)}**\n\n{bullets}{tail}", icon=":material/error:")
 
 
 def show_exception(exc: BaseException) -> None:
     """An error message: its first line as the title, further lines (e.g. a CorpusError's problems) as bullets."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
     if len(lines) == 1:
-        st.error(md_escape(lines[0]), icon=":material/error:")
+        st.error(md_text(lines[0]), icon=":material/error:")
     else:
         error_list(lines[0], lines[1:])
 
@@ -220,8 +218,8 @@ def preview_view(pv: Preview, name: str) -> None:
     c2.metric("Distinct records", f"{pv.n_records:,}")
     c3.metric("Problems", f"{pv.n_problems:,}")
     if pv.mapping.split:
-        counts = " · ".join(f"{md_escape(k or '(no label)')}: {v:,}" for k, v in sorted(pv.split_counts.items()))
-        st.caption(f"Rows per split label ({md_escape(pv.mapping.split)}): {counts or 'none'}. A task split by "
+        counts = " · ".join(f"{md_text(k or '(no label)')}: {v:,}" for k, v in sorted(pv.split_counts.items()))
+        st.caption(f"Rows per split label ({md_text(pv.mapping.split)}): {counts or 'none'}. A task split by "
                    "this column uses probe, dev (or validation / val) and test; other labels are pool rows.")
     st.dataframe(rows, key="data_preview", hide_index=True, width="stretch",
                  column_config={"row": st.column_config.NumberColumn("row", width="small")})
@@ -252,7 +250,7 @@ def add_dataset_section(store) -> None:
     if st.session_state.get(_SOURCE) != ident:  # another file: start from its guess (a fixed file keeps the mapping)
         _reset_mapping(first.mapping, label)
         st.session_state[_SOURCE] = ident
-    st.markdown("**Column mapping**" + (f" · columns: {md_escape(', '.join(first.columns))}"
+    st.markdown("**Column mapping**" + (f" · columns: {md_text(', '.join(first.columns))}"
                                         if first.columns else ""))
     mapping = mapping_widgets(first.columns, first.mapping) if first.columns else first.mapping
     pv = first if mapping == first.mapping else session_preview(
@@ -267,9 +265,9 @@ def add_dataset_section(store) -> None:
             name_error = str(exc)
     preview_view(pv, name if not name_error else "")
     if name_error:
-        st.error(md_escape(name_error))
+        st.error(md_text(name_error))
     elif name and store.dataset(name) is not None:
-        st.warning(f"A dataset named {md_escape(name)} exists: the same file and mapping again change nothing, "
+        st.warning(f"A dataset named {md_text(name)} exists: the same file and mapping again change nothing, "
                    "other content is refused (remove it below first).")
     blocked = "fix the problems above" if not pv.ok else ("give the dataset a name" if not name or name_error else "")
     if st.button("Add dataset", key="data_add", type="primary", disabled=bool(blocked),
@@ -284,16 +282,44 @@ def add_dataset_section(store) -> None:
                 return
             status.update(label=f"Dataset {name} stored", state="complete", expanded=False)
         if res.created:
-            st.success(f"Stored dataset **{md_escape(res.name)}**: {res.n_rows:,} rows, {res.n_records:,} distinct "
+            st.success(f"Stored dataset **{md_text(res.name)}**: {res.n_rows:,} rows, {res.n_records:,} distinct "
                        f"records in {res.seconds:.1f} s.")
         else:
-            st.info(f"Dataset **{md_escape(res.name)}** already holds this file with this mapping: nothing changed.")
+            st.info(f"Dataset **{md_text(res.name)}** already holds this file with this mapping: nothing changed.")
     elif blocked:
         st.caption(f"Add dataset is disabled: {blocked}.")
 
 
+def removal_confirmed(kind: str, name: str, key: str) -> bool:
+    """The second step of a removal, after a first click on its button planned it (:func:`ask_removal`): what
+    removing ``name`` deletes, with *Remove … for good* and *Cancel*. True when the user confirmed; one click on a
+    remove button never deletes anything."""
+    plan = st.session_state.get(_REMOVE)
+    if not plan or (plan.kind, plan.name) != (kind, name):
+        return False
+    if not plan.allowed:  # e.g. a dataset a task draws from: nothing to confirm
+        st.session_state.pop(_REMOVE)
+        error_list(f"{kind.capitalize()} {name} cannot be removed", plan.lines())
+        return False
+    with st.container(border=True):
+        st.warning(f"**Remove {kind} {md_text(name)}?** Removing it:", icon=":material/delete:")
+        st.markdown("\n".join(f"- {md_text(line)}" for line in plan.lines()[1:]))
+        c1, c2 = st.columns(2)
+        confirmed = c1.button(f"Remove {kind} {md_text(name)} for good", key=f"{key}_confirm", type="primary")
+        if c2.button("Cancel", key=f"{key}_cancel"):
+            st.session_state.pop(_REMOVE, None)
+            st.rerun()
+    return confirmed
+
+
+def ask_removal(store, kind: str, name: str) -> None:
+    """A first click on a remove button: plan the removal (the store counts what it would delete, deleting nothing);
+    :func:`removal_confirmed` then asks."""
+    st.session_state[_REMOVE] = store.removal_plan(kind, name)
+
+
 def datasets_section(store) -> list[str]:
-    """The workspace's datasets with a remove control; returns their names."""
+    """The workspace's datasets with a remove control (a confirmation shows what it deletes); returns their names."""
     st.subheader("Datasets in this workspace")
     show_flash("datasets")
     df = store.datasets_table()
@@ -304,14 +330,16 @@ def datasets_section(store) -> list[str]:
     st.dataframe(df, key="data_table", hide_index=True, width="stretch")
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     pick = c1.selectbox("Dataset to remove", list(df.name), key="data_rm_pick")
-    if c2.button("Remove dataset", key="data_rm", help="its rows and the records no task uses; refused while a "
-                 "task draws items from it"):
+    if c2.button("Remove dataset", key="data_rm", help="shows what it deletes (its rows and the records no task "
+                 "uses) and asks to confirm; refused while a task draws items from it"):
+        ask_removal(store, "dataset", pick)
+    if removal_confirmed("dataset", pick, "data_rm"):
         try:
-            n = store.remove_dataset(pick)
+            n = store.remove_dataset(pick, expect=st.session_state.pop(_REMOVE))
         except ValueError as exc:
             show_exception(exc)
         else:
-            flash("datasets", "success", f"Removed dataset {md_escape(pick)} ({n:,} rows).")
+            flash("datasets", "success", f"Removed dataset {md_text(pick)} ({n:,} rows).")
             st.rerun()
     return list(df.name)
 
@@ -383,7 +411,7 @@ def create_task_section(store, datasets: list[str]) -> None:
         except ValueError as exc:
             show_exception(exc)
         else:
-            flash("task", "success", f"Created task **{md_escape(name)}**: {counts['probe']:,} probe, "
+            flash("task", "success", f"Created task **{md_text(name)}**: {counts['probe']:,} probe, "
                   f"{counts['dev']:,} dev, {counts['test']:,} test items and a pool of {counts['train']:,}"
                   + (f" ({counts['overlap']:,} pool rows left out as eval items)" if counts.get("overlap") else "")
                   + ". The sidebar now works on it.")
@@ -407,125 +435,14 @@ def tasks_section(store) -> None:
         return
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     pick = c1.selectbox("Task to remove", own, key="task_rm_pick")
-    if c2.button("Remove task", key="task_rm", help="its items; its runs, selections and results stay in the store"):
+    if c2.button("Remove task", key="task_rm", help="shows what it deletes (its items, and which saved selections "
+                 "then no longer load) and asks to confirm; its runs and results stay in the store"):
+        ask_removal(store, "task", pick)
+    if removal_confirmed("task", pick, "task_rm"):
         try:
-            n = remove_task(store, pick)
+            n = remove_task(store, pick, expect=st.session_state.pop(_REMOVE))
         except ValueError as exc:
             show_exception(exc)
         else:
-            flash("tasks", "success", f"Removed task {md_escape(pick)} ({n:,} items).")
+            flash("tasks", "success", f"Removed task {md_text(pick)} ({n:,} items).")
             st.rerun()
-
-
-# -- model and SAE -------------------------------------------------------------------------------------------
-@st.cache_data(show_spinner="Loading the sae-lens registry…", max_entries=8)
-def registry(model: str, release: str) -> pd.DataFrame:
-    """The sae-lens pretrained SAEs for a model (offline: the registry ships with sae-lens)."""
-    from igds.modeling.pretrained import pretrained_saes
-
-    return pretrained_saes(model=model, release=release).drop(columns=["path"], errors="ignore")
-
-
-def _model_input():
-    """The model chosen in the form, as a spec, and its name for the registry filter."""
-    from igds.modeling.load import ModelSpec
-
-    kinds = ["default", "folder"] + ([] if settings.offline() else ["hub"])
-    labels = {"default": "default (SmolLM2-135M-Instruct)", "folder": "local folder", "hub": "hub id"}
-    kind = st.radio("Model source", kinds, format_func=labels.get, key="id_model_kind", horizontal=True,
-                    help=None if "hub" in kinds else "hub models need IGDS_OFFLINE=0")
-    if kind == "folder":
-        path = st.text_input("Model folder", key="id_model_path", placeholder="/path/to/hf-model").strip()
-        return (ModelSpec(name_or_path=path) if path else None), Path(path).name
-    if kind == "hub":
-        hub_id = st.text_input("Hub model id", key="id_model_hub", placeholder="google/gemma-2-2b").strip()
-        return (ModelSpec(name_or_path=hub_id) if hub_id else None), hub_id
-    return ModelSpec(), ""
-
-
-def _sae_input() -> str:
-    """The SAE source string chosen in the form ('' while incomplete)."""
-    from igds.modeling.sae import SaeTrainConfig
-
-    labels = {"default": "default (shipped)", "folder": "local sae-lens folder", "release": "sae-lens release::id",
-              "train": "train one"}
-    kind = st.radio("SAE source", list(labels), format_func=labels.get, key="id_sae_kind", horizontal=True)
-    if kind == "folder":
-        return st.text_input("SAE folder", key="id_sae_path", placeholder="/path/to/sae (cfg.json + weights)").strip()
-    if kind == "release":
-        return st.text_input("sae-lens release::id", key="id_sae_release",
-                             placeholder="gpt2-small-res-jb::blocks.8.hook_resid_pre",
-                             help="or pick a row of the registry below").strip()
-    if kind == "train":
-        base = SaeTrainConfig()
-        t1, t2, t3 = st.columns(3)
-        layer = t1.number_input("Layer", 0, 512, base.layer, key="id_train_layer",
-                                help="residual stream after this block")
-        width = t2.number_input("Width (d_sae)", 16, 1 << 20, base.d_sae, key="id_train_width")
-        k = t3.number_input("k (active latents)", 1, 4096, base.k, key="id_train_k")
-        st.caption("Trained once on the corpus texts for this model and recipe (minutes on a CPU), then reused.")
-        return f"train:{int(layer)}:{int(width)}:{int(k)}"
-    return "default"
-
-
-def _registry_browser(model_name: str) -> None:
-    """A registry table; selecting a row fills the SAE source with its ``release::id``."""
-    if not st.toggle("Browse the sae-lens registry", key="id_registry",
-                     help="pretrained SAEs sae-lens knows (offline list; loading one needs IGDS_OFFLINE=0)"):
-        return
-    release = st.text_input("Release contains", key="id_reg_release", placeholder="res-jb").strip()
-    df = registry(model_name, release)
-    sources = list(df.source)
-
-    def fill() -> None:
-        rows = st.session_state["id_registry_table"]["selection"]["rows"]
-        if rows and rows[0] < len(sources):
-            st.session_state["id_sae_kind"] = "release"
-            st.session_state["id_sae_release"] = sources[rows[0]]
-
-    st.caption(f"{len(df):,} SAEs" + (f" for models matching {md_escape(model_name)}" if model_name else "")
-               + ". Select a row to use its source.")
-    st.dataframe(df, key="id_registry_table", hide_index=True, width="stretch", height=300,
-                 on_select=fill, selection_mode="single-row")
-
-
-def identity_section(store, task: str) -> None:
-    """The workspace's model and SAE: the current choice, a new one, validated before it is used."""
-    from igds.modeling.sae import SaeSpec
-    from igds.ui.resources import get_workspace
-    from igds.workflow import workspace
-
-    st.subheader("Model and SAE")
-    show_flash("identity")
-    cfg = workspace.workspace_config(store)
-    st.markdown(f"Current: model **{md_escape(cfg.model.name_or_path)}** · SAE **{md_escape(cfg.sae.source)}**")
-    m_col, s_col = st.columns(2)
-    with m_col:
-        model, model_name = _model_input()
-    with s_col:
-        source = _sae_input()
-        min_ev = st.number_input("Minimum explained variance", 0.0, 1.0, SaeSpec().min_explained_variance, 0.05,
-                                 key="id_min_ev", help="refuse an SAE reconstructing less on the task's tokens")
-    _registry_browser(model_name)
-    st.caption(f"Validating loads both, checks the SAE's width and hook site against the model and measures the "
-               f"explained variance on the probe items of the sidebar task ({md_escape(task)}).")
-    missing = "a model folder or id" if model is None else ("an SAE source" if not source else "")
-    if st.button("Validate and use", key="id_use", type="primary", disabled=bool(missing),
-                 help=f"Disabled: give {missing}" if missing else None):
-        with st.status(f"Validating {model.name_or_path} + {source}…", expanded=True) as status:
-            bar = st.progress(0.0, text="loading")
-            try:
-                sae = SaeSpec(source=source, min_explained_variance=float(min_ev))
-                res = workspace.choose_identity(store, model, sae, task=task, progress=progress_callback(bar))
-            except Exception as exc:  # a UI action reports every failure; the identity is left unchanged
-                status.update(label="Not used: the workspace keeps its model and SAE", state="error")
-                show_exception(exc)
-                return
-            status.update(label="Validated", state="complete", expanded=False)
-        get_workspace.clear()  # pages load the new identity
-        q = res.get("quality") or {}
-        ev = f"explained variance **{q['explained_variance']:.3f}** on {md_escape(task)}'s content tokens " \
-             f"({q.get('n_examples', 0)} probe items)" if q.get("explained_variance") is not None else "no EV measured"
-        flash("identity", "success", f"Now using **{md_escape(res['model'])}** + SAE **{md_escape(res['sae'])}** at "
-              f"{md_escape(res['site'])} (d_model {res['d_model']}, d_sae {res['d_sae']}): {ev}.")
-        st.rerun()

@@ -10,10 +10,11 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from igds.ui.widgets import page_link_url, url_synced, url_write
+from igds.ui.widgets import example_text, md_text, page_link_url, url_synced, url_write
 
 FEATURE_KEY = "feat_id"
 EXAMPLE_KEY = "feat_example"
+_LABEL_REMOVE = "feat.label_remove"  # (sae_key, feature) whose label an empty save would remove, awaiting confirmation
 NUMBER_COLUMNS = ("freq_task", "freq_ref", "lift", "mean_act_task", "amp_effect", "abl_effect", "q_value",
                   "attribution", "tok_freq_task", "tok_freq_ref")
 
@@ -74,7 +75,7 @@ def header(store, task: str, state, table, feature: int) -> None:
         badges.append(":gray-badge[not a candidate of this task]")
     badges += [f":orange-badge[{b}]" for b in feature_badges(store, state.sae_key, feature)]
     if r is not None and r.get("label"):
-        badges.append(f":blue-badge[{r.label}]")
+        badges.append(f":blue-badge[{md_text(r.label)}]")
     st.markdown(" ".join(badges))
     left, right = st.columns(2)
     if r is not None and "amp_effect" in row:
@@ -131,7 +132,8 @@ def effect_chart(store, task: str, feature: int) -> None:
 
 
 def label_form(store, sae_key: str | None, feature: int) -> None:
-    """The feature's label and note (one per SAE feature, shared by every task), saved in the workspace."""
+    """The feature's label and note (one per SAE feature, shared by every task), saved in the workspace. Saving
+    both empty removes them, after a confirmation."""
     labels = store.feature_labels(sae_key, [feature])
     cur = labels.iloc[0] if len(labels) else None
     c1, c2 = st.columns([1, 2])
@@ -141,18 +143,38 @@ def label_form(store, sae_key: str | None, feature: int) -> None:
                  height=68)
     st.button("Save label and note", key="feat_label_save", on_click=_save_label,
               args=(store, sae_key, feature, f"feat_label_{feature}", f"feat_note_{feature}"))
+    if cur is not None and st.session_state.get(_LABEL_REMOVE) == (sae_key, feature):
+        st.warning(f"Both fields are empty: this removes the label “{md_text(cur.label)}” and the note of feature "
+                   f"{feature} for every task.", icon=":material/delete:")
+        b1, b2 = st.columns(2)
+        b1.button("Remove label and note", key="feat_label_remove", type="primary", on_click=_remove_label,
+                  args=(store, sae_key, feature))
+        b2.button("Keep them", key="feat_label_keep", on_click=st.session_state.pop, args=(_LABEL_REMOVE, None))
     if cur is not None:
-        st.caption(f"saved by {cur.author or 'unknown'} · {cur.updated:%Y-%m-%d %H:%M}")
+        st.caption(f"saved by {md_text(cur.author or 'unknown')} · {cur.updated:%Y-%m-%d %H:%M}")
+
+
+def _author() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
 
 
 def _save_label(store, sae_key: str | None, feature: int, label_key: str, note_key: str) -> None:
-    """Before the rerun the click starts, so the whole page shows the saved label."""
-    try:
-        author = getpass.getuser()
-    except (KeyError, OSError):
-        author = ""
-    store.set_feature_label(sae_key, feature, st.session_state.get(label_key, ""),
-                            st.session_state.get(note_key, ""), author)
+    """Before the rerun the click starts, so the whole page shows the saved label. Empty fields over a stored label
+    ask for a confirmation instead of removing it."""
+    label, note = st.session_state.get(label_key, ""), st.session_state.get(note_key, "")
+    if not (label or "").strip() and not (note or "").strip() and len(store.feature_labels(sae_key, [feature])):
+        st.session_state[_LABEL_REMOVE] = (sae_key, feature)
+        return
+    st.session_state.pop(_LABEL_REMOVE, None)
+    store.set_feature_label(sae_key, feature, label, note, _author())
+
+
+def _remove_label(store, sae_key: str | None, feature: int) -> None:
+    st.session_state.pop(_LABEL_REMOVE, None)
+    store.set_feature_label(sae_key, feature, "", "", _author())
 
 
 def density(store, run_id: str, feature: int) -> None:
@@ -217,14 +239,14 @@ def highlighted_example(store, task: str, run_id: str, feature: int) -> None:
     try:
         ex = example_activation(store, run_id, eid, feature)
     except ValueError:
-        st.warning(f"No example {eid!r} in this workspace.")
+        st.warning(f"No example {md_text(repr(eid))} in this workspace.")
         return
     where = f"rank {ex['rank']:,} of the examples it fires on" if ex["rank"] else "it does not fire here"
-    st.markdown(f"**{eid}** · {ex['task']} · {ex['source']} · max activation **{ex['max_act']:.2f}** "
-                f"({where}) · fires on {ex['n_active']} tokens · "
+    st.markdown(f"**{md_text(eid)}** · {md_text(ex['task'])} · {md_text(ex['source'])} · max activation "
+                f"**{ex['max_act']:.2f}** ({where}) · fires on {ex['n_active']} tokens · "
                 f"[open in the text lens]({page_link_url('lens', task=task, example=eid)})")
     with st.expander("Prompt and response", expanded=not ex["n_active"]):
-        st.markdown(f"**Prompt**\n\n{ex['prompt']}\n\n**Response**\n\n{ex['response']}")
+        example_text(ex["prompt"], ex["response"])
     if st.toggle("Token activations of this feature (runs the model)", key="feat_ex_tokens"):
         show_token_highlights(ex, [feature], run_id=run_id)
     if st.button("Clear highlighted example", key="feat_ex_clear"):

@@ -12,6 +12,7 @@ import time
 import streamlit as st
 
 from igds import jobs
+from igds.ui.widgets import md_text
 
 
 def latest_job(kind: str, params: dict) -> dict | None:
@@ -64,6 +65,43 @@ def queue_rows() -> list[dict]:
             for s in jobs.active_jobs()]
 
 
+def newest_job(kind: str) -> dict | None:
+    """Newest job of ``kind`` (its status), whatever its params, or None."""
+    return next((s for s in jobs.list_jobs() if s.get("kind") == kind), None)
+
+
+def job_view(status: dict, label: str, render=None, head=None) -> None:
+    """One job: its line (label, state, slot, target) in ``head`` (a column; default: here), then its progress
+    while it is not done, its error, ``render(status)`` and its log. The label and the error are shown as text
+    (they may hold a selection's name or a dataset's content)."""
+    prog = status.get("progress") or {}
+    frac = prog["done"] / prog["total"] if prog.get("total") else 0.0
+    where = "" if status.get("target", "local") == "local" else f" on {fmt_target(status)}"
+    slot = f" ({fmt_slot(status)})" if fmt_slot(status) else ""
+    (head or st).markdown(f"**{md_text(label)}** — job `{status['job_id']}` is **{fmt_state(status)}**{slot}{where}")
+    if status["state"] != "done":
+        text = (prog.get("message") or fmt_state(status)) + _fmt_eta(prog.get("eta_seconds"))
+        st.progress(min(1.0, frac), text=text)
+    if status.get("error"):
+        st.error(md_text(f"{status['error'].get('type')}: {status['error'].get('message')}"))
+    if render is not None:
+        render(status)
+    with st.expander("Log", expanded=False):
+        st.code("\n".join(status.get("log_tail") or jobs.read_log(status["job_id"], 30)) or "(empty)")
+
+
+def just_finished(status: dict | None) -> bool:
+    """Whether ``status`` is a job this session sees done for the first time, finished in the last minute (the
+    page then reruns once so its results appear)."""
+    if not status or status["state"] != "done":
+        return False
+    seen = st.session_state.setdefault("jobs.seen_done", set())
+    if status["job_id"] in seen:
+        return False
+    seen.add(status["job_id"])
+    return time.time() - (status.get("finished") or 0) < 60
+
+
 def job_launcher(kind: str, params: dict, *, label: str, key: str, help: str = "",
                  render=None) -> dict | None:
     """Show the newest matching job with live progress, plus Start / Cancel / Resume buttons.
@@ -93,28 +131,11 @@ def job_launcher(kind: str, params: dict, *, label: str, key: str, help: str = "
             jobs.resume_job(status["job_id"])
             st.rerun()
         if not status:
-            cols[0].markdown(f"**{label}**")
+            cols[0].markdown(f"**{md_text(label)}**")
             return
-        prog = status.get("progress") or {}
-        frac = prog["done"] / prog["total"] if prog.get("total") else 0.0
-        where = "" if status.get("target", "local") == "local" else f" on {fmt_target(status)}"
-        slot = f" ({fmt_slot(status)})" if fmt_slot(status) else ""
-        cols[0].markdown(f"**{label}** — job `{status['job_id']}` is **{fmt_state(status)}**{slot}{where}")
-        if running or state != "done":
-            text = (prog.get("message") or fmt_state(status)) + _fmt_eta(prog.get("eta_seconds"))
-            st.progress(min(1.0, frac), text=text)
-        if status.get("error"):
-            st.error(f"{status['error'].get('type')}: {status['error'].get('message')}")
-        if render is not None:
-            render(status)
-        with st.expander("Log", expanded=False):
-            st.code("\n".join(status.get("log_tail") or jobs.read_log(status["job_id"], 30)) or "(empty)")
-        # a job that just finished: rerun the whole page once so its results appear
-        seen = st.session_state.setdefault("jobs.seen_done", set())
-        if state == "done" and status["job_id"] not in seen:
-            seen.add(status["job_id"])
-            if time.time() - (status.get("finished") or 0) < 60:
-                st.rerun(scope="app")
+        job_view(status, label, render, head=cols[0])
+        if just_finished(status):  # a job that just finished: rerun the whole page once so its results appear
+            st.rerun(scope="app")
 
     panel()
     return latest_job(kind, params)

@@ -11,7 +11,6 @@ rows) a window at a time; the charts are drawn after the queue, so the next exam
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ from igds.method.vetting import (
     vetting_counts,
 )
 from igds.store.vetting import DECISION_COLUMNS
-from igds.ui.widgets import token_highlights
+from igds.ui.widgets import example_text, html_text, md_text, token_highlights
 from igds.workflow.explore import example_record
 from igds.workflow.highlights import DEFAULT_MAX_ROWS, HIGHLIGHTS_MEASURED
 
@@ -264,9 +263,9 @@ def _neighbours(sp, vet: VetState, idx: int) -> None:
     rows = []
     for i, r in enumerate(sp.scores.iloc[lo:hi].itertuples(), start=lo):
         style = ' style="font-weight:bold; background:#fff3bf"' if i == idx else ""
-        rows.append(f"<tr{style}><td>{i + 1}</td><td><code>{html.escape(r.example_id)}</code></td>"
+        rows.append(f"<tr{style}><td>{i + 1}</td><td><code>{html_text(r.example_id)}</code></td>"
                     f"<td>{r.frs:+.3f}</td><td>{'in' if r.example_id in chosen else 'out'}</td>"
-                    f"<td>{html.escape(dec.get(r.example_id, ''))}</td></tr>")
+                    f"<td>{html_text(dec.get(r.example_id, ''))}</td></tr>")
     st.markdown('<div style="font-size:0.8em"><b>Neighbours in score</b><table style="width:100%">'
                 "<tr><th>rank</th><th>example</th><th>FRS</th><th>selection</th><th>decision</th></tr>"
                 + "".join(rows) + "</table></div>", unsafe_allow_html=True)
@@ -313,10 +312,10 @@ def vetting_queue(store, sp, vet: VetState, res_cfg, matrix) -> None:
         n_match = int(flt.mask(sp.scores, matrix).sum())
         b1, b2 = st.columns([1, 3])
         b1.selectbox("Decision", DECISIONS, index=1, key="vet_bulk_decision", label_visibility="collapsed")
-        b2.button(f"Decide all {n_match:,} matching ({flt.describe()})", key="vet_bulk", disabled=not n_match,
+        b2.button(f"Decide all {n_match:,} matching ({md_text(flt.describe())})", key="vet_bulk", disabled=not n_match,
                   on_click=_on_bulk, args=(store, ctx, sp.scores, flt, matrix, sp.overrides))
     if msg := st.session_state.pop(MESSAGE, None):
-        st.info(msg)
+        st.info(md_text(msg))
     queue = _queue(sp, vet, mode, flt, matrix)
     counts = vetting_counts(vet.decisions, queue)
     st.progress(counts.decided / counts.queue if counts.queue else 0.0,
@@ -332,11 +331,11 @@ def vetting_queue(store, sp, vet: VetState, res_cfg, matrix) -> None:
     row = sp.scores.iloc[idx]
     dec = vet.decisions[vet.decisions.example_id == eid]
     inside = eid in set(vet.chosen.example_id)
-    st.markdown(f'<div class="vet-current" data-example="{html.escape(eid)}" data-pos="{pos}">'
-                f"<b>{pos + 1} / {len(queue)}</b> · <code>{html.escape(eid)}</code> · {html.escape(row.source)} · "
+    st.markdown(f'<div class="vet-current" data-example="{html_text(eid)}" data-pos="{pos}">'
+                f"<b>{pos + 1} / {len(queue)}</b> · <code>{html_text(eid)}</code> · {html_text(row.source)} · "
                 f"FRS {row.frs:+.3f} · rank {idx + 1} · {int(row.n_tokens)} content tokens · "
                 f"{'<b>in</b>' if inside else '<b>out of</b>'} the session's selection · decision: "
-                f"<b>{html.escape(dec.decision.iloc[0]) if len(dec) else '—'}</b></div>", unsafe_allow_html=True)
+                f"<b>{html_text(dec.decision.iloc[0]) if len(dec) else '—'}</b></div>", unsafe_allow_html=True)
     cols = st.columns(6)
     decisions = (("Accept · a", "vet_accept", "accept"), ("Reject · r", "vet_reject", "reject"),
                  ("Skip · s", "vet_skip", "skip"))
@@ -355,7 +354,8 @@ def vetting_queue(store, sp, vet: VetState, res_cfg, matrix) -> None:
                "pin until *Apply to task overrides*.")
     left, right = st.columns(2)
     rec = _example(store, ctx, queue, pos)
-    left.markdown(f"**Prompt**\n\n{rec['prompt']}\n\n**Response**\n\n{rec['response']}")
+    with left:
+        example_text(rec["prompt"], rec["response"])
     ex = sp.explain(eid, res_cfg)
     nz = ex[ex.term != 0]
     with right:
@@ -382,7 +382,9 @@ def selection_charts(places, scores: pd.DataFrame, chosen: pd.DataFrame, res_cfg
     places[0].plotly_chart(hist, key="sel_hist")
     comp = chosen.groupby(["task", "source"]).size().reset_index(name="n")
     colour = {tr.name: tr.marker.color for tr in cached[1].data}  # each task in its histogram colour
-    bars = go.Figure([go.Bar(x=g.source, y=g.n, name=t, marker_color=colour.get(t)) for t, g in comp.groupby("task")],
+    # sources as plotly text: escaped, since plotly renders tags such as <b> in its labels
+    bars = go.Figure([go.Bar(x=g.source.map(html_text), y=g.n, name=t, marker_color=colour.get(t))
+                      for t, g in comp.groupby("task")],
                      layout={"title": {"text": "Composition of the selection"}, "barmode": "stack",
                              "legend": {"title": {"text": "task"}}, "xaxis": {"title": {"text": "source"}},
                              "yaxis": {"title": {"text": "n"}}})
@@ -420,6 +422,6 @@ def examples_table(store, task: str, scores: pd.DataFrame, sp, res_cfg, run_id: 
         st.plotly_chart(px.bar(ex, x="feature", y="term", title=f"Why {eid}: FRS terms w·(a−c)/n (sum = FRS = "
                                f"{total:.3f})"), key="sel_why")
         row = example_record(store, eid)
-        st.markdown(f"**Prompt**\n\n{row['prompt']}\n\n**Response**\n\n{row['response']}")
+        example_text(row["prompt"], row["response"])
         if len(ex) and st.toggle("Token highlights of the top features (stored)", key="sel_tokens"):
             _highlights(store.example_highlights(run_id, task, eid), [int(f[1:]) for f in ex.feature.head(3)])

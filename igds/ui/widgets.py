@@ -1,10 +1,54 @@
-"""Reusable Streamlit widgets: notices, token highlights, tables."""
+"""Reusable Streamlit widgets: literal user text, notices, token highlights, tables.
+
+User text (a dataset's prompt, response and source, notes, labels, a link's ``?example=``) is shown literally
+on every page: inside Markdown through :func:`md_text`, inside the HTML the highlight views build through
+:func:`html_text`, and whole prompts and responses as plain text (:func:`example_text`); tables render their cells
+as text by themselves.
+"""
 
 from __future__ import annotations
 
 import html
+import re
+import string
 
 import streamlit as st
+
+# every ASCII punctuation character: CommonMark renders a backslash-escaped one as itself, so none of them can start
+# emphasis, a link or image, raw HTML, an entity, a table, Streamlit's directives (:blue[...], :material/x:) and
+# emoji shortcodes, or LaTeX ($); the line-start markers (#, >, -, +, 1.) and setext underlines (=) included
+_MD_SPECIAL = re.compile("([" + re.escape(string.punctuation) + "])")
+_HTML_EXTRA = str.maketrans({"$": "&#36;", "\n": "&#10;", "\r": "&#13;", "\\": "&#92;"})
+
+
+def md_text(text) -> str:
+    """``text`` escaped for Streamlit Markdown (``st.markdown``, ``st.caption``, alerts, badges): it renders as
+    exactly these characters (no emphasis, links, images, HTML, LaTeX, directives or emoji). Never put the result
+    inside a code span, where backslashes are literal."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def html_text(text) -> str:
+    """``text`` escaped for the HTML the highlight views pass to ``st.markdown(..., unsafe_allow_html=True)``: HTML
+    special characters as entities, and ``$``, backslashes and line breaks as character references, so a line break
+    cannot end the HTML block (after which Markdown would render the rest) and LaTeX never sees a dollar sign."""
+    return html.escape(str(text), quote=True).translate(_HTML_EXTRA)
+
+
+def md_code(text) -> str:
+    """``text`` as an inline code span (shown literally in monospace): fenced by more backticks than it holds."""
+    text = str(text).replace("\n", " ")
+    fence = "`" * (max((len(m) for m in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def example_text(prompt, response) -> None:
+    """An example's prompt and response as plain text (line breaks kept, nothing rendered)."""
+    st.markdown("**Prompt**")
+    st.text(str(prompt))
+    st.markdown("**Response**")
+    st.text(str(response))
 
 
 def token_highlights(tokens: list[str], values: list[float], vmax: float | None = None) -> None:
@@ -15,13 +59,13 @@ def token_highlights(tokens: list[str], values: list[float], vmax: float | None 
         a = min(1.0, max(0.0, v / vmax)) if vmax else 0.0
         title = f"{v:.2f}" if v > 0 else ""
         spans.append(f'<span title="{title}" style="background: rgba(255,140,0,{a:.2f}); border-radius:3px">'
-                     f"{html.escape(t)}</span>")
+                     f"{html_text(t)}</span>")
     st.markdown('<div style="font-family: monospace; white-space: pre-wrap; line-height:1.7">'
                 + "".join(spans) + "</div>", unsafe_allow_html=True)
 
 
 def _token_span(token: str, value: float, vmax: float, counted: bool, is_max: bool) -> str:
-    text = html.escape(token.replace("\r", "").replace("\n", "↵"))
+    text = html_text(token.replace("\r", "").replace("\n", "↵"))
     if not counted:  # outside the run's token scope (or BOS / a sink): greyed, never highlighted
         title = f"{value:.2f} (not counted: outside the scope)" if value > 0 else "not counted: outside the scope"
         return f'<span title="{title}" style="color:#9e9e9e">{text}</span>'
@@ -50,7 +94,7 @@ def context_highlights(contexts, vmax: float | None = None) -> None:
                  for i, (t, v, c) in enumerate(zip(r["tokens"], r["acts"], r["in_scope"], strict=True))]
         left = "…" if r["start_pos"] > 0 else ""
         right = "…" if r["start_pos"] + len(r["tokens"]) < r["n_positions"] else ""
-        label = html.escape(f"#{int(r['rank']) + 1} · {float(r['max_act']):.2f} · {r['task']} · {r['example_id']}")
+        label = html_text(f"#{int(r['rank']) + 1} · {float(r['max_act']):.2f} · {r['task']} · {r['example_id']}")
         lines.append(f'<div style="margin-bottom:4px"><span style="color:#888; font-size:0.8em">{label}</span><br>'
                      f"{left}{''.join(spans)}{right}</div>")
     st.markdown('<div style="font-family: monospace; white-space: pre-wrap; line-height:1.7">' + "".join(lines)
@@ -183,7 +227,7 @@ def lens_tokens(lens, top_k, fstar=(), candidates=(), focus: int | None = None) 
     vmax = max([v for v in values if v > 0], default=1.0)
     spans = []
     for i, tok in enumerate(lens.tokens):
-        text = html.escape(tok.replace("\r", "").replace("\n", "↵"))
+        text = html_text(tok.replace("\r", "").replace("\n", "↵"))
         g = by_pos.get(i)
         tip = " · ".join(f"f{int(r.feature)}{mark(int(r.feature), fstar, candidates)} {r.act:.2f}"
                          for r in g.itertuples()) if g is not None else ""
@@ -194,7 +238,7 @@ def lens_tokens(lens, top_k, fstar=(), candidates=(), focus: int | None = None) 
         style = f"background: rgba(66,133,244,{a:.2f}); border-radius:3px"
         if g is not None and fstar & set(g.feature.astype(int)):
             style += "; border-bottom: 2px solid #2f9e44"
-        spans.append(f'<span title="{html.escape(tip)}" style="{style}">{text}</span>')
+        spans.append(f'<span title="{html_text(tip)}" style="{style}">{text}</span>')
     st.markdown('<div style="font-family: monospace; white-space: pre-wrap; line-height:1.9">' + "".join(spans)
                 + "</div>", unsafe_allow_html=True)
 

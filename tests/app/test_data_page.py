@@ -139,7 +139,8 @@ def test_clean_file_becomes_a_dataset_and_a_task_in_the_sidebar(store, tmp_path)
     at.button(key="data_rm").click().run()
     assert any("used by task(s) facts_task" in e for e in texts(at.error))
     at.selectbox(key="task_rm_pick").set_value("facts_task").run()
-    at.button(key="task_rm").click().run()
+    at.button(key="task_rm").click().run()  # asks first (tests/app/test_data_safety.py)
+    at.button(key="task_rm_confirm").click().run()
     assert not at.exception and any("Removed task facts" in s for s in texts(at.success))
     assert "facts_task" not in list(table(at, "task").task)
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
@@ -149,32 +150,98 @@ def test_clean_file_becomes_a_dataset_and_a_task_in_the_sidebar(store, tmp_path)
     assert "facts_task" not in app.selectbox(key=TASK).options
     assert app.selectbox(key=TASK).value == app.selectbox(key=TASK).options[0]
 
-def test_validate_and_use_reports_errors_and_results(store, monkeypatch):
-    from igds.modeling.sae import SaeError
+def identity_form(at: AppTest, model_dir: Path, sae_kind: str, sae_path: Path | None = None) -> AppTest:
+    at.radio(key="id_model_kind").set_value("folder").run()
+    at.text_input(key="id_model_path").input(str(model_dir)).run()
+    at.radio(key="id_sae_kind").set_value(sae_kind).run()
+    if sae_path is not None:
+        at.text_input(key="id_sae_path").input(str(sae_path)).run()
+    assert not at.exception, at.exception
+    return at
 
-    calls = []
 
-    def refuse(store, model, sae, task=None, progress=None):
-        calls.append((model.name_or_path, sae.source, task))
-        progress(1, 2, "loading")
-        raise SaeError("SAE d_in 64 does not match the model's hidden size 576 at blocks.3.hook_resid_post")
+def identity_jobs() -> list[dict]:
+    from igds import jobs
 
-    monkeypatch.setattr("igds.workflow.workspace.choose_identity", refuse)
-    at = data_page()
-    at.radio(key="id_sae_kind").set_value("train").run()
-    at.number_input(key="id_train_layer").set_value(2).run()
+    return [jobs.job_spec(s["job_id"]) | {"state": s["state"]} for s in jobs.list_jobs() if s["kind"] == "identity"]
+
+
+def test_validate_and_use_runs_as_a_job_and_reports_errors_and_results(store, tmp_path):
+    """The click starts a job and returns; the job's refusal and, later, a passing model + SAE show on the page."""
+    from igds import jobs
+    from igds.demo import save_tiny_model, save_tiny_sae
+
+    model_dir = save_tiny_model(tmp_path / "tiny-llama")
+    wide = save_tiny_sae(tmp_path / "sae-d64", d_in=64)  # does not fit the model's 32-wide residual
+    at = identity_form(data_page(), model_dir, "folder", wide)
     at.button(key="id_use").click().run()
-    assert not at.exception
-    assert calls == [("default", f"train:2:{at.number_input(key='id_train_width').value}:"
-                                 f"{at.number_input(key='id_train_k').value}", "summarization")]
-    assert any("hidden size 576" in e for e in texts(at.error))
+    assert not at.exception, at.exception
+    (job,) = identity_jobs()
+    assert job["params"] == {"model": {**job["params"]["model"], "name_or_path": str(model_dir)},
+                             "sae": {**job["params"]["sae"], "source": str(wide)}, "task": "summarization"}
+    assert any(f"job `{job['job_id']}`" in m.value for m in at.markdown)
     assert store.get_setting("identity") is None
-
-    def accept(store, model, sae, task=None, progress=None):
-        return {"model": "tiny", "sae": "tiny-sae", "site": "blocks.1.hook_resid_post", "d_model": 32, "d_sae": 64,
-                "quality": {"explained_variance": 0.912, "n_examples": 8}}
-
-    monkeypatch.setattr("igds.workflow.workspace.choose_identity", accept)
-    at.button(key="id_use").click().run()
+    if job["state"] in ("queued", "running"):  # one validation at a time
+        assert at.button(key="id_use").disabled
+    assert jobs.wait_job(job["job_id"], timeout=300)["state"] == "failed"
+    at.run()
     assert not at.exception
-    assert any("explained variance **0.912**" in s for s in texts(at.success))
+    assert any("does not match" in e or "d_in" in e for e in texts(at.error)), texts(at.error)
+    assert any("Not used" in c.value for c in at.caption) and store.get_setting("identity") is None
+    assert not at.button(key="id_use").disabled
+
+    # a model + SAE that pass (a threshold the form does not offer, so the job is run here): the page shows them
+    fits = save_tiny_sae(tmp_path / "sae-d32", d_in=32, layer=1)
+    jobs.run_job_inline("identity", {"model": {"name_or_path": str(model_dir)},
+                                     "sae": {"source": str(fits), "min_explained_variance": -1000.0},
+                                     "task": "summarization"})
+    at.run()
+    assert not at.exception
+    assert any("Now using" in s and "explained variance" in s for s in texts(at.success)), texts(at.success)
+    assert store.get_setting("identity")["sae"]["source"] == str(fits)
+
+
+def test_train_one_starts_a_job_and_the_server_never_imports_the_trainer(store, tmp_path):
+    """*Validate and use* with *train one*: the page (run in a fresh process, whose modules are its own) starts a
+    job and returns; neither sae-lens's trainer nor sae-lens itself is imported by the server process."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from igds import jobs
+    from igds.demo import save_tiny_model
+
+    model_dir = save_tiny_model(tmp_path / "tiny-llama")
+    script = textwrap.dedent(f"""
+        import json, sys, time
+        from streamlit.testing.v1 import AppTest
+        at = AppTest.from_file({str(ROOT / "app.py")!r}, default_timeout=120).run()
+        at.switch_page({PAGE!r}).run()
+        at.radio(key="id_model_kind").set_value("folder").run()
+        at.text_input(key="id_model_path").input({str(model_dir)!r}).run()
+        at.radio(key="id_sae_kind").set_value("train").run()
+        at.number_input(key="id_train_layer").set_value(1).run()
+        at.number_input(key="id_train_width").set_value(16).run()
+        at.number_input(key="id_train_k").set_value(4).run()
+        t0 = time.monotonic()
+        at.button(key="id_use").click().run()
+        print(json.dumps({{"exception": [str(e.value) for e in at.exception], "seconds": time.monotonic() - t0,
+                          "sae_lens": sorted(m for m in sys.modules if m.startswith("sae_lens")),
+                          "markdown": [m.value for m in at.markdown]}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=os.environ.copy(), capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    (job,) = identity_jobs()
+    try:
+        assert not seen["exception"], seen["exception"]
+        assert seen["sae_lens"] == [], "the server process imported sae-lens"
+        assert job["params"]["sae"]["source"] == "train:1:16:4"
+        assert job["params"]["model"]["name_or_path"] == str(model_dir)
+        assert any(f"job `{job['job_id']}`" in m for m in seen["markdown"])
+        assert seen["seconds"] < 30, f"the click took {seen['seconds']:.1f} s"
+        assert store.get_setting("identity") is None
+    finally:
+        jobs.cancel_job(job["job_id"], wait=True)

@@ -152,6 +152,24 @@ def test_feature_label_round_trip(store):
     assert list(hits.feature) == [f] and hits.label.iloc[0] == "package names"
 
 
+def test_emptying_a_label_asks_before_removing_it(store):
+    at = open_page("pages/2_features.py", task=TASK)
+    f = int(at.number_input(key="feat_id").value)
+    store.set_feature_label("tiny-sae", f, "package names", "fires on Debian package names")
+    at = open_page("pages/2_features.py", task=TASK, feature=f)
+    at.text_input(key=f"feat_label_{f}").set_value("")
+    at.text_area(key=f"feat_note_{f}").set_value("")
+    at.button(key="feat_label_save").click().run()
+    assert not at.exception
+    assert list(store.feature_labels("tiny-sae").label) == ["package names"], "one click removed the label"
+    assert any("removes the label" in w.value and "package names" in w.value for w in at.warning)
+    at.button(key="feat_label_keep").click().run()
+    assert not at.warning and list(store.feature_labels("tiny-sae").label) == ["package names"]
+    at.button(key="feat_label_save").click().run()
+    at.button(key="feat_label_remove").click().run()
+    assert not at.exception and store.feature_labels("tiny-sae").empty
+
+
 def test_link_opens_the_feature_and_example(store):
     from igds.workflow.explore import quantile_examples, task_state
     from igds.workflow.stages import latest_effects
