@@ -112,7 +112,7 @@ def identity_section(store, task: str) -> None:
                f"explained variance on the probe items of the sidebar task ({md_text(task)}). It runs as a "
                "background job (training an SAE first for *train one*); the workspace switches when it passes.")
     latest = newest_job(IDENTITY_JOB)
-    busy = "a validation job is still running" if latest and latest["state"] in ("queued", "running") else ""
+    busy = "a validation job is still running" if latest and latest["state"] in jobs.LIVE else ""
     missing = "a model folder or id" if model is None else ("an SAE source" if not source else "")
     blocked = missing and f"give {missing}" or busy
     if st.button("Validate and use", key="id_use", type="primary", disabled=bool(blocked),
@@ -137,7 +137,7 @@ def identity_job_panel() -> None:
         status = newest_job(IDENTITY_JOB)
         if status is None:
             return
-        running = status["state"] in ("queued", "running")
+        running = status["state"] in jobs.LIVE
         head, cancel = st.columns([4, 1])
         if running and cancel.button("Cancel", key="id_job_cancel"):
             jobs.cancel_job(status["job_id"])

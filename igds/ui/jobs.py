@@ -39,13 +39,16 @@ def fmt_state(status: dict) -> str:
     q = status.get("queue")
     if status["state"] == "queued" and q:
         return f"queued — place {q['place']} of {q['of']}"
+    if status["state"] == "stalled":
+        return (f"stalled — no heartbeat for {status.get('stalled_s') or 0:.0f} s, its process is alive "
+                "(stopped or swapping?)")
     return status["state"]
 
 
 def fmt_slot(status: dict) -> str:
     """The slot a running job holds (``slot 0 · 2 threads · GPUs 0``), or ``""``."""
     slot = status.get("slot")
-    if not slot or status["state"] != "running":
+    if not slot or status["state"] not in ("running", "stalled"):
         return ""
     return f"slot {slot['index']} · {slot['threads']} threads" + (f" · GPUs {slot['gpus']}" if slot.get("gpus") else "")
 
@@ -118,7 +121,7 @@ def job_launcher(kind: str, params: dict, *, label: str, key: str, help: str = "
     def panel() -> None:
         status = latest_job(kind, params)
         state = status["state"] if status else None
-        running = state in ("queued", "running")
+        running = state in jobs.LIVE  # a stalled job's process may go on: never start a second copy
         cols = st.columns([3, 1, 1])
         if cols[1].button("Start" if not status or state == "done" else "Start anew", key=f"{key}_start",
                           disabled=running, help=help, type="primary" if not status else "secondary"):
