@@ -65,9 +65,10 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def _ray_session():
     ray = pytest.importorskip("ray")
+    from igds.executor.runtime import start_local  # the project's own loopback-only start
+
     dashboard_port = _free_port()
-    info = ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
-                    configure_logging=False, log_to_driver=False, namespace="igds-tests")
+    info = start_local(2, dashboard_port=dashboard_port, namespace="igds-tests")
     _RAY.update(address=info.address_info["gcs_address"], dashboard=f"http://127.0.0.1:{dashboard_port}",
                 cpus=2.0)
     yield dict(_RAY)

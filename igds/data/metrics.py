@@ -18,9 +18,14 @@ from typing import Any
 
 MetricFn = Callable[[Sequence[str], Sequence[str]], dict[str, Any]]
 
-_NUM = r"-?\d[\d,]*(?:\.\d+)?"
-_HASH_RE = re.compile(r"####\s*\$?\s*(" + _NUM + ")")
-_BOXED_RE = re.compile(r"\\boxed\{\s*\$?\s*(" + _NUM + r")\s*\}")
+# Possessive quantifiers (``*+``, ``++``) never give back what they matched, so no attempt rescans a run: with
+# the greedy ``\s*\$?\s*`` of before, a marker followed by a long run of spaces and no number was retried at
+# every split of the run between the two ``\s*`` (quadratic in the run). Parsing is now linear in the text, a
+# model output or reference of any length. The matches are unchanged: no run can end where the next part of
+# its pattern starts (a space is not ``$``, a digit or comma is not ``.``).
+_NUM = r"-?\d[\d,]*+(?:\.\d++)?"
+_HASH_RE = re.compile(r"####\s*+\$?\s*+(" + _NUM + ")")
+_BOXED_RE = re.compile(r"\\boxed\{\s*+\$?\s*+(" + _NUM + r")\s*+\}")
 _ANY_NUM_RE = re.compile(_NUM)
 
 
@@ -37,15 +42,13 @@ def final_number(text: str) -> float | None:
         The number as a float, or None if the text holds no number.
     """
     match = _HASH_RE.search(text) or _BOXED_RE.search(text)
-    candidates = [match.group(1)] if match else _ANY_NUM_RE.findall(text)
-    for raw in reversed(candidates):
-        cleaned = raw.replace(",", "")
-        # A bare comma or "-," is not a number; fall back to the previous candidate.
-        try:
-            return float(cleaned)
-        except ValueError:
-            continue
-    return None
+    raw = match.group(1) if match else None
+    if raw is None:
+        for found in _ANY_NUM_RE.finditer(text):  # the last number, without a list of every number in the text
+            raw = found.group()
+    # A match starts with a digit and holds only digits, commas and one ".digits": always a float once the
+    # commas are gone (a number too large for a float reads as inf).
+    return None if raw is None else float(raw.replace(",", ""))
 
 
 def format_number(value: float | None) -> str:

@@ -15,7 +15,7 @@ transformers is only referenced for typing, so importing this module stays cheap
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -89,13 +89,22 @@ class PromptText:
 # tasks' rule (the final number for exact match, else the first non-empty line).
 ANSWER_MODES = ("auto", "last_number", "after_marker", "regex", "first_line", "whole")
 # The regexes a task may choose (by name) for ``answer="regex"``; the last match's first group is the answer.
+# Every run is possessive (``*+``, ``++``: never given back), so matching is linear in the text: a model that
+# emits "answer" and 300,000 newlines cannot stall its evaluation (the greedy ``\s*[:=]?\s*`` of before tried
+# every split of the run). Matches differ only where "answer" (with " is", ":" or "=") is followed by nothing but
+# blanks up to the end of the text: no match there (before: a blank or the ":" itself, hiding an earlier answer).
 ANSWER_PATTERNS = {
-    "boxed": r"\\boxed\{([^{}]*)\}",
-    "answer_is": r"(?i)answer(?: is)?\s*[:=]?\s*([^\n]+)",
+    "boxed": r"\\boxed\{([^{}]*+)\}",
+    "answer_is": r"(?i)answer(?: is)?+\s*+[:=]?+\s*+([^\n]++)",
     "choice_letter": r"\b([A-E])\b",
-    "first_word": r"(\S+)",
-    "quoted": r"\"([^\"]+)\"",
+    "first_word": r"(\S++)",
+    "quoted": r"\"([^\"]++)\"",
 }
+# Generation budget of a task, in tokens: at least 1, at most this (the dashboard's task form offers the same range).
+MAX_NEW_TOKENS = 4096
+# Longest reference a task scores against, in characters: about what MAX_NEW_TOKENS tokens of English spell. It
+# bounds the metrics' work per example (ROUGE-L's table grows with reference x prediction length).
+MAX_REFERENCE_CHARS = 16_384
 
 
 def check_answer_rule(answer: str, answer_arg: str) -> None:
@@ -107,6 +116,22 @@ def check_answer_rule(answer: str, answer_arg: str) -> None:
     if answer == "regex" and answer_arg not in ANSWER_PATTERNS:
         raise ValueError(f"answer extraction 'regex' takes a pattern name from {', '.join(ANSWER_PATTERNS)}; "
                          f"got {answer_arg!r}")
+
+
+def check_references(rows: Iterable[tuple[str, int, str]]) -> None:
+    """Refuse a task whose references are too long to score (:data:`MAX_REFERENCE_CHARS`).
+
+    Args:
+        rows: ``(dataset, row number, response)`` of the task's eval items (their responses are the references).
+
+    Raises:
+        ValueError: naming the dataset, the row and the field of the first reference over the cap.
+    """
+    for dataset, row_no, text in rows:
+        if len(text) > MAX_REFERENCE_CHARS:
+            raise ValueError(f"dataset {dataset!r} row {row_no}: field 'response' has {len(text):,} characters; a "
+                             f"task's references (the responses of its eval items) may have at most "
+                             f"{MAX_REFERENCE_CHARS:,}. Shorten that row, or take it out of the eval datasets")
 
 
 def _first_line(text: str) -> str:
@@ -121,7 +146,7 @@ class TaskSpec:
         name: Registry name, also the ``task`` of its records' memberships.
         instruction: Instruction placed before a record's content by :meth:`format_prompt`.
         metric: Name of the metric in ``igds.data.metrics``.
-        max_new_tokens: Generation budget for evaluation.
+        max_new_tokens: Generation budget for evaluation, 1 to :data:`MAX_NEW_TOKENS`.
         description: One line for listings and the UI.
         system: System prompt; None gives no system turn (a template may then insert its own default,
             e.g. SmolLM2's). Templates that refuse a system role (Gemma-2) get it at the start of the
@@ -142,6 +167,9 @@ class TaskSpec:
 
     def __post_init__(self):
         check_answer_rule(self.answer, self.answer_arg)
+        if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            raise ValueError(f"task {self.name!r}: max_new_tokens must be a whole number from 1 to "
+                             f"{MAX_NEW_TOKENS:,}, got {self.max_new_tokens!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a plain dict (what the workspace's ``tasks`` table stores)."""

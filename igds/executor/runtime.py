@@ -1,16 +1,22 @@
 """Connecting to Ray: an explicit cluster address, an already-initialised Ray (tests, notebooks), or a local Ray
 started in this process with ``ExecutorConfig.local_cpus`` CPUs. Ray is imported only here and in the pool, so
-the local executor never needs it."""
+the local executor never needs it.
+
+A local Ray listens on loopback only (:func:`start_local`): whoever reaches a Ray port can run code as this user,
+so a Ray the project starts for itself is not offered to the network."""
 
 from __future__ import annotations
 
 import math
+import os
 import socket
 
 from igds import settings
 from igds.executor.config import ExecutorConfig
 
 CONNECT_TIMEOUT_S = 5.0
+LOOPBACK = "127.0.0.1"
+SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch; "0" keeps a node address of 127.0.0.1
 
 
 class ExecutorError(RuntimeError):
@@ -52,7 +58,7 @@ def connect(cfg: ExecutorConfig):
     """Make sure this process is connected to Ray; returns the ``ray`` module.
 
     An initialised Ray is reused as it is. Otherwise ``cfg.address`` is probed then joined, or, with no address,
-    a local Ray with ``cfg.local_cpus`` CPUs and no dashboard is started in this process.
+    a local Ray with ``cfg.local_cpus`` CPUs and no dashboard is started in this process (:func:`start_local`).
     """
     import ray
 
@@ -65,8 +71,45 @@ def connect(cfg: ExecutorConfig):
         except (ConnectionError, RuntimeError, TimeoutError) as e:
             raise ExecutorError(f"could not join the Ray cluster at {cfg.address!r}: {e}") from None
     else:
-        ray.init(num_cpus=cfg.local_cpus, include_dashboard=False, configure_logging=False, log_to_driver=False)
+        start_local(cfg.local_cpus)
     return ray
+
+
+def start_local(num_cpus: int, *, dashboard_port: int | None = None, **init_kwargs):
+    """Start a Ray in this process whose servers all listen on 127.0.0.1; returns ``ray.init``'s context.
+
+    That is the GCS, the raylet and its object manager, every worker, the dashboard and its metrics port (44227),
+    the dashboard agent (gRPC, and HTTP on 52365), the runtime-env agent and the autoscaler monitor's metrics port
+    (44217): each binds the node address, 127.0.0.1 here. By default several bind every interface.
+
+    Ray turns a node address of 127.0.0.1 into the machine's network address (and then cannot reach its own GCS)
+    unless it takes the machine for single-node: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read when ``ray`` is
+    imported. The switch is set in this process (the constant it sets) and in the environment the node's processes
+    inherit (the dashboard, its agents, workers, submitted jobs) while the node starts, then put back, so a later
+    ``ray.init(address=...)`` to a real cluster still advertises this machine's reachable address.
+
+    Args:
+        num_cpus: CPUs Ray may schedule on.
+        dashboard_port: start Ray's dashboard (and its Jobs API) on 127.0.0.1 at this port; None starts none.
+        init_kwargs: further ``ray.init`` arguments, e.g. ``namespace``.
+    """
+    import ray
+    from ray._private import ray_constants
+
+    dashboard = (dict(include_dashboard=True, dashboard_host=LOOPBACK, dashboard_port=dashboard_port)
+                 if dashboard_port is not None else dict(include_dashboard=False))
+    multi_node, env_before = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(SINGLE_NODE_ENV)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[SINGLE_NODE_ENV] = "0"
+    try:
+        return ray.init(num_cpus=num_cpus, _node_ip_address=LOOPBACK, configure_logging=False, log_to_driver=False,
+                        **dashboard, **init_kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = multi_node
+        if env_before is None:
+            os.environ.pop(SINGLE_NODE_ENV, None)
+        else:
+            os.environ[SINGLE_NODE_ENV] = env_before
 
 
 def worker_env() -> dict[str, str]:

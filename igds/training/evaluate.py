@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from igds.config import ConfigBase
+from igds.data.tasks import MAX_NEW_TOKENS
 from igds.progress import ProgressFn, null_progress, scaled
 
 MAX_STEPS_SLICE = 2  # math slice "≤2 reasoning steps", where a 135M model can score at all
@@ -23,7 +24,7 @@ class EvalConfig(ConfigBase):
     """How a model is evaluated.
 
     Args:
-        max_new_tokens: generation budget; 0 uses the task's own.
+        max_new_tokens: generation budget (at most ``MAX_NEW_TOKENS``); 0 uses the task's own.
         batch_size: prompts per generation batch.
         n_examples: evaluate a seeded sample of N examples stratified by source (0: all; see
             :func:`igds.data.corpus.stratified_sample`).
@@ -46,6 +47,8 @@ class EvalConfig(ConfigBase):
     def __post_init__(self):
         if self.max_new_tokens < 0 or self.n_examples < 0:
             raise ValueError("max_new_tokens and n_examples must be >= 0")
+        if self.max_new_tokens > MAX_NEW_TOKENS:
+            raise ValueError(f"max_new_tokens must be at most {MAX_NEW_TOKENS:,}, not {self.max_new_tokens:,}")
         if self.batch_size < 1 or self.max_length < 2 or self.batch_tokens < self.max_length:
             raise ValueError("need batch_size >= 1, max_length >= 2 and batch_tokens >= max_length")
 

@@ -25,6 +25,7 @@ from igds.data.tasks import (
     BUILTIN_TASKS,
     TaskSpec,
     UnknownTaskError,
+    check_references,
     get_task,
     list_tasks,
     register_task,
@@ -126,7 +127,8 @@ def add_task(store, spec: TaskSpec, data: TaskData) -> dict[str, int]:
         rows left out because they are eval items.
 
     Raises:
-        ValueError: a taken name, an unknown dataset, too few items, or a split column without a split.
+        ValueError: a taken name, an unknown dataset, too few items, a split column without a split, or an
+            eval item's response over ``MAX_REFERENCE_CHARS`` (named by dataset and row).
     """
     _check_name(spec.name)
     register_task(spec, overwrite=True)  # validates the name and the metric before anything is stored
@@ -141,13 +143,19 @@ def add_task(store, spec: TaskSpec, data: TaskData) -> dict[str, int]:
 def _add_task(store, spec: TaskSpec, data: TaskData) -> dict[str, int]:
     names = {*data.eval_datasets, *(d for d in data.pool_datasets if d != GENERAL)}
     rows_of: dict[str, list[tuple[str, str]]] = {}
+    answers: dict[tuple[str, str], tuple[int, str]] = {}  # (dataset, eval item id) -> (row number, response)
     for ds in sorted(names):
         if store.dataset(ds) is None:
             known = ", ".join(store.datasets_table().name) or "none yet"
             raise ValueError(f"unknown dataset {ds!r}; datasets in this workspace: {known}")
         df = store.dataset_examples(ds)
         rows_of[ds] = list(zip(df.example_id, df.split_label.fillna(""), strict=True))
+        if ds in data.eval_datasets:  # an eval item's response is a reference: its first row, for the message
+            first = df.drop_duplicates("example_id")
+            answers.update(((ds, e), (int(n), r)) for e, n, r in zip(first.example_id, first.row_no, first.response,
+                                                                     strict=True))
     evals = _eval_memberships(rows_of, data)
+    check_references((ds, *answers[ds, eid]) for items in evals.values() for ds, eid in items)
     eval_ids = {eid for items in evals.values() for _, eid in items}
     used, overlap = set(eval_ids), set()
     pool: list[tuple[str, str]] = []
@@ -169,8 +177,10 @@ def _add_task(store, spec: TaskSpec, data: TaskData) -> dict[str, int]:
     return counts
 
 
-def remove_task(store, name: str) -> int:
+def remove_task(store, name: str, expect=None) -> int:
     """Remove a workspace task and its memberships (its runs, selections and results stay in the store).
+
+    ``expect``: the confirmed plan (``store.removal_plan("task", name)``); refused when it no longer holds.
 
     Raises:
         ValueError: for a shipped task; UnknownTaskError for a name the workspace does not have.
@@ -179,7 +189,7 @@ def remove_task(store, name: str) -> int:
     if name not in store.register_tasks():
         raise UnknownTaskError(f"unknown workspace task {name!r}; workspace tasks: "
                                f"{', '.join(store.register_tasks()) or 'none'}")
-    n = store.remove_task(name)
+    n = store.remove_task(name, expect)
     store.register_tasks()
     return n
 

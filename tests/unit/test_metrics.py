@@ -86,3 +86,36 @@ def test_registry() -> None:
         get_metric("meteor")
     with pytest.raises(ValueError, match="already registered"):
         metrics.register_metric("chrf", chrf)
+
+
+# -- bounded parsing (issue 23): linear time on any reference or model output ---------------------------------
+# A quadratic pattern takes minutes on these (10,000 spaces after "####" took 2.7 s, 300,000 are 900x that); the
+# timeout's signal interrupts the regex engine, so a regression fails here instead of hanging the suite.
+RUN = 300_000
+SLOW = pytest.mark.timeout(5, method="signal", func_only=True)
+
+
+@SLOW
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("#### " + " " * RUN + "x", None),  # a marker, a long run of blanks, no number
+        ("\\boxed{" + " " * RUN + "x", None),
+        ("#### " + " " * RUN + "42", 42.0),  # the same run before a number: still found after the marker
+        ("\\boxed{" + " " * RUN + "7" + " " * RUN + "}", 7.0),
+        (" " * RUN, None),
+        ("1 " * (RUN // 2), 1.0),  # digits and spaces: the last number
+        ("12," * (RUN // 3) + "x", float("inf")),  # one 200,000-digit number: too large for a float
+    ],
+)
+def test_final_number_is_linear_on_long_runs(text: str, expected: float | None) -> None:
+    assert final_number(text) == expected
+
+
+@SLOW
+def test_exact_match_on_long_whitespace_references() -> None:
+    answer_far = "#### " + " " * RUN + "42"  # the answer after a long run of blanks
+    no_marker_answer = "6 * 7 = 42\n#### " + " " * RUN + "x"  # the marker leads nowhere: the working's last number
+    refs = [answer_far, answer_far, no_marker_answer, no_marker_answer, "#### " + " " * RUN + "x"]
+    preds = ["#### 42", " " * RUN + "so it is 42", "\\boxed{42}", "#### 41", "#### 42"]
+    assert exact_match(preds, refs)["per_example"] == [1.0, 1.0, 1.0, 0.0, 0.0]

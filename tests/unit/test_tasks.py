@@ -220,3 +220,112 @@ def test_import_is_light() -> None:
     code = "import sys, igds.data.tasks, igds.data.corpus; print('transformers' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+# -- bounded extraction and caps at task creation (issue 23) -------------------------------------------------
+RUN = 300_000
+LONG_OUTPUTS = {  # model outputs that made a backtracking pattern quadratic, and plain long ones
+    "spaces": " " * RUN,
+    "digits_and_spaces": "1 " * (RUN // 2),
+    "marker_then_blanks": "#### " + " " * RUN + "x",
+    "boxed_then_blanks": "\\boxed{" + " " * RUN + "x",
+    "answer_then_newlines": "answer" + "\n" * RUN,
+}
+EXTRACTORS = {
+    "auto_exact_match": TaskSpec("t", "", "exact_match"),
+    "auto_chrf": TaskSpec("t", "", "chrf"),
+    "last_number": TaskSpec("t", "", "chrf", answer="last_number"),
+    "after_marker": TaskSpec("t", "", "chrf", answer="after_marker", answer_arg="####"),
+    "first_line": TaskSpec("t", "", "chrf", answer="first_line"),
+    "whole": TaskSpec("t", "", "chrf", answer="whole"),
+    **{f"regex_{name}": TaskSpec("t", "", "chrf", answer="regex", answer_arg=name) for name in tasks.ANSWER_PATTERNS},
+}
+EXPECTED = {  # (extractor, output) -> answer, where the answer says something
+    ("last_number", "digits_and_spaces"): "1",
+    ("last_number", "marker_then_blanks"): "",
+    ("last_number", "boxed_then_blanks"): "",
+    ("auto_exact_match", "marker_then_blanks"): "",
+    ("after_marker", "marker_then_blanks"): "x",
+    ("regex_answer_is", "answer_then_newlines"): "",
+    ("regex_boxed", "boxed_then_blanks"): "",  # no closing brace
+    ("regex_first_word", "digits_and_spaces"): "1",
+    ("regex_choice_letter", "digits_and_spaces"): "",
+    ("whole", "spaces"): "",
+    ("first_line", "answer_then_newlines"): "answer",
+}
+
+
+@pytest.mark.timeout(5, method="signal", func_only=True)  # interrupts the regex engine: a regression fails, not hangs
+@pytest.mark.parametrize("extractor", EXTRACTORS)
+def test_every_extractor_is_linear_on_long_outputs(extractor: str) -> None:
+    # before: 'last_number' took 2.7 s on 10,000 blanks after the marker and 'answer_is' 1.1 s on 10,000 newlines,
+    # growing quadratically (300,000 are 900x that)
+    spec = EXTRACTORS[extractor]
+    for name, text in LONG_OUTPUTS.items():
+        got = spec.extract_answer(text)
+        if (extractor, name) in EXPECTED:
+            assert got == EXPECTED[extractor, name], name
+
+
+def test_answer_patterns_keep_their_matches() -> None:
+    def regex(name: str, text: str) -> str:
+        return TaskSpec("t", "", "chrf", answer="regex", answer_arg=name).extract_answer(text)
+
+    assert regex("boxed", r"\boxed{1} then \boxed{ 7 }") == "7"
+    assert regex("answer_is", "The answer is: 12\nnext") == "12"
+    assert regex("answer_is", "Answer = 3") == "3"
+    assert regex("answer_is", "the answer is 5.\nFinal answer:   \n\n") == "5."  # blanks to the end are no answer
+    assert regex("answer_is", "answer:\n\nB") == "B"
+    assert regex("answer_is", "answer is 4\nmy answer is") == "4"
+    assert regex("choice_letter", "I pick (C), not D or F") == "D"
+    assert regex("first_word", "  alpha beta ") == "beta"  # the last match, as for every pattern
+    assert regex("quoted", 'say "yes" or "no" then "') == "no"
+
+
+def test_max_new_tokens_is_positive_and_bounded() -> None:
+    assert TaskSpec("t", "", "chrf", max_new_tokens=tasks.MAX_NEW_TOKENS).max_new_tokens == tasks.MAX_NEW_TOKENS
+    for bad in (0, -1, tasks.MAX_NEW_TOKENS + 1, 2.5):
+        with pytest.raises(ValueError, match=f"max_new_tokens must be a whole number from 1 to 4,096, got {bad}"):
+            TaskSpec("t", "", "chrf", max_new_tokens=bad)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        register_custom_task("too_long_task", metric="chrf", max_new_tokens=10**6)
+    with pytest.raises(UnknownTaskError):
+        get_task("too_long_task")
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        TaskSpec.from_dict({**get_task("math").to_dict(), "max_new_tokens": 0})
+
+
+def test_long_references_are_refused_at_task_creation(tmp_path) -> None:
+    from igds.data.ingest import add_dataset
+    from igds.store import ActivationStore
+    from igds.workflow.catalog import TaskData, add_task, tasks_table
+
+    cap = tasks.MAX_REFERENCE_CHARS
+    rows = [{"prompt": f"Q{i}?", "response": f"#### {i}"} for i in range(12)]
+    rows[7]["response"] = "#### " + " " * cap + "7"  # over the cap by a few characters
+    rows[3]["response"] = "#### " + " " * (cap - 6) + "3"  # exactly at the cap: fine
+    path = tmp_path / "long.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = ActivationStore()
+    add_dataset(store, path, "long")
+    spec = TaskSpec("long_refs", "", "exact_match")
+    data = TaskData(eval_datasets=("long",), n_probe=4, n_dev=4, n_test=4, pool_datasets=("general",))
+    with pytest.raises(ValueError, match=r"dataset 'long' row 8: field 'response' has 16,390 characters; a task's "
+                                         r"references .* at most 16,384"):
+        add_task(store, spec, data)
+    assert "long_refs" not in tasks_table(store).task.tolist()
+    # the same rows as pool data only are no references: the task is created
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows if r is not rows[7]))
+    add_dataset(store, path, "short")
+    counts = add_task(store, spec, TaskData(eval_datasets=("short",), n_probe=4, n_dev=3, n_test=4,
+                                            pool_datasets=("long",)))
+    assert counts["train"] == 1  # row 8 of 'long', the one eval items do not hold
+
+
+def test_an_evaluation_budget_is_bounded_like_a_task_budget():
+    from igds.data.tasks import MAX_NEW_TOKENS
+    from igds.training.evaluate import EvalConfig
+
+    assert EvalConfig(max_new_tokens=MAX_NEW_TOKENS).max_new_tokens == MAX_NEW_TOKENS
+    with pytest.raises(ValueError, match="at most 4,096"):
+        EvalConfig(max_new_tokens=MAX_NEW_TOKENS + 1)
