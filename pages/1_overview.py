@@ -2,9 +2,8 @@
 
 import streamlit as st
 
-from igds.jobs import list_jobs
 from igds.ui.executor import executor_settings
-from igds.ui.jobs import job_launcher, queue_rows
+from igds.ui.jobs import job_launcher, job_rows, queue_table
 from igds.ui.resources import get_store
 from igds.ui.widgets import section_table
 from igds.workflow.status import workspace_status
@@ -35,8 +34,6 @@ corpus = status.examples.pivot(index="task", columns="split", values="n").fillna
     if not status.examples.empty else None
 section_table("Corpus in the store", corpus, "no examples ingested yet", hide_index=False)
 section_table("Runs", status.runs, "no runs yet")
-section_table("Job queue (running and waiting)", queue_rows(), "no running or queued jobs")
+queue_table()
 executor_settings(store)
-section_table("Jobs", [{"job": j["job_id"], "kind": j["kind"], "state": j["state"], "attempt": j.get("attempt"),
-                        "progress": (j.get("progress") or {}).get("message", "")} for j in list_jobs()[:20]],
-              "no jobs yet")
+section_table("Jobs", job_rows(20), "no jobs yet")

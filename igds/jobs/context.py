@@ -26,8 +26,8 @@ from igds.jobs.folder import (
     write_json,
 )
 from igds.jobs.pids import process_start
-from igds.jobs.queue import acquire_slot, apply_slot, queue_config
-from igds.progress import ProgressFn
+from igds.jobs.queue import acquire_slot, apply_slot
+from igds.progress import ProgressFn, StagedProgress, begin_stage, format_seconds
 
 HEARTBEAT_S = 2.0  # how often a live job rewrites its heartbeat
 PROGRESS_EVERY_S = 0.5  # throttle for persisting progress and log lines
@@ -49,7 +49,17 @@ class JobNotQueued(RuntimeError):
 
 
 class JobContext:
-    """What a job function gets: progress, log, metric, ``checkpoint_dir``, ``should_stop()`` and ``job_id``."""
+    """What a job function gets: progress, log, metric, ``checkpoint_dir``, ``should_stop()`` and ``job_id``.
+
+    ``progress`` is the library callback ``progress(done, total, message)`` with a stage notion
+    (:class:`igds.progress.StagedProgress`): a kind that calls ``begin_stage(ctx.progress, name, i, n)`` names its
+    stages; otherwise a message's text before ``:`` (``extract: 12/40 examples``) names the stage (see
+    :func:`_stage_of_message`). The status
+    holds ``stage {name, index, of, started, declared}`` and ``progress {done, total, message, eta_seconds, at}``,
+    where ``eta_seconds`` is the time left *in the current stage* from the rate measured since the stage (or its
+    step, when ``total`` changes) began, and ``at`` the time of the report; the log gets a line when each stage
+    starts and one when it ends, with its duration. An ended job keeps no estimate.
+    """
 
     def __init__(self, job_id: str, *, detached: bool, echo: ProgressFn | None = None, slot: dict | None = None):
         self.job_id = job_id
@@ -59,7 +69,8 @@ class JobContext:
         self._echo = echo
         self._lock = threading.Lock()
         self._last_flush = 0.0
-        self._rate_base: tuple[float, int, int] | None = None  # (time, done, total) of this attempt's first report
+        self._rate_base: tuple[float, int, int] | None = None  # (time, done, total) of this step's first report
+        self.progress = StagedProgress(self._progress, self._stage)
         self._sigterm_sent = False
         self._superseded_at: float | None = None  # when a later attempt was found owning the folder
         with status_lock(self.dir):
@@ -69,24 +80,56 @@ class JobContext:
             now = time.time()
             st.update(state="running", pid=os.getpid(), pid_start=process_start(os.getpid()),
                       host=socket.gethostname(), detached=detached, slot=slot, started=now, updated=now,
-                      heartbeat=now, finished=None, error=None, result=None)
+                      heartbeat=now, finished=None, error=None, result=None, stage=None)
+            if st.get("progress"):  # an earlier attempt's last report: kept for reference, with no estimate
+                st["progress"] = {**st["progress"], "eta_seconds": None}
             st.setdefault("log_tail", [])
             self.status = st
             write_json(self.dir / STATUS, st)
 
-    def progress(self, done: int, total: int, message: str = "") -> None:
+    def _progress(self, done: int, total: int, message: str = "") -> None:
         """The library progress callback; persisted at most every 0.5 s and always on completion."""
+        prefix = _stage_of_message(message)
+        cur = self.status.get("stage")
+        if prefix and not (cur and cur.get("declared")) and prefix != (cur or {}).get("name"):
+            self._enter_stage(prefix, 0, 0, declared=False)  # an undeclared stage, named by the message
         now = time.time()
         with self._lock:
             base = self._rate_base
-            if base is None or base[2] != total or done < base[1]:  # a new stage restarts the rate estimate
+            first = base is None or base[2] != total or done < base[1]
+            if first:  # a new stage or step restarts the rate estimate
                 base = self._rate_base = (now, done, total)
             rate = (done - base[1]) / (now - base[0]) if now > base[0] else 0.0
             eta = (total - done) / rate if rate > 0 and total else (0.0 if total and done >= total else None)
-            self.status["progress"] = {"done": done, "total": total, "message": message, "eta_seconds": eta}
+            self.status["progress"] = {"done": done, "total": total, "message": message, "eta_seconds": eta,
+                                       "at": now}
         if self._echo is not None:
             self._echo(done, total, message)
-        self._flush(force=bool(total) and done >= total)
+        self._flush(force=first or (bool(total) and done >= total))  # a stage's or step's first report shows
+
+    def _stage(self, name: str, index: int = 0, of: int = 0) -> None:
+        """``ctx.progress.stage``: stage ``name`` (``index`` of ``of``) begins; the one before it has ended."""
+        self._enter_stage(name, index, of, declared=True)
+        begin_stage(self._echo, name, index, of)
+
+    def _enter_stage(self, name: str, index: int, of: int, *, declared: bool) -> None:
+        now = time.time()
+        self._end_stage("done in", now)
+        with self._lock:
+            self._rate_base = None
+            self.status["stage"] = {"name": name, "index": index, "of": of, "started": now, "declared": declared}
+            # the last stage's counts and message are not this stage's: nothing is claimed before it reports
+            self.status["progress"] = {"done": 0, "total": 0, "message": name, "eta_seconds": None, "at": now}
+        self.log(f"{_stage_label(self.status['stage'])}: started")
+        self._flush(force=True)
+
+    def _end_stage(self, how: str, now: float) -> None:
+        with self._lock:
+            cur = self.status.get("stage")
+            if not cur or cur.get("ended") is not None:
+                return
+            cur["ended"] = now
+        self.log(f"{_stage_label(cur)}: {how} {format_seconds(now - cur['started'])}")
 
     def log(self, line: str) -> None:
         """Append a line to ``log.txt`` and to the recent lines shown in the status."""
@@ -151,7 +194,24 @@ class JobContext:
 
     def _finish(self, state: str, *, result: Any = None, error: dict | None = None) -> None:
         now = time.time()
+        self._end_stage({"done": "done in", "cancelled": "cancelled after"}.get(state, f"{state} after"), now)
+        with self._lock:
+            if self.status.get("progress"):  # an ended job has no time left to estimate
+                self.status["progress"] = {**self.status["progress"], "eta_seconds": None}
         self._flush(force=True, state=state, result=result, error=error, finished=now, heartbeat=now)
+
+
+def _stage_of_message(message: str) -> str | None:
+    """The stage a message names: its text before ``:`` (``train SAE: step 9/292`` → ``train SAE``), if short and
+    free of digits (a counter there would start a new stage on every report)."""
+    head, sep, _ = message.partition(":")
+    head = head.strip()
+    return head if sep and head and len(head) <= 40 and not any(c.isdigit() for c in head) else None
+
+
+def _stage_label(stage: dict) -> str:
+    """``stage 2/5 extraction`` for a counted stage, else its name."""
+    return f"stage {stage['index']}/{stage['of']} {stage['name']}" if stage.get("of") else stage["name"]
 
 
 def _error_info(e: BaseException) -> dict:
@@ -196,7 +256,7 @@ def execute(job_id: str, resolve: Callable[[str], Callable], *, detached: bool,
     lease = None
     if needs_slot is not None and read_json(d / STATUS).get("target", "local") == "local" \
             and needs_slot(spec["kind"], spec["params"]):
-        lease = acquire_slot(job_id, queue_config(), lambda: _stop_waiting(d))
+        lease = acquire_slot(job_id, lambda: _stop_waiting(d))  # reads the setting while it waits
         if lease is None:
             return _cancelled_in_queue(job_id)
         apply_slot(lease)

@@ -180,7 +180,7 @@ def resume_job(job_id: str, *, force: bool = False, grace_s: float = CANCEL_GRAC
         if st["state"] not in RESUMABLE:  # re-checked under the lock: a second resume must not launch a second copy
             raise ValueError(f"job {job_id!r} is {st['state']} (resumed by another process meanwhile)")
         st.update(state="queued", attempt=st.get("attempt", 1) + 1, pid=None, pid_start=None, error=None,
-                  result=None, finished=None, heartbeat=None, updated=time.time())
+                  result=None, finished=None, heartbeat=None, updated=time.time(), stage=None)
         if st.get("ray"):  # the previous attempt's Ray job has ended: it must not make this one read as dead
             st["ray"] = {**st["ray"], "submission_id": None}
         write_json(d / STATUS, st)

@@ -19,8 +19,13 @@ the dashboard that started them (no in-memory scheduler):
 The job process (not its launcher) waits: only the job at the head of the queue tries the slots; once it holds
 one it removes its ticket, sets its torch threads (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, and
 ``torch.set_num_threads`` if torch is loaded) and ``CUDA_VISIBLE_DEVICES`` to the slot, and only then runs its
-kind. A ticket whose job is no longer queued (cancelled, or its process died) is dropped by whoever reads the
-queue next, so a dead waiter never blocks the ones behind it. Cancelling a queued job removes its ticket at once
+kind. A waiting job re-reads ``config.json`` at every look, so a setting saved while it waits applies to it:
+raise the slots from 1 to 2 and the head of the line starts at once in the new slot, with the new threads. A job
+that already runs keeps its slot and threads until it ends (lowering the slots never stops one, but no new job
+starts while as many jobs as the setting allows still hold slots).
+
+A ticket whose job is no longer queued (cancelled, or its process died) is dropped by whoever reads the queue
+next, so a dead waiter never blocks the ones behind it. Cancelling a queued job removes its ticket at once
 (:func:`igds.jobs.process.cancel_job`). Jobs run in the caller's process (``run_job_inline``) and jobs submitted
 to a Ray cluster bypass this queue: the caller chose to run in the foreground, and a cluster schedules its own
 resources (``entrypoint_num_cpus``/``_gpus``).
@@ -90,7 +95,8 @@ def queue_config() -> QueueConfig:
 
 
 def save_queue_config(cfg: QueueConfig) -> None:
-    """Make ``cfg`` the queue setting of this workspace; jobs that wait from now on use it."""
+    """Make ``cfg`` the queue setting of this workspace; jobs waiting now and later use it when they start (jobs
+    that already run keep their slot)."""
     _root().mkdir(parents=True, exist_ok=True)
     write_json(_root() / "config.json", cfg.to_dict())
 
@@ -166,16 +172,23 @@ def queue_place(job_id: str) -> tuple[int, int] | None:
     return (waiting.index(job_id) + 1, len(waiting)) if job_id in waiting else None
 
 
-def slot_holders() -> dict[int, str | None]:
-    """Slot index → id of the job holding it (None when free), for the slots of the current setting."""
-    out: dict[int, str | None] = {}
-    for i in range(queue_config().slots):
-        out[i] = None
+def _live_holders() -> dict[int, str]:
+    """Slot index → job id of every slot file whose holder still runs, whatever the current setting."""
+    out: dict[int, str] = {}
+    d = _root() / "slots"
+    for path in d.glob("*.json") if d.exists() else ():
         with contextlib.suppress(OSError, ValueError):
-            h = read_json(_root() / "slots" / f"{i}.json")
+            h = read_json(path)
             if h.get("host") != socket.gethostname() or same_process(h.get("pid"), h.get("pid_start")):
-                out[i] = h.get("job_id")
+                out[int(path.stem)] = h.get("job_id")
     return out
+
+
+def slot_holders() -> dict[int, str | None]:
+    """Slot index → id of the job holding it (None when free), for the slots of the current setting, plus any slot
+    beyond it that a job started under a larger setting still holds."""
+    live = _live_holders()
+    return {i: live.get(i) for i in sorted(set(range(queue_config().slots)) | set(live))}
 
 
 @dataclass
@@ -221,13 +234,15 @@ def _try_slot(i: int, job_id: str, cfg: QueueConfig) -> SlotLease | None:
     return SlotLease(index=i, threads=cfg.threads(), gpus=gpus, job_id=job_id, _fd=fd)
 
 
-def acquire_slot(job_id: str, cfg: QueueConfig, stop: Callable[[], bool], *,
+def acquire_slot(job_id: str, stop: Callable[[], bool], *, config: Callable[[], QueueConfig] = queue_config,
                  poll_s: float = POLL_S) -> SlotLease | None:
     """Wait in the queue until this job may run; returns its lease, or None once ``stop()`` says to give up.
 
-    Only the head of the queue tries the slots, so jobs start in the order they were queued.
+    Only the head of the queue tries the slots, so jobs start in the order they were queued. ``config()`` (the
+    saved setting) is read at every look, so a setting changed while the job waits applies to it.
     """
     enqueue(job_id)  # no-op when the launcher queued it already
+    cfg = QueueConfig()
     while True:
         if stop():
             dequeue(job_id)
@@ -236,11 +251,14 @@ def acquire_slot(job_id: str, cfg: QueueConfig, stop: Callable[[], bool], *,
         if job_id not in waiting:  # a reader dropped our ticket (we looked dead a moment): line up again
             enqueue(job_id)
         elif waiting[0] == job_id:
-            for i in range(cfg.slots):
-                lease = _try_slot(i, job_id, cfg)
-                if lease is not None:
-                    dequeue(job_id)
-                    return lease
+            with contextlib.suppress(OSError, ValueError):  # a setting edited by hand into nonsense: keep the last
+                cfg = config()
+            if len(_live_holders()) < cfg.slots:  # after lowering the slots, wait until few enough jobs run
+                for i in range(cfg.slots):
+                    lease = _try_slot(i, job_id, cfg)
+                    if lease is not None:
+                        dequeue(job_id)
+                        return lease
         time.sleep(poll_s)
 
 

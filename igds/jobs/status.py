@@ -1,6 +1,6 @@
 """Reading jobs from their folders, from any process: status (a running job whose process is gone reads
-as ``dead``; one whose process lives but has stopped beating reads ``stalled``), spec, the list of jobs, metrics
-and log lines."""
+as ``dead``; one whose process lives but has stopped beating reads ``stalled``), its timing (stage, elapsed,
+time left), spec, the list of jobs, metrics and log lines."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ DEAD_AFTER_S = settings.JOB_DEAD_AFTER_S  # default heartbeat age past which a r
 HEARTBEAT_S = 2.0  # the job's heartbeat period (igds.jobs.context.HEARTBEAT_S)
 
 __all__ = ["DEAD_AFTER_S", "LIVE", "RESUMABLE", "TERMINAL", "_children", "active_jobs", "job_spec", "job_status",
-           "list_jobs", "own_process", "pid_alive", "read_log", "read_metrics", "track_child"]
+           "job_timing", "list_jobs", "own_process", "pid_alive", "read_log", "read_metrics", "track_child"]
 
 
 def own_process(st: dict) -> bool | None:
@@ -65,7 +65,9 @@ def job_status(job_id: str) -> dict:
     Returns:
         The ``status.json`` dict: ``job_id, kind, state, pid, pid_start (its start time in clock ticks since
         boot), attempt, created, started, updated, finished,
-        heartbeat, progress {done, total, message, eta_seconds}, log_tail, error, result`` (times are epoch s),
+        heartbeat, progress {done, total, message, eta_seconds, at}, stage {name, index, of, started, declared,
+        ended}, log_tail, error, result`` (times are epoch s; ``eta_seconds`` is the time left in the stage as of
+        ``at``, None once the job ended: read it through :func:`job_timing`),
         plus ``target`` (``local`` or ``ray``; a submitted job also has ``ray {dashboard, submission_id, ...}``),
         ``slot {index, threads, gpus}`` of a running job that holds a queue slot, and for a job waiting in the
         local queue ``queue {place, of}`` (1-based).
@@ -91,6 +93,43 @@ def job_status(job_id: str) -> dict:
         place = queue_place(job_id)
         if place is not None:
             out["queue"] = {"place": place[0], "of": place[1]}
+    return out
+
+
+def job_timing(status: dict, now: float | None = None) -> dict:
+    """How far a job is, read at ``now``: what a page or the CLI shows next to its progress.
+
+    The time left is the job's last estimate (from the rate measured within its current stage, see
+    :class:`igds.jobs.context.JobContext`) counted down since that report; only a ``running`` job has one. Once the
+    countdown has run out with no newer report, there is no estimate, only ``overdue_s``.
+
+    Returns:
+        ``{elapsed_s, stage, stage_index, stage_of, stage_elapsed_s, stages_after, left_s, overdue_s, silent_s,
+        step_complete}``:
+        ``elapsed_s`` since the job started (to its end once it ended; None while queued), the current (or last)
+        stage's name, 1-based ``stage_index`` of ``stage_of`` (0 when the stages are not counted),
+        ``stage_elapsed_s`` in it, ``stages_after`` it (None when not counted), ``left_s`` in the stage (None: no
+        estimate), ``overdue_s`` past the estimate, ``silent_s`` since its last progress report, and whether its
+        last report completed a step (``done == total``; ``left_s`` is then 0).
+    """
+    now = time.time() if now is None else now
+    started, ended = status.get("started"), status.get("finished")
+    stage, prog = status.get("stage") or {}, status.get("progress") or {}
+    running = status.get("state") == "running"
+    queued = status.get("state") == "queued" or started is None
+    out = {"elapsed_s": None if queued else (ended or now) - started,
+           "stage": stage.get("name"), "stage_index": stage.get("index") or 0, "stage_of": stage.get("of") or 0,
+           "stage_elapsed_s": ((stage.get("ended") or ended or now) - stage["started"]) if stage else None,
+           "stages_after": (stage["of"] - stage["index"]) if stage.get("of") else None,
+           "left_s": None, "overdue_s": None,
+           "silent_s": now - prog["at"] if running and prog.get("at") else None}
+    eta = prog.get("eta_seconds")
+    out["step_complete"] = bool(running and prog.get("total") and prog.get("done", 0) >= prog["total"])
+    if out["step_complete"]:
+        out["left_s"] = 0.0  # the next step (or the stage's end) has not reported yet: nothing to count down
+    elif running and eta is not None:
+        left = eta - (out["silent_s"] or 0.0)
+        out["left_s" if left >= 0 else "overdue_s"] = abs(left)
     return out
 
 

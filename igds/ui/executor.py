@@ -8,7 +8,7 @@ import streamlit as st
 
 from igds.executor.config import EXECUTOR_KINDS, ExecutorConfig, executor_config, save_executor_config
 from igds.executor.runtime import ExecutorError, check_reachable
-from igds.jobs.queue import QueueConfig, queue_config, save_queue_config
+from igds.jobs.queue import QueueConfig, queue_config, save_queue_config, slot_holders, waiting_jobs
 
 
 def _executor_from_form(cur: ExecutorConfig) -> ExecutorConfig | None:
@@ -56,6 +56,8 @@ def executor_settings(store) -> None:
         slots = c1.number_input("Heavy jobs at once (slots)", 1, 64, q.slots, key="queue_slots")
         threads = c2.number_input("Threads per slot (0: cores / slots)", 0, 512, q.threads_per_slot,
                                   key="queue_threads")
+        st.caption("A saved change applies to the jobs waiting in the queue at once (they re-read it while they "
+                   "wait); a running job keeps its slot and threads until it ends.")
         if st.button("Save queue setting", key="queue_save"):
             try:
                 new = QueueConfig.from_dict({**q.to_dict(), "slots": int(slots), "threads_per_slot": int(threads)})
@@ -63,4 +65,16 @@ def executor_settings(store) -> None:
                 st.error(f"Not saved: {e}")
             else:
                 save_queue_config(new)
-                st.success(f"Saved: {new.slots} slot(s)")
+                st.success(_saved_queue_text(new))
+
+
+def _saved_queue_text(cfg: QueueConfig) -> str:
+    """What saving the queue setting did, for the waiting and the running jobs."""
+    waiting, running = len(waiting_jobs()), sum(1 for h in slot_holders().values() if h)
+    text = f"Saved: {cfg.slots} slot(s) × {cfg.threads()} thread(s)."
+    if waiting:
+        text += (f" The {waiting} waiting job(s) use it: the first starts as soon as fewer than {cfg.slots} "
+                 "job(s) hold a slot.")
+    if running:
+        text += f" {running} running job(s) keep their slot and threads until they end."
+    return text

@@ -1,11 +1,15 @@
-"""The dashboard shows the local job queue: the job panel says "queued — place k of n" and can cancel a queued
-job; the Overview page lists running and queued jobs with their place and slot. Real job processes."""
+"""The dashboard shows the local job queue and what jobs are doing: the job panel says "queued — place k of n" and
+can cancel a queued job; the Overview page lists running and queued jobs with their place and slot, and a queue
+setting saved there reaches the job already waiting; a running job shows its stage and time left, a cancelled one
+no estimate; a page waiting on a job names it. Real job processes."""
 
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 from igds import jobs
+from igds.jobs.status import job_timing
+from igds.ui.widgets import md_text
 from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,3 +56,83 @@ def test_queued_job_shows_its_place_in_the_panel_and_on_the_overview_and_cancels
         assert at.button(key="toy_resume").label == "Resume"
     finally:
         jobs.cancel_job(holder, grace_s=2, wait=True)
+
+
+def test_raising_the_slots_on_the_overview_starts_the_job_already_waiting():
+    holder = jobs.start_job("count", LONG)
+    waiter = jobs.start_job("count", SHORT)
+    try:
+        wait_until(lambda: jobs.job_status(holder)["state"] == "running")
+        wait_until(lambda: jobs.job_status(waiter).get("queue") == {"place": 1, "of": 1})
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+        assert any("applies to the jobs waiting in the queue at once" in c.value for c in at.caption)
+        at.number_input(key="queue_slots").set_value(2)
+        at.button(key="queue_save").click().run()
+        assert not at.exception
+        said = at.success[0].value
+        assert said.startswith("Saved: 2 slot(s)") and "The 1 waiting job(s) use it" in said
+        assert "1 running job(s) keep their slot and threads" in said
+        st = jobs.wait_job(waiter, timeout=30)  # no cancel and restart: it took the new slot
+        assert st["state"] == "done" and st["slot"]["index"] == 1
+        assert jobs.job_status(holder)["state"] == "running"
+    finally:
+        jobs.cancel_job(holder, grace_s=2, wait=True)
+
+
+STAGED = {"steps": 300, "sleep": 0.1, "stages": ["warm up", "work"]}  # light: runs at once
+
+
+def texts(at):
+    return [p.proto.text for p in at.get("progress")] + [c.value for c in at.caption]
+
+
+def test_a_running_job_shows_its_stage_and_time_left_and_a_cancelled_one_no_estimate():
+    job = jobs.start_job("count", STAGED)
+    try:
+        wait_until(lambda: job_timing(jobs.job_status(job))["left_s"] is not None)
+        at = AppTest.from_function(panel, args=(STAGED,), default_timeout=30).run()
+        assert not at.exception
+        bar, caption = at.get("progress")[0].proto.text, " ".join(c.value for c in at.caption)
+        assert md_text("left in this stage, then 1 more stage") in bar and "ETA" not in bar
+        assert md_text("stage 1 of 2: warm up · ") in caption and md_text(" in this stage · ") in caption
+        assert "stage 1/2 warm up: started" in at.expander[0].code[0].value  # the log, from log.txt
+
+        at.button(key="toy_cancel").click().run()
+        wait_until(lambda: jobs.job_status(job)["state"] == "cancelled")
+        at.run()
+        assert not at.exception
+        assert not any("left" in t or "estimate" in t for t in texts(at))
+        assert at.get("progress")[0].proto.text.startswith(md_text("cancelled — last report: warm up: "))
+        assert any(c.value.startswith(md_text("ended in stage 1 of 2: warm up · ran ")) for c in at.caption)
+        assert "stage 1/2 warm up: cancelled after" in at.expander[0].code[0].value
+    finally:
+        jobs.cancel_job(job, grace_s=2, wait=True)
+
+
+def page_waiting(task):
+    from igds.ui.jobs import waiting_notice, waiting_on
+
+    job = waiting_on("count", task=task)
+    if job:
+        waiting_notice(job, "the counts")
+
+
+def test_a_page_says_which_job_it_waits_for_and_links_to_the_overview():
+    job = jobs.start_job("count", {**STAGED, "task": "math"})
+    try:
+        wait_until(lambda: (jobs.job_status(job).get("stage") or {}).get("name"))
+        from igds.ui.jobs import waiting_on
+
+        assert waiting_on("count", task="math")["job_id"] == job and waiting_on("count")["job_id"] == job
+        assert waiting_on("count", task="translation") is None and waiting_on("bootstrap") is None
+        at = AppTest.from_function(page_waiting, args=("math",), default_timeout=30).run()
+        assert not at.exception
+        info = at.info[0].value
+        assert info.startswith(md_text(f"Waiting for job {job} (count; running, stage 1 of 2: warm up"))
+        assert info.endswith(md_text(": the counts appear when it has finished."))
+        assert "(overview)" in " ".join(m.value for m in at.markdown)  # the way to watch or cancel it
+
+        jobs.cancel_job(job, grace_s=2, wait=True)
+        assert not AppTest.from_function(page_waiting, args=("math",), default_timeout=30).run().info
+    finally:
+        jobs.cancel_job(job, grace_s=2, wait=True)

@@ -4,6 +4,7 @@ from streamlit.testing.v1 import AppTest
 
 from igds.data.corpus import load_corpus
 from igds.store import ActivationStore
+from igds.ui.widgets import md_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +35,7 @@ def test_running_bootstrap_job_shows_its_progress():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert not at.exception
     texts = [p.proto.text for p in at.get("progress")]
-    assert any("train SAE: step 90/292" in t for t in texts)
+    assert any(md_text("train SAE: step 90/292 · no estimate yet") in t for t in texts)  # shown as text
 
 
 def test_populated_store_lists_corpus_and_sae_quality():

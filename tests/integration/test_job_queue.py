@@ -3,6 +3,7 @@ place, can be cancelled at once, and a killed slot holder frees its slot."""
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -96,6 +97,43 @@ def test_a_killed_slot_holder_frees_the_slot_and_a_killed_waiter_leaves_the_line
     os.killpg(st_a["pid"], signal.SIGKILL)  # the holder dies: the kernel drops its flock
     assert jobs.wait_job(c, timeout=30)["state"] == "done"
     assert jobs.job_status(a)["state"] == "dead" and jobs.job_status(b)["state"] == "dead"
+
+
+def test_a_job_queued_under_one_slot_starts_when_the_slots_are_raised_to_two():
+    save_queue_config(QueueConfig(slots=1, threads_per_slot=1))
+    holder = jobs.start_job("count", {"steps": 300, "sleep": 0.1, **HEAVY})
+    waiter = jobs.start_job("count", {"steps": 2, "sleep": 0.01, **HEAVY})
+    try:
+        wait_until(lambda: state_is(holder, "running"))
+        wait_until(lambda: (s := jobs.job_status(waiter)).get("pid") and s.get("queue"))
+        time.sleep(1.0)  # it has looked at the queue a few times under the old setting, and waits
+        assert jobs.job_status(waiter)["state"] == "queued"
+        save_queue_config(QueueConfig(slots=2, threads_per_slot=2))  # what the Overview's Save does
+        st = jobs.wait_job(waiter, timeout=30)
+        assert st["state"] == "done" and jobs.job_status(holder)["state"] == "running"  # beside the holder
+        assert (st["slot"]["index"], st["slot"]["threads"]) == (1, 2)  # the new slot, with the new threads
+        assert jobs.job_status(holder)["slot"]["threads"] == 1  # a running job keeps what it started with
+    finally:
+        jobs.cancel_job(holder, grace_s=2, wait=True)
+
+
+def test_lowering_the_slots_starts_no_job_until_few_enough_hold_one():
+    save_queue_config(QueueConfig(slots=2, threads_per_slot=1))
+    a, b = (jobs.start_job("count", {"steps": 300, "sleep": 0.1, **HEAVY}) for _ in range(2))
+    c = jobs.start_job("count", {"steps": 2, "sleep": 0.01, **HEAVY})
+    try:
+        wait_until(lambda: state_is(a, "running") and state_is(b, "running"))
+        save_queue_config(QueueConfig(slots=1, threads_per_slot=1))
+        assert jobs.slot_holders() == {0: a, 1: b}  # slot 1 is beyond the setting but still held: shown
+        jobs.cancel_job(a, grace_s=2, wait=True)  # slot 0 is free, but b still holds one of the 1 allowed
+        time.sleep(1.0)
+        assert jobs.job_status(c)["state"] == "queued" and jobs.slot_holders() == {0: None, 1: b}
+        jobs.cancel_job(b, grace_s=2, wait=True)
+        st = jobs.wait_job(c, timeout=30)
+        assert st["state"] == "done" and st["slot"]["index"] == 0
+    finally:
+        for j in (a, b):
+            jobs.cancel_job(j, grace_s=2, wait=True)
 
 
 def test_the_cli_saves_and_shows_the_queue_setting(capsys):

@@ -9,6 +9,7 @@ from igds import jobs
 from igds.executor import ExecutorConfig, save_executor_config
 from igds.jobs import ray_target
 from igds.store import ActivationStore
+from igds.ui.widgets import md_text
 from tests.helpers import wait_until
 
 PARAMS = {"steps": 30, "sleep": 0.1}
@@ -37,7 +38,7 @@ def test_job_submitted_from_the_panel_runs_on_ray_shows_progress_cancels_and_res
     at.run()
     assert f"job `{job_id}` is **running** on ray ({ray_local['dashboard']}, igds-{job_id}-a1)" in \
         " ".join(m.value for m in at.markdown)
-    assert any("count: " in p.proto.text for p in at.get("progress"))
+    assert any(md_text("count: ") in p.proto.text for p in at.get("progress"))  # shown as text
 
     at.button(key="toy_cancel").click().run()  # the dashboard's Cancel: jobs.cancel_job(job_id)
     st = jobs.wait_job(job_id, timeout=30)
