@@ -401,7 +401,7 @@ def cmd_export(args) -> int:
     from igds.method.selection import resolve_selection
     from igds.method.vetting import vetting_lineage
     from igds.store import ActivationStore
-    from igds.training.export import ExportConfig, export_selection
+    from igds.training.export import ExportConfig, default_export_name, export_selection
     from igds.workflow.tune import selection_examples
 
     store = ActivationStore()
@@ -409,7 +409,8 @@ def cmd_export(args) -> int:
     info, examples = selection_examples(store, sid)
     lineage = vetting_lineage(store, sid, {"selection_id": sid, "name": info["name"], "method": info["method"],
                                            **info["lineage"]})
-    res = export_selection(examples, lineage, ExportConfig(name=args.name or info["name"], fmt=args.fmt))
+    name = args.name or default_export_name(info["name"], sid)  # named from the selection actually exported
+    res = export_selection(examples, lineage, ExportConfig(name=name, fmt=args.fmt))
     print(f"exported {res.n_examples} examples to {res.path}")
     return 0
 

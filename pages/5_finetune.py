@@ -8,7 +8,7 @@ from igds.jobs import read_metrics
 from igds.method.selection import composition, load_selection
 from igds.method.vetting import vetting_lineage
 from igds.settings import resolve_device
-from igds.training.export import EXPORT_FORMATS, ExportConfig, export_selection
+from igds.training.export import EXPORT_FORMATS, ExportConfig, default_export_name, export_selection
 from igds.training.finetune import FinetuneConfig
 from igds.training.results import finetune_runs
 from igds.ui.jobs import job_launcher
@@ -25,17 +25,22 @@ sels = task_state(store, task).selections
 if sels.empty:
     needs("No stored selection yet: save one on the Selection page (or run 'igds select').")
     st.stop()
-label = {r.selection_id: f"{r.name} · {r.method} · {r.n_selected}/{r.n_pool} ({r.pool_setting})"
+label = {r.selection_id: f"{r.name} · {r.selection_id[:8]} · {r.method} · {r.n_selected}/{r.n_pool} ({r.pool_setting})"
          for r in sels.itertuples()}
 sid = st.selectbox("Selection", list(label), format_func=label.get, key="ft_selection")
 info, members = load_selection(store, sid)
 c1, c2 = st.columns(2)
+c1.caption(f"**Composition** of selection `{sid}`: examples by task, source and split")
 c1.json(composition(members), expanded=False)
+c2.caption("**Lineage**: the settings and runs the selection was made from (the export's manifest keeps it)")
 c2.json(info["lineage"], expanded=False)
 
 st.subheader("Export")
+if st.session_state.get("exp_name_of") != sid or "exp_name" not in st.session_state:  # never the last one's
+    st.session_state["exp_name"], st.session_state["exp_name_of"] = default_export_name(info["name"], sid), sid
 e1, e2, e3 = st.columns([2, 1, 1])
-name = e1.text_input("Export name", info["name"], key="exp_name")
+name = e1.text_input("Export name", key="exp_name", help="a folder under <home>/exports; by default the "
+                     "selection's name and id. A folder holding another selection's export is never replaced.")
 fmt = e2.selectbox("Format", EXPORT_FORMATS, key="exp_fmt",
                    help="jsonl / parquet / hf: records with prompt and response; messages and prompt_completion: "
                         "chat JSONL that TRL's SFTTrainer reads; alpaca and sharegpt: LLaMA-Factory files with "
@@ -43,9 +48,12 @@ fmt = e2.selectbox("Format", EXPORT_FORMATS, key="exp_fmt",
 if e3.button("Export", key="exp_go"):
     try:
         _, examples = selection_examples(store, sid)
-        lineage = vetting_lineage(store, sid, {"selection_id": sid, **info["lineage"]})  # + vetting decisions
+        lineage = vetting_lineage(store, sid, {"selection_id": sid, "name": info["name"], "method": info["method"],
+                                               **info["lineage"]})  # as the CLI's export, + vetting decisions
         res = export_selection(examples, lineage, ExportConfig(name=name, fmt=fmt))
-        st.success(f"Exported {res.n_examples} examples to {md_text(res.path)} (manifest.json beside them)")
+        again = " (the same selection and content were there already: rewritten)" if res.unchanged else ""
+        st.success(f"Exported {res.n_examples} examples of selection `{sid}` to {md_text(res.path)} "
+                   f"(manifest.json beside them){again}")
     except ValueError as e:
         st.error(md_text(e))
 

@@ -5,6 +5,11 @@ stored selection). Its **decisions** are an append-only log (``igds.store.vettin
 its latest one not undone, undo takes back the latest action (one decision, or one bulk decision), and every
 action has a sequence number, so the decisions as they stood when a selection was saved can be read back.
 
+Sessions are **explicit**: a session's decisions apply only where it was started or resumed by name
+(:func:`pool_sessions` lists those a pool has, :func:`describe_session` names one); nothing picks a session by
+task, pool or user. :func:`discard_session` takes back all of a session's decisions (the log keeps them, so a
+selection saved from it still lists its decisions as of the save) and it is no longer offered to resume.
+
 **Accept is not pin.** A pin (``igds.method.selection.set_example_override``) is a task-wide override: every
 later selection of the task, the baselines and the experiment grid keep a pinned example (and never a rejected
 one). A session's *accept* only puts the example into this session's selection (and a *reject* takes it out):
@@ -250,15 +255,43 @@ def bulk_decide(store: ActivationStore, session_id: str, scores: pd.DataFrame, f
     return ids
 
 
-def apply_to_overrides(store: ActivationStore, task: str, session_id: str) -> dict[str, int]:
+def apply_to_overrides(store: ActivationStore, task: str, session_id: str, as_of: int | None = None) -> dict[str, int]:
     """Make a session's decisions task-wide: accepted examples pinned, rejected ones rejected (skips are left
-    alone). From then on every selection of the task, the baselines and the grid follow them."""
-    d = store.session_decisions(session_id)
+    alone). From then on every selection of the task, the baselines and the grid follow them.
+
+    Args:
+        as_of: apply the decisions as they stood at this action (the ones a user was shown:
+            :meth:`~igds.store.ActivationStore.vetting_seq` when they were listed); None: as they stand now.
+    """
+    d = store.session_decisions(session_id, as_of)
     acc = list(d.example_id[d.decision == "accept"])
     rej = list(d.example_id[d.decision == "reject"])
     set_example_override(store, task, acc, "pin")
     set_example_override(store, task, rej, "reject")
     return {"pinned": len(acc), "rejected": len(rej)}
+
+
+def pool_sessions(store: ActivationStore, task: str, *, extract_run: str | None, pool_setting: str | None,
+                  pool_limit: int = 0, limit: int = 5) -> pd.DataFrame:
+    """The sessions a pool's vetting can resume: those with decisions in force, the most recently decided first
+    (session_id, user_name, created, selection_id, n_decisions, accepted, rejected, skipped, last_decided)."""
+    return store.pool_vetting_sessions(task, extract_run, pool_setting, int(pool_limit), limit)
+
+
+def describe_session(session_id: str, n_decisions: int, user: str | None, when) -> str:
+    """One line naming a session: ``session <id> (<n> decisions, by <user>, <when>)``."""
+    stamp = "" if when is None or pd.isna(when) else f", {pd.Timestamp(when):%Y-%m-%d %H:%M}"
+    word = "decision" if int(n_decisions) == 1 else "decisions"
+    return f"session {session_id} ({int(n_decisions)} {word}, by {_text(user) or 'no name'}{stamp})"
+
+
+def discard_session(store: ActivationStore, session_id: str) -> int:
+    """Take back every decision of a session in one action; returns how many examples had one. The log keeps
+    them (a selection saved from the session still lists its decisions as of the save), and the session is no
+    longer offered to resume (:func:`pool_sessions`)."""
+    if store.vetting_session(session_id) is None:
+        raise ValueError(f"no vetting session {session_id!r}")
+    return store.discard_decisions(session_id)
 
 
 def _time(value) -> str | None:

@@ -129,14 +129,27 @@ class VettingQueries:
         df = self.query_df("SELECT * FROM vetting_sessions WHERE session_id = ?", [session_id])
         return df.iloc[0].to_dict() if not df.empty else None
 
-    def latest_vetting_session(self, task: str, user_name: str | None, extract_run: str | None,
-                               pool_setting: str | None, pool_limit: int) -> str | None:
-        """The newest session of a user (None: sessions without a user) on a task's pool, or None."""
-        return self.scalar("SELECT session_id FROM vetting_sessions WHERE task = ? "
-                           "AND user_name IS NOT DISTINCT FROM ? AND extract_run IS NOT DISTINCT FROM ? "
-                           "AND pool_setting IS NOT DISTINCT FROM ? "
-                           "AND pool_limit = ? ORDER BY created DESC, session_id LIMIT 1",
-                           [task, user_name, extract_run, pool_setting, int(pool_limit)])
+    def pool_vetting_sessions(self, task: str, extract_run: str | None, pool_setting: str | None, pool_limit: int,
+                              limit: int = 5) -> pd.DataFrame:
+        """The sessions on a task's pool that have decisions in force, the most recently decided first.
+
+        Returns:
+            session_id, user_name, created, selection_id, n_decisions, accepted, rejected, skipped, last_decided
+            (at most ``limit`` rows).
+        """
+        return self.query_df(
+            "WITH d AS (SELECT session_id, example_id, decision, decided FROM vetting_decisions "
+            "WHERE undone_seq IS NULL "
+            "QUALIFY row_number() OVER (PARTITION BY session_id, example_id ORDER BY seq DESC) = 1) "
+            "SELECT s.session_id, s.user_name, s.created, s.selection_id, count(*) AS n_decisions, "
+            "count(*) FILTER (WHERE d.decision = 'accept') AS accepted, "
+            "count(*) FILTER (WHERE d.decision = 'reject') AS rejected, "
+            "count(*) FILTER (WHERE d.decision = 'skip') AS skipped, max(d.decided) AS last_decided "
+            "FROM vetting_sessions s JOIN d USING (session_id) WHERE s.task = ? "
+            "AND s.extract_run IS NOT DISTINCT FROM ? AND s.pool_setting IS NOT DISTINCT FROM ? "
+            "AND s.pool_limit = ? GROUP BY s.session_id, s.user_name, s.created, s.selection_id "
+            "ORDER BY last_decided DESC, s.session_id LIMIT ?",
+            [task, extract_run, pool_setting, int(pool_limit), int(limit)])
 
     def vetting_sessions_of_selection(self, selection_id: str) -> list[str]:
         """Sessions recorded for a stored selection, newest first."""
@@ -186,6 +199,17 @@ class VettingQueries:
             con.execute("UPDATE vetting_decisions SET undone_seq = ? WHERE session_id = ? AND seq = ?",
                         [nxt, session_id, last])
         return ids
+
+    def discard_decisions(self, session_id: str) -> int:
+        """Take back every decision of a session in one action (the log keeps the rows, marked undone, so the
+        decisions as of an earlier seq still read back); returns how many examples had a decision in force."""
+        with self.transaction() as con:
+            n, top = con.execute("SELECT count(DISTINCT example_id) FILTER (WHERE undone_seq IS NULL), "
+                                 "coalesce(max(greatest(seq, coalesce(undone_seq, 0))), 0) FROM vetting_decisions "
+                                 "WHERE session_id = ?", [session_id]).fetchall()[0]
+            con.execute("UPDATE vetting_decisions SET undone_seq = ? WHERE session_id = ? AND undone_seq IS NULL",
+                        [int(top) + 1, session_id])
+        return int(n)
 
     def session_decisions(self, session_id: str, as_of: int | None = None) -> pd.DataFrame:
         """Each example's decision in force (its latest not undone) as of action ``as_of`` (None: now).

@@ -25,6 +25,11 @@ lineage, counts, per-source / per-task / per-split composition, a content hash (
 lineage), each file's sha256 and size, the creation time and the igds version. Names come from users, so
 they are confined to the export folder. The folder is written under a temporary name and renamed into
 place, so a crash never leaves a half-written export.
+
+An export is named after the selection it holds (:func:`default_export_name`: the selection's name plus the
+start of its id), and a folder holding another selection's export (the lineages' ``selection_id`` differ) is
+never replaced, ``overwrite`` or not. Exporting the same selection again with the same content rewrites the
+folder (reported as ``unchanged``); the same selection whose content changed needs ``overwrite``.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ _COLUMNS = ("id", "task", "source", "split", "prompt", "content", "response", "m
 # One path component of safe characters; no leading dot, so it can clash neither with ".", ".." nor
 # with the hidden temporary folders written next to exports.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+ID_CHARS = 8  # characters of the selection id in a default export name
 
 
 def check_export_name(name: str) -> str:
@@ -89,6 +96,23 @@ def check_export_name(name: str) -> str:
     return name
 
 
+def default_export_name(selection_name: str, selection_id: str) -> str:
+    """The export name of a selection: its name made safe (runs of other characters become ``-``) plus the
+    first :data:`ID_CHARS` characters of its id, so two selections of one name never share a folder.
+
+    Args:
+        selection_name: The stored selection's name (user text).
+        selection_id: Its id.
+
+    Returns:
+        A name :func:`check_export_name` accepts, e.g. ``igds-summarization-0.5-vetted-3f9c0a1b``.
+    """
+    short = _UNSAFE.sub("-", str(selection_id))[:ID_CHARS].strip("-._") or "selection"
+    stem = re.sub(r"\.{2,}", ".", _UNSAFE.sub("-", str(selection_name))).strip("-._")
+    stem = stem[:127 - len(short)].rstrip("-._")
+    return check_export_name(f"{stem}-{short}" if stem else short)
+
+
 _FMT_HELP = ("format: jsonl | parquet | hf (datasets save_to_disk) keep every field; messages | prompt_completion "
              "(TRL) | alpaca | sharegpt (LLaMA-Factory) are fine-tuning files")
 
@@ -101,12 +125,14 @@ class ExportConfig(ConfigBase):
         name: Folder name under the export directory (letters, digits, ``.``, ``_``, ``-``).
         fmt: ``jsonl``, ``parquet`` or ``hf`` (a ``datasets`` ``save_to_disk`` folder), which keep every
             field; ``messages`` or ``prompt_completion`` (TRL), ``alpaca`` or ``sharegpt`` (LLaMA-Factory).
-        overwrite: Replace an existing export whose content hash differs.
+        overwrite: Replace an existing export of the same selection whose content hash differs (an export of
+            another selection is never replaced).
     """
 
     name: str = field(default="selection", metadata={"help": "export folder name under <home>/exports"})
     fmt: str = field(default="jsonl", metadata={"help": _FMT_HELP})
-    overwrite: bool = field(default=False, metadata={"help": "replace an existing export with other content"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing export of this selection with other "
+                                                              "content (never another selection's)"})
 
     def __post_init__(self):
         check_export_name(self.name)
@@ -338,11 +364,49 @@ def _file_entries(folder: Path) -> list[dict[str, Any]]:
             for p in files]
 
 
-def _existing_hash(path: Path) -> str | None:
+def _existing_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of the export at ``path``, or {} when it has none that reads as a JSON object."""
     try:
-        return json.loads((path / MANIFEST_FILENAME).read_text(encoding="utf-8")).get("content_hash")
-    except (OSError, ValueError, AttributeError):
-        return None
+        manifest = json.loads((path / MANIFEST_FILENAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def _selection_of(lineage: Any) -> tuple[str | None, str | None]:
+    """``(selection_id, name)`` a lineage names (None where it does not)."""
+    if not isinstance(lineage, dict):
+        return None, None
+    sid, name = lineage.get("selection_id"), lineage.get("name")
+    return (str(sid) if sid else None), (str(name) if name else None)
+
+
+def _check_target(final: Path, name: str, chash: str, lineage: dict[str, Any], overwrite: bool) -> bool:
+    """Whether an export may be written to ``final``; True when an identical export is there already.
+
+    Raises:
+        ValueError: The folder holds another selection's export (always), or other content (without
+            ``overwrite``), or is not an export.
+    """
+    if not final.exists():
+        return False
+    old = _existing_manifest(final)
+    old_hash = old.get("content_hash")
+    old_sid, old_name = _selection_of(old.get("lineage"))
+    new_sid, new_name = _selection_of(lineage)
+    if old_sid and new_sid and old_sid != new_sid:
+        held = f"selection {old_sid}" + (f" ({old_name!r})" if old_name else "")
+        suggestion = f" such as {default_export_name(new_name, new_sid)!r}" if new_name else ""
+        raise ValueError(f"export {name!r} at {final} holds {held}, not selection {new_sid}: an export is never "
+                         f"replaced by another selection's; choose another name{suggestion}")
+    if old_hash == chash:
+        return True
+    if not overwrite:
+        what = f"content hash {str(old_hash)[:12]}" if old_hash else "no readable manifest"
+        same = " (the same selection, with other content)" if old_sid and old_sid == new_sid else ""
+        raise ValueError(f"export {name!r} already exists at {final} with {what}, not {chash[:12]}{same}; "
+                         "pass overwrite=True (--overwrite) or choose another name")
+    return False
 
 
 def export_selection(examples: list[Example], lineage: dict[str, Any], cfg: ExportConfig,
@@ -360,8 +424,9 @@ def export_selection(examples: list[Example], lineage: dict[str, Any], cfg: Expo
         The export's folder, manifest and content hash.
 
     Raises:
-        ValueError: For an unsafe name, duplicate ids, non-JSON lineage, or an existing export with a
-            different content hash when ``cfg.overwrite`` is False.
+        ValueError: For an unsafe name, duplicate ids, non-JSON lineage, a folder holding another selection's
+            export (the lineages' ``selection_id`` differ; whatever ``cfg.overwrite`` says), or an existing export
+            with a different content hash when ``cfg.overwrite`` is False.
     """
     check_export_name(cfg.name)
     root = (Path(export_dir) if export_dir is not None else default_export_dir()).resolve()
@@ -374,14 +439,7 @@ def export_selection(examples: list[Example], lineage: dict[str, Any], cfg: Expo
         raise ValueError(f"the selection has duplicate example ids: {len(twice):,} appear more than once (e.g. "
                          f"{', '.join(twice[:3])}); each example is exported once")
     chash = content_hash(ids, lineage)
-    unchanged = False
-    if final.exists():
-        old = _existing_hash(final)
-        unchanged = old == chash
-        if not unchanged and not cfg.overwrite:
-            what = f"content hash {old[:12]}" if old else "no readable manifest"
-            raise ValueError(f"export {cfg.name!r} already exists at {final} with {what}, not {chash[:12]}; "
-                             "pass overwrite=True (--overwrite) or choose another name")
+    unchanged = _check_target(final, cfg.name, chash, lineage, cfg.overwrite)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{cfg.name}-", dir=root))
     try:

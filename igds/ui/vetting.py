@@ -1,8 +1,13 @@
 """The Selection page's vetting queue: one example at a time, decided with keys.
 
-The page computes the live selection, then :func:`vetting_state` puts the user's open vetting session on top of it
-(accepted examples in, rejected ones out: :func:`igds.method.vetting.apply_decisions`) before anything is drawn, so
-the counts, charts and table show the re-ranked selection; :func:`vetting_queue` draws the queue. Decisions are
+The page computes the live selection, then :func:`vetting_state` puts the browser session's vetting session on top
+of it (accepted examples in, rejected ones out: :func:`igds.method.vetting.apply_decisions`) before anything is
+drawn, so the counts, charts and table show the re-ranked selection; :func:`vetting_queue` draws the queue.
+
+A vetting session applies only in the browser session that started it (*Start a vetting session*, or the first
+decision) or resumed it by name (*Resume session X (n decisions, by user, when)*); a new browser session has none,
+so a selection it saves carries no decisions until it resumes one. *Discard* takes a session's decisions back;
+*Apply to task overrides* lists the decisions it will apply and asks to confirm. Decisions are
 button callbacks, stored before the rerun starts; a small script in the page maps keys to those buttons. A key
 press reruns the page without the model or a heavy query: the task's state is cached per store fingerprint, the
 resonance matrix per pool, the queue per settings, the histogram per ranking, records and highlights (stored
@@ -26,7 +31,10 @@ from igds.method.vetting import (
     apply_to_overrides,
     bulk_decide,
     decide,
+    describe_session,
+    discard_session,
     open_session,
+    pool_sessions,
     queue_order,
     undo,
     vetting_counts,
@@ -40,6 +48,7 @@ KEYS = {"a": "vet_accept", "r": "vet_reject", "s": "vet_skip", "u": "vet_undo", 
         "ArrowRight": "vet_next", "p": "vet_prev", "ArrowLeft": "vet_prev"}
 """Key → the button (its ``key``) the key clicks."""
 SESSIONS, QUEUE, POS, MESSAGE = "vet.sessions", "vet.queue", "vet.pos", "vet.message"
+CONFIRM, INFO = "vet.confirm", "vet.session_info"  # an action waiting for confirmation; the active session's row
 N_NEIGHBOURS = 3
 PREFETCH = 10  # queue examples read per query
 
@@ -102,30 +111,29 @@ def selection_inputs(store, task: str):
     return state, effects, feats
 
 
-def _session_key(ctx: dict) -> tuple:
-    return ctx["task"], ctx["extract_run"], ctx["pool_setting"], ctx["pool_limit"], ctx["user"]
+def _pool_key(ctx: dict) -> tuple:
+    return ctx["task"], ctx["extract_run"], ctx["pool_setting"], ctx["pool_limit"]
 
 
-def _session(store, ctx: dict, create: bool = False) -> str | None:
-    """The user's session on this pool: remembered for the browser session, else the newest stored one, else a
-    new one (with ``create``)."""
-    known = st.session_state.setdefault(SESSIONS, {})
-    key = _session_key(ctx)
-    sid = known.get(key)
-    if sid is None:
-        sid = store.latest_vetting_session(ctx["task"], ctx["user"], ctx["extract_run"], ctx["pool_setting"],
-                                           ctx["pool_limit"])
-    if sid is None and create:
-        sid = open_session(store, ctx["task"], user=ctx["user"], extract_run=ctx["extract_run"],
-                           pool_setting=ctx["pool_setting"], pool_limit=ctx["pool_limit"],
-                           settings_dict=ctx["settings"])
-    if sid is not None:
-        known[key] = sid
+def _start(store, ctx: dict) -> str:
+    """Start a session on the pool and make it this browser session's."""
+    sid = open_session(store, ctx["task"], user=ctx["user"], extract_run=ctx["extract_run"],
+                       pool_setting=ctx["pool_setting"], pool_limit=ctx["pool_limit"], settings_dict=ctx["settings"])
+    st.session_state.setdefault(SESSIONS, {})[_pool_key(ctx)] = sid
+    st.session_state[MESSAGE] = f"Started vetting session {sid}."
     return sid
 
 
+def _session(store, ctx: dict, create: bool = False) -> str | None:
+    """The session this browser session started or resumed on this pool, never one the store would pick; with
+    ``create`` and none, a new one (the first decision starts it)."""
+    sid = st.session_state.get(SESSIONS, {}).get(_pool_key(ctx))
+    return _start(store, ctx) if sid is None and create else sid
+
+
 def vetting_state(store, task: str, extract_run: str, sel_cfg, res_cfg, sp, base: pd.DataFrame) -> VetState:
-    """The session's decisions applied to the live selection (call before drawing the selection)."""
+    """The browser session's vetting session on this pool (if it started or resumed one) applied to the live
+    selection (call before drawing the selection)."""
     st.session_state.setdefault("vet_user", settings.user_name() or "")
     ctx = {"task": task, "extract_run": extract_run, "pool_setting": sel_cfg.pool_setting,
            "pool_limit": int(sel_cfg.pool_limit), "user": st.session_state["vet_user"].strip() or None,
@@ -165,21 +173,51 @@ def _on_bulk(store, ctx: dict, scores, flt: VetFilter, matrix, overrides) -> Non
     ids = bulk_decide(store, _session(store, ctx, create=True), scores, flt, decision, matrix=matrix,
                       overrides=overrides, user=ctx["user"])
     done = {"accept": "Accepted", "reject": "Rejected", "skip": "Skipped"}[decision]
-    st.session_state[MESSAGE] = f"{done} {len(ids)} examples matching {flt.describe()} (one undo takes it back)."
+    started = st.session_state.pop(MESSAGE, "")
+    st.session_state[MESSAGE] = (f"{started} {done} {len(ids)} examples matching {flt.describe()} (one undo takes "
+                                 "it back).").strip()
 
 
-def _on_new_session(store, ctx: dict) -> None:
-    sid = open_session(store, ctx["task"], user=ctx["user"], extract_run=ctx["extract_run"],
-                       pool_setting=ctx["pool_setting"], pool_limit=ctx["pool_limit"], settings_dict=ctx["settings"])
-    st.session_state.setdefault(SESSIONS, {})[_session_key(ctx)] = sid
+def _on_start(store, ctx: dict) -> None:
+    _start(store, ctx)
     st.session_state[POS] = 0
-    st.session_state[MESSAGE] = f"Started vetting session {sid}."
+    st.session_state.pop(CONFIRM, None)
 
 
-def _on_apply(store, ctx: dict, session_id: str) -> None:
-    n = apply_to_overrides(store, ctx["task"], session_id)
-    st.session_state[MESSAGE] = (f"Task overrides: {n['pinned']} examples pinned, {n['rejected']} rejected; every "
-                                 "later selection, baseline and grid cell of the task follows them.")
+def _on_resume(store, ctx: dict, session_id: str) -> None:
+    st.session_state.setdefault(SESSIONS, {})[_pool_key(ctx)] = session_id
+    st.session_state.pop(CONFIRM, None)
+    st.session_state[MESSAGE] = f"Resumed vetting session {session_id}: its decisions apply to the selection shown."
+
+
+def _on_close(ctx: dict) -> None:
+    sid = st.session_state.get(SESSIONS, {}).pop(_pool_key(ctx), None)
+    st.session_state.pop(CONFIRM, None)
+    st.session_state[MESSAGE] = (f"Closed vetting session {sid}: it is kept (resume it below); a selection saved now "
+                                 "carries no decisions.")
+
+
+def _on_ask(store, action: str, session_id: str) -> None:
+    """Hold an action until its decisions are listed and confirmed (as of the session's current action)."""
+    st.session_state[CONFIRM] = {"action": action, "session_id": session_id, "seq": store.vetting_seq(session_id)}
+
+
+def _on_confirm(store, ctx: dict) -> None:
+    pending = st.session_state.pop(CONFIRM, None)
+    if not pending:
+        return
+    sid = pending["session_id"]
+    if pending["action"] == "apply":
+        n = apply_to_overrides(store, ctx["task"], sid, as_of=pending["seq"])
+        st.session_state[MESSAGE] = (f"Task overrides from session {sid}: {n['pinned']} examples pinned, "
+                                     f"{n['rejected']} rejected; every later selection, baseline and grid cell of "
+                                     "the task follows them.")
+        return
+    n = discard_session(store, sid)
+    if st.session_state.get(SESSIONS, {}).get(_pool_key(ctx)) == sid:
+        st.session_state[SESSIONS].pop(_pool_key(ctx))
+    st.session_state[MESSAGE] = (f"Discarded vetting session {sid}: its {n} decisions no longer apply (the log keeps "
+                                 "them for selections saved from it).")
 
 
 # -- drawing -------------------------------------------------------------------------------------------------
@@ -271,6 +309,80 @@ def _neighbours(sp, vet: VetState, idx: int) -> None:
                 + "".join(rows) + "</table></div>", unsafe_allow_html=True)
 
 
+def _session_info(store, session_id: str) -> dict:
+    """The session's stored row, read once per browser session (it does not change)."""
+    cached = st.session_state.get(INFO)
+    if not cached or cached[0] != session_id:
+        st.session_state[INFO] = cached = (session_id, store.vetting_session(session_id) or {})
+    return cached[1]
+
+
+def _user_md(user) -> str | None:
+    """A user name for a Markdown label: escaped (it is user text), None kept."""
+    return md_text(user) if isinstance(user, str) and user else None
+
+
+def session_panel(store, vet: VetState) -> None:
+    """Start, resume, close or discard this browser session's vetting session, or apply it as task overrides
+    (both listed and confirmed first)."""
+    ctx = vet.context
+    if vet.session_id is None:
+        c1, c2 = st.columns([1, 3])
+        c1.button("Start a vetting session", key="vet_start", on_click=_on_start, args=(store, ctx), type="primary")
+        c2.caption("No vetting session is open in this browser session: the selection shown, and one saved now, "
+                   "carry no decisions. Start one (the first decision starts one too) or resume one below.")
+        for r in pool_sessions(store, ctx["task"], extract_run=ctx["extract_run"], pool_setting=ctx["pool_setting"],
+                               pool_limit=ctx["pool_limit"]).itertuples():
+            a, b = st.columns([5, 1])
+            a.button(f"Resume {describe_session(r.session_id, r.n_decisions, _user_md(r.user_name), r.last_decided)}",
+                     key=f"vet_resume_{r.session_id}", on_click=_on_resume, args=(store, ctx, r.session_id),
+                     width="stretch")
+            b.button("Discard", key=f"vet_discard_{r.session_id}", on_click=_on_ask,
+                     args=(store, "discard", r.session_id), width="stretch")
+    else:
+        info = _session_info(store, vet.session_id)
+        c1, c2, c3, c4 = st.columns([4, 1, 1, 2])
+        name = describe_session(vet.session_id, len(vet.decisions), _user_md(info.get("user_name")),
+                                info.get("created"))
+        c1.markdown(f"**Open:** {name}")
+        c2.button("Close", key="vet_close", on_click=_on_close, args=(ctx,), width="stretch",
+                  help="leave the session (it is kept: resume it later); a selection saved then carries no decisions")
+        c3.button("Discard", key="vet_discard", disabled=vet.decisions.empty, on_click=_on_ask,
+                  args=(store, "discard", vet.session_id), width="stretch", help="take back all its decisions")
+        c4.button("Apply to task overrides…", key="vet_apply", disabled=not vet.active, on_click=_on_ask,
+                  args=(store, "apply", vet.session_id), width="stretch",
+                  help="lists the decisions first: accepted → pinned, rejected → rejected for the whole task")
+    _confirm_box(store, ctx)
+
+
+def _confirm_box(store, ctx: dict) -> None:
+    """The decisions an action waiting for confirmation takes (as of when it was asked), with Confirm / Cancel."""
+    pending = st.session_state.get(CONFIRM)
+    if not pending:
+        return
+    sid = pending["session_id"]
+    d = store.session_decisions(sid, pending["seq"])
+    n = {k: int((d.decision == k).sum()) for k in DECISIONS}
+    if pending["action"] == "apply":
+        st.warning(f"Apply session `{sid}` to the task's overrides? {n['accept']} accepted examples become pinned "
+                   f"and {n['reject']} rejected ones rejected for every later selection, baseline and grid cell of "
+                   f"the task ({n['skip']} skips change nothing). The decisions:")
+        label = f"Confirm: pin {n['accept']}, reject {n['reject']}"
+    else:
+        st.warning(f"Discard session `{sid}`? Its {len(d)} decisions stop applying and it is no longer offered to "
+                   "resume (the log keeps them for selections saved from it). The decisions:")
+        label = f"Confirm: discard {len(d)} decisions"
+    st.dataframe(d[["example_id", "decision", "note", "user_name", "decided"]], hide_index=True, width="stretch",
+                 key="vet_confirm_table")
+    a, b = st.columns(2)
+    a.button(label, key="vet_confirm", on_click=_on_confirm, args=(store, ctx), type="primary")
+    b.button("Cancel", key="vet_cancel", on_click=_on_cancel)
+
+
+def _on_cancel() -> None:
+    st.session_state.pop(CONFIRM, None)
+
+
 def highlight_status(store, task: str, run_id: str, pool_setting: str, pool_limit: int, pool_ids) -> None:
     """The pool's stored highlights in one line, or the job that stores them when there are none."""
     from igds.ui.jobs import job_launcher
@@ -299,14 +411,12 @@ def vetting_queue(store, sp, vet: VetState, res_cfg, matrix) -> None:
     st.html(_KEY_SCRIPT, unsafe_allow_javascript=True)
     highlight_status(store, ctx["task"], ctx["extract_run"], ctx["pool_setting"], ctx["pool_limit"],
                      matrix.pool.example_id)
-    c1, c2, c3, c4 = st.columns([3, 2, 1, 2])
+    c1, c2 = st.columns([3, 2])
     mode = c1.radio("Queue", QUEUE_MODES, key="vet_mode", horizontal=True,
                     help="around the cut: the weakest selected and the strongest left out, alternately; by "
                          "uncertainty: closeness of FRS to the cut; filter: the examples the filter below matches")
     c2.text_input("Vetting as", key="vet_user", help="recorded with each decision (default: IGDS_USER)")
-    c3.button("New session", key="vet_new", on_click=_on_new_session, args=(store, ctx))
-    c4.button("Apply to task overrides", key="vet_apply", disabled=not vet.active, on_click=_on_apply,
-              args=(store, ctx, vet.session_id), help="accepted → pinned, rejected → rejected for the whole task")
+    session_panel(store, vet)
     with st.expander("Filter · bulk decisions", expanded=mode == "filter"):
         flt = _filter_controls(sp.scores, matrix)
         n_match = int(flt.mask(sp.scores, matrix).sum())
@@ -321,7 +431,7 @@ def vetting_queue(store, sp, vet: VetState, res_cfg, matrix) -> None:
     st.progress(counts.decided / counts.queue if counts.queue else 0.0,
                 text=f"{counts.decided:,} / {counts.queue:,} of the queue decided · session: {counts.accepted} accepted"
                      f" · {counts.rejected} rejected · {counts.skipped} skipped"
-                     + (f" · session `{vet.session_id}`" if vet.session_id else " · no session yet"))
+                     + (f" · session `{vet.session_id}`" if vet.session_id else " · no session open"))
     if not queue:
         st.caption("The queue is empty (every example of it has a task override, or the filter matches none).")
         return

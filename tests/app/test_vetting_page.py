@@ -80,3 +80,31 @@ def test_bulk_decision_by_source_is_one_action(store):
     at.button(key="vet_undo").click().run()
     assert store.session_decisions(sid).empty
     assert next(m for m in at.metric if m.label == "Task share of selection").value != "0.0%"
+
+
+def test_apply_to_task_overrides_lists_the_decisions_and_applies_those_listed(store):
+    from igds.method.selection import load_overrides
+
+    at = page()
+    assert at.button(key="vet_start").label == "Start a vetting session"
+    at.button(key="vet_start").click().run()
+    sid = store.query_df("SELECT session_id FROM vetting_sessions").session_id.iloc[0]
+    assert any(f"Started vetting session {sid}" in i.value for i in at.info) and at.button(key="vet_apply").disabled
+    accepted = current(at)
+    at.button(key="vet_accept").click().run()
+    rejected = current(at)
+    at.button(key="vet_reject").click().run()
+    at.button(key="vet_apply").click().run()
+    assert not at.exception
+    listed = next(df.value for df in at.dataframe if "decided" in df.value)
+    assert list(zip(listed.example_id, listed.decision, strict=True)) == [(accepted, "accept"), (rejected, "reject")]
+    assert any("1 accepted examples become pinned and 1 rejected" in w.value for w in at.warning)
+    assert load_overrides(store, "summarization").pinned_examples == frozenset()  # not before the confirmation
+    late = current(at)
+    at.button(key="vet_reject").click().run()  # decided after the listing: not applied by this confirmation
+    assert at.button(key="vet_confirm").label == "Confirm: pin 1, reject 1"
+    at.button(key="vet_confirm").click().run()
+    assert not at.exception
+    ov = load_overrides(store, "summarization")
+    assert ov.pinned_examples == {accepted} and ov.rejected_examples == {rejected} and late not in ov.rejected_examples
+    assert any(f"Task overrides from session {sid}" in i.value and "1 examples pinned" in i.value for i in at.info)
