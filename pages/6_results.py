@@ -7,12 +7,18 @@ from igds.training.results import base_eval, correlations_table, eval_outputs, r
 from igds.ui.experiment import experiment_view
 from igds.ui.jobs import job_launcher
 from igds.ui.resources import get_store
-from igds.ui.state import current_task
-from igds.ui.widgets import amplification_scatter, correlation_text, needs
+from igds.ui.state import bad_link, current_task, link_value
+from igds.ui.widgets import amplification_scatter, correlation_text, md_text, needs, url_write
 
 task = current_task()
 store = get_store()
 st.title(f"Results · {task}")
+runs = runs_table(store, task)
+ids = dict(zip(runs.run_id, runs.eval_id, strict=True)) | dict(zip(runs.eval_id, runs.eval_id, strict=True))
+if st.session_state.get("res_run") not in ids.values():  # another task's run, or one removed since
+    st.session_state.pop("res_run", None)
+if (bad := link_value("run", "res_run", ids.get)) is not None:  # a run id or its evaluation's id
+    bad_link({"run": bad}, f"is no evaluated fine-tune of task {md_text(task)}")
 grid, single = st.tabs(["Experiment grid", "All runs"])
 with grid:
     experiment_view(store, task)
@@ -20,7 +26,6 @@ with single:
     base = base_eval(store, task)
     job_launcher("evaluate", {"task": task, "eval": {"n_examples": 200}}, label="Evaluate the base model",
                  key="eval_base", help="task metric and reference NLL of the base model on the test split")
-    runs = runs_table(store, task)
     if runs.empty:
         needs("No evaluated fine-tune yet: launch one on the Export & fine-tune page.")
         st.stop()
@@ -47,6 +52,7 @@ with single:
     st.subheader("Outputs, example by example")
     choice = st.selectbox("Run", runs.eval_id.tolist(), format_func=lambda e: runs.set_index("eval_id").selection[e],
                           key="res_run")
+    url_write("run", "res_run", runs.set_index("eval_id").run_id[choice])
     outs = eval_outputs(store, choice)
     if base:
         outs = outs.merge(eval_outputs(store, base["eval_id"])[["example_id", "prediction", "score"]],

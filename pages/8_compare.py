@@ -6,8 +6,8 @@ import plotly.express as px
 import streamlit as st
 
 from igds.ui.resources import get_resonance_matrix, get_store
-from igds.ui.state import current_task
-from igds.ui.widgets import html_text, live_selection_settings, md_text, needs, page_link_url, url_synced, url_write
+from igds.ui.state import bad_link, current_task, link_value
+from igds.ui.widgets import html_text, live_selection_settings, md_text, needs, page_link_url, url_write
 from igds.workflow.compare import LIVE, compare_selections, load_side, selection_options
 from igds.workflow.explore import task_state
 from igds.workflow.stages import candidate_features, latest_effects
@@ -18,20 +18,25 @@ st.title(f"Compare selections · {task}")
 state = task_state(store, task)
 opts = selection_options(store, task)
 keys = ([LIVE] if state.ready_for_selection else []) + list(opts.selection_id)
+by_name = dict(zip(opts.name[::-1], opts.selection_id[::-1], strict=True))  # a name in a link: its newest selection
+bad = {}  # a link's selection the task does not have is named, never replaced (checked before anything else)
+for url_key, state_key in (("selection", "cmp_a"), ("compare", "cmp_b")):
+    if st.session_state.get(state_key) not in keys:  # another task's selection, or one removed since
+        st.session_state.pop(state_key, None)
+    if (value := link_value(url_key, state_key, lambda v: v if v in keys else by_name.get(v))) is not None:
+        bad[url_key] = value
+if bad:
+    bad_link(bad, f"names no selection of task {md_text(task)}: a stored selection's id or name"
+             + (f", or `{LIVE}`" if LIVE in keys else " (the live selection needs validated features first)"))
 if len(keys) < 2:
     needs("A comparison needs two selections of this task: save one on the Selection page or run a baseline "
           "(the live selection counts once the task has validated features).")
     st.stop()
 labels = {LIVE: "live · the Selection page's current settings", **dict(zip(opts.selection_id, opts.label, strict=True))}
-by_name = dict(zip(opts.name[::-1], opts.selection_id[::-1], strict=True))  # a name in a link: its newest selection
 igds_ids = list(opts.selection_id[opts.method == "igds"])
-first = igds_ids[0] if igds_ids else keys[0]
-second = LIVE if LIVE in keys and first != LIVE else next(k for k in keys if k != first)
-for url_key, state_key, default in (("selection", "cmp_a", first), ("compare", "cmp_b", second)):
-    if st.session_state.get(state_key) not in keys:  # another task's selection, or one removed since
-        st.session_state.pop(state_key, None)
-    url_synced(url_key, state_key, parse=lambda v: v if v in labels else by_name.get(v), default=default,
-               valid=lambda v: v in labels)
+st.session_state.setdefault("cmp_a", igds_ids[0] if igds_ids else keys[0])
+st.session_state.setdefault("cmp_b", LIVE if LIVE in keys and st.session_state["cmp_a"] != LIVE else
+                            next(k for k in keys if k != st.session_state["cmp_a"]))
 c1, c2 = st.columns(2)
 a_key = c1.selectbox("A (from)", keys, format_func=labels.get, key="cmp_a")
 b_key = c2.selectbox("B (to)", keys, format_func=labels.get, key="cmp_b")

@@ -6,7 +6,7 @@ or ``?example=…`` links here."""
 import streamlit as st
 
 from igds.ui.resources import get_store
-from igds.ui.state import current_task
+from igds.ui.state import current_task, shown_value
 from igds.ui.widgets import (
     lens_tokens,
     md_text,
@@ -18,7 +18,14 @@ from igds.ui.widgets import (
     url_write,
 )
 from igds.workflow.explore import task_state
-from igds.workflow.lens import SEARCH_KINDS, annotate_features, feature_marks, search_features
+from igds.workflow.lens import (
+    SEARCH_KINDS,
+    annotate_features,
+    example_exists,
+    feature_marks,
+    run_label,
+    search_features,
+)
 
 URL_TEXT_CHARS = 300  # longer texts are not put in the address bar
 task = current_task()
@@ -47,6 +54,10 @@ url_write("example", "lens_example", example_id or None)
 url_write("text", "lens_text", text if text and len(text) <= URL_TEXT_CHARS else None)
 fstar, cands = feature_marks(store, task)
 
+if example_id and not example_exists(store, example_id):  # a link's or a typed id: said before any model runs
+    st.warning(f"There is no example {shown_value(example_id)} in this workspace: give a stored example's id (the "
+               "Features and Compare pages link them here).", icon=":material/link_off:")
+    st.stop()
 if example_id or text:
     try:
         lens = text_lens_of(state.extract_run, text=text, example_id=example_id, task=task if as_task else None)
@@ -55,9 +66,10 @@ if example_id or text:
         st.stop()
     top_k = lens.top_k(k)
     feats = annotate_features(store, task, state.sae_key, lens.top_features(30))
-    st.caption(f"{len(lens.tokens)} tokens through {state.extract_run}'s model and SAE · shade = the strongest "
-               "feature's activation (hover a token for its top features) · green underline = a validated feature "
-               "in its top features · grey = not counted (BOS, attention sinks, template).")
+    st.caption(f"{len(lens.tokens)} tokens through the model and SAE of {md_text(task)}'s extraction run "
+               f"({md_text(run_label(store, state.extract_run))}) · shade = the strongest feature's activation "
+               "(hover a token for its top features) · green underline = a validated feature in its top features · "
+               "grey = not counted (BOS, attention sinks, template).")
     if st.session_state.get("lens_focus") not in feats.feature.tolist():
         st.session_state.pop("lens_focus", None)  # a feature of the previous text
     focus = st.selectbox("Shade by", [None, *feats.feature.tolist()], key="lens_focus",

@@ -398,7 +398,9 @@ def create_task_section(store, datasets: list[str]) -> None:
                    "are no eval item.")
     pool = st.multiselect("Pool datasets", [*datasets, GENERAL], key="task_pool",
                           format_func=lambda d: "shipped general set" if d == GENERAL else d,
-                          help="the candidate pool data is selected from; eval items never enter it")
+                          help="the candidate pool data is selected from; eval items never enter it. The shipped "
+                               "general set is off-task data: chosen, it joins the task's own rows in the mixed "
+                               "pool, so selection has examples to reject")
     missing = [w for w, v in (("a name", name), ("eval datasets", evals), ("pool datasets", pool)) if not v]
     if st.button("Create task", key="task_create", type="primary", disabled=bool(missing),
                  help=f"Disabled: give {', '.join(missing)}" if missing else "store the task and its items"):
@@ -412,13 +414,28 @@ def create_task_section(store, datasets: list[str]) -> None:
             show_exception(exc)
         else:
             flash("task", "success", f"Created task **{md_text(name)}**: {counts['probe']:,} probe, "
-                  f"{counts['dev']:,} dev, {counts['test']:,} test items and a pool of {counts['train']:,}"
-                  + (f" ({counts['overlap']:,} pool rows left out as eval items)" if counts.get("overlap") else "")
-                  + ". The sidebar now works on it.")
+                  f"{counts['dev']:,} dev, {counts['test']:,} test items and {pool_note(store, counts, pool)}. "
+                  "The sidebar now works on it.")
             request_task(name)
             st.rerun()
     elif missing:
         st.caption(f"Create task is disabled: give {', '.join(missing)}.")
+
+
+def pool_note(store, counts: dict, pool) -> str:
+    """What a new task's pool holds, the shipped general set named either way: ``a pool of 1,750 own rows (from
+    fr-en) plus the shipped general set's 1,200 records in the mixed pool (2,950 in all)``, or ``… (the shipped
+    general set is not in it: the task-only pool)``."""
+    own = [d for d in pool if d != GENERAL]
+    text = f"a pool of {counts['train']:,} own rows" + (f" (from {md_text(', '.join(own))})" if own else "")
+    if counts.get("overlap"):
+        text += f", {counts['overlap']:,} pool rows left out as eval items,"
+    if GENERAL not in pool:
+        return text + " (the shipped general set is not in it: the task-only pool)"
+    sizes = store.task_split_counts()
+    n = int(sizes.n[(sizes.task == GENERAL) & (sizes.split == "train")].sum())
+    return (text + f" plus the shipped general set's {n:,} records in the mixed pool "
+            f"({counts['train'] + n:,} in all)")
 
 
 def tasks_section(store) -> None:

@@ -148,6 +148,25 @@ def text_lens(model, tokenizer, sae, site: str, item, scope: str = "content",
 
 
 # -- the task's view of features --------------------------------------------------------------------------
+def example_exists(store: ActivationStore, example_id: str) -> bool:
+    """Whether the store holds an example with this id (a link's or a typed ``example``, checked before the model
+    runs)."""
+    return store.scalar("SELECT count(*) FROM examples WHERE id = ?", [example_id]) > 0
+
+
+def run_label(store: ActivationStore, run_id: str) -> str:
+    """An extraction run by what it is rather than its hash: model, SAE and its site, token scope and date
+    (``tiny-llama · SAE tiny-sae at blocks.1.hook_resid_post · content tokens · 2026-12-07``)."""
+    run = store.run(run_id)
+    if run is None:
+        return f"run {run_id} (not in the store)"
+    model = store.scalar("SELECT name FROM models WHERE model_key = ?", [run["model_key"]]) or run["model_key"]
+    sae = store.query_df("SELECT name, site FROM saes WHERE sae_key = ?", [run["sae_key"]])
+    sae_name, site = (sae.name.iloc[0], sae.site.iloc[0]) if len(sae) else (run["sae_key"], run["config"].get("site"))
+    scope = run["config"].get("extract", {}).get("positions", "content")
+    return f"{model} · SAE {sae_name} at {site} · {scope} tokens · {str(run['created'])[:10]}"
+
+
 def feature_marks(store: ActivationStore, task: str) -> tuple[list[int], list[int]]:
     """``(F*, candidates)`` of a task now: its validated features (strongest first) and its recall candidates
     (empty before interventions / recall)."""
