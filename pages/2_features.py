@@ -5,7 +5,8 @@ several activation quantiles, the effect against the null, a label and note. ``?
 import streamlit as st
 
 from igds.ui import features as panel
-from igds.ui.jobs import job_launcher
+from igds.ui import ways_on
+from igds.ui.jobs import job_launcher, needs_or_waiting, waiting_notice, waiting_on
 from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
 from igds.ui.state import DEFAULT_TASK, current_task
 from igds.ui.widgets import context_highlights, md_code, needs
@@ -20,18 +21,24 @@ from igds.workflow.explore import (
     logit_lens_tokens,
     missing_activations,
     neuronpedia_url,
+    sae_width,
     task_state,
     top_examples,
 )
+from igds.workflow.stages import latest_effects
 
 task = current_task()
 store = get_store()
 st.title(f"Features · {task}")
 state = task_state(store, task)
 if not state.extract_run and task == DEFAULT_TASK:
-    needs("No activations yet: bootstrap the workspace on the Overview page first.")
+    needs_or_waiting("No activations yet: bootstrap the workspace on the Overview page first.",
+                     ("bootstrap", "extract"), task, "the features of this task")
     st.stop()
 if not state.recall_id and (missing := missing_activations(store, state.extract_run, task)):
+    if (job := waiting_on("bootstrap", task=task)) is not None:  # its extraction stage fills them
+        waiting_notice(job, "the features of this task")
+        st.stop()
     needs(f"{missing} of this task's probe and dev items have no activations yet: extract the task first "
           "(its probe, dev and pool items, with the model and SAE the workspace uses).")
     data = task_data(store, task)
@@ -39,6 +46,9 @@ if not state.recall_id and (missing := missing_activations(store, state.extract_
                  label=f"Extract {task}", key="extract_task", help="runs in the background; you can leave this page")
     st.stop()
 if not state.recall_id:
+    if (job := waiting_on("bootstrap", task=task)) is not None:  # it recalls after extracting
+        waiting_notice(job, "the recalled features")
+        st.stop()
     needs("Run recall to find the SAE features that fire most often on this task.")
     if st.button("Run recall", key="run_recall", type="primary"):
         from igds.method.extract import ExtractConfig
@@ -52,17 +62,23 @@ if not state.recall_id:
     st.stop()
 
 table = feature_explorer_table(store, task, state.sae_key)
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 c1.metric("Candidates |C|", state.n_candidates)
-c2.metric("Measured", state.n_measured)
+c2.metric("Measured", f"{state.n_measured}/{state.n_candidates}")
 c3.metric("Validated |F*|", state.n_kept)
+c4.metric("Used for selection", state.n_used, help="F* less vetoed plus pinned features: what the Selection page "
+                                                   "scores the pool with")
+ways_on.fstar_notice(store, task, state, latest_effects(store, task) if state.n_measured else None,
+                     page="features")
 query = st.text_input("Search (feature id, context token, promoted token or label)", key="feat_search")
 shown = panel.filter_table(table, query)
 st.dataframe(shown, hide_index=True, width="stretch", key="feat_table", on_select="rerun", selection_mode="single-row",
              column_config=panel.table_config())
-feature = panel.pick_feature(table, shown)
+feature = panel.pick_feature(table, shown, sae_width(store, state.sae_key))
 
 panel.header(store, task, state, table, feature)
+if feature is None:
+    st.stop()
 panel.effect_chart(store, task, feature)
 with st.expander("Label and note", expanded=False):
     panel.label_form(store, state.sae_key, feature)

@@ -5,11 +5,12 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from igds.ui.jobs import job_launcher
+from igds.ui import ways_on
+from igds.ui.jobs import job_launcher, needs_or_waiting
 from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
 from igds.ui.state import current_task
 from igds.ui.widgets import needs
-from igds.workflow.explore import effect_views, task_state
+from igds.workflow.explore import effect_views, filter_preset, filter_rule, task_state
 from igds.workflow.stages import latest_effects
 
 task = current_task()
@@ -17,32 +18,34 @@ store = get_store()
 st.title(f"Interventions · {task}")
 state = task_state(store, task)
 if not state.recall_id:
-    needs("Run recall first (Features page): interventions test the recalled candidates.")
+    needs_or_waiting("Run recall first (Features page): interventions test the recalled candidates.",
+                     ("bootstrap", "extract"), task, "the recalled candidates")
     st.stop()
-job_launcher("intervene", {"task": task}, label=f"Measure effects of the {state.n_candidates} candidates",
-             key="int_job", help="the null first (random edits of the same size), then each candidate amplified "
-                                 "and ablated on the dev split; resumable")
+job_launcher("intervene", {"task": task}, label=f"Measure effects of the {state.n_candidates} candidates "
+             "(default filter)", key="int_job", help="the null first (random edits of the same size), then each "
+                                                     "candidate amplified and ablated on the dev split; resumable")
+res = latest_effects(store, task) if state.n_measured else None
 if not state.n_measured:
-    needs("No effects measured yet. Start the job above; results appear here feature by feature.")
+    ways_on.fstar_notice(store, task, state, res, page="interventions")
+    if not state.measuring:
+        needs("No effects measured yet. Start the job above; results appear here feature by feature.")
     st.stop()
 
 v = effect_views(store, task)
-res = latest_effects(store, task)
 cfg = res.config
 s = v["summary"]
 q_label = f"null p{100 * cfg.null_quantile:g}"
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c4, c5 = st.columns(4)
 c1.metric("Measured", f"{state.n_measured}/{state.n_candidates}")
-c2.metric("Validated |F*|", state.n_kept)
-c3.metric(q_label, f"{res.null_cut:+.4f} nats" if len(res.null) else "—",
+c2.metric("Validated |F*|", state.n_kept, f"{state.n_used} used for selection" if state.n_used != state.n_kept
+          else None, "off", help="used for selection: F* less vetoed plus pinned features", delta_arrow="off")
+c4.metric(q_label, f"{res.null_cut:+.4f} nats" if len(res.null) else "—",
           help=f"{len(res.null)} random edits of the candidates' median size on the same dev rows")
-c4.metric("Mean amplification effect", f"{v['amplification'].effect.mean():+.4f} nats")
-rule = f"effect > delta = {cfg.delta:g}" if cfg.delta is not None else f"effect > {q_label}"
-if cfg.require_significance:
-    rule += f" and BH q < {cfg.fdr:g}"
-st.caption(f"Edit: **{cfg.edit_mode}** at **{cfg.positions}** positions · α = 1 decides · kept when {rule}.")
-if not state.n_kept:
-    st.info(res.why_none_kept())
+c5.metric("Mean amplification effect", f"{v['amplification'].effect.mean():+.4f} nats")
+preset = filter_preset(cfg)
+st.caption(f"Run `{res.effect_id}` ({f'the {preset} preset' if preset else 'your own settings'}): edit "
+           f"**{cfg.edit_mode}** at **{cfg.positions}** positions · α = 1 decides · kept when {filter_rule(cfg)}.")
+ways_on.fstar_notice(store, task, state, res, page="interventions")
 
 kinds = st.segmented_control("Effect", ["amplify", "ablate"], default="amplify", key="int_kind")
 bars = (v["amplification"] if kinds == "amplify" else s[s.kind == kinds]).sort_values("effect", ascending=False)
@@ -97,7 +100,7 @@ c1, c2, c3 = st.columns(3)
 f_try = c1.selectbox("Feature", bars.feature.tolist(), key="try_feat")
 kind_try = c2.selectbox("Intervention", ["amplify", "ablate"], key="try_kind")
 alpha = c3.slider("α", 0.0, 8.0, 4.0, 0.5, key="try_alpha")
-if st.button("Generate", key="try_go"):
+if st.button("Generate", key="try_go", disabled=f_try is None):
     from igds.method.steer import generate_steered
 
     mean_act = float(v["scatter"].set_index("feature").mean_act.get(f_try, 1.0))

@@ -8,11 +8,12 @@ from igds.config import field_help
 from igds.data.corpus import POOL_SETTINGS
 from igds.method.resonance import AGGREGATIONS, DIRECTIONS, SCALES, WEIGHTS, ResonanceConfig, length_confound
 from igds.method.selection import SelectionConfig
+from igds.ui import ways_on
 from igds.ui.resources import get_resonance_matrix, get_store
 from igds.ui.state import current_task
 from igds.ui.vetting import examples_table, selection_charts, selection_inputs, vetting_queue, vetting_state
-from igds.ui.widgets import needs
-from igds.workflow.explore import selection_overlaps
+from igds.ui.widgets import md_text
+from igds.workflow.explore import default_pool, measuring_message, saved_name, selection_name, selection_overlaps
 from igds.workflow.stages import live_selection, select_igds
 from igds.workflow.vetting import save_vetted_selection
 
@@ -20,11 +21,15 @@ task = current_task()
 store = get_store()
 st.title(f"Selection · {task}")
 state, effects, candidates = selection_inputs(store, task)  # cached until the store's runs or overrides change
-if not state.ready_for_selection:
-    needs(f"No validated features: {effects.why_none_kept()}. Pin a feature on the Interventions "
-          "page or rerun interventions with a looser filter." if state.n_measured else
-          "No validated features yet: run recall (Features) and interventions (Interventions) first.")
+if not state.ready_for_selection:  # no feature to score with: why, and the ways on (a baseline needs none)
+    ways_on.selection_ways(store, task, state, effects)
     st.stop()
+if state.measuring:
+    st.caption(f"{measuring_message(state)} This selection uses what is measured so far.")
+elif not state.n_kept:
+    with st.expander(f"F\\* is empty: the selection scores with your {len(state.pinned)} pinned feature(s). Why, and "
+                     "the other ways on"):
+        ways_on.fstar_notice(store, task, state, effects, page="selection")
 
 with st.sidebar:
     st.subheader("Resonance")
@@ -36,7 +41,8 @@ with st.sidebar:
                        help=field_help(ResonanceConfig, "aggregation"))
     scale = st.selectbox("Per-feature scale", SCALES, key="sel_scale", help=field_help(ResonanceConfig, "scale"))
     weights = st.selectbox("Feature weights", WEIGHTS, key="sel_weights", help=field_help(ResonanceConfig, "weights"))
-    pool_setting = st.selectbox("Pool", list(reversed(POOL_SETTINGS)), key="sel_pool")
+    pools = list(reversed(POOL_SETTINGS))
+    pool_setting = st.selectbox("Pool", pools, index=pools.index(default_pool(store, task)), key="sel_pool")
     pool_limit = st.number_input("Pool limit (examples per task; 0: all)", min_value=0, value=0, step=50,
                                  key="sel_pool_limit", help=field_help(SelectionConfig, "pool_limit"))
 res_cfg = ResonanceConfig(aggregation=agg, scale=scale, weights=weights, direction=direction)
@@ -55,12 +61,15 @@ chosen = vet.chosen
 scores = sp.scores.assign(selected=sp.scores.example_id.isin(set(chosen.example_id)))
 conf = length_confound(sp.scores, chosen.example_id)
 
-c1, c2, c3, c4, c5 = st.columns(5)
-c1.metric("Selected", f"{len(chosen):,} / {len(scores):,}")
+c1, c2, c3, c4 = st.columns([2, 1.4, 1, 1.2])  # the count gets the room "12,345 / 67,890" needs
+hand = (len(sp.overrides.pinned_examples), len(sp.overrides.rejected_examples))
+c1.metric("Selected", f"{len(chosen):,} / {len(scores):,}", "{} pinned · {} rejected by hand".format(*hand)
+          if any(hand) else None, "off", delta_arrow="off")
 c2.metric("Spearman(FRS, content length)", "–" if math.isnan(conf.spearman) else f"{conf.spearman:+.2f}")
 c3.metric("Task share of selection", f"{(chosen.task == task).mean():.1%}" if len(chosen) else "–")
-c4.metric("Validated features used", len(sp.features))
-c5.metric("Pinned / rejected", f"{len(sp.overrides.pinned_examples)} / {len(sp.overrides.rejected_examples)}")
+n_pins = len(sp.overrides.pinned_features & set(sp.features))
+c4.metric("Validated features used", len(sp.features), f"{n_pins} pinned" if n_pins else None, "off",
+          help="F* less vetoed features, plus pinned ones", delta_arrow="off")
 if vet.active:
     st.caption(f"Vetting session `{vet.session_id}`: {len(vet.decisions)} decisions applied to the selection shown "
                "(accepted in, rejected out); saving stores them with it.")
@@ -69,11 +78,19 @@ st.caption("Spearman(FRS, content length) over the pool, content = the example's
            f"length: selection {conf.mean_tokens_selected:,.1f} vs. pool {conf.mean_tokens_pool:,.1f} tokens.")
 
 charts, overlap_box = st.columns(2), st.container()  # filled after the queue: a key press shows the next example first
-if st.button("Save this selection", key="sel_save", type="primary"):
-    sid = save_vetted_selection(store, state.extract_run, task, effects, sel_cfg, res_cfg, vet.session_id,
-                                state.sae_key, matrix) if vet.active else \
-        select_igds(store, state.extract_run, task, effects, sel_cfg, res_cfg, state.sae_key, matrix=matrix)
-    st.success(f"Saved selection {sid} (export and fine-tune it on the next page).")
+n1, n2 = st.columns([3, 1], vertical_alignment="bottom")
+with n1:
+    name = ways_on.name_field("Selection name", selection_name(task, sel_cfg, res_cfg, vet.active), key="sel_name")
+if n2.button("Save this selection", key="sel_save", type="primary"):
+    if problem := ways_on.name_taken(store, name):
+        st.error(md_text(problem))
+    else:
+        sid = save_vetted_selection(store, state.extract_run, task, effects, sel_cfg, res_cfg, vet.session_id,
+                                    state.sae_key, matrix, name=name) if vet.active else \
+            select_igds(store, state.extract_run, task, effects, sel_cfg, res_cfg, state.sae_key, name=name,
+                        matrix=matrix)
+        st.success(f"Saved selection {md_text(saved_name(store, sid))} (`{sid}`): export and fine-tune it on the "
+                   "next page.")
 
 vetting_queue(store, sp, vet, res_cfg, matrix)
 examples_table(store, task, scores, sp, res_cfg, state.extract_run)

@@ -11,10 +11,10 @@ from igds.settings import resolve_device
 from igds.training.export import EXPORT_FORMATS, ExportConfig, default_export_name, export_selection
 from igds.training.finetune import FinetuneConfig
 from igds.training.results import finetune_runs
-from igds.ui.jobs import job_launcher
+from igds.ui.jobs import job_launcher, needs_or_waiting
 from igds.ui.resources import get_store
 from igds.ui.state import current_task
-from igds.ui.widgets import md_text, needs
+from igds.ui.widgets import md_text
 from igds.workflow.explore import task_state
 from igds.workflow.tune import default_finetune_config, selection_examples
 
@@ -23,7 +23,8 @@ store = get_store()
 st.title(f"Export & fine-tune · {task}")
 sels = task_state(store, task).selections
 if sels.empty:
-    needs("No stored selection yet: save one on the Selection page (or run 'igds select').")
+    needs_or_waiting("No stored selection yet: save one on the Selection page (or run 'igds select').",
+                     ("bootstrap", "select"), task, "the stored selections")
     st.stop()
 label = {r.selection_id: f"{r.name} · {r.selection_id[:8]} · {r.method} · {r.n_selected}/{r.n_pool} ({r.pool_setting})"
          for r in sels.itertuples()}

@@ -5,10 +5,10 @@ import streamlit as st
 
 from igds.training.results import base_eval, correlations_table, eval_outputs, runs_table
 from igds.ui.experiment import experiment_view
-from igds.ui.jobs import job_launcher
+from igds.ui.jobs import job_launcher, needs_or_waiting
 from igds.ui.resources import get_store
 from igds.ui.state import bad_link, current_task, link_value
-from igds.ui.widgets import amplification_scatter, correlation_text, md_text, needs, url_write
+from igds.ui.widgets import amplification_scatter, correlation_text, md_text, url_write
 
 task = current_task()
 store = get_store()
@@ -27,7 +27,8 @@ with single:
     job_launcher("evaluate", {"task": task, "eval": {"n_examples": 200}}, label="Evaluate the base model",
                  key="eval_base", help="task metric and reference NLL of the base model on the test split")
     if runs.empty:
-        needs("No evaluated fine-tune yet: launch one on the Export & fine-tune page.")
+        needs_or_waiting("No evaluated fine-tune yet: launch one on the Export & fine-tune page.",
+                         ("bootstrap", "finetune", "experiment"), task, "the evaluated fine-tunes")
         st.stop()
 
     metric = runs.metric.iloc[0]

@@ -5,12 +5,12 @@ or ``?example=…`` links here."""
 
 import streamlit as st
 
+from igds.ui.jobs import needs_or_waiting
 from igds.ui.resources import get_store
 from igds.ui.state import current_task, shown_value
 from igds.ui.widgets import (
     lens_tokens,
     md_text,
-    needs,
     page_link_url,
     text_lens_of,
     token_highlights,
@@ -33,8 +33,9 @@ store = get_store()
 st.title(f"Text lens · {task}")
 state = task_state(store, task)
 if not state.extract_run:
-    needs("No activations yet: bootstrap the workspace on the Overview page first (the lens uses the model and SAE "
-          "of the task's extraction run).")
+    needs_or_waiting("No activations yet: bootstrap the workspace on the Overview page first (the lens uses the "
+                     "model and SAE of the task's extraction run).", ("bootstrap", "extract"), task,
+                     "the activations")
     st.stop()
 url_synced("text", "lens_text")
 url_synced("example", "lens_example")

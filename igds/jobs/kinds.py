@@ -19,19 +19,25 @@ import time
 from igds.jobs.context import JobContext
 from igds.jobs.folder import read_json, write_json
 from igds.jobs.registry import register_job_kind
+from igds.progress import begin_stage
 
 
 def _count(params: dict, ctx: JobContext) -> dict:
-    """Toy kind: count to ``steps`` sleeping ``sleep`` s per step, checkpointing each step; ``fail_at`` raises."""
+    """Toy kind: count to ``steps`` sleeping ``sleep`` s per step, checkpointing each step; ``fail_at`` raises.
+    With ``stages`` (names), it counts ``steps`` in each named stage, announced with :func:`begin_stage`."""
     steps, sleep = int(params.get("steps", 10)), float(params.get("sleep", 0.1))
+    stages = list(params.get("stages") or [])
     ckpt = ctx.checkpoint_dir / "step.json"
     step = read_json(ckpt)["step"] if ckpt.exists() else 0
     if step:
         ctx.log(f"resuming after step {step}")
-    while step < steps:
+    while step < steps * max(1, len(stages)):
         if ctx.should_stop():
             ctx.log(f"cancelled after step {step}")
             return {"count": step, "stopped": True}
+        i, k = divmod(step, steps)
+        if stages and (k == 0 or ctx.status.get("stage") is None):
+            begin_stage(ctx.progress, stages[i], i + 1, len(stages))
         ctx.log(f"step {step + 1} started")  # after the check: a cancel from now on waits for the next one
         time.sleep(sleep)
         step += 1
@@ -39,7 +45,7 @@ def _count(params: dict, ctx: JobContext) -> dict:
             raise RuntimeError(f"planted failure at step {step}")
         ctx.metric("step", step, step)
         write_json(ckpt, {"step": step})
-        ctx.progress(step, steps, f"count: {step}/{steps}")
+        ctx.progress(k + 1, steps, f"{stages[i] if stages else 'count'}: {k + 1}/{steps}")
     return {"count": step}
 
 
@@ -72,26 +78,43 @@ def _extract(params: dict, ctx: JobContext) -> dict:
 
 
 def _intervene(params: dict, ctx: JobContext) -> dict:
+    """Measure the task's current candidates. ``intervene`` (an ``InterventionConfig`` dict) starts from the method
+    preset ``intervene_preset`` names (e.g. ``paper``: its filter and measurement plan, on these same candidates;
+    default: the default config). The run is the dashboard's from then on (the newest intervention run is shown)."""
     from igds.method.intervene import InterventionConfig
+    from igds.method.presets import method_preset
     from igds.workflow.stages import current_recall, run_interventions
 
     ws, cfg = _workspace(params, ctx)
     task = params["task"]
+    base = params.get("intervene_preset")
+    icfg = InterventionConfig.from_dict({**(method_preset(base).intervene.to_dict() if base else {}),
+                                         **params.get("intervene", {})})
     recall = current_recall(ws, task, cfg.extract)
-    ctx.log(f"intervene: {len(recall.candidates)} candidates of {task}")
-    res = run_interventions(ws, task, recall, InterventionConfig.from_dict(params.get("intervene", {})),
-                            ctx.progress)
+    ctx.log(f"intervene: {len(recall.candidates)} candidates of {task}"
+            + (f", the {base} preset's intervention config" if base else "") + f": {icfg.to_json()}")
+    res = run_interventions(ws, task, recall, icfg, ctx.progress)
     return {"effect_id": res.effect_id, "kept": res.kept, "seconds": res.seconds}
 
 
 def _select(params: dict, ctx: JobContext) -> dict:
+    """A baseline selection stored under ``name`` (default: ``<method>-<task>-<ratio>``); ``extract_run`` names the
+    extraction run whose settings it reads (token counts for longest / shortest; default: the workspace's)."""
+    from igds.method.extract import ExtractConfig
     from igds.method.selection import SelectionConfig
     from igds.workflow.stages import select_baseline
 
     ws, cfg = _workspace(params, ctx)
+    extract_cfg = cfg.extract
+    if params.get("extract_run"):
+        run = ws.store.run(params["extract_run"])
+        if run is None:
+            raise ValueError(f"no extraction run {params['extract_run']!r} in {ws.store.path}")
+        extract_cfg = ExtractConfig.from_dict(run["config"]["extract"])
     sid = select_baseline(ws, params["task"], SelectionConfig.from_dict(params.get("selection", {})),
-                          progress=ctx.progress, extract_cfg=cfg.extract)
-    return {"selection_id": sid}
+                          name=params.get("name"), progress=ctx.progress, extract_cfg=extract_cfg)
+    ctx.log(f"select: stored selection {sid}" + (f" as {params['name']!r}" if params.get("name") else ""))
+    return {"selection_id": sid, "name": params.get("name")}
 
 
 def _finetune(params: dict, ctx: JobContext) -> dict:

@@ -14,6 +14,7 @@ from igds.ui.widgets import example_text, md_text, page_link_url, url_synced, ur
 
 FEATURE_KEY = "feat_id"
 EXAMPLE_KEY = "feat_example"
+LINK_PROBLEM = "feat.link_problem"  # why the link's ?feature= names no feature (the input is left empty)
 _LABEL_REMOVE = "feat.label_remove"  # (sae_key, feature) whose label an empty save would remove, awaiting confirmation
 NUMBER_COLUMNS = ("freq_task", "freq_ref", "lift", "mean_act_task", "amp_effect", "abl_effect", "q_value",
                   "attribution", "tok_freq_task", "tok_freq_ref")
@@ -44,35 +45,91 @@ def filter_table(table, query: str):
     return table[hit]
 
 
-def pick_feature(table, shown) -> int:
+def _check_link(d_sae: int | None) -> None:
+    """A link's ``feature`` that names no feature of the SAE (``?feature=abc``, ``?feature=999999`` past its width)
+    empties the feature input and leaves a message (:data:`LINK_PROBLEM`) instead of showing another feature."""
+    from igds.ui.state import url_value
+    from igds.workflow.explore import feature_link_problem
+
+    raw, seen = url_value("feature"), f"url_seen.feature.{FEATURE_KEY}"
+    if raw is None:  # the link was dropped (e.g. another task picked): so is what was said about it
+        st.session_state.pop(LINK_PROBLEM, None)
+    if raw is None or raw == st.session_state.get(seen):
+        return
+    if problem := feature_link_problem(raw, d_sae):
+        st.session_state[seen] = raw  # url_synced leaves it alone
+        st.session_state[LINK_PROBLEM] = problem
+        st.session_state[FEATURE_KEY] = None
+    else:
+        st.session_state.pop(LINK_PROBLEM, None)
+
+
+def pick_feature(table, shown, d_sae: int | None = None) -> int | None:
     """The feature number input, following (in this order) a row clicked in the table, a link's ``feature`` and the
-    last value; opens on the first validated feature. Writes the choice into the URL."""
+    last value; opens on the first validated feature. Writes the choice into the URL. None (the input empty) after
+    a link that names no feature of the SAE (``d_sae`` wide), until the user picks one."""
     picked = st.session_state.get("feat_table", {}).get("selection", {}).get("rows", [])
     row = int(shown.feature.iloc[picked[0]]) if picked and len(shown) > picked[0] else None
     if row is not None and row != st.session_state.get("feat_table_row"):
         st.session_state[FEATURE_KEY] = row
+        st.session_state.pop(LINK_PROBLEM, None)
     st.session_state["feat_table_row"] = row
+    _check_link(d_sae)
     kept = table[table.verdict == "kept"] if "verdict" in table else table.iloc[:0]
-    first = kept if len(kept) else table  # open on a validated feature when there is one
-    url_synced("feature", FEATURE_KEY, parse=int, default=int(first.feature.iloc[0]), valid=lambda f: f >= 0)
-    feature = int(st.number_input("Feature", min_value=0, step=1, key=FEATURE_KEY))
-    url_write("feature", FEATURE_KEY, feature)
-    return feature
+    first = int((kept if len(kept) else table).feature.iloc[0])  # open on a validated feature when there is one
+    current = st.session_state.get(FEATURE_KEY)
+    if current is not None and d_sae is not None and current >= d_sae:  # a wider SAE's feature (another task)
+        st.session_state[FEATURE_KEY] = first
+    url_synced("feature", FEATURE_KEY, parse=int, default=first,
+               valid=lambda f: f >= 0 and (d_sae is None or f < d_sae))
+    value = st.number_input("Feature", min_value=0, max_value=d_sae - 1 if d_sae else None, step=1, key=FEATURE_KEY,
+                            placeholder="a feature number", on_change=st.session_state.pop, args=(LINK_PROBLEM, None))
+    if value is None:
+        return None  # the address bar keeps the link as it was opened
+    url_write("feature", FEATURE_KEY, int(value))
+    return int(value)
 
 
-def header(store, task: str, state, table, feature: int) -> None:
-    """Title, badges (verdict, F*, feature checks, label), the effect figures and the veto / pin buttons."""
+def _override(store, task: str, sae_key: str | None, feature: int, action: str | None) -> None:
+    """Veto / Pin / Clear callback: stored before the rerun, so the counts and the Selection page follow at once."""
     from igds.method.selection import set_feature_override
+    from igds.ui.ways_on import FLASH
+
+    set_feature_override(store, task, sae_key, feature, action)
+    st.session_state[FLASH] = {"pin": f"Pinned f{feature}: the Selection page scores the pool with it now",
+                               "veto": f"Vetoed f{feature}: the Selection page leaves it out now",
+                               None: f"Cleared f{feature}'s veto or pin"}[action]
+
+
+def header(store, task: str, state, table, feature: int | None) -> None:
+    """Title, badges (verdict, F*, pinned / vetoed, feature checks, label), the effect figures and the veto / pin
+    buttons; for no feature (a link naming none), why, with the buttons disabled."""
+    from igds.method.selection import load_overrides
+    from igds.ui.ways_on import flash
     from igds.workflow.explore import feature_badges
 
+    flash()
+    if feature is None:
+        st.header("Feature")
+        problem = st.session_state.get(LINK_PROBLEM)
+        st.warning((f"The link's {md_text(problem)}. " if problem else "")
+                   + "No feature is shown: pick one in the table or type its number.", icon=":material/link_off:")
+        for col, label in zip(st.columns(6)[:3], ("Veto", "Pin", "Clear"), strict=True):
+            col.button(label, key=f"feat_{label.lower()}", disabled=True)
+        return
     st.header(f"Feature {feature}")
     row = table[table.feature == feature]
     r = row.iloc[0] if len(row) else None
+    ov = load_overrides(store, task, state.sae_key)
+    action = "pin" if feature in ov.pinned_features else "veto" if feature in ov.vetoed_features else None
     badges = []
     if r is not None and "verdict" in row:
         badges.append(":green-badge[★ validated (F*)]" if r.verdict == "kept" else f":gray-badge[{r.verdict}]")
     elif r is None:
         badges.append(":gray-badge[not a candidate of this task]")
+    if action:
+        badges.append(":violet-badge[pinned: the selection scores with it]" if action == "pin" else
+                      ":red-badge[vetoed: the selection leaves it out]")
     badges += [f":orange-badge[{b}]" for b in feature_badges(store, state.sae_key, feature)]
     if r is not None and r.get("label"):
         badges.append(f":blue-badge[{md_text(r.label)}]")
@@ -85,10 +142,9 @@ def header(store, task: str, state, table, feature: int) -> None:
                       f"**attribution estimate** {r.attribution:+.4f} · **ablation** {r.abl_effect:+.4f} · "
                       f"**verdict** {r.verdict}{stability}")
     b1, b2, b3 = right.columns(3)
-    for col, label, action in ((b1, "Veto", "veto"), (b2, "Pin", "pin"), (b3, "Clear", None)):
-        if col.button(label, key=f"feat_{label.lower()}"):
-            set_feature_override(store, task, state.sae_key, feature, action)
-            st.rerun()
+    for col, label, act in ((b1, "Veto", "veto"), (b2, "Pin", "pin"), (b3, "Clear", None)):
+        col.button(label, key=f"feat_{label.lower()}", disabled=act == action, on_click=_override,
+                   args=(store, task, state.sae_key, feature, act))
 
 
 def effect_chart(store, task: str, feature: int) -> None:

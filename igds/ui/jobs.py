@@ -20,7 +20,7 @@ from igds import jobs
 from igds.jobs.status import job_timing
 from igds.progress import format_left, format_seconds
 from igds.ui.pages import PAGES
-from igds.ui.widgets import md_text, section_table
+from igds.ui.widgets import md_text, needs, section_table
 
 SILENT_NOTE_S = 30.0  # a running job silent this long says so next to "no estimate yet"
 LOG_LINES = 200  # lines of log.txt the Log expander shows
@@ -219,6 +219,17 @@ def waiting_notice(status: dict, what: str) -> None:
         st.page_link(file, label=f"Watch or cancel it on the {title}", icon=":material/dashboard:")
     except st.errors.StreamlitAPIException:  # run outside the app's navigation (a page file on its own)
         st.markdown(f"[Watch or cancel it on the {title}]({url})")
+
+
+def needs_or_waiting(message: str, kinds: tuple[str, ...], task: str | None, what: str) -> bool:
+    """A page with nothing to show yet: which live job of ``kinds`` (on ``task``) it waits for, with a link to watch
+    it (:func:`waiting_notice`), or else ``message`` (what to start). Returns whether a job is on its way (the page
+    then offers no second start)."""
+    if job := waiting_on(*kinds, task=task):
+        waiting_notice(job, what)
+        return True
+    needs(message)
+    return False
 
 
 def just_finished(status: dict | None) -> bool:

@@ -18,7 +18,9 @@ import pandas as pd
 from igds.method.extract import ExtractConfig
 from igds.method.intervene import AMPLIFY, primary_amplification
 from igds.method.recall import load_recall
+from igds.method.selection import load_overrides
 from igds.progress import ProgressFn, null_progress
+from igds.ranking import ranked_ids
 from igds.store import ActivationStore
 from igds.workflow.stages import fstar_stability, latest_effects, latest_run
 
@@ -41,11 +43,19 @@ class TaskState:
     n_measured: int
     n_kept: int
     selections: pd.DataFrame
+    n_used: int = 0  # features an IGDS selection scores with: F* minus vetoes plus pins
+    pinned: tuple[int, ...] = ()
+    effect_status: str | None = None  # the intervention run's status (``done`` once every candidate is measured)
 
     @property
     def ready_for_selection(self) -> bool:
-        """IGDS selection needs validated features."""
-        return self.n_kept > 0
+        """IGDS selection needs features to score with: validated ones (less vetoes) or pinned ones."""
+        return self.n_used > 0
+
+    @property
+    def measuring(self) -> bool:
+        """The task's intervention run has not finished: ``F*`` is not decided yet."""
+        return self.effect_id is not None and self.effect_status != "done"
 
 
 def missing_activations(store: ActivationStore, run_id: str | None, task: str) -> int:
@@ -70,18 +80,23 @@ def task_state(store: ActivationStore, task: str) -> TaskState:
                          "AND (run_id = ? OR ? IS NULL) ORDER BY updated DESC LIMIT 1",
                          [(rec or {}).get("config", {}).get("extract_run")] * 2)
     eff = latest_run(store, "intervene", task)
-    n_cand = n_meas = n_kept = 0
+    sae_key = ext.sae_key.iloc[0] if not ext.empty else None
+    n_cand = n_meas = n_kept = n_used = 0
+    pinned: tuple[int, ...] = ()
     if rec:
         n_cand = store.n_recall_candidates(rec["run_id"])
     if eff:
         n_meas = len(store.measured_features(eff["run_id"]))
-        n_kept = len(latest_effects(store, task).kept) if n_meas else 0
+    if n_meas:  # pins count once effects are measured: a selection weighs its features by them
+        kept = latest_effects(store, task).kept
+        ov = load_overrides(store, task, sae_key)
+        n_kept, n_used, pinned = len(kept), len(ov.apply_to_features(kept)), tuple(sorted(ov.pinned_features))
     sels = store.query_df("SELECT selection_id, name, method, pool_setting, n_selected, n_pool, created "
                           "FROM selections WHERE task = ? ORDER BY created DESC", [task])
-    return TaskState(task=task, extract_run=ext.run_id.iloc[0] if not ext.empty else None,
-                     sae_key=ext.sae_key.iloc[0] if not ext.empty else None,
+    return TaskState(task=task, extract_run=ext.run_id.iloc[0] if not ext.empty else None, sae_key=sae_key,
                      recall_id=rec["run_id"] if rec else None, effect_id=eff["run_id"] if eff else None,
-                     n_candidates=n_cand, n_measured=n_meas, n_kept=n_kept, selections=sels)
+                     n_candidates=n_cand, n_measured=n_meas, n_kept=n_kept, selections=sels, n_used=n_used,
+                     pinned=pinned, effect_status=eff["status"] if eff else None)
 
 
 def features_table(store: ActivationStore, task: str) -> pd.DataFrame:
@@ -567,3 +582,107 @@ def example_activation(store: ActivationStore, run_id: str, example_id: str, fea
         rank = int((dens.max_act > row["max_act"]).sum()) + 1
     return {**rec, "max_act": float(row["max_act"]), "mean_act": float(row["mean_act"]),
             "n_active": int(row["n_active"]), "rank": rank}
+
+
+# -- an empty F* and the ways on from it (issue 24) ---------------------------------------------------------------
+# When the filter keeps nothing, the Features, Interventions and Selection pages say why (what the filter could see)
+# and offer a way on: the paper preset's filter or a looser one (a job), pinned candidates, or a baseline.
+
+
+def measuring_message(state: TaskState) -> str:
+    """What an unfinished intervention run has measured so far, instead of a verdict it cannot give yet."""
+    return (f"Interventions are still measuring: {state.n_measured} of {state.n_candidates} candidates so far "
+            "(the null's random edits are measured before the candidates). F* is decided once every candidate is "
+            "measured.")
+
+
+def fstar_why(effects) -> str:
+    """Why ``F*`` is empty, with the filter's power: :meth:`~igds.method.intervene.EffectResult.why_none_kept` plus
+    the number of dev items measured and the strongest candidate's 95% interval (effects inside it are noise to the
+    filter)."""
+    why = effects.why_none_kept()
+    amp = effects.amplification.dropna(subset=["effect"])
+    if amp.empty:
+        return why
+    best = amp[amp.feature == ranked_ids(amp.effect, amp.feature)[0]].iloc[0]
+    half = (best.ci_high - best.ci_low) / 2
+    return (f"{why}. Measured on {int(amp.n.max())} dev items: the strongest candidate's 95% interval is "
+            f"{best.effect:+.4f} ± {half:.4f} nats, so a smaller true effect cannot be told from noise")
+
+
+def pin_choices(effects) -> pd.DataFrame:
+    """Measured candidates a user may pin, strongest α = 1 amplification effect first (at the ranking resolution, ties
+    by feature id): feature, effect, ci_low, ci_high, q_value, reason."""
+    v = effects.verdict.dropna(subset=["effect"])
+    amp = effects.amplification.set_index("feature")
+    out = v[["feature", "effect", "q_value", "reason"]].assign(
+        ci_low=v.feature.map(amp.ci_low), ci_high=v.feature.map(amp.ci_high))
+    order = ranked_ids(out.effect, out.feature, descending=True)
+    return out.set_index("feature").loc[order].reset_index()[["feature", "effect", "ci_low", "ci_high", "q_value",
+                                                             "reason"]]
+
+
+KEEP_RULE_FIELDS = ("delta", "null_quantile", "fdr", "require_significance")
+"""The fields of an :class:`~igds.method.intervene.InterventionConfig` that decide ``F*`` from measured effects."""
+
+
+def filter_rule(cfg) -> str:
+    """An intervention config's keep rule in words: ``effect > null p95 and BH q < 0.05``."""
+    rule = f"effect > {cfg.delta:g} nats" if cfg.delta is not None else f"effect > null p{100 * cfg.null_quantile:g}"
+    return rule + (f" and BH q < {cfg.fdr:g}" if cfg.require_significance else " (no significance test)")
+
+
+def filter_preset(cfg) -> str | None:
+    """The method preset whose intervention config ``cfg`` is (``default``, ``paper``), or None for one of a user's
+    own."""
+    from igds.method.presets import METHOD_PRESETS
+
+    return next((name for name, p in METHOD_PRESETS.items() if p.intervene == cfg), None)
+
+
+def sae_width(store: ActivationStore, sae_key: str | None) -> int | None:
+    """How many features (latents) an SAE has, or None when the store does not know it."""
+    d = store.scalar("SELECT d_sae FROM saes WHERE sae_key = ?", [sae_key]) if sae_key else None
+    return int(d) if d is not None else None
+
+
+def feature_link_problem(raw: str, d_sae: int | None) -> str | None:
+    """Why a link's ``feature`` value names no feature of the SAE (not a whole number ≥ 0, or past its width), or
+    None when it names one."""
+    text = str(raw).strip()
+    if not text.isdigit():
+        return f"“{raw}” is not a feature number"
+    if d_sae is not None and int(text) >= d_sae:
+        return f"feature {int(text):,} does not exist: this task's SAE has {d_sae:,} features (0–{d_sae - 1:,})"
+    return None
+
+
+def selection_name(task: str, sel_cfg, res_cfg, vetted: bool = False) -> str:
+    """The default name of an IGDS selection: method, direction, task and cut (``igds-summarization-0.5``,
+    ``igds-hard-math-tau1.2``, ``igds-summarization-100000tok-vetted``)."""
+    kind = "igds" if res_cfg.higher_first else "igds-hard"
+    cut = (f"tau{sel_cfg.threshold:g}" if sel_cfg.threshold is not None else
+           f"{sel_cfg.token_budget}tok" if sel_cfg.token_budget is not None else f"{sel_cfg.ratio:g}")
+    return f"{kind}-{task}-{cut}" + ("-vetted" if vetted else "")
+
+
+def selection_named(store: ActivationStore, name: str) -> dict | None:
+    """The stored selection called ``name`` (the newest; selection_id, task, method, n_selected, created), or
+    None."""
+    df = store.query_df("SELECT selection_id, task, method, n_selected, created FROM selections WHERE name = ? "
+                        "ORDER BY created DESC LIMIT 1", [name])
+    return df.iloc[0].to_dict() if len(df) else None
+
+
+def saved_name(store: ActivationStore, selection_id: str) -> str:
+    """The name a stored selection goes by (a selection saved again under another name keeps its first one)."""
+    return store.scalar("SELECT name FROM selections WHERE selection_id = ?", [selection_id]) or selection_id
+
+
+def default_pool(store: ActivationStore, task: str) -> str:
+    """The pool setting a task is extracted with by default: ``task-only`` for a task whose pool does not include the
+    shipped general set, else ``mixed`` (shipped tasks)."""
+    from igds.workflow.catalog import task_data
+
+    data = task_data(store, task)
+    return data.default_pool_setting if data else "mixed"

@@ -282,8 +282,10 @@ def require_features(sp: ScoredPool, effects: EffectResult, task: str) -> None:
     if not sp.features:
         why = (f"all {len(effects.kept)} validated features are vetoed" if effects.kept
                else effects.why_none_kept())
-        raise NoValidatedFeatures(f"IGDS has no features to score {task!r} with: {why}; "
-                                  "pin a feature on the Interventions page or relax the filter (delta, p) to select")
+        raise NoValidatedFeatures(f"IGDS has no features to score {task!r} with: {why}; pin a candidate (Pin on the "
+                                  "Features, Interventions or Selection page) or rerun the filter looser (those "
+                                  "pages' Rerun the filter, or 'igds intervene --int-delta 0 "
+                                  "--int-require-significance false'), or select with a baseline")
 
 
 def igds_lineage(store: ActivationStore, run_id: str, sel_cfg: SelectionConfig, sp: ScoredPool,

@@ -136,3 +136,29 @@ def test_a_page_says_which_job_it_waits_for_and_links_to_the_overview():
         assert not AppTest.from_function(page_waiting, args=("math",), default_timeout=30).run().info
     finally:
         jobs.cancel_job(job, grace_s=2, wait=True)
+
+
+def test_pages_with_nothing_to_show_name_the_queued_bootstrap_instead_of_asking_to_start_it():
+    holder = jobs.start_job("count", LONG)  # holds the only slot: the bootstrap waits in the line, never runs
+    boot = None
+    try:
+        wait_until(lambda: jobs.job_status(holder)["state"] == "running")
+        boot = jobs.start_job("bootstrap", {})
+        wait_until(lambda: jobs.job_status(boot).get("queue") == {"place": 1, "of": 1})
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+        for page, what in (("pages/2_features.py", "the features of this task"),
+                           ("pages/9_lens.py", "the activations"), ("pages/5_finetune.py", "the stored selections"),
+                           ("pages/4_selection.py", "the validated features")):
+            at.switch_page(page).run()
+            assert not at.exception, (page, at.exception)
+            said = " ".join(i.value for i in at.info)
+            assert said.startswith(md_text(f"Waiting for job {boot} (bootstrap; queued — place 1 of 1")), (page, said)
+            assert md_text(f": {what} appear when it has finished.") in said, (page, said)
+            assert "bootstrap the workspace" not in said and "save one on" not in said, (page, said)
+        jobs.cancel_job(boot, grace_s=2, wait=True)
+        at.switch_page("pages/2_features.py").run()
+        assert "bootstrap the workspace on the Overview page first" in " ".join(i.value for i in at.info)
+    finally:
+        for job in (boot, holder):
+            if job:
+                jobs.cancel_job(job, grace_s=2, wait=True)
