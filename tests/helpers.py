@@ -54,3 +54,27 @@ def wait_until(pred, timeout: float = 60.0, poll: float = 0.05):
             return value
         time.sleep(poll)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def app_page(page: str, timeout: float = 60):
+    """A new browser session of the dashboard (an AppTest with its own session state) switched to ``page``
+    (``pages/4_selection.py``), checked for exceptions."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=timeout).run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def vet_current(at) -> str:
+    """The example the Selection page's vetting queue shows (its id is in the header's data attribute)."""
+    header = next(m.value for m in at.markdown if 'class="vet-current"' in m.value)
+    return header.split('data-example="')[1].split('"')[0]
+
+
+def shown_selection(at) -> set[str]:
+    """The example ids of the selection the Selection page shows (its examples table)."""
+    return set(at.dataframe(key="sel_table").value.example_id)

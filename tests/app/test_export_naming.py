@@ -3,30 +3,23 @@ another selection's export is refused with a message naming both; the same selec
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from igds.method.resonance import ResonanceConfig
 from igds.method.selection import SelectionConfig, load_selection
-from igds.store import ActivationStore
 from igds.training.export import ExportConfig, default_export_name, export_selection
 from igds.workflow.explore import task_state
 from igds.workflow.stages import latest_effects, select_igds
-from tests.integration.test_vetting import TASK, vetting_store_file
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import app_page
+from tests.integration.test_vetting import TASK
 
 
 @pytest.fixture
-def two_selections(tmp_path, monkeypatch):
+def two_selections(vetting_store):
     """A store with two selections of one name (ratios 0.5 and 0.25): ``(store, a, b)``."""
-    path = tmp_path / "igds.duckdb"
-    shutil.copy(vetting_store_file(), path)
-    monkeypatch.setenv("IGDS_STORE", str(path))
-    store = ActivationStore(path)
+    store = vetting_store
     state = task_state(store, TASK)
     effects = latest_effects(store, TASK)
     a, b = (select_igds(store, state.extract_run, TASK, effects, SelectionConfig(ratio=r), ResonanceConfig(),
@@ -34,11 +27,8 @@ def two_selections(tmp_path, monkeypatch):
     return store, a, b
 
 
-def export_page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    at.switch_page("pages/5_finetune.py").run()
-    assert not at.exception, at.exception
-    return at
+def export_page():
+    return app_page("pages/5_finetune.py")
 
 
 def manifest(name: str) -> dict:

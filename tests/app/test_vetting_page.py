@@ -1,45 +1,15 @@
 """Selection page, vetting queue: a decision re-ranks the selection the page shows and undo takes it back; a bulk
 decision by filter is one action."""
 
-import shutil
-from pathlib import Path
-
-import pytest
-from streamlit.testing.v1 import AppTest
-
-from igds.store import ActivationStore
-from tests.integration.test_vetting import vetting_store_file
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import app_page, shown_selection
+from tests.helpers import vet_current as current
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    path = tmp_path / "igds.duckdb"
-    shutil.copy(vetting_store_file(), path)
-    monkeypatch.setenv("IGDS_STORE", str(path))
-    monkeypatch.setenv("IGDS_USER", "grace")
-    return ActivationStore(path)
+def page():
+    return app_page("pages/4_selection.py")
 
 
-def page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    at.switch_page("pages/4_selection.py").run()
-    assert not at.exception, at.exception
-    return at
-
-
-def current(at) -> str:
-    """The example the queue shows (its id is in the header's data attribute)."""
-    header = next(m.value for m in at.markdown if 'class="vet-current"' in m.value)
-    return header.split('data-example="')[1].split('"')[0]
-
-
-def shown_selection(at) -> set[str]:
-    return set(at.dataframe(key="sel_table").value.example_id)
-
-
-def test_accept_below_the_cut_reranks_the_page_and_undo_restores_it(store):
+def test_accept_below_the_cut_reranks_the_page_and_undo_restores_it(vetting_store):
     at = page()
     before, first = shown_selection(at), current(at)
     assert first in before  # around the cut: the weakest selected example first
@@ -49,9 +19,9 @@ def test_accept_below_the_cut_reranks_the_page_and_undo_restores_it(store):
     at.text_input(key="vet_note").set_value("clearly on topic")
     at.button(key="vet_accept").click().run()
     assert not at.exception
-    sessions = store.query_df("SELECT session_id, user_name FROM vetting_sessions")
+    sessions = vetting_store.query_df("SELECT session_id, user_name FROM vetting_sessions")
     assert list(sessions.user_name) == ["grace"]
-    d = store.session_decisions(sessions.session_id.iloc[0])
+    d = vetting_store.session_decisions(sessions.session_id.iloc[0])
     assert list(zip(d.example_id, d.decision, d.note, d.user_name, strict=True)) == [
         (below, "accept", "clearly on topic", "grace")]
     after = shown_selection(at)
@@ -61,11 +31,11 @@ def test_accept_below_the_cut_reranks_the_page_and_undo_restores_it(store):
 
     at.button(key="vet_undo").click().run()
     assert not at.exception
-    assert store.session_decisions(sessions.session_id.iloc[0]).empty
+    assert vetting_store.session_decisions(sessions.session_id.iloc[0]).empty
     assert shown_selection(at) == before and current(at) == below  # back on the undone example
 
 
-def test_bulk_decision_by_source_is_one_action(store):
+def test_bulk_decision_by_source_is_one_action(vetting_store):
     at = page()
     task_sources = ["debian-ddtp"]  # the summarization examples' source in the tiny workspace
     at.multiselect(key="vet_f_sources").set_value(task_sources).run()
@@ -73,22 +43,22 @@ def test_bulk_decision_by_source_is_one_action(store):
     assert "120 matching" in at.button(key="vet_bulk").label
     at.button(key="vet_bulk").click().run()
     assert not at.exception
-    sid = store.query_df("SELECT session_id FROM vetting_sessions").session_id.iloc[0]
-    d = store.session_decisions(sid)
+    sid = vetting_store.query_df("SELECT session_id FROM vetting_sessions").session_id.iloc[0]
+    d = vetting_store.session_decisions(sid)
     assert len(d) == 120 and set(d.decision) == {"reject"} and d.seq.nunique() == 1
     assert next(m for m in at.metric if m.label == "Task share of selection").value == "0.0%"
     at.button(key="vet_undo").click().run()
-    assert store.session_decisions(sid).empty
+    assert vetting_store.session_decisions(sid).empty
     assert next(m for m in at.metric if m.label == "Task share of selection").value != "0.0%"
 
 
-def test_apply_to_task_overrides_lists_the_decisions_and_applies_those_listed(store):
+def test_apply_to_task_overrides_lists_the_decisions_and_applies_those_listed(vetting_store):
     from igds.method.selection import load_overrides
 
     at = page()
     assert at.button(key="vet_start").label == "Start a vetting session"
     at.button(key="vet_start").click().run()
-    sid = store.query_df("SELECT session_id FROM vetting_sessions").session_id.iloc[0]
+    sid = vetting_store.query_df("SELECT session_id FROM vetting_sessions").session_id.iloc[0]
     assert any(f"Started vetting session {sid}" in i.value for i in at.info) and at.button(key="vet_apply").disabled
     accepted = current(at)
     at.button(key="vet_accept").click().run()
@@ -99,12 +69,12 @@ def test_apply_to_task_overrides_lists_the_decisions_and_applies_those_listed(st
     listed = next(df.value for df in at.dataframe if "decided" in df.value)
     assert list(zip(listed.example_id, listed.decision, strict=True)) == [(accepted, "accept"), (rejected, "reject")]
     assert any("1 accepted examples become pinned and 1 rejected" in w.value for w in at.warning)
-    assert load_overrides(store, "summarization").pinned_examples == frozenset()  # not before the confirmation
+    assert load_overrides(vetting_store, "summarization").pinned_examples == frozenset()  # not before the confirmation
     late = current(at)
     at.button(key="vet_reject").click().run()  # decided after the listing: not applied by this confirmation
     assert at.button(key="vet_confirm").label == "Confirm: pin 1, reject 1"
     at.button(key="vet_confirm").click().run()
     assert not at.exception
-    ov = load_overrides(store, "summarization")
+    ov = load_overrides(vetting_store, "summarization")
     assert ov.pinned_examples == {accepted} and ov.rejected_examples == {rejected} and late not in ov.rejected_examples
     assert any(f"Task overrides from session {sid}" in i.value and "1 examples pinned" in i.value for i in at.info)
