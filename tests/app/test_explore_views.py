@@ -4,10 +4,10 @@ feature label that survives a reload and is found by search, and a link that ope
 import shutil
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from igds.store import ActivationStore
-from tests.app.test_pages import ROOT, tiny_workspace
+from tests.app.test_pages import tiny_workspace
+from tests.helpers import app_page
 
 TASK = "summarization"
 
@@ -54,14 +54,9 @@ def store(explore_store_file, tmp_path, monkeypatch):
     return ActivationStore(path)
 
 
-def open_page(page: str, **params) -> AppTest:
+def open_page(page: str, **params):
     """The app opened on ``page`` with URL state ``params`` (as a link would)."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.query_params.update({k: str(v) for k, v in params.items()})
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
+    return app_page(page, 60, **params)
 
 
 def metric(at, label: str) -> str:

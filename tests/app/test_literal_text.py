@@ -11,11 +11,11 @@ from html.parser import HTMLParser
 
 import pytest
 from markdown_it import MarkdownIt
-from streamlit.testing.v1 import AppTest
 
 from igds.store import ActivationStore
 from igds.ui.widgets import html_text, md_text
-from tests.app.test_pages import ROOT, demo_store_file, tiny_workspace  # noqa: F401 - a module-scoped fixture
+from tests.app.test_pages import demo_store_file, tiny_workspace  # noqa: F401 - a module-scoped fixture
+from tests.helpers import app_page
 
 HOSTILE = "![x](http://127.0.0.1:9/p.png) <b>b</b> $$x$$"
 TASK = "summarization"
@@ -91,13 +91,9 @@ def hostile_store(demo_store_file, tmp_path, monkeypatch):  # noqa: F811 - the f
     return store
 
 
-def open_page(page: str, **params) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.query_params.update({k: str(v) for k, v in params.items()})
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
+def open_page(page: str, **params):
+    """The app opened on ``page`` with URL state ``params`` (as a link would)."""
+    return app_page(page, 120, **params)
 
 
 def markdown_bodies(at) -> list[tuple[bool, str]]:

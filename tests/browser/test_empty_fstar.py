@@ -28,6 +28,23 @@ def click_key(b, key: str, timeout: float = 60) -> None:
     b.click_element(f"document.querySelector('.st-key-{key} button:not([disabled])')", timeout)
 
 
+def start_job(b, key: str, kind: str, tries: int = 3) -> str:
+    """Click the Start button of the job launcher ``key`` once the page is idle and return the id of the ``kind``
+    job it started. A click that lands while a rerun moves the page starts nothing: it is retried (at most
+    ``tries`` clicks), and a button that never starts a job fails the test naming it."""
+    before = {s["job_id"] for s in jobs.list_jobs()}
+    for _ in range(tries):
+        b.idle()
+        click_key(b, f"{key}_start")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            new = [s["job_id"] for s in jobs.list_jobs() if s["kind"] == kind and s["job_id"] not in before]
+            if new:
+                return new[0]
+            time.sleep(0.25)
+    raise AssertionError(f"{tries} clicks on {key}_start started no {kind} job; page: {b.text()[-2000:]}")
+
+
 def metric_js(label: str) -> str:
     """A JavaScript expression: the value of the metric labelled ``label`` (null when there is none)."""
     return ("(() => { const m = [...document.querySelectorAll('[data-testid=\"stMetric\"]')].find(m => "
@@ -45,8 +62,16 @@ def save_selection(b, url: str, name: str) -> None:
     b.open(f"{url}/selection?task={TASK}", expect="Save this selection", settle=1.0)
     b.idle()
     b.type_into("Selection name", name)
-    b.idle()
-    b.click_button("Save this selection")
+    store = ActivationStore(os.environ["IGDS_STORE"])
+    for _ in range(3):  # a click that lands while the name's rerun moves the page saves nothing: click again
+        b.idle()
+        b.click_button("Save this selection")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and store.scalar("SELECT count(*) FROM selections WHERE name = ?",
+                                                           [name]) == 0:
+            time.sleep(0.25)
+        if store.scalar("SELECT count(*) FROM selections WHERE name = ?", [name]):
+            break
     wait_saved(b, name, timeout=60)
 
 
@@ -66,19 +91,18 @@ def start_finetune(b, url: str, name: str, store: ActivationStore) -> str:
     b.open(f"{url}/finetune?task={TASK}", expect="Fine-tune (LoRA)", settle=1.0)
     b.idle()
     assert name in (b.select_value("Selection") or ""), b.select_value("Selection")
-    click_key(b, "ft_job_start")
-    b.wait_text("job finetune-", timeout=60)  # the job's line in the panel
+    job = start_job(b, "ft_job", "finetune")
+    b.wait_text(f"job {job}", timeout=60)  # the job's line in the panel
     sid = store.scalar("SELECT selection_id FROM selections WHERE name = ?", [name])
-    job = next(s for s in jobs.list_jobs() if s["kind"] == "finetune"
-               and jobs.job_spec(s["job_id"])["params"]["selection_id"] == sid)
+    assert jobs.job_spec(job)["params"]["selection_id"] == sid
     deadline = time.monotonic() + 180
-    while jobs.job_status(job["job_id"])["state"] not in ("running", "done"):
-        assert time.monotonic() < deadline and jobs.job_status(job["job_id"])["state"] in ("queued", "running"), \
-            jobs.job_status(job["job_id"])
+    while jobs.job_status(job)["state"] not in ("running", "done"):
+        assert time.monotonic() < deadline and jobs.job_status(job)["state"] in ("queued", "running"), \
+            jobs.job_status(job)
         time.sleep(0.5)
-    jobs.cancel_job(job["job_id"])  # the next way needs the queue's slot
-    jobs.wait_job(job["job_id"], timeout=120)
-    return job["job_id"]
+    jobs.cancel_job(job)  # the next way needs the queue's slot
+    jobs.wait_job(job, timeout=120)
+    return job
 
 
 def test_each_way_on_from_an_empty_fstar_reaches_a_saved_selection_and_a_started_finetune(tmp_path, monkeypatch):
@@ -105,8 +129,8 @@ def test_each_way_on_from_an_empty_fstar_reaches_a_saved_selection_and_a_started
         assert "F* is empty" in text and "16 dev items" in text and "none of the 6 candidates" in text
         b.screenshot(out / "empty-fstar-selection.png")
         b.type_into("Baseline selection name", "adder-random")
-        b.idle()
-        click_key(b, "way_base_start")
+        b.wait_text("by random as adder-random")  # the launcher's label follows the committed name
+        start_job(b, "way_base", "select")
         wait_saved(b, "adder-random", timeout=240)
         info, _ = load_selection(store, store.scalar("SELECT selection_id FROM selections WHERE name = 'adder-random'"))
         assert info["method"] == "random"
@@ -144,7 +168,7 @@ def test_each_way_on_from_an_empty_fstar_reaches_a_saved_selection_and_a_started
         t0 = time.monotonic()
         b.open(f"{url}/interventions?task={TASK}", expect="Ways on", settle=1.0)
         b.idle()
-        click_key(b, "way_paper_start")
+        start_job(b, "way_paper", "intervene")
         b.wait_text("(the paper preset)", timeout=300)  # the page reran on the job's end: its run is shown
         b.idle()
         kept = latest_effects(store, TASK).kept
