@@ -21,6 +21,10 @@ LENS_TEXT = ("Summarize this software package description in one short line:\n\n
              "GNU Emacs is an extensible, customizable, free text editor and more.")
 
 
+READY = {"features": "Examples by activation quantile", "interventions": "Mean amplification effect"}
+"""Text a page shows once its content is drawn, where its title comes long before it."""
+
+
 def views(task: str = TASK) -> list[tuple[str, str, str]]:
     """``(name, url path with query, text the view shows when ready)`` of the views opened through URL state, on
     the workspace's own data: the first validated feature with an example from its activation quantiles, the
@@ -34,7 +38,7 @@ def views(task: str = TASK) -> list[tuple[str, str, str]]:
     store = ActivationStore()
     state = task_state(store, task)
     out = []
-    kept = latest_effects(store, task).kept if state.n_measured else []
+    kept = (latest_effects(store, task).kept if state.n_measured else []) or list(state.pinned)  # or a pinned one
     if kept:
         q = quantile_examples(store, state.extract_run, kept[0])
         link = {"task": task, "feature": kept[0], **({"example": q.example_id.iloc[2]} if len(q) > 2 else {})}
@@ -63,7 +67,7 @@ def main() -> None:
             b.call("Emulation.setDeviceMetricsOverride", width=1400, height=args.height, deviceScaleFactor=1,
                    mobile=False)
         b.open(url, expect="IGDS workspace")
-        shots = [(path, path, title) for _, title, path, _ in PAGES if path not in named]
+        shots = [(path, path, READY.get(path, title)) for _, title, path, _ in PAGES if path not in named]
         shots += [(name, path, expect) for name, (path, expect) in named.items()]
         for name, path, expect in shots:
             if args.pages and name not in args.pages:
