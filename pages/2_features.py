@@ -50,15 +50,9 @@ if not state.recall_id:
         waiting_notice(job, "the recalled features")
         st.stop()
     needs("Run recall to find the SAE features that fire most often on this task.")
-    if st.button("Run recall", key="run_recall", type="primary"):
-        from igds.method.extract import ExtractConfig
-        from igds.method.recall import RecallConfig
-        from igds.workflow.stages import run_recall
-
-        extract_cfg = ExtractConfig.from_dict(store.run(state.extract_run)["config"]["extract"])
-        with st.spinner("Recalling features…"), MODEL_LOCK:
-            run_recall(get_workspace(state.extract_run), task, RecallConfig(), extract_cfg)
-        st.rerun()
+    job_launcher("recall", {"task": task, "extract_run": state.extract_run}, label=f"Recall {task}'s features",
+                 key="run_recall", help="token frequencies on the task's probe items against the reference set, "
+                                        "then the logit lens of the SAE's features (once per SAE); a job")
     st.stop()
 
 table = feature_explorer_table(store, task, state.sae_key)

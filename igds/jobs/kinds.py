@@ -77,6 +77,27 @@ def _extract(params: dict, ctx: JobContext) -> dict:
     return dict(res.__dict__)
 
 
+def _recall(params: dict, ctx: JobContext) -> dict:
+    """Frequency recall of ``task`` (``recall``: a ``RecallConfig`` dict) over the extraction run ``extract_run``,
+    with the model and SAE that run was made with (the logit lens of the SAE's features is computed once, here)."""
+    from igds.method.extract import ExtractConfig
+    from igds.method.recall import RecallConfig
+    from igds.store import ActivationStore
+    from igds.workflow.stages import run_recall
+    from igds.workflow.workspace import resolve_workspace
+
+    store = ActivationStore()
+    run = store.run(params["extract_run"])
+    if run is None:
+        raise ValueError(f"no extraction run {params['extract_run']!r} in {store.path}")
+    ws = resolve_workspace(store, run_id=params["extract_run"], progress=ctx.progress)
+    ctx.log(f"recall: {params['task']} over extraction run {params['extract_run']}")
+    res = run_recall(ws, params["task"], RecallConfig.from_dict(params.get("recall", {})),
+                     ExtractConfig.from_dict(run["config"]["extract"]))
+    ctx.log(f"recall: {len(res.candidates)} candidates (run {res.recall_id})")
+    return {"recall_id": res.recall_id, "n_candidates": len(res.candidates)}
+
+
 def _intervene(params: dict, ctx: JobContext) -> dict:
     """Measure the task's current candidates. ``intervene`` (an ``InterventionConfig`` dict) starts from the method
     preset ``intervene_preset`` names (e.g. ``paper``: its filter and measurement plan, on these same candidates;
@@ -204,7 +225,7 @@ def _matmul(params: dict, ctx: JobContext) -> dict:
 
 
 # heavy kinds run a model (or all-core work) and wait for a slot of the local queue (igds.jobs.queue)
-_HEAVY = {"bootstrap": _bootstrap, "extract": _extract, "intervene": _intervene, "select": _select,
+_HEAVY = {"bootstrap": _bootstrap, "extract": _extract, "recall": _recall, "intervene": _intervene, "select": _select,
           "finetune": _finetune, "evaluate": _evaluate_base, "experiment": _experiment, "highlights": _highlights,
           "identity": _identity, "matmul": _matmul}
 for _name, _fn in _HEAVY.items():

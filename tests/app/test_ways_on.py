@@ -291,3 +291,21 @@ def test_save_takes_a_name_with_a_default_and_refuses_a_taken_one(store):
     at.button(key="sel_save").click().run()
     assert any("already stored" in e.value for e in at.error)
     assert store.scalar("SELECT count(*) FROM selections WHERE name = 'quarter'") == 1
+
+
+def test_recall_runs_as_a_job_and_the_page_never_loads_the_model(store, inline_jobs, monkeypatch):
+    with store.connect() as con:  # the workspace as it is after extraction: nothing recalled or measured yet
+        con.execute("DELETE FROM runs WHERE stage IN ('recall', 'intervene')")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the dashboard's process loaded the model")
+
+    monkeypatch.setattr("igds.ui.resources.get_workspace", no_model)
+    at = app(FEATURES)
+    assert any("Run recall" in i.value for i in at.info)
+    extract_run = task_state(store, TASK).extract_run
+    start(at, "run_recall")
+    assert inline_jobs == [("recall", {"task": TASK, "extract_run": extract_run})]
+    state = task_state(store, TASK)
+    assert state.recall_id and state.n_candidates == 6
+    assert metric(at, "Candidates |C|") == "6" and not at.exception
