@@ -7,9 +7,9 @@ import streamlit as st
 
 from igds.ui import ways_on
 from igds.ui.jobs import job_launcher, needs_or_waiting
-from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
+from igds.ui.resources import get_store
 from igds.ui.state import current_task
-from igds.ui.widgets import needs
+from igds.ui.widgets import generations, needs
 from igds.workflow.explore import effect_views, filter_preset, filter_rule, task_state
 from igds.workflow.stages import latest_effects
 
@@ -100,15 +100,10 @@ c1, c2, c3 = st.columns(3)
 f_try = c1.selectbox("Feature", bars.feature.tolist(), key="try_feat")
 kind_try = c2.selectbox("Intervention", ["amplify", "ablate"], key="try_kind")
 alpha = c3.slider("α", 0.0, 8.0, 4.0, 0.5, key="try_alpha")
-if st.button("Generate", key="try_go", disabled=f_try is None):
-    from igds.method.steer import generate_steered
-
+if f_try is not None:  # greedy generation runs the model: a job (it waits for the queue's slot like any other)
     mean_act = float(v["scatter"].set_index("feature").mean_act.get(f_try, 1.0))
-    ws = get_workspace(state.effect_id)  # the model and SAE the interventions measured
-    with st.spinner("Generating…"), MODEL_LOCK:
-        out = generate_steered(ws.model, ws.tokenizer, ws.sae, ws.site, prompt, int(f_try), kind_try, alpha, mean_act)
-    a, b = st.columns(2)
-    a.markdown("**Unmodified**")
-    a.text(out["base"])  # generations are shown as text, never rendered
-    b.markdown(f"**{kind_try} f{f_try}**")
-    b.text(out["steered"])
+    job_launcher("steer", {"run_id": state.effect_id, "prompt": prompt, "feature": int(f_try), "kind": kind_try,
+                           "alpha": float(alpha), "mean_act": mean_act},
+                 label=f"Generate with f{f_try} {kind_try}ed (α = {alpha:g})", key="try_go", render=generations,
+                 help="48 greedy tokens from the prompt, unmodified and with the feature edited, with the model and "
+                      "SAE the interventions measured")

@@ -98,6 +98,21 @@ def _recall(params: dict, ctx: JobContext) -> dict:
     return {"recall_id": res.recall_id, "n_candidates": len(res.candidates)}
 
 
+def _steer(params: dict, ctx: JobContext) -> dict:
+    """Greedy generation from ``prompt`` unmodified and with ``feature`` amplified or ablated (``kind``, ``alpha``,
+    ``mean_act``), with the model and SAE of the run ``run_id`` (an intervention run): ``{"base", "steered"}``."""
+    from igds.method.steer import generate_steered
+    from igds.store import ActivationStore
+    from igds.workflow.workspace import resolve_workspace
+
+    ws = resolve_workspace(ActivationStore(), run_id=params["run_id"], progress=ctx.progress)
+    ctx.progress(0, 1, f"generating with f{params['feature']} {params['kind']}ed (α = {params['alpha']:g})")
+    out = generate_steered(ws.model, ws.tokenizer, ws.sae, ws.site, params["prompt"], int(params["feature"]),
+                           params["kind"], float(params["alpha"]), float(params["mean_act"]))
+    ctx.progress(1, 1, "generated")
+    return {**out, **{k: params[k] for k in ("feature", "kind", "alpha")}}
+
+
 def _intervene(params: dict, ctx: JobContext) -> dict:
     """Measure the task's current candidates. ``intervene`` (an ``InterventionConfig`` dict) starts from the method
     preset ``intervene_preset`` names (e.g. ``paper``: its filter and measurement plan, on these same candidates;
@@ -227,7 +242,7 @@ def _matmul(params: dict, ctx: JobContext) -> dict:
 # heavy kinds run a model (or all-core work) and wait for a slot of the local queue (igds.jobs.queue)
 _HEAVY = {"bootstrap": _bootstrap, "extract": _extract, "recall": _recall, "intervene": _intervene, "select": _select,
           "finetune": _finetune, "evaluate": _evaluate_base, "experiment": _experiment, "highlights": _highlights,
-          "identity": _identity, "matmul": _matmul}
+          "identity": _identity, "steer": _steer, "matmul": _matmul}
 for _name, _fn in _HEAVY.items():
     register_job_kind(_name, _fn, heavy=True)
 register_job_kind("count", _count)  # light unless its params say {"heavy": true}

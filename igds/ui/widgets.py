@@ -244,3 +244,14 @@ def live_selection_settings():
     elif mode == "token budget" and ss.get("sel_budget") is not None:
         sel["token_budget"] = int(ss["sel_budget"])
     return SelectionConfig(**sel), ResonanceConfig(**res)
+
+
+def generations(status: dict) -> None:
+    """A finished ``steer`` job's two generations side by side, shown as text (never rendered)."""
+    out = status.get("result") or {}
+    if status["state"] == "done" and "steered" in out:
+        a, b = st.columns(2)
+        a.markdown("**Unmodified**")
+        a.text(out["base"])
+        b.markdown(f"**{out['kind']} f{out['feature']}** (α = {out['alpha']:g})")
+        b.text(out["steered"])

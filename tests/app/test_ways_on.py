@@ -309,3 +309,19 @@ def test_recall_runs_as_a_job_and_the_page_never_loads_the_model(store, inline_j
     state = task_state(store, TASK)
     assert state.recall_id and state.n_candidates == 6
     assert metric(at, "Candidates |C|") == "6" and not at.exception
+
+
+def test_generation_with_a_feature_edited_runs_as_a_job_and_shows_both_texts(store, inline_jobs, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the dashboard's process loaded the model")
+
+    monkeypatch.setattr("igds.ui.resources.get_workspace", no_model)
+    at = app(INTERVENTIONS)
+    feature = at.selectbox(key="try_feat").value
+    at.selectbox(key="try_kind").set_value("ablate").run()
+    start(at, "try_go")
+    (kind, params), = inline_jobs
+    assert kind == "steer" and params["feature"] == feature and params["kind"] == "ablate"
+    assert params["run_id"] == task_state(store, TASK).effect_id
+    assert any(m.value == f"**ablate f{feature}** (α = 4)" for m in at.markdown), [m.value for m in at.markdown]
+    assert len(at.text) >= 2 and all(isinstance(t.value, str) for t in at.text[-2:])

@@ -168,7 +168,7 @@ def test_cli_start_wait_and_show(capsys):
 
 
 def test_the_registry_is_the_list_of_kinds_and_importing_jobs_is_light(capsys):
-    stages = {"bootstrap", "extract", "intervene", "select", "finetune", "evaluate", "experiment"}
+    stages = {"bootstrap", "extract", "recall", "intervene", "steer", "select", "finetune", "evaluate", "experiment"}
     assert stages | {"count"} <= set(jobs.job_kinds())
     with pytest.raises(SystemExit):  # the CLI offers the registry's kinds
         main(["job", "start", "no-such-kind"])
