@@ -75,10 +75,12 @@ def main() -> None:
 
     import ray
 
+    from igds.executor.runtime import start_local
+
     t0 = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    start_local(2)  # the project's local Ray: every server on 127.0.0.1
     t_start = time.perf_counter() - t0
-    print(f"ray.init (local, 2 CPUs): {t_start:.2f} s")
+    print(f"ray start (local on 127.0.0.1, 2 CPUs): {t_start:.2f} s")
     spec = WorkerSpec(model=mspec.to_dict(), sae=sspec.to_dict(), site=site)
     rows = []
     for actors, cpus in ((1, 2.0), (2, 1.0)):
