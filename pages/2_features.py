@@ -6,10 +6,10 @@ import streamlit as st
 
 from igds.ui import features as panel
 from igds.ui import ways_on
-from igds.ui.jobs import job_launcher, needs_or_waiting, waiting_notice, waiting_on
+from igds.ui.jobs import job_launcher, needs_or_waiting
 from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
 from igds.ui.state import DEFAULT_TASK, current_task
-from igds.ui.widgets import context_highlights, md_code, needs
+from igds.ui.widgets import context_highlights, md_code
 from igds.workflow.catalog import task_data
 from igds.workflow.explore import (
     CONTEXT_K,
@@ -36,23 +36,21 @@ if not state.extract_run and task == DEFAULT_TASK:
                      ("bootstrap", "extract"), task, "the features of this task")
     st.stop()
 if not state.recall_id and (missing := missing_activations(store, state.extract_run, task)):
-    if (job := waiting_on("bootstrap", task=task)) is not None:  # its extraction stage fills them
-        waiting_notice(job, "the features of this task")
-        st.stop()
-    needs(f"{missing} of this task's probe and dev items have no activations yet: extract the task first "
-          "(its probe, dev and pool items, with the model and SAE the workspace uses).")
-    data = task_data(store, task)
-    job_launcher("extract", {"tasks": [task], "pool_setting": data.default_pool_setting if data else "mixed"},
-                 label=f"Extract {task}", key="extract_task", help="runs in the background; you can leave this page")
+    # a bootstrap on its way fills them (its extraction stage); else the task is extracted on its own
+    if not needs_or_waiting(f"{missing} of this task's probe and dev items have no activations yet: extract the task "
+                            "first (its probe, dev and pool items, with the model and SAE the workspace uses).",
+                            ("bootstrap",), task, "the features of this task"):
+        data = task_data(store, task)
+        job_launcher("extract", {"tasks": [task], "pool_setting": data.default_pool_setting if data else "mixed"},
+                     label=f"Extract {task}", key="extract_task",
+                     help="runs in the background; you can leave this page")
     st.stop()
 if not state.recall_id:
-    if (job := waiting_on("bootstrap", task=task)) is not None:  # it recalls after extracting
-        waiting_notice(job, "the recalled features")
-        st.stop()
-    needs("Run recall to find the SAE features that fire most often on this task.")
-    job_launcher("recall", {"task": task, "extract_run": state.extract_run}, label=f"Recall {task}'s features",
-                 key="run_recall", help="token frequencies on the task's probe items against the reference set, "
-                                        "then the logit lens of the SAE's features (once per SAE); a job")
+    if not needs_or_waiting("Run recall to find the SAE features that fire most often on this task.",
+                            ("bootstrap",), task, "the recalled features"):  # a bootstrap recalls after extracting
+        job_launcher("recall", {"task": task, "extract_run": state.extract_run}, label=f"Recall {task}'s features",
+                     key="run_recall", help="token frequencies on the task's probe items against the reference set, "
+                                            "then the logit lens of the SAE's features (once per SAE); a job")
     st.stop()
 
 table = feature_explorer_table(store, task, state.sae_key)

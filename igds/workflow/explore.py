@@ -622,10 +622,6 @@ def pin_choices(effects) -> pd.DataFrame:
                                                              "reason"]]
 
 
-KEEP_RULE_FIELDS = ("delta", "null_quantile", "fdr", "require_significance")
-"""The fields of an :class:`~igds.method.intervene.InterventionConfig` that decide ``F*`` from measured effects."""
-
-
 def filter_rule(cfg) -> str:
     """An intervention config's keep rule in words: ``effect > null p95 and BH q < 0.05``."""
     rule = f"effect > {cfg.delta:g} nats" if cfg.delta is not None else f"effect > null p{100 * cfg.null_quantile:g}"
