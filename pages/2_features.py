@@ -10,13 +10,13 @@ from igds.ui.jobs import job_launcher, needs_or_waiting
 from igds.ui.resources import MODEL_LOCK, get_store, get_workspace
 from igds.ui.state import DEFAULT_TASK, current_task
 from igds.ui.widgets import context_highlights, md_code
-from igds.workflow.catalog import task_data
 from igds.workflow.explore import (
     CONTEXT_K,
     CONTEXT_WINDOW,
     activation_histogram,
     cached_contexts,
     compute_contexts,
+    default_pool,
     feature_explorer_table,
     logit_lens_tokens,
     missing_activations,
@@ -40,8 +40,7 @@ if not state.recall_id and (missing := missing_activations(store, state.extract_
     if not needs_or_waiting(f"{missing} of this task's probe and dev items have no activations yet: extract the task "
                             "first (its probe, dev and pool items, with the model and SAE the workspace uses).",
                             ("bootstrap",), task, "the features of this task"):
-        data = task_data(store, task)
-        job_launcher("extract", {"tasks": [task], "pool_setting": data.default_pool_setting if data else "mixed"},
+        job_launcher("extract", {"tasks": [task], "pool_setting": default_pool(store, task)},
                      label=f"Extract {task}", key="extract_task",
                      help="runs in the background; you can leave this page")
     st.stop()

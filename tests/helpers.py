@@ -56,14 +56,17 @@ def wait_until(pred, timeout: float = 60.0, poll: float = 0.05):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-def app_page(page: str, timeout: float = 60, **params):
-    """A new browser session of the dashboard (an AppTest with its own session state) opened with URL state
-    ``params`` (as a link would) and switched to ``page`` (``pages/4_selection.py``), checked for exceptions."""
+def app_page(page: str, timeout: float = 60, session: dict | None = None, **params):
+    """A new browser session of the dashboard (an AppTest with its own session state, seeded with ``session``)
+    opened with URL state ``params`` (as a link would) and switched to ``page`` (``pages/4_selection.py``), checked
+    for exceptions."""
     from pathlib import Path
 
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=timeout)
+    for k, v in (session or {}).items():
+        at.session_state[k] = v
     at.query_params.update({k: str(v) for k, v in params.items()})
     at.run()
     at.switch_page(page).run()

@@ -80,20 +80,17 @@ def _extract(params: dict, ctx: JobContext) -> dict:
 def _recall(params: dict, ctx: JobContext) -> dict:
     """Frequency recall of ``task`` (``recall``: a ``RecallConfig`` dict) over the extraction run ``extract_run``,
     with the model and SAE that run was made with (the logit lens of the SAE's features is computed once, here)."""
-    from igds.method.extract import ExtractConfig
     from igds.method.recall import RecallConfig
     from igds.store import ActivationStore
+    from igds.workflow.explore import extract_setup
     from igds.workflow.stages import run_recall
     from igds.workflow.workspace import resolve_workspace
 
     store = ActivationStore()
-    run = store.run(params["extract_run"])
-    if run is None:
-        raise ValueError(f"no extraction run {params['extract_run']!r} in {store.path}")
+    extract_cfg, _, _ = extract_setup(store, params["extract_run"])  # refuses a run that is no extraction run
     ws = resolve_workspace(store, run_id=params["extract_run"], progress=ctx.progress)
     ctx.log(f"recall: {params['task']} over extraction run {params['extract_run']}")
-    res = run_recall(ws, params["task"], RecallConfig.from_dict(params.get("recall", {})),
-                     ExtractConfig.from_dict(run["config"]["extract"]))
+    res = run_recall(ws, params["task"], RecallConfig.from_dict(params.get("recall", {})), extract_cfg)
     ctx.log(f"recall: {len(res.candidates)} candidates (run {res.recall_id})")
     return {"recall_id": res.recall_id, "n_candidates": len(res.candidates)}
 
@@ -134,19 +131,15 @@ def _intervene(params: dict, ctx: JobContext) -> dict:
 
 
 def _select(params: dict, ctx: JobContext) -> dict:
-    """A baseline selection stored under ``name`` (default: ``<method>-<task>-<ratio>``); ``extract_run`` names the
-    extraction run whose settings it reads (token counts for longest / shortest; default: the workspace's)."""
-    from igds.method.extract import ExtractConfig
+    """A baseline selection stored under ``name`` (default: :func:`~igds.workflow.stages.baseline_name`);
+    ``extract_run`` names the extraction run whose settings it reads (token counts for longest / shortest; default:
+    the workspace's)."""
     from igds.method.selection import SelectionConfig
+    from igds.workflow.explore import extract_setup
     from igds.workflow.stages import select_baseline
 
     ws, cfg = _workspace(params, ctx)
-    extract_cfg = cfg.extract
-    if params.get("extract_run"):
-        run = ws.store.run(params["extract_run"])
-        if run is None:
-            raise ValueError(f"no extraction run {params['extract_run']!r} in {ws.store.path}")
-        extract_cfg = ExtractConfig.from_dict(run["config"]["extract"])
+    extract_cfg = extract_setup(ws.store, params["extract_run"])[0] if params.get("extract_run") else cfg.extract
     sid = select_baseline(ws, params["task"], SelectionConfig.from_dict(params.get("selection", {})),
                           name=params.get("name"), progress=ctx.progress, extract_cfg=extract_cfg)
     ctx.log(f"select: stored selection {sid}" + (f" as {params['name']!r}" if params.get("name") else ""))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import streamlit as st
 
 from igds import jobs
+from igds.progress import format_seconds
 from igds.ui.jobs import job_launcher, needs_or_waiting
 from igds.ui.widgets import md_text
 
@@ -29,12 +30,6 @@ def flash() -> None:
     """Show (once) the message the last pin / unpin left."""
     if msg := st.session_state.pop(FLASH, None):
         st.toast(msg, icon=":material/push_pin:")
-
-
-def _duration(seconds: float) -> str:
-    from igds.experiment.estimate import format_duration
-
-    return f"{seconds:.0f} s" if seconds < 90 else format_duration(seconds)
 
 
 def intervention_job(task: str) -> dict | None:
@@ -133,7 +128,7 @@ def rerun_filter(task: str, state, effects) -> None:
         st.error(md_text(e))
         return
     st.caption(f"Keeps {filter_rule(cfg)}. The candidates are measured again with the current run's plan (that run "
-               f"took {_duration(effects.seconds)}).")
+               f"took {format_seconds(effects.seconds)}).")
     job_launcher("intervene", {"task": task, "intervene": cfg.to_dict()},
                  label=f"Rerun {task}'s interventions keeping {filter_rule(cfg)}", key="way_own",
                  help="measures the candidates again with this keep rule")
@@ -222,6 +217,7 @@ def baseline_panel(store, task: str, state, title: str = "**Select with a baseli
     from igds.method.selection import SelectionConfig
     from igds.ui.jobs import latest_job
     from igds.workflow.explore import default_pool
+    from igds.workflow.stages import baseline_name
 
     with st.container(border=border):
         st.markdown(title)
@@ -232,7 +228,7 @@ def baseline_panel(store, task: str, state, title: str = "**Select with a baseli
         pools = list(reversed(POOL_SETTINGS))
         pool = c3.selectbox("Pool", pools, index=pools.index(default_pool(store, task)), key="base_pool")
         cfg = SelectionConfig(method=method, ratio=ratio, pool_setting=pool)
-        name = name_field("Baseline selection name", f"{method}-{task}-{cfg.ratio:g}", key="base_name")
+        name = name_field("Baseline selection name", baseline_name(task, cfg), key="base_name")
         params = {"task": task, "selection": cfg.to_dict(), "name": name,
                   **({"extract_run": state.extract_run} if state.extract_run else {})}
         done = latest_job("select", params)

@@ -231,7 +231,7 @@ def neuronpedia_url(store: ActivationStore, sae_key: str, feature: int) -> str |
 # (one early-exit forward + SAE encode), then cached in ``feature_contexts``.
 
 
-def _extract_setup(store: ActivationStore, run_id: str) -> tuple[ExtractConfig, str | None, str | None]:
+def extract_setup(store: ActivationStore, run_id: str) -> tuple[ExtractConfig, str | None, str | None]:
     """An extraction run's config (scope, max_length, sink guard, batch budget), site and SAE key."""
     run = store.run(run_id)
     if run is None or run["stage"] != "extract":
@@ -278,7 +278,7 @@ def compute_contexts(store: ActivationStore, run_id: str, features: Sequence[int
         task (the rendering task), source, max_act (recomputed), stored_max (the run's aggregate),
         max_pos, max_token, start_pos (position of ``tokens[0]``), n_positions, tokens, acts, in_scope.
     """
-    cfg, run_site, sae_key = _extract_setup(store, run_id)
+    cfg, run_site, sae_key = extract_setup(store, run_id)
     if site is not None and run_site is not None and site != run_site:
         raise ValueError(f"the SAE reads {site}, run {run_id!r} was extracted at {run_site}")
     site = run_site or site
@@ -410,7 +410,7 @@ def ensure_contexts(ws, run_id: str, features: Sequence[int], k: int = CONTEXT_K
     Returns:
         the cached contexts of ``features`` (see :func:`compute_contexts`).
     """
-    _, _, run_sae = _extract_setup(ws.store, run_id)
+    _, _, run_sae = extract_setup(ws.store, run_id)
     ws_sae = getattr(ws, "sae_key", None)
     if run_sae and ws_sae and run_sae != ws_sae:
         raise ValueError(f"run {run_id!r} was extracted with SAE {run_sae!r}, the workspace holds {ws_sae!r}")

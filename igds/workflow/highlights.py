@@ -27,7 +27,7 @@ import numpy as np
 
 from igds.config import ConfigBase
 from igds.progress import ProgressFn, null_progress
-from igds.workflow.explore import _extract_setup, iter_token_activations
+from igds.workflow.explore import extract_setup, iter_token_activations
 
 DEFAULT_MAX_ROWS = 250_000
 """Most highlight rows (``highlight_tokens`` + ``highlight_acts``) stored per pool."""
@@ -98,7 +98,7 @@ def store_token_activations(ws, run_id: str, examples: Sequence, features: Seque
     t0 = time.perf_counter()
     progress = progress or null_progress
     store = ws.store
-    cfg, _, run_sae = _extract_setup(store, run_id)
+    cfg, _, run_sae = extract_setup(store, run_id)
     if run_sae and getattr(ws, "sae_key", None) and run_sae != ws.sae_key:
         raise ValueError(f"run {run_id!r} was extracted with SAE {run_sae!r}, the workspace holds {ws.sae_key!r}")
     feats = sorted({int(f) for f in features})

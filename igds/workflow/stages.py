@@ -310,6 +310,11 @@ def quartile_block(ranked: pd.DataFrame, quartile: int, n_blocks: int = 4) -> pd
     return out.assign(rank=range(1, len(out) + 1))
 
 
+def baseline_name(task: str, sel_cfg: SelectionConfig) -> str:
+    """The default name of a baseline selection: ``<method>-<task>-<share>`` (``full`` keeps the whole pool: 1)."""
+    return f"{sel_cfg.method}-{task}-{1.0 if sel_cfg.method == 'full' else sel_cfg.ratio:g}"
+
+
 def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: str | None = None,
                     progress: ProgressFn | None = None, max_length: int = 256,
                     extract_cfg: ExtractConfig | None = None) -> str:
@@ -345,7 +350,7 @@ def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: st
     chosen = select_from_ranking(ranked, cfg, ov, n_pool=len(pool))
     lin = lineage(ws.store, extract_run, cfg, pool.example_id,
                   {"method": method, "overrides": ov.to_dict(examples_only=True)})
-    return save_selection(ws.store, name or f"{method}-{task}-{cfg.ratio:g}", task, method, sel_cfg.pool_setting,
+    return save_selection(ws.store, name or baseline_name(task, sel_cfg), task, method, sel_cfg.pool_setting,
                           len(pool), chosen, lin)
 
 

@@ -14,15 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from igds.method.presets import method_preset
 from igds.method.selection import load_overrides, load_selection
 from igds.store import ActivationStore
 from igds.workflow.explore import task_state
 from igds.workflow.stages import latest_effects
+from tests.helpers import app_page
 
-ROOT = Path(__file__).resolve().parents[2]
 TASK = "adder"
 D_SAE = 4096
 FEATURES, INTERVENTIONS, SELECTION = "pages/2_features.py", "pages/3_interventions.py", "pages/4_selection.py"
@@ -97,15 +96,9 @@ def inline_jobs(monkeypatch):
     return started
 
 
-def app(page: str, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["global.task"] = TASK
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
+def app(page: str, **query):
+    """The app on ``page`` with the task ``adder`` picked and URL state ``query``."""
+    return app_page(page, 120, session={"global.task": TASK}, **query)
 
 
 def plain(markdown: str) -> str:
