@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from igds.data.corpus import task_pool
-from igds.method.extract import ExtractConfig, run_extraction
+from igds.executor.extract import extract_here
+from igds.method.config import ExtractConfig
 from igds.modeling.batching import length_batches, pad_batch
 from igds.modeling.encoding import encode_examples
 from igds.modeling.load import ModelSpec, load_model
@@ -59,7 +60,7 @@ def main() -> None:
         store = ActivationStore(Path(d) / "bench.duckdb")
         store.start_run("bench", "extract", cfg.to_dict())
         t0 = time.perf_counter()
-        res = run_extraction(store, "bench", model, sae, "blocks.15.hook_resid_post", items, cfg, tok.pad_token_id)
+        res = extract_here(store, "bench", model, sae, "blocks.15.hook_resid_post", items, cfg, tok.pad_token_id)
         t_extract = time.perf_counter() - t0
 
     print(f"model dtype {next(model.parameters()).dtype}, threads {torch.get_num_threads()}, SAE {sae_name}")

@@ -18,9 +18,9 @@ from igds.data.corpus import dev_set
 from igds.method.intervene import InterventionConfig, Job, attribution_estimates, feature_acts_at, prepare_dev, run_jobs
 from igds.method.recall import load_recall
 from igds.modeling.batching import pad_batch
+from igds.modeling.config import ModelSpec
 from igds.modeling.encoding import encode_examples
 from igds.modeling.hooks import patch
-from igds.modeling.load import ModelSpec
 from igds.modeling.sae import decoder_directions
 from igds.workflow.stages import latest_run, mean_activation_vector
 from igds.workflow.workspace import default_workspace

@@ -33,7 +33,7 @@ def main() -> None:
     from igds.data.ingest import add_dataset
     from igds.data.tasks import SUMMARIZATION, TaskSpec
     from igds.demo import write_own_data_file
-    from igds.method.extract import ExtractConfig
+    from igds.method.config import ExtractConfig
     from igds.method.presets import method_preset
     from igds.method.selection import SelectionConfig
     from igds.modeling.batching import length_batches, pad_batch

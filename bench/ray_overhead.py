@@ -21,9 +21,11 @@ import torch
 
 from igds.data.corpus import task_pool
 from igds.executor.config import ExecutorConfig
-from igds.executor.pool import WorkerPool
+from igds.executor.extract import extract_here
+from igds.executor.pool import PoolRequest
+from igds.executor.ray_pool import RayPool
 from igds.executor.worker import WorkerSpec
-from igds.method.extract import ExtractConfig, plan_shards, run_extraction
+from igds.method.extract import ExtractConfig, plan_shards
 from igds.modeling.encoding import encode_examples
 from igds.modeling.load import ModelSpec, load_model
 from igds.modeling.sae import SaeSpec, load_sae
@@ -69,7 +71,7 @@ def main() -> None:
     torch.set_num_threads(2)
     store = fresh_store(tmp, "local", cfg, mspec, sspec, site)
     t0 = time.perf_counter()
-    local = run_extraction(store, "bench", model, sae, site, items, cfg, tok.pad_token_id)
+    local = extract_here(store, "bench", model, sae, site, items, cfg, tok.pad_token_id)
     t_local = time.perf_counter() - t0
     print(f"local executor (2 torch threads): {t_local:.2f} s, {local.n_rows} rows")
 
@@ -88,14 +90,16 @@ def main() -> None:
         store = fresh_store(tmp, f"ray-{name}", cfg, mspec, sspec, site)
         plans = plan_shards(store, "bench", items, cfg)
         t0 = time.perf_counter()
-        pool = WorkerPool(ExecutorConfig(kind="ray", actors=actors, cpus_per_actor=cpus), spec, len(plans))
+        pool = RayPool(ExecutorConfig(kind="ray", actors=actors, cpus_per_actor=cpus),
+                       PoolRequest("extract", len(plans), spec=lambda: spec)).start()
         t_load = time.perf_counter() - t0
         t0 = time.perf_counter()
         n_rows = 0
         with pool:
             payloads = [(p.items, cfg.to_dict(), tok.pad_token_id, str(p.acts_path), str(p.stats_path))
                         for p in plans]
-            for i, (acts, stats) in pool.imap_unordered("extract", payloads):
+            for i, events in pool.imap("extract", payloads):
+                _, acts, stats = events[-1]  # ("batch", n) events, then the shard
                 store.ingest_shard("bench", plans[i].key, acts, stats, str(plans[i].acts_path))
                 n_rows += acts.num_rows
         t_run = time.perf_counter() - t0

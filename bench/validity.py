@@ -24,9 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from igds import settings  # noqa: E402
-from igds.method.extract import ExtractConfig, run_extraction  # noqa: E402
-from igds.method.intervene import InterventionConfig  # noqa: E402
-from igds.method.recall import RecallConfig  # noqa: E402
+from igds.executor.extract import extract_here  # noqa: E402
+from igds.method.config import ExtractConfig, InterventionConfig, RecallConfig  # noqa: E402
 from igds.method.resonance import ResonanceConfig, length_confound  # noqa: E402
 from igds.method.selection import SelectionConfig  # noqa: E402
 from igds.modeling.encoding import encode_examples  # noqa: E402
@@ -64,7 +63,7 @@ def before_run(ws, task: str, progress) -> dict:
     ws.store.start_run(run_id, "extract", {"extract": BEFORE_EXTRACT.to_dict(), "site": ws.site, "scope": "before"},
                        ws.model_key, ws.sae_key, n_total=len(examples))
     items = encode_examples(ws.tokenizer, list(examples.values()), BEFORE_EXTRACT.max_length)
-    run_extraction(ws.store, run_id, ws.model, ws.sae, ws.site, items, BEFORE_EXTRACT, ws.tokenizer.pad_token_id,
+    extract_here(ws.store, run_id, ws.model, ws.sae, ws.site, items, BEFORE_EXTRACT, ws.tokenizer.pad_token_id,
                    progress)
     recall = run_recall(ws, task, BEFORE_RECALL, BEFORE_EXTRACT)
     effects = run_interventions(ws, task, recall, BEFORE_INTERVENE, progress)

@@ -12,6 +12,9 @@ import time
 
 from igds.config import add_config_arguments, config_from_arguments
 from igds.jobs.cli import add_job_commands
+from igds.method.config import CheckConfig, ExtractConfig, InterventionConfig, RecallConfig
+from igds.modeling.config import ModelSpec, SaeSpec, SaeTrainConfig
+from igds.training.config import EvalConfig
 
 
 def _progress():
@@ -31,9 +34,6 @@ def cmd_data_summary(args) -> int:
 
 def _bootstrap_config(args):
     """The workspace's chosen model and SAE (``igds workspace use``), the flags given on the command line winning."""
-    from igds.method.extract import ExtractConfig
-    from igds.modeling.load import ModelSpec
-    from igds.modeling.sae import SaeSpec
     from igds.store import ActivationStore
     from igds.workflow.workspace import BootstrapConfig, workspace_config
 
@@ -170,8 +170,6 @@ def cmd_task_remove(args) -> int:
 
 
 def cmd_workspace_use(args) -> int:
-    from igds.modeling.load import ModelSpec
-    from igds.modeling.sae import SaeSpec
     from igds.store import ActivationStore
     from igds.workflow.workspace import choose_identity
 
@@ -191,7 +189,6 @@ def cmd_workspace_show(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from igds.method.checks import CheckConfig
     from igds.method.recall import load_recall
     from igds.modeling.sae import SaeSpec, load_sae
     from igds.store import ActivationStore
@@ -284,10 +281,9 @@ def cmd_executor_set(args) -> int:
     store = ActivationStore()
     cfg = config_from_arguments(ExecutorConfig, args, base=executor_config(store))
     cfg = dataclasses.replace(cfg, address=cfg.address or None, dashboard_address=cfg.dashboard_address or None)
-    if cfg.kind == "ray" and cfg.address and args.check:
-        from igds.executor.runtime import check_reachable
+    from igds.executor.registry import check_executor
 
-        check_reachable(cfg.address)
+    check_executor(cfg, probe=args.check)
     save_executor_config(store, cfg)
     print(json.dumps(cfg.to_dict(), indent=2))
     return 0
@@ -300,10 +296,9 @@ def _executor(args, store):
 
     kind = args.executor or ("ray" if args.ray_address else None)
     cfg = executor_config(store, kind=kind, address=args.ray_address)
-    if cfg.kind == "ray" and cfg.address:
-        from igds.executor.runtime import check_reachable
+    from igds.executor.registry import check_executor
 
-        check_reachable(cfg.address)
+    check_executor(cfg)
     return cfg
 
 
@@ -332,7 +327,6 @@ def _method_preset(args):
 
 
 def cmd_recall(args) -> int:
-    from igds.method.recall import RecallConfig
     from igds.workflow.stages import run_recall
 
     ws, cfg = _workspace(args)
@@ -348,7 +342,6 @@ def cmd_recall(args) -> int:
 
 
 def cmd_intervene(args) -> int:
-    from igds.method.intervene import InterventionConfig
     from igds.store import ActivationStore
     from igds.workflow.stages import current_recall, run_interventions
 
@@ -431,7 +424,6 @@ def _run_as_job(kind: str, params: dict, background: bool) -> int:
 def cmd_finetune(args) -> int:
     from igds.method.selection import resolve_selection
     from igds.store import ActivationStore
-    from igds.training.evaluate import EvalConfig
     from igds.training.finetune import FinetuneConfig
     from igds.workflow.tune import default_finetune_config
 
@@ -445,8 +437,6 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from igds.training.evaluate import EvalConfig
-
     ev = config_from_arguments(EvalConfig, args, "eval_", n_examples=200)
     return _run_as_job("evaluate", {"task": args.task, "eval": ev.to_dict()}, args.background)
 
@@ -558,9 +548,6 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     from igds.data.corpus import POOL_SETTINGS
     from igds.executor.config import EXECUTOR_KINDS, ExecutorConfig
-    from igds.method.extract import ExtractConfig
-    from igds.modeling.load import ModelSpec
-    from igds.modeling.sae import SaeSpec, SaeTrainConfig
 
     p = argparse.ArgumentParser(prog="igds", description="Interpretability-guided data selection (IGDS).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -609,8 +596,6 @@ def build_parser() -> argparse.ArgumentParser:
     _named(tk, "remove", "remove a workspace task (its runs and selections stay)", cmd_task_remove).add_argument(
         "--dry-run", action="store_true", help="say what it would remove, remove nothing")
 
-    from igds.method.checks import CheckConfig
-
     ck = sub.add_parser("check", help="feature checks: token injection (and decoder match against another seed's SAE)")
     ck.add_argument("--task", required=True, help="task whose recall candidates are checked")
     ck.add_argument("--features", nargs="+", default=None, help="features to check (default: the candidates)")
@@ -658,9 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     exs.add_argument("--check", action="store_true", help="refuse a Ray address where nothing answers")
     exs.set_defaults(func=cmd_executor_set)
 
-    from igds.method.intervene import InterventionConfig
     from igds.method.presets import METHOD_PRESETS
-    from igds.method.recall import RecallConfig
     from igds.method.resonance import ResonanceConfig
     from igds.method.selection import SelectionConfig
 
@@ -706,7 +689,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_job_commands(sub)
 
-    from igds.training.evaluate import EvalConfig
     from igds.training.finetune import FinetuneConfig
 
     ft = sub.add_parser("finetune", help="LoRA fine-tune a stored selection, then evaluate it (a background job)")

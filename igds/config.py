@@ -1,7 +1,9 @@
 """Shared machinery for the per-stage frozen config dataclasses.
 
-Every stage has one ``@dataclass(frozen=True, kw_only=True)`` config living next to the stage's code
-(``ExtractConfig`` in ``extract.py``, ...). They inherit from :class:`ConfigBase`, which gives JSON
+Every stage has one ``@dataclass(frozen=True, kw_only=True)`` config. A config whose stage needs torch lives in
+its package's ``config`` module, which imports no torch (``ExtractConfig`` in ``igds/method/config.py``,
+``ModelSpec`` in ``igds/modeling/config.py``, ...; the stage module re-exports it), so importing a config stays
+cheap; the others live next to their stage's code. They inherit from :class:`ConfigBase`, which gives JSON
 round-trips, a content-hash ``stage_key`` for caching, and the per-field help text that both the CLI
 flags and the dashboard widgets show.
 """

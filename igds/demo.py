@@ -7,6 +7,9 @@ from pathlib import Path
 
 import torch
 
+from igds.method.config import PAPER_INTERVENTION, ExtractConfig
+from igds.training.config import EvalConfig
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -105,8 +108,8 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
         keys of what was built (run ids, model/SAE keys, the tiny model objects).
     """
     from igds.data.corpus import dev_set, load_corpus, probe_set, test_set
-    from igds.method.extract import ExtractConfig, run_extraction
-    from igds.method.intervene import PAPER_INTERVENTION, measure_effects
+    from igds.executor.extract import extract_here
+    from igds.executor.intervene import measure_here
     from igds.method.recall import RecallConfig, ensure_logit_lens, recall_features
     from igds.modeling.encoding import encode_examples
 
@@ -129,7 +132,7 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
     store.start_run(run_id, "extract", {"extract": ecfg.to_dict(), "site": site}, model_key, sae_key,
                     n_total=len(examples))
     items = encode_examples(tok, examples, ecfg.max_length)
-    run_extraction(store, run_id, model, sae, site, items, ecfg, tok.pad_token_id)
+    extract_here(store, run_id, model, sae, site, items, ecfg, tok.pad_token_id)
     ensure_logit_lens(store, sae_key, model, tok, sae)
     rcfg = RecallConfig(min_freq=0.05, dense_ref=1.0, k_recall=n_candidates)
     recall = recall_features(store, run_id, task, [e.id for e in probe], [e.id for e in general[:64]], rcfg)
@@ -143,7 +146,7 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
     from igds.workflow.stages import mean_activation_vector, token_density_vector
 
     d_sae = int(sae.cfg.d_sae)
-    res = measure_effects(store, effect_id, model, sae, site, encode_examples(tok, dev, 96), recall.candidates,
+    res = measure_here(store, effect_id, model, sae, site, encode_examples(tok, dev, 96), recall.candidates,
                           mean_activation_vector(recall, d_sae), icfg, tok.pad_token_id,
                           density=token_density_vector(recall, d_sae))
     out = {"run_id": run_id, "recall_id": recall.recall_id, "effect_id": effect_id, "kept": res.kept,
@@ -161,7 +164,6 @@ def _tiny_runs(store, task: str, ws: dict) -> list[str]:
     from igds.method.resonance import ResonanceConfig
     from igds.method.selection import SelectionConfig, save_selection, select_from_ranking
     from igds.training.batches import data_max_length
-    from igds.training.evaluate import EvalConfig
     from igds.training.finetune import FinetuneConfig, train_lora
     from igds.training.results import BASE_RUN, record_finetune
     from igds.workflow.stages import latest_effects, lineage, live_selection

@@ -23,11 +23,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from igds.data.corpus import reference_set
+    from igds.executor.extract import extract_here
     from igds.method.checks import SEED_MATCH, CheckConfig, decoder_match
-    from igds.method.extract import ExtractConfig, run_extraction
+    from igds.method.config import ExtractConfig
     from igds.method.presets import method_preset
+    from igds.modeling.config import SaeSpec
     from igds.modeling.encoding import encode_examples
-    from igds.modeling.sae import SaeSpec
     from igds.progress import tqdm_progress
     from igds.store import ActivationStore
     from igds.workflow.catalog import task_split
@@ -51,7 +52,7 @@ def main() -> None:
     run_b = ws_b.extraction_run_id(ecfg)
     store.start_run(run_b, "extract", {"extract": ecfg.to_dict(), "site": ws_b.site}, ws_b.model_key, ws_b.sae_key,
                     n_total=len(examples))
-    run_extraction(store, run_b, ws_b.model, ws_b.sae, ws_b.site, encode_examples(ws_b.tokenizer, examples,
+    extract_here(store, run_b, ws_b.model, ws_b.sae, ws_b.site, encode_examples(ws_b.tokenizer, examples,
                                                                                    ecfg.max_length),
                    ecfg, ws_b.tokenizer.pad_token_id, tqdm_progress())
     out = {}

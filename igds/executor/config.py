@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from igds.config import ConfigBase
 
-EXECUTOR_KINDS = ("local", "ray")
+EXECUTOR_KINDS = ("local", "ray")  # the built-in pools; igds.executor.pool.register_pool adds others
 SETTING_KEY = "executor"
 
 
@@ -15,7 +15,8 @@ class ExecutorConfig(ConfigBase):
     """Where the heavy per-batch work runs.
 
     Args:
-        kind: ``local`` (this process, the default) or ``ray`` (actors on a Ray cluster).
+        kind: the pool the stages run on: ``local`` (this process, the default), ``ray`` (actors on a Ray cluster)
+            or a kind registered with :func:`igds.executor.pool.register_pool`.
         address: Ray cluster address (``ray://host:10001``, ``host:6379`` or ``auto``); None starts a local Ray
             in this process with ``local_cpus`` CPUs.
         local_cpus: CPUs a local Ray may use when no address is given.
@@ -40,8 +41,8 @@ class ExecutorConfig(ConfigBase):
     dashboard_address: str | None = field(default=None, metadata={"help": "Ray dashboard (Jobs API) address"})
 
     def __post_init__(self):
-        if self.kind not in EXECUTOR_KINDS:
-            raise ValueError(f"executor kind {self.kind!r}; use one of {', '.join(EXECUTOR_KINDS)}")
+        if not self.kind:  # a kind is checked against the registered pools when one opens (check_executor)
+            raise ValueError("executor kind is empty; use local, ray or a registered kind")
         if self.job_target not in EXECUTOR_KINDS:
             raise ValueError(f"job target {self.job_target!r}; use one of {', '.join(EXECUTOR_KINDS)}")
         if self.actors < 1 or self.cpus_per_actor <= 0 or self.gpus_per_actor < 0 or self.local_cpus < 1:

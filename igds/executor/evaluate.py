@@ -1,70 +1,67 @@
-"""Evaluation on Ray actors: generation, reference NLL and feature activation split over model actors by batches.
+"""Evaluation's one driver: generation, reference NLL and feature activation split over a pool's workers by
+batches.
 
 The driver tokenizes and plans the batches exactly as the local functions of :mod:`igds.training.evaluate` do
-(:func:`~igds.training.evaluate.generation_batches`, ``length_batches``), ships whole batches to the actors and puts
-their per-example outputs back in place; the metric, the means and the result dict come from the same functions as
-locally (:func:`~igds.training.evaluate.eval_result`, :func:`~igds.training.evaluate.aggregate_activation`). Padding
-and the sink guard depend on a batch's members, so running the local batches keeps per-example outputs identical to
-the local executor's (bit for bit with the same weights, dtype and thread count).
+(:func:`~igds.training.evaluate.generation_batches`, ``length_batches``), ships whole batches to the workers and puts
+their per-example outputs back in place; the metric, the means and the result dict come from the same functions
+(:func:`~igds.training.evaluate.eval_result`, :func:`~igds.training.evaluate.aggregate_activation`). Padding and the
+sink guard depend on a batch's members, so per-example outputs are identical on every pool (bit for bit with the
+same weights, dtype and thread count).
 
-Each actor loads the base model (and the SAE when features are measured) from the stored specs, and a tuned model's
-LoRA adapter from its folder on the shared filesystem; nothing model-sized goes through the object store. One
-:class:`RayEvaluator` serves the base and the tuned evaluation of a run on one set of actors: the base evaluation runs
-with the adapter disabled, as the local executor evaluates a ``PeftModel``'s base weights.
+A remote worker loads the base model (and the SAE when features are measured) from the stored specs, and a tuned
+model's LoRA adapter from its folder on the shared filesystem; nothing model-sized goes through the object store. A
+local worker serves the caller's model (a ``PeftModel`` too). One :class:`Evaluator` serves the base and the tuned
+evaluation of a run on one set of workers: the base evaluation runs with the adapter disabled.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from igds.executor.config import ExecutorConfig
-from igds.executor.pool import WorkerPool
-from igds.executor.worker import WorkerSpec
+from igds.executor.pool import PoolRequest
+from igds.executor.registry import Opener
 from igds.progress import ProgressFn, null_progress, scaled
 
 
-class RayEvaluator:
-    """Model actors that evaluate one base model, with or without one LoRA adapter. Use as a context manager
-    (leaving it releases the actors).
+class Evaluator:
+    """Workers that evaluate one base model, with or without one LoRA adapter. Use as a context manager (leaving it
+    releases the workers).
 
     Args:
-        executor: the Ray executor setting (actors, CPUs / GPUs per actor, retries).
-        spec: what each actor loads (:func:`igds.executor.worker.spec_for`; with the SAE to measure features).
+        pool: opens the pool (:func:`igds.executor.pool.stage_pool`; a remote worker's spec names the adapter).
         tokenizer: the model's tokenizer, here on the driver (prompts and batches are planned here).
-        n_examples: how many examples an evaluation has (no more actors than that).
-        adapter_dir: the tuned model's LoRA adapter folder (a path every worker can read); None: base model only.
-        progress: ``progress(done, total, message)`` for starting the actors.
+        n_examples: how many examples an evaluation has (no more workers than that).
+        tuned: whether the workers hold a tuned model (a LoRA adapter) beside its base weights.
+        progress: ``progress(done, total, message)`` for starting the workers.
     """
 
-    def __init__(self, executor: ExecutorConfig, spec: WorkerSpec, tokenizer, n_examples: int,
-                 adapter_dir: str | None = None, progress: ProgressFn | None = None):
+    def __init__(self, pool: Opener, tokenizer, n_examples: int, tuned: bool = False,
+                 progress: ProgressFn | None = None):
         self.tokenizer = tokenizer
-        self.adapter_dir = str(adapter_dir) if adapter_dir else None
-        # every actor holds the adapter from the start (a replaced actor too): base calls disable it
-        setup = [("load_adapter", (self.adapter_dir,))] if self.adapter_dir else []
-        self.pool = WorkerPool(executor, spec, max(1, n_examples), setup=setup, progress=progress, stage="evaluate")
+        self.tuned = tuned
+        self.pool = pool(PoolRequest("evaluate", max(1, n_examples), progress=progress))
 
     def close(self) -> None:
-        """Release the actors."""
+        """Release the workers."""
         self.pool.close()
 
-    def __enter__(self) -> RayEvaluator:
+    def __enter__(self) -> Evaluator:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def _base(self, base: bool) -> bool:
-        if not base and self.adapter_dir is None:
-            raise ValueError("this evaluator has no adapter: evaluate the base model (base=True) or pass adapter_dir")
+        if not base and not self.tuned:
+            raise ValueError("this evaluator has no tuned model: evaluate the base model (base=True)")
         return base
 
     def _run(self, method: str, batches: list, args: tuple, progress: ProgressFn, what: str) -> list:
-        """``actor.<method>([batch], *args)`` for every batch (one batch a task, so free actors balance the load);
+        """``worker.<method>([batch], *args)`` for every batch (one batch an item, so free workers balance the load);
         returns the results in batch order."""
         out: list = [None] * len(batches)
         done, total = 0, sum(len(b) for b in batches)
-        for k, res in self.pool.imap_unordered(method, [([b], *args) for b in batches]):
+        for k, res in self.pool.imap(method, [([b], *args) for b in batches]):
             out[k] = res[0] if isinstance(res, list) else res  # a list has one entry per batch; eval_nll merges
             done += len(batches[k])
             progress(done, total, f"{what}: {done}/{total}")
@@ -72,7 +69,7 @@ class RayEvaluator:
 
     def evaluate(self, task, examples: Sequence, cfg=None, progress: ProgressFn | None = None,
                  base: bool = False) -> dict:
-        """:func:`igds.training.evaluate.evaluate_model` on the actors: the same result dict.
+        """:func:`igds.training.evaluate.evaluate_model` on the workers: the same result dict.
 
         Args:
             task: a ``TaskSpec``.
@@ -118,10 +115,10 @@ class RayEvaluator:
         progress(100, 100, "evaluate: done")
         return eval_result(task, examples, raw, nll_by_id, t0)
 
-    def feature_activation(self, examples: Sequence, features: Sequence[int], max_length: int = 256,
-                           positions: str = "content", batch_tokens: int = 4096, progress: ProgressFn | None = None,
+    def feature_activation(self, examples: Sequence, features: Sequence[int], max_length: int,
+                           positions: str, batch_tokens: int = 4096, progress: ProgressFn | None = None,
                            base: bool = False) -> dict:
-        """:func:`igds.training.evaluate.feature_activation` on the actors (their SAE at the spec's site): the same
+        """:func:`igds.training.evaluate.feature_activation` on the workers (their SAE at its site): the same
         result dict, per-example means summed in the local order."""
         from igds.modeling.batching import length_batches
         from igds.modeling.encoding import encode_examples

@@ -1,11 +1,12 @@
-"""Interventions on Ray actors: every actor caches the dev prefix once (``prepare_dev``), then the null elements and
-the candidate features are split over the actors in contiguous chunks (strongest candidates first); the driver
-writes each element's and each feature's rows in one transaction, as the local executor does, so an interrupted run
-resumes with what is not stored yet."""
+"""Interventions' one driver: every worker caches the dev prefix once (``prepare_dev``, a pool setup call), then the
+attribution screen, the null elements and the candidate features run as pool items (strongest candidates first);
+the driver writes each element's and each feature's rows in one transaction, so an interrupted run resumes with
+what is not stored yet. A local pool runs each phase as one item in this process and streams its rows feature by
+feature; a remote pool cuts each phase into chunks (a chunk replays its rows in batches of its own, so effects agree
+up to float rounding)."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 
@@ -13,9 +14,8 @@ import numpy as np
 import pandas as pd
 
 from igds.executor.config import ExecutorConfig
-from igds.executor.pool import WorkerPool
-from igds.executor.runtime import ExecutorError
-from igds.executor.worker import WorkerSpec, spec_for
+from igds.executor.pool import ExecutorError, Loaded, PoolRequest
+from igds.executor.registry import Opener, stage_pool
 from igds.method.intervene import (
     EffectResult,
     InterventionConfig,
@@ -27,61 +27,57 @@ from igds.method.intervene import (
 from igds.modeling.batching import EncodedItem
 from igds.progress import ProgressFn, null_progress
 
-CHUNKS_PER_ACTOR = 2  # tasks per actor and phase: finer chunks report progress sooner but replay smaller batches
 
+def measure_effects(store, effect_id: str, dev_items: Sequence[EncodedItem], candidates: Sequence[int],
+                    mean_act: np.ndarray, cfg: InterventionConfig, pad_id: int, pool: Opener,
+                    progress: ProgressFn | None = None, max_features: int | None = None, *,
+                    density: np.ndarray | None = None, max_null: int | None = None) -> EffectResult:
+    """Measure (resumably) the null and every candidate's amplification and ablation effects on the dev NLL.
 
-def chunks(seq: Sequence, n: int) -> list:
-    """``seq`` cut into at most ``n`` contiguous, nearly equal, non-empty pieces (order kept)."""
-    size = math.ceil(len(seq) / max(1, n)) if len(seq) else 1
-    return [seq[i : i + size] for i in range(0, len(seq), size)]
+    Order: the attribution screen of all features, then the null (the yardstick), then the candidates
+    strongest estimate first. Each null element and each feature is written in one transaction, so an
+    interrupted run continues with what is not stored yet, without duplicates.
 
-
-def measure_effects_ray(store, effect_id: str, site: str, dev_items: Sequence[EncodedItem],
-                        candidates: Sequence[int], mean_act: np.ndarray, cfg: InterventionConfig, pad_id: int,
-                        executor: ExecutorConfig, progress: ProgressFn | None = None,
-                        max_features: int | None = None, *, density: np.ndarray | None = None,
-                        max_null: int | None = None, spec: WorkerSpec | None = None,
-                        dtype: str | None = "float32") -> EffectResult:
-    """:func:`igds.method.intervene.measure_effects` with the attribution screen, the null and the candidates
-    computed by Ray actors (each loads the run's model and SAE from their stored specs, in ``dtype``).
-
-    Effects equal the local executor's up to float rounding: a chunk of features replays its rows in batches of
-    its own, and a batch's composition changes the last bits of a matmul.
+    Args:
+        pool: opens the pool (:func:`igds.executor.pool.stage_pool`); opened only when something is left to measure.
+        mean_act: ā of every SAE feature ``[d_sae]`` (mean activation when firing on probe).
+        max_features: stop after measuring this many new candidate features (tests use it to interrupt).
+        density: token density (``tok_freq_task``) of every SAE feature ``[d_sae]``, for the
+            density-matched null; required when ``cfg.null_features > 0``.
+        max_null: stop after this many new null elements; candidates wait until the null is complete.
 
     Raises:
-        ExecutorError: the actors run in another numeric mode than the run's key records (e.g. a GPU actor with bf16
-            autocast for a run keyed ``fp32``), or a task kept failing after ``executor.max_retries`` retries.
+        ExecutorError: the workers compute in another numeric mode than the run's key records (e.g. a GPU worker
+            with bf16 autocast for a run keyed ``fp32``), or an item kept failing after its retries.
     """
     progress = progress or null_progress
     t0 = time.perf_counter()
     candidates = [int(f) for f in candidates]
-    run = store.run(effect_id) or {}
     todo_null, n_null, n_plan = null_todo(store, effect_id, candidates, density, cfg, max_null)
     need_attr = not store.has_attribution(effect_id)
     n_features = len(set(candidates) - store.measured_features(effect_id))
     if not need_attr and todo_null.empty and (n_null < n_plan or n_features == 0):
         return finish_effects(store, effect_id, candidates, cfg, n_null >= n_plan and n_features == 0, t0)
-    if spec is None:
-        spec = spec_for(store, run.get("model_key"), run.get("sae_key"), site, dtype)
-    n_tasks = max(len(todo_null), n_features, 1)
-    with WorkerPool(executor, spec, n_tasks, setup=[("prepare_dev", (list(dev_items), cfg.to_dict(), pad_id))],
-                    progress=progress, stage="intervene") as pool:
-        mode = (run.get("config") or {}).get("compute")
-        for got in {r[1] for r in pool.ready}:
+    req = PoolRequest("intervene", max(len(todo_null), n_features, 1), progress=progress,
+                      setup=[("prepare_dev", (list(dev_items), cfg.to_dict(), pad_id))])
+    with pool(req) as workers:
+        mode = ((store.run(effect_id) or {}).get("config") or {}).get("compute")
+        for got in {r[1] for r in workers.ready}:
             if mode and got != mode:
-                raise ExecutorError(f"the Ray actors compute in {got} but intervention run {effect_id} is keyed "
-                                    f"{mode}; set the run's precision or the actors' devices to match")
+                raise ExecutorError(f"the workers compute in {got} but intervention run {effect_id} is keyed "
+                                    f"{mode}; set the run's precision or the workers' devices to match")
         if need_attr:
             progress(0, len(candidates), "intervene: attribution screen of all features")
-            est = pool.call("attribution", mean_act)
-            store.write_attribution(est.assign(effect_id=effect_id))
+            store.write_attribution(workers.call("attribution", mean_act).assign(effect_id=effect_id))
         ranked = exact_order(candidates, store.attribution(effect_id))
         sweep = set(ranked[: cfg.sweep_top])
         if not todo_null.empty:
-            size = pool.call("null_size", candidates, mean_act)
-            parts = chunks(todo_null, pool.n * CHUNKS_PER_ACTOR)
-            for _, out in pool.imap_unordered("null_elements", [(effect_id, p, size, mean_act) for p in parts]):
-                for eff, summ in out:
+            size = workers.call("null_size", candidates, mean_act)
+            items = [(effect_id, part, size, mean_act) for part in workers.parts(todo_null)]
+            for _, elements in workers.imap("null_elements", items):
+                for eff, summ in elements:
+                    if int(summ.null_id.iloc[0]) in store.measured_nulls(effect_id):
+                        continue  # a retried chunk's elements already stored
                     store.write_null_effect(eff, summ)
                     n_null += 1
                     progress(n_null, n_plan, f"intervene: null {n_null}/{n_plan} ({summ.kind.iloc[0]}, effect "
@@ -92,19 +88,32 @@ def measure_effects_ray(store, effect_id: str, site: str, dev_items: Sequence[En
         if max_features is not None:
             todo = todo[:max_features]
         n_done = len(done & set(candidates))
-        parts = chunks(todo, pool.n * CHUNKS_PER_ACTOR)
-        for _, out in pool.imap_unordered("feature_effects", [(effect_id, p, sweep, mean_act) for p in parts]):
-            for rows, summ in out:
-                write_feature(store, effect_id, rows, summ)
-                n_done += 1
-                store.update_run(effect_id, n_done=n_done, message=f"{n_done}/{len(candidates)} features")
-                progress(n_done, len(candidates), f"intervene: feature {int(summ.feature.iloc[0])} "
-                                                  f"({n_done}/{len(candidates)}, effect {primary_effect(summ):+.4f})")
+        items = [(effect_id, part, sweep, mean_act) for part in workers.parts(todo)]
+        for _, features in workers.imap("feature_effects", items):
+            for rows, summ in features:
+                if write_feature(store, effect_id, rows, summ):
+                    n_done += 1
+                    store.update_run(effect_id, n_done=n_done, message=f"{n_done}/{len(candidates)} features")
+                    progress(n_done, len(candidates), f"intervene: feature {int(summ.feature.iloc[0])} "
+                                                      f"({n_done}/{len(candidates)}, effect "
+                                                      f"{primary_effect(summ):+.4f})")
     return finish_effects(store, effect_id, candidates, cfg, null_done and n_done >= len(candidates), t0)
 
 
-def write_feature(store, effect_id: str, rows: pd.DataFrame, summ: pd.DataFrame) -> None:
-    """One feature's rows in one transaction (a retried chunk's features already stored are skipped)."""
+def write_feature(store, effect_id: str, rows: pd.DataFrame, summ: pd.DataFrame) -> bool:
+    """One feature's rows in one transaction; False (nothing written) for a feature a retried chunk already
+    stored."""
     if int(summ.feature.iloc[0]) in store.measured_features(effect_id):
-        return
+        return False
     store.write_feature_effects(rows, summ)
+    return True
+
+
+def measure_here(store, effect_id: str, model, sae, site: str, dev_items: Sequence[EncodedItem],
+                 candidates: Sequence[int], mean_act: np.ndarray, cfg: InterventionConfig, pad_id: int,
+                 progress: ProgressFn | None = None, max_features: int | None = None, **kwargs) -> EffectResult:
+    """:func:`measure_effects` on a local pool over a model (fp32 for the paper's edits) and SAE this process
+    holds; ``kwargs``: ``density``, ``max_null``."""
+    return measure_effects(store, effect_id, dev_items, candidates, mean_act, cfg, pad_id,
+                           stage_pool(ExecutorConfig(), Loaded(model, None, sae, site)), progress, max_features,
+                           **kwargs)

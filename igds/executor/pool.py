@@ -1,147 +1,248 @@
-"""A pool of model actors with retries: tasks go to whichever actor is free; a task whose actor died (a killed
-or crashed worker) goes again to a fresh actor, at most ``ExecutorConfig.max_retries`` times per task.
+"""Executors are pools of model workers; every stage has one driver that takes a pool.
 
-Actors are plain Ray actors with ``max_restarts=0``: the pool itself replaces a dead one (loading the model again
-and replaying the stage's setup calls, e.g. the dev prefix), so a retried task always runs on a complete actor and
-the driver knows which tasks were retried. Results come back in completion order; the driver writes them.
+A :class:`Pool` holds ``n`` workers (:class:`igds.executor.worker.ModelWorker`), each loaded once with a setup
+replayed on it (e.g. the interventions' dev prefix). A driver submits work items (a worker method and its
+arguments) and gets ``(item index, result)`` back as items finish; a worker that dies mid-item is replaced by a
+fresh one (load and setup replayed) and the item runs again, at most ``max_retries`` times. The driver alone
+writes the store.
+
+Kinds of pool:
+
+- ``local``: one worker in this process, serving the model the caller already loaded; work runs lazily in the
+  driver's loop, so a streaming work method (a generator) reports each feature or batch as it is done.
+- ``ray``: model actors on a Ray cluster (:mod:`igds.executor.ray_pool`), each loading the stored specs.
+
+Kinds are registered by name in :mod:`igds.executor.registry`, where the executor kind (``ExecutorConfig.kind``)
+is read, in exactly one place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import inspect
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from igds.executor.config import ExecutorConfig
-from igds.executor.runtime import ExecutorError, actors_that_fit, connect, worker_env
-from igds.executor.worker import ModelWorker, WorkerSpec
 from igds.progress import ProgressFn, null_progress
 
+CHUNKS_PER_WORKER = 2  # items per worker and phase on a remote pool: finer items report sooner, replay less per batch
 
-class WorkerPool:
-    """``n`` model actors (``cfg.actors``, no more than tasks or cluster resources), each with ``cfg.cpus_per_actor``
-    CPUs (its torch threads) and ``cfg.gpus_per_actor`` GPUs. Use as a context manager: leaving it kills the actors.
+
+class WorkerLost(RuntimeError):
+    """A worker died while running an item (killed, out of memory, its node gone): the item runs again on a fresh
+    worker. Raised by a pool's :meth:`Pool._collect` with the item's handle; any other exception is the item's own
+    error and is raised as it is."""
+
+    def __init__(self, message: str, handle: Any = None):
+        super().__init__(message)
+        self.handle = handle
+
+
+class ExecutorError(RuntimeError):
+    """The executor cannot run: an unreachable address, a cluster too small for one worker, an item that kept
+    failing after its retries."""
+
+
+@dataclass
+class Loaded:
+    """What this process already holds for a stage: the model (fp32 for interventions), its tokenizer, the SAE
+    (None for stages without one) and its site. A local pool serves these; a remote pool loads ``spec()``."""
+
+    model: Any
+    tokenizer: Any = None
+    sae: Any = None
+    site: str = ""
+
+
+@dataclass
+class PoolRequest:
+    """What a stage asks of a pool.
 
     Args:
-        spec: what each actor loads.
-        n_tasks: how many tasks the stage has (no more actors than that).
-        setup: ``(method, args)`` calls every actor runs after loading, before any task (e.g. ``prepare_dev``).
-        stage: name used in progress messages.
+        stage: name used in progress messages (``extract``, ``intervene``, ``nll``, ``evaluate``).
+        n_items: how many items the stage has (no more workers than that).
+        loaded: the caller's loaded model (and SAE) for an in-process pool.
+        spec: a callable returning the :class:`igds.executor.worker.WorkerSpec` remote workers load (called only
+            by pools that start workers elsewhere: a local pool never needs stored specs).
+        setup: ``(method, args)`` calls every worker runs after loading, before any item (a replaced worker too).
+        progress: ``progress(done, total, message)`` for starting workers and retries.
     """
 
-    def __init__(self, cfg: ExecutorConfig, spec: WorkerSpec, n_tasks: int,
-                 setup: Sequence[tuple[str, tuple]] = (), progress: ProgressFn | None = None, stage: str = "ray"):
-        self.ray = connect(cfg)
-        self.cfg = cfg
-        self.spec = spec
-        self.setup = list(setup)
-        self.progress = progress or null_progress
-        self.stage = stage
+    stage: str
+    n_items: int
+    loaded: Loaded | None = None
+    spec: Callable[[], Any] | None = None
+    setup: Sequence[tuple[str, tuple]] = ()
+    progress: ProgressFn | None = None
+    max_retries: int = 3
+
+
+def chunks(seq: Sequence, n: int) -> list:
+    """``seq`` cut into at most ``n`` contiguous, nearly equal, non-empty pieces (order kept)."""
+    size = math.ceil(len(seq) / max(1, n)) if len(seq) else 1
+    return [seq[i : i + size] for i in range(0, len(seq), size)]
+
+
+class Pool:
+    """``n`` workers and the scheduling every kind shares: one item per free worker, retries on a fresh worker.
+
+    A kind implements four hooks: :meth:`_start` (a worker in a slot, loaded, setup queued; returns a handle on
+    its setup results), :meth:`_submit` (an item to a slot's worker; returns a handle), :meth:`_collect` (the
+    first finished handle and its result, raising :class:`WorkerLost` for a dead worker) and :meth:`_stop`.
+    Use as a context manager: leaving it stops every worker.
+    """
+
+    kind = "abstract"
+
+    def __init__(self, n: int, req: PoolRequest):
+        self.n = n
+        self.req = req
+        self.stage = req.stage
+        self.setup = list(req.setup)
+        self.progress = req.progress or null_progress
+        self.max_retries = req.max_retries
         self.retries = 0
-        self._cls = self.ray.remote(ModelWorker)
-        self.n = actors_that_fit(self.ray, cfg, max(1, n_tasks))
-        self.progress(0, 0, f"{stage}: starting {self.n} Ray actor(s) ({cfg.cpus_per_actor:g} CPU, "
-                            f"{cfg.gpus_per_actor:g} GPU each)")
-        self.actors: list = []
+        self.ready: list = []  # per worker: [load result, *setup results]
+
+    def start(self) -> Pool:
+        """Start the ``n`` workers (in parallel where the kind can) and wait until they are ready."""
         try:
-            spawned = [self._spawn() for _ in range(self.n)]
-            self.actors = [a for a, _ in spawned]
-            # all actors load in parallel; ready[i] = [load(), *setup results] of actor i
-            self.ready = [self._get(refs) for _, refs in spawned]
+            handles = [self._start(slot) for slot in range(self.n)]
+            self.ready = [self._ready(h) for h in handles]
         except BaseException:
             self.close()
             raise
+        return self
 
-    # -- lifecycle --------------------------------------------------------------------------------------------
+    # -- hooks ------------------------------------------------------------------------------------------------
 
-    def _spawn(self):
-        """A new actor with its load and setup calls queued (not waited for)."""
-        actor = self._cls.options(num_cpus=self.cfg.cpus_per_actor, num_gpus=self.cfg.gpus_per_actor,
-                                  max_restarts=0, max_task_retries=0,
-                                  runtime_env={"env_vars": worker_env()}).remote(
-            self.spec.to_dict(), self.cfg.cpus_per_actor, self.cfg.gpus_per_actor)
-        refs = [actor.load.remote()] + [getattr(actor, m).remote(*args) for m, args in self.setup]
-        return actor, refs
+    def _start(self, slot: int) -> Any:
+        raise NotImplementedError
 
-    def _get(self, refs):
-        """``ray.get`` that raises a Python error of a task (a model that does not load, a bad input) as itself:
-        a fresh actor would fail the same way, so it is not retried."""
+    def _ready(self, handle: Any) -> list:
+        """The setup results behind a :meth:`_start` handle (waits for them)."""
+        return handle
+
+    def _submit(self, slot: int, method: str, args: tuple) -> Any:
+        raise NotImplementedError
+
+    def _collect(self, handles: list) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def _stop(self, slot: int) -> None:
+        raise NotImplementedError
+
+    # -- shared -----------------------------------------------------------------------------------------------
+
+    def parts(self, seq: Sequence) -> list:
+        """``seq`` cut into the items a phase submits: one per worker and ``CHUNKS_PER_WORKER`` each."""
+        return chunks(seq, self.n * CHUNKS_PER_WORKER)
+
+    def _replace(self, slot: int) -> None:
+        self._stop(slot)
         try:
-            return self.ray.get(refs)
-        except self.ray.exceptions.RayTaskError as e:
-            raise e.as_instanceof_cause() from None
+            self._ready(self._start(slot))
+        except WorkerLost as e:
+            raise ExecutorError(f"{self.stage}: a fresh worker died while loading the model: {e}") from None
 
-    def _replace(self, i: int) -> None:
-        """Kill actor ``i`` (if it still runs) and start a ready fresh one in its place."""
-        try:
-            self.ray.kill(self.actors[i], no_restart=True)
-        except Exception:  # already dead: nothing to release
-            pass
-        actor, refs = self._spawn()
-        self.actors[i] = actor
-        try:
-            self._get(refs)
-        except self.ray.exceptions.RayActorError as e:
-            raise ExecutorError(f"{self.stage}: a fresh Ray actor died while loading the model: {e}") from None
+    def imap(self, method: str, payloads: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+        """Run ``worker.<method>(*payload)`` for every payload, one item per free worker at a time; yields
+        ``(payload index, result)`` as items finish. An item whose worker died runs again on a fresh worker.
+
+        Raises:
+            ExecutorError: an item failed on ``max_retries + 1`` workers in a row.
+            Exception: an error raised inside an item (the same input would fail again), as it was raised.
+        """
+        pending = list(range(len(payloads)))[::-1]  # popped from the end: in order
+        attempts = dict.fromkeys(range(len(payloads)), 0)
+        in_flight: dict = {}  # handle -> (payload index, slot)
+        free = list(range(self.n))[::-1]
+        while pending or in_flight:
+            while pending and free:
+                slot, i = free.pop(), pending.pop()
+                in_flight[self._submit(slot, method, payloads[i])] = (i, slot)
+            try:
+                handle, outcome = self._collect(list(in_flight))
+            except WorkerLost as lost:
+                i, slot = in_flight.pop(lost.handle)
+                attempts[i] += 1
+                if attempts[i] > self.max_retries:
+                    raise ExecutorError(f"{self.stage}: item {i} failed on {attempts[i]} workers in a row (last: "
+                                        f"{str(lost).splitlines()[0]}); raise max_retries or check the "
+                                        "workers' memory") from None
+                self.retries += 1
+                self.progress(0, 0, f"{self.stage}: a worker died; item {i} runs again on a fresh worker "
+                                    f"(retry {attempts[i]}/{self.max_retries})")
+                self._replace(slot)
+                pending.append(i)
+                free.append(slot)
+                continue
+            i, slot = in_flight.pop(handle)
+            free.append(slot)
+            yield i, outcome
+
+    def call(self, method: str, *args) -> Any:
+        """One item on whichever worker is free (retried like :meth:`imap`)."""
+        return next(self.imap(method, [args]))[1]
 
     def close(self) -> None:
-        """Kill every actor (their CPUs and GPUs go back to the cluster)."""
-        for actor in self.actors:
+        """Stop every worker (their CPUs, GPUs and memory go back)."""
+        for slot in range(self.n):
             try:
-                self.ray.kill(actor, no_restart=True)
-            except Exception:  # already dead
+                self._stop(slot)
+            except Exception:  # already gone
                 pass
-        self.actors = []
 
-    def __enter__(self) -> WorkerPool:
+    def __enter__(self) -> Pool:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- work -------------------------------------------------------------------------------------------------
 
-    def imap_unordered(self, method: str, payloads: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
-        """Run ``actor.<method>(*payload)`` for every payload, one task per free actor at a time; yields
-        ``(payload index, result)`` as tasks finish. A task whose actor died is run again on a fresh actor.
+def run_method(worker, method: str, args: tuple, stream: bool = False):
+    """``worker.<method>(*args)``; a streaming method's generator is listed unless ``stream`` (a worker in
+    another process sends its whole result back)."""
+    out = getattr(worker, method)(*args)
+    return out if stream or not inspect.isgenerator(out) else list(out)
 
-        Raises:
-            ExecutorError: a task failed on ``cfg.max_retries + 1`` actors in a row.
-            Exception: a Python error raised inside a task (the same input would fail again), as it was raised.
-        """
-        pending = list(range(len(payloads)))[::-1]  # popped from the end: in order
-        attempts = dict.fromkeys(range(len(payloads)), 0)
-        in_flight: dict = {}  # ref -> (payload index, actor slot)
-        free = list(range(len(self.actors)))[::-1]
 
-        def submit(slot: int) -> None:
-            i = pending.pop()
-            ref = getattr(self.actors[slot], method).remote(*payloads[i])
-            in_flight[ref] = (i, slot)
+class LocalPool(Pool):
+    """One worker in this process, serving the caller's loaded model and SAE (:class:`Loaded`). Items run lazily
+    in the driver's loop: a streaming method's events reach the driver as they are produced (a feature's rows are
+    stored when that feature is done), and the worker's ``progress`` is the stage's. Items are not cut: the whole
+    phase is one item, so batches are what one in-process loop would make."""
 
-        while pending or in_flight:
-            while pending and free:
-                submit(free.pop())
-            ready, _ = self.ray.wait(list(in_flight), num_returns=1)
-            ref = ready[0]
-            i, slot = in_flight.pop(ref)
-            try:
-                result = self._get(ref)
-            except self.ray.exceptions.RayActorError as e:
-                attempts[i] += 1
-                if attempts[i] > self.cfg.max_retries:
-                    raise ExecutorError(f"{self.stage}: task {i} failed on {attempts[i]} Ray actors in a row (last: "
-                                        f"{str(e).splitlines()[0]}); raise max_retries or check the workers' "
-                                        "memory") from None
-                self.retries += 1
-                self.progress(0, 0, f"{self.stage}: a Ray actor died; task {i} runs again on a fresh actor "
-                                    f"(retry {attempts[i]}/{self.cfg.max_retries})")
-                self._replace(slot)
-                pending.append(i)
-                free.append(slot)
-                continue
-            free.append(slot)
-            yield i, result
+    kind = "local"
 
-    def call(self, method: str, *args) -> Any:
-        """One task on whichever actor is free (retried like :meth:`imap_unordered`)."""
-        return next(self.imap_unordered(method, [args]))[1]
+    def __init__(self, req: PoolRequest):
+        super().__init__(1, req)
+        if req.loaded is None:
+            raise ValueError(f"{req.stage}: a local pool serves a model this process loaded (PoolRequest.loaded)")
+        self.worker = None
+        self._seq = 0
+        self._results: dict = {}
+
+    def _start(self, slot: int) -> list:
+        from igds.executor.worker import ModelWorker
+
+        loaded = self.req.loaded
+        self.worker = ModelWorker.serving(loaded.model, loaded.tokenizer, loaded.sae, loaded.site, self.progress)
+        return [self.worker.describe(), *(run_method(self.worker, m, args) for m, args in self.setup)]
+
+    def _submit(self, slot: int, method: str, args: tuple) -> int:
+        self._seq += 1
+        self._results[self._seq] = (method, args)
+        return self._seq
+
+    def _collect(self, handles: list) -> tuple[int, Any]:
+        h = handles[0]
+        method, args = self._results.pop(h)
+        return h, run_method(self.worker, method, args, stream=True)
+
+    def _stop(self, slot: int) -> None:
+        self.worker = None
+
+    def parts(self, seq: Sequence) -> list:
+        return [seq] if len(seq) else []

@@ -13,15 +13,11 @@ import socket
 
 from igds import settings
 from igds.executor.config import ExecutorConfig
+from igds.executor.pool import ExecutorError
 
 CONNECT_TIMEOUT_S = 5.0
 LOOPBACK = "127.0.0.1"
 SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch; "0" keeps a node address of 127.0.0.1
-
-
-class ExecutorError(RuntimeError):
-    """The Ray executor cannot run: an unreachable address, a cluster too small for one actor, a shard that kept
-    failing after its retries."""
 
 
 def _host_port(address: str) -> tuple[str, int] | None:

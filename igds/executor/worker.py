@@ -1,18 +1,21 @@
-"""The model actor: one model + SAE loaded from their stored specs, running the stages' pure per-batch functions.
+"""The model worker every pool runs: one model + SAE (loaded from their stored specs, or the ones this process
+holds) serving the stages' pure per-item functions.
 
 A :class:`ModelWorker` never touches the store. Extraction shards are written to their Parquet files under their
-content keys (atomically, as the local executor writes them) and returned; interventions, NLL tables and
-evaluations return their rows. The driver owns every store write (:mod:`igds.executor.pool`).
+content keys (atomically) and returned; interventions, NLL tables and evaluations return their rows. The driver
+owns every store write (:mod:`igds.executor.pool`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from igds.config import ConfigBase
+from igds.progress import ProgressFn, null_progress
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,12 +27,15 @@ class WorkerSpec(ConfigBase):
         sae: the ``SaeSpec`` dict the store recorded for the run's SAE (``saes.spec``); None for stages without one.
         site: the SAE's hook site on the model.
         dtype: the weights' dtype (``float32``...), pinned to what the driver's run used; None keeps the spec's.
+        adapter: a LoRA adapter folder (on a filesystem every worker reads) wrapped around the model: evaluation
+            calls then run the tuned model, or its base weights with the adapter disabled.
     """
 
     model: dict = field(default_factory=dict)
     sae: dict | None = None
     site: str = ""
     dtype: str | None = None
+    adapter: str | None = None
 
 
 def spec_for(store, model_key: str | None, sae_key: str | None, site: str = "", dtype: str | None = None,
@@ -49,49 +55,85 @@ def spec_for(store, model_key: str | None, sae_key: str | None, site: str = "", 
 
 
 class ModelWorker:
-    """A Ray actor body (``ray.remote(ModelWorker)``): load once, then serve the stages' calls in order."""
+    """A model worker: a model (+ SAE) serving the stages' pure per-item functions. Built either from stored specs
+    (:meth:`load`, in a remote pool's worker process) or around objects this process already holds
+    (:meth:`serving`, the local pool). Streaming methods are generators: a local pool hands their events to the
+    driver as they come, a remote one sends the list back when the item is done."""
 
-    def __init__(self, spec: dict, cpus: float, gpus: float):
-        import torch
-
-        self.spec = WorkerSpec.from_dict(spec)
+    def __init__(self, spec: dict | None = None, cpus: float = 1.0, gpus: float = 0.0):
+        self.spec = WorkerSpec.from_dict(spec or {})
+        self.site = self.spec.site
         self.device = "cuda" if gpus > 0 else "cpu"
-        torch.set_num_threads(max(1, math.floor(cpus)))
+        self.threads = max(1, math.floor(cpus))
         self.model = self.tokenizer = self.sae = None
         self.cache = None  # the interventions' dev prefix (prepare_dev)
+        self.peft = None  # a LoRA-wrapped model (load_adapter, or a PeftModel served as it is)
+        self.progress = null_progress  # the stage's, in a local pool: fine-grained progress of long items
+
+    @classmethod
+    def serving(cls, model, tokenizer, sae, site: str, progress: ProgressFn | None = None) -> ModelWorker:
+        """A worker around a model (a ``PeftModel`` too), tokenizer and SAE this process already holds."""
+        worker = cls()
+        worker.model, worker.tokenizer, worker.sae, worker.site = model, tokenizer, sae, site
+        if hasattr(model, "disable_adapter"):
+            worker.peft = model
+        worker.progress = progress or null_progress
+        return worker
+
+    def describe(self) -> dict:
+        """This worker's process id, device and weights' dtype."""
+        p = next(self.model.parameters())
+        return {"pid": os.getpid(), "device": str(p.device.type), "dtype": str(p.dtype)}
 
     def pid(self) -> int:
-        """This actor's process id (tests kill it)."""
+        """This worker's process id (tests kill it)."""
         return os.getpid()
 
     def load(self) -> dict:
-        """Load the model (and SAE) from the specs; returns what was loaded. Errors name the spec."""
+        """Load the model (and SAE) from the specs; returns :meth:`describe`. Errors name the spec."""
         import dataclasses
+
+        import torch
 
         from igds.modeling.load import ModelSpec, load_model
         from igds.modeling.sae import SaeSpec, check_sae_fits, load_sae
 
+        torch.set_num_threads(self.threads)
         mspec = ModelSpec.from_dict(self.spec.model)
         mspec = dataclasses.replace(mspec, device=self.device, dtype=self.spec.dtype or mspec.dtype)
         self.model, self.tokenizer = load_model(mspec)
         if self.spec.sae is not None:
             self.sae, info = load_sae(SaeSpec.from_dict(self.spec.sae), device=self.device)
-            check_sae_fits(self.sae, self.model, self.spec.site or info.site)
-        return {"pid": os.getpid(), "device": self.device, "dtype": str(next(self.model.parameters()).dtype)}
+            self.site = self.spec.site or info.site
+            check_sae_fits(self.sae, self.model, self.site)
+        if self.spec.adapter:
+            from igds.training.evaluate import load_adapter
+
+            self.peft = load_adapter(self.model, self.spec.adapter)
+        return self.describe()
 
     # -- extraction -------------------------------------------------------------------------------------------
 
-    def extract(self, items: list, cfg: dict, pad_id: int, acts_path: str, stats_path: str):
-        """One shard: :func:`igds.method.extract.extract_shard` over its items, written to its two files (a
-        shard an earlier, killed attempt already wrote is read back). Returns ``(acts, stats)``."""
-        from igds.method.extract import ExtractConfig, ShardPlan, extract_shard
+    def extract(self, items: list, cfg: dict, pad_id: int, acts_path: str, stats_path: str) -> Iterator[tuple]:
+        """One shard: :func:`igds.method.extract.process_batch` over its length batches, written to its two files
+        (a shard an earlier, killed attempt already wrote is read back). Yields ``("batch", n examples)`` per
+        batch, then ``("shard", acts, stats)``."""
+        import pyarrow as pa
+
+        from igds.method.extract import ExtractConfig, ShardPlan, shard_batches
 
         plan = ShardPlan("", items, Path(acts_path), Path(stats_path))
         if plan.written:
-            return plan.read()
-        acts, stats = extract_shard(self.model, self.sae, self.spec.site, items, ExtractConfig.from_dict(cfg), pad_id)
+            yield ("shard", *plan.read())
+            return
+        acts, stats = [], []
+        for n, a, s in shard_batches(self.model, self.sae, self.site, items, ExtractConfig.from_dict(cfg), pad_id):
+            acts.append(a)
+            stats.append(s)
+            yield ("batch", n)
+        acts, stats = pa.concat_tables(acts), pa.concat_tables(stats)
         plan.write(acts, stats)
-        return acts, stats
+        yield ("shard", acts, stats)
 
     # -- interventions ----------------------------------------------------------------------------------------
 
@@ -101,7 +143,7 @@ class ModelWorker:
         from igds.method.intervene import InterventionConfig, compute_mode, prepare_dev
 
         self.icfg = InterventionConfig.from_dict(cfg)
-        self.cache = prepare_dev(self.model, self.spec.site, items, pad_id, self.icfg)
+        self.cache = prepare_dev(self.model, self.site, items, pad_id, self.icfg)
         return compute_mode(self.model, self.icfg)
 
     def attribution(self, mean_act):
@@ -116,23 +158,18 @@ class ModelWorker:
 
         return null_edit_size_of(self.sae, self.cache, candidates, mean_act, self.icfg)
 
-    def null_elements(self, effect_id: str, todo, size: float, mean_act) -> list:
-        """Null elements (rows of the null plan) → ``[(null_effects rows, null_summary row)]``."""
+    def null_elements(self, effect_id: str, todo, size: float, mean_act) -> Iterator[tuple]:
+        """Null elements (rows of the null plan) → ``(null_effects rows, null_summary row)`` per element."""
         from igds.method.intervene import run_null_elements
 
-        out = []
-        run_null_elements(self.model, self.sae, self.cache, effect_id, todo, size, mean_act, self.icfg,
-                          lambda eff, summ, _s: out.append((eff, summ)))
-        return out
+        yield from run_null_elements(self.model, self.sae, self.cache, effect_id, todo, size, mean_act, self.icfg)
 
-    def feature_effects(self, effect_id: str, features: list[int], sweep: set[int], mean_act) -> list:
-        """Candidate features → ``[(feature_effects rows, effect_summary rows)]``, one pair per feature."""
+    def feature_effects(self, effect_id: str, features: list[int], sweep: set[int], mean_act) -> Iterator[tuple]:
+        """Candidate features → ``(feature_effects rows, effect_summary rows)`` per feature."""
         from igds.method.intervene import run_feature_effects
 
-        out = []
-        run_feature_effects(self.model, self.sae, self.cache, effect_id, features, sweep, mean_act, self.icfg,
-                            lambda rows, summ: out.append((rows, summ)))
-        return out
+        yield from run_feature_effects(self.model, self.sae, self.cache, effect_id, features, sweep, mean_act,
+                                       self.icfg)
 
     # -- NLL tables -------------------------------------------------------------------------------------------
 
@@ -140,24 +177,16 @@ class ModelWorker:
         """:func:`igds.modeling.nll.nll_table` of some examples (``example_id, nll_cond, nll_uncond``)."""
         from igds.modeling.nll import nll_table
 
-        return nll_table(self.model, self.tokenizer, examples, max_length=max_length, batch_tokens=batch_tokens)
+        return nll_table(self.model, self.tokenizer, examples, max_length=max_length, batch_tokens=batch_tokens,
+                         progress=self.progress)
 
     # -- evaluation -------------------------------------------------------------------------------------------
-
-    def load_adapter(self, adapter_dir: str) -> str:
-        """Wrap the loaded model with a LoRA adapter read from ``adapter_dir`` (a folder on the shared filesystem;
-        a pool setup call, so a replaced actor loads it again). Evaluation calls then run the tuned model, or its
-        base weights with the adapter disabled, as :func:`igds.workflow.tune.base_weights` does locally."""
-        from igds.training.evaluate import load_adapter
-
-        self.peft = load_adapter(self.model, adapter_dir)
-        return adapter_dir
 
     def _eval_model(self, base: bool):
         """``(model, context)`` an evaluation call runs under: the tuned model, or the base weights."""
         from contextlib import nullcontext
 
-        peft = getattr(self, "peft", None)
+        peft = self.peft
         if peft is None:
             if not base:
                 raise ValueError("this actor has no adapter loaded (load_adapter): only base=True evaluates")
@@ -203,5 +232,5 @@ class ModelWorker:
         model, ctx = self._eval_model(base)
         acfg = ExtractConfig.from_dict(cfg)
         with ctx, torch.no_grad():
-            return [activation_batch(base_transformer(model), self.sae, self.spec.site, batch, acfg, pad_id, features)
+            return [activation_batch(base_transformer(model), self.sae, self.site, batch, acfg, pad_id, features)
                     for batch in batches]

@@ -14,7 +14,7 @@ from igds.config import ConfigBase
 from igds.data.corpus import POOL_SETTINGS
 from igds.method.baselines import BASELINES
 from igds.method.presets import DEFAULT_PRESET, METHOD_PRESETS
-from igds.training.evaluate import EvalConfig
+from igds.training.config import EvalConfig
 from igds.training.finetune import FinetuneConfig
 
 # the baselines a grid may compare at its ratio: every registered one but Full, which is always run, at ρ = 1

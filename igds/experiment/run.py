@@ -16,10 +16,11 @@ from igds.experiment.estimate import estimate_seconds, format_duration
 from igds.experiment.grid import Cell, ExperimentConfig, experiment_id, plan_cells, preset_of, quartile_of
 from igds.experiment.report import write_report
 from igds.experiment.stats import summarize
+from igds.method.config import ExtractConfig
 from igds.method.presets import DEFAULT_PRESET
 from igds.progress import ProgressFn, null_progress, scaled
 from igds.store import ActivationStore
-from igds.training.evaluate import EvalConfig
+from igds.training.config import EvalConfig
 from igds.training.results import BASE_RUN, make_eval_id
 
 
@@ -222,7 +223,6 @@ def run_experiment(cfg: ExperimentConfig, store: ActivationStore | None = None, 
     Returns:
         experiment id, cells run / skipped / empty / left, seconds.
     """
-    from igds.method.extract import ExtractConfig
     from igds.workflow.workspace import default_workspace
 
     progress = progress or null_progress

@@ -19,7 +19,10 @@ import time
 from igds.jobs.context import JobContext
 from igds.jobs.folder import read_json, write_json
 from igds.jobs.registry import register_job_kind
+from igds.method.config import InterventionConfig, RecallConfig
+from igds.modeling.config import ModelSpec, SaeSpec
 from igds.progress import begin_stage
+from igds.training.config import EvalConfig
 
 
 def _count(params: dict, ctx: JobContext) -> dict:
@@ -80,7 +83,6 @@ def _extract(params: dict, ctx: JobContext) -> dict:
 def _recall(params: dict, ctx: JobContext) -> dict:
     """Frequency recall of ``task`` (``recall``: a ``RecallConfig`` dict) over the extraction run ``extract_run``,
     with the model and SAE that run was made with (the logit lens of the SAE's features is computed once, here)."""
-    from igds.method.recall import RecallConfig
     from igds.store import ActivationStore
     from igds.workflow.explore import extract_setup
     from igds.workflow.stages import run_recall
@@ -114,7 +116,6 @@ def _intervene(params: dict, ctx: JobContext) -> dict:
     """Measure the task's current candidates. ``intervene`` (an ``InterventionConfig`` dict) starts from the method
     preset ``intervene_preset`` names (e.g. ``paper``: its filter and measurement plan, on these same candidates;
     default: the default config). The run is the dashboard's from then on (the newest intervention run is shown)."""
-    from igds.method.intervene import InterventionConfig
     from igds.method.presets import method_preset
     from igds.workflow.stages import current_recall, run_interventions
 
@@ -148,7 +149,6 @@ def _select(params: dict, ctx: JobContext) -> dict:
 
 def _finetune(params: dict, ctx: JobContext) -> dict:
     from igds.store import ActivationStore
-    from igds.training.evaluate import EvalConfig
     from igds.training.finetune import FinetuneConfig
     from igds.workflow.tune import default_finetune_config, finetune_selection
 
@@ -166,7 +166,6 @@ def _finetune(params: dict, ctx: JobContext) -> dict:
 
 def _evaluate_base(params: dict, ctx: JobContext) -> dict:
     from igds.modeling.load import model_key_of
-    from igds.training.evaluate import EvalConfig
     from igds.training.results import BASE_RUN
     from igds.workflow.tune import evaluate_and_record, validated_features
 
@@ -205,8 +204,6 @@ def _identity(params: dict, ctx: JobContext) -> dict:
     use``): an SAE source ``train[:<layer>:<d_sae>:<k>]`` is trained first, here, once per recipe and model; then
     both are loaded, checked against each other and, with ``task``, the SAE's explained variance is measured on
     its probe items. A refusal fails the job and leaves the workspace's identity unchanged."""
-    from igds.modeling.load import ModelSpec
-    from igds.modeling.sae import SaeSpec
     from igds.store import ActivationStore
     from igds.workflow.workspace import choose_identity
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from igds import settings
 from igds.executor.config import EXECUTOR_KINDS
+from igds.executor.registry import runs_here
 from igds.jobs import ray_target
 from igds.jobs.context import CANCEL_GRACE_S, EXIT_CANCELLED, EXIT_FAILED, execute
 from igds.jobs.folder import (
@@ -63,7 +64,7 @@ def _resolve_target(kind: str, params: dict, target: str | None, dashboard_addre
     target = target or (cfg.job_target if cfg else "local")
     if target == "local":
         return {"target": "local"}
-    heavy_here = needs_slot(kind, params) and (cfg is None or cfg.kind == "local")
+    heavy_here = needs_slot(kind, params) and (cfg is None or runs_here(cfg))
     ray = {"dashboard": ray_target.dashboard_of(cfg.address if cfg else None,
                                                 dashboard_address or (cfg.dashboard_address if cfg else None)),
            "num_cpus": (cfg.cpus_per_actor if cfg else 1.0) if heavy_here else 0.0,

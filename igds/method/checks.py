@@ -19,39 +19,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from igds.config import ConfigBase
+from igds.method.config import CheckConfig  # noqa: F401 - re-exported
 from igds.progress import ProgressFn, null_progress
 
 TOKEN_INJECTION = "token_injection"
 SEED_MATCH = "seed_match"
-
-
-@dataclass(frozen=True, kw_only=True)
-class CheckConfig(ConfigBase):
-    """Settings of the feature checks.
-
-    Args:
-        n_texts: reference texts the tokens are injected into.
-        n_tokens: top-activating tokens injected per feature.
-        threshold: a text counts when the feature fires above this share of its median top activation.
-        majority: flagged as a token detector when more than this share of texts count.
-        match_threshold: decoder cosine at which a feature counts as found again by the other seed's SAE.
-        seed: seeds the reference sample and the insertion points.
-        max_length: tokens per text.
-    """
-
-    n_texts: int = field(default=100, metadata={"help": "reference texts to inject into"})
-    n_tokens: int = field(default=5, metadata={"help": "top-activating tokens injected"})
-    threshold: float = field(default=0.5, metadata={"help": "share of the median top activation that counts"})
-    majority: float = field(default=0.5, metadata={"help": "flag when more than this share of texts count"})
-    match_threshold: float = field(default=0.7, metadata={"help": "decoder cosine of a stable feature"})
-    seed: int = field(default=0, metadata={"help": "reference sample and insertion seed"})
-    max_length: int = field(default=256, metadata={"help": "tokens per text"})
 
 
 def top_tokens(contexts: pd.DataFrame, n: int = 5) -> list[str]:

@@ -1,68 +1,37 @@
 """Extraction: run the model to the SAE's site, encode with the SAE, aggregate per (example, feature).
 
 The heavy part is one pure function, :func:`process_batch` (model + SAE + token ids → Arrow rows,
-no I/O), so a local loop, a worker process or a Ray actor can all call it. :func:`run_extraction`
-adds shards, resumability and the store.
+no I/O), so any pool's worker can call it. The one driver, :func:`igds.executor.extract.run_extraction`, adds
+shards, resumability and the store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from igds.config import ConfigBase
+from igds.method.config import ExtractConfig  # noqa: F401 - re-exported
 from igds.modeling.batching import (
     EncodedItem,
-    check_positions,
     keep_mask,
     length_batches,
     pad_batch,
     position_mask,
 )
 from igds.modeling.hooks import run_until
-from igds.progress import ProgressFn, null_progress
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExtractConfig(ConfigBase):
-    """How activations are extracted and aggregated.
-
-    Args:
-        positions: which token positions count (``igds.modeling.batching.POSITION_SCOPES``): ``content``
-            (the example's own prompt content + response, default), ``prompt_content``, ``response``,
-            ``last_prompt_token`` or ``all`` (template and instruction included).
-        max_length: truncate formatted examples to this many tokens.
-        batch_tokens: token budget per forward batch (padded length × rows).
-        shard_size: examples per shard (the unit of resume and of scale-out).
-        sink_norm_factor: drop positions whose residual norm exceeds this × the batch median.
-    """
-
-    positions: str = field(default="content", metadata={
-        "help": "token scope: content | prompt_content | response | last_prompt_token | all"})
-    max_length: int = field(default=256, metadata={"help": "truncate examples to this many tokens"})
-    batch_tokens: int = field(default=4096, metadata={"help": "tokens per forward batch"})
-    shard_size: int = field(default=256, metadata={"help": "examples per resumable shard"})
-    sink_norm_factor: float = field(default=10.0, metadata={"help": "sink guard: norm > factor × median"})
-
-    def __post_init__(self):
-        check_positions(self.positions)
-        if self.max_length < 2 or self.batch_tokens < self.max_length or self.shard_size < 1:
-            raise ValueError("need max_length >= 2, batch_tokens >= max_length and shard_size >= 1")
-        if self.sink_norm_factor <= 1:
-            raise ValueError("sink_norm_factor must be > 1")
+from igds.progress import ProgressFn
 
 
 @dataclass(frozen=True)
 class ExtractResult:
-    """What :func:`run_extraction` did."""
+    """What :func:`igds.executor.extract.run_extraction` did."""
 
     run_id: str
     n_examples: int
@@ -71,7 +40,7 @@ class ExtractResult:
     n_shards: int
     seconds: float
     tokens: int
-    retries: int = 0  # shards recomputed after a worker died (Ray executor)
+    retries: int = 0  # shards recomputed after a worker died
 
 
 def aggregate(z: torch.Tensor, rows: torch.Tensor, n_rows: int) -> dict[str, torch.Tensor]:
@@ -140,17 +109,19 @@ def shard_key(example_ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(example_ids)).encode()).hexdigest()[:12]
 
 
-def extract_shard(model, sae, site: str, items: Sequence[EncodedItem], cfg: ExtractConfig, pad_id: int,
-                  on_batch=None) -> tuple[pa.Table, pa.Table]:
-    """Process all items of one shard in length-bucketed batches; concatenate the tables."""
-    acts, stats = [], []
+def shard_batches(model, sae, site: str, items: Sequence[EncodedItem], cfg: ExtractConfig,
+                  pad_id: int) -> Iterator[tuple[int, pa.Table, pa.Table]]:
+    """Process the items of one shard in length-bucketed batches: ``(examples in the batch, acts, stats)`` per
+    batch, as each is done."""
     for batch in length_batches(items, cfg.batch_tokens):
-        a, s = process_batch(model, sae, site, batch, cfg, pad_id)
-        acts.append(a)
-        stats.append(s)
-        if on_batch:
-            on_batch(batch)
-    return pa.concat_tables(acts), pa.concat_tables(stats)
+        yield len(batch), *process_batch(model, sae, site, batch, cfg, pad_id)
+
+
+def extract_shard(model, sae, site: str, items: Sequence[EncodedItem], cfg: ExtractConfig,
+                  pad_id: int) -> tuple[pa.Table, pa.Table]:
+    """All batches of one shard (:func:`shard_batches`), their tables concatenated."""
+    parts = list(shard_batches(model, sae, site, items, cfg, pad_id))
+    return pa.concat_tables([a for _, a, _ in parts]), pa.concat_tables([s for _, _, s in parts])
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
@@ -207,51 +178,3 @@ def start_shards(store, run_id: str, items: Sequence[EncodedItem], cfg: ExtractC
     n_done = len(items) - sum(len(p.items) for p in plans)
     progress(n_done, len(items), f"extract: {n_done}/{len(items)} examples already stored")
     return plans, n_done
-
-
-def run_extraction(store, run_id: str, model, sae, site: str, items: Sequence[EncodedItem],
-                   cfg: ExtractConfig, pad_id: int, progress: ProgressFn | None = None,
-                   max_shards: int | None = None) -> ExtractResult:
-    """Extract every item not yet stored for ``run_id``, shard by shard.
-
-    Each shard is computed, written as Parquet files (atomically) under
-    ``runs/<run_id>/shards/`` next to the store and then ingested in one transaction. A rerun after a crash or
-    kill skips ingested examples, ingests finished-but-uningested shard files, and recomputes only
-    the rest, so rows are never duplicated or missing. The run row must exist (``store.start_run``).
-    :func:`igds.executor.extract.run_extraction_ray` does the same with the shards computed by Ray actors.
-
-    Args:
-        max_shards: stop after this many new shards (used by tests to simulate an interruption).
-    """
-    progress = progress or null_progress
-    t0 = time.perf_counter()
-    plans, n_before = start_shards(store, run_id, items, cfg, progress)
-    n_done = n_before
-    total = len(items)
-    n_rows = n_shards = tokens = 0
-    for plan in plans:
-        if max_shards is not None and n_shards >= max_shards:
-            break
-        shard = plan.items
-        if plan.written:
-            acts, stats = plan.read()
-        else:
-            counter = {"n": n_done}
-
-            def on_batch(batch, counter=counter):
-                counter["n"] += len(batch)
-                progress(counter["n"], total, f"extract: {counter['n']}/{total} examples")
-
-            acts, stats = extract_shard(model, sae, site, shard, cfg, pad_id, on_batch)
-            plan.write(acts, stats)
-        store.ingest_shard(run_id, plan.key, acts, stats, str(plan.acts_path))
-        n_done += len(shard)
-        n_rows += acts.num_rows
-        n_shards += 1
-        tokens += sum(len(it.input_ids) for it in shard)
-        store.update_run(run_id, n_done=n_done, message=f"{n_done}/{total} examples")
-        progress(n_done, total, f"extract: {n_done}/{total} examples")
-    finished = n_done >= total
-    store.update_run(run_id, status="done" if finished else "partial", n_done=n_done)
-    return ExtractResult(run_id=run_id, n_examples=total, n_new=n_done - n_before,
-                         n_rows=n_rows, n_shards=n_shards, seconds=time.perf_counter() - t0, tokens=tokens)

@@ -47,106 +47,35 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
-from igds.config import ConfigBase
+from igds.method.config import (  # noqa: F401 - re-exported
+    ADD,
+    EDIT_MODES,
+    PAPER_INTERVENTION,
+    PRIMARY_ALPHA,
+    SCALE,
+    InterventionConfig,
+)
 from igds.modeling.adapters import Site, parse_site
-from igds.modeling.batching import EncodedItem, check_positions, keep_mask, pad_batch, position_mask
+from igds.modeling.batching import EncodedItem, keep_mask, pad_batch, position_mask
 from igds.modeling.hooks import BlockInputs, capture, record_replay_inputs, replay_from
 from igds.modeling.nll import nll_from_hidden, response_targets
 from igds.modeling.sae import decoder_directions
-from igds.progress import ProgressFn, null_progress
 from igds.ranking import ranked_ids
 
-SCALE = "scale"
-ADD = "add"
-EDIT_MODES = (SCALE, ADD)
 AMPLIFY = "amplify"
 ABLATE = "ablate"
 DIRECTION = "direction"  # a null job: a random direction of the null's edit size
-PRIMARY_ALPHA = 1.0  # the amplification coefficient whose effect decides F* (see InterventionConfig.alphas)
 NULL_DIRECTION = "direction"
 NULL_FEATURE = "feature"
 NULL_NEIGHBOURS = 8  # a density-matched null feature is drawn from this many nearest non-candidates
 BUCKET_ROWS = 16  # dev rows per length bucket of the cached prefix
-
-
-@dataclass(frozen=True, kw_only=True)
-class InterventionConfig(ConfigBase):
-    """Causal validation of candidate features against a null of edits of the same size.
-
-    Args:
-        edit_mode: ``scale`` (``z ← (1+α)·z`` where the feature fires) or ``add`` (``α·ā·W_dec`` at
-            every edited position); see the module docstring.
-        positions: token scope the edits apply to (:data:`igds.modeling.batching.POSITION_SCOPES`).
-        alphas: amplification coefficients; ``PRIMARY_ALPHA`` (1.0) is required and decides the filter.
-            The ``sweep_top`` candidates get all of them (dose–response), the others α = 1 only.
-        sweep_top: candidates (strongest ``|attribution estimate|`` first) measured at every α.
-        ablate: also measure ablation (subtract the feature's own contribution).
-        max_length: truncate dev examples to this many tokens.
-        batch_rows: (job, example) rows replayed per forward.
-        sink_norm_factor: positions above this × median residual norm are never edited.
-        null_directions: random directions in the null.
-        null_features: density-matched random non-candidate features in the null.
-        null_seed: seed of the null's directions and feature draws.
-        null_quantile: quantile of the pooled null effects a candidate must exceed (when ``delta`` is None).
-        delta: explicit minimum α = 1 effect (nats) instead of the null quantile; None uses the null.
-        fdr: Benjamini–Hochberg level of the one-sided paired test.
-        require_significance: keep only features whose BH-adjusted p-value is below ``fdr``.
-        precision: ``auto`` (fp32 residual stream with bf16 matmuls where the hardware has bf16) or ``fp32``.
-    """
-
-    edit_mode: str = field(default=SCALE, metadata={"help": "scale (z ← (1+α)z where active) | add (α·ā·W_dec)"})
-    positions: str = field(default="prompt_content", metadata={
-        "help": "edited token scope: content | prompt_content | response | last_prompt_token | all"})
-    alphas: tuple[float, ...] = field(default=(0.5, 1.0, 2.0), metadata={"help": "amplification coefficients α"})
-    sweep_top: int = field(default=8, metadata={"help": "top candidates (by attribution) measured at every α"})
-    ablate: bool = field(default=True, metadata={"help": "also measure ablation"})
-    max_length: int = field(default=256, metadata={"help": "truncate dev examples to this many tokens"})
-    batch_rows: int = field(default=64, metadata={"help": "rows per replayed forward"})
-    sink_norm_factor: float = field(default=10.0, metadata={"help": "sink guard factor"})
-    null_directions: int = field(default=32, metadata={"help": "random directions in the null"})
-    null_features: int = field(default=16, metadata={"help": "density-matched non-candidate features in the null"})
-    null_seed: int = field(default=0, metadata={"help": "seed of the null"})
-    null_quantile: float = field(default=0.95, metadata={"help": "null quantile a kept effect must exceed"})
-    delta: float | None = field(default=None, metadata={
-        "help": "min amplification effect to keep (nats); unset: the null quantile"})
-    fdr: float = field(default=0.05, metadata={"help": "BH false-discovery rate of the paired test"})
-    require_significance: bool = field(default=True, metadata={"help": "keep only BH-significant features"})
-    precision: str = field(default="auto", metadata={
-        "help": "auto (fp32 residual stream with bf16 matmuls where the hardware has bf16) | fp32"})
-
-    def __post_init__(self):
-        if self.precision not in ("auto", "fp32"):
-            raise ValueError("precision must be auto or fp32")
-        if self.edit_mode not in EDIT_MODES:
-            raise ValueError(f"edit_mode must be one of {', '.join(EDIT_MODES)}, not {self.edit_mode!r}")
-        check_positions(self.positions)
-        if not self.alphas or PRIMARY_ALPHA not in self.alphas:
-            raise ValueError(f"alphas must include {PRIMARY_ALPHA} (it decides the filter)")
-        if not 0 < self.fdr <= 1:
-            raise ValueError("fdr must be in (0, 1]")
-        if min(self.null_directions, self.null_features, self.sweep_top) < 0:
-            raise ValueError("null_directions, null_features and sweep_top must be >= 0")
-        if not 0 < self.null_quantile < 1:
-            raise ValueError("null_quantile must be in (0, 1)")
-        if self.delta is None and self.null_directions + self.null_features == 0:
-            raise ValueError("delta=None compares effects with the null: keep null_directions or null_features > 0")
-
-    @property
-    def null_size(self) -> int:
-        """Null elements asked for (fewer density-matched features exist when few features fire)."""
-        return self.null_directions + self.null_features
-
-
-# The paper's literal reading: keep every candidate whose amplification lowers the dev NLL, no test,
-# no null requirement (the null is still measured and shown).
-PAPER_INTERVENTION = InterventionConfig(require_significance=False, delta=0.0)
 
 
 @dataclass(frozen=True)
@@ -335,12 +264,19 @@ def job_edit(cache: DevCache, job: Job, row: int, dirs: dict[int, torch.Tensor],
     return (job.alpha * z) * d if job.kind == AMPLIFY else -(z * d)
 
 
-@torch.no_grad()
 def run_jobs(model, cache: DevCache, jobs: Sequence[Job], dirs: dict[int, torch.Tensor], mean_act: dict[int, float],
              acts: dict[int, torch.Tensor], cfg: InterventionConfig,
-             on_job: Callable[[Job, np.ndarray, float], None] | None = None,
              directions: dict[int, torch.Tensor] | None = None) -> dict[Job, np.ndarray]:
-    """Per-example intervened NLL of each job; rows a job leaves unchanged keep the base NLL exactly.
+    """Per-example intervened NLL of each job (:func:`iter_jobs`, collected)."""
+    return {job: nll for job, nll, _ in iter_jobs(model, cache, jobs, dirs, mean_act, acts, cfg, directions)}
+
+
+@torch.no_grad()
+def iter_jobs(model, cache: DevCache, jobs: Sequence[Job], dirs: dict[int, torch.Tensor], mean_act: dict[int, float],
+              acts: dict[int, torch.Tensor], cfg: InterventionConfig,
+              directions: dict[int, torch.Tensor] | None = None) -> Iterator[tuple[Job, np.ndarray, float]]:
+    """Per-example intervened NLL of each job, yielded as ``(job, NLL array, seconds)`` as each job completes;
+    rows a job leaves unchanged keep the base NLL exactly.
 
     Jobs run in order, in windows of consecutive jobs covering at least ``batch_rows`` rows per length
     bucket; inside a window the rows of one bucket are stacked ``batch_rows`` at a time, so a job's
@@ -350,7 +286,6 @@ def run_jobs(model, cache: DevCache, jobs: Sequence[Job], dirs: dict[int, torch.
         dirs: decoder direction per feature ``[d]``.
         mean_act: ā_j (mean activation when firing on probe; used by ``add``).
         acts: ``[B, T]`` activation of each feature at editable positions (``scale`` and ablation).
-        on_job: called with (job, NLL array, seconds) as each job completes.
         directions: null direction ``k`` → its vector ``s·u_k`` (``DIRECTION`` jobs).
     """
     dtype = cache.hidden.dtype
@@ -359,7 +294,7 @@ def run_jobs(model, cache: DevCache, jobs: Sequence[Job], dirs: dict[int, torch.
     seconds = dict.fromkeys(jobs, 0.0)
     target = cfg.batch_rows * len(cache.buckets)
 
-    def run_window(window: list[tuple[Job, list[int]]]) -> None:
+    def run_window(window: list[tuple[Job, list[int]]]) -> Iterator[tuple[Job, np.ndarray, float]]:
         pairs = [(job, r) for job, rows in window for r in rows]
         for b in range(len(cache.buckets)):
             mine = [(job, r) for job, r in pairs if int(cache.row_bucket[r]) == b]
@@ -377,25 +312,22 @@ def run_jobs(model, cache: DevCache, jobs: Sequence[Job], dirs: dict[int, torch.
                 for i, (job, r) in enumerate(chunk):
                     result[job][r] = nll[i]
                     seconds[job] += dt
-        if on_job:
-            for job, _ in window:
-                on_job(job, result[job], seconds[job])
+        for job, _ in window:
+            yield job, result.pop(job), seconds[job]
 
     window, size = [], 0
     for job in jobs:
         rows = job_rows(cache, job, acts, cfg)
         if not rows:
-            if on_job:
-                on_job(job, result[job], 0.0)
+            yield job, result.pop(job), 0.0
             continue
         window.append((job, rows))
         size += len(rows)
         if size >= target:
-            run_window(window)
+            yield from run_window(window)
             window, size = [], 0
     if window:
-        run_window(window)
-    return result
+        yield from run_window(window)
 
 
 def summarize_effect(job: Job, nll_base: np.ndarray, nll_int: np.ndarray, n_fired: int) -> dict:
@@ -787,14 +719,15 @@ def null_edit_size_of(sae, cache: DevCache, candidates: Sequence[int], mean_act:
 
 
 def run_null_elements(model, sae, cache: DevCache, effect_id: str, todo: pd.DataFrame, size: float,
-                      mean_act: np.ndarray, cfg: InterventionConfig,
-                      on_element: Callable[[pd.DataFrame, pd.DataFrame, dict], None]) -> None:
+                      mean_act: np.ndarray, cfg: InterventionConfig) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """Measure null elements (rows of :func:`null_plan`) on the dev cache; no I/O.
 
     Args:
         size: the null's edit size (:func:`null_edit_size_of`).
-        on_element: called per element with its per-example rows (``null_effects``), its summary row
-            (``null_summary``) and the summary dict, in the order the elements finish.
+
+    Yields:
+        per element, as it finishes: its per-example rows (``null_effects``) and its summary row
+        (``null_summary``).
     """
     vecs = null_direction_vectors(cache.hidden.shape[-1], cfg.null_directions, cfg.null_seed)
     feats = [int(f) for f in todo.feature if f >= 0]
@@ -815,7 +748,8 @@ def run_null_elements(model, sae, cache: DevCache, effect_id: str, todo: pd.Data
     ids = [it.example_id for it in cache.items]
     base = cache.nll_base.numpy()
 
-    def emit(job: Job, nll: np.ndarray, seconds: float) -> None:
+    for job, nll, seconds in iter_jobs(model, cache, jobs, dirs, {f: float(mean_act[f]) for f in feats}, acts, cfg,
+                                       directions={k: vecs[k] * size for k in range(cfg.null_directions)}):
         r, norm, n_fired = meta[job]
         s = summarize_effect(job, base, nll, n_fired)
         eff = pd.DataFrame({"effect_id": effect_id, "null_id": int(r.null_id), "example_id": ids,
@@ -824,21 +758,17 @@ def run_null_elements(model, sae, cache: DevCache, effect_id: str, todo: pd.Data
                               "feature": int(r.feature), "matched": int(r.matched), "edit_norm": norm,
                               **{k: s[k] for k in ("n", "n_fired", "effect", "ci_low", "ci_high", "p_value")},
                               "seconds": seconds}])
-        on_element(eff, summ, s)
-
-    run_jobs(model, cache, jobs, dirs, {f: float(mean_act[f]) for f in feats}, acts, cfg, on_job=emit,
-             directions={k: vecs[k] * size for k in range(cfg.null_directions)})
+        yield eff, summ
 
 
 def run_feature_effects(model, sae, cache: DevCache, effect_id: str, features: Sequence[int], sweep: set[int],
-                        mean_act: np.ndarray, cfg: InterventionConfig,
-                        on_feature: Callable[[pd.DataFrame, pd.DataFrame], None]) -> None:
+                        mean_act: np.ndarray, cfg: InterventionConfig) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """Amplify (every α for the features in ``sweep``, α = 1 otherwise) and ablate ``features`` on the dev cache;
     no I/O.
 
-    Args:
-        on_feature: called per feature, once all its jobs are done, with its per-example rows
-            (``feature_effects``) and its summary rows (``effect_summary``).
+    Yields:
+        per feature, once all its jobs are done: its per-example rows (``feature_effects``) and its summary rows
+        (``effect_summary``).
     """
     todo = [int(f) for f in features]
     if not todo:
@@ -851,12 +781,12 @@ def run_feature_effects(model, sae, cache: DevCache, effect_id: str, features: S
     jobs_of = {f: [Job(f, AMPLIFY, float(a)) for a in (cfg.alphas if f in sweep else (PRIMARY_ALPHA,))]
                + ([Job(f, ABLATE, 0.0)] if cfg.ablate else []) for f in todo}
     finished: dict[int, dict[Job, tuple[np.ndarray, float]]] = {f: {} for f in todo}
-
-    def collect(job: Job, nll: np.ndarray, seconds: float) -> None:
+    for job, nll, seconds in iter_jobs(model, cache, [j for f in todo for j in jobs_of[f]], dirs,
+                                       {f: float(mean_act[f]) for f in todo}, acts, cfg):
         f = job.feature
-        finished[f][job] = (nll.copy(), seconds)
+        finished[f][job] = (nll, seconds)
         if len(finished[f]) < len(jobs_of[f]):
-            return
+            continue
         n_fired = int((acts[f] != 0).any(1).sum())
         rows, summ = [], []
         for j in jobs_of[f]:
@@ -864,10 +794,7 @@ def run_feature_effects(model, sae, cache: DevCache, effect_id: str, features: S
             rows.append(pd.DataFrame({"effect_id": effect_id, "feature": f, "kind": j.kind, "alpha": j.alpha,
                                       "example_id": ids, "nll_base": base, "nll_int": nll_j}))
             summ.append({"effect_id": effect_id, **summarize_effect(j, base, nll_j, n_fired), "seconds": sec})
-        on_feature(pd.concat(rows), pd.DataFrame(summ))
-
-    run_jobs(model, cache, [j for f in todo for j in jobs_of[f]], dirs, {f: float(mean_act[f]) for f in todo},
-             acts, cfg, on_job=collect)
+        yield pd.concat(rows), pd.DataFrame(summ)
 
 
 def primary_effect(summ: pd.DataFrame) -> float:
@@ -885,75 +812,6 @@ def null_todo(store, effect_id: str, candidates: Sequence[int], density: np.ndar
     if max_null is not None:
         todo = todo.head(max_null)
     return todo, len(done), len(plan)
-
-
-def _measure_null(store, effect_id: str, model, sae, cache: DevCache, candidates: Sequence[int],
-                  mean_act: np.ndarray, density: np.ndarray | None, cfg: InterventionConfig, progress: ProgressFn,
-                  max_null: int | None) -> bool:
-    """Measure the null elements not stored yet (each in one transaction); True when all are stored."""
-    todo, n_done, n_plan = null_todo(store, effect_id, candidates, density, cfg, max_null)
-    if todo.empty:
-        return n_done >= n_plan
-    size = null_edit_size_of(sae, cache, candidates, mean_act, cfg)
-
-    def write(eff: pd.DataFrame, summ: pd.DataFrame, s: dict) -> None:
-        nonlocal n_done
-        store.write_null_effect(eff, summ)
-        n_done += 1
-        kind = summ.kind.iloc[0]
-        progress(n_done, n_plan, f"intervene: null {n_done}/{n_plan} ({kind}, effect {s['effect']:+.4f})")
-
-    run_null_elements(model, sae, cache, effect_id, todo, size, mean_act, cfg, write)
-    return n_done >= n_plan
-
-
-def measure_effects(store, effect_id: str, model, sae, site: str, dev_items: Sequence[EncodedItem],
-                    candidates: Sequence[int], mean_act: np.ndarray, cfg: InterventionConfig, pad_id: int,
-                    progress: ProgressFn | None = None, max_features: int | None = None, *,
-                    density: np.ndarray | None = None, max_null: int | None = None) -> EffectResult:
-    """Measure (resumably) the null and every candidate's amplification and ablation effects on the dev NLL.
-
-    Order: the attribution screen of all features, then the null (the yardstick), then the candidates
-    strongest estimate first. Each null element and each feature is written in one transaction, so an
-    interrupted run continues with what is not stored yet, without duplicates.
-    :func:`igds.executor.intervene.measure_effects_ray` does the same with the work split over Ray actors.
-
-    Args:
-        mean_act: ā of every SAE feature ``[d_sae]`` (mean activation when firing on probe).
-        max_features: stop after measuring this many new candidate features (tests use it to interrupt).
-        density: token density (``tok_freq_task``) of every SAE feature ``[d_sae]``, for the
-            density-matched null; required when ``cfg.null_features > 0``.
-        max_null: stop after this many new null elements; candidates wait until the null is complete.
-    """
-    progress = progress or null_progress
-    t0 = time.perf_counter()
-    candidates = [int(f) for f in candidates]
-    cache = prepare_dev(model, site, dev_items, pad_id, cfg)
-    if not store.has_attribution(effect_id):
-        progress(0, len(candidates), "intervene: attribution screen of all features")
-        est = attribution_estimates(model, sae, cache, mean_act, edit_mode=cfg.edit_mode)
-        store.write_attribution(est.assign(effect_id=effect_id))
-    ranked = exact_order(candidates, store.attribution(effect_id))
-    sweep = set(ranked[: cfg.sweep_top])
-    null_done = _measure_null(store, effect_id, model, sae, cache, candidates, mean_act, density, cfg, progress,
-                              max_null)
-    done = store.measured_features(effect_id)
-    todo = [f for f in ranked if f not in done] if null_done else []
-    if max_features is not None:
-        todo = todo[:max_features]
-    n_done = len(done & set(candidates))
-
-    def write(rows: pd.DataFrame, summ: pd.DataFrame) -> None:
-        nonlocal n_done
-        store.write_feature_effects(rows, summ)
-        n_done += 1
-        f = int(summ.feature.iloc[0])
-        store.update_run(effect_id, n_done=n_done, message=f"{n_done}/{len(candidates)} features")
-        progress(n_done, len(candidates), f"intervene: feature {f} ({n_done}/{len(candidates)}, "
-                                          f"effect {primary_effect(summ):+.4f})")
-
-    run_feature_effects(model, sae, cache, effect_id, todo, sweep, mean_act, cfg, write)
-    return finish_effects(store, effect_id, candidates, cfg, null_done and n_done >= len(candidates), t0)
 
 
 def finish_effects(store, effect_id: str, candidates: Sequence[int], cfg: InterventionConfig, finished_all: bool,

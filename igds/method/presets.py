@@ -15,8 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from igds.method.intervene import PAPER_INTERVENTION, InterventionConfig
-from igds.method.recall import PAPER_RECALL, RecallConfig
+from igds.method.config import PAPER_INTERVENTION, PAPER_RECALL, InterventionConfig, RecallConfig
 from igds.method.resonance import PAPER_RESONANCE, ResonanceConfig
 
 DEFAULT_PRESET = "default"

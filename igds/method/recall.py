@@ -8,65 +8,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from igds.config import ConfigBase
+from igds.method.config import FREQUENCIES, PAPER_RECALL, RecallConfig  # noqa: F401 - re-exported
 from igds.modeling.sae import decoder_directions
 from igds.ranking import rank_key
 from igds.store import ActivationStore
-
-FREQUENCIES = ("token", "example")
-
-
-@dataclass(frozen=True, kw_only=True)
-class RecallConfig(ConfigBase):
-    """Frequency recall of task features.
-
-    Frequencies are read over the extraction run's token scope (``content`` by default: the examples'
-    own text, never template or instruction tokens).
-
-    Args:
-        frequency: ``token`` (default): share of probe tokens a feature fires on, against the same share
-            on the reference set — free of the length confound; ``example``: share of probe examples
-            (the paper's per-sample frequency; longer examples "fire" more often).
-        min_freq: keep features firing on at least this share of probe examples (both modes).
-        min_tok_freq: in ``token`` mode, keep features firing on at least this share of probe tokens.
-        k_recall: at most this many candidates, by rank.
-        dense_ref: drop features whose reference frequency (the mode's) is at least this (always-on guard;
-            1.0 switches the guard off).
-        contrast: rank by lift ``freq_task / (freq_ref + eps)`` (default) instead of ``freq_task``.
-        eps: smoothing of the lift, on the mode's frequency scale.
-        n_reference: size of the reference sample (the corpus's reference split, in no pool).
-        seed: seed of the reference sample.
-    """
-
-    frequency: str = field(default="token", metadata={"help": "token (lift on token frequency) | example (paper)"})
-    min_freq: float = field(default=0.05, metadata={"help": "min share of probe examples a feature fires on"})
-    min_tok_freq: float = field(default=0.002, metadata={"help": "token mode: min share of probe tokens"})
-    k_recall: int = field(default=32, metadata={"help": "max number of candidates"})
-    dense_ref: float = field(default=0.5, metadata={"help": "drop features this frequent on reference text"})
-    contrast: bool = field(default=True, metadata={"help": "rank by lift over reference instead of frequency"})
-    eps: float = field(default=0.001, metadata={"help": "lift smoothing (on the mode's frequency scale)"})
-    n_reference: int = field(default=512, metadata={"help": "reference sample size"})
-    seed: int = field(default=0, metadata={"help": "reference sample seed"})
-    drop_token_detectors: bool = field(default=False, metadata={
-        "help": "leave out features the token-injection test flagged (igds check)", "added": True})
-
-    def __post_init__(self):
-        if self.frequency not in FREQUENCIES:
-            raise ValueError(f"frequency must be one of {FREQUENCIES}, not {self.frequency!r}")
-        if not 0 <= self.min_freq <= 1 or not 0 <= self.min_tok_freq <= 1 or not 0 < self.dense_ref <= 1:
-            raise ValueError("min_freq and min_tok_freq must be in [0, 1] and dense_ref in (0, 1]")
-        if self.k_recall < 1:
-            raise ValueError("k_recall must be >= 1")
-
-
-# the paper's literal reading: per-sample frequency, ranked by frequency, no dense guard
-PAPER_RECALL = RecallConfig(frequency="example", min_freq=0.2, contrast=False, dense_ref=1.0, eps=0.01, k_recall=64)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from igds.modeling.config import POSITION_SCOPES, check_positions  # noqa: F401 - re-exported
+
 
 @dataclass(frozen=True)
 class EncodedItem:
@@ -52,23 +54,6 @@ def keep_mask(h: torch.Tensor, attention_mask: torch.Tensor, sink_norm_factor: f
         median = norms[keep].median()
         keep &= norms <= sink_norm_factor * median
     return keep
-
-
-POSITION_SCOPES = ("content", "prompt_content", "response", "last_prompt_token", "all")
-"""Token scopes every stage honours (SAE training, extraction, recall, FRS, edits, amplification):
-
-- ``content``: the example's own prompt content and its response (default; never template or instruction);
-- ``prompt_content``: the example's own prompt content only;
-- ``response``: the response (and its eos token);
-- ``last_prompt_token``: the last token of the prompt content, before the template closes the user turn;
-- ``all``: every real token (template, system prompt and instruction included).
-"""
-
-
-def check_positions(positions: str) -> None:
-    """Raise ``ValueError`` for a scope outside :data:`POSITION_SCOPES`."""
-    if positions not in POSITION_SCOPES:
-        raise ValueError(f"positions must be one of {', '.join(POSITION_SCOPES)}, not {positions!r}")
 
 
 def scope_positions(item: EncodedItem, positions: str) -> list[int]:

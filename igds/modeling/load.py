@@ -7,38 +7,16 @@ import hashlib
 import importlib.util
 import json
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from igds import settings
-from igds.config import ConfigBase
 from igds.constants import DEFAULT_GGUF_FILE, DEFAULT_GGUF_PACKAGE, DEFAULT_MODEL_NAME, MODELS_DIR
+from igds.modeling.config import ModelSpec  # noqa: F401 - re-exported
 from igds.progress import ProgressFn, null_progress
 
 
 class ModelLoadError(RuntimeError):
     """A model that cannot be found or loaded, with the reason."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelSpec(ConfigBase):
-    """Which language model to load and how.
-
-    Args:
-        name_or_path: ``default`` (SmolLM2-135M-Instruct, offline), a local HF model folder, or a hub id.
-        dtype: ``auto`` (bf16 on CUDA and on CPUs with native bf16, else fp32), ``float32``, ``bfloat16``.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
-        trust_remote_code: allow custom modelling code from a hub repository (off by default).
-    """
-
-    name_or_path: str = field(default="default", metadata={"help": "'default', a local folder or a hub id"})
-    dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 | float16"})
-    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "allow custom code from the hub"})
-
-    def __post_init__(self):
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {self.dtype!r}")
 
 
 def resolve_dtype(dtype: str, device: str):

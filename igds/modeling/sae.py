@@ -18,13 +18,12 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from igds import settings
-from igds.config import ConfigBase
 from igds.constants import (
     DEFAULT_SAE_NAME,
     RESID_POST,
@@ -36,68 +35,13 @@ from igds.constants import (
 from igds.hashing import file_sha256  # noqa: F401 - re-exported (igds sae train, tests)
 from igds.modeling.adapters import HookSiteError, n_layers, parse_site
 from igds.modeling.batching import EncodedItem, keep_mask, length_batches, pad_batch, position_mask
+from igds.modeling.config import SaeSpec, SaeTrainConfig  # noqa: F401 - re-exported
 from igds.modeling.hooks import patch, run_until
 from igds.progress import ProgressFn, null_progress
 
 
 class SaeError(ValueError):
     """An SAE that cannot be loaded, does not fit the model, or is of too low quality."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class SaeSpec(ConfigBase):
-    """Which SAE to use.
-
-    Args:
-        source: ``default`` (trained by IGDS on the default model), a local sae-lens folder
-            (``cfg.json`` + ``sae_weights.safetensors``), or ``<release>::<sae_id>`` of a sae-lens
-            pretrained release (downloads; needs ``IGDS_OFFLINE=0``).
-        site: hook site override, when the SAE's config does not name one.
-        min_explained_variance: refuse SAEs reconstructing less than this share of variance.
-    """
-
-    source: str = field(default="default", metadata={"help": "'default', a local folder or '<release>::<sae_id>'"})
-    site: str = field(default="", metadata={"help": "hook site override, e.g. blocks.15.hook_resid_post"})
-    min_explained_variance: float = field(default=0.7, metadata={"help": "refuse SAEs below this EV"})
-
-
-@dataclass(frozen=True, kw_only=True)
-class SaeTrainConfig(ConfigBase):
-    """Training recipe of the default SAE (TopK, sae-lens ``SAETrainer`` on our own activations).
-
-    Args:
-        layer: residual stream after this block.
-        d_sae: number of latents.
-        k: active latents per token.
-        positions: token scope the SAE is trained (and evaluated) on; the pipeline's scope, ``content``.
-        n_tokens: at most this many training activations (every one the training texts give, up to it).
-        epochs: passes over the collected activations.
-        lr: Adam learning rate.
-        batch_size: activations per training step.
-        max_length: tokens per sequence, the context length the pipeline uses.
-        holdout_examples: texts held out of training; quality (EV, CE recovered) is measured on them.
-        dead_tokens: training activations the dead-latent share is counted over.
-        seed: seeds the text split, shuffling and initialisation.
-    """
-
-    layer: int = field(default=15, metadata={"help": "block whose output the SAE reads"})
-    d_sae: int = field(default=4096, metadata={"help": "number of SAE latents"})
-    k: int = field(default=32, metadata={"help": "TopK: active latents per token"})
-    positions: str = field(default="content", metadata={"help": "token scope of training and quality"})
-    n_tokens: int = field(default=800_000, metadata={"help": "max training activations"})
-    epochs: int = field(default=5, metadata={"help": "passes over the activations"})
-    lr: float = field(default=4e-4, metadata={"help": "learning rate"})
-    batch_size: int = field(default=4096, metadata={"help": "activations per step"})
-    max_length: int = field(default=256, metadata={"help": "tokens per sequence"})
-    holdout_examples: int = field(default=200, metadata={"help": "held-out texts for the quality figures"})
-    dead_tokens: int = field(default=200_000, metadata={"help": "training activations for the dead share"})
-    sink_norm_factor: float = field(default=10.0, metadata={"help": "sink guard factor"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
-
-    def __post_init__(self):
-        from igds.modeling.batching import check_positions
-
-        check_positions(self.positions)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from igds.modeling.load import ModelSpec
+from igds.modeling.config import ModelSpec
 from igds.progress import ProgressFn, null_progress
 from igds.training.finetune import FinetuneConfig, FinetuneResult, MetricFn
 

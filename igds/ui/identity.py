@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from igds import jobs, settings
+from igds.modeling.config import ModelSpec, SaeSpec, SaeTrainConfig
 from igds.ui.data import show_exception, show_flash
 from igds.ui.jobs import job_view, just_finished, newest_job
 from igds.ui.widgets import md_text
@@ -26,7 +27,6 @@ def registry(model: str, release: str) -> pd.DataFrame:
 
 def _model_input():
     """The model chosen in the form, as a spec, and its name for the registry filter."""
-    from igds.modeling.load import ModelSpec
 
     kinds = ["default", "folder"] + ([] if settings.offline() else ["hub"])
     labels = {"default": "default (SmolLM2-135M-Instruct)", "folder": "local folder", "hub": "hub id"}
@@ -43,7 +43,6 @@ def _model_input():
 
 def _sae_input() -> str:
     """The SAE source string chosen in the form ('' while incomplete)."""
-    from igds.modeling.sae import SaeTrainConfig
 
     labels = {"default": "default (shipped)", "folder": "local sae-lens folder", "release": "sae-lens release::id",
               "train": "train one"}
@@ -93,7 +92,6 @@ IDENTITY_JOB = "identity"  # the job kind that validates (and, for a ``train`` s
 def identity_section(store, task: str) -> None:
     """The workspace's model and SAE: the current choice, and a new one validated (an SAE of source ``train``
     trained first) by a background job, which makes it the workspace's when it passes."""
-    from igds.modeling.sae import SaeSpec
     from igds.workflow.workspace import model_spec_record, workspace_config
 
     st.subheader("Model and SAE")

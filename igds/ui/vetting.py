@@ -41,8 +41,8 @@ from igds.method.vetting import (
 )
 from igds.store.vetting import DECISION_COLUMNS
 from igds.ui.widgets import example_text, html_text, md_text, token_highlights
+from igds.workflow.config import DEFAULT_MAX_ROWS, HIGHLIGHTS_MEASURED
 from igds.workflow.explore import example_record
-from igds.workflow.highlights import DEFAULT_MAX_ROWS, HIGHLIGHTS_MEASURED
 
 KEYS = {"a": "vet_accept", "r": "vet_reject", "s": "vet_skip", "u": "vet_undo", "n": "vet_next",
         "ArrowRight": "vet_next", "p": "vet_prev", "ArrowLeft": "vet_prev"}

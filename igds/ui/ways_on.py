@@ -17,6 +17,7 @@ from __future__ import annotations
 import streamlit as st
 
 from igds import jobs
+from igds.method.config import InterventionConfig
 from igds.progress import format_seconds
 from igds.ui.jobs import job_launcher, needs_or_waiting
 from igds.ui.widgets import md_text
@@ -95,7 +96,6 @@ def fstar_notice(store, task: str, state, effects, *, page: str) -> None:
 
 def rerun_filter(task: str, state, effects) -> None:
     """*1 · Rerun the filter*: the paper preset's intervention config or a looser keep rule, as a job."""
-    from igds.method.intervene import InterventionConfig
     from igds.method.presets import method_preset
     from igds.workflow.explore import filter_rule
 

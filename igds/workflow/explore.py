@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from igds.method.extract import ExtractConfig
+from igds.method.config import ExtractConfig
 from igds.method.intervene import AMPLIFY, primary_amplification
 from igds.method.recall import load_recall
 from igds.method.selection import load_overrides

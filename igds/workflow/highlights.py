@@ -21,36 +21,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from igds.config import ConfigBase
 from igds.progress import ProgressFn, null_progress
+from igds.workflow.config import DEFAULT_MAX_ROWS, HIGHLIGHTS_MEASURED, HighlightConfig  # noqa: F401 - re-exported
 from igds.workflow.explore import extract_setup, iter_token_activations
-
-DEFAULT_MAX_ROWS = 250_000
-"""Most highlight rows (``highlight_tokens`` + ``highlight_acts``) stored per pool."""
-HIGHLIGHTS_MEASURED = ("a 1,200-example task pool takes 33,206 rows (about 37,600 for 1,360 examples), the "
-                       "3,945-example mixed pool 53,405 (default workspace, 32 candidate features)")
-"""The measured row counts the docstring and the Selection page quote."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class HighlightConfig(ConfigBase):
-    """How a pool's token highlights are stored.
-
-    Args:
-        max_rows: the row budget of one pool (tokens rows + activation rows).
-        chunk: examples per forward pass and transaction (an interrupted run keeps the chunks written).
-    """
-
-    max_rows: int = field(default=DEFAULT_MAX_ROWS, metadata={"help": "most highlight rows stored per pool"})
-    chunk: int = field(default=128, metadata={"help": "examples per forward pass and write"})
-
-    def __post_init__(self):
-        if self.max_rows < 1 or self.chunk < 1:
-            raise ValueError("max_rows and chunk must be >= 1")
 
 
 def _example_rows(run_id: str, task: str, eid: str, tokens: list[str], acts: np.ndarray, in_scope: np.ndarray,

@@ -12,6 +12,8 @@ import pandas as pd
 
 from igds.data.corpus import reference_set
 from igds.executor.config import ExecutorConfig, executor_config
+from igds.executor.intervene import measure_effects
+from igds.executor.nll import nll_table
 from igds.method.extract import ExtractConfig
 from igds.method.intervene import (
     AMPLIFY,
@@ -21,7 +23,6 @@ from igds.method.intervene import (
     compute_mode,
     fstar_bootstrap,
     load_effects,
-    measure_effects,
 )
 from igds.method.pool import pool_fingerprint, pool_frame, pool_records
 from igds.method.presets import DEFAULT_PRESET, MethodPreset
@@ -114,16 +115,9 @@ def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: Inter
                        ws.model_key, ws.sae_key, n_total=len(recall.candidates))
     items = encode_examples(ws.tokenizer, dev, cfg.max_length)
     d_sae = int(ws.sae.cfg.d_sae)
-    if executor.kind == "ray":
-        from igds.executor.intervene import measure_effects_ray
-
-        return measure_effects_ray(ws.store, eid, ws.site, items, recall.candidates,
-                                   mean_activation_vector(recall, d_sae), cfg, ws.tokenizer.pad_token_id, executor,
-                                   progress, max_features, density=token_density_vector(recall, d_sae),
-                                   dtype="float32")
-    return measure_effects(ws.store, eid, model, ws.sae, ws.site, items, recall.candidates,
-                           mean_activation_vector(recall, d_sae), cfg, ws.tokenizer.pad_token_id,
-                           progress, max_features, density=token_density_vector(recall, d_sae))
+    return measure_effects(ws.store, eid, items, recall.candidates, mean_activation_vector(recall, d_sae), cfg,
+                           ws.tokenizer.pad_token_id, ws.pool(executor, model), progress, max_features,
+                           density=token_density_vector(recall, d_sae))
 
 
 def prepare_method(ws: Workspace, task: str, preset: MethodPreset, extract_cfg: ExtractConfig,
@@ -359,28 +353,17 @@ def cached_nll_table(ws: Workspace, examples: list, progress: ProgressFn | None,
     """Base-model NLL with and without prompt per example, computed once per model and stored.
 
     Args:
-        executor: where the missing rows are computed; None: the workspace's executor setting. On Ray each
-            finished chunk is stored as it arrives, so an interrupted table resumes.
+        executor: where the missing rows are computed; None: the workspace's executor setting. Each finished part
+            is stored as it arrives, so an interrupted table resumes.
     """
-    from igds.modeling.nll import nll_table
-
     executor = executor or executor_config(ws.store)
     have = ws.store.example_nll(ws.model_key)
     missing = [e for e in examples if e.id not in set(have.example_id)]
     cols = ["model_key", "example_id", "nll_cond", "nll_uncond"]
-    if missing and executor.kind == "ray":
-        from igds.executor.nll import nll_table_ray
-        from igds.workflow.workspace import weights_dtype
-
-        new = nll_table_ray(ws.store, ws.model_key, missing, executor, max_length=max_length, progress=progress,
-                            dtype=weights_dtype(ws.model),
-                            on_chunk=lambda df: ws.store.add_example_nll(df.assign(model_key=ws.model_key)[cols]))
+    if missing:
+        new = nll_table(missing, max_length, ws.pool(executor, sae=False), progress=progress,
+                        on_part=lambda df: ws.store.add_example_nll(df.assign(model_key=ws.model_key)[cols]))
         have = pd.concat([have, new])
-    elif missing:
-        new = nll_table(ws.model, ws.tokenizer, missing, max_length=max_length, progress=progress)
-        new = new.assign(model_key=ws.model_key)[cols]
-        ws.store.add_example_nll(new)
-        have = pd.concat([have, new.drop(columns=["model_key"])])
     wanted = {e.id for e in examples}
     return have[have.example_id.isin(wanted)].reset_index(drop=True)
 

@@ -3,6 +3,7 @@ amplification and the amplification–gain correlation, all recorded in the stor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -10,14 +11,16 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from igds.data.records import Example
+from igds.executor.config import executor_config
+from igds.executor.evaluate import Evaluator
+from igds.executor.pool import Loaded
+from igds.executor.registry import stage_pool
 from igds.method.selection import load_selection
 from igds.progress import ProgressFn, null_progress, scaled
 from igds.store import ActivationStore
 from igds.training.evaluate import (
     EvalConfig,
     amplification,
-    evaluate_model,
-    feature_activation,
     restrict_activation,
 )
 from igds.training.finetune import FinetuneConfig, train_lora
@@ -73,14 +76,13 @@ def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, t
 
     Args:
         executor: where generation, NLL and feature activation run (an ``ExecutorConfig``); None: the workspace's
-            executor setting. On Ray (:class:`igds.executor.evaluate.RayEvaluator`) the actors load the base model
-            ``model_key`` (and the SAE ``sae_key``) from their stored specs and a tuned model's adapter from
-            ``adapter_dir``; the driver records exactly what the local executor records.
-        sae_key: the SAE's key (Ray only, when features are measured); None: the run's.
-        adapter_dir: the tuned model's adapter folder (Ray only); None: the one the run's fine-tune recorded.
+            executor setting. The evaluation runs on its pool (:class:`igds.executor.evaluate.Evaluator`): a local
+            one serves ``model``; remote workers load the base model ``model_key`` (and the SAE ``sae_key``) from
+            their stored specs and a tuned model's adapter from ``adapter_dir``; the records are the same.
+        sae_key: the SAE's key (remote workers, when features are measured); None: the run's.
+        adapter_dir: the tuned model's adapter folder (remote workers); None: the one the run's fine-tune recorded.
     """
     from igds.data.tasks import get_task
-    from igds.executor.config import executor_config
 
     progress = progress or null_progress
     spec = get_task(task)
@@ -89,13 +91,9 @@ def evaluate_and_record(store: ActivationStore, run_id: str, task: str, model, t
     # the base evaluation of exactly these settings (items, lengths, decoding): another one scored other items
     need_base = run_id == BASE_RUN or not store.has_eval(make_eval_id(BASE_RUN, task, "test", model_key,
                                                                       eval_cfg.to_dict()))
-    exe = executor or executor_config(store)
-    if exe.kind == "ray":
-        evaluator = _ray_evaluator(store, exe, run_id, model, tokenizer, site, model_key, sae_key, adapter_dir,
-                                   bool(features), len(examples), progress)
-    else:
-        evaluator = _LocalEvaluator(model, tokenizer, sae, site)
-    with evaluator as ev:
+    pool = stage_pool(executor or executor_config(store), Loaded(model, tokenizer, sae if features else None, site),
+                      lambda: _worker_spec(store, run_id, model, site, model_key, sae_key, adapter_dir, bool(features)))
+    with Evaluator(pool, tokenizer, len(examples), tuned=run_id != BASE_RUN, progress=progress) as ev:
         return _evaluate_and_record(store, ev, run_id, task, spec, examples, features, measured, eval_cfg,
                                     model_key, need_base, progress, control_features)
 
@@ -107,7 +105,7 @@ def _evaluate_and_record(store, ev, run_id, task, spec, examples, features, meas
         res = ev.evaluate(spec, examples, eval_cfg, scaled(prog, 0, 80, 100), base=base)
         res["seconds"] = time.perf_counter() - t0
         eid = record_eval(store, rid, res, "test", model_key, eval_cfg.to_dict())
-        act = ev.feature_activation(examples, measured, max_length=eval_cfg.max_length,
+        act = ev.feature_activation(examples, measured, eval_cfg.max_length, "content",
                                     progress=scaled(prog, 80, 20, 100), base=base) if features else None
         return eid, {"result": res, "activation": act}
 
@@ -121,7 +119,7 @@ def _evaluate_and_record(store, ev, run_id, task, spec, examples, features, meas
             if "base" in out:
                 base_act = out["base"][1]["activation"]
             else:
-                base_act = ev.feature_activation(examples, measured, max_length=eval_cfg.max_length, base=True)
+                base_act = ev.feature_activation(examples, measured, eval_cfg.max_length, "content", base=True)
             tuned_f, base_f = (restrict_activation(a, features) for a in (tuned["activation"], base_act))
             amp = amplification(tuned_f, base_f)
             control = None
@@ -136,34 +134,10 @@ def _evaluate_and_record(store, ev, run_id, task, spec, examples, features, meas
     return out
 
 
-class _LocalEvaluator:
-    """Evaluation in this process on the given model (a ``PeftModel`` computes with its base weights for
-    ``base=True``); the same interface as :class:`igds.executor.evaluate.RayEvaluator`."""
-
-    def __init__(self, model, tokenizer, sae, site: str):
-        self.model, self.tokenizer, self.sae, self.site = model, tokenizer, sae, site
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-    def evaluate(self, task, examples, cfg, progress=None, base: bool = False) -> dict:
-        with base_weights(self.model) if base else nullcontext():
-            return evaluate_model(self.model, self.tokenizer, task, examples, cfg, progress)
-
-    def feature_activation(self, examples, features, max_length: int, progress=None, base: bool = False) -> dict:
-        with base_weights(self.model) if base else nullcontext():
-            return feature_activation(self.model, self.tokenizer, self.sae, self.site, examples, features,
-                                      max_length=max_length, progress=progress)
-
-
-def _ray_evaluator(store: ActivationStore, exe, run_id: str, model, tokenizer, site: str, model_key: str | None,
-                   sae_key: str | None, adapter_dir: str | None, need_sae: bool, n_examples: int, progress):
-    """A :class:`igds.executor.evaluate.RayEvaluator` for a run: the stored specs of its base model (the weights'
-    dtype pinned to ``model``'s) and SAE, and for a tuned run its adapter folder."""
-    from igds.executor.evaluate import RayEvaluator
+def _worker_spec(store: ActivationStore, run_id: str, model, site: str, model_key: str | None, sae_key: str | None,
+                 adapter_dir: str | None, need_sae: bool):
+    """What a remote worker loads to evaluate a run: the stored specs of its base model (the weights' dtype pinned to
+    ``model``'s) and SAE, and for a tuned run its adapter folder."""
     from igds.executor.worker import spec_for
     from igds.workflow.workspace import weights_dtype
 
@@ -171,15 +145,15 @@ def _ray_evaluator(store: ActivationStore, exe, run_id: str, model, tokenizer, s
     if need_sae and sae_key is None:
         sae_key = (run or {}).get("sae_key")
         if sae_key is None:
-            raise ValueError("evaluating through Ray with features needs the SAE's key (sae_key=) so that the "
-                             "workers load the same SAE; or use the local executor")
+            raise ValueError("evaluating on remote workers with features needs the SAE's key (sae_key=) so that "
+                             "the workers load the same SAE; or use the local executor")
     if run_id != BASE_RUN and adapter_dir is None:
         adapter_dir = store.scalar("SELECT adapter_path FROM finetunes WHERE run_id = ?", [run_id])
         if adapter_dir is None:
-            raise ValueError(f"run {run_id} has no saved adapter that Ray workers could load (adapter_dir=); "
+            raise ValueError(f"run {run_id} has no saved adapter that remote workers could load (adapter_dir=); "
                              "or use the local executor")
     spec = spec_for(store, model_key, sae_key, site=site, dtype=weights_dtype(model), need_sae=need_sae)
-    return RayEvaluator(exe, spec, tokenizer, n_examples, adapter_dir=adapter_dir, progress=progress)
+    return dataclasses.replace(spec, adapter=str(adapter_dir) if adapter_dir else None)
 
 
 def base_weights(model):
@@ -247,7 +221,6 @@ def train_selection(store: ActivationStore, ws, examples: Sequence[Example], ft_
     if ft_cfg.workers == 1:
         return train_lora(ws.model, ws.tokenizer, examples, ft_cfg, run_dir, progress, on_metric, should_stop,
                           resume=True)
-    from igds.executor.config import executor_config
     from igds.executor.runtime import connect, worker_env
     from igds.modeling.load import model_key_of
     from igds.training.distributed import train_lora_ray

@@ -13,7 +13,10 @@ from pathlib import Path
 from igds.config import ConfigBase
 from igds.constants import GENERAL
 from igds.executor.config import ExecutorConfig, executor_config
-from igds.method.extract import ExtractConfig, ExtractResult, run_extraction
+from igds.executor.extract import run_extraction
+from igds.executor.pool import Loaded
+from igds.executor.registry import Opener, stage_pool
+from igds.method.extract import ExtractConfig, ExtractResult
 from igds.method.intervene import InterventionConfig
 from igds.method.recall import RecallConfig
 from igds.modeling.encoding import encode_examples
@@ -80,6 +83,16 @@ class Workspace:
             return self.model
         model, _ = load_model(dataclasses.replace(self.model_spec, dtype="float32"))
         return model
+
+    def pool(self, executor: ExecutorConfig, model=None, sae: bool = True) -> Opener:
+        """A pool opener for a stage on this workspace: a local pool serves ``model`` (default: the workspace's) and
+        the SAE; a remote one loads their stored specs, in the weights' dtype of ``model``."""
+        from igds.executor.worker import spec_for
+
+        model = model or self.model
+        loaded = Loaded(model, self.tokenizer, self.sae if sae else None, self.site)
+        return stage_pool(executor, loaded, lambda: spec_for(self.store, self.model_key, self.sae_key if sae else None,
+                                                             self.site, weights_dtype(model), need_sae=sae))
 
     def extraction_run_id(self, cfg: ExtractConfig) -> str:
         """Run id of an extraction with ``cfg`` on this model and SAE."""
@@ -321,13 +334,8 @@ def extract_tasks(ws: Workspace, tasks: Sequence[str], cfg: ExtractConfig, pool_
     ws.store.start_run(run_id, "extract", {"extract": cfg.to_dict(), "site": ws.site}, ws.model_key, ws.sae_key,
                        n_total=len(examples))
     items = encode_examples(ws.tokenizer, examples, cfg.max_length)
-    if executor.kind == "ray":
-        from igds.executor.extract import run_extraction_ray
-
-        return run_extraction_ray(ws.store, run_id, items, cfg, ws.tokenizer.pad_token_id, executor, progress,
-                                  max_shards=max_shards, dtype=weights_dtype(ws.model))
-    return run_extraction(ws.store, run_id, ws.model, ws.sae, ws.site, items, cfg, ws.tokenizer.pad_token_id,
-                          progress, max_shards=max_shards)
+    return run_extraction(ws.store, run_id, items, cfg, ws.tokenizer.pad_token_id, ws.pool(executor), progress,
+                          max_shards=max_shards)
 
 
 def weights_dtype(model) -> str:

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from igds.method.config import PAPER_INTERVENTION
 from igds.store import ActivationStore
 from tests.app.test_pages import tiny_workspace
 from tests.helpers import app_page
@@ -22,7 +23,6 @@ def explore_store_file(tmp_path_factory):
     import torch
 
     from igds.demo import build_tiny_workspace
-    from igds.method.intervene import PAPER_INTERVENTION
     from igds.method.resonance import ResonanceConfig
     from igds.method.selection import SelectionConfig, save_selection, select_from_ranking
     from igds.workflow.stages import latest_effects, lineage, live_selection

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from igds.method.config import ExtractConfig, InterventionConfig
 from igds.method.presets import method_preset
 from igds.method.selection import load_overrides, load_selection
 from igds.store import ActivationStore
@@ -232,8 +233,6 @@ def test_a_baseline_from_the_selection_page_is_stored_under_its_name(store, inli
 
 
 def test_an_unfinished_run_says_it_is_still_measuring_instead_of_a_verdict(store):
-    from igds.method.extract import ExtractConfig
-    from igds.method.intervene import InterventionConfig
     from igds.workflow.stages import current_recall, run_interventions
     from igds.workflow.workspace import default_workspace
 

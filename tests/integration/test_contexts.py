@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from igds.data.corpus import load_corpus
-from igds.method.extract import ExtractConfig, run_extraction
+from igds.executor.extract import extract_here
+from igds.method.config import ExtractConfig
 from igds.modeling.batching import keep_mask, scope_positions
 from igds.modeling.encoding import encode_examples
 from igds.modeling.hooks import run_until
@@ -36,7 +37,7 @@ def build(path, positions: str):
     store.add_examples(examples, "test")
     cfg = ExtractConfig(positions=positions, max_length=64, batch_tokens=256)
     store.start_run("run", "extract", {"extract": cfg.to_dict(), "site": SITE}, "tiny-model", "tiny-sae")
-    run_extraction(store, "run", model, sae, SITE, encode_examples(tok, examples, cfg.max_length), cfg,
+    extract_here(store, "run", model, sae, SITE, encode_examples(tok, examples, cfg.max_length), cfg,
                    tok.pad_token_id)
     return SimpleNamespace(store=store, model=model, tokenizer=tok, sae=sae, site=SITE, sae_key="tiny-sae",
                            examples={e.id: e for e in examples}, cfg=cfg)

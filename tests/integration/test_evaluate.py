@@ -82,11 +82,21 @@ def test_evaluate_and_record_scores_the_stratified_test_sample(monkeypatch, tmp_
 
     seen = []
 
-    def capture(model, tok, spec, examples, cfg, progress):
-        seen.append([e.id for e in examples])
-        raise RuntimeError("captured")
+    class Capture:  # the evaluator the stage would run: records which examples it is given
+        def __init__(self, *args, **kwargs):
+            pass
 
-    monkeypatch.setattr(tune, "evaluate_model", capture)
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def evaluate(self, spec, examples, cfg, progress, base=False):
+            seen.append([e.id for e in examples])
+            raise RuntimeError("captured")
+
+    monkeypatch.setattr(tune, "Evaluator", Capture)
     from igds.workflow.workspace import ingest_corpus
 
     store = ActivationStore(tmp_path / "igds.duckdb")

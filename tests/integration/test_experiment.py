@@ -14,7 +14,7 @@ from igds.experiment import (
     results_table,
     run_experiment,
 )
-from igds.method.extract import ExtractConfig
+from igds.method.config import ExtractConfig
 from igds.method.recall import load_recall
 from igds.method.selection import set_feature_override
 from igds.store import ActivationStore

@@ -2,7 +2,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from igds.method.extract import ExtractConfig, aggregate, run_extraction
+from igds.executor.extract import extract_here
+from igds.method.extract import ExtractConfig, aggregate
 from igds.modeling.batching import keep_mask, length_batches
 from igds.modeling.hooks import run_until
 from igds.store import ActivationStore
@@ -51,7 +52,7 @@ def test_stored_aggregates_equal_brute_force(tmp_path, positions):
     items = make_items(tok)
     store = ActivationStore(tmp_path / "s.duckdb")
     store.start_run("r", "extract", cfg.to_dict())
-    res = run_extraction(store, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
+    res = extract_here(store, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
     assert res.n_examples == len(items) and res.n_new == len(items)
     expected, ntok = brute_force(model, sae, items, cfg)
     got = stored_rows(store, "r")
@@ -74,7 +75,7 @@ def test_padding_does_not_change_aggregates(tmp_path):
         cfg = ExtractConfig(batch_tokens=bt, max_length=64, shard_size=100, sink_norm_factor=1e6)
         store = ActivationStore(tmp_path / f"{name}.duckdb")
         store.start_run("r", "extract", cfg.to_dict())
-        run_extraction(store, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
+        extract_here(store, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
         rows[name] = stored_rows(store, "r")
     assert rows["single"].keys() == rows["batched"].keys()
     for k, v in rows["single"].items():
@@ -87,14 +88,14 @@ def test_resume_after_interruption_gives_same_rows(tmp_path):
     cfg = ExtractConfig(shard_size=4, max_length=64, batch_tokens=256)
     full = ActivationStore(tmp_path / "full.duckdb")
     full.start_run("r", "extract", cfg.to_dict())
-    run_extraction(full, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
+    extract_here(full, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
 
     part = ActivationStore(tmp_path / "part.duckdb")
     part.start_run("r", "extract", cfg.to_dict())
-    first = run_extraction(part, "r", model, sae, SITE, items, cfg, tok.pad_token_id, max_shards=2)
+    first = extract_here(part, "r", model, sae, SITE, items, cfg, tok.pad_token_id, max_shards=2)
     assert first.n_new == 8 and part.run("r")["status"] == "partial"
     # simulate a kill after a shard file was written but before it was ingested
-    second = run_extraction(part, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
+    second = extract_here(part, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
     assert second.n_new == 16 and part.run("r")["status"] == "done"
     # same shards in the same order → bitwise-identical rows
     assert stored_rows(part, "r") == stored_rows(full, "r")
@@ -102,7 +103,7 @@ def test_resume_after_interruption_gives_same_rows(tmp_path):
     distinct = part.scalar("SELECT count(*) FROM (SELECT DISTINCT example_id, feature FROM feature_acts)")
     assert n == distinct == full.scalar("SELECT count(*) FROM feature_acts")
     # a third run is a no-op: recognised as done
-    third = run_extraction(part, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
+    third = extract_here(part, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
     assert third.n_new == 0 and third.n_shards == 0
 
 
@@ -115,13 +116,13 @@ def test_shard_file_written_but_not_ingested_is_ingested_not_recomputed(tmp_path
     real_ingest = store.ingest_shard
     monkeypatch.setattr(store, "ingest_shard", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
-        run_extraction(store, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
+        extract_here(store, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
     assert store.scalar("SELECT count(*) FROM feature_acts") == 0
     files = list((tmp_path / "runs" / "r" / "shards").glob("acts-*.parquet"))
     assert len(files) == 1 and pq.read_table(files[0]).num_rows > 0
     monkeypatch.setattr(store, "ingest_shard", real_ingest)
     monkeypatch.setattr("igds.method.extract.extract_shard", lambda *a, **k: pytest.fail("recomputed"))
-    res = run_extraction(store, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
+    res = extract_here(store, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
     assert res.n_new == len(items)
     assert store.scalar("SELECT count(*) FROM feature_acts") == pq.read_table(files[0]).num_rows
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from igds.demo import build_tiny_workspace, tiny_model
-from igds.method.extract import ExtractConfig
+from igds.method.config import ExtractConfig
 from igds.method.resonance import ResonanceConfig
 from igds.method.selection import SelectionConfig, load_selection
 from igds.store import ActivationStore

@@ -16,8 +16,9 @@ import torch
 from torch.nn import functional as F
 
 from igds.data.corpus import Example, example_id
-from igds.method.extract import ExtractConfig, run_extraction
-from igds.method.intervene import InterventionConfig, measure_effects
+from igds.executor.extract import extract_here
+from igds.executor.intervene import measure_here
+from igds.method.config import ExtractConfig, InterventionConfig
 from igds.method.pool import pool_frame
 from igds.method.recall import RecallConfig, recall_features
 from igds.method.resonance import ResonanceConfig, load_resonance_matrix
@@ -105,7 +106,7 @@ def planted(tmp_path_factory):
     store.add_examples(examples, dataset="planted")
     cfg = ExtractConfig(max_length=96, shard_size=50)
     store.start_run("x", "extract", cfg.to_dict())
-    run_extraction(store, "x", model, sae, SITE, list(items.values()), cfg, tok.pad_token_id)
+    extract_here(store, "x", model, sae, SITE, list(items.values()), cfg, tok.pad_token_id)
     return model, tok, sae, store, examples, items, by
 
 
@@ -128,10 +129,10 @@ def test_amplification_lowers_nll_filter_keeps_it_and_igds_prefers_its_examples(
     cfg = InterventionConfig()  # scale edits of the prompt content, against the null
     store.start_run("eff", "intervene", cfg.to_dict())
     # interrupted after one feature, then resumed: no duplicates, same final state
-    first = measure_effects(store, "eff", model, sae, SITE, dev_items, rec.candidates, mean_act, cfg,
+    first = measure_here(store, "eff", model, sae, SITE, dev_items, rec.candidates, mean_act, cfg,
                             tok.pad_token_id, max_features=1, density=density)
     assert first.summary.feature.nunique() == 1
-    res = measure_effects(store, "eff", model, sae, SITE, dev_items, rec.candidates, mean_act, cfg, tok.pad_token_id,
+    res = measure_here(store, "eff", model, sae, SITE, dev_items, rec.candidates, mean_act, cfg, tok.pad_token_id,
                           density=density)
     assert res.summary.groupby(["feature", "kind", "alpha"]).size().max() == 1
     assert store.scalar("SELECT count(*) FROM effects WHERE effect_id = 'eff'") == \
@@ -169,7 +170,7 @@ def test_fstar_and_null_match_the_golden_fixture(planted):
     d_sae = int(sae.cfg.d_sae)
     cfg = InterventionConfig(precision="fp32", null_directions=16, null_features=8, null_seed=3)
     store.start_run("golden", "intervene", cfg.to_dict())
-    res = measure_effects(store, "golden", model, sae, SITE, [items[e.id] for e in by("planted", "dev")],
+    res = measure_here(store, "golden", model, sae, SITE, [items[e.id] for e in by("planted", "dev")],
                           rec.candidates, mean_activation_vector(rec, d_sae), cfg, tok.pad_token_id,
                           density=token_density_vector(rec, d_sae))
     null = res.null

@@ -12,8 +12,10 @@ import pytest
 import torch
 
 from igds.executor.config import ExecutorConfig
-from igds.executor.extract import run_extraction_ray
-from igds.method.extract import ExtractConfig, run_extraction
+from igds.executor.extract import extract_here, run_extraction
+from igds.executor.registry import stage_pool
+from igds.executor.worker import spec_for
+from igds.method.config import ExtractConfig
 from igds.modeling.load import ModelSpec, load_model, model_identity, model_key_of
 from igds.modeling.sae import SaeSpec, load_sae
 from igds.store import ActivationStore
@@ -52,6 +54,13 @@ def tiny_store(path, folders):
     return store, run_id, model, tok, sae, items
 
 
+def on_ray(store, run_id: str, **executor):
+    """The extraction driver's pool opener for Ray actors loading the run's stored model and SAE specs."""
+    run = store.run(run_id)
+    return stage_pool(ExecutorConfig(**executor), None,
+                      lambda: spec_for(store, run["model_key"], run["sae_key"], SITE, "float32"))
+
+
 def rows(store, run_id):
     acts = store.query_df("SELECT example_id, feature, max_act, sum_act, n_active FROM feature_acts WHERE run_id = ? "
                           "ORDER BY example_id, feature", [run_id])
@@ -65,15 +74,15 @@ def rows(store, run_id):
 def local_rows(tiny_folders, tmp_path_factory):
     store, run_id, model, tok, sae, items = tiny_store(tmp_path_factory.mktemp("local") / "s.duckdb", tiny_folders)
     torch.set_num_threads(1)
-    run_extraction(store, run_id, model, sae, SITE, items, EXTRACT, tok.pad_token_id)
+    extract_here(store, run_id, model, sae, SITE, items, EXTRACT, tok.pad_token_id)
     return rows(store, run_id)
 
 
 def test_extraction_through_ray_gives_the_local_rows_bit_exact(ray_local, tiny_folders, local_rows, tmp_path):
     store, run_id, _, tok, _, items = tiny_store(tmp_path / "s.duckdb", tiny_folders)
     messages = []
-    res = run_extraction_ray(store, run_id, items, EXTRACT, tok.pad_token_id, ExecutorConfig(**RAY2),
-                             progress=lambda d, t, m: messages.append((d, t, m)))
+    res = run_extraction(store, run_id, items, EXTRACT, tok.pad_token_id, on_ray(store, run_id, **RAY2),
+                         progress=lambda d, t, m: messages.append((d, t, m)))
     assert res.n_new == len(items) and res.n_shards == 8 and res.retries == 0
     assert store.run(run_id)["status"] == "done"
     # same shards, same batches, same fp32 weights, one torch thread on both sides: bit-exact, not approximately
@@ -93,7 +102,7 @@ def _kill_one_worker_once(state: dict, address: str):
     def progress(done, total, message):
         if state["killed"] or not message.startswith("extract: ") or done == 0 or "already" in message:
             return
-        alive = list_actors(address=address, filters=[("class_name", "=", "ModelWorker"), ("state", "=", "ALIVE")])
+        alive = list_actors(address=address, filters=[("class_name", "=", "RemoteWorker"), ("state", "=", "ALIVE")])
         pid = next(a.pid for a in alive if a.pid)
         os.kill(pid, signal.SIGKILL)
         state["killed"] = pid
@@ -105,8 +114,8 @@ def test_a_killed_worker_is_retried_without_duplicate_or_missing_rows_and_a_reru
         ray_local, tiny_folders, local_rows, tmp_path):
     store, run_id, _, tok, _, items = tiny_store(tmp_path / "s.duckdb", tiny_folders)
     state = {"killed": None}
-    res = run_extraction_ray(store, run_id, items, EXTRACT, tok.pad_token_id, ExecutorConfig(**RAY2),
-                             progress=_kill_one_worker_once(state, ray_local["address"]))
+    res = run_extraction(store, run_id, items, EXTRACT, tok.pad_token_id, on_ray(store, run_id, **RAY2),
+                         progress=_kill_one_worker_once(state, ray_local["address"]))
     assert state["killed"], "no worker was killed"
     # after the first of 8 shards, the killed actor had a shard in flight or got the next one: it ran again
     assert res.retries >= 1 and res.n_new == len(items) and store.run(run_id)["status"] == "done"
@@ -116,7 +125,7 @@ def test_a_killed_worker_is_retried_without_duplicate_or_missing_rows_and_a_reru
     distinct = store.scalar("SELECT count(*) FROM (SELECT DISTINCT example_id, feature FROM feature_acts "
                             "WHERE run_id = ?)", [run_id])
     assert n == distinct == local_rows[2]
-    again = run_extraction_ray(store, run_id, items, EXTRACT, tok.pad_token_id, ExecutorConfig(**RAY2))
+    again = run_extraction(store, run_id, items, EXTRACT, tok.pad_token_id, on_ray(store, run_id, **RAY2))
     assert again.n_new == 0 and again.n_shards == 0 and rows(store, run_id) == local_rows
 
 
@@ -134,11 +143,11 @@ def test_interrupted_ray_run_resumes_and_ingests_written_shards(ray_local, tiny_
 
     monkeypatch.setattr(store, "ingest_shard", dying_ingest)
     with pytest.raises(KeyboardInterrupt):
-        run_extraction_ray(store, run_id, items, EXTRACT, tok.pad_token_id, ExecutorConfig(**RAY2))
+        run_extraction(store, run_id, items, EXTRACT, tok.pad_token_id, on_ray(store, run_id, **RAY2))
     monkeypatch.setattr(store, "ingest_shard", real)
     n_files = len(list((store.run_dir(run_id) / "shards").glob("acts-*.parquet")))
     assert n_files >= 2 and len(store.done_example_ids(run_id)) == 3 and store.run(run_id)["status"] != "done"
-    second = run_extraction_ray(store, run_id, items, EXTRACT, tok.pad_token_id, ExecutorConfig(**RAY2))
+    second = run_extraction(store, run_id, items, EXTRACT, tok.pad_token_id, on_ray(store, run_id, **RAY2))
     assert second.n_new == 21 and second.n_shards == 7 and store.run(run_id)["status"] == "done"
     assert rows(store, run_id) == local_rows
 
@@ -148,8 +157,8 @@ def test_a_cluster_too_small_for_one_actor_is_refused_by_name(ray_local, tiny_fo
 
     store, run_id, _, tok, _, items = tiny_store(tmp_path / "s.duckdb", tiny_folders)
     with pytest.raises(ExecutorError, match="one actor needs 4 CPUs"):
-        run_extraction_ray(store, run_id, items, EXTRACT, tok.pad_token_id,
-                           ExecutorConfig(kind="ray", cpus_per_actor=4.0))
+        run_extraction(store, run_id, items, EXTRACT, tok.pad_token_id,
+                       on_ray(store, run_id, kind="ray", cpus_per_actor=4.0))
     assert store.scalar("SELECT count(*) FROM feature_acts") == 0
 
 

@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from igds.data.corpus import Example, example_id
-from igds.method.extract import ExtractConfig, run_extraction
+from igds.executor.extract import extract_here
+from igds.method.config import ExtractConfig
 from igds.method.pool import pool_frame
 from igds.method.recall import RecallConfig, recall_features
 from igds.method.resonance import ResonanceConfig, length_confound, load_resonance_matrix
@@ -107,7 +108,7 @@ def planted(tmp_path_factory):
     for scope in ("content", "all"):
         cfg = ExtractConfig(positions=scope, max_length=256)
         store.start_run(scope, "extract", cfg.to_dict())
-        run_extraction(store, scope, model, sae, SITE, items, cfg, tok.pad_token_id)
+        extract_here(store, scope, model, sae, SITE, items, cfg, tok.pad_token_id)
     probe = [e.id for e in examples if e.split == "probe"]
     ref = [e.id for e in examples if e.task == "general"]
     lengths = {it.example_id: len(it.input_ids) for it in items}

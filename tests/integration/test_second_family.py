@@ -9,9 +9,10 @@ import pytest
 
 from igds.data.tasks import TaskSpec
 from igds.demo import save_tiny_model, save_tiny_sae
-from igds.modeling.load import ModelSpec
-from igds.modeling.sae import SaeSpec
+from igds.method.config import ExtractConfig
+from igds.modeling.config import ModelSpec, SaeSpec
 from igds.store import ActivationStore
+from igds.training.config import EvalConfig
 from tests.integration.test_own_data_cli import chat_rows
 
 SITE = "blocks.1.hook_resid_pre"
@@ -29,11 +30,9 @@ def no_default_model(monkeypatch):
 
 def test_gpt2_with_a_resid_pre_sae_runs_every_stage_and_records_its_identity(tmp_path, no_default_model):
     from igds.data.ingest import add_dataset
-    from igds.method.extract import ExtractConfig
     from igds.method.presets import method_preset
     from igds.method.selection import SelectionConfig
     from igds.method.steer import generate_steered
-    from igds.training.evaluate import EvalConfig
     from igds.training.finetune import FinetuneConfig
     from igds.workflow.catalog import TaskData, add_task
     from igds.workflow.explore import ensure_contexts

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from igds.data.corpus import probe_set
-from igds.method.extract import ExtractConfig, run_extraction
+from igds.executor.extract import extract_here
+from igds.method.config import ExtractConfig
 from igds.modeling.batching import scope_positions
 from igds.modeling.encoding import encode_examples
 from igds.modeling.hooks import run_until
@@ -61,7 +62,7 @@ def test_real_model_capture_parity_and_extraction(model_and_tok, tmp_path):
     site = check_sae_fits(sae, model, "blocks.15.hook_resid_post")
     store = ActivationStore(tmp_path / "real.duckdb")
     store.start_run("real", "extract", {})
-    res = run_extraction(store, "real", model, sae, site, items, ExtractConfig(max_length=128, positions="all"),
+    res = extract_here(store, "real", model, sae, site, items, ExtractConfig(max_length=128, positions="all"),
                          tok.pad_token_id)
     assert res.n_new == 6
     stats = store.query_df("SELECT * FROM example_stats WHERE run_id = 'real'")
@@ -69,7 +70,7 @@ def test_real_model_capture_parity_and_extraction(model_and_tok, tmp_path):
     # the default scope keeps the example's own tokens only: SmolLM2's default system prompt and the
     # instruction are out (the real chat template's spans)
     store.start_run("content", "extract", {})
-    run_extraction(store, "content", model, sae, site, items, ExtractConfig(max_length=128), tok.pad_token_id)
+    extract_here(store, "content", model, sae, site, items, ExtractConfig(max_length=128), tok.pad_token_id)
     content = store.query_df("SELECT example_id, n_tokens FROM example_stats WHERE run_id = 'content'")
     n_content = {it.example_id: len(scope_positions(it, "content")) for it in items}
     assert all(0 < r.n_tokens <= n_content[r.example_id] for r in content.itertuples())

@@ -23,6 +23,7 @@ from igds.data.tasks import (
     record_task,
     register_custom_task,
 )
+from igds.training.config import EvalConfig
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -324,7 +325,6 @@ def test_long_references_are_refused_at_task_creation(tmp_path) -> None:
 
 def test_an_evaluation_budget_is_bounded_like_a_task_budget():
     from igds.data.tasks import MAX_NEW_TOKENS
-    from igds.training.evaluate import EvalConfig
 
     assert EvalConfig(max_new_tokens=MAX_NEW_TOKENS).max_new_tokens == MAX_NEW_TOKENS
     with pytest.raises(ValueError, match="at most 4,096"):
