@@ -24,6 +24,7 @@ import pyarrow as pa
 from igds.data.records import Example
 from igds.method.resonance import ResonanceConfig
 from igds.method.selection import SelectionConfig, select_from_ranking
+from igds.scope import PoolSpec
 from igds.store import ActivationStore
 from igds.workflow.stages import pool_matrix
 
@@ -69,7 +70,7 @@ def main() -> None:
                 scan.append(time.perf_counter() - t0)
             candidates = sorted(rng.choice(200, size=64, replace=False).tolist())  # the most frequent features
             t0 = time.perf_counter()
-            matrix = pool_matrix(store, "bench", "summarization", "mixed", 0, tuple(candidates))
+            matrix = pool_matrix(store, "bench", "summarization", PoolSpec("mixed"), tuple(candidates))
             t_load = time.perf_counter() - t0
             memory = []
             for i in range(args.repeats):

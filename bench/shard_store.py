@@ -128,6 +128,7 @@ def build(work: Path, n_examples: int, per_example: int, shard_size: int) -> dic
 def measure(work: Path, variant: str, query: str) -> None:
     """One cold measurement in this (fresh) process; prints JSON seconds."""
     spec = json.loads((work / "spec.json").read_text())
+    from igds.scope import PoolSpec
     from igds.store import ActivationStore
     from igds.workflow.stages import pool_matrix
 
@@ -135,7 +136,7 @@ def measure(work: Path, variant: str, query: str) -> None:
     store = ActivationStore(work / variant / "igds.duckdb")
     t1 = time.perf_counter()
     if query == "matrix":
-        m = pool_matrix(store, RUN, TASK, "mixed", 0, tuple(spec["features"]))
+        m = pool_matrix(store, RUN, TASK, PoolSpec("mixed"), tuple(spec["features"]))
         check = int(np.isfinite(m.sum_act).sum())
     else:
         df = store.feature_stats(RUN, spec[query])

@@ -143,12 +143,10 @@ def build_tiny_workspace(store, task: str = "summarization", n_train: int = 120,
     store.start_run(effect_id, "intervene", {"intervene": icfg.to_dict(), "task": task,
                                              "recall_id": recall.recall_id}, model_key, sae_key,
                     n_total=len(recall.candidates))
-    from igds.workflow.stages import mean_activation_vector, token_density_vector
+    from igds.workflow.stages import candidates_of
 
-    d_sae = int(sae.cfg.d_sae)
-    res = measure_here(store, effect_id, model, sae, site, encode_examples(tok, dev, 96), recall.candidates,
-                          mean_activation_vector(recall, d_sae), icfg, tok.pad_token_id,
-                          density=token_density_vector(recall, d_sae))
+    res = measure_here(store, effect_id, model, sae, site, encode_examples(tok, dev, 96),
+                       candidates_of(recall, int(sae.cfg.d_sae)), icfg, tok.pad_token_id)
     out = {"run_id": run_id, "recall_id": recall.recall_id, "effect_id": effect_id, "kept": res.kept,
            "model_key": model_key, "sae_key": sae_key, "model": model, "tokenizer": tok, "sae": sae, "site": site}
     if with_runs:
@@ -161,13 +159,14 @@ def _tiny_runs(store, task: str, ws: dict) -> list[str]:
     evaluated with amplification, so the fine-tune and results views have real rows."""
     import tempfile
 
+    from igds.executor.pool import Loaded
     from igds.method.resonance import ResonanceConfig
     from igds.method.selection import SelectionConfig, save_selection, select_from_ranking
     from igds.training.batches import data_max_length
     from igds.training.finetune import FinetuneConfig, train_lora
     from igds.training.results import BASE_RUN, record_finetune
     from igds.workflow.stages import latest_effects, lineage, live_selection
-    from igds.workflow.tune import evaluate_and_record, selection_examples
+    from igds.workflow.tune import EvalTarget, Measured, evaluate_and_record, selection_examples
 
     effects = latest_effects(store, task)
     sp, _ = live_selection(store, ws["run_id"], task, effects, SelectionConfig(pool_setting="task-only"),
@@ -180,8 +179,8 @@ def _tiny_runs(store, task: str, ws: dict) -> list[str]:
         lin = lineage(store, ws["run_id"], cfg, ranked.example_id, {"method": method, "features": effects.kept})
         sel_ids.append(save_selection(store, f"{method}-tiny", task, method, "task-only", len(ranked), chosen, lin))
     ev = EvalConfig(n_examples=12, max_new_tokens=8, batch_size=12)
-    evaluate_and_record(store, BASE_RUN, task, ws["model"], ws["tokenizer"], ws["sae"], ws["site"], effects.kept,
-                        ev, ws["model_key"], sae_key=ws["sae_key"])
+    evaluate_and_record(store, EvalTarget(BASE_RUN, Loaded(ws["model"], ws["tokenizer"], ws["sae"], ws["site"]),
+                                          ws["model_key"], ws["sae_key"]), task, ev, Measured(effects.kept))
     runs = []
     for i, sid in enumerate(sel_ids):
         _, examples = selection_examples(store, sid)
@@ -192,8 +191,8 @@ def _tiny_runs(store, task: str, ws: dict) -> list[str]:
         run_id = f"ft-tiny-{i}"
         res = train_lora(model, ws["tokenizer"], examples[:16], ft, tempfile.mkdtemp(), resume=False)
         record_finetune(store, run_id, task, res, ft.to_dict(), sid, ws["model_key"])
-        evaluate_and_record(store, run_id, task, res.model, ws["tokenizer"], ws["sae"], ws["site"], effects.kept,
-                            ev, ws["model_key"], sae_key=ws["sae_key"])
+        evaluate_and_record(store, EvalTarget(run_id, Loaded(res.model, ws["tokenizer"], ws["sae"], ws["site"]),
+                                              ws["model_key"], ws["sae_key"]), task, ev, Measured(effects.kept))
         runs.append(run_id)
     return runs
 

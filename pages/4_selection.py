@@ -53,8 +53,7 @@ budget = st.number_input("Token budget", value=100_000, step=10_000, key="sel_bu
 sel_cfg = SelectionConfig(ratio=ratio, threshold=threshold, token_budget=int(budget) if budget else None,
                           pool_setting=pool_setting, pool_limit=int(pool_limit))
 # every candidate and pinned feature is a column of the matrix: vetoes and pins re-rank without a query
-matrix = get_resonance_matrix(store, str(store.path), state.extract_run, task, pool_setting, int(pool_limit),
-                              candidates)
+matrix = get_resonance_matrix(store, str(store.path), state.extract_run, task, sel_cfg.pool, candidates)
 sp, base = live_selection(store, state.extract_run, task, effects, sel_cfg, res_cfg, state.sae_key, matrix)
 vet = vetting_state(store, task, state.extract_run, sel_cfg, res_cfg, sp, base)  # the session's decisions re-rank
 chosen = vet.chosen

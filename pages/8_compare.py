@@ -46,9 +46,8 @@ url_write("compare", "cmp_b", b_key)
 sel_cfg, res_cfg = live_selection_settings()
 matrix = None
 if LIVE in (a_key, b_key):
-    matrix = get_resonance_matrix(store, str(store.path), state.extract_run, task, sel_cfg.pool_setting,
-                                  sel_cfg.pool_limit, candidate_features(store, task, latest_effects(store, task),
-                                                                         state.sae_key))
+    matrix = get_resonance_matrix(store, str(store.path), state.extract_run, task, sel_cfg.pool,
+                                  candidate_features(store, task, latest_effects(store, task), state.sae_key))
 with st.spinner("Comparing…"):
     a = load_side(store, task, a_key, sel_cfg, res_cfg, matrix)
     b = load_side(store, task, b_key, sel_cfg, res_cfg, matrix)

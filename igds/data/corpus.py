@@ -38,6 +38,7 @@ from igds.data.records import (
     validate_record,
     write_records,
 )
+from igds.scope import POOL_SETTINGS, check_pool_setting
 
 __all__ = [
     "GENERAL", "POOL_SETTINGS", "REFERENCE_SPLIT", "SPLITS", "CorpusError", "Example", "Membership", "Record",
@@ -46,15 +47,6 @@ __all__ = [
     "reserve_reference", "resolve_corpus_dir", "source_label", "stratified_sample", "task_pool", "test_sample",
     "test_set", "validate_record", "write_records",
 ]  # fmt: skip
-
-POOL_SETTINGS = ("task-only", "mixed")
-
-
-def check_pool_setting(setting: str) -> None:
-    """Raise ``ValueError`` for a setting outside :data:`POOL_SETTINGS`."""
-    if setting not in POOL_SETTINGS:
-        raise ValueError(f"unknown pool setting {setting!r}; use one of {', '.join(POOL_SETTINGS)}")
-
 
 def resolve_corpus_dir(path: str | os.PathLike[str] | None = None) -> Path:
     """Folder of the shipped corpus (``<IGDS_DATA>/corpus`` unless given)."""

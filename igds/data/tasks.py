@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from igds.constants import GENERAL
 from igds.data import metrics
+from igds.scope import STAGE_LENGTH
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -327,7 +328,7 @@ class TaskSpec:
         tokenizer: PreTrainedTokenizerBase,
         content: str,
         response: str | None = None,
-        max_length: int = 256,
+        max_length: int = STAGE_LENGTH.max_length,
     ) -> EncodedExample:
         """Tokenise a record so the prompt/response boundary is exact (see :func:`assemble`).
 

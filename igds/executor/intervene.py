@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,10 +29,20 @@ from igds.modeling.batching import EncodedItem
 from igds.progress import ProgressFn, null_progress
 
 
-def measure_effects(store, effect_id: str, dev_items: Sequence[EncodedItem], candidates: Sequence[int],
-                    mean_act: np.ndarray, cfg: InterventionConfig, pad_id: int, pool: Opener,
-                    progress: ProgressFn | None = None, max_features: int | None = None, *,
-                    density: np.ndarray | None = None, max_null: int | None = None) -> EffectResult:
+@dataclass(frozen=True)
+class Candidates:
+    """What an intervention run measures: the recall candidates, and over every SAE feature ``mean_act`` (ā, the
+    mean activation when firing on probe, ``[d_sae]``) and ``density`` (token density ``tok_freq_task``, for the
+    density-matched null; required when ``cfg.null_features > 0``)."""
+
+    features: Sequence[int]
+    mean_act: np.ndarray
+    density: np.ndarray | None = None
+
+
+def measure_effects(store, effect_id: str, dev_items: Sequence[EncodedItem], cands: Candidates,
+                    cfg: InterventionConfig, pad_id: int, pool: Opener, progress: ProgressFn | None = None,
+                    max_features: int | None = None, max_null: int | None = None) -> EffectResult:
     """Measure (resumably) the null and every candidate's amplification and ablation effects on the dev NLL.
 
     Order: the attribution screen of all features, then the null (the yardstick), then the candidates
@@ -39,11 +50,9 @@ def measure_effects(store, effect_id: str, dev_items: Sequence[EncodedItem], can
     interrupted run continues with what is not stored yet, without duplicates.
 
     Args:
-        pool: opens the pool (:func:`igds.executor.pool.stage_pool`); opened only when something is left to measure.
-        mean_act: ā of every SAE feature ``[d_sae]`` (mean activation when firing on probe).
+        pool: opens the pool (:func:`igds.executor.registry.stage_pool`); opened only when something is left to
+            measure.
         max_features: stop after measuring this many new candidate features (tests use it to interrupt).
-        density: token density (``tok_freq_task``) of every SAE feature ``[d_sae]``, for the
-            density-matched null; required when ``cfg.null_features > 0``.
         max_null: stop after this many new null elements; candidates wait until the null is complete.
 
     Raises:
@@ -52,7 +61,7 @@ def measure_effects(store, effect_id: str, dev_items: Sequence[EncodedItem], can
     """
     progress = progress or null_progress
     t0 = time.perf_counter()
-    candidates = [int(f) for f in candidates]
+    candidates, mean_act, density = [int(f) for f in cands.features], cands.mean_act, cands.density
     todo_null, n_null, n_plan = null_todo(store, effect_id, candidates, density, cfg, max_null)
     need_attr = not store.has_attribution(effect_id)
     n_features = len(set(candidates) - store.measured_features(effect_id))
@@ -109,11 +118,9 @@ def write_feature(store, effect_id: str, rows: pd.DataFrame, summ: pd.DataFrame)
     return True
 
 
-def measure_here(store, effect_id: str, model, sae, site: str, dev_items: Sequence[EncodedItem],
-                 candidates: Sequence[int], mean_act: np.ndarray, cfg: InterventionConfig, pad_id: int,
-                 progress: ProgressFn | None = None, max_features: int | None = None, **kwargs) -> EffectResult:
+def measure_here(store, effect_id: str, model, sae, site: str, dev_items: Sequence[EncodedItem], cands: Candidates,
+                 cfg: InterventionConfig, pad_id: int, **kwargs) -> EffectResult:
     """:func:`measure_effects` on a local pool over a model (fp32 for the paper's edits) and SAE this process
-    holds; ``kwargs``: ``density``, ``max_null``."""
-    return measure_effects(store, effect_id, dev_items, candidates, mean_act, cfg, pad_id,
-                           stage_pool(ExecutorConfig(), Loaded(model, None, sae, site)), progress, max_features,
-                           **kwargs)
+    holds; ``kwargs``: ``progress``, ``max_features``, ``max_null``."""
+    return measure_effects(store, effect_id, dev_items, cands, cfg, pad_id,
+                           stage_pool(ExecutorConfig(), Loaded(model, None, sae, site)), **kwargs)

@@ -14,6 +14,7 @@ from igds.config import ConfigBase
 from igds.data.corpus import POOL_SETTINGS
 from igds.method.baselines import BASELINES
 from igds.method.presets import DEFAULT_PRESET, METHOD_PRESETS
+from igds.scope import GRID_POOL
 from igds.training.config import EvalConfig
 from igds.training.finetune import FinetuneConfig
 
@@ -80,7 +81,8 @@ class ExperimentConfig(ConfigBase):
     preset: str = field(default="demo", metadata={"help": "grid preset label"})
     tasks: tuple[str, ...] = field(default=("summarization", "translation", "math"), metadata={"help": "tasks"})
     pool_settings: tuple[str, ...] = field(default=POOL_SETTINGS, metadata={"help": "task-only | mixed"})
-    pool_limit: int = field(default=300, metadata={"help": "task examples per pool (and general ones in mixed)"})
+    pool_limit: int = field(default=GRID_POOL.limit,
+                            metadata={"help": "task examples per pool (and general ones in mixed)"})
     ratio: float = field(default=0.5, metadata={"help": "share of the main comparison"})
     igds_ratios: tuple[float, ...] = field(default=(), metadata={"help": "extra IGDS shares (with Random)"})
     baselines: tuple[str, ...] = field(default=GRID_BASELINES, metadata={"help": "baselines at the ratio"})

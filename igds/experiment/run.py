@@ -49,7 +49,7 @@ def prepare_task(ws, cfg: ExperimentConfig, task: str, extract_cfg, progress: Pr
     from igds.modeling.load import model_key_of
     from igds.training.batches import full_lengths, quantile_length
     from igds.workflow.stages import prepare_method, selection_pool, token_density_vector
-    from igds.workflow.tune import evaluate_and_record
+    from igds.workflow.tune import EvalTarget, Measured, evaluate_and_record
 
     n = len(cfg.method_presets)
     effects = {p: prepare_method(ws, task, method_preset(p), extract_cfg, scaled(progress, 70 * i, 70, 100 * n))
@@ -74,8 +74,8 @@ def prepare_task(ws, cfg: ExperimentConfig, task: str, extract_cfg, progress: Pr
     ev = cfg.evaluation(task)
     model_key = model_key_of(ws.model)
     if not ws.store.has_eval(base_eval_id(cfg, task, model_key)):
-        evaluate_and_record(ws.store, BASE_RUN, task, ws.model, ws.tokenizer, ws.sae, ws.site, features, ev,
-                            model_key, scaled(progress, 70, 30, 100), sae_key=ws.sae_key)
+        evaluate_and_record(ws.store, EvalTarget(BASE_RUN, ws.loaded(), model_key, ws.sae_key), task, ev,
+                            Measured(features, scope=extract_cfg.scope), scaled(progress, 70, 30, 100))
     provenance = method_provenance(effects, overrides, features, control)
     provenance |= {"max_length": lengths, "pool_over_length": dropped}
     return TaskSetup(extract_cfg=extract_cfg, extract_run=ws.extraction_run_id(extract_cfg), effects=effects,
@@ -148,7 +148,7 @@ def run_cell(ws, cfg: ExperimentConfig, exp_id: str, cell: Cell, setup: TaskSetu
     without validated features is recorded as ``empty`` with the reason (a rerun checks it again)."""
     from igds.modeling.load import model_key_of
     from igds.workflow.stages import NoValidatedFeatures
-    from igds.workflow.tune import finetune_run_id, finetune_selection
+    from igds.workflow.tune import Measured, finetune_run_id, finetune_selection
 
     try:
         sid = cell_selection(ws, cfg, cell, setup, scaled(progress, 0, 5, 100))
@@ -163,8 +163,8 @@ def run_cell(ws, cfg: ExperimentConfig, exp_id: str, cell: Cell, setup: TaskSetu
     if not done:
         record_cell(ws.store, exp_id, cell, selection_id=sid, run_id=run_id, status="running")
         res = finetune_selection(ws.store, sid, ft, setup.eval_cfg, scaled(progress, 5, 95, 100),
-                                 load_workspace=load_workspace, features=setup.features,
-                                 control_features=setup.control)
+                                 load_workspace=load_workspace,
+                                 measured=Measured(setup.features, setup.control, setup.extract_cfg.scope))
         if res.get("status") != "done" or res.get("eval_id") != eval_id:
             raise RuntimeError(f"cell {cell.label} did not finish: {res}")
     record_cell(ws.store, exp_id, cell, selection_id=sid, run_id=run_id, eval_id=eval_id, status="done",

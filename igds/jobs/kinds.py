@@ -22,6 +22,7 @@ from igds.jobs.registry import register_job_kind
 from igds.method.config import InterventionConfig, RecallConfig
 from igds.modeling.config import ModelSpec, SaeSpec
 from igds.progress import begin_stage
+from igds.scope import pool_of
 from igds.training.config import EvalConfig
 
 
@@ -167,13 +168,13 @@ def _finetune(params: dict, ctx: JobContext) -> dict:
 def _evaluate_base(params: dict, ctx: JobContext) -> dict:
     from igds.modeling.load import model_key_of
     from igds.training.results import BASE_RUN
-    from igds.workflow.tune import evaluate_and_record, validated_features
+    from igds.workflow.tune import EvalTarget, Measured, evaluate_and_record, validated_features
 
-    ws, _ = _workspace(params, ctx)
+    ws, cfg = _workspace(params, ctx)
     task = params["task"]
-    out = evaluate_and_record(ws.store, BASE_RUN, task, ws.model, ws.tokenizer, ws.sae, ws.site,
-                              validated_features(ws.store, task), EvalConfig.from_dict(params.get("eval", {})),
-                              model_key_of(ws.model), ctx.progress, sae_key=ws.sae_key)
+    target = EvalTarget(BASE_RUN, ws.loaded(), model_key_of(ws.model), ws.sae_key)
+    out = evaluate_and_record(ws.store, target, task, EvalConfig.from_dict(params.get("eval", {})),
+                              Measured(validated_features(ws.store, task), scope=cfg.extract.scope), ctx.progress)
     res = out["base"][1]["result"]
     return {"metric": res["metric"], "score": res["score"], "nll": res.get("nll")}
 
@@ -194,8 +195,8 @@ def _highlights(params: dict, ctx: JobContext) -> dict:
 
     ws = resolve_workspace(ActivationStore(), run_id=params["run_id"], progress=ctx.progress)
     ctx.log(f"highlights: {params['task']} {params.get('pool_setting', 'mixed')} pool of run {params['run_id']}")
-    return ensure_pool_highlights(ws, params["run_id"], params["task"], params.get("pool_setting", "mixed"),
-                                  int(params.get("pool_limit", 0)), HighlightConfig.from_dict(params.get("config", {})),
+    return ensure_pool_highlights(ws, params["run_id"], params["task"], pool_of(params),
+                                  HighlightConfig.from_dict(params.get("config", {})),
                                   ctx.progress)
 
 

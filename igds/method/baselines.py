@@ -21,6 +21,7 @@ import numpy as np
 from igds.config import ConfigBase
 from igds.progress import ProgressFn, null_progress
 from igds.ranking import ranked_ids
+from igds.scope import STAGE_LENGTH
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -323,7 +324,8 @@ class BaselineConfig(ConfigBase):
     method: str = field(default="random", metadata={
         "help": "baseline: random | loss | ifd | zip | longest | shortest | full"})
     seed: int = field(default=0, metadata={"help": "seed of the random baseline"})
-    max_length: int = field(default=256, metadata={"help": "token cap of the NLL encodings (loss, ifd)"})
+    max_length: int = field(default=STAGE_LENGTH.max_length,
+                            metadata={"help": "token cap of the NLL encodings (loss, ifd)"})
     batch_tokens: int = field(default=4096, metadata={"help": "padded tokens per forward batch (loss, ifd)"})
     zip_k1: int = field(default=10_000, metadata={"help": "ZIP stage 1: lowest-ratio candidates per round"})
     zip_k2: int = field(default=200, metadata={"help": "ZIP stage 2: survivors priced against the selection"})

@@ -25,6 +25,7 @@ import pandas as pd
 
 from igds.method.config import CheckConfig  # noqa: F401 - re-exported
 from igds.progress import ProgressFn, null_progress
+from igds.scope import CONTENT, STAGE_LENGTH
 
 TOKEN_INJECTION = "token_injection"
 SEED_MATCH = "seed_match"
@@ -57,7 +58,7 @@ def inject(text: str, tokens: Sequence[str], rng: random.Random) -> str:
 
 
 def max_activations(model, tokenizer, sae, site: str, examples: Sequence, features: Sequence[int],
-                    positions: str = "content", max_length: int = 256,
+                    positions: str = CONTENT.positions, max_length: int = STAGE_LENGTH.max_length,
                     progress: ProgressFn | None = None) -> pd.DataFrame:
     """Each example's max activation of each feature over its in-scope tokens, as extraction measures it.
 

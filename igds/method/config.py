@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from igds.config import ConfigBase
 from igds.modeling.config import check_positions
+from igds.scope import CONTENT, EDIT_SCOPE, STAGE_LENGTH, LengthRule, TokenScope
 
 SCALE = "scale"
 ADD = "add"
@@ -34,9 +35,10 @@ class ExtractConfig(ConfigBase):
         sink_norm_factor: drop positions whose residual norm exceeds this × the batch median.
     """
 
-    positions: str = field(default="content", metadata={
+    positions: str = field(default=CONTENT.positions, metadata={
         "help": "token scope: content | prompt_content | response | last_prompt_token | all"})
-    max_length: int = field(default=256, metadata={"help": "truncate examples to this many tokens"})
+    max_length: int = field(default=STAGE_LENGTH.max_length,
+                            metadata={"help": "truncate examples to this many tokens"})
     batch_tokens: int = field(default=4096, metadata={"help": "tokens per forward batch"})
     shard_size: int = field(default=256, metadata={"help": "examples per resumable shard"})
     sink_norm_factor: float = field(default=10.0, metadata={"help": "sink guard: norm > factor × median"})
@@ -47,6 +49,16 @@ class ExtractConfig(ConfigBase):
             raise ValueError("need max_length >= 2, batch_tokens >= max_length and shard_size >= 1")
         if self.sink_norm_factor <= 1:
             raise ValueError("sink_norm_factor must be > 1")
+
+    @property
+    def scope(self) -> TokenScope:
+        """Which tokens count (``positions``)."""
+        return TokenScope(self.positions)
+
+    @property
+    def length(self) -> LengthRule:
+        """Where an example is cut (``max_length``)."""
+        return LengthRule(self.max_length)
 
 
 FREQUENCIES = ("token", "example")
@@ -125,12 +137,13 @@ class InterventionConfig(ConfigBase):
     """
 
     edit_mode: str = field(default=SCALE, metadata={"help": "scale (z ← (1+α)z where active) | add (α·ā·W_dec)"})
-    positions: str = field(default="prompt_content", metadata={
+    positions: str = field(default=EDIT_SCOPE.positions, metadata={
         "help": "edited token scope: content | prompt_content | response | last_prompt_token | all"})
     alphas: tuple[float, ...] = field(default=(0.5, 1.0, 2.0), metadata={"help": "amplification coefficients α"})
     sweep_top: int = field(default=8, metadata={"help": "top candidates (by attribution) measured at every α"})
     ablate: bool = field(default=True, metadata={"help": "also measure ablation"})
-    max_length: int = field(default=256, metadata={"help": "truncate dev examples to this many tokens"})
+    max_length: int = field(default=STAGE_LENGTH.max_length,
+                            metadata={"help": "truncate dev examples to this many tokens"})
     batch_rows: int = field(default=64, metadata={"help": "rows per replayed forward"})
     sink_norm_factor: float = field(default=10.0, metadata={"help": "sink guard factor"})
     null_directions: int = field(default=32, metadata={"help": "random directions in the null"})
@@ -160,6 +173,17 @@ class InterventionConfig(ConfigBase):
             raise ValueError("null_quantile must be in (0, 1)")
         if self.delta is None and self.null_directions + self.null_features == 0:
             raise ValueError("delta=None compares effects with the null: keep null_directions or null_features > 0")
+
+
+    @property
+    def scope(self) -> TokenScope:
+        """Where edits act (``positions``)."""
+        return TokenScope(self.positions)
+
+    @property
+    def length(self) -> LengthRule:
+        """Where an example is cut (``max_length``)."""
+        return LengthRule(self.max_length)
 
     @property
     def null_size(self) -> int:
@@ -192,4 +216,4 @@ class CheckConfig(ConfigBase):
     majority: float = field(default=0.5, metadata={"help": "flag when more than this share of texts count"})
     match_threshold: float = field(default=0.7, metadata={"help": "decoder cosine of a stable feature"})
     seed: int = field(default=0, metadata={"help": "reference sample and insertion seed"})
-    max_length: int = field(default=256, metadata={"help": "tokens per text"})
+    max_length: int = field(default=STAGE_LENGTH.max_length, metadata={"help": "tokens per text"})

@@ -20,9 +20,10 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from igds.data.corpus import check_pool_setting, corpus_fingerprint
+from igds.data.corpus import corpus_fingerprint
 from igds.data.records import Example
 from igds.data.tasks import record_task
+from igds.scope import PoolSpec
 
 
 def shown_key(task: str, content: str, response: str) -> str:
@@ -49,14 +50,13 @@ def limit_frame(pool: pd.DataFrame, n: int) -> pd.DataFrame:
     return pool[digest.groupby(pool.task).rank(method="first") <= n]
 
 
-def pool_frame(store, task: str, setting: str, limit: int = 0, run_id: str | None = None) -> pd.DataFrame:
-    """The pool of ``task`` for ``setting`` and ``limit`` from the store's examples.
+def pool_frame(store, task: str, pool: PoolSpec, run_id: str | None = None) -> pd.DataFrame:
+    """The pool of ``task`` for a :class:`~igds.scope.PoolSpec` (setting and limit) from the store's examples.
 
     Args:
         store: the activation store.
         task: task name.
-        setting: ``task-only`` or ``mixed``.
-        limit: pool limit per task (0: all).
+        pool: its setting (``task-only`` or ``mixed``) and limit per task (0: all).
         run_id: an extraction run; adds ``n_tokens``/``n_positions`` and checks that the run covers
             every pool example (a score over a partly extracted pool would silently shrink it).
 
@@ -67,14 +67,14 @@ def pool_frame(store, task: str, setting: str, limit: int = 0, run_id: str | Non
     Raises:
         ValueError: for an unknown setting, or pool examples the run has not extracted.
     """
-    check_pool_setting(setting)
-    pool = store.pool_examples(task, setting == "mixed")
-    pool["shown_key"] = [shown_key(t, c, r) for t, c, r in zip(pool.task, pool.prompt, pool.response, strict=True)]
-    pool = limit_frame(pool, limit).sort_values("shown_key").reset_index(drop=True)
+    setting = pool.setting
+    frame = store.pool_examples(task, setting == "mixed")
+    frame["shown_key"] = [shown_key(t, c, r) for t, c, r in zip(frame.task, frame.prompt, frame.response, strict=True)]
+    frame = limit_frame(frame, pool.limit).sort_values("shown_key").reset_index(drop=True)
     if run_id is None:
-        return pool
-    stats = store.token_counts(run_id, list(pool.example_id))
-    pool = pool.merge(stats, on="example_id", how="left")
+        return frame
+    stats = store.token_counts(run_id, list(frame.example_id))
+    pool = frame.merge(stats, on="example_id", how="left")
     missing = int(pool.n_tokens.isna().sum())
     if missing:
         raise ValueError(f"{missing} of {len(pool)} examples of the {setting} pool of {task!r} have no activations "

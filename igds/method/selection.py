@@ -13,8 +13,8 @@ import pandas as pd
 import pyarrow as pa
 
 from igds.config import ConfigBase
-from igds.data.corpus import check_pool_setting
 from igds.ranking import rank_key
+from igds.scope import DEFAULT_POOL, PoolSpec
 from igds.store import ActivationStore
 
 
@@ -38,16 +38,20 @@ class SelectionConfig(ConfigBase):
     threshold: float | None = field(default=None, metadata={
         "help": "keep examples with score >= threshold (IGDS hard direction: <=)"})
     token_budget: int | None = field(default=None, metadata={"help": "keep top examples within this many tokens"})
-    pool_setting: str = field(default="mixed", metadata={"help": "mixed | task-only"})
+    pool_setting: str = field(default=DEFAULT_POOL.setting, metadata={"help": "mixed | task-only"})
     seed: int = field(default=0, metadata={"help": "random seed"})
-    pool_limit: int = field(default=0, metadata={"help": "subsample the pool to N task (+N general) examples; 0: all"})
+    pool_limit: int = field(default=DEFAULT_POOL.limit,
+                            metadata={"help": "subsample the pool to N task (+N general) examples; 0: all"})
 
     def __post_init__(self):
         if not 0 < self.ratio <= 1:
             raise ValueError("ratio must be in (0, 1]")
-        if self.pool_limit < 0:
-            raise ValueError("pool_limit must be >= 0")
-        check_pool_setting(self.pool_setting)
+        PoolSpec(self.pool_setting, self.pool_limit)  # validates the setting and the limit
+
+    @property
+    def pool(self) -> PoolSpec:
+        """The pool this selection ranks."""
+        return PoolSpec(self.pool_setting, self.pool_limit)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from igds import settings
 from igds.config import ConfigBase
 from igds.method.selection import Overrides, SelectionConfig, select_from_ranking, set_example_override
 from igds.ranking import rank_key, rank_order
+from igds.scope import DEFAULT_POOL
 from igds.store import ActivationStore
 
 DECISIONS = ("accept", "reject", "skip")
@@ -204,7 +205,7 @@ def vetting_counts(decisions: pd.DataFrame, queue: Iterable[str]) -> VetCounts:
 
 # -- sessions and decisions in the store -----------------------------------------------------------------------
 def open_session(store: ActivationStore, task: str, *, user: str | None = None, extract_run: str | None = None,
-                 pool_setting: str | None = None, pool_limit: int = 0, selection_id: str | None = None,
+                 pool_setting: str | None = None, pool_limit: int = DEFAULT_POOL.limit, selection_id: str | None = None,
                  settings_dict: dict | None = None) -> str:
     """Start a vetting session; returns its id.
 
@@ -272,7 +273,7 @@ def apply_to_overrides(store: ActivationStore, task: str, session_id: str, as_of
 
 
 def pool_sessions(store: ActivationStore, task: str, *, extract_run: str | None, pool_setting: str | None,
-                  pool_limit: int = 0, limit: int = 5) -> pd.DataFrame:
+                  pool_limit: int = DEFAULT_POOL.limit, limit: int = 5) -> pd.DataFrame:
     """The sessions a pool's vetting can resume: those with decisions in force, the most recently decided first
     (session_id, user_name, created, selection_id, n_decisions, accepted, rejected, skipped, last_decided)."""
     return store.pool_vetting_sessions(task, extract_run, pool_setting, int(pool_limit), limit)

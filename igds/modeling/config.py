@@ -1,8 +1,8 @@
 """The modeling layer's configs and the token scopes, free of torch so importing them stays cheap.
 
 :class:`ModelSpec` (which language model, :mod:`igds.modeling.load`), :class:`SaeSpec` and :class:`SaeTrainConfig`
-(which SAE and the default SAE's recipe, :mod:`igds.modeling.sae`) and :data:`POSITION_SCOPES` (the token scopes
-every stage honours, :mod:`igds.modeling.batching`). The modules that use them re-export them.
+(which SAE and the default SAE's recipe, :mod:`igds.modeling.sae`); :data:`POSITION_SCOPES` (the token scopes
+every stage honours) is defined in :mod:`igds.scope`. The modules that use them re-export them.
 """
 
 from __future__ import annotations
@@ -10,22 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from igds.config import ConfigBase
+from igds.scope import CONTENT, POSITION_SCOPES, STAGE_LENGTH, check_positions
 
-POSITION_SCOPES = ("content", "prompt_content", "response", "last_prompt_token", "all")
-"""Token scopes every stage honours (SAE training, extraction, recall, FRS, edits, amplification):
-
-- ``content``: the example's own prompt content and its response (default; never template or instruction);
-- ``prompt_content``: the example's own prompt content only;
-- ``response``: the response (and its eos token);
-- ``last_prompt_token``: the last token of the prompt content, before the template closes the user turn;
-- ``all``: every real token (template, system prompt and instruction included).
-"""
-
-
-def check_positions(positions: str) -> None:
-    """Raise ``ValueError`` for a scope outside :data:`POSITION_SCOPES`."""
-    if positions not in POSITION_SCOPES:
-        raise ValueError(f"positions must be one of {', '.join(POSITION_SCOPES)}, not {positions!r}")
+__all__ = ["POSITION_SCOPES", "ModelSpec", "SaeSpec", "SaeTrainConfig", "check_positions"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,12 +75,12 @@ class SaeTrainConfig(ConfigBase):
     layer: int = field(default=15, metadata={"help": "block whose output the SAE reads"})
     d_sae: int = field(default=4096, metadata={"help": "number of SAE latents"})
     k: int = field(default=32, metadata={"help": "TopK: active latents per token"})
-    positions: str = field(default="content", metadata={"help": "token scope of training and quality"})
+    positions: str = field(default=CONTENT.positions, metadata={"help": "token scope of training and quality"})
     n_tokens: int = field(default=800_000, metadata={"help": "max training activations"})
     epochs: int = field(default=5, metadata={"help": "passes over the activations"})
     lr: float = field(default=4e-4, metadata={"help": "learning rate"})
     batch_size: int = field(default=4096, metadata={"help": "activations per step"})
-    max_length: int = field(default=256, metadata={"help": "tokens per sequence"})
+    max_length: int = field(default=STAGE_LENGTH.max_length, metadata={"help": "tokens per sequence"})
     holdout_examples: int = field(default=200, metadata={"help": "held-out texts for the quality figures"})
     dead_tokens: int = field(default=200_000, metadata={"help": "training activations for the dead share"})
     sink_norm_factor: float = field(default=10.0, metadata={"help": "sink guard factor"})

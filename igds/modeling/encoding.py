@@ -22,12 +22,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from igds.modeling.batching import EncodedItem
+from igds.scope import STAGE_LENGTH
 
 SPAN_KINDS = ("template", "instruction", "content", "response")
 Spans = Mapping[str, tuple[tuple[int, int], ...]]
 
 
-def render_example(tokenizer, task, content: str, response: str | None = None, max_length: int = 256,
+def render_example(tokenizer, task, content: str, response: str | None = None,
+                   max_length: int = STAGE_LENGTH.max_length,
                    example_id: str = "", frame: tuple[str, str, bool] | None = None) -> EncodedItem:
     """Render one record through a task and tokenize it, with the token spans of every part.
 

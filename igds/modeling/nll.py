@@ -19,6 +19,7 @@ from igds.modeling.adapters import final_logits, final_norm, n_layers
 from igds.modeling.batching import EncodedItem, length_batches, pad_batch
 from igds.modeling.hooks import run_until
 from igds.progress import ProgressFn, null_progress, scaled
+from igds.scope import STAGE_LENGTH
 
 
 def response_targets(items: Sequence[EncodedItem], width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +118,8 @@ def unconditioned_items(tokenizer, cond: Sequence[EncodedItem]) -> list[EncodedI
     return [EncodedItem(it.example_id, [*prefix, *it.input_ids[it.prompt_len:]], len(prefix)) for it in cond]
 
 
-def nll_table(model, tokenizer, examples: Sequence[Example], max_length: int = 256, batch_tokens: int = 4096,
+def nll_table(model, tokenizer, examples: Sequence[Example], max_length: int = STAGE_LENGTH.max_length,
+              batch_tokens: int = 4096,
               progress: ProgressFn | None = None) -> pd.DataFrame:
     """Mean response NLL with and without the prompt, the inputs of the Loss and IFD baselines.
 

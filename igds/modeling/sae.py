@@ -38,6 +38,7 @@ from igds.modeling.batching import EncodedItem, keep_mask, length_batches, pad_b
 from igds.modeling.config import SaeSpec, SaeTrainConfig  # noqa: F401 - re-exported
 from igds.modeling.hooks import patch, run_until
 from igds.progress import ProgressFn, null_progress
+from igds.scope import ALL_TOKENS
 
 
 class SaeError(ValueError):
@@ -313,7 +314,7 @@ def check_quality(info: SaeInfo, spec: SaeSpec) -> None:
 @torch.no_grad()
 def collect_activations(model, site: str, items: Sequence[EncodedItem], n_tokens: int, pad_id: int,
                         sink_norm_factor: float = 10.0, batch_tokens: int = 4096,
-                        progress: ProgressFn | None = None, positions: str = "all") -> torch.Tensor:
+                        progress: ProgressFn | None = None, positions: str = ALL_TOKENS.positions) -> torch.Tensor:
     """Residuals at ``site`` for non-sink positions of ``items`` inside the token scope ``positions``,
     up to ``n_tokens`` rows, fp32 ``[n, d]``."""
     progress = progress or null_progress
@@ -365,7 +366,7 @@ def reconstruction_quality(sae, acts: torch.Tensor, chunk: int = 8192) -> dict:
 
 @torch.no_grad()
 def ce_recovered(model, sae, site: str, items: Sequence[EncodedItem], pad_id: int,
-                 sink_norm_factor: float = 10.0, positions: str = "all") -> dict:
+                 sink_norm_factor: float = 10.0, positions: str = ALL_TOKENS.positions) -> dict:
     """Next-token CE with the clean residual, with the SAE reconstruction spliced in, and with the
     residual zeroed, at the kept positions of the token scope ``positions`` (splice and CE both);
     ``ce_recovered = (zero − sae) / (zero − clean)``."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from igds.config import ConfigBase
 from igds.data.tasks import MAX_NEW_TOKENS
+from igds.scope import EVAL_LENGTH
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,7 +35,7 @@ class EvalConfig(ConfigBase):
     n_examples: int = field(default=0, metadata={"help": "a seeded sample stratified by source (0: all)"})
     sample_seed: int = field(default=0, metadata={"help": "seed of the stratified test sample"})
     greedy: bool = field(default=True, metadata={"help": "greedy decoding"})
-    max_length: int = field(default=512, metadata={"help": "prompt / teacher-forcing truncation"})
+    max_length: int = field(default=EVAL_LENGTH.max_length, metadata={"help": "prompt / teacher-forcing truncation"})
     nll: bool = field(default=True, metadata={"help": "also compute the mean reference NLL"})
     batch_tokens: int = field(default=4096, metadata={"help": "tokens per NLL batch"})
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 
 from igds.progress import ProgressFn, null_progress, scaled
+from igds.scope import CONTENT, EVAL_LENGTH, STAGE_LENGTH
 from igds.training.config import EvalConfig  # noqa: F401 - re-exported
 
 MAX_STEPS_SLICE = 2  # math slice "≤2 reasoning steps", where a 135M model can score at all
@@ -133,7 +134,8 @@ def generate_outputs(model, tokenizer, task, examples: Sequence, cfg: EvalConfig
     return outputs
 
 
-def reference_nll(model, tokenizer, examples: Sequence, max_length: int = 256, batch_tokens: int = 4096,
+def reference_nll(model, tokenizer, examples: Sequence, max_length: int = EVAL_LENGTH.max_length,
+                  batch_tokens: int = 4096,
                   progress: ProgressFn | None = None) -> dict[str, float]:
     """Teacher-forced mean NLL of each reference response, ``{example_id: nll}``.
 
@@ -271,7 +273,8 @@ def aggregate_activation(per_example: dict[str, dict[int, float]], feats: Sequen
 
 
 def feature_activation(model, tokenizer, sae, site: str, examples: Sequence, features: Sequence[int],
-                       max_length: int = 256, positions: str = "content", batch_tokens: int = 4096,
+                       max_length: int = STAGE_LENGTH.max_length, positions: str = CONTENT.positions,
+                       batch_tokens: int = 4096,
                        progress: ProgressFn | None = None) -> dict:
     """Task-feature activation ``A(model) = mean_s Σ_{j∈F} a_j(s)`` through the same SAE.
 

@@ -28,6 +28,7 @@ from typing import Any
 from igds import settings
 from igds.config import ConfigBase
 from igds.progress import ProgressFn, null_progress
+from igds.scope import TRAIN_LENGTH
 from igds.training.batches import (
     ResponseCollator,
     SeededLengthSampler,
@@ -88,7 +89,7 @@ class FinetuneConfig(ConfigBase):
     max_steps: int = field(default=-1, metadata={"help": "optimizer steps (-1: all epochs)"})
     batch_size: int = field(default=8, metadata={"help": "examples per device and step"})
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
-    max_length: int = field(default=256, metadata={
+    max_length: int = field(default=TRAIN_LENGTH.max_length, metadata={
         "help": "token budget per example: examples longer than this are dropped and counted, never cut"})
     seed: int = field(default=0, metadata={"help": "seed for LoRA init and data order"})
     precision: str = field(default="auto", metadata={"help": "auto | bf16 | fp32"})

@@ -6,6 +6,7 @@ import threading
 
 import streamlit as st
 
+from igds.scope import PoolSpec
 from igds.store import ActivationStore
 
 # model forwards from several browser sessions must not interleave on two CPU cores
@@ -30,11 +31,11 @@ def get_workspace(run_id: str | None = None):
 
 
 @st.cache_resource(show_spinner="Loading the pool's activations…", max_entries=8)
-def get_resonance_matrix(_store: ActivationStore, store_path: str, run_id: str, task: str, pool_setting: str,
-                         pool_limit: int, features: tuple[int, ...]):
+def get_resonance_matrix(_store: ActivationStore, store_path: str, run_id: str, task: str, pool: PoolSpec,
+                         features: tuple[int, ...]):
     """The pool's activations of a task's candidate features, loaded once per extraction run, pool and
     feature set (extraction runs are immutable once done), so slider moves re-rank in memory and
     *Save this selection* stores exactly what the slider shows."""
     from igds.workflow.stages import pool_matrix
 
-    return pool_matrix(_store, run_id, task, pool_setting, pool_limit, features)
+    return pool_matrix(_store, run_id, task, pool, features)

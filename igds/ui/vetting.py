@@ -39,6 +39,7 @@ from igds.method.vetting import (
     undo,
     vetting_counts,
 )
+from igds.scope import PoolSpec
 from igds.store.vetting import DECISION_COLUMNS
 from igds.ui.widgets import example_text, html_text, md_text, token_highlights
 from igds.workflow.config import DEFAULT_MAX_ROWS, HIGHLIGHTS_MEASURED
@@ -383,11 +384,11 @@ def _on_cancel() -> None:
     st.session_state.pop(CONFIRM, None)
 
 
-def highlight_status(store, task: str, run_id: str, pool_setting: str, pool_limit: int, pool_ids) -> None:
+def highlight_status(store, task: str, run_id: str, pool: PoolSpec, pool_ids) -> None:
     """The pool's stored highlights in one line, or the job that stores them when there are none."""
     from igds.ui.jobs import job_launcher
 
-    key = ("vet.hl_rows", str(store.path), run_id, task, pool_setting, int(pool_limit))
+    key = ("vet.hl_rows", str(store.path), run_id, task, pool.setting, pool.limit)
     got = st.session_state.get(key) or store.highlight_rows(run_id, task, list(pool_ids))
     if got["examples"] == len(pool_ids):  # complete: no query on later reruns
         st.session_state[key] = got
@@ -400,8 +401,8 @@ def highlight_status(store, task: str, run_id: str, pool_setting: str, pool_limi
         st.caption("No token highlights stored for this pool yet: one pass of the model over the pool stores them "
                    f"(budget {DEFAULT_MAX_ROWS:,} rows; measured: {HIGHLIGHTS_MEASURED}); the queue works without "
                    "them.")
-    job_launcher("highlights", {"run_id": run_id, "task": task, "pool_setting": pool_setting,
-                                "pool_limit": int(pool_limit)}, label="Store token highlights", key="vet_hl_job")
+    job_launcher("highlights", {"run_id": run_id, "task": task, "pool_setting": pool.setting,
+                                "pool_limit": pool.limit}, label="Store token highlights", key="vet_hl_job")
 
 
 def vetting_queue(store, sp, vet: VetState, res_cfg, matrix) -> None:
@@ -409,7 +410,7 @@ def vetting_queue(store, sp, vet: VetState, res_cfg, matrix) -> None:
     ctx = vet.context
     st.subheader("Vet examples")
     st.html(_KEY_SCRIPT, unsafe_allow_javascript=True)
-    highlight_status(store, ctx["task"], ctx["extract_run"], ctx["pool_setting"], ctx["pool_limit"],
+    highlight_status(store, ctx["task"], ctx["extract_run"], PoolSpec(ctx["pool_setting"], ctx["pool_limit"]),
                      matrix.pool.example_id)
     c1, c2 = st.columns([3, 2])
     mode = c1.radio("Queue", QUEUE_MODES, key="vet_mode", horizontal=True,

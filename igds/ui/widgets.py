@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from igds.scope import STAGE_LENGTH
 from igds.ui.text import html_text, md_code, md_text, page_link_url  # noqa: F401 (re-exported for the pages)
 
 
@@ -206,7 +207,7 @@ def lens_tokens(lens, top_k, fstar=(), candidates=(), focus: int | None = None) 
 
 
 def text_lens_of(run_id: str | None, text: str | None = None, example_id: str | None = None,
-                 task: str | None = None, max_length: int = 256):
+                 task: str | None = None, max_length: int = STAGE_LENGTH.max_length):
     """The :class:`igds.workflow.lens.TextLens` of pasted ``text`` (rendered as ``task``'s prompt when given) or of a
     stored example, on the model and SAE of extraction run ``run_id``; the last one is kept per session, so moving
     a control does not run the model again."""

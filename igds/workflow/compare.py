@@ -16,6 +16,7 @@ import pandas as pd
 
 from igds.method.resonance import ResonanceConfig, ResonanceMatrix, load_resonance_matrix
 from igds.method.selection import Overrides, SelectionConfig, load_selection
+from igds.scope import PoolSpec
 from igds.store import ActivationStore
 
 LIVE = "live"
@@ -177,11 +178,11 @@ def _effects_of(store: ActivationStore, effect_id: str | None) -> dict[int, floa
     return dict(zip(amp.feature.astype(int), amp.effect.clip(lower=0), strict=True))
 
 
-def _scorer(store: ActivationStore, task: str, name: str, run_id: str, pool_setting: str, pool_limit: int,
+def _scorer(store: ActivationStore, task: str, name: str, run_id: str, pool_spec: PoolSpec,
             features: list[int], res_cfg: ResonanceConfig, effect_id: str | None) -> Scorer:
     from igds.method.pool import pool_frame
 
-    pool = pool_frame(store, task, pool_setting, pool_limit, run_id)
+    pool = pool_frame(store, task, pool_spec, run_id)
     matrix = load_resonance_matrix(store, run_id, pool, features)
     effects = _effects_of(store, effect_id) if res_cfg.weights == "effect" else {}
     scales = matrix.scales(features, res_cfg)
@@ -194,8 +195,8 @@ def _side_scorer(store: ActivationStore, task: str, side: Side, run_id: str | No
     if not side.is_igds or not (side.extract_run or run_id):
         return None
     try:
-        return _scorer(store, task, side.name, side.extract_run or run_id, side.pool_setting, side.pool_limit,
-                       side.features, side.resonance, side.effect_id)
+        return _scorer(store, task, side.name, side.extract_run or run_id,
+                       PoolSpec(side.pool_setting, side.pool_limit), side.features, side.resonance, side.effect_id)
     except ValueError:  # its pool is no longer extracted in full: no terms rather than no comparison
         return None
 
@@ -215,7 +216,7 @@ def _reference_scorer(store: ActivationStore, task: str, a: Side, b: Side, run_i
     setting = "mixed" if "mixed" in (a.pool_setting, b.pool_setting) else "task-only"
     limit = 0 if 0 in (a.pool_limit, b.pool_limit) else max(a.pool_limit, b.pool_limit)
     try:
-        return _scorer(store, task, "validated features now", run_id, setting, limit, list(effects.kept),
+        return _scorer(store, task, "validated features now", run_id, PoolSpec(setting, limit), list(effects.kept),
                        ResonanceConfig(), effects.effect_id)
     except ValueError:
         return None
@@ -360,7 +361,7 @@ def _coverage(store: ActivationStore, task: str, a: Side, b: Side, run_id: str |
     out["share_a"], out["share_b"] = share(a.ids), share(b.ids)
     pool_ids: set[str] = set()
     for setting in {a.pool_setting, b.pool_setting}:
-        pool_ids |= set(pool_frame(store, task, setting).example_id)
+        pool_ids |= set(pool_frame(store, task, PoolSpec(setting)).example_id)
     out["share_pool"] = share(pool_ids)
     out["difference"] = out.share_b - out.share_a
     lens = store.logit_lens_table(sae_key, feats) if sae_key else pd.DataFrame(columns=["feature", "top_tokens"])

@@ -251,7 +251,7 @@ def cached_contexts(store: ActivationStore, run_id: str, features: Sequence[int]
 
 def compute_contexts(store: ActivationStore, run_id: str, features: Sequence[int], model, tokenizer, sae,
                      site: str | None = None, k: int = CONTEXT_K, window: int = CONTEXT_WINDOW,
-                     progress: ProgressFn | None = None, refresh: bool = False) -> pd.DataFrame:
+                     progress: ProgressFn | None = None) -> pd.DataFrame:
     """Top-activating contexts of ``features`` in one batched pass over the examples they need; cached.
 
     For each feature, the ``k`` examples of the extraction run with the highest stored max activation
@@ -259,8 +259,7 @@ def compute_contexts(store: ActivationStore, run_id: str, features: Sequence[int
     rendered them (same task, ``max_length``); one early-exit forward per length bucket and an SAE encode
     give every token's activation. Only positions inside the run's scope (``ExtractConfig.positions``),
     past BOS and under the sink guard (per example) can be the max; the rest are kept for display with
-    ``in_scope`` false (0 at BOS and sinks). Features already cached at ``(k, window)`` are not recomputed
-    unless ``refresh``.
+    ``in_scope`` false (0 at BOS and sinks). Features already cached at ``(k, window)`` are not recomputed.
 
     Args:
         store: the store holding the run.
@@ -271,7 +270,6 @@ def compute_contexts(store: ActivationStore, run_id: str, features: Sequence[int
         k: examples per feature.
         window: tokens shown on each side of the max token.
         progress: ``progress(done, total, message)`` per forward batch.
-        refresh: recompute cached features too.
 
     Returns:
         cached rows of every requested feature, by feature and rank: feature, sae_key, rank, example_id,
@@ -285,7 +283,7 @@ def compute_contexts(store: ActivationStore, run_id: str, features: Sequence[int
     if site is None:
         raise ValueError(f"run {run_id!r} records no site: pass the SAE's site")
     feats = sorted({int(f) for f in features})
-    todo = feats if refresh else sorted(set(feats) - store.context_features(run_id, k, window))
+    todo = sorted(set(feats) - store.context_features(run_id, k, window))
     top = store.run_top_examples(run_id, todo, k) if todo else pd.DataFrame()
     if not top.empty:
         rows = _recompute_contexts(top, cfg, model, tokenizer, sae, site, window, progress or null_progress)

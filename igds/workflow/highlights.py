@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from igds.progress import ProgressFn, null_progress
+from igds.scope import DEFAULT_POOL, PoolSpec
 from igds.workflow.config import DEFAULT_MAX_ROWS, HIGHLIGHTS_MEASURED, HighlightConfig  # noqa: F401 - re-exported
 from igds.workflow.explore import extract_setup, iter_token_activations
 
@@ -118,7 +119,7 @@ def store_token_activations(ws, run_id: str, examples: Sequence, features: Seque
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def ensure_pool_highlights(ws, run_id: str, task: str, pool_setting: str = "mixed", pool_limit: int = 0,
+def ensure_pool_highlights(ws, run_id: str, task: str, pool: PoolSpec = DEFAULT_POOL,
                            cfg: HighlightConfig | None = None, progress: ProgressFn | None = None) -> dict:
     """Store the token highlights of a task's pool (:func:`store_token_activations`) for its candidate features
     (intervention candidates, validated and pinned ones), the examples the vetting queue shows first (by
@@ -136,9 +137,10 @@ def ensure_pool_highlights(ws, run_id: str, task: str, pool_setting: str = "mixe
     cfg = cfg or HighlightConfig()
     effects = latest_effects(ws.store, task)
     feats = candidate_features(ws.store, task, effects, ws.sae_key)
-    matrix = pool_matrix(ws.store, run_id, task, pool_setting, pool_limit, feats)
-    sp, chosen = live_selection(ws.store, run_id, task, effects, SelectionConfig(pool_setting=pool_setting,
-                                pool_limit=pool_limit), ResonanceConfig(), ws.sae_key, matrix)
+    matrix = pool_matrix(ws.store, run_id, task, pool, feats)
+    sp, chosen = live_selection(ws.store, run_id, task, effects,
+                                SelectionConfig(pool_setting=pool.setting, pool_limit=pool.limit), ResonanceConfig(),
+                                ws.sae_key, matrix)
     first = queue_order(sp.scores, chosen.example_id, "by uncertainty")
     rank = {e: i for i, e in enumerate(first)}
     records = sorted(pool_records(matrix.pool), key=lambda e: rank.get(e.id, len(rank)))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from igds.scope import STAGE_LENGTH, TokenScope
 from igds.store import ActivationStore
 
 SEARCH_KINDS = ("promoted token", "text it fires on", "label")
@@ -76,7 +77,7 @@ class TextLens:
         return [float(v) for v in self._scoped()[:, int(feature)]]
 
 
-def encode_text(tokenizer, text: str, max_length: int = 256, task: str | None = None):
+def encode_text(tokenizer, text: str, max_length: int = STAGE_LENGTH.max_length, task: str | None = None):
     """Model input for pasted text: as plain text after BOS (every token counts), or with ``task`` rendered as that
     task's prompt (only the text's own tokens count, as extraction counts an example's content).
 
@@ -97,7 +98,8 @@ def encode_text(tokenizer, text: str, max_length: int = 256, task: str | None = 
     return EncodedItem("", ids, len(ids), {"content": ((1 if bos is not None else 0, len(ids)),)})
 
 
-def encode_stored_example(store: ActivationStore, tokenizer, example_id: str, max_length: int = 256):
+def encode_stored_example(store: ActivationStore, tokenizer, example_id: str,
+                          max_length: int = STAGE_LENGTH.max_length):
     """Model input of a stored example, rendered as extraction rendered it (through the task that brought it:
     its first non-``general`` membership, else ``general``), prompt content and response.
 
@@ -163,7 +165,7 @@ def run_label(store: ActivationStore, run_id: str) -> str:
     model = store.scalar("SELECT name FROM models WHERE model_key = ?", [run["model_key"]]) or run["model_key"]
     sae = store.query_df("SELECT name, site FROM saes WHERE sae_key = ?", [run["sae_key"]])
     sae_name, site = (sae.name.iloc[0], sae.site.iloc[0]) if len(sae) else (run["sae_key"], run["config"].get("site"))
-    scope = run["config"].get("extract", {}).get("positions", "content")
+    scope = TokenScope.of_run(run).positions
     return f"{model} · SAE {sae_name} at {site} · {scope} tokens · {str(run['created'])[:10]}"
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from igds.data.corpus import reference_set
 from igds.executor.config import ExecutorConfig, executor_config
-from igds.executor.intervene import measure_effects
+from igds.executor.intervene import Candidates, measure_effects
 from igds.executor.nll import nll_table
 from igds.method.extract import ExtractConfig
 from igds.method.intervene import (
@@ -31,6 +31,7 @@ from igds.method.resonance import ResonanceConfig, ResonanceMatrix, load_resonan
 from igds.method.selection import Overrides, SelectionConfig, load_overrides, save_selection, select_from_ranking
 from igds.modeling.encoding import encode_examples
 from igds.progress import ProgressFn
+from igds.scope import PoolSpec
 from igds.store import ActivationStore
 from igds.workflow.catalog import task_split
 from igds.workflow.workspace import Workspace
@@ -84,6 +85,12 @@ def _recall_vector(recall: RecallResult, d_sae: int, column: str, fill: float) -
     return out
 
 
+def candidates_of(recall: RecallResult, d_sae: int) -> Candidates:
+    """A recall run's candidates with their ā and token density over all ``d_sae`` features (what interventions
+    measure)."""
+    return Candidates(recall.candidates, mean_activation_vector(recall, d_sae), token_density_vector(recall, d_sae))
+
+
 def mean_activation_vector(recall: RecallResult, d_sae: int) -> np.ndarray:
     """ā for every feature from the recall table (NaN where the feature never fired on probe)."""
     return _recall_vector(recall, d_sae, "mean_act_task", np.nan)
@@ -115,9 +122,8 @@ def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: Inter
                        ws.model_key, ws.sae_key, n_total=len(recall.candidates))
     items = encode_examples(ws.tokenizer, dev, cfg.max_length)
     d_sae = int(ws.sae.cfg.d_sae)
-    return measure_effects(ws.store, eid, items, recall.candidates, mean_activation_vector(recall, d_sae), cfg,
-                           ws.tokenizer.pad_token_id, ws.pool(executor, model), progress, max_features,
-                           density=token_density_vector(recall, d_sae))
+    return measure_effects(ws.store, eid, items, candidates_of(recall, d_sae), cfg, ws.tokenizer.pad_token_id,
+                           ws.pool(executor, model), progress, max_features)
 
 
 def prepare_method(ws: Workspace, task: str, preset: MethodPreset, extract_cfg: ExtractConfig,
@@ -164,7 +170,7 @@ def fstar_stability(store: ActivationStore, effect_id: str, n_boot: int = 200, s
 def selection_pool(store: ActivationStore, task: str, sel_cfg: SelectionConfig,
                    run_id: str | None = None) -> pd.DataFrame:
     """The candidate pool a selection ranks (see :func:`igds.method.pool.pool_frame`)."""
-    return pool_frame(store, task, sel_cfg.pool_setting, sel_cfg.pool_limit, run_id)
+    return pool_frame(store, task, sel_cfg.pool, run_id)
 
 
 def candidate_features(store: ActivationStore, task: str, effects: EffectResult,
@@ -175,11 +181,10 @@ def candidate_features(store: ActivationStore, task: str, effects: EffectResult,
     return tuple(sorted({*effects.summary.feature.astype(int), *effects.kept, *pins}))
 
 
-def pool_matrix(store: ActivationStore, run_id: str, task: str, pool_setting: str, pool_limit: int,
+def pool_matrix(store: ActivationStore, run_id: str, task: str, pool: PoolSpec,
                 features: tuple[int, ...]) -> ResonanceMatrix:
     """The resonance matrix of a task's pool (setting and limit) over ``features``."""
-    pool = pool_frame(store, task, pool_setting, pool_limit, run_id)
-    return load_resonance_matrix(store, run_id, pool, features)
+    return load_resonance_matrix(store, run_id, pool_frame(store, task, pool, run_id), features)
 
 
 @dataclass(frozen=True)
@@ -213,8 +218,7 @@ def live_selection(store: ActivationStore, run_id: str, task: str, effects: Effe
     ov = load_overrides(store, task, sae_key)
     feats = ov.apply_to_features(effects.kept)
     if matrix is None:
-        matrix = pool_matrix(store, run_id, task, sel_cfg.pool_setting, sel_cfg.pool_limit,
-                             candidate_features(store, task, effects, sae_key))
+        matrix = pool_matrix(store, run_id, task, sel_cfg.pool, candidate_features(store, task, effects, sae_key))
     amp = effects.amplification
     eff = dict(zip(amp.feature.astype(int), amp.effect.clip(lower=0), strict=True))
     scales = matrix.scales(feats, res_cfg)  # over the pool being selected from
@@ -310,9 +314,11 @@ def baseline_name(task: str, sel_cfg: SelectionConfig) -> str:
 
 
 def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: str | None = None,
-                    progress: ProgressFn | None = None, max_length: int = 256,
-                    extract_cfg: ExtractConfig | None = None) -> str:
+                    progress: ProgressFn | None = None, extract_cfg: ExtractConfig | None = None) -> str:
     """Run a baseline (random, loss, ifd, zip, full) on the same pool and ratio; store it.
+
+    ``extract_cfg`` names the extraction run whose token counts Longest / Shortest rank by and whose cap the Loss /
+    IFD NLL tables cut at (default: the default extraction).
 
     Rankings see the pool's canonical keys (:func:`igds.method.pool.shown_key`) rather than the
     example ids, so their draws and tie-breaks follow the pool's canonical order.
@@ -321,7 +327,9 @@ def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: st
 
     method = sel_cfg.method
     spec = baselines.get_baseline(method)
-    extract_run = ws.extraction_run_id(extract_cfg or ExtractConfig())
+    extract_cfg = extract_cfg or ExtractConfig()
+    extract_run = ws.extraction_run_id(extract_cfg)
+    max_length = extract_cfg.max_length
     # Longest / Shortest rank by content tokens: the extraction's kept tokens of each pool example
     pool = selection_pool(ws.store, task, sel_cfg, extract_run if spec.needs_lengths else None)
     key_of = dict(zip(pool.example_id, pool.shown_key, strict=True))

@@ -29,6 +29,7 @@ from igds.modeling.sae import (
     load_sae,
 )
 from igds.progress import ProgressFn, null_progress
+from igds.scope import DEFAULT_POOL
 from igds.store import ActivationStore
 
 
@@ -48,7 +49,7 @@ class BootstrapConfig(ConfigBase):
     """
 
     tasks: tuple[str, ...] = field(default=("summarization",), metadata={"help": "tasks to extract"})
-    pool_setting: str = field(default="mixed", metadata={"help": "mixed | task-only"})
+    pool_setting: str = field(default=DEFAULT_POOL.setting, metadata={"help": "mixed | task-only"})
     model: ModelSpec = field(default_factory=ModelSpec)
     sae: SaeSpec = field(default_factory=SaeSpec)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
@@ -83,6 +84,10 @@ class Workspace:
             return self.model
         model, _ = load_model(dataclasses.replace(self.model_spec, dtype="float32"))
         return model
+
+    def loaded(self) -> Loaded:
+        """The model, tokenizer, SAE and site this workspace holds (what a local pool serves)."""
+        return Loaded(self.model, self.tokenizer, self.sae, self.site)
 
     def pool(self, executor: ExecutorConfig, model=None, sae: bool = True) -> Opener:
         """A pool opener for a stage on this workspace: a local pool serves ``model`` (default: the workspace's) and

@@ -10,6 +10,7 @@ import pytest
 
 from igds.data.ingest import add_dataset
 from igds.data.tasks import TaskSpec, UnknownTaskError, get_task
+from igds.scope import PoolSpec
 from igds.store import ActivationStore
 from igds.workflow.catalog import TaskData, add_task, remove_task, require_task, task_split, tasks_table
 
@@ -61,7 +62,7 @@ def test_split_column_and_the_pool_setting_of_the_shipped_general_set(store_with
     counts = add_task(store, spec(), TaskData(eval_datasets=("qa",), split_by="column", pool_datasets=("qa",)))
     assert counts["probe"] == counts["dev"] == counts["test"] == 20 and counts["train"] == 20  # 'train' rows pool
     assert counts["overlap"] == 0  # the dataset's own eval rows are not an overlap with its pool rows
-    frame = pool_frame(store, "qa-task", "task-only", 0)
+    frame = pool_frame(store, "qa-task", PoolSpec("task-only"))
     assert len(frame) == 20 and set(frame.task) == {"qa-task"}
     with pytest.raises(ValueError, match="gives no probe, dev, test rows"):
         add_task(store, spec("no-labels"), TaskData(eval_datasets=("logs",), split_by="column", pool_datasets=("qa",)))

@@ -102,8 +102,8 @@ def test_evaluate_and_record_scores_the_stratified_test_sample(monkeypatch, tmp_
     store = ActivationStore(tmp_path / "igds.duckdb")
     ingest_corpus(store)  # the stages read a task's items from the store: the same sample as the corpus's
     with pytest.raises(RuntimeError, match="captured"):
-        tune.evaluate_and_record(store, "base", "translation", None, None, None,
-                                 SITE, [], EvalConfig(n_examples=40, sample_seed=2), "tiny")
+        target = tune.EvalTarget("base", tune.Loaded(None, None, None, SITE), "tiny")
+        tune.evaluate_and_record(store, target, "translation", EvalConfig(n_examples=40, sample_seed=2))
     assert seen == [[e.id for e in test_sample("translation", 40, seed=2)]]
 
 

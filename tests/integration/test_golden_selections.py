@@ -55,7 +55,7 @@ def selections(tmp_path_factory):
         if method == "igds":
             sid = select_igds(store, parts["run_id"], TASK, effects, cfg, ResonanceConfig(), parts["sae_key"])
         else:
-            sid = select_baseline(ws, TASK, cfg, max_length=96,
+            sid = select_baseline(ws, TASK, cfg,
                                   extract_cfg=ExtractConfig(max_length=96, shard_size=256))
         info, members = load_selection(store, sid)
         out[name] = {"n_pool": int(info["n_pool"]), "features": info["lineage"].get("features"),

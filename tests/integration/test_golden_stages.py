@@ -48,6 +48,7 @@ def run_stages(path: Path, folders, executor) -> dict:
     """Every pooled stage on a fresh store at ``path``; returns what the fixture holds."""
     from igds.data.corpus import dev_set, load_corpus, probe_set, test_set
     from igds.executor.config import save_executor_config
+    from igds.executor.pool import Loaded
     from igds.method.resonance import ResonanceConfig
     from igds.method.selection import SelectionConfig, load_selection
     from igds.modeling.load import ModelSpec, load_model, model_identity, model_key_of
@@ -55,7 +56,7 @@ def run_stages(path: Path, folders, executor) -> dict:
     from igds.store import ActivationStore
     from igds.training.results import BASE_RUN
     from igds.workflow.stages import run_interventions, run_recall, select_baseline, select_igds
-    from igds.workflow.tune import evaluate_and_record
+    from igds.workflow.tune import EvalTarget, Measured, evaluate_and_record
     from igds.workflow.workspace import Workspace, extract_tasks, model_spec_record
 
     torch.set_num_threads(1)
@@ -90,11 +91,11 @@ def run_stages(path: Path, folders, executor) -> dict:
         if method == "igds":
             sid = select_igds(store, ext.run_id, TASK, eff, cfg, ResonanceConfig(), info.key)
         else:
-            sid = select_baseline(ws, TASK, cfg, max_length=96, extract_cfg=ecfg)
+            sid = select_baseline(ws, TASK, cfg, extract_cfg=ecfg)
         selections[method] = [str(i) for i in load_selection(store, sid)[1].id]
     features = [int(f) for f in (eff.kept or recall.candidates[:2])]
-    out = evaluate_and_record(store, BASE_RUN, TASK, model, tok, sae, SITE, features,
-                              EvalConfig(n_examples=8, max_new_tokens=6, batch_size=4), mkey, sae_key=info.key)
+    out = evaluate_and_record(store, EvalTarget(BASE_RUN, Loaded(model, tok, sae, SITE), mkey, info.key), TASK,
+                              EvalConfig(n_examples=8, max_new_tokens=6, batch_size=4), Measured(features))
     base = out["base"][1]
     return {
         "extract": {"rows": len(acts), "max_act": float(acts.max_act.sum()), "sum_act": float(acts.sum_act.sum()),

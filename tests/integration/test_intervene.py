@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from igds import settings
-from igds.executor.intervene import measure_here
+from igds.executor.intervene import Candidates, measure_here
 from igds.method import intervene as iv
 from igds.method.intervene import (
     ABLATE,
@@ -236,8 +236,8 @@ def _measure(tmp_path, name, cfg, max_null=None, max_features=None):
     density = (all_acts > 0).float().mean((0, 1)).numpy()
     mean_act = np.where(density > 0, 1.0, np.nan)
     store.start_run(name, "intervene", cfg.to_dict())
-    res = measure_here(store, name, model, sae, SITE, items, cands, mean_act, cfg, tok.pad_token_id,
-                          max_features=max_features, density=density, max_null=max_null)
+    res = measure_here(store, name, model, sae, SITE, items, Candidates(cands, mean_act, density), cfg,
+                       tok.pad_token_id, max_features=max_features, max_null=max_null)
     return store, res, cands, density
 
 
@@ -258,8 +258,8 @@ def test_null_is_identical_for_a_seed_differs_for_another_and_resumes(tmp_path):
     assert len(part.null) == 4 and part.summary.empty and not part.kept
     model, tok, sae = tiny_setup()
     st = ActivationStore(tmp_path / "d.duckdb")
-    full = measure_here(st, "d", model, sae, SITE, make_items(tok, repeat=2), cands,
-                           np.where(density > 0, 1.0, np.nan), cfg, tok.pad_token_id, density=density)
+    full = measure_here(st, "d", model, sae, SITE, make_items(tok, repeat=2),
+                        Candidates(cands, np.where(density > 0, 1.0, np.nan), density), cfg, tok.pad_token_id)
     assert len(full.null) == 9 and full.null.null_id.is_unique
     assert st.scalar("SELECT count(*) FROM null_effects WHERE effect_id = 'd'") == 9 * 16
     np.testing.assert_allclose(full.null.effect, a.null.effect, atol=1e-6)

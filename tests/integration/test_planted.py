@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from igds.data.corpus import Example, example_id
 from igds.executor.extract import extract_here
-from igds.executor.intervene import measure_here
+from igds.executor.intervene import Candidates, measure_here
 from igds.method.config import ExtractConfig, InterventionConfig
 from igds.method.pool import pool_frame
 from igds.method.recall import RecallConfig, recall_features
@@ -25,8 +25,9 @@ from igds.method.resonance import ResonanceConfig, load_resonance_matrix
 from igds.method.selection import SelectionConfig, select_from_ranking
 from igds.modeling.encoding import encode_examples
 from igds.modeling.hooks import run_until
+from igds.scope import PoolSpec
 from igds.store import ActivationStore
-from igds.workflow.stages import fstar_stability, mean_activation_vector, token_density_vector
+from igds.workflow.stages import candidates_of, fstar_stability, mean_activation_vector, token_density_vector
 from tests.helpers import tiny_setup
 
 SITE = "blocks.1.hook_resid_post"
@@ -129,11 +130,11 @@ def test_amplification_lowers_nll_filter_keeps_it_and_igds_prefers_its_examples(
     cfg = InterventionConfig()  # scale edits of the prompt content, against the null
     store.start_run("eff", "intervene", cfg.to_dict())
     # interrupted after one feature, then resumed: no duplicates, same final state
-    first = measure_here(store, "eff", model, sae, SITE, dev_items, rec.candidates, mean_act, cfg,
-                            tok.pad_token_id, max_features=1, density=density)
+    first = measure_here(store, "eff", model, sae, SITE, dev_items, Candidates(rec.candidates, mean_act, density),
+                         cfg, tok.pad_token_id, max_features=1)
     assert first.summary.feature.nunique() == 1
-    res = measure_here(store, "eff", model, sae, SITE, dev_items, rec.candidates, mean_act, cfg, tok.pad_token_id,
-                          density=density)
+    res = measure_here(store, "eff", model, sae, SITE, dev_items, Candidates(rec.candidates, mean_act, density),
+                       cfg, tok.pad_token_id)
     assert res.summary.groupby(["feature", "kind", "alpha"]).size().max() == 1
     assert store.scalar("SELECT count(*) FROM effects WHERE effect_id = 'eff'") == \
         len(rec.candidates) * 4 * len(dev_items)
@@ -148,7 +149,7 @@ def test_amplification_lowers_nll_filter_keeps_it_and_igds_prefers_its_examples(
     attr = res.attribution.set_index("feature")
     assert attr.loc[PLANTED, "est_amplify"] > 0
 
-    pool = pool_frame(store, "planted", "mixed", run_id="x")
+    pool = pool_frame(store, "planted", PoolSpec("mixed"), run_id="x")
     scores = load_resonance_matrix(store, "x", pool, res.kept).score(res.kept, ResonanceConfig())
     chosen = select_from_ranking(scores.rename(columns={"frs": "score"}), SelectionConfig(ratio=0.4))
     assert len(chosen) == 40
@@ -171,8 +172,7 @@ def test_fstar_and_null_match_the_golden_fixture(planted):
     cfg = InterventionConfig(precision="fp32", null_directions=16, null_features=8, null_seed=3)
     store.start_run("golden", "intervene", cfg.to_dict())
     res = measure_here(store, "golden", model, sae, SITE, [items[e.id] for e in by("planted", "dev")],
-                          rec.candidates, mean_activation_vector(rec, d_sae), cfg, tok.pad_token_id,
-                          density=token_density_vector(rec, d_sae))
+                       candidates_of(rec, d_sae), cfg, tok.pad_token_id)
     null = res.null
     got = {"config": cfg.to_dict(), "candidates": rec.candidates, "kept": res.kept, "null_cut": res.null_cut,
            "null_edit_size": float(null[null.kind == "direction"].edit_norm.iloc[0]),

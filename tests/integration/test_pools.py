@@ -168,7 +168,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_its_item_retried(folders, tmp_p
     """Interventions on two worker processes: the worker that takes the first chunk of candidates is SIGKILLed as
     it takes it; the chunk runs again on a fresh worker (its model loaded, its dev prefix cached again); every
     feature is stored once and the effects are those of an uninterrupted run."""
-    from igds.executor.intervene import measure_effects
+    from igds.executor.intervene import Candidates, measure_effects
     from igds.executor.registry import stage_pool
     from igds.executor.worker import spec_for
     from tests.integration.test_ray_executor import SITE, tiny_store
@@ -182,8 +182,8 @@ def test_a_worker_killed_mid_run_is_replaced_and_its_item_retried(folders, tmp_p
                         n_total=len(cands))
         pool = stage_pool(ExecutorConfig(kind=KIND, actors=2, max_retries=2), None,
                           lambda: spec_for(store, mkey, skey, SITE, "float32"))
-        return store, measure_effects(store, "e", items, cands, mean_act, ICFG, tok.pad_token_id, pool,
-                                      progress=progress, density=density), cands
+        return store, measure_effects(store, "e", items, Candidates(cands, mean_act, density), ICFG,
+                                      tok.pad_token_id, pool, progress=progress), cands
 
     ICFG = InterventionConfig(null_directions=4, null_features=2, precision="fp32", sweep_top=2, batch_rows=16)
     _, clean, cands = run(tmp_path / "clean.duckdb")

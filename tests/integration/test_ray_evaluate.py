@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from igds.executor.config import ExecutorConfig
+from igds.executor.pool import Loaded
 from igds.training.evaluate import EvalConfig, load_adapter
 from igds.training.results import BASE_RUN
-from igds.workflow.tune import evaluate_and_record
+from igds.workflow.tune import EvalTarget, Measured, evaluate_and_record
 from tests.integration.test_ray_executor import SITE, tiny_folders, tiny_store  # noqa: F401 (fixture)
 
 TASK = "math"
@@ -61,9 +62,8 @@ def _evaluate(prepared, folders, adapter_dir, executor, progress=None) -> dict:
     """``evaluate_and_record`` of the tuned run (its base evaluation too when the store has none)."""
     store, run, tok, sae = prepared
     tuned = load_adapter(load_model_dir(folders[0]), adapter_dir)
-    return evaluate_and_record(store, RUN, TASK, tuned, tok, sae, SITE, FEATURES, EVAL, run["model_key"],
-                               progress, control_features=CONTROL, executor=executor, sae_key=run["sae_key"],
-                               adapter_dir=str(adapter_dir))
+    target = EvalTarget(RUN, Loaded(tuned, tok, sae, SITE), run["model_key"], run["sae_key"], str(adapter_dir))
+    return evaluate_and_record(store, target, TASK, EVAL, Measured(FEATURES, CONTROL), progress, executor)
 
 
 def _stored(store, eval_id):
@@ -131,9 +131,10 @@ def test_evaluation_through_ray_stores_the_local_rows(ray_local, tiny_folders, t
     # evaluation replaces the stored one under its id, one row per example still
     store, run, tok, _ = ray_prepared
     messages.clear()
-    plain = evaluate_and_record(store, BASE_RUN, TASK, load_model_dir(tiny_folders[0]), tok, None, SITE, [], EVAL,
-                                run["model_key"], lambda d, t, m: messages.append(m),
-                                executor=ExecutorConfig(kind="ray", actors=1, cpus_per_actor=1.0))
+    plain = evaluate_and_record(store, EvalTarget(BASE_RUN, Loaded(load_model_dir(tiny_folders[0]), tok, None, SITE),
+                                                  run["model_key"]), TASK, EVAL, Measured(),
+                                lambda d, t, m: messages.append(m), ExecutorConfig(kind="ray", actors=1,
+                                                                                   cpus_per_actor=1.0))
     assert any("starting 1 Ray actor" in m for m in messages)
     eid, out = plain["base"]
     assert set(plain) == {"base"} and eid == local["base"][0] and out["activation"] is None

@@ -23,6 +23,7 @@ from igds.method.selection import (
     set_feature_override,
 )
 from igds.ranking import rank_key
+from igds.scope import PoolSpec
 from igds.store import ActivationStore
 
 
@@ -46,7 +47,7 @@ def make_store(path, acts: np.ndarray, n_tokens: np.ndarray, task_of=None):
 
 
 def matrix_of(store, pool="mixed", feats=(0, 1, 2, 3), limit=0):
-    return load_resonance_matrix(store, "run", pool_frame(store, "t", pool, limit, "run"), feats)
+    return load_resonance_matrix(store, "run", pool_frame(store, "t", PoolSpec(pool, limit), "run"), feats)
 
 
 def score(store, pool, feats, cfg, effects=None):

@@ -28,6 +28,7 @@ from igds.method.recall import RecallConfig, recall_features
 from igds.method.resonance import ResonanceConfig, length_confound, load_resonance_matrix
 from igds.method.selection import SelectionConfig, select_from_ranking
 from igds.modeling.encoding import encode_examples
+from igds.scope import PoolSpec
 from igds.store import ActivationStore
 from tests.helpers import tiny_setup
 
@@ -116,7 +117,7 @@ def planted(tmp_path_factory):
 
 
 def matrix(store, scope):
-    pool = pool_frame(store, TASK, "task-only", 0, scope)
+    pool = pool_frame(store, TASK, PoolSpec("task-only"), scope)
     return load_resonance_matrix(store, scope, pool, [INSTR, TEMPL, CONTENT])
 
 

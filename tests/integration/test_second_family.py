@@ -37,7 +37,7 @@ def test_gpt2_with_a_resid_pre_sae_runs_every_stage_and_records_its_identity(tmp
     from igds.workflow.catalog import TaskData, add_task
     from igds.workflow.explore import ensure_contexts
     from igds.workflow.stages import prepare_method, select_baseline, select_igds
-    from igds.workflow.tune import finetune_selection
+    from igds.workflow.tune import Measured, finetune_selection
     from igds.workflow.workspace import choose_identity, default_workspace, extract_tasks
 
     model_dir = save_tiny_model(tmp_path / "gpt2-folder", family="gpt2")
@@ -69,7 +69,7 @@ def test_gpt2_with_a_resid_pre_sae_runs_every_stage_and_records_its_identity(tmp
     out = finetune_selection(store, sid, FinetuneConfig(r=4, lora_alpha=8, target_modules=("c_attn",), max_steps=2,
                                                         batch_size=4, max_length=128, precision="fp32"),
                              EvalConfig(n_examples=6, max_new_tokens=4, batch_size=6),
-                             features=effects.summary.feature.astype(int).head(3).tolist())
+                             measured=Measured(effects.summary.feature.astype(int).head(3).tolist()))
     assert out["status"] == "done" and out["amplification"] is not None
     steered = generate_steered(ws.model, ws.tokenizer, ws.sae, ws.site, "Add 2 and 3.",
                                int(effects.summary.feature.iloc[0]), "amplify", 2.0, 1.0)

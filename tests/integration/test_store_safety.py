@@ -19,6 +19,7 @@ from igds.data.records import Example
 from igds.data.tasks import TaskSpec
 from igds.method.pool import pool_frame
 from igds.method.selection import load_selection, save_selection
+from igds.scope import PoolSpec
 from igds.store import ActivationStore
 from igds.store.selections import MissingMembersError
 from igds.training.export import read_export
@@ -49,7 +50,7 @@ def two_tasks(tmp_path):
     store.add_examples([Example("gen-1", "general", "web", "train", "Off-task text", "reply", {})], "shipped")
     for name in ("ta", "tb"):
         add_task(store, spec(name), TASK_DATA)
-    pool = pool_frame(store, "ta", "mixed")
+    pool = pool_frame(store, "ta", PoolSpec("mixed"))
     chosen = pd.concat([pool[pool.task == "ta"].head(N_OWN), pool[pool.task == "general"]], ignore_index=True)
     chosen = chosen.assign(rank=range(1, len(chosen) + 1), score=1.0)
     sid = save_selection(store, "sel-a", "ta", "random", "mixed", len(pool), chosen, {"seed": 1})
@@ -113,7 +114,7 @@ def test_removing_its_own_task_is_planned_then_makes_loading_fail_by_name(two_ta
 def test_a_removal_refuses_a_plan_that_no_longer_holds(two_tasks):
     store, sid, ids = two_tasks
     plan = store.removal_plan("task", "tb")
-    pool = pool_frame(store, "tb", "task-only").head(3).assign(rank=[1, 2, 3], score=0.5)
+    pool = pool_frame(store, "tb", PoolSpec("task-only")).head(3).assign(rank=[1, 2, 3], score=0.5)
     sid_b = save_selection(store, "sel-b", "tb", "random", "task-only", 30, pool, {"seed": 2})  # after the plan
     with pytest.raises(ValueError, match="changed since the removal was planned.*sel-b.*nothing removed"):
         remove_task(store, "tb", expect=plan)
