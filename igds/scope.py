@@ -87,6 +87,24 @@ class PoolSpec:
             raise ValueError("pool_limit must be >= 0")
 
 
+class Scoped:
+    """A run config that carries a token scope and a length rule as its flat ``positions`` and ``max_length``
+    fields (the stored run keys hash those): ``cfg.scope`` and ``cfg.length`` give them as value objects."""
+
+    positions: str
+    max_length: int
+
+    @property
+    def scope(self) -> TokenScope:
+        """Which tokens count (extraction) or where edits act (interventions): ``positions``."""
+        return TokenScope(self.positions)
+
+    @property
+    def length(self) -> LengthRule:
+        """Where an example is cut: ``max_length``."""
+        return LengthRule(self.max_length)
+
+
 CONTENT = TokenScope()
 """The default scope of extraction, recall, FRS, SAE training and amplification."""
 EDIT_SCOPE = TokenScope("prompt_content")

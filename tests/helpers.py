@@ -46,6 +46,26 @@ def tiny_setup(layer: int = 1):
     return model, tok, sae
 
 
+def registered_store(path, folders, site: str = "blocks.1.hook_resid_post"):
+    """A store at ``path`` with the tiny model and SAE saved in ``folders`` (``(model_dir, sae_dir)``) loaded and
+    registered with their specs, as a workspace would (so remote pool workers can load them); returns
+    ``(store, model, tokenizer, sae, model_key, sae_key)``."""
+    from igds.modeling.load import ModelSpec, load_model, model_identity, model_key_of
+    from igds.modeling.sae import SaeSpec, load_sae
+    from igds.store import ActivationStore
+    from igds.workflow.workspace import model_spec_record
+
+    model_dir, sae_dir = folders
+    mspec, sspec = ModelSpec(name_or_path=str(model_dir), dtype="float32", device="cpu"), SaeSpec(source=str(sae_dir))
+    model, tok = load_model(mspec)
+    sae, info = load_sae(sspec)
+    store = ActivationStore(path)
+    mkey = model_key_of(model)
+    store.register_model(mkey, model_identity(model), model_spec_record(mspec))
+    store.register_sae(info.key, {**info.to_dict(), "site": site}, info.quality, sspec.to_dict())
+    return store, model, tok, sae, mkey, info.key
+
+
 def wait_until(pred, timeout: float = 60.0, poll: float = 0.05):
     """Poll ``pred()`` until it returns something truthy (returned); fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

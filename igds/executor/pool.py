@@ -93,8 +93,6 @@ class Pool:
     Use as a context manager: leaving it stops every worker.
     """
 
-    kind = "abstract"
-
     def __init__(self, n: int, req: PoolRequest):
         self.n = n
         self.req = req
@@ -214,15 +212,13 @@ class LocalPool(Pool):
     stored when that feature is done), and the worker's ``progress`` is the stage's. Items are not cut: the whole
     phase is one item, so batches are what one in-process loop would make."""
 
-    kind = "local"
-
     def __init__(self, req: PoolRequest):
         super().__init__(1, req)
         if req.loaded is None:
             raise ValueError(f"{req.stage}: a local pool serves a model this process loaded (PoolRequest.loaded)")
         self.worker = None
         self._seq = 0
-        self._results: dict = {}
+        self._pending: dict = {}
 
     def _start(self, slot: int) -> list:
         from igds.executor.worker import ModelWorker
@@ -233,12 +229,12 @@ class LocalPool(Pool):
 
     def _submit(self, slot: int, method: str, args: tuple) -> int:
         self._seq += 1
-        self._results[self._seq] = (method, args)
+        self._pending[self._seq] = (method, args)
         return self._seq
 
     def _collect(self, handles: list) -> tuple[int, Any]:
         h = handles[0]
-        method, args = self._results.pop(h)
+        method, args = self._pending.pop(h)
         return h, run_method(self.worker, method, args, stream=True)
 
     def _stop(self, slot: int) -> None:

@@ -37,8 +37,6 @@ class RayPool(Pool):
     """``cfg.actors`` model actors (no more than items or cluster resources), each with ``cfg.cpus_per_actor`` CPUs
     (its torch threads) and ``cfg.gpus_per_actor`` GPUs."""
 
-    kind = "ray"
-
     def __init__(self, cfg: ExecutorConfig, req: PoolRequest):
         if req.spec is None:
             raise ValueError(f"{req.stage}: Ray actors load stored specs (PoolRequest.spec)")

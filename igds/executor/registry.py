@@ -37,6 +37,11 @@ def register_pool(kind: str, factory: PoolFactory, in_process: bool = False,
     _POOLS[kind] = _Kind(factory, in_process, check)
 
 
+def unregister_pool(kind: str) -> None:
+    """Forget a kind :func:`register_pool` added (a setting naming it is then refused by name)."""
+    _POOLS.pop(kind, None)
+
+
 def pool_kinds() -> tuple[str, ...]:
     """The registered executor kinds."""
     return tuple(_POOLS)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from igds.config import ConfigBase
 from igds.modeling.config import check_positions
-from igds.scope import CONTENT, EDIT_SCOPE, STAGE_LENGTH, LengthRule, TokenScope
+from igds.scope import CONTENT, EDIT_SCOPE, STAGE_LENGTH, Scoped
 
 SCALE = "scale"
 ADD = "add"
@@ -22,7 +22,7 @@ PRIMARY_ALPHA = 1.0  # the amplification coefficient whose effect decides F* (se
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExtractConfig(ConfigBase):
+class ExtractConfig(Scoped, ConfigBase):
     """How activations are extracted and aggregated.
 
     Args:
@@ -49,16 +49,6 @@ class ExtractConfig(ConfigBase):
             raise ValueError("need max_length >= 2, batch_tokens >= max_length and shard_size >= 1")
         if self.sink_norm_factor <= 1:
             raise ValueError("sink_norm_factor must be > 1")
-
-    @property
-    def scope(self) -> TokenScope:
-        """Which tokens count (``positions``)."""
-        return TokenScope(self.positions)
-
-    @property
-    def length(self) -> LengthRule:
-        """Where an example is cut (``max_length``)."""
-        return LengthRule(self.max_length)
 
 
 FREQUENCIES = ("token", "example")
@@ -112,7 +102,7 @@ PAPER_RECALL = RecallConfig(frequency="example", min_freq=0.2, contrast=False, d
 
 
 @dataclass(frozen=True, kw_only=True)
-class InterventionConfig(ConfigBase):
+class InterventionConfig(Scoped, ConfigBase):
     """Causal validation of candidate features against a null of edits of the same size.
 
     Args:
@@ -174,16 +164,6 @@ class InterventionConfig(ConfigBase):
         if self.delta is None and self.null_directions + self.null_features == 0:
             raise ValueError("delta=None compares effects with the null: keep null_directions or null_features > 0")
 
-
-    @property
-    def scope(self) -> TokenScope:
-        """Where edits act (``positions``)."""
-        return TokenScope(self.positions)
-
-    @property
-    def length(self) -> LengthRule:
-        """Where an example is cut (``max_length``)."""
-        return LengthRule(self.max_length)
 
     @property
     def null_size(self) -> int:

@@ -209,7 +209,7 @@ def evaluate_model(model, tokenizer, task, examples: Sequence, cfg: EvalConfig |
         dict with ``task``, ``metric``, ``score`` (corpus score), ``n``, ``example_ids``,
         ``predictions`` (extracted answers), ``raw_outputs``, ``references``, ``per_example``,
         ``nll`` (mean) and ``nll_per_example``, ``slices`` (math: ``le2_steps``) and ``seconds``.
-        :func:`igds.executor.evaluate.RayEvaluator.evaluate` returns the same on Ray actors.
+        :meth:`igds.executor.evaluate.Evaluator.evaluate` returns the same on any pool.
     """
     cfg = cfg or EvalConfig()
     progress = progress or null_progress

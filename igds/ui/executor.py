@@ -7,13 +7,15 @@ from __future__ import annotations
 import streamlit as st
 
 from igds.executor.config import EXECUTOR_KINDS, ExecutorConfig, executor_config, save_executor_config
-from igds.executor.runtime import ExecutorError, check_reachable
+from igds.executor.pool import ExecutorError
+from igds.executor.registry import check_executor, pool_kinds
 from igds.jobs.queue import QueueConfig, queue_config, save_queue_config, slot_holders, waiting_jobs
 
 
 def _executor_from_form(cur: ExecutorConfig) -> ExecutorConfig | None:
     c1, c2 = st.columns(2)
-    kind = c1.radio("Stages run", EXECUTOR_KINDS, index=EXECUTOR_KINDS.index(cur.kind), horizontal=True,
+    kinds = pool_kinds()
+    kind = c1.radio("Stages run", kinds, index=kinds.index(cur.kind) if cur.kind in kinds else 0, horizontal=True,
                     key="exe_kind", help="extraction, interventions, NLL tables and evaluation")
     target = c2.radio("Background jobs run", EXECUTOR_KINDS, index=EXECUTOR_KINDS.index(cur.job_target),
                       horizontal=True, key="exe_target", help="local: a process here, in the queue; ray: the Jobs API")
@@ -34,9 +36,8 @@ def _executor_from_form(cur: ExecutorConfig) -> ExecutorConfig | None:
                                         "dashboard_address": dashboard.strip() or None, "actors": int(actors),
                                         "cpus_per_actor": float(cpus), "gpus_per_actor": float(gpus),
                                         "max_retries": int(retries)})
-        if cfg.address:
-            with st.spinner(f"checking {cfg.address} …"):
-                check_reachable(cfg.address)
+        with st.spinner(f"checking {cfg.address or cfg.kind} …"):
+            check_executor(cfg)
     except (ValueError, ExecutorError) as e:
         st.error(f"Not saved: {e}")
         return None

@@ -51,30 +51,21 @@ def run_stages(path: Path, folders, executor) -> dict:
     from igds.executor.pool import Loaded
     from igds.method.resonance import ResonanceConfig
     from igds.method.selection import SelectionConfig, load_selection
-    from igds.modeling.load import ModelSpec, load_model, model_identity, model_key_of
-    from igds.modeling.sae import SaeSpec, load_sae
-    from igds.store import ActivationStore
     from igds.training.results import BASE_RUN
     from igds.workflow.stages import run_interventions, run_recall, select_baseline, select_igds
     from igds.workflow.tune import EvalTarget, Measured, evaluate_and_record
-    from igds.workflow.workspace import Workspace, extract_tasks, model_spec_record
+    from igds.workflow.workspace import Workspace, extract_tasks
+    from tests.helpers import registered_store
 
     torch.set_num_threads(1)
-    model_dir, sae_dir = folders
-    mspec, sspec = ModelSpec(name_or_path=str(model_dir), dtype="float32", device="cpu"), SaeSpec(source=str(sae_dir))
-    model, tok = load_model(mspec)
-    sae, info = load_sae(sspec)
-    store = ActivationStore(path)
-    mkey = model_key_of(model)
-    store.register_model(mkey, model_identity(model), model_spec_record(mspec))
-    store.register_sae(info.key, {**info.to_dict(), "site": SITE}, info.quality, sspec.to_dict())
+    store, model, tok, sae, mkey, skey = registered_store(path, folders, SITE)
     save_executor_config(store, executor)
     train = [e for e in load_corpus([TASK], ["train"])][:48]
     general = [e for e in load_corpus(["general"], ["train"])][:48]
     store.add_examples([*probe_set(TASK)[:40], *dev_set(TASK)[:16], *train, *general, *test_set(TASK)[:8]],
                        dataset="tiny")
-    ws = Workspace(store=store, model=model, tokenizer=tok, sae=sae, model_key=mkey, sae_key=info.key, site=SITE,
-                   sae_info={}, model_spec=mspec)
+    ws = Workspace(store=store, model=model, tokenizer=tok, sae=sae, model_key=mkey, sae_key=skey, site=SITE,
+                   sae_info={})
     ecfg = ExtractConfig(max_length=96, shard_size=64, batch_tokens=1024)
     ext = extract_tasks(ws, [TASK], ecfg, "mixed")
     acts = store.query_df("SELECT example_id, feature, max_act, sum_act, n_active FROM feature_acts WHERE run_id = ? "
@@ -89,12 +80,12 @@ def run_stages(path: Path, folders, executor) -> dict:
     for method in ("igds", "random", "loss", "ifd"):
         cfg = SelectionConfig(method=method, ratio=0.5, pool_setting="mixed", seed=0)
         if method == "igds":
-            sid = select_igds(store, ext.run_id, TASK, eff, cfg, ResonanceConfig(), info.key)
+            sid = select_igds(store, ext.run_id, TASK, eff, cfg, ResonanceConfig(), skey)
         else:
             sid = select_baseline(ws, TASK, cfg, extract_cfg=ecfg)
         selections[method] = [str(i) for i in load_selection(store, sid)[1].id]
     features = [int(f) for f in (eff.kept or recall.candidates[:2])]
-    out = evaluate_and_record(store, EvalTarget(BASE_RUN, Loaded(model, tok, sae, SITE), mkey, info.key), TASK,
+    out = evaluate_and_record(store, EvalTarget(BASE_RUN, Loaded(model, tok, sae, SITE), mkey, skey), TASK,
                               EvalConfig(n_examples=8, max_new_tokens=6, batch_size=4), Measured(features))
     base = out["base"][1]
     return {

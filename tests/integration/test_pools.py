@@ -18,7 +18,7 @@ import pytest
 
 from igds.executor.config import ExecutorConfig
 from igds.executor.pool import Pool, PoolRequest, WorkerLost, run_method
-from igds.executor.registry import register_pool
+from igds.executor.registry import register_pool, unregister_pool
 from igds.method.config import InterventionConfig
 from tests.integration import test_golden_stages as golden
 
@@ -46,8 +46,6 @@ def serve(conn, spec: dict) -> None:
 
 
 class ProcessPool(Pool):
-    kind = KIND
-
     def __init__(self, executor: ExecutorConfig, req: PoolRequest):
         super().__init__(max(1, min(executor.actors, req.n_items)), req)
         self.spec = req.spec().to_dict()
@@ -126,7 +124,12 @@ def open_processes(executor: ExecutorConfig, req: PoolRequest) -> Pool:
     return pool.start()
 
 
-register_pool(KIND, open_processes)
+@pytest.fixture(autouse=True)
+def procs_kind():
+    """The fake kind, registered by one call for this module's tests only."""
+    register_pool(KIND, open_processes)
+    yield
+    unregister_pool(KIND)
 
 
 def candidates_of(model, tok, sae):

@@ -1,6 +1,7 @@
-"""The Ray executor (issue 17) on a local Ray with 2 CPUs (the session fixture ``ray_local``): extraction and
-interventions through Ray actors give the local executor's rows; a worker SIGKILLed mid-run is replaced and its shard
-retried with no duplicate or missing row; a rerun is a no-op.
+"""The Ray pool (issue 17) on a local Ray with 2 CPUs (the session fixture ``ray_local``): extraction through Ray
+actors gives the local pool's rows bit for bit; an actor SIGKILLed mid-run is replaced and its shard retried with no
+duplicate or missing row; a rerun is a no-op; a cluster too small for one actor is refused by name. (Resuming an
+interrupted run is the driver's, the same on every pool: ``tests/integration/test_extract.py`` tests it locally.)
 
 The actors load a tiny random Llama and a tiny SAE from folders, through the specs the store records (as they would
 load a user's model on a cluster)."""
@@ -16,11 +17,7 @@ from igds.executor.extract import extract_here, run_extraction
 from igds.executor.registry import stage_pool
 from igds.executor.worker import spec_for
 from igds.method.config import ExtractConfig
-from igds.modeling.load import ModelSpec, load_model, model_identity, model_key_of
-from igds.modeling.sae import SaeSpec, load_sae
-from igds.store import ActivationStore
-from igds.workflow.workspace import model_spec_record
-from tests.helpers import make_items
+from tests.helpers import make_items, registered_store
 
 SITE = "blocks.1.hook_resid_post"
 # 24 examples in 8 shards of 3, each shard in 2-3 batches: the sink guard's batch median makes batches matter
@@ -39,17 +36,10 @@ def tiny_folders(tmp_path_factory):
 def tiny_store(path, folders):
     """A store with the tiny model and SAE registered with their specs, an extraction run started; returns
     ``(store, run_id, model, tokenizer, sae, items)``."""
-    model_dir, sae_dir = folders
-    mspec, sspec = ModelSpec(name_or_path=str(model_dir), dtype="float32", device="cpu"), SaeSpec(source=str(sae_dir))
-    model, tok = load_model(mspec)
-    sae, info = load_sae(sspec)
-    store = ActivationStore(path)
-    mkey = model_key_of(model)
-    store.register_model(mkey, model_identity(model), model_spec_record(mspec))
-    store.register_sae(info.key, {**info.to_dict(), "site": SITE}, info.quality, sspec.to_dict())
-    run_id = EXTRACT.stage_key(mkey, info.key)
+    store, model, tok, sae, mkey, skey = registered_store(path, folders, SITE)
+    run_id = EXTRACT.stage_key(mkey, skey)
     items = make_items(tok, repeat=3)
-    store.start_run(run_id, "extract", {"extract": EXTRACT.to_dict(), "site": SITE}, mkey, info.key,
+    store.start_run(run_id, "extract", {"extract": EXTRACT.to_dict(), "site": SITE}, mkey, skey,
                     n_total=len(items))
     return store, run_id, model, tok, sae, items
 
@@ -127,29 +117,6 @@ def test_a_killed_worker_is_retried_without_duplicate_or_missing_rows_and_a_reru
     assert n == distinct == local_rows[2]
     again = run_extraction(store, run_id, items, EXTRACT, tok.pad_token_id, on_ray(store, run_id, **RAY2))
     assert again.n_new == 0 and again.n_shards == 0 and rows(store, run_id) == local_rows
-
-
-def test_interrupted_ray_run_resumes_and_ingests_written_shards(ray_local, tiny_folders, local_rows, tmp_path,
-                                                              monkeypatch):
-    store, run_id, _, tok, _, items = tiny_store(tmp_path / "s.duckdb", tiny_folders)
-    # the driver dies at its second ingest while the workers keep writing shards: files without rows
-    real, calls = store.ingest_shard, []
-
-    def dying_ingest(*args, **kwargs):
-        calls.append(args[1])
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(store, "ingest_shard", dying_ingest)
-    with pytest.raises(KeyboardInterrupt):
-        run_extraction(store, run_id, items, EXTRACT, tok.pad_token_id, on_ray(store, run_id, **RAY2))
-    monkeypatch.setattr(store, "ingest_shard", real)
-    n_files = len(list((store.run_dir(run_id) / "shards").glob("acts-*.parquet")))
-    assert n_files >= 2 and len(store.done_example_ids(run_id)) == 3 and store.run(run_id)["status"] != "done"
-    second = run_extraction(store, run_id, items, EXTRACT, tok.pad_token_id, on_ray(store, run_id, **RAY2))
-    assert second.n_new == 21 and second.n_shards == 7 and store.run(run_id)["status"] == "done"
-    assert rows(store, run_id) == local_rows
 
 
 def test_a_cluster_too_small_for_one_actor_is_refused_by_name(ray_local, tiny_folders, tmp_path):

@@ -7,7 +7,8 @@ ROOT = Path(__file__).resolve().parents[2]
 IGDS = ROOT / "igds"
 # lowest first; a module may import its own layer and the layers below it
 LAYERS = [
-    {"igds", "igds.constants", "igds.settings", "igds.progress", "igds.config", "igds.hashing", "igds.ranking"},
+    {"igds", "igds.constants", "igds.settings", "igds.progress", "igds.config", "igds.hashing", "igds.ranking",
+     "igds.scope"},
     {"igds.data"},
     {"igds.modeling"},
     {"igds.store"},
