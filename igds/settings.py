@@ -97,6 +97,14 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def fast_bf16_by_default(device: str) -> bool:
+    """The precision of record: whether ``auto`` computes in bf16 on ``device``. Only on CUDA. Every CPU computes
+    the results of record (extraction, recall, interventions, FRS, fine-tunes and their evaluations) in float32,
+    whether or not it has bf16 instructions, so F*, selections and grid cells from CPUs of both classes are the
+    same and pool. bf16 on a CPU is there when asked for by name (``--dtype bfloat16``, ``precision bf16``)."""
+    return device.startswith("cuda")
+
+
 def resolve_device(device: str = "auto") -> str:
     """Turn ``auto`` into ``cuda`` when available, else ``cpu``."""
     if device == "auto":

@@ -46,9 +46,9 @@ def tiny_setup(layer: int = 1):
     return model, tok, sae
 
 
-def registered_store(path, folders, site: str = "blocks.1.hook_resid_post"):
-    """A store at ``path`` with the tiny model and SAE saved in ``folders`` (``(model_dir, sae_dir)``) loaded and
-    registered with their specs, as a workspace would (so remote pool workers can load them); returns
+def registered_store(path, folders, site: str = "blocks.1.hook_resid_post", dtype: str = "float32"):
+    """A store at ``path`` with the tiny model (in ``dtype``) and SAE saved in ``folders`` (``(model_dir, sae_dir)``)
+    loaded and registered with their specs, as a workspace would (so remote pool workers can load them); returns
     ``(store, model, tokenizer, sae, model_key, sae_key)``."""
     from igds.modeling.load import ModelSpec, load_model, model_identity, model_key_of
     from igds.modeling.sae import SaeSpec, load_sae
@@ -56,7 +56,7 @@ def registered_store(path, folders, site: str = "blocks.1.hook_resid_post"):
     from igds.workflow.workspace import model_spec_record
 
     model_dir, sae_dir = folders
-    mspec, sspec = ModelSpec(name_or_path=str(model_dir), dtype="float32", device="cpu"), SaeSpec(source=str(sae_dir))
+    mspec, sspec = ModelSpec(name_or_path=str(model_dir), dtype=dtype, device="cpu"), SaeSpec(source=str(sae_dir))
     model, tok = load_model(mspec)
     sae, info = load_sae(sspec)
     store = ActivationStore(path)

@@ -123,7 +123,8 @@ class InterventionConfig(Scoped, ConfigBase):
         delta: explicit minimum α = 1 effect (nats) instead of the null quantile; None uses the null.
         fdr: Benjamini–Hochberg level of the one-sided paired test.
         require_significance: keep only features whose BH-adjusted p-value is below ``fdr``.
-        precision: ``auto`` (fp32 residual stream with bf16 matmuls where the hardware has bf16) or ``fp32``.
+        precision: ``auto`` (an fp32 residual stream, with bf16 matmuls where the precision of record is bf16:
+            CUDA; fp32 on every CPU, :func:`igds.settings.fast_bf16_by_default`) or ``fp32``.
     """
 
     edit_mode: str = field(default=SCALE, metadata={"help": "scale (z ← (1+α)z where active) | add (α·ā·W_dec)"})
@@ -145,7 +146,7 @@ class InterventionConfig(Scoped, ConfigBase):
     fdr: float = field(default=0.05, metadata={"help": "BH false-discovery rate of the paired test"})
     require_significance: bool = field(default=True, metadata={"help": "keep only BH-significant features"})
     precision: str = field(default="auto", metadata={
-        "help": "auto (fp32 residual stream with bf16 matmuls where the hardware has bf16) | fp32"})
+        "help": "auto (fp32 residual stream; bf16 matmuls on CUDA, fp32 on every CPU) | fp32"})
 
     def __post_init__(self):
         if self.precision not in ("auto", "fp32"):

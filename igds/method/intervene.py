@@ -129,13 +129,14 @@ class DevCache:
 def use_autocast(model, cfg: InterventionConfig) -> bool:
     """bf16 autocast keeps the residual stream (and so every edit of it) in fp32 while matmuls run in
     bf16. Pure bf16 weights would round ``h + v`` to ~0.5 per element at |h|≈170, which is larger than
-    most of a feature's edit, so interventions need fp32 residuals."""
+    most of a feature's edit, so interventions need fp32 residuals. ``auto`` autocasts where the precision of
+    record computes in bf16 (:func:`igds.settings.fast_bf16_by_default`: CUDA), never on a CPU."""
     from igds import settings
 
     param = next(model.parameters())
     if cfg.precision == "fp32" or param.dtype != torch.float32:
         return False
-    return param.device.type == "cuda" or settings.cpu_has_bf16()
+    return settings.fast_bf16_by_default(param.device.type)
 
 
 def compute_mode(model, cfg: InterventionConfig) -> str:

@@ -21,7 +21,7 @@ class ModelSpec(ConfigBase):
 
     Args:
         name_or_path: ``default`` (SmolLM2-135M-Instruct, offline), a local HF model folder, or a hub id.
-        dtype: ``auto`` (bf16 on CUDA and on CPUs with native bf16, else fp32), ``float32``, ``bfloat16``.
+        dtype: ``auto`` (the precision of record: bf16 on CUDA, float32 on every CPU), ``float32``, ``bfloat16``.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         trust_remote_code: allow custom modelling code from a hub repository (off by default).
     """

@@ -20,12 +20,12 @@ class ModelLoadError(RuntimeError):
 
 
 def resolve_dtype(dtype: str, device: str):
-    """Turn a dtype string into a torch dtype; ``auto`` picks bf16 where it runs fast."""
+    """Turn a dtype string into a torch dtype; ``auto`` is the precision of record
+    (:func:`igds.settings.fast_bf16_by_default`: bf16 on CUDA, float32 on every CPU)."""
     import torch
 
     if dtype == "auto":
-        fast_bf16 = device.startswith("cuda") or (device == "cpu" and settings.cpu_has_bf16())
-        return torch.bfloat16 if fast_bf16 else torch.float32
+        return torch.bfloat16 if settings.fast_bf16_by_default(device) else torch.float32
     return getattr(torch, dtype)
 
 

@@ -65,7 +65,7 @@ class FinetuneConfig(ConfigBase):
         max_length: token budget of an example (prompt + response as rendered); examples longer than
             this are dropped and counted, never cut (see :func:`data_max_length` for one fitted to a pool).
         seed: seed for LoRA initialisation and data order.
-        precision: ``auto`` (bf16 on CUDA and on CPUs with bf16 instructions, else fp32), ``bf16``, ``fp32``.
+        precision: ``auto`` (the precision of record: bf16 on CUDA, fp32 on every CPU), ``bf16``, ``fp32``.
         save_steps: checkpoint every this many steps (the unit of resume).
         save_total_limit: checkpoints kept.
         logging_steps: log the loss every this many steps.
@@ -174,7 +174,8 @@ class FinetuneResult:
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` → ``bf16`` on CUDA and on CPUs with native bf16 instructions, else ``fp32``.
+    """``auto`` → ``bf16`` on CUDA (where the GPU supports it), ``fp32`` on every CPU: the precision of record
+    (:func:`igds.settings.fast_bf16_by_default`), so fine-tunes from CPUs of both classes pool.
 
     Args:
         precision: ``auto``, ``bf16`` or ``fp32``.
@@ -185,11 +186,11 @@ def resolve_precision(precision: str, device: str) -> str:
     """
     if precision != "auto":
         return precision
-    if device.startswith("cuda"):
+    if settings.fast_bf16_by_default(device):
         import torch
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if settings.cpu_has_bf16() else "fp32"
+    return "fp32"
 
 
 def _callback(progress: ProgressFn, on_metric: MetricFn | None, should_stop: Callable[[], bool] | None):

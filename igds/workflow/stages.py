@@ -107,7 +107,7 @@ def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: Inter
                       preset: str = DEFAULT_PRESET, executor: ExecutorConfig | None = None) -> EffectResult:
     """Measure the null, then amplify / ablate every recall candidate on the task's dev split (resumable).
 
-    Runs on fp32 weights (bf16 autocast for speed where available, see ``InterventionConfig.precision``).
+    Runs on fp32 weights (bf16 autocast on CUDA, see ``InterventionConfig.precision``).
 
     Args:
         preset: the method preset the config came from, recorded with the run.

@@ -93,9 +93,17 @@ def test_should_stop_then_resume_reaches_the_same_final_step(tmp_path):
     assert fresh.global_step == res2.global_step and fresh.resumed_from is None
 
 
-@pytest.mark.skipif(not settings.cpu_has_bf16(), reason="CPU without bf16 instructions")
-def test_auto_precision_uses_bf16_autocast_on_this_cpu(tmp_path):
+def test_auto_precision_is_the_precision_of_record_fp32_on_every_cpu(tmp_path):
+    from igds.training.finetune import resolve_precision
+
+    assert resolve_precision("auto", "cpu") == "fp32"  # whether or not this CPU has bf16 instructions
     res = train_lora(tiny_model(), tiny_tokenizer(), _examples(8), _cfg(precision="auto", epochs=1), tmp_path)
+    assert res.precision == "fp32" and res.device == "cpu" and math.isfinite(res.final_loss)
+
+
+@pytest.mark.skipif(not settings.cpu_has_bf16(), reason="CPU without bf16 instructions")
+def test_bf16_asked_for_by_name_uses_bf16_autocast_on_this_cpu(tmp_path):
+    res = train_lora(tiny_model(), tiny_tokenizer(), _examples(8), _cfg(precision="bf16", epochs=1), tmp_path)
     assert res.precision == "bf16" and res.device == "cpu" and res.global_step == 1
     assert math.isfinite(res.final_loss)
 

@@ -44,8 +44,9 @@ def folders(tmp_path_factory):
     return save_tiny_model(root / "model"), save_tiny_sae(root / "sae", d_in=32, layer=1)
 
 
-def run_stages(path: Path, folders, executor) -> dict:
-    """Every pooled stage on a fresh store at ``path``; returns what the fixture holds."""
+def run_stages(path: Path, folders, executor, dtype: str = "float32", precision: str = "fp32") -> dict:
+    """Every pooled stage on a fresh store at ``path`` (the model loaded in ``dtype``, interventions in
+    ``precision``); returns what the fixture holds."""
     from igds.data.corpus import dev_set, load_corpus, probe_set, test_set
     from igds.executor.config import save_executor_config
     from igds.executor.pool import Loaded
@@ -58,7 +59,7 @@ def run_stages(path: Path, folders, executor) -> dict:
     from tests.helpers import registered_store
 
     torch.set_num_threads(1)
-    store, model, tok, sae, mkey, skey = registered_store(path, folders, SITE)
+    store, model, tok, sae, mkey, skey = registered_store(path, folders, SITE, dtype)
     save_executor_config(store, executor)
     train = [e for e in load_corpus([TASK], ["train"])][:48]
     general = [e for e in load_corpus(["general"], ["train"])][:48]
@@ -71,7 +72,7 @@ def run_stages(path: Path, folders, executor) -> dict:
     acts = store.query_df("SELECT example_id, feature, max_act, sum_act, n_active FROM feature_acts WHERE run_id = ? "
                           "ORDER BY example_id, feature", [ext.run_id])
     recall = run_recall(ws, TASK, RecallConfig(min_freq=0.05, dense_ref=1.0, k_recall=6), ecfg)
-    icfg = replace(PAPER_INTERVENTION, null_directions=4, null_features=2, precision="fp32", sweep_top=2,
+    icfg = replace(PAPER_INTERVENTION, null_directions=4, null_features=2, precision=precision, sweep_top=2,
                    batch_rows=16, max_length=96)
     eff = run_interventions(ws, TASK, recall, icfg)
     summary = eff.summary.sort_values(["feature", "kind", "alpha"])

@@ -353,7 +353,7 @@ def test_config_validates_edit_mode_positions_alphas_and_the_null():
     assert back == InterventionConfig()
 
 
-def test_run_key_includes_the_compute_mode_and_weight_dtype():
+def test_run_key_includes_the_compute_mode_and_weight_dtype(monkeypatch):
     from igds.workflow.stages import effect_id_for
 
     model, _, _ = tiny_setup()
@@ -361,23 +361,26 @@ def test_run_key_includes_the_compute_mode_and_weight_dtype():
     recall = SimpleNamespace(recall_id="r")
     fp32, auto = InterventionConfig(precision="fp32"), InterventionConfig(precision="auto")
     assert compute_mode(model, fp32) == "fp32"
-    assert compute_mode(model, auto) == ("fp32+bf16-autocast" if settings.cpu_has_bf16() else "fp32")
+    assert compute_mode(model, auto) == "fp32"  # the precision of record: no autocast on any CPU
     keys = {effect_id_for(ws, recall, ["a", "b"], fp32, model)}
     assert effect_id_for(ws, recall, ["b", "a"], fp32, model) in keys  # dev order does not matter
     bf16 = tiny_setup()[0].to(torch.bfloat16)
     assert compute_mode(bf16, fp32) == "bfloat16"
     keys.add(effect_id_for(ws, recall, ["a", "b"], fp32, bf16))
     assert len(keys) == 2
-    if settings.cpu_has_bf16():
-        assert effect_id_for(ws, recall, ["a", "b"], auto, model) not in keys
+    # where auto autocasts (CUDA's policy, applied here), the mode and so the key differ
+    monkeypatch.setattr(settings, "fast_bf16_by_default", lambda device: True)
+    assert compute_mode(model, auto) == "fp32+bf16-autocast"
+    assert effect_id_for(ws, recall, ["a", "b"], auto, model) not in keys
 
 
-def test_auto_precision_keeps_an_fp32_residual_stream_for_edits():
+def test_autocast_keeps_an_fp32_residual_stream_for_edits(monkeypatch):
     model, tok, _ = tiny_setup()
     cfg = InterventionConfig(positions="all")
+    assert not prepare_dev(model, SITE, make_items(tok), tok.pad_token_id, cfg).autocast  # auto on a CPU: fp32
+    monkeypatch.setattr(settings, "fast_bf16_by_default", lambda device: True)  # CUDA's policy, here
     cache = prepare_dev(model, SITE, make_items(tok), tok.pad_token_id, cfg)
-    assert cache.hidden.dtype == torch.float32
-    assert cache.autocast == settings.cpu_has_bf16()
+    assert cache.hidden.dtype == torch.float32 and cache.autocast
     fp32 = prepare_dev(model, SITE, make_items(tok), tok.pad_token_id, dataclasses.replace(cfg, precision="fp32"))
     assert not fp32.autocast
     # autocast changes the numbers only at bf16 matmul precision
