@@ -1,8 +1,9 @@
-"""Evaluation through Ray actors (issue 17): a fine-tune run's evaluation (base model, then the LoRA-tuned model, then
-the amplification) on the Ray executor stores what the local executor stores, one output row per example.
+"""Evaluation on remote workers (issues 17 and 25): a fine-tune run's evaluation (base model, then the LoRA-tuned model,
+then the amplification) on a pool of worker processes stores what the local pool stores, one output row per example.
 
-The actors load the tiny random Llama and the tiny SAE from folders through the store's specs and the adapter from
-its folder, as on a cluster with a shared filesystem; the driver only plans batches and writes the store."""
+The workers (the test's process pool, :mod:`tests.integration.test_pools`; Ray actors run the same driver and worker
+code) load the tiny random Llama and the tiny SAE from folders through the store's specs and the adapter from its
+folder, as on a cluster with a shared filesystem; the driver only plans batches and writes the store."""
 
 import json
 import math
@@ -15,10 +16,11 @@ from igds.executor.pool import Loaded
 from igds.training.evaluate import EvalConfig, load_adapter
 from igds.training.results import BASE_RUN
 from igds.workflow.tune import EvalTarget, Measured, evaluate_and_record
+from tests.integration.test_pools import KIND, OPENED, procs_kind  # noqa: F401 (fixture)
 from tests.integration.test_ray_executor import SITE, tiny_folders, tiny_store  # noqa: F401 (fixture)
 
 TASK = "math"
-RUN = "ft-ray-eval"
+RUN = "ft-remote-eval"
 # 10 items in 3 generation batches and several NLL batches: the driver plans the batches and ships whole ones
 EVAL = EvalConfig(n_examples=10, sample_seed=1, max_new_tokens=6, batch_size=4, max_length=96, batch_tokens=192)
 FEATURES, CONTROL = list(range(0, 128, 3)), list(range(1, 128, 3))  # the control fires too: a number
@@ -72,16 +74,15 @@ def _stored(store, eval_id):
     return summary, store.eval_outputs(eval_id)
 
 
-def test_evaluation_through_ray_stores_the_local_rows(ray_local, tiny_folders, tmp_path):  # noqa: F811
+def test_evaluation_on_remote_workers_stores_the_local_rows(procs_kind, tiny_folders, tmp_path):  # noqa: F811
     adapter_dir = _adapter(tiny_folders[0], tmp_path / "adapter")
-    local_prepared, ray_prepared = (_store(tmp_path / f"{n}.duckdb", tiny_folders) for n in ("local", "ray"))
+    local_prepared, ray_prepared = (_store(tmp_path / f"{n}.duckdb", tiny_folders) for n in ("local", "remote"))
     local_store, ray_store = local_prepared[0], ray_prepared[0]
     local = _evaluate(local_prepared, tiny_folders, adapter_dir, ExecutorConfig())
-    messages = []
-    got = _evaluate(ray_prepared, tiny_folders, adapter_dir, ExecutorConfig(kind="ray", actors=2, cpus_per_actor=1.0),
-                    lambda d, t, m: messages.append(m))
-    # one set of actors served the base and the tuned evaluation
-    assert sum("starting 2 Ray actor" in m for m in messages) == 1
+    OPENED.clear()
+    got = _evaluate(ray_prepared, tiny_folders, adapter_dir, ExecutorConfig(kind=KIND, actors=2))
+    # one set of workers served the base and the tuned evaluation
+    assert [(p.stage, p.n) for p in OPENED] == [("evaluate", 2)]
     assert set(got) == set(local) == {"base", "tuned", "amplification"}
 
     for which in ("base", "tuned"):
@@ -112,7 +113,7 @@ def test_evaluation_through_ray_stores_the_local_rows(ray_local, tiny_folders, t
         assert list(rows.prediction) == list(lrows.prediction) and list(rows.reference) == list(lrows.reference)
         assert list(rows.score) == pytest.approx(list(lrows.score), **TOL)
         assert list(rows.nll) == pytest.approx(list(lrows.nll), **TOL)
-    # the adapter was applied on the actors: the tuned model answers and scores differently from the base model
+    # the adapter was applied on the workers: the tuned model answers and scores differently from the base model
     assert got["tuned"][1]["result"]["raw_outputs"] != got["base"][1]["result"]["raw_outputs"]
     assert got["tuned"][1]["result"]["nll"] != pytest.approx(got["base"][1]["result"]["nll"], rel=1e-3)
     assert got["amplification"] == pytest.approx(local["amplification"], **TOL) and got["amplification"] != 0
@@ -127,15 +128,14 @@ def test_evaluation_through_ray_stores_the_local_rows(ray_local, tiny_folders, t
     assert {k: v for k, v in per.items() if v is not None} == \
         pytest.approx({k: v for k, v in lper.items() if v is not None}, **TOL)
 
-    # the base model alone (the "evaluate base" job, the experiment's base row): actors without adapter or SAE; the
+    # the base model alone (the "evaluate base" job, the experiment's base row): workers without adapter or SAE; the
     # evaluation replaces the stored one under its id, one row per example still
     store, run, tok, _ = ray_prepared
-    messages.clear()
+    OPENED.clear()
     plain = evaluate_and_record(store, EvalTarget(BASE_RUN, Loaded(load_model_dir(tiny_folders[0]), tok, None, SITE),
-                                                  run["model_key"]), TASK, EVAL, Measured(),
-                                lambda d, t, m: messages.append(m), ExecutorConfig(kind="ray", actors=1,
-                                                                                   cpus_per_actor=1.0))
-    assert any("starting 1 Ray actor" in m for m in messages)
+                                                  run["model_key"]), TASK, EVAL, Measured(), None,
+                                ExecutorConfig(kind=KIND, actors=1))
+    assert [(p.stage, p.n, p.spec["sae"], p.spec["adapter"]) for p in OPENED] == [("evaluate", 1, None, None)]
     eid, out = plain["base"]
     assert set(plain) == {"base"} and eid == local["base"][0] and out["activation"] is None
     assert out["result"]["raw_outputs"] == local["base"][1]["result"]["raw_outputs"]
