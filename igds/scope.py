@@ -65,12 +65,6 @@ class LengthRule:
         if self.max_length < 2:
             raise ValueError(f"max_length must be >= 2, not {self.max_length}")
 
-    @classmethod
-    def of_run(cls, run: dict | None, stage: str = "extract") -> LengthRule:
-        """The cap a stored run of ``stage`` was made with."""
-        cfg = ((run or {}).get("config") or {}).get(stage) or {}
-        return cls(int(cfg.get("max_length") or STAGE_LENGTH.max_length))
-
 
 @dataclass(frozen=True)
 class PoolSpec:

@@ -7,9 +7,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from igds.executor.config import ExecutorConfig
-from igds.executor.pool import Loaded, PoolRequest
-from igds.executor.registry import Opener, stage_pool
+from igds.executor.pool import PoolRequest
+from igds.executor.registry import Opener, local_pool
 from igds.method.extract import ExtractConfig, ExtractResult, start_shards
 from igds.modeling.batching import EncodedItem
 from igds.progress import ProgressFn, null_progress
@@ -74,6 +73,4 @@ def run_extraction(store, run_id: str, items: Sequence[EncodedItem], cfg: Extrac
 def extract_here(store, run_id: str, model, sae, site: str, items: Sequence[EncodedItem], cfg: ExtractConfig,
                  pad_id: int, progress: ProgressFn | None = None, max_shards: int | None = None) -> ExtractResult:
     """:func:`run_extraction` on a local pool over a model and SAE this process holds."""
-    return run_extraction(store, run_id, items, cfg, pad_id, stage_pool(ExecutorConfig(), Loaded(model, None, sae,
-                                                                                                   site)),
-                          progress, max_shards)
+    return run_extraction(store, run_id, items, cfg, pad_id, local_pool(model, sae, site), progress, max_shards)

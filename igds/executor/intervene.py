@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from igds.executor.config import ExecutorConfig
-from igds.executor.pool import ExecutorError, Loaded, PoolRequest
-from igds.executor.registry import Opener, stage_pool
+from igds.executor.pool import ExecutorError, PoolRequest
+from igds.executor.registry import Opener, local_pool
 from igds.method.intervene import (
     EffectResult,
     InterventionConfig,
@@ -123,4 +122,4 @@ def measure_here(store, effect_id: str, model, sae, site: str, dev_items: Sequen
     """:func:`measure_effects` on a local pool over a model (fp32 for the paper's edits) and SAE this process
     holds; ``kwargs``: ``progress``, ``max_features``, ``max_null``."""
     return measure_effects(store, effect_id, dev_items, cands, cfg, pad_id,
-                           stage_pool(ExecutorConfig(), Loaded(model, None, sae, site)), **kwargs)
+                           local_pool(model, sae, site), **kwargs)

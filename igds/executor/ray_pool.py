@@ -26,9 +26,6 @@ class RemoteWorker:
     def load(self) -> dict:
         return self.worker.load()
 
-    def pid(self) -> int:
-        return self.worker.pid()
-
     def run(self, method: str, *args) -> Any:
         return run_method(self.worker, method, args)
 

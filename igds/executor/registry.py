@@ -97,6 +97,11 @@ def stage_pool(executor: ExecutorConfig, loaded: Loaded | None = None,
     return opener
 
 
+def local_pool(model, sae=None, site: str = "") -> Opener:
+    """The opener of a local pool serving a model (and SAE) this process already holds."""
+    return stage_pool(ExecutorConfig(), Loaded(model, None, sae, site))
+
+
 def _local(executor: ExecutorConfig, req: PoolRequest) -> Pool:
     return LocalPool(req).start()
 

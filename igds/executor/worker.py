@@ -85,10 +85,6 @@ class ModelWorker:
         p = next(self.model.parameters())
         return {"pid": os.getpid(), "device": str(p.device.type), "dtype": str(p.dtype)}
 
-    def pid(self) -> int:
-        """This worker's process id (tests kill it)."""
-        return os.getpid()
-
     def load(self) -> dict:
         """Load the model (and SAE) from the specs; returns :meth:`describe`. Errors name the spec."""
         import dataclasses

@@ -117,13 +117,6 @@ def shard_batches(model, sae, site: str, items: Sequence[EncodedItem], cfg: Extr
         yield len(batch), *process_batch(model, sae, site, batch, cfg, pad_id)
 
 
-def extract_shard(model, sae, site: str, items: Sequence[EncodedItem], cfg: ExtractConfig,
-                  pad_id: int) -> tuple[pa.Table, pa.Table]:
-    """All batches of one shard (:func:`shard_batches`), their tables concatenated."""
-    parts = list(shard_batches(model, sae, site, items, cfg, pad_id))
-    return pa.concat_tables([a for _, a, _ in parts]), pa.concat_tables([s for _, _, s in parts])
-
-
 def _write_atomic(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(".tmp-" + path.name)
     pq.write_table(table, tmp)

@@ -121,7 +121,7 @@ def test_shard_file_written_but_not_ingested_is_ingested_not_recomputed(tmp_path
     files = list((tmp_path / "runs" / "r" / "shards").glob("acts-*.parquet"))
     assert len(files) == 1 and pq.read_table(files[0]).num_rows > 0
     monkeypatch.setattr(store, "ingest_shard", real_ingest)
-    monkeypatch.setattr("igds.method.extract.extract_shard", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr("igds.method.extract.shard_batches", lambda *a, **k: pytest.fail("recomputed"))
     res = extract_here(store, "r", model, sae, SITE, items, cfg, tok.pad_token_id)
     assert res.n_new == len(items)
     assert store.scalar("SELECT count(*) FROM feature_acts") == pq.read_table(files[0]).num_rows
