@@ -4,6 +4,7 @@ import streamlit as st
 
 from igds import __version__
 from igds.data.tasks import list_tasks
+from igds.ui.jobs import preparing_notice
 from igds.ui.pages import HOME, PAGES
 from igds.ui.resources import get_store
 from igds.ui.state import (
@@ -46,4 +47,5 @@ if nav.url_path:  # not the default page, which only opens the first one
     if bad_task is not None:
         bad_task_link(bad_task, tasks)  # stops here
     unused_link_notice(nav.url_path)
+    preparing_notice()  # what the first run is still preparing, and when it will be ready
 nav.run()

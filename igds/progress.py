@@ -22,14 +22,15 @@ class Progress(Protocol):
 
 ProgressFn = Callable[[int, int, str], None]
 StageFn = Callable[[str, int, int], None]
+PlanFn = Callable[[list[tuple[str, float | None]]], None]
 
 
 class StagedProgress:
     """A progress callback with a stage notion: ``p(done, total, message)`` like any callback, and
     ``p.stage(name, index, of)`` (``index`` of ``of`` 1-based; 0, 0 when the stages are not counted)."""
 
-    def __init__(self, on_progress: ProgressFn, on_stage: StageFn):
-        self._on_progress, self._on_stage = on_progress, on_stage
+    def __init__(self, on_progress: ProgressFn, on_stage: StageFn, on_plan: PlanFn | None = None):
+        self._on_progress, self._on_stage, self._on_plan = on_progress, on_stage, on_plan
 
     def __call__(self, done: int, total: int, message: str = "") -> None:
         self._on_progress(done, total, message)
@@ -38,6 +39,11 @@ class StagedProgress:
         """Stage ``name`` begins (the one before it, if any, has ended)."""
         self._on_stage(name, index, of)
 
+    def plan(self, later: list[tuple[str, float | None]]) -> None:
+        """The stages still to come after the current one, each with its estimated seconds (None: unknown)."""
+        if self._on_plan is not None:
+            self._on_plan(later)
+
 
 def begin_stage(progress: ProgressFn | None, name: str, index: int = 0, of: int = 0) -> None:
     """Announce that stage ``name`` (``index`` of ``of``, 1-based) begins, to a callback that has a ``stage``
@@ -45,6 +51,15 @@ def begin_stage(progress: ProgressFn | None, name: str, index: int = 0, of: int 
     stage = getattr(progress, "stage", None)
     if callable(stage):
         stage(name, index, of)
+
+
+def report_plan(progress: ProgressFn | None, later: list[tuple[str, float | None]]) -> None:
+    """Tell a callback that has a ``plan`` method (a job's) which stages come after the current one and how long each
+    is estimated to take (seconds; None where no rate is measured yet), so a page can show the time left in all; any
+    other callback ignores it."""
+    plan = getattr(progress, "plan", None)
+    if callable(plan):
+        plan([(str(name), None if s is None else float(s)) for name, s in later])
 
 
 def null_progress(done: int, total: int, message: str) -> None:
@@ -108,4 +123,5 @@ def scaled(progress: ProgressFn | None, start: int, span: int, total: int) -> Pr
         frac = done / sub_total if sub_total else 0.0
         parent(start + int(span * frac), total, message)
 
-    return StagedProgress(update, lambda name, index, of: begin_stage(parent, name, index, of))
+    return StagedProgress(update, lambda name, index, of: begin_stage(parent, name, index, of),
+                          lambda later: report_plan(parent, later))

@@ -61,6 +61,8 @@ c4.metric("Used for selection", state.n_used, help="F* less vetoed plus pinned f
                                                    "scores the pool with")
 ways_on.fstar_notice(store, task, state, latest_effects(store, task) if state.n_measured else None,
                      page="features")
+panel.quick_look(store, task, state)
+panel.contexts_caption(table, state)
 query = st.text_input("Search (feature id, context token, promoted token or label)", key="feat_search")
 shown = panel.filter_table(table, query)
 st.dataframe(shown, hide_index=True, width="stretch", key="feat_table", on_select="rerun", selection_mode="single-row",

@@ -27,7 +27,7 @@ from igds.jobs.folder import (
 )
 from igds.jobs.pids import process_start
 from igds.jobs.queue import acquire_slot, apply_slot
-from igds.progress import ProgressFn, StagedProgress, begin_stage, format_seconds
+from igds.progress import ProgressFn, StagedProgress, begin_stage, format_seconds, report_plan
 
 HEARTBEAT_S = 2.0  # how often a live job rewrites its heartbeat
 PROGRESS_EVERY_S = 0.5  # throttle for persisting progress and log lines
@@ -58,7 +58,9 @@ class JobContext:
     holds ``stage {name, index, of, started, declared}`` and ``progress {done, total, message, eta_seconds, at}``,
     where ``eta_seconds`` is the time left *in the current stage* from the rate measured since the stage (or its
     step, when ``total`` changes) began, and ``at`` the time of the report; the log gets a line when each stage
-    starts and one when it ends, with its duration. An ended job keeps no estimate.
+    starts and one when it ends, with its duration. A kind that knows its later stages reports them with
+    :func:`igds.progress.report_plan`: the status then holds ``plan {later: [[name, seconds], ...], at}``, from which
+    :func:`igds.jobs.status.job_timing` gives the time left in all. An ended job keeps no estimate.
     """
 
     def __init__(self, job_id: str, *, detached: bool, echo: ProgressFn | None = None, slot: dict | None = None):
@@ -70,7 +72,7 @@ class JobContext:
         self._lock = threading.Lock()
         self._last_flush = 0.0
         self._rate_base: tuple[float, int, int] | None = None  # (time, done, total) of this step's first report
-        self.progress = StagedProgress(self._progress, self._stage)
+        self.progress = StagedProgress(self._progress, self._stage, self._plan)
         self._sigterm_sent = False
         self._superseded_at: float | None = None  # when a later attempt was found owning the folder
         with status_lock(self.dir):
@@ -80,7 +82,7 @@ class JobContext:
             now = time.time()
             st.update(state="running", pid=os.getpid(), pid_start=process_start(os.getpid()),
                       host=socket.gethostname(), detached=detached, slot=slot, started=now, updated=now,
-                      heartbeat=now, finished=None, error=None, result=None, stage=None)
+                      heartbeat=now, finished=None, error=None, result=None, stage=None, plan=None)
             if st.get("progress"):  # an earlier attempt's last report: kept for reference, with no estimate
                 st["progress"] = {**st["progress"], "eta_seconds": None}
             st.setdefault("log_tail", [])
@@ -111,6 +113,13 @@ class JobContext:
         """``ctx.progress.stage``: stage ``name`` (``index`` of ``of``) begins; the one before it has ended."""
         self._enter_stage(name, index, of, declared=True)
         begin_stage(self._echo, name, index, of)
+
+    def _plan(self, later: list[tuple[str, float | None]]) -> None:
+        """``ctx.progress.plan``: the stages after the current one with their estimated seconds."""
+        with self._lock:
+            self.status["plan"] = {"later": [[n, s] for n, s in later], "at": time.time()}
+        report_plan(self._echo, later)
+        self._flush(force=True)
 
     def _enter_stage(self, name: str, index: int, of: int, *, declared: bool) -> None:
         now = time.time()

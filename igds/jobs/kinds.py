@@ -21,14 +21,15 @@ from igds.jobs.folder import read_json, write_json
 from igds.jobs.registry import register_job_kind
 from igds.method.config import InterventionConfig, RecallConfig
 from igds.modeling.config import ModelSpec, SaeSpec
-from igds.progress import begin_stage
+from igds.progress import begin_stage, report_plan
 from igds.scope import pool_of
 from igds.training.config import EvalConfig
 
 
 def _count(params: dict, ctx: JobContext) -> dict:
     """Toy kind: count to ``steps`` sleeping ``sleep`` s per step, checkpointing each step; ``fail_at`` raises.
-    With ``stages`` (names), it counts ``steps`` in each named stage, announced with :func:`begin_stage`."""
+    With ``stages`` (names), it counts ``steps`` in each named stage, announced with :func:`begin_stage`; with
+    ``plan`` it also reports the later stages' durations (:func:`report_plan`)."""
     steps, sleep = int(params.get("steps", 10)), float(params.get("sleep", 0.1))
     stages = list(params.get("stages") or [])
     ckpt = ctx.checkpoint_dir / "step.json"
@@ -42,6 +43,8 @@ def _count(params: dict, ctx: JobContext) -> dict:
         i, k = divmod(step, steps)
         if stages and (k == 0 or ctx.status.get("stage") is None):
             begin_stage(ctx.progress, stages[i], i + 1, len(stages))
+            if params.get("plan"):  # the later stages' estimates, as a first run reports them
+                report_plan(ctx.progress, [(name, steps * sleep) for name in stages[i + 1:]])
         ctx.log(f"step {step + 1} started")  # after the check: a cancel from now on waits for the next one
         time.sleep(sleep)
         step += 1

@@ -105,12 +105,14 @@ def job_timing(status: dict, now: float | None = None) -> dict:
 
     Returns:
         ``{elapsed_s, stage, stage_index, stage_of, stage_elapsed_s, stages_after, left_s, overdue_s, silent_s,
-        step_complete}``:
+        step_complete, later, rest_s}``:
         ``elapsed_s`` since the job started (to its end once it ended; None while queued), the current (or last)
         stage's name, 1-based ``stage_index`` of ``stage_of`` (0 when the stages are not counted),
         ``stage_elapsed_s`` in it, ``stages_after`` it (None when not counted), ``left_s`` in the stage (None: no
         estimate), ``overdue_s`` past the estimate, ``silent_s`` since its last progress report, and whether its
-        last report completed a step (``done == total``; ``left_s`` is then 0).
+        last report completed a step (``done == total``; ``left_s`` is then 0); ``later``: the stages the job
+        reported after the current one (``[(name, seconds or None)]``, see :func:`igds.progress.report_plan`), and
+        ``rest_s`` the time left in all (the stage's ``left_s`` plus every later estimate; None while any is unknown).
     """
     now = time.time() if now is None else now
     started, ended = status.get("started"), status.get("finished")
@@ -130,6 +132,10 @@ def job_timing(status: dict, now: float | None = None) -> dict:
     elif running and eta is not None:
         left = eta - (out["silent_s"] or 0.0)
         out["left_s" if left >= 0 else "overdue_s"] = abs(left)
+    plan = status.get("plan") or {}
+    out["later"] = [(name, secs) for name, secs in plan.get("later") or []] if running else []
+    parts = [out["left_s"], *(secs for _, secs in out["later"])]
+    out["rest_s"] = sum(parts) if running and plan and None not in parts else None
     return out
 
 

@@ -2,7 +2,8 @@
 
 :class:`ExtractConfig` (:mod:`igds.method.extract`), :class:`RecallConfig` and :data:`PAPER_RECALL`
 (:mod:`igds.method.recall`), :class:`InterventionConfig`, :data:`PAPER_INTERVENTION` and the edit modes
-(:mod:`igds.method.intervene`) and :class:`CheckConfig` (:mod:`igds.method.checks`). The stage modules re-export
+(:mod:`igds.method.intervene`), :class:`QuickLookConfig` (:mod:`igds.method.quicklook`) and :class:`CheckConfig`
+(:mod:`igds.method.checks`). The stage modules re-export
 them. Run ids hash these configs (:meth:`igds.config.ConfigBase.stage_key`): a change of a field, default or
 class name changes the keys of existing runs.
 """
@@ -170,6 +171,41 @@ class InterventionConfig(Scoped, ConfigBase):
     def null_size(self) -> int:
         """Null elements asked for (fewer density-matched features exist when few features fire)."""
         return self.null_directions + self.null_features
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuickLookConfig(ConfigBase):
+    """The quick look a first run shows while the full filter waits (ours, not the paper's): the α = 1 amplification
+    effect of the ``top`` strongest candidates by attribution against a small null, on the filter's dev items and
+    edits (:class:`InterventionConfig` otherwise). A preview: it feeds no F*, ranking or selection.
+
+    Args:
+        top: candidates measured (strongest ``|attribution estimate|`` first).
+        null_directions: random directions in the small null.
+        null_features: density-matched non-candidate features in the small null.
+        level: two-sided test level of the detectable effect.
+        power: power of the detectable effect.
+    """
+
+    top: int = field(default=5, metadata={"help": "candidates measured, strongest attribution first"})
+    null_directions: int = field(default=3, metadata={"help": "random directions in the small null"})
+    null_features: int = field(default=3, metadata={"help": "density-matched features in the small null"})
+    level: float = field(default=0.05, metadata={"help": "two-sided level of the detectable effect"})
+    power: float = field(default=0.8, metadata={"help": "power of the detectable effect"})
+
+    def __post_init__(self):
+        if self.top < 1 or self.null_directions + self.null_features < 1:
+            raise ValueError("a quick look measures at least one candidate against at least one null element")
+        if not 0 < self.level < 1 or not 0 < self.power < 1:
+            raise ValueError("level and power must be in (0, 1)")
+
+    def intervention(self, base: InterventionConfig) -> InterventionConfig:
+        """The intervention config the look runs: ``base``'s edits, scope and dev cut, α = 1 only, no ablation, no
+        sweep, the small null."""
+        import dataclasses
+
+        return dataclasses.replace(base, alphas=(PRIMARY_ALPHA,), sweep_top=0, ablate=False,
+                                   null_directions=self.null_directions, null_features=self.null_features)
 
 
 # The paper's literal reading: keep every candidate whose amplification lowers the dev NLL, no test,

@@ -90,6 +90,16 @@ class ContextQueries:
             df[c] = df[c].map(list)
         return df
 
+    def drop_contexts(self, run_id: str, features: Sequence[int], k: int, half_window: int) -> None:
+        """Forget the cached contexts of ``features`` of a run at (k, half_window) (e.g. once the run grew)."""
+        if not features:
+            return
+        with self.transaction() as con:
+            con.register("ctx_feats", feature_table(features))
+            con.execute("DELETE FROM feature_contexts WHERE run_id = ? AND k = ? AND half_window = ? AND feature IN "
+                        "(SELECT feature FROM ctx_feats)", [run_id, int(k), int(half_window)])
+            con.unregister("ctx_feats")
+
     def context_features(self, run_id: str, k: int, half_window: int) -> set[int]:
         """Features whose contexts are cached for a run at (k, half_window)."""
         df = self.query_df("SELECT DISTINCT feature FROM feature_contexts WHERE run_id = ? AND k = ? "

@@ -309,3 +309,32 @@ def highlighted_example(store, task: str, run_id: str, feature: int) -> None:
         st.session_state[EXAMPLE_KEY] = None
         url_write("example", EXAMPLE_KEY, None)
         st.rerun()
+
+
+def quick_look(store, task: str, state) -> None:
+    """The first run's quick look while the full filter has not decided F*: the strongest candidates' α = 1 effects
+    against a small null, with the detectable effect, labelled as the preview it is."""
+    from igds.workflow.stages import latest_quick_look
+
+    if state.effect_status == "done" or (look := latest_quick_look(store, task)) is None:
+        return
+    cfg = look.config
+    with st.container(border=True):
+        st.markdown(f"**Quick look (a preview: feeds no F\\*, ranking or selection).** α = 1 amplification of the "
+                    f"{len(look.table)} strongest candidates by attribution on {look.n_items} dev items, against a "
+                    f"small null of {len(look.null)} random edits of the same size; the full filter "
+                    "(every candidate, α sweep, ablation, a larger null and the test) decides F\\*.")
+        st.markdown(f"**Detectable effect** ±{look.detectable:.4f} nats: the smallest mean effect these dev items "
+                    f"would show with {cfg.power:.0%} power at a two-sided {cfg.level:.0%} level, a planning figure, "
+                    "not a bound: an effect inside it is not evidence of none.")
+        st.dataframe(look.table.rename(columns={"beyond_null": "above every null edit"}), hide_index=True,
+                     width="stretch", column_config={c: st.column_config.NumberColumn(format="%+.4f") for c in
+                                                     ("attribution", "effect", "ci_low", "ci_high", "detectable")})
+        null = look.null.effect
+        st.caption(f"Small null: effects {null.min():+.4f} … {null.max():+.4f} nats (median {null.median():+.4f}).")
+
+
+def contexts_caption(table, state) -> None:
+    """How many candidates have their top-activating contexts cached (a first run computes them right after recall)."""
+    n = int(table.contexts.notna().sum()) if "contexts" in table else 0
+    st.caption(f"Top-activating contexts cached for {n} of {state.n_candidates} candidates (the contexts column).")

@@ -49,12 +49,13 @@ def fmt_left(status: dict, now: float | None = None) -> str:
     t = job_timing(status, now)
     after = t["stages_after"]
     then = f", then {after} more stage{'s' if after > 1 else ''}" if after else ""
+    in_all = f" ({format_left(t['rest_s'])} left in all)" if t["rest_s"] is not None and t["later"] else ""
     if t["step_complete"]:
-        return "this step is complete" + then
+        return "this step is complete" + then + in_all
     if t["left_s"] is not None:
         if not after:
             return f"{format_left(t['left_s'])} left" + (" (last stage)" if t["stage_of"] else "")
-        return f"{format_left(t['left_s'])} left in this stage{then}"
+        return f"{format_left(t['left_s'])} left in this stage{then}{in_all}"
     if t["overdue_s"] is not None:
         return f"taking longer than estimated: no progress report for {format_seconds(t['silent_s'])}"
     silent = t["silent_s"] or 0.0
@@ -219,6 +220,30 @@ def waiting_notice(status: dict, what: str) -> None:
         st.page_link(file, label=f"Watch or cancel it on the {title}", icon=":material/dashboard:")
     except st.errors.StreamlitAPIException:  # run outside the app's navigation (a page file on its own)
         st.markdown(f"[Watch or cancel it on the {title}]({url})")
+
+
+def preparing_text(status: dict, now: float | None = None) -> str:
+    """What a live job is still preparing, for every page: ``Still being prepared by job bootstrap-…: quick look
+    (now, about 2 min left), then extraction (task pool) about 3 min, interventions about 35 min; about 40 min left
+    in all.`` The later stages are the job's own plan (:func:`igds.progress.report_plan`); "" when it has none."""
+    t = job_timing(status, now)
+    if not t["later"] or not t["stage"]:
+        return ""
+    cur = f"{t['stage']} (now, {format_left(t['left_s'])} left)" if t["left_s"] is not None else f"{t['stage']} (now)"
+    later = ", ".join(f"{name} {format_left(secs) if secs is not None else '(no estimate yet)'}"
+                      for name, secs in t["later"])
+    rest = f"; {format_left(t['rest_s'])} left in all" if t["rest_s"] is not None else \
+        "; the time left in all once the current stage has measured its rate"
+    return f"Still being prepared by job {status['job_id']}: {cur}, then {later}{rest}."
+
+
+def preparing_notice() -> None:
+    """On every page (the app's frame calls it): what the live job with a plan (the first run) is still preparing,
+    with its ETA; nothing when no such job runs. Reads only the jobs' status files."""
+    for status in jobs.list_jobs():
+        if status["state"] == "running" and (text := preparing_text(status)):
+            st.caption(md_text(text))
+            return
 
 
 def needs_or_waiting(message: str, kinds: tuple[str, ...], task: str | None, what: str) -> bool:

@@ -226,7 +226,8 @@ def baseline_panel(store, task: str, state, title: str = "**Select with a baseli
                               format_func=lambda m: f"{m}: {BASELINES[m].description}")
         ratio = c2.slider("Share of the pool", 0.05, 1.0, 0.5, 0.05, key="base_ratio")
         pools = list(reversed(POOL_SETTINGS))
-        pool = c3.selectbox("Pool", pools, index=pools.index(default_pool(store, task)), key="base_pool")
+        pool = c3.selectbox("Pool", pools, index=pools.index(default_pool(store, task, state.extract_run)),
+                            key="base_pool")
         cfg = SelectionConfig(method=method, ratio=ratio, pool_setting=pool)
         name = name_field("Baseline selection name", baseline_name(task, cfg), key="base_name")
         params = {"task": task, "selection": cfg.to_dict(), "name": name,

@@ -76,9 +76,10 @@ def task_state(store: ActivationStore, task: str) -> TaskState:
     settings, e.g. ``--positions all``, does not silently change what the pages show), else the latest.
     """
     rec = latest_run(store, "recall", task)
-    ext = store.query_df("SELECT run_id, sae_key FROM runs WHERE stage = 'extract' AND status IN ('done', 'partial') "
-                         "AND (run_id = ? OR ? IS NULL) ORDER BY updated DESC LIMIT 1",
-                         [(rec or {}).get("config", {}).get("extract_run")] * 2)
+    # the run a recall read counts while it grows (a first run extracts the pool after its recall)
+    ext = store.query_df("SELECT run_id, sae_key FROM runs WHERE stage = 'extract' AND (run_id = ? OR ? IS NULL) "
+                         "AND (status IN ('done', 'partial') OR ? IS NOT NULL) ORDER BY updated DESC LIMIT 1",
+                         [(rec or {}).get("config", {}).get("extract_run")] * 3)
     eff = latest_run(store, "intervene", task)
     sae_key = ext.sae_key.iloc[0] if not ext.empty else None
     n_cand = n_meas = n_kept = n_used = 0
@@ -416,6 +417,18 @@ def ensure_contexts(ws, run_id: str, features: Sequence[int], k: int = CONTEXT_K
                             progress)
 
 
+def refresh_contexts(ws, run_id: str, features: Sequence[int], k: int = CONTEXT_K, window: int = CONTEXT_WINDOW,
+                     progress: ProgressFn | None = None) -> pd.DataFrame:
+    """:func:`ensure_contexts` after forgetting the cached contexts of features whose top ``k`` examples in the run
+    are no longer the cached ones (the run grew since, e.g. a first run's pool extraction after its recall)."""
+    feats = sorted({int(f) for f in features})
+    top = ws.store.run_top_examples(run_id, feats, k).groupby("feature").example_id.agg(frozenset)
+    cached = ws.store.feature_contexts(run_id, k, window, feats).groupby("feature").example_id.agg(frozenset)
+    stale = [f for f in feats if f in cached.index and top.get(f, frozenset()) != cached[f]]
+    ws.store.drop_contexts(run_id, stale, k, window)
+    return ensure_contexts(ws, run_id, feats, k, window, progress)
+
+
 def _row(r, name: str):
     return r[name] if isinstance(r, Mapping | pd.Series) else getattr(r, name)
 
@@ -673,10 +686,20 @@ def saved_name(store: ActivationStore, selection_id: str) -> str:
     return store.scalar("SELECT name FROM selections WHERE selection_id = ?", [selection_id]) or selection_id
 
 
-def default_pool(store: ActivationStore, task: str) -> str:
+def default_pool(store: ActivationStore, task: str, run_id: str | None = None) -> str:
     """The pool setting a task is extracted with by default: ``task-only`` for a task whose pool does not include the
-    shipped general set, else ``mixed`` (shipped tasks)."""
+    shipped general set, else ``mixed`` (shipped tasks). With ``run_id``, ``task-only`` while the run has not extracted
+    the mixed pool yet (a first run extracts the general records last)."""
     from igds.workflow.catalog import task_data
 
     data = task_data(store, task)
-    return data.default_pool_setting if data else "mixed"
+    setting = data.default_pool_setting if data else "mixed"
+    if setting == "mixed" and run_id is not None and not pool_extracted(store, run_id, task, setting):
+        return "task-only"
+    return setting
+
+
+def pool_extracted(store: ActivationStore, run_id: str, task: str, setting: str) -> bool:
+    """Whether extraction run ``run_id`` holds every example of ``task``'s pool of ``setting``."""
+    ids = list(store.pool_examples(task, setting == "mixed").example_id)
+    return len(store.token_counts(run_id, ids)) >= len(ids)

@@ -14,6 +14,7 @@ from igds.data.corpus import reference_set
 from igds.executor.config import ExecutorConfig, executor_config
 from igds.executor.intervene import Candidates, measure_effects
 from igds.executor.nll import nll_table
+from igds.method.config import QuickLookConfig
 from igds.method.extract import ExtractConfig
 from igds.method.intervene import (
     AMPLIFY,
@@ -26,6 +27,7 @@ from igds.method.intervene import (
 )
 from igds.method.pool import pool_fingerprint, pool_frame, pool_records
 from igds.method.presets import DEFAULT_PRESET, MethodPreset
+from igds.method.quicklook import QUICK_LOOK, QuickLook, load_quick_look
 from igds.method.recall import RecallConfig, RecallResult, ensure_logit_lens, recall_features
 from igds.method.resonance import ResonanceConfig, ResonanceMatrix, load_resonance_matrix
 from igds.method.selection import Overrides, SelectionConfig, load_overrides, save_selection, select_from_ranking
@@ -124,6 +126,35 @@ def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: Inter
     d_sae = int(ws.sae.cfg.d_sae)
     return measure_effects(ws.store, eid, items, candidates_of(recall, d_sae), cfg, ws.tokenizer.pad_token_id,
                            ws.pool(executor, model), progress, max_features)
+
+
+def run_quick_look(ws: Workspace, task: str, recall: RecallResult, cfg: InterventionConfig, look: QuickLookConfig,
+                   progress: ProgressFn | None = None, executor: ExecutorConfig | None = None) -> QuickLook:
+    """The quick look at ``recall``'s candidates (:mod:`igds.method.quicklook`): ``look.top`` of them at α = 1 against
+    a small null, with ``cfg``'s edits and dev items, as a run of stage ``quicklook`` (resumable; never F*)."""
+    executor = executor or executor_config(ws.store)
+    dev = task_split(ws.store, task, "dev")
+    model = ws.fp32_model()
+    icfg = look.intervention(cfg)
+    eid = effect_id_for(ws, recall, [e.id for e in dev], icfg, model) + f"-{QUICK_LOOK}-{look.stage_key()[:8]}"
+    ws.store.start_run(eid, QUICK_LOOK, {"intervene": icfg.to_dict(), "quick_look": look.to_dict(), "task": task,
+                                         "recall_id": recall.recall_id, "compute": compute_mode(model, icfg)},
+                       ws.model_key, ws.sae_key, n_total=min(look.top, len(recall.candidates)))
+    items = encode_examples(ws.tokenizer, dev, icfg.max_length)
+    measure_effects(ws.store, eid, items, candidates_of(recall, int(ws.sae.cfg.d_sae)), icfg,
+                    ws.tokenizer.pad_token_id, ws.pool(executor, model), progress, max_features=look.top)
+    ws.store.update_run(eid, status="done", message=f"{look.top} candidates at alpha = 1")
+    return load_quick_look(ws.store, eid, look)
+
+
+def latest_quick_look(store: ActivationStore, task: str) -> QuickLook | None:
+    """The task's latest finished quick look, or None."""
+    df = store.query_df("SELECT run_id FROM runs WHERE stage = ? AND status = 'done' AND "
+                        "json_extract_string(config, '$.task') = ? ORDER BY updated DESC LIMIT 1", [QUICK_LOOK, task])
+    if df.empty:
+        return None
+    run = store.run(df.run_id.iloc[0])
+    return load_quick_look(store, run["run_id"], QuickLookConfig.from_dict(run["config"]["quick_look"]))
 
 
 def prepare_method(ws: Workspace, task: str, preset: MethodPreset, extract_cfg: ExtractConfig,

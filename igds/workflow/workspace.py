@@ -16,6 +16,7 @@ from igds.executor.config import ExecutorConfig, executor_config
 from igds.executor.extract import run_extraction
 from igds.executor.pool import Loaded
 from igds.executor.registry import Opener, stage_pool
+from igds.method.config import QuickLookConfig
 from igds.method.extract import ExtractConfig, ExtractResult
 from igds.method.intervene import InterventionConfig
 from igds.method.recall import RecallConfig
@@ -46,6 +47,7 @@ class BootstrapConfig(ConfigBase):
         method_stages: also run recall, interventions and feature contexts for the first task.
         recall: recall config of that first run.
         intervene: intervention config of that first run.
+        quick_look: the quick look the first run shows before its full filter (a preview, never F*).
     """
 
     tasks: tuple[str, ...] = field(default=("summarization",), metadata={"help": "tasks to extract"})
@@ -56,6 +58,7 @@ class BootstrapConfig(ConfigBase):
     method_stages: bool = field(default=True, metadata={"help": "also run recall and interventions (first task)"})
     recall: RecallConfig = field(default_factory=RecallConfig)
     intervene: InterventionConfig = field(default_factory=InterventionConfig)
+    quick_look: QuickLookConfig = field(default_factory=QuickLookConfig)
 
 
 @dataclass
@@ -306,41 +309,66 @@ def choose_identity(store: ActivationStore, model: ModelSpec, sae: SaeSpec, task
             "d_sae": int(ws.sae.cfg.d_sae), "quality": quality}
 
 
-def extraction_examples(store: ActivationStore, tasks: Sequence[str], pool_setting: str = "mixed") -> list:
-    """Examples a task needs activations for: its probe and dev splits, the reference split (recall's
-    contrast) and its candidate pool (the task's ``train`` items, plus the general set when ``mixed``), as
-    the store holds them (shipped and workspace tasks alike)."""
+LOOK, TASK_POOL, GENERAL_POOL = "probe, reference, dev", "task pool", "general records"
+EXTRACTION_GROUPS = (LOOK, TASK_POOL, GENERAL_POOL)
+"""What a task's extraction covers, in the order a first run extracts it: what recall and the filter read (probe,
+reference and dev items), the task's own pool (its ``train`` items) and the shipped general records (the mixed
+pool's other half)."""
+
+
+def extraction_groups(store: ActivationStore, tasks: Sequence[str], pool_setting: str = "mixed") -> dict[str, list]:
+    """:func:`extraction_examples` by :data:`EXTRACTION_GROUPS` (each example in the first group that names it; the
+    general records only for the ``mixed`` pool)."""
     from igds.data.corpus import check_pool_setting, reference_set
     from igds.workflow.catalog import task_split
 
     check_pool_setting(pool_setting)
-    seen, out = set(), []
+    seen: set[str] = set()
+    out: dict[str, list] = {g: [] for g in EXTRACTION_GROUPS}
     for task in tasks:
-        general = task_split(store, GENERAL, "train") if pool_setting == "mixed" else []
-        for ex in [*task_split(store, task, "probe"), *reference_set(10**9, task=task), *task_split(store, task, "dev"),
-                   *task_split(store, task, "train"), *general]:
-            if ex.id not in seen:
-                seen.add(ex.id)
-                out.append(ex)
+        parts = {LOOK: [*task_split(store, task, "probe"), *reference_set(10**9, task=task),
+                        *task_split(store, task, "dev")],
+                 TASK_POOL: task_split(store, task, "train"),
+                 GENERAL_POOL: task_split(store, GENERAL, "train") if pool_setting == "mixed" else []}
+        for group, examples in parts.items():
+            for ex in examples:
+                if ex.id not in seen:
+                    seen.add(ex.id)
+                    out[group].append(ex)
     return out
+
+
+def extraction_examples(store: ActivationStore, tasks: Sequence[str], pool_setting: str = "mixed") -> list:
+    """Examples a task needs activations for: its probe and dev splits, the reference split (recall's
+    contrast) and its candidate pool (the task's ``train`` items, plus the general set when ``mixed``), as
+    the store holds them (shipped and workspace tasks alike)."""
+    return [ex for group in extraction_groups(store, tasks, pool_setting).values() for ex in group]
 
 
 def extract_tasks(ws: Workspace, tasks: Sequence[str], cfg: ExtractConfig, pool_setting: str = "mixed",
                   progress: ProgressFn | None = None, max_shards: int | None = None,
-                  executor: ExecutorConfig | None = None) -> ExtractResult:
+                  executor: ExecutorConfig | None = None, groups: Sequence[str] = EXTRACTION_GROUPS) -> ExtractResult:
     """Extract (resumably) every example the given tasks need into the workspace's extraction run.
 
     Args:
         executor: where the shards are computed; None: the workspace's executor setting (local by default).
+        groups: only these of :data:`EXTRACTION_GROUPS` now (a first run extracts what recall reads first); the run
+            stays ``partial`` until every group is stored.
     """
     executor = executor or executor_config(ws.store)
-    examples = extraction_examples(ws.store, tasks, pool_setting)
+    by_group = extraction_groups(ws.store, tasks, pool_setting)
+    examples = [ex for group in by_group.values() for ex in group]
     run_id = ws.extraction_run_id(cfg)
     ws.store.start_run(run_id, "extract", {"extract": cfg.to_dict(), "site": ws.site}, ws.model_key, ws.sae_key,
                        n_total=len(examples))
-    items = encode_examples(ws.tokenizer, examples, cfg.max_length)
-    return run_extraction(ws.store, run_id, items, cfg, ws.tokenizer.pad_token_id, ws.pool(executor), progress,
-                          max_shards=max_shards)
+    wanted = [ex for g in EXTRACTION_GROUPS if g in groups for ex in by_group[g]]
+    items = encode_examples(ws.tokenizer, wanted, cfg.max_length)
+    res = run_extraction(ws.store, run_id, items, cfg, ws.tokenizer.pad_token_id, ws.pool(executor), progress,
+                         max_shards=max_shards)
+    if len(wanted) < len(examples):
+        n_stored = len(ws.store.token_counts(run_id, [ex.id for ex in examples]))
+        ws.store.update_run(run_id, status="done" if n_stored >= len(examples) else "partial", n_done=n_stored)
+    return res
 
 
 def weights_dtype(model) -> str:

@@ -11,7 +11,7 @@ import pytest
 from igds import jobs
 from igds.jobs.status import job_timing
 from igds.progress import StagedProgress, begin_stage, format_left, format_seconds, scaled
-from igds.ui.jobs import fmt_left, fmt_timing, waiting_text
+from igds.ui.jobs import fmt_left, fmt_timing, preparing_text, waiting_text
 from tests.helpers import wait_until
 
 STAGES = ["load", "measure", "write"]
@@ -35,7 +35,7 @@ class SteadyClock:
         self.now += seconds / 2
 
 
-def staged_run(monkeypatch, cancel_in_stage: int | None = None, steps: int = 5):
+def staged_run(monkeypatch, cancel_in_stage: int | None = None, steps: int = 5, plan: bool = False):
     """Run a staged count job inline on a steady clock (10 s a step); returns its final status and every status
     read mid-step as ``(now, status)``."""
     seen, job = [], {}
@@ -51,7 +51,8 @@ def staged_run(monkeypatch, cancel_in_stage: int | None = None, steps: int = 5):
     clock = SteadyClock(look)
     monkeypatch.setattr("igds.jobs.context.time", clock)
     monkeypatch.setattr("igds.jobs.kinds.time", clock)
-    final = jobs.run_job_inline("count", {"steps": steps, "sleep": 10.0, "stages": STAGES})
+    final = jobs.run_job_inline("count", {"steps": steps, "sleep": 10.0, "stages": STAGES,
+                                          **({"plan": 1} if plan else {})})
     return final, seen
 
 
@@ -91,6 +92,28 @@ def test_a_staged_job_reports_each_stage_with_a_countdown_and_logs_its_start_and
     # ended: no estimate anywhere, the timing says how long it ran and where it ended
     assert final["progress"]["eta_seconds"] is None and job_timing(final)["left_s"] is None
     assert fmt_left(final) == "" and fmt_timing(final) == "stage 3 of 3: write · ran 2 min 30 s"
+
+
+def test_a_job_with_a_plan_gives_the_time_left_in_all_and_what_is_still_being_prepared(monkeypatch):
+    final, seen = staged_run(monkeypatch, plan=True)
+    assert final["state"] == "done"
+    now, st = next((now, st) for now, st in seen if st["stage"]["index"] == 1 and st["progress"]["done"] == 3)
+    t = job_timing(st, now)
+    assert t["later"] == [("measure", 50.0), ("write", 50.0)]
+    assert t["rest_s"] == pytest.approx(20.0 + 100.0)  # this stage's 2 steps left plus the two later stages
+    assert fmt_left(st, now) == "under a minute left in this stage, then 2 more stages (about 2 min left in all)"
+    assert preparing_text(st, now) == (f"Still being prepared by job {st['job_id']}: load (now, under a minute "
+                                       "left), then measure under a minute, write under a minute; about 2 min left "
+                                       "in all.")
+    # in the last stage nothing is left to plan: no "in all", no notice
+    now, st = next((now, st) for now, st in seen if st["stage"]["index"] == 3 and st["progress"]["done"] == 3)
+    assert job_timing(st, now)["later"] == [] and preparing_text(st, now) == ""
+    assert job_timing(final)["rest_s"] is None  # an ended job has no estimate
+    # a stage with no rate yet: the time left in all waits for it
+    now, st = next((now, st) for now, st in seen
+                   if st["stage"]["index"] == 2 and job_timing(st, now)["left_s"] is None)
+    assert job_timing(st, now)["rest_s"] is None
+    assert "once the current stage has measured its rate" in preparing_text(st, now)
 
 
 def test_a_cancelled_stage_logs_its_end_and_the_job_keeps_no_estimate(monkeypatch):
