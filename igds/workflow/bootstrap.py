@@ -73,7 +73,7 @@ class Rates:
         return None
 
     def tell(self, progress: ProgressFn, after: str) -> None:
-        """Report the stages after ``after`` with their estimates."""
+        """Report the stages after ``after`` (the one beginning) with their estimates."""
         later = STAGES[STAGES.index(after) + 1:]
         report_plan(progress, [(s, self.estimate(s)) for s in later])
 
@@ -144,11 +144,12 @@ def bootstrap(cfg: BootstrapConfig | None = None, store: ActivationStore | None 
 
     def begin(name: str) -> ProgressFn:
         clock[name] = time.perf_counter()
-        return _stage(progress, name, n_stages)
+        _stage(progress, name, n_stages)
+        rates.tell(progress, name)  # the stages after this one, estimated from what is measured so far
+        return progress
 
     def end(name: str) -> None:
         summary["stages"][name] = round(time.perf_counter() - clock[name], 1)
-        rates.tell(progress, name)
 
     extracted = []
 
@@ -162,7 +163,6 @@ def bootstrap(cfg: BootstrapConfig | None = None, store: ActivationStore | None 
         end(name)
         return res
 
-    rates.tell(progress, MODEL)
     res = extract(LOOK)
     begin(RECALL)(0, 1, f"recall: {task}")
     recall = run_recall(ws, task, cfg.recall, cfg.extract)
