@@ -106,11 +106,15 @@ def fast_bf16_by_default(device: str) -> bool:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """Turn ``auto`` into ``cuda`` when available, else ``cpu``."""
+    """Turn ``auto`` into ``cuda`` when available, else ``mps`` (Apple silicon, where torch has it; float32, the
+    precision of record), else ``cpu``."""
     if device == "auto":
         device = requested_device()
     if device != "auto":
         return device
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"

@@ -80,6 +80,7 @@ def measure_effects(store, effect_id: str, dev_items: Sequence[EncodedItem], can
         ranked = exact_order(candidates, store.attribution(effect_id))
         sweep = set(ranked[: cfg.sweep_top])
         if not todo_null.empty:
+            progress(n_null, n_plan, f"intervene: null {n_null}/{n_plan}, the yardstick")
             size = workers.call("null_size", candidates, mean_act)
             items = [(effect_id, part, size, mean_act) for part in workers.parts(todo_null)]
             for _, elements in workers.imap("null_elements", items):

@@ -16,8 +16,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from igds import settings
-from igds.method.intervene import null_plan
+from igds.method.intervene import InterventionConfig, exact_order, null_plan
 from igds.modeling.encoding import encode_examples
 from igds.progress import ProgressFn, begin_stage, null_progress, report_plan
 from igds.store import ActivationStore
@@ -50,14 +52,15 @@ STAGES = (MODEL, extraction_stage(LOOK), RECALL, CONTEXTS, QUICK_LOOK, extractio
 @dataclass
 class Rates:
     """What the first run measured of itself, to estimate the stages still to come: extraction seconds per token,
-    the filter's fixed cost (dev prefix, attribution screen) and seconds per edit (one null element or one
-    (feature, kind, α) job on every dev item), and each context stage's seconds per feature."""
+    the filter's fixed cost (dev prefix, attribution screen) and seconds per replayed dev row (an edit replays only
+    the dev items it changes, so a rare feature costs a few rows and a random direction all of them; see
+    :func:`filter_rows`), and the context stage's seconds per feature."""
 
     tokens_left: dict[str, int] = field(default_factory=dict)
     s_per_token: float | None = None
     filter_fixed_s: float | None = None
-    s_per_edit: float | None = None
-    filter_edits: int | None = None
+    s_per_row: float | None = None
+    filter_rows: float | None = None
     s_per_context: float | None = None
     n_contexts: int = 0
 
@@ -66,8 +69,8 @@ class Rates:
         for group, tokens in self.tokens_left.items():
             if stage == extraction_stage(group):
                 return None if self.s_per_token is None else tokens * self.s_per_token
-        if stage == FILTER and None not in (self.filter_fixed_s, self.s_per_edit, self.filter_edits):
-            return self.filter_fixed_s + self.s_per_edit * self.filter_edits
+        if stage == FILTER and None not in (self.filter_fixed_s, self.s_per_row, self.filter_rows):
+            return self.filter_fixed_s + self.s_per_row * self.filter_rows
         if stage == ALL_CONTEXTS and self.s_per_context is not None:
             return self.s_per_context * self.n_contexts
         return None
@@ -78,27 +81,26 @@ class Rates:
         report_plan(progress, [(s, self.estimate(s)) for s in later])
 
 
-class _EditClock:
-    """A progress callback wrapper that times the quick look: when its first null element or feature is stored
-    (the fixed cost before it: the dev prefix, the attribution screen) and how many edits followed."""
+class _NullClock:
+    """A progress callback wrapper that times an intervention run's two parts: its fixed cost (the dev prefix and the
+    attribution screen, up to its first ``intervene: null`` report) and the edits after it."""
 
     def __init__(self, progress: ProgressFn):
-        self.progress, self.t0, self.first, self.edits = progress, time.perf_counter(), None, 0
+        self.progress, self.t0, self.null_start = progress, time.perf_counter(), None
 
     def __call__(self, done: int, total: int, message: str) -> None:
-        if message.startswith(("intervene: null", "intervene: feature")):
-            self.edits += 1
-            self.first = self.first or time.perf_counter()
+        if self.null_start is None and message.startswith("intervene: null"):
+            self.null_start = time.perf_counter()
         self.progress(done, total, message)
 
     def stage(self, name: str, index: int = 0, of: int = 0) -> None:
         begin_stage(self.progress, name, index, of)
 
-    def rates(self) -> tuple[float, float] | None:
-        """(fixed seconds, seconds per edit after the first), or None with fewer than two edits timed."""
-        if self.first is None or self.edits < 2:
+    def split(self) -> tuple[float, float] | None:
+        """(fixed seconds, seconds of the edits), or None when the run measured no null (it was stored already)."""
+        if self.null_start is None:
             return None
-        return self.first - self.t0, (time.perf_counter() - self.first) / (self.edits - 1)
+        return self.null_start - self.t0, time.perf_counter() - self.null_start
 
 
 def _stage(progress: ProgressFn, name: str, n_stages: int) -> ProgressFn:
@@ -167,16 +169,17 @@ def bootstrap(cfg: BootstrapConfig | None = None, store: ActivationStore | None 
     begin(RECALL)(0, 1, f"recall: {task}")
     recall = run_recall(ws, task, cfg.recall, cfg.extract)
     progress(1, 1, f"recall: {len(recall.candidates)} candidates of {task}")
-    rates.filter_edits = _filter_edits(recall, int(ws.sae.cfg.d_sae), cfg)
     end(RECALL)
     ensure_contexts(ws, res.run_id, recall.candidates, progress=begin(CONTEXTS))
     rates.n_contexts = len(recall.candidates)
     rates.s_per_context = (time.perf_counter() - clock[CONTEXTS]) / max(1, len(recall.candidates))
     end(CONTEXTS)
-    edit_clock = _EditClock(begin(QUICK_LOOK))
-    look = run_quick_look(ws, task, recall, cfg.intervene, cfg.quick_look, edit_clock)
-    if timed := edit_clock.rates():
-        rates.filter_fixed_s, rates.s_per_edit = timed
+    null_clock = _NullClock(begin(QUICK_LOOK))
+    look = run_quick_look(ws, task, recall, cfg.intervene, cfg.quick_look, null_clock)
+    if timed := null_clock.split():
+        look_rows, rates.filter_rows = filter_rows(ws.store, res.run_id, task, recall, look.effect_id, cfg.intervene,
+                                                   int(ws.sae.cfg.d_sae))
+        rates.filter_fixed_s, rates.s_per_row = timed[0], timed[1] / max(1, look_rows)
     end(QUICK_LOOK)
     extract(TASK_POOL)
     effects = run_interventions(ws, task, recall, cfg.intervene, begin(FILTER))
@@ -212,12 +215,41 @@ def _tokens_left(ws, cfg: BootstrapConfig) -> dict[str, int]:
     return out
 
 
-def _filter_edits(recall, d_sae: int, cfg: BootstrapConfig) -> int:
-    """Edits the full filter measures: its null elements and, per candidate, each α (every α for the ``sweep_top``
-    ones, α = 1 for the rest) and its ablation."""
-    icfg = cfg.intervene
+def filter_rows(store: ActivationStore, run_id: str, task: str, recall, look_id: str, cfg: InterventionConfig,
+                d_sae: int) -> tuple[int, float]:
+    """Dev rows the quick look replayed, and an estimate of those the full filter will replay: each null element and
+    each (candidate, kind, α) job replays the dev items its edit changes (a random direction: every item with an
+    editable position; a feature: the items where it fires there). Measured for what the quick look ran; for the
+    rest, the dev items where the feature fires in the extraction's scope (the store's aggregates), scaled by the
+    median ratio of edited to firing items among the features the quick look measured.
+
+    Returns:
+        ``(quick look rows, full filter rows)``.
+    """
+    from igds.workflow.catalog import task_split
+
+    null, summ = store.null_summary(look_id), store.effect_summary(look_id)
+    measured = {**dict(zip(null.feature.astype(int), null.n_fired, strict=True)),
+                **dict(zip(summ.feature.astype(int), summ.n_fired, strict=True))}
+    measured.pop(-1, None)  # the random directions
+    per_direction = float(null[null.kind == "direction"].n_fired.mean()) if (null.kind == "direction").any() else 0.0
     cands = candidates_of(recall, d_sae)
-    n_null = len(null_plan(cands.features, cands.density, icfg)) if icfg.null_size else 0
-    n = len(cands.features)
-    swept = min(icfg.sweep_top, n)
-    return int(n_null + swept * len(icfg.alphas) + (n - swept) + (n if icfg.ablate else 0))
+    plan = null_plan(cands.features, cands.density, cfg)
+    null_feats = [int(f) for f in plan.feature if f >= 0]
+    dev = [e.id for e in task_split(store, task, "dev")]
+    firing: dict[int, int] = {}
+    for chunk in store.iter_pool_activations(run_id, dev, [*cands.features, *null_feats, *measured]):
+        for f in chunk["feature"][chunk["max_act"] > 0]:
+            firing[int(f)] = firing.get(int(f), 0) + 1
+    ratios = [measured[f] / firing[f] for f in measured if firing.get(f)]
+    scale = float(np.median(ratios)) if ratios else 1.0
+
+    def rows(f: int) -> float:
+        return float(measured[f]) if f in measured else scale * firing.get(f, 0)
+
+    attribution = store.attribution(look_id)
+    swept = set(exact_order(cands.features, attribution)[: cfg.sweep_top])
+    per_job = {int(f): (len(cfg.alphas) if f in swept else 1) + (1 if cfg.ablate else 0) for f in cands.features}
+    full = (per_direction * cfg.null_directions + sum(rows(f) for f in null_feats)
+            + sum(rows(f) * n for f, n in per_job.items()))
+    return int(null.n_fired.sum() + summ.n_fired.sum()), full
