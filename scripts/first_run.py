@@ -159,7 +159,8 @@ def main(argv=None) -> int:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
     job = first_run_job(home) or {}
-    print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in marks.items()}, indent=2))
+    print(json.dumps({k: (round(v, 1) if isinstance(v, float) and k != "detectable" else v)
+                      for k, v in marks.items()}, indent=2))
     print(json.dumps({"job": job.get("job_id"), "state": job.get("state"), "result": job.get("result")}, indent=1,
                      default=str)[:4000])
     kept = verdicts(marks)
