@@ -90,7 +90,7 @@ def watch(b, url: str, home: Path, t0: float, wall0: float, timeout: float) -> d
         if "quick_look" not in marks or "fstar_seen" not in marks:
             text = page_text(b, url + "/features")
             cand = re.search(r"Candidates \|C\|\s*(\d+)", text)
-            ctx = re.search(r"contexts cached for (\d+) of (\d+) candidates", text)
+            ctx = re.search(r"top contexts cached: (\d+) of (\d+)", text)
             if "candidates" not in marks and cand and ctx and int(ctx.group(1)) == int(ctx.group(2)) > 0:
                 marks["candidates"], marks["n_candidates"] = time.monotonic() - t0, int(cand.group(1))
             if "quick_look" not in marks and (m := re.search(r"Detectable effect ±([\d.]+) nats", text)):

@@ -337,4 +337,4 @@ def quick_look(store, task: str, state) -> None:
 def contexts_caption(table, state) -> None:
     """How many candidates have their top-activating contexts cached (a first run computes them right after recall)."""
     n = int(table.contexts.notna().sum()) if "contexts" in table else 0
-    st.caption(f"Top-activating contexts cached for {n} of {state.n_candidates} candidates (the contexts column).")
+    st.caption(f"Candidates with their top contexts cached: {n} of {state.n_candidates} (the contexts column).")
