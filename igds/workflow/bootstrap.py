@@ -6,10 +6,10 @@ their effects soon after, and on a live task-only selection as soon as F* is sto
 The vetting queue's token highlights are a job of their own, offered on the Selection page. Every step is cached by
 content key: a second run is a no-op and an interrupted one resumes.
 
-The run announces its :data:`STAGES` (:func:`igds.progress.begin_stage`) and, after each, the stages still to come
+The run announces its :data:`STAGES` (:func:`igds.progress.begin_stage`) and, as each begins, the stages after it
 with their estimated durations (:func:`igds.progress.report_plan`), from rates it measured itself: extraction tokens
-per second in the first extraction, seconds per edit in the quick look. So every page can say what is still being
-prepared and when it will be ready."""
+per second in the first extraction, the filter's seconds per replayed dev row in the quick look. So every page can
+say what is still being prepared and when it will be ready."""
 
 from __future__ import annotations
 
@@ -134,8 +134,8 @@ def bootstrap(cfg: BootstrapConfig | None = None, store: ActivationStore | None 
                "site": ws.site, "sae_quality": {k: v for k, v in ws.sae_info["quality"].items() if k != "config"},
                "stages": {}, "tasks": {}}
     if not staged:
-        res = extract_tasks(ws, cfg.tasks, cfg.extract, cfg.pool_setting,
-                            _stage(progress, extraction_stage(LOOK), n_stages))
+        begin_stage(progress, "extraction", 2, n_stages)  # every group at once
+        res = extract_tasks(ws, cfg.tasks, cfg.extract, cfg.pool_setting, progress)
         summary.update(_extraction_summary(res))
         progress(1, 1, "bootstrap: done")
         summary["seconds"] = round(time.perf_counter() - t0, 1)
