@@ -10,14 +10,13 @@ from igds.method.resonance import AGGREGATIONS, DIRECTIONS, SCALES, WEIGHTS, Res
 from igds.method.selection import SelectionConfig
 from igds.ui import ways_on
 from igds.ui.jobs import needs_or_waiting
-from igds.ui.resources import get_resonance_matrix, get_store
+from igds.ui.resources import get_resonance_matrix, get_store, pool_ready
 from igds.ui.state import current_task
 from igds.ui.vetting import examples_table, selection_charts, selection_inputs, vetting_queue, vetting_state
 from igds.ui.widgets import md_text
 from igds.workflow.explore import (
     default_pool,
     measuring_message,
-    pool_extracted,
     saved_name,
     selection_name,
     selection_overlaps,
@@ -50,11 +49,11 @@ with st.sidebar:
     scale = st.selectbox("Per-feature scale", SCALES, key="sel_scale", help=field_help(ResonanceConfig, "scale"))
     weights = st.selectbox("Feature weights", WEIGHTS, key="sel_weights", help=field_help(ResonanceConfig, "weights"))
     pools = list(reversed(POOL_SETTINGS))
-    pool_setting = st.selectbox("Pool", pools, index=pools.index(default_pool(store, task, state.extract_run)),
-                                 key="sel_pool")
+    default = default_pool(store, task, state.extract_run, pool_ready)
+    pool_setting = st.selectbox("Pool", pools, index=pools.index(default), key="sel_pool")
     pool_limit = st.number_input("Pool limit (examples per task; 0: all)", min_value=0, value=0, step=50,
                                  key="sel_pool_limit", help=field_help(SelectionConfig, "pool_limit"))
-if not pool_extracted(store, state.extract_run, task, pool_setting):  # a first run extracts the mixed pool last
+if not pool_ready(store, state.extract_run, task, pool_setting):  # a first run extracts the mixed pool last
     needs_or_waiting(f"The {pool_setting} pool of {task} is not extracted yet: extract the task with it, or pick the "
                      "task-only pool.", ("bootstrap", "extract"), task, f"the {pool_setting} pool")
     st.stop()

@@ -39,3 +39,22 @@ def get_resonance_matrix(_store: ActivationStore, store_path: str, run_id: str, 
     from igds.workflow.stages import pool_matrix
 
     return pool_matrix(_store, run_id, task, pool, features)
+
+
+@st.cache_resource
+def _extracted_pools() -> set:
+    """(store path, run, task, setting) of pools found fully extracted (an extraction run only grows)."""
+    return set()
+
+
+def pool_ready(store: ActivationStore, run_id: str, task: str, setting: str) -> bool:
+    """:func:`igds.workflow.explore.pool_extracted`, asked of the store until it is true and remembered from then on,
+    so a page that reruns on every slider move does not query it each time."""
+    from igds.workflow.explore import pool_extracted
+
+    key = (str(store.path), run_id, task, setting)
+    if key in _extracted_pools():
+        return True
+    if ready := pool_extracted(store, run_id, task, setting):
+        _extracted_pools().add(key)
+    return ready

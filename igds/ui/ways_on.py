@@ -20,6 +20,7 @@ from igds import jobs
 from igds.method.config import InterventionConfig
 from igds.progress import format_seconds
 from igds.ui.jobs import job_launcher, needs_or_waiting
+from igds.ui.resources import pool_ready
 from igds.ui.widgets import md_text
 
 SELECTION_PAGE, FINETUNE_PAGE = "pages/4_selection.py", "pages/5_finetune.py"
@@ -226,7 +227,7 @@ def baseline_panel(store, task: str, state, title: str = "**Select with a baseli
                               format_func=lambda m: f"{m}: {BASELINES[m].description}")
         ratio = c2.slider("Share of the pool", 0.05, 1.0, 0.5, 0.05, key="base_ratio")
         pools = list(reversed(POOL_SETTINGS))
-        pool = c3.selectbox("Pool", pools, index=pools.index(default_pool(store, task, state.extract_run)),
+        pool = c3.selectbox("Pool", pools, index=pools.index(default_pool(store, task, state.extract_run, pool_ready)),
                             key="base_pool")
         cfg = SelectionConfig(method=method, ratio=ratio, pool_setting=pool)
         name = name_field("Baseline selection name", baseline_name(task, cfg), key="base_name")

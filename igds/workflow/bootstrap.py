@@ -93,9 +93,6 @@ class _NullClock:
             self.null_start = time.perf_counter()
         self.progress(done, total, message)
 
-    def stage(self, name: str, index: int = 0, of: int = 0) -> None:
-        begin_stage(self.progress, name, index, of)
-
     def split(self) -> tuple[float, float] | None:
         """(fixed seconds, seconds of the edits), or None when the run measured no null (it was stored already)."""
         if self.null_start is None:

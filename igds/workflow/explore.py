@@ -686,15 +686,17 @@ def saved_name(store: ActivationStore, selection_id: str) -> str:
     return store.scalar("SELECT name FROM selections WHERE selection_id = ?", [selection_id]) or selection_id
 
 
-def default_pool(store: ActivationStore, task: str, run_id: str | None = None) -> str:
+def default_pool(store: ActivationStore, task: str, run_id: str | None = None, extracted=None) -> str:
     """The pool setting a task is extracted with by default: ``task-only`` for a task whose pool does not include the
     shipped general set, else ``mixed`` (shipped tasks). With ``run_id``, ``task-only`` while the run has not extracted
-    the mixed pool yet (a first run extracts the general records last)."""
+    the mixed pool yet (a first run extracts the general records last), as ``extracted(store, run_id, task, setting)``
+    tells (default :func:`pool_extracted`; pages pass a remembering one)."""
     from igds.workflow.catalog import task_data
 
     data = task_data(store, task)
     setting = data.default_pool_setting if data else "mixed"
-    if setting == "mixed" and run_id is not None and not pool_extracted(store, run_id, task, setting):
+    extracted = extracted or pool_extracted
+    if setting == "mixed" and run_id is not None and not extracted(store, run_id, task, setting):
         return "task-only"
     return setting
 
