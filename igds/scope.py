@@ -101,10 +101,10 @@ class Scoped:
 
 CONTENT = TokenScope()
 """The default scope of extraction, recall, FRS, SAE training and amplification."""
-EDIT_SCOPE = TokenScope("prompt_content")
-"""The default scope of interventions' edits (its own field: ``InterventionConfig.positions``)."""
 STAGE_LENGTH = LengthRule()
 """The cap of extraction, interventions, the NLL tables, checks and amplification (256 tokens)."""
+NO_CUT = LengthRule(512)
+"""The cap of interventions' dev items: longer ones are dropped and counted, never cut (no shipped item reaches it)."""
 EVAL_LENGTH = LengthRule(512)
 """The cap of evaluation's prompts and teacher-forced references."""
 DEFAULT_POOL = PoolSpec()

@@ -17,12 +17,24 @@ import pandas as pd
 from igds.executor.pool import ExecutorError, PoolRequest
 from igds.executor.registry import Opener, local_pool
 from igds.method.intervene import (
+    ABLATE,
+    AMPLIFY,
+    PRIMARY_ALPHA,
     EffectResult,
     InterventionConfig,
+    Job,
+    dev_sample,
+    effect_matrices,
     exact_order,
     finish_effects,
-    null_todo,
+    futile,
+    load_effects,
+    look_bounds,
+    measured_items,
+    null_at,
+    null_plan,
     primary_effect,
+    summarize_effect,
 )
 from igds.modeling.batching import EncodedItem
 from igds.progress import ProgressFn, null_progress
@@ -42,17 +54,23 @@ class Candidates:
 def measure_effects(store, effect_id: str, dev_items: Sequence[EncodedItem], cands: Candidates,
                     cfg: InterventionConfig, pad_id: int, pool: Opener, progress: ProgressFn | None = None,
                     max_features: int | None = None, max_null: int | None = None) -> EffectResult:
-    """Measure (resumably) the null and every candidate's amplification and ablation effects on the dev NLL.
+    """Measure (resumably) the null and the candidates' α = 1 effects look by look, then the kept features' sweep and
+    ablation.
 
-    Order: the attribution screen of all features, then the null (the yardstick), then the candidates
-    strongest estimate first. Each null element and each feature is written in one transaction, so an
-    interrupted run continues with what is not stored yet, without duplicates.
+    Order: the attribution screen of all features; the dev items (``cfg.dev_items`` of them, none cut:
+    :func:`~igds.method.intervene.dev_sample`) in looks (``cfg.looks``); in each look the null elements (the
+    yardstick) on the look's items, then every candidate still running. After a look a candidate that can no longer
+    reach the threshold stops (:func:`~igds.method.verdict.futile`); when none runs on, neither does the null. A
+    candidate firing on fewer than ``cfg.min_fired`` dev items is stored as untestable and never replayed. Each
+    element's look is written in one transaction (its summary recomputed over every item so far), so an interrupted
+    run continues with what is not stored yet, without duplicates.
 
     Args:
         pool: opens the pool (:func:`igds.executor.registry.stage_pool`); opened only when something is left to
             measure.
-        max_features: stop after measuring this many new candidate features (tests use it to interrupt).
-        max_null: stop after this many new null elements; candidates wait until the null is complete.
+        max_features: stop after this many new (candidate, look) measurements (tests use it to interrupt; the quick
+            look measures the first ``max_features`` candidates of its one look).
+        max_null: stop after this many new (null element, look) measurements; candidates wait for their look's null.
 
     Raises:
         ExecutorError: the workers compute in another numeric mode than the run's key records (e.g. a GPU worker
@@ -61,60 +79,179 @@ def measure_effects(store, effect_id: str, dev_items: Sequence[EncodedItem], can
     progress = progress or null_progress
     t0 = time.perf_counter()
     candidates, mean_act, density = [int(f) for f in cands.features], cands.mean_act, cands.density
-    todo_null, n_null, n_plan = null_todo(store, effect_id, candidates, density, cfg, max_null)
-    need_attr = not store.has_attribution(effect_id)
-    n_features = len(set(candidates) - store.measured_features(effect_id))
-    if not need_attr and todo_null.empty and (n_null < n_plan or n_features == 0):
-        return finish_effects(store, effect_id, candidates, cfg, n_null >= n_plan and n_features == 0, t0)
-    req = PoolRequest("intervene", max(len(todo_null), n_features, 1), progress=progress,
-                      setup=[("prepare_dev", (list(dev_items), cfg.to_dict(), pad_id))])
+    items, dropped = dev_sample(dev_items, cfg)
+    if dropped:
+        store.update_run(effect_id, message=f"{dropped} dev items longer than {cfg.max_length} tokens dropped")
+    if (store.run(effect_id) or {}).get("status") == "done":
+        return load_effects(store, effect_id, candidates, cfg)
+    bounds = look_bounds(len(items), cfg)
+    req = PoolRequest("intervene", max(len(candidates), 1), progress=progress,
+                      setup=[("prepare_dev", (list(items), cfg.to_dict(), pad_id))])
+    budget = {"null": max_null, "features": max_features}
     with pool(req) as workers:
         mode = ((store.run(effect_id) or {}).get("config") or {}).get("compute")
         for got in {r[1] for r in workers.ready}:
             if mode and got != mode:
                 raise ExecutorError(f"the workers compute in {got} but intervention run {effect_id} is keyed "
                                     f"{mode}; set the run's precision or the workers' devices to match")
-        if need_attr:
+        if not store.has_attribution(effect_id):
             progress(0, len(candidates), "intervene: attribution screen of all features")
             store.write_attribution(workers.call("attribution", mean_act).assign(effect_id=effect_id))
         ranked = exact_order(candidates, store.attribution(effect_id))
-        sweep = set(ranked[: cfg.sweep_top])
-        if not todo_null.empty:
-            progress(n_null, n_plan, f"intervene: null {n_null}/{n_plan}, the yardstick")
-            size = workers.call("null_size", candidates, mean_act)
-            items = [(effect_id, part, size, mean_act) for part in workers.parts(todo_null)]
-            for _, elements in workers.imap("null_elements", items):
-                for eff, summ in elements:
-                    if int(summ.null_id.iloc[0]) in store.measured_nulls(effect_id):
-                        continue  # a retried chunk's elements already stored
-                    store.write_null_effect(eff, summ)
-                    n_null += 1
-                    progress(n_null, n_plan, f"intervene: null {n_null}/{n_plan} ({summ.kind.iloc[0]}, effect "
-                                             f"{summ.effect.iloc[0]:+.4f})")
-        null_done = n_null >= n_plan
-        done = store.measured_features(effect_id)
-        todo = [f for f in ranked if f not in done] if null_done else []
-        if max_features is not None:
-            todo = todo[:max_features]
-        n_done = len(done & set(candidates))
-        items = [(effect_id, part, sweep, mean_act) for part in workers.parts(todo)]
+        firing = workers.call("firing")
+        n_fired = dict(zip(firing.feature.astype(int), firing.n_fired.astype(int), strict=True))
+        plan = null_plan(candidates, density, cfg, firing)
+        size = workers.call("null_size", candidates, mean_act) if cfg.null_directions else 0.0
+        _store_untestable(store, effect_id, [c for c in ranked if n_fired[c] < cfg.min_fired], n_fired)
+        tested = [c for c in ranked if n_fired[c] >= cfg.min_fired]
+        complete = _run_looks(store, effect_id, workers, plan, tested, bounds, size, mean_act, cfg, progress, budget)
+        if complete:
+            kept = load_effects(store, effect_id, candidates, cfg).kept
+            _run_extras(store, effect_id, workers, kept, len(items), mean_act, cfg, progress)
+    return finish_effects(store, effect_id, candidates, cfg, complete, t0)
+
+
+def _store_untestable(store, effect_id: str, features: Sequence[int], n_fired: dict[int, int]) -> None:
+    """A summary row (no effect, ``n_fired``) for each untestable candidate not stored yet: shown, never replayed."""
+    done = store.measured_features(effect_id)
+    for f in features:
+        if f not in done:
+            store.write_feature_effects(
+                pd.DataFrame(columns=["effect_id", "feature", "kind", "alpha", "example_id", "nll_base", "nll_int"]),
+                pd.DataFrame([{"effect_id": effect_id, "feature": f, "kind": AMPLIFY, "alpha": PRIMARY_ALPHA, "n": 0,
+                               "n_fired": n_fired[f], "effect": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                               "p_value": np.nan, "seconds": 0.0}]))
+
+
+def _running(store, effect_id: str, tested: Sequence[int], lo: int, rows: dict[int, int],
+             cfg: InterventionConfig) -> list[int]:
+    """The candidates that run on after the look at ``lo`` items: those measured further already, and those
+    measured to ``lo`` that can still reach the threshold (recomputed from the store, so a resumed run decides
+    alike)."""
+    if lo == 0:
+        return list(tested)
+    cand, null, _, _ = effect_matrices(store, effect_id, tested, cfg.null_seed)
+    seen = measured_items(cand)
+    out = []
+    for i, c in enumerate(tested):
+        ran_on = rows.get(c, 0) > lo
+        if ran_on or (rows.get(c, 0) == lo and not futile(cand[i, : seen[i]], null_at(null, seen[i], cfg.null_fit),
+                                                          cfg.fdr, cfg.futility)):
+            out.append(c)
+    return out
+
+
+def _run_looks(store, effect_id: str, workers, plan: pd.DataFrame, tested: Sequence[int], bounds: Sequence[int],
+               size: float, mean_act, cfg: InterventionConfig, progress: ProgressFn, budget: dict) -> bool:
+    """Every look's null and running candidates; True when the looks are complete (not stopped by a budget)."""
+    lo = 0
+    for k, hi in enumerate(bounds):
+        rows = dict(zip(*_amp_rows(store, effect_id), strict=True))
+        running = _running(store, effect_id, tested, lo, rows, cfg)
+        if lo and not running:
+            break
+        tag = f"look {k + 1}/{len(bounds)} (items {lo + 1}–{hi})"
+        null_rows = store.measured_null_rows(effect_id)
+        todo = plan[[null_rows.get(int(i), 0) < hi for i in plan.null_id]]
+        if budget["null"] is not None:
+            todo = todo.head(budget["null"])
+        if not todo.empty:
+            progress(0, len(todo), f"intervene: null {tag}, the yardstick: {len(todo)} elements")
+        items = [(effect_id, part, size, mean_act, (lo, hi)) for part in workers.parts(todo)]
+        n = 0
+        for _, elements in workers.imap("null_elements", items):
+            for eff, summ in elements:
+                write_null(store, effect_id, eff, summ)
+                n += 1
+                progress(n, len(todo), f"intervene: null {tag}: {n}/{len(todo)} ({summ.kind.iloc[0]}, effect "
+                                       f"{summ.effect.iloc[0]:+.4f})")
+        if budget["null"] is not None:
+            budget["null"] -= n
+            if budget["null"] <= 0 or len(plan[[null_rows.get(int(i), 0) < hi for i in plan.null_id]]) > n:
+                return False
+        todo_f = [c for c in running if rows.get(c, 0) < hi]
+        if budget["features"] is not None:
+            todo_f = todo_f[: budget["features"]]
+        items = [(effect_id, part, [(AMPLIFY, PRIMARY_ALPHA)], mean_act, (lo, hi)) for part in workers.parts(todo_f)]
+        n = 0
         for _, features in workers.imap("feature_effects", items):
-            for rows, summ in features:
-                if write_feature(store, effect_id, rows, summ):
-                    n_done += 1
-                    store.update_run(effect_id, n_done=n_done, message=f"{n_done}/{len(candidates)} features")
-                    progress(n_done, len(candidates), f"intervene: feature {int(summ.feature.iloc[0])} "
-                                                      f"({n_done}/{len(candidates)}, effect "
-                                                      f"{primary_effect(summ):+.4f})")
-    return finish_effects(store, effect_id, candidates, cfg, null_done and n_done >= len(candidates), t0)
+            for eff, summ in features:
+                write_feature(store, effect_id, eff, summ)
+                n += 1
+                progress(n, len(todo_f), f"intervene: {tag}: feature {int(summ.feature.iloc[0])} ({n}/{len(todo_f)} "
+                                         f"of {len(running)} running, effect {primary_effect(summ):+.4f})")
+        if budget["features"] is not None:
+            budget["features"] -= n
+            if len([c for c in running if rows.get(c, 0) < hi]) > n:
+                return False
+        lo = hi
+    return True
 
 
-def write_feature(store, effect_id: str, rows: pd.DataFrame, summ: pd.DataFrame) -> bool:
-    """One feature's rows in one transaction; False (nothing written) for a feature a retried chunk already
-    stored."""
-    if int(summ.feature.iloc[0]) in store.measured_features(effect_id):
+def _amp_rows(store, effect_id: str) -> tuple[list[int], list[int]]:
+    m = store.measured_rows(effect_id)
+    m = m[(m.kind == AMPLIFY) & (m.alpha == PRIMARY_ALPHA)]
+    return [int(f) for f in m.feature], [int(n) for n in m.n_rows]
+
+
+def _run_extras(store, effect_id: str, workers, kept: Sequence[int], n_items: int, mean_act,
+                cfg: InterventionConfig, progress: ProgressFn) -> None:
+    """The kept features' (F*'s, strongest ``sweep_top``) other α and ablation over every dev item."""
+    kinds = [(AMPLIFY, float(a)) for a in cfg.alphas if a != PRIMARY_ALPHA] + ([(ABLATE, 0.0)] if cfg.ablate else [])
+    done = store.measured_rows(effect_id)
+    have = {(int(f), k, float(a)) for f, k, a in zip(done.feature, done.kind, done.alpha, strict=True)}
+    todo = [f for f in kept[: cfg.sweep_top] if any((f, k, a) not in have for k, a in kinds)]
+    if not kinds or not todo:
+        return
+    items = [(effect_id, part, kinds, mean_act, (0, n_items)) for part in workers.parts(todo)]
+    n = 0
+    for _, features in workers.imap("feature_effects", items):
+        for eff, summ in features:
+            write_feature(store, effect_id, eff, summ)
+            n += 1
+            progress(n, len(todo), f"intervene: F* dose–response and ablation: feature {int(summ.feature.iloc[0])} "
+                                   f"({n}/{len(todo)})")
+
+
+def _merged_summary(job_rows: pd.DataFrame, summ: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """Summary rows recomputed over every stored item of each job (``job_rows``: stored + new per-example rows)."""
+    out = []
+    for r in summ.itertuples():
+        mine = job_rows
+        for k in key:
+            mine = mine[mine[k] == getattr(r, k)]
+        job = Job(int(r.feature), r.kind if "kind" in key else AMPLIFY, float(getattr(r, "alpha", PRIMARY_ALPHA)))
+        s = summarize_effect(job, mine.nll_base.to_numpy(dtype=float), mine.nll_int.to_numpy(dtype=float),
+                             int(r.n_fired))
+        row = r._asdict()
+        row.pop("Index", None)
+        row.update({k: s[k] for k in ("n", "effect", "ci_low", "ci_high", "p_value")})
+        out.append(row)
+    return pd.DataFrame(out, columns=summ.columns)
+
+
+def write_null(store, effect_id: str, eff: pd.DataFrame, summ: pd.DataFrame) -> bool:
+    """One null element's look in one transaction, its summary over every stored item; False (nothing written) when
+    a retried chunk already stored these items."""
+    null_id = int(summ.null_id.iloc[0])
+    old = store.null_rows(effect_id, null_id)
+    if set(eff.example_id) & set(old.example_id):
         return False
-    store.write_feature_effects(rows, summ)
+    rows = pd.concat([old, eff]) if len(old) else eff
+    merged = _merged_summary(rows.assign(feature=int(summ.feature.iloc[0])), summ, ["feature"])
+    store.write_null_effect(eff, merged)
+    return True
+
+
+def write_feature(store, effect_id: str, eff: pd.DataFrame, summ: pd.DataFrame) -> bool:
+    """One feature's look in one transaction, its summaries over every stored item; False (nothing written) when a
+    retried chunk already stored these items."""
+    old = store.feature_rows(effect_id, int(summ.feature.iloc[0]))
+    key = set(zip(eff.kind, eff.alpha, eff.example_id, strict=True))
+    if key & set(zip(old.kind, old.alpha, old.example_id, strict=True)):
+        return False
+    rows = pd.concat([old, eff]) if len(old) else eff
+    store.write_feature_effects(eff, _merged_summary(rows, summ, ["kind", "alpha"]))
     return True
 
 

@@ -148,24 +148,33 @@ class ModelWorker:
 
         return attribution_estimates(self.model, self.sae, self.cache, mean_act, edit_mode=self.icfg.edit_mode)
 
+    def firing(self):
+        """Per SAE feature: dev items it fires on in the edit scope and its response share of firing positions."""
+        from igds.method.intervene import feature_firing
+
+        return feature_firing(self.sae, self.cache)
+
     def null_size(self, candidates: list[int], mean_act) -> float:
-        """The null's edit size from every candidate's α = 1 edit."""
+        """The global null directions' edit size from every candidate's α = 1 edit."""
         from igds.method.intervene import null_edit_size_of
 
         return null_edit_size_of(self.sae, self.cache, candidates, mean_act, self.icfg)
 
-    def null_elements(self, effect_id: str, todo, size: float, mean_act) -> Iterator[tuple]:
-        """Null elements (rows of the null plan) → ``(null_effects rows, null_summary row)`` per element."""
+    def null_elements(self, effect_id: str, todo, size: float, mean_act, span=None) -> Iterator[tuple]:
+        """Null elements (rows of the null plan) on dev rows ``span`` → ``(null_effects rows, null_summary row)`` per
+        element."""
         from igds.method.intervene import run_null_elements
 
-        yield from run_null_elements(self.model, self.sae, self.cache, effect_id, todo, size, mean_act, self.icfg)
+        yield from run_null_elements(self.model, self.sae, self.cache, effect_id, todo, size, mean_act, self.icfg,
+                                     span)
 
-    def feature_effects(self, effect_id: str, features: list[int], sweep: set[int], mean_act) -> Iterator[tuple]:
-        """Candidate features → ``(feature_effects rows, effect_summary rows)`` per feature."""
+    def feature_effects(self, effect_id: str, features: list[int], kinds: list, mean_act, span=None) -> Iterator[tuple]:
+        """Candidate features, each with the jobs ``kinds`` (``(kind, alpha)`` pairs), on dev rows ``span`` →
+        ``(feature_effects rows, effect_summary rows)`` per feature."""
         from igds.method.intervene import run_feature_effects
 
-        yield from run_feature_effects(self.model, self.sae, self.cache, effect_id, features, sweep, mean_act,
-                                       self.icfg)
+        jobs = [(f, kind, alpha) for f in features for kind, alpha in kinds]
+        yield from run_feature_effects(self.model, self.sae, self.cache, effect_id, jobs, mean_act, self.icfg, span)
 
     # -- NLL tables -------------------------------------------------------------------------------------------
 

@@ -45,6 +45,9 @@ get their own masks back). Hooks and the replay itself live in :mod:`igds.modeli
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import itertools
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -62,6 +65,15 @@ from igds.method.config import (  # noqa: F401 - re-exported
     SCALE,
     InterventionConfig,
 )
+from igds.method.verdict import (  # noqa: F401 - re-exported
+    NullFit,
+    benjamini_hochberg,
+    decide,
+    detectable_effect,
+    futile,
+    measured_items,
+    null_at,
+)
 from igds.modeling.adapters import Site, parse_site
 from igds.modeling.batching import EncodedItem, keep_mask, pad_batch, position_mask
 from igds.modeling.hooks import BlockInputs, capture, record_replay_inputs, replay_from
@@ -72,8 +84,10 @@ from igds.ranking import ranked_ids
 AMPLIFY = "amplify"
 ABLATE = "ablate"
 DIRECTION = "direction"  # a null job: a random direction of the null's edit size
+PLACED = "placed"  # a null job: a random direction on one candidate's firing positions at its edit norm
 NULL_DIRECTION = "direction"
 NULL_FEATURE = "feature"
+NULL_PLACED = PLACED
 NULL_NEIGHBOURS = 8  # a density-matched null feature is drawn from this many nearest non-candidates
 BUCKET_ROWS = 16  # dev rows per length bucket of the cached prefix
 
@@ -229,55 +243,85 @@ def feature_acts_at(sae, cache: DevCache, features: Sequence[int]) -> torch.Tens
 
 @dataclass(frozen=True)
 class Job:
-    """One intervention: ``amplify`` feature ``feature`` by ``alpha``, ``ablate`` it, or add null
-    ``direction`` number ``feature`` (``alpha`` times the null's edit size)."""
+    """One intervention: ``amplify`` feature ``feature`` by ``alpha``, ``ablate`` it, add global null ``direction``
+    number ``feature`` (``alpha`` times the null's edit size), or add ``placed`` null direction number ``feature``
+    on its candidate's firing positions."""
 
     feature: int
     kind: str
     alpha: float
 
 
-def job_rows(cache: DevCache, job: Job, acts: dict[int, torch.Tensor], cfg: InterventionConfig) -> list[int]:
-    """Dev rows a job changes; every other row keeps its base NLL exactly."""
+@dataclass(frozen=True)
+class Placed:
+    """A placed null direction: unit ``vector`` added at ``candidate``'s firing positions at its α = 1 per-position
+    edit norm ``|z_t|·‖W_dec[c]‖``."""
+
+    candidate: int
+    vector: torch.Tensor
+
+
+def job_rows(cache: DevCache, job: Job, acts: dict[int, torch.Tensor], cfg: InterventionConfig,
+             placed: dict[int, Placed] | None = None, span: tuple[int, int] | None = None) -> list[int]:
+    """Dev rows a job changes (inside ``span``, a ``[lo, hi)`` range of rows); every other row keeps its base NLL
+    exactly."""
     if job.kind == DIRECTION or (job.kind == AMPLIFY and cfg.edit_mode == ADD):
         live = cache.edit_mask.any(1)
-    else:  # scale amplification and ablation touch only positions where the feature fires
-        live = (acts[job.feature] != 0).any(1)
-    return live.nonzero(as_tuple=True)[0].tolist()
+    else:  # scale amplification, ablation and placed directions touch only positions where the feature fires
+        live = (acts[placed[job.feature].candidate if job.kind == PLACED else job.feature] != 0).any(1)
+    rows = live.nonzero(as_tuple=True)[0]
+    if span is not None:
+        rows = rows[(rows >= span[0]) & (rows < span[1])]
+    return rows.tolist()
 
 
-def job_edit(cache: DevCache, job: Job, row: int, dirs: dict[int, torch.Tensor], mean_act: dict[int, float],
-             acts: dict[int, torch.Tensor], cfg: InterventionConfig,
-             directions: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
-    """The additive edit ``Δh`` ``[T, d]`` (fp32, CPU) a job makes to dev row ``row``'s residual.
+def job_edits(cache: DevCache, job: Job, rows: Sequence[int], width: int, dirs: dict[int, torch.Tensor],
+              mean_act: dict[int, float], acts: dict[int, torch.Tensor], cfg: InterventionConfig,
+              directions: dict[int, torch.Tensor] | None = None,
+              placed: dict[int, Placed] | None = None) -> torch.Tensor:
+    """The additive edits ``Δh`` ``[len(rows), width, d]`` (fp32, CPU) a job makes to dev rows ``rows``.
 
     Zero outside ``cache.edit_mask`` by construction: ``acts`` are 0 there, and the ``add`` and
     ``direction`` edits are multiplied by the mask.
     """
-    edit = cache.edit_mask[row].unsqueeze(-1).float()
+    r = torch.as_tensor(list(rows), dtype=torch.long)
+    edit = cache.edit_mask[r, :width].unsqueeze(-1).float()                          # [n, w, 1]
     if job.kind == DIRECTION:
-        v = directions[job.feature]
-        return edit * (job.alpha / math.sqrt(max(float(edit.sum()), 1.0))) * v
-    d = dirs[job.feature].float()
+        n_edit = edit.sum((1, 2)).clamp_min(1.0).sqrt()[:, None, None]
+        return edit * (job.alpha / n_edit) * directions[job.feature][None, None]
+    if job.kind == PLACED:
+        p = placed[job.feature]
+        z = acts[p.candidate][r, :width].abs().unsqueeze(-1)
+        return (job.alpha * z * float(dirs[p.candidate].float().norm())) * p.vector[None, None]
+    d = dirs[job.feature].float()[None, None]
     if job.kind == AMPLIFY and cfg.edit_mode == ADD:
         return edit * (job.alpha * mean_act[job.feature]) * d
-    z = acts[job.feature][row].unsqueeze(-1)
+    z = acts[job.feature][r, :width].unsqueeze(-1)
     return (job.alpha * z) * d if job.kind == AMPLIFY else -(z * d)
+
+
+def job_edit(cache: DevCache, job: Job, row: int, dirs: dict[int, torch.Tensor], mean_act: dict[int, float],
+             acts: dict[int, torch.Tensor], cfg: InterventionConfig,
+             directions: dict[int, torch.Tensor] | None = None,
+             placed: dict[int, Placed] | None = None) -> torch.Tensor:
+    """The additive edit ``Δh`` ``[T, d]`` (fp32, CPU) a job makes to one dev row (:func:`job_edits`)."""
+    return job_edits(cache, job, [row], cache.hidden.shape[1], dirs, mean_act, acts, cfg, directions, placed)[0]
 
 
 def run_jobs(model, cache: DevCache, jobs: Sequence[Job], dirs: dict[int, torch.Tensor], mean_act: dict[int, float],
              acts: dict[int, torch.Tensor], cfg: InterventionConfig,
-             directions: dict[int, torch.Tensor] | None = None) -> dict[Job, np.ndarray]:
+             directions: dict[int, torch.Tensor] | None = None, **kwargs) -> dict[Job, np.ndarray]:
     """Per-example intervened NLL of each job (:func:`iter_jobs`, collected)."""
-    return {job: nll for job, nll, _ in iter_jobs(model, cache, jobs, dirs, mean_act, acts, cfg, directions)}
+    return {job: nll for job, nll, _ in iter_jobs(model, cache, jobs, dirs, mean_act, acts, cfg, directions, **kwargs)}
 
 
 @torch.no_grad()
 def iter_jobs(model, cache: DevCache, jobs: Sequence[Job], dirs: dict[int, torch.Tensor], mean_act: dict[int, float],
               acts: dict[int, torch.Tensor], cfg: InterventionConfig,
-              directions: dict[int, torch.Tensor] | None = None) -> Iterator[tuple[Job, np.ndarray, float]]:
+              directions: dict[int, torch.Tensor] | None = None, placed: dict[int, Placed] | None = None,
+              span: tuple[int, int] | None = None) -> Iterator[tuple[Job, np.ndarray, float]]:
     """Per-example intervened NLL of each job, yielded as ``(job, NLL array, seconds)`` as each job completes;
-    rows a job leaves unchanged keep the base NLL exactly.
+    rows a job leaves unchanged (or outside ``span``) keep the base NLL exactly.
 
     Jobs run in order, in windows of consecutive jobs covering at least ``batch_rows`` rows per length
     bucket; inside a window the rows of one bucket are stacked ``batch_rows`` at a time, so a job's
@@ -286,8 +330,10 @@ def iter_jobs(model, cache: DevCache, jobs: Sequence[Job], dirs: dict[int, torch
     Args:
         dirs: decoder direction per feature ``[d]``.
         mean_act: ā_j (mean activation when firing on probe; used by ``add``).
-        acts: ``[B, T]`` activation of each feature at editable positions (``scale`` and ablation).
+        acts: ``[B, T]`` activation of each feature at editable positions (``scale``, ablation, placed directions).
         directions: null direction ``k`` → its vector ``s·u_k`` (``DIRECTION`` jobs).
+        placed: placed null direction id → :class:`Placed` (``PLACED`` jobs).
+        span: ``[lo, hi)`` dev rows to measure (a look's items); None: all.
     """
     dtype = cache.hidden.dtype
     device = cache.hidden.device
@@ -305,9 +351,12 @@ def iter_jobs(model, cache: DevCache, jobs: Sequence[Job], dirs: dict[int, torch
                 rows = torch.tensor([r for _, r in chunk])
                 w = cache.buckets[b].width
                 h = cache.hidden[rows.to(device), :w].clone()
-                for i, (job, r) in enumerate(chunk):
-                    delta = job_edit(cache, job, r, dirs, mean_act, acts, cfg, directions)
-                    h[i] += delta[:w].to(device=device, dtype=dtype)
+                at = 0
+                for job, grp in itertools.groupby(chunk, key=lambda p: p[0]):
+                    rr = [r for _, r in grp]
+                    delta = job_edits(cache, job, rr, w, dirs, mean_act, acts, cfg, directions, placed)
+                    h[at : at + len(rr)] += delta.to(device=device, dtype=dtype)
+                    at += len(rr)
                 nll = replay_nll(model, cache, rows, h).numpy()
                 dt = (time.perf_counter() - t0) / len(chunk)
                 for i, (job, r) in enumerate(chunk):
@@ -318,7 +367,7 @@ def iter_jobs(model, cache: DevCache, jobs: Sequence[Job], dirs: dict[int, torch
 
     window, size = [], 0
     for job in jobs:
-        rows = job_rows(cache, job, acts, cfg)
+        rows = job_rows(cache, job, acts, cfg, placed, span)
         if not rows:
             yield job, result.pop(job), 0.0
             continue
@@ -329,6 +378,21 @@ def iter_jobs(model, cache: DevCache, jobs: Sequence[Job], dirs: dict[int, torch
             window, size = [], 0
     if window:
         yield from run_window(window)
+
+
+def _one_sided_p(x: np.ndarray) -> np.ndarray:
+    """One-sided paired t-test p-values (mean > 0) of each row of ``x`` ``[k, n]`` (1 sample: 0 if the mean
+    is positive, else 1; likewise when a row has no spread)."""
+    from scipy import stats
+
+    n = x.shape[1]
+    mean = x.mean(1)
+    if n < 2:
+        return np.where(mean > 0, 0.0, 1.0)
+    sd = x.std(1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = mean / (sd / math.sqrt(n))
+    return np.where(sd > 0, stats.t.sf(t, n - 1), np.where(mean > 0, 0.0, 1.0))
 
 
 def summarize_effect(job: Job, nll_base: np.ndarray, nll_int: np.ndarray, n_fired: int) -> dict:
@@ -349,20 +413,6 @@ def summarize_effect(job: Job, nll_base: np.ndarray, nll_int: np.ndarray, n_fire
             "effect": mean, "ci_low": mean - half, "ci_high": mean + half, "p_value": p}
 
 
-def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
-    """BH-adjusted p-values (q-values), monotone and capped at 1."""
-    p = np.asarray(p, dtype=float)
-    n = len(p)
-    if n == 0:
-        return p
-    order = np.argsort(p, kind="stable")
-    ranked = p[order] * n / np.arange(1, n + 1)
-    q = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(n)
-    out[order] = np.minimum(q, 1.0)
-    return out
-
-
 def primary_amplification(summary: pd.DataFrame) -> pd.DataFrame:
     """The rows of an effect summary that decide the filter: amplification at α = ``PRIMARY_ALPHA``.
 
@@ -376,6 +426,56 @@ def primary_amplification(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 # -- the null -------------------------------------------------------------------------------------------
+
+def look_order(example_ids: Sequence[str], seed: int) -> list[int]:
+    """Indices of ``example_ids`` in the run's look order: a seeded shuffle (sha256 of seed and id), so a look's
+    items are a random sample of the dev set whatever order the split lists them in."""
+    key = [hashlib.sha256(f"{seed}:{e}".encode()).hexdigest() for e in example_ids]
+    return sorted(range(len(example_ids)), key=lambda i: (key[i], example_ids[i]))
+
+
+def dev_sample(items: Sequence[EncodedItem], cfg: InterventionConfig) -> tuple[list[EncodedItem], int]:
+    """The dev items a run measures, in look order: items longer than ``cfg.max_length`` are dropped (never cut),
+    the rest shuffled by :func:`look_order` and the first ``cfg.dev_items`` kept (0: all).
+
+    Returns:
+        the items and how many were dropped for their length.
+    """
+    fit = [it for it in items if len(it.input_ids) <= cfg.max_length]
+    order = look_order([it.example_id for it in fit], cfg.null_seed)
+    kept = [fit[i] for i in order]
+    return (kept[: cfg.dev_items] if cfg.dev_items else kept), len(items) - len(fit)
+
+
+def look_bounds(n_items: int, cfg: InterventionConfig) -> list[int]:
+    """The item counts after which the run looks (futility), ending with every item: e.g. 64, 128, 192, 256."""
+    return [k for k in cfg.looks if k < n_items] + [n_items]
+
+
+@torch.no_grad()
+def feature_firing(sae, cache: DevCache, chunk: int = 4096) -> pd.DataFrame:
+    """For every SAE feature, over the edit scope of the dev cache: the dev items it fires on (``n_fired``: the rows
+    a ``scale`` edit changes) and the share of its firing positions that are response positions (``response_share``,
+    NaN where it never fires).
+    """
+    response = position_mask(cache.items, cache.hidden.shape[1], "response") & cache.edit_mask
+    rows = torch.arange(len(cache.items))[:, None].expand_as(cache.edit_mask)[cache.edit_mask]
+    resp = response[cache.edit_mask]
+    flat = cache.hidden[cache.edit_mask.to(cache.hidden.device)]
+    d_sae = int(sae.cfg.d_sae)
+    sae_dtype = next(sae.parameters()).dtype
+    fired = torch.zeros(len(cache.items), d_sae, dtype=torch.bool)
+    n_pos = torch.zeros(d_sae)
+    n_resp = torch.zeros(d_sae)
+    for s in range(0, len(flat), chunk):
+        on = sae.encode(flat[s : s + chunk].float().to(sae_dtype)).float().cpu() != 0   # [c, d_sae]
+        fired.index_put_((rows[s : s + chunk],), on, accumulate=True)
+        n_pos += on.sum(0)
+        n_resp += on[resp[s : s + chunk]].sum(0)
+    share = torch.where(n_pos > 0, n_resp / n_pos.clamp_min(1), torch.tensor(float("nan")))
+    return pd.DataFrame({"feature": np.arange(d_sae), "n_fired": fired.sum(0).numpy(),
+                         "response_share": share.numpy()})
+
 
 def edit_sizes(cache: DevCache, dirs: torch.Tensor, acts: torch.Tensor, mean_act: Sequence[float],
                edit_mode: str) -> np.ndarray:
@@ -400,60 +500,91 @@ def edit_sizes(cache: DevCache, dirs: torch.Tensor, acts: torch.Tensor, mean_act
 
 
 def null_edit_size(sizes: Sequence[float]) -> float:
-    """The null's edit size: the median candidate edit size over candidates whose edit is not a no-op
-    (0 when there is none, which makes every random direction a no-op too)."""
+    """The global directions' edit size: the median candidate edit size over candidates whose edit is not a no-op
+    (0 when there is none, which makes every global direction a no-op too)."""
     s = np.asarray(sizes, dtype=float)
     s = s[np.isfinite(s) & (s > 0)]
     return float(np.median(s)) if len(s) else 0.0
 
 
-def null_direction_vectors(d_model: int, n: int, seed: int) -> torch.Tensor:
-    """``[n, d_model]`` unit random directions; direction ``k`` comes from ``default_rng([0, seed, k])``
+def null_direction_vectors(d_model: int, n: int, seed: int, stream: Sequence[int] = (0,)) -> torch.Tensor:
+    """``[n, d_model]`` unit random directions; direction ``k`` comes from ``default_rng([*stream, seed, k])``
     alone, so it does not depend on how many are drawn."""
     out = np.zeros((n, d_model))
     for k in range(n):
-        u = np.random.default_rng([0, seed, k]).standard_normal(d_model)
+        u = np.random.default_rng([*stream, seed, k]).standard_normal(d_model)
         out[k] = u / np.linalg.norm(u)
     return torch.tensor(out, dtype=torch.float32)
 
 
-def null_plan(candidates: Sequence[int], density: np.ndarray | None, cfg: InterventionConfig) -> pd.DataFrame:
-    """The null's elements: ``null_directions`` random directions, then ``null_features`` density-matched
-    random non-candidate features (see the module docstring), deterministic for a seed.
+def placed_vector(d_model: int, candidate: int, k: int, seed: int) -> torch.Tensor:
+    """Unit direction ``k`` placed on ``candidate``'s positions (``default_rng([3, seed, candidate, k])``)."""
+    u = np.random.default_rng([3, seed, candidate, k]).standard_normal(d_model)
+    return torch.tensor(u / np.linalg.norm(u), dtype=torch.float32)
+
+
+def null_plan(candidates: Sequence[int], density: np.ndarray | None, cfg: InterventionConfig,
+              firing: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The null's elements, deterministic for a seed: ``null_directions`` global random directions, then
+    ``null_features`` density-matched non-candidate features, then ``null_placed`` placed directions per testable
+    candidate.
+
+    A density-matched slot draws a testable candidate ``c`` at random, then one of the :data:`NULL_NEIGHBOURS`
+    testable non-candidates closest to ``c`` in log token density among those whose response share of firing
+    positions is within ``share_tol`` of ``c``'s (all of them when none is), without repeats.
 
     Args:
-        density: token density (``tok_freq_task``) of every SAE feature ``[d_sae]``, NaN or 0 where it
-            never fired on probe.
+        density: token density (``tok_freq_task``) of every SAE feature ``[d_sae]``, NaN or 0 where it never fired
+            on probe.
+        firing: :func:`feature_firing` of the dev cache (None: every feature counts as testable, share unknown).
 
     Returns:
-        null_id, kind (``direction`` | ``feature``), feature (the non-candidate; -1 for a direction),
-        matched (the candidate whose density it matches; -1 for a direction).
+        null_id, kind (``direction`` | ``feature`` | ``placed``), feature (the non-candidate; the direction's index
+        for ``direction`` and ``placed``), matched (the candidate it matches or sits on; -1 for a global direction).
     """
-    rows = [{"null_id": k, "kind": NULL_DIRECTION, "feature": -1, "matched": -1} for k in range(cfg.null_directions)]
+    rows = [{"null_id": k, "kind": NULL_DIRECTION, "feature": k, "matched": -1} for k in range(cfg.null_directions)]
+    n_fired = share = None
+    if firing is not None:
+        n_fired = firing.set_index("feature").n_fired.reindex(range(len(density) if density is not None else 0))
+        share = firing.set_index("feature").response_share
     cands = sorted({int(c) for c in candidates})
-    if cfg.null_features and cands:
+    testable = [c for c in cands if n_fired is None or int(n_fired.get(c, 0)) >= cfg.min_fired]
+    if cfg.null_features and testable:
         if density is None:
             raise ValueError("the density-matched null needs each feature's token density (tok_freq_task); "
                              "pass density, or set null_features=0")
+        dens = np.asarray(density, dtype=float).copy()
+        if n_fired is not None:  # a null feature must be testable too
+            dens[n_fired.fillna(0).to_numpy()[: len(dens)] < cfg.min_fired] = np.nan
         rng = np.random.default_rng([1, cfg.null_seed])
-        targets = (cands[int(rng.integers(len(cands)))] for _ in range(cfg.null_features))
-        for target, feature in _matched_draws(targets, density, cands, rng):
+        targets = (testable[int(rng.integers(len(testable)))] for _ in range(cfg.null_features))
+        for target, feature in _matched_draws(targets, dens, cands, rng, share, cfg.share_tol):
             rows.append({"null_id": len(rows), "kind": NULL_FEATURE, "feature": feature, "matched": target})
+    for c in testable:
+        for k in range(cfg.null_placed):
+            rows.append({"null_id": len(rows), "kind": NULL_PLACED, "feature": k, "matched": c})
     return pd.DataFrame(rows, columns=["null_id", "kind", "feature", "matched"])
 
 
-def _matched_draws(targets, density: np.ndarray, exclude: Sequence[int], rng: np.random.Generator):
+def _matched_draws(targets, density: np.ndarray, exclude: Sequence[int], rng: np.random.Generator,
+                   share: pd.Series | None = None, share_tol: float = 1.0):
     """For each target (drawn lazily), a distinct random feature among the ``NULL_NEIGHBOURS`` nearest to it in
-    log token density, never one of ``exclude``; yields ``(target, feature)`` until none is left."""
+    log token density (among those within ``share_tol`` of its response share, when shares are given and any is),
+    never one of ``exclude``; yields ``(target, feature)`` until none is left."""
     dens = np.asarray(density, dtype=float)
     eligible = np.flatnonzero(np.isfinite(dens) & (dens > 0))
     eligible = eligible[~np.isin(eligible, list(exclude))]
+    shares = (share.reindex(range(len(dens))).to_numpy(dtype=float) if share is not None
+              else np.full(len(dens), np.nan))
     chosen: list[int] = []
     floor = dens[eligible].min() if len(eligible) else 1.0
     for target in targets:
         avail = eligible[~np.isin(eligible, chosen)]
         if not len(avail):
             return
+        if np.isfinite(shares[target]):
+            close = avail[np.abs(shares[avail] - shares[target]) <= share_tol]
+            avail = close if len(close) else avail
         # a target that never fired on probe (e.g. a pinned feature) matches the rarest features that did
         own = dens[target] if np.isfinite(dens[target]) and dens[target] > 0 else floor
         dist = np.abs(np.log(dens[avail]) - np.log(own))
@@ -477,110 +608,78 @@ def density_matched_features(features: Sequence[int], density: np.ndarray, exclu
     return [f for _, f in _matched_draws(feats, density, {*feats, *map(int, exclude)}, rng)]
 
 
-def null_threshold(null_effects: Sequence[float], quantile: float) -> float:
-    """The ``quantile`` of the pooled null effects (linear interpolation); NaN without any."""
-    e = np.asarray(null_effects, dtype=float)
-    e = e[np.isfinite(e)]
-    return float(np.quantile(e, quantile)) if len(e) else float("nan")
-
-
 # -- the filter -----------------------------------------------------------------------------------------
 
-def filter_features(summary: pd.DataFrame, candidates: Sequence[int], cfg: InterventionConfig,
-                    null_cut: float = float("nan")) -> pd.DataFrame:
-    """Decide ``F*`` from the α = 1 amplification effects of the candidates.
-
-    A candidate is kept when its effect exceeds the threshold (``cfg.delta``, or ``null_cut``, the
-    null's ``null_quantile`` quantile, when ``delta`` is None) and, with ``require_significance``, its
-    one-sided paired p-value is below ``cfg.fdr`` after Benjamini–Hochberg across all candidates
-    (unmeasured ones count as p = 1).
-
-    Returns:
-        one row per candidate: feature, effect, q_value, threshold, kept, reason.
-    """
-    amp = primary_amplification(summary)
-    amp = amp[amp.feature.isin(candidates)]
-    amp = amp.set_index("feature").reindex(list(candidates))
-    q = benjamini_hochberg(amp.p_value.fillna(1.0).to_numpy())
-    threshold = cfg.delta if cfg.delta is not None else null_cut
-    out = pd.DataFrame({"feature": list(candidates), "effect": amp.effect.to_numpy(), "q_value": q,
-                        "threshold": threshold})
-    above = (out.effect > threshold).to_numpy()
-    significant = (out.q_value < cfg.fdr).to_numpy() if cfg.require_significance else np.ones(len(out), bool)
-    out["kept"] = above & significant
-    cut = (f"effect <= delta ({cfg.delta:g})" if cfg.delta is not None
-           else f"effect <= null p{100 * cfg.null_quantile:g} ({threshold:+.4g})")
-    out["reason"] = np.where(~amp.effect.notna().to_numpy(), "not measured",
-                             np.where(np.isnan(threshold), "null not measured",
-                                      np.where(~above, cut, np.where(~significant, f"q >= {cfg.fdr:g}", "kept"))))
-    return out
+def effect_matrices(store, effect_id: str, candidates: Sequence[int], seed: int):
+    """The run's per-item α = 1 effects in look order: ``(candidates [m, n], null [N, n], null ids, example ids)``,
+    NaN where an element was not measured; items no element could score (no response tokens) are left out."""
+    deltas = store.effect_deltas(effect_id)
+    deltas = deltas[(deltas.kind == AMPLIFY) & (deltas.alpha == PRIMARY_ALPHA)]
+    null = store.null_deltas(effect_id)
+    ids = sorted(set(deltas.example_id) | set(null.example_id))
+    ids = [ids[i] for i in look_order(ids, seed)]
+    both = pd.concat([deltas[["example_id", "delta"]], null[["example_id", "delta"]]])
+    scorable = set(both.dropna().example_id)
+    ids = [e for e in ids if e in scorable]
+    cand = (deltas.pivot(index="feature", columns="example_id", values="delta")
+            .reindex(index=[int(c) for c in candidates], columns=ids).to_numpy(dtype=float))
+    wide = null.pivot(index="null_id", columns="example_id", values="delta").reindex(columns=ids)
+    return cand, wide.to_numpy(dtype=float), [int(i) for i in wide.index], ids
 
 
-def _one_sided_p(x: np.ndarray) -> np.ndarray:
-    """One-sided paired t-test p-values (mean > 0) of each row of ``x`` ``[k, n]`` (1 sample: 0 if the mean
-    is positive, else 1; likewise when a row has no spread)."""
-    from scipy import stats
-
-    n = x.shape[1]
-    mean = x.mean(1)
-    if n < 2:
-        return np.where(mean > 0, 0.0, 1.0)
-    sd = x.std(1, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = mean / (sd / math.sqrt(n))
-    return np.where(sd > 0, stats.t.sf(t, n - 1), np.where(mean > 0, 0.0, 1.0))
+def verdict_of(cand: np.ndarray, null: np.ndarray, n_fired, cfg: InterventionConfig) -> pd.DataFrame:
+    """:func:`igds.method.verdict.decide` with the run's config."""
+    return decide(cand, null, n_fired, fdr=cfg.fdr, min_fired=cfg.min_fired, family=cfg.null_fit, delta=cfg.delta,
+                  require_significance=cfg.require_significance)
 
 
-def kept_from_deltas(deltas: np.ndarray, null_deltas: np.ndarray, cfg: InterventionConfig) -> np.ndarray:
-    """``F*`` membership from per-example α = 1 effects, as :func:`filter_features` decides it.
+def fstar_bootstrap(deltas: np.ndarray, null_deltas: np.ndarray, n_fired, cfg: InterventionConfig,
+                    n_boot: int = 200, seed: int = 0) -> np.ndarray:
+    """Share of ``n_boot`` bootstrap resamples of the dev items in which each candidate stays in ``F*``.
+
+    Each resample draws, for every look length ``n`` a candidate was measured to, ``n`` of the first ``n`` items
+    with replacement (``default_rng(seed)``), and recomputes the effects, the null fitted over the same items (the
+    run's family, its t df held at the full fit's), p-values, BH q-values and the keep rule.
 
     Args:
-        deltas: ``[n_candidates, n_examples]`` NLL_base − NLL_amp; a row of NaN is an unmeasured candidate.
-        null_deltas: ``[n_null, n_examples]`` the null's per-example effects on the same examples.
+        deltas: ``[m, n]`` per-item α = 1 effects in look order (NaN where not measured).
+        null_deltas: ``[N, n]`` the null's per-item effects on the same items.
 
     Returns:
-        bool ``[n_candidates]``.
-    """
-    measured = ~np.isnan(deltas).all(1)
-    mean = np.full(len(deltas), np.nan)
-    p = np.ones(len(deltas))
-    if measured.any():
-        mean[measured] = deltas[measured].mean(1)
-        p[measured] = _one_sided_p(deltas[measured])
-    q = benjamini_hochberg(p)
-    cut = cfg.delta if cfg.delta is not None else null_threshold(null_deltas.mean(1), cfg.null_quantile)
-    above = mean > cut
-    return above & (q < cfg.fdr) if cfg.require_significance else above
-
-
-def fstar_bootstrap(deltas: np.ndarray, null_deltas: np.ndarray, cfg: InterventionConfig, n_boot: int = 200,
-                    seed: int = 0) -> np.ndarray:
-    """Share of ``n_boot`` bootstrap resamples of the dev examples in which each candidate stays in ``F*``.
-
-    Each resample draws the examples with replacement (``default_rng(seed)``) and recomputes the effect
-    means, p-values, BH q-values and the null quantile from the resampled per-example effects. Examples
-    that are NaN in any measured row (no response tokens) are dropped first.
-
-    Args:
-        deltas: ``[n_candidates, n_examples]`` per-example α = 1 effects (rows of NaN: unmeasured).
-        null_deltas: ``[n_null, n_examples]`` per-example null effects on the same examples.
-
-    Returns:
-        ``[n_candidates]`` stability in [0, 1] (0 for an unmeasured candidate).
+        ``[m]`` stability in [0, 1] (0 for an unmeasured or untestable candidate).
     """
     deltas = np.asarray(deltas, dtype=float)
-    null_deltas = np.asarray(null_deltas, dtype=float).reshape(-1, deltas.shape[1])
-    measured = ~np.isnan(deltas).all(1)
-    ok = ~np.isnan(deltas[measured]).any(0) & ~np.isnan(null_deltas).any(0)
-    deltas, null_deltas = deltas[:, ok], null_deltas[:, ok]
-    n = deltas.shape[1]
-    if n == 0:
+    null_deltas = np.asarray(null_deltas, dtype=float)
+    n_items = measured_items(deltas)
+    n_fired = np.asarray(n_fired, dtype=int)
+    if not deltas.size or not len(null_deltas):
         return np.zeros(len(deltas))
+    full = verdict_of(deltas, null_deltas, n_fired, cfg)
     rng = np.random.default_rng(seed)
     hits = np.zeros(len(deltas))
+    lengths = sorted({int(n) for n in n_items if n})
     for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        hits += kept_from_deltas(deltas[:, idx], null_deltas[:, idx], cfg)
+        p = np.full(len(deltas), np.nan)
+        eff = np.full(len(deltas), np.nan)
+        for n in lengths:
+            idx = rng.integers(0, n, n)
+            rows = np.flatnonzero(n_items == n)
+            eff[rows] = deltas[rows][:, idx].mean(1)
+            nm = null_deltas[measured_items(null_deltas) >= n][:, idx].mean(1)
+            df = full.null_df[rows[0]]
+            fit = NullFit("t" if np.isfinite(df) else "normal", df, float(nm.mean()),
+                          float(nm.std(ddof=1) * (math.sqrt((df - 2) / df) if np.isfinite(df) and df > 2 else 1.0)),
+                          len(nm), float("nan"), tuple(nm))
+            p[rows] = [fit.p(e) for e in eff[rows]]
+        p[n_fired < cfg.min_fired] = np.nan
+        tested = np.isfinite(p)
+        q = np.full(len(p), np.nan)
+        if tested.any():
+            q[tested] = benjamini_hochberg(p[tested])
+        kept = tested & ((q < cfg.fdr) if cfg.require_significance else tested)
+        if cfg.delta is not None:
+            kept &= eff > cfg.delta
+        hits += kept
     return hits / n_boot
 
 
@@ -641,12 +740,15 @@ class EffectResult:
 
     effect_id: str
     summary: pd.DataFrame       # one row per (feature, kind, alpha)
-    verdict: pd.DataFrame       # one row per candidate: effect, q_value, threshold, kept, reason
+    verdict: pd.DataFrame       # one row per candidate: effect, p, rank_p, q_value, untestable, stopped, kept, reason
     attribution: pd.DataFrame   # every feature: est_amplify, est_ablate
     seconds: float
     null: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per null element (null_summary)
-    null_cut: float = float("nan")  # the null's ``null_quantile`` quantile of pooled effects
+    null_cut: float = float("nan")  # the fitted null's 1 − fdr quantile over every item (BH's most lenient step)
     config: InterventionConfig | None = None
+    null_fit: NullFit | None = None  # the null fitted over every measured item
+    detectable: float = float("nan")  # the smallest effect found with 80% power (a planning figure)
+    n_items: int = 0                # dev items measured (scorable)
 
     @property
     def amplification(self) -> pd.DataFrame:
@@ -662,7 +764,8 @@ class EffectResult:
 
     @property
     def threshold(self) -> float:
-        """The effect a kept feature must exceed: ``delta`` when set, else the null quantile."""
+        """The effect a kept feature must exceed at least: ``delta`` when set, else the fitted null's ``1 − fdr``
+        quantile (BH's most lenient step; with more candidates tested the step is stricter)."""
         if self.config is not None and self.config.delta is not None:
             return float(self.config.delta)
         return self.null_cut
@@ -674,87 +777,131 @@ class EffectResult:
         v = self.verdict[self.verdict.kept]
         return [int(f) for f in ranked_ids(v.effect, v.feature, descending=True)]
 
+    @property
+    def power_line(self) -> str:
+        """The filter's power in one line: dev items, testable candidates, the detectable effect."""
+        v = self.verdict
+        n_un = int(v.untestable.sum()) if "untestable" in v else 0
+        det = f"{self.detectable:+.4f}" if np.isfinite(self.detectable) else "—"
+        return (f"{self.n_items} dev items, {len(v) - n_un} of {len(v)} candidates testable ({n_un} fire on fewer "
+                f"than {self.config.min_fired if self.config else 10} items), {len(self.null)} null elements; "
+                f"smallest effect found with 80% power: {det} nats")
+
     def why_none_kept(self) -> str:
-        """Why ``F*`` is empty, in one sentence with the strongest candidate's figures and the null."""
+        """Why ``F*`` is empty, in one sentence with the strongest candidate's figures, the null and the power."""
         v = self.verdict
         if v.empty:
             return f"intervention run {self.effect_id} measured no candidates"
-        best = v.sort_values("effect", ascending=False).iloc[0]
-        helped = int((v.effect > 0).sum())
-        q = self.config.null_quantile if self.config is not None else 0.95
-        null = (f"the null p{100 * q:g} is {self.null_cut:+.4f} nats over {len(self.null)} random edits of the same "
-                f"size" if np.isfinite(self.null_cut) else "the null is not measured")
-        rule = (f"; the filter used delta = {self.config.delta:g}" if self.config is not None
+        tested = v[~v.untestable] if "untestable" in v else v
+        if tested.empty or tested.effect.isna().all():
+            return (f"none of the {len(v)} candidates of intervention run {self.effect_id} could be tested: "
+                    f"cannot tell ({self.power_line})")
+        best = tested.sort_values("effect", ascending=False).iloc[0]
+        helped = int((tested.effect > 0).sum())
+        level = 100 * (1 - self.config.fdr if self.config else 0.05)
+        null = (f"the fitted null's p{level:g} is {self.null_cut:+.4f} nats over {len(self.null)} null elements"
+                if np.isfinite(self.null_cut) else "the null is not measured")
+        rule = (f"; the filter also asks effect > {self.config.delta:g}" if self.config is not None
                 and self.config.delta is not None else "")
-        return (f"none of the {len(v)} candidates of intervention run {self.effect_id} passed the filter "
+        return (f"none of the {len(tested)} tested candidates of intervention run {self.effect_id} passed the filter "
                 f"({helped} lowered the dev NLL when amplified; the largest effect is {best.effect:+.4f} nats, "
-                f"feature {int(best.feature)}, q = {best.q_value:.3g}; {null}{rule})")
+                f"feature {int(best.feature)}, p = {best.p:.3g}, q = {best.q_value:.3g}; {null}{rule}). Nothing "
+                f"that large is there; smaller effects it cannot tell ({self.power_line})")
 
 
 def load_effects(store, effect_id: str, candidates: Sequence[int], cfg: InterventionConfig) -> EffectResult:
-    """Read an intervention run's summaries, null and attribution and apply the filter."""
+    """Read an intervention run's summaries, null and attribution and decide F* (:func:`verdict_of`)."""
     summary = store.effect_summary(effect_id)
     attribution = store.attribution(effect_id)
     null = store.null_summary(effect_id)
-    cut = null_threshold(null.effect, cfg.null_quantile) if not null.empty else float("nan")
+    candidates = [int(c) for c in candidates]
+    cand, null_m, _, ids = effect_matrices(store, effect_id, candidates, cfg.null_seed)
+    amp = primary_amplification(summary).set_index("feature")
+    unknown = np.iinfo(np.int32).max  # a candidate not measured yet is not untestable
+    n_fired = [int(amp.n_fired.get(c, unknown)) for c in candidates]
+    verdict = verdict_of(cand, null_m, n_fired, cfg)
+    verdict.insert(0, "feature", candidates)
+    verdict["n_fired"] = [np.nan if n == unknown else n for n in n_fired]
+    verdict["ci_low"] = [amp.ci_low.get(c, np.nan) for c in candidates]
+    verdict["ci_high"] = [amp.ci_high.get(c, np.nan) for c in candidates]
+    n = int(measured_items(null_m).max()) if null_m.size else 0
+    fit = null_at(null_m, n, cfg.null_fit) if n else None
+    cut = fit.quantile(1 - cfg.fdr) if fit is not None else float("nan")
+    verdict["threshold"] = cfg.delta if cfg.delta is not None else cut
+    n_tested = int((~verdict.untestable).sum())
     seconds = float(summary.seconds.sum()) if not summary.empty else 0.0
     seconds += float(null.seconds.sum()) if not null.empty else 0.0
-    return EffectResult(effect_id=effect_id, summary=summary, verdict=filter_features(summary, candidates, cfg, cut),
-                        attribution=attribution, seconds=seconds, null=null, null_cut=cut, config=cfg)
+    return EffectResult(effect_id=effect_id, summary=summary, verdict=verdict, attribution=attribution,
+                        seconds=seconds, null=null, null_cut=cut, config=cfg, null_fit=fit,
+                        detectable=detectable_effect(null_m, n_tested, cfg.fdr, cfg.null_fit) if n else float("nan"),
+                        n_items=len(ids))
 
 
 def exact_order(candidates: Sequence[int], attribution: pd.DataFrame) -> list[int]:
-    """Candidates in exact-run order: strongest ``|estimated amplification effect|`` first (ties by id).
-    The first ``InterventionConfig.sweep_top`` of them get every α."""
+    """Candidates in exact-run order: strongest ``|estimated amplification effect|`` first (ties by id)."""
     est = dict(zip(attribution.feature, attribution.est_amplify.abs().fillna(0), strict=True))
     return sorted(candidates, key=lambda f: (-est.get(f, 0.0), f))
 
 
 def null_edit_size_of(sae, cache: DevCache, candidates: Sequence[int], mean_act: np.ndarray,
                       cfg: InterventionConfig) -> float:
-    """The null's edit size ``s``: the median α = 1 edit size of the candidates (:func:`null_edit_size`)."""
+    """The global directions' edit size ``s``: the median α = 1 edit size of the candidates
+    (:func:`null_edit_size`)."""
     cands = [int(f) for f in candidates]
     sizes = edit_sizes(cache, decoder_directions(sae, cands), feature_acts_at(sae, cache, cands),
                        [mean_act[f] for f in cands], cfg.edit_mode) if cands else []
     return null_edit_size(sizes)
 
 
+def _span_rows(cache: DevCache, span: tuple[int, int] | None) -> range:
+    return range(*(span or (0, len(cache.items))))
+
+
 def run_null_elements(model, sae, cache: DevCache, effect_id: str, todo: pd.DataFrame, size: float,
-                      mean_act: np.ndarray, cfg: InterventionConfig) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """Measure null elements (rows of :func:`null_plan`) on the dev cache; no I/O.
+                      mean_act: np.ndarray, cfg: InterventionConfig,
+                      span: tuple[int, int] | None = None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Measure null elements (rows of :func:`null_plan`) on the dev rows ``span``; no I/O.
 
     Args:
-        size: the null's edit size (:func:`null_edit_size_of`).
+        size: the global directions' edit size (:func:`null_edit_size_of`).
 
     Yields:
-        per element, as it finishes: its per-example rows (``null_effects``) and its summary row
-        (``null_summary``).
+        per element, as it finishes: its per-example rows on ``span`` (``null_effects``) and its summary row
+        (``null_summary``; its statistics cover ``span`` only, the driver recomputes them over every item).
     """
-    vecs = null_direction_vectors(cache.hidden.shape[-1], cfg.null_directions, cfg.null_seed)
-    feats = [int(f) for f in todo.feature if f >= 0]
+    d_model = cache.hidden.shape[-1]
+    vecs = null_direction_vectors(d_model, cfg.null_directions, cfg.null_seed)
+    feats = sorted({int(r.feature) for r in todo.itertuples() if r.kind == NULL_FEATURE}
+                   | {int(r.matched) for r in todo.itertuples() if r.kind == NULL_PLACED})
     dirs = dict(zip(feats, decoder_directions(sae, feats), strict=True)) if feats else {}
     acts_t = feature_acts_at(sae, cache, feats) if feats else None
     acts = {f: acts_t[:, :, i] for i, f in enumerate(feats)}
     f_sizes = dict(zip(feats, edit_sizes(cache, torch.stack([dirs[f] for f in feats]), acts_t,
                                          [mean_act[f] for f in feats], cfg.edit_mode), strict=True)) if feats else {}
-    jobs, meta = [], {}
+    jobs, meta, placed = [], {}, {}
     for r in todo.itertuples():
         if r.kind == NULL_DIRECTION:
             job = Job(int(r.null_id), DIRECTION, PRIMARY_ALPHA)
             meta[job] = (r, size, int(cache.edit_mask.any(1).sum()))
+        elif r.kind == NULL_PLACED:
+            job = Job(int(r.null_id), PLACED, PRIMARY_ALPHA)
+            placed[int(r.null_id)] = Placed(int(r.matched), placed_vector(d_model, int(r.matched), int(r.feature),
+                                                                         cfg.null_seed))
+            meta[job] = (r, float(f_sizes[int(r.matched)]), int((acts[int(r.matched)] != 0).any(1).sum()))
         else:
             job = Job(int(r.feature), AMPLIFY, PRIMARY_ALPHA)
             meta[job] = (r, float(f_sizes[int(r.feature)]), int((acts[int(r.feature)] != 0).any(1).sum()))
         jobs.append(job)
-    ids = [it.example_id for it in cache.items]
+    rows = _span_rows(cache, span)
+    ids = [cache.items[i].example_id for i in rows]
     base = cache.nll_base.numpy()
-
     for job, nll, seconds in iter_jobs(model, cache, jobs, dirs, {f: float(mean_act[f]) for f in feats}, acts, cfg,
-                                       directions={k: vecs[k] * size for k in range(cfg.null_directions)}):
+                                       directions={k: vecs[k] * size for k in range(cfg.null_directions)},
+                                       placed=placed, span=span):
         r, norm, n_fired = meta[job]
-        s = summarize_effect(job, base, nll, n_fired)
+        s = summarize_effect(job, base[list(rows)], nll[list(rows)], n_fired)
         eff = pd.DataFrame({"effect_id": effect_id, "null_id": int(r.null_id), "example_id": ids,
-                            "nll_base": base, "nll_int": nll})
+                            "nll_base": base[list(rows)], "nll_int": nll[list(rows)]})
         summ = pd.DataFrame([{"effect_id": effect_id, "null_id": int(r.null_id), "kind": r.kind,
                               "feature": int(r.feature), "matched": int(r.matched), "edit_norm": norm,
                               **{k: s[k] for k in ("n", "n_fired", "effect", "ci_low", "ci_high", "p_value")},
@@ -762,57 +909,48 @@ def run_null_elements(model, sae, cache: DevCache, effect_id: str, todo: pd.Data
         yield eff, summ
 
 
-def run_feature_effects(model, sae, cache: DevCache, effect_id: str, features: Sequence[int], sweep: set[int],
-                        mean_act: np.ndarray, cfg: InterventionConfig) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """Amplify (every α for the features in ``sweep``, α = 1 otherwise) and ablate ``features`` on the dev cache;
-    no I/O.
+def run_feature_effects(model, sae, cache: DevCache, effect_id: str, jobs: Sequence[tuple[int, str, float]],
+                        mean_act: np.ndarray, cfg: InterventionConfig,
+                        span: tuple[int, int] | None = None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Run candidate jobs ``(feature, kind, alpha)`` on the dev rows ``span``; no I/O.
 
     Yields:
-        per feature, once all its jobs are done: its per-example rows (``feature_effects``) and its summary rows
-        (``effect_summary``).
+        per feature, once all its jobs are done: its per-example rows on ``span`` (``feature_effects``) and its
+        summary rows (``effect_summary``; statistics over ``span``, recomputed by the driver over every item).
     """
-    todo = [int(f) for f in features]
+    jobs_of: dict[int, list[Job]] = {}
+    for f, kind, alpha in jobs:
+        jobs_of.setdefault(int(f), []).append(Job(int(f), kind, float(alpha)))
+    todo = list(jobs_of)
     if not todo:
         return
     dirs = dict(zip(todo, decoder_directions(sae, todo), strict=True))
     acts_all = feature_acts_at(sae, cache, todo)
     acts = {f: acts_all[:, :, i] for i, f in enumerate(todo)}
-    ids = [it.example_id for it in cache.items]
-    base = cache.nll_base.numpy()
-    jobs_of = {f: [Job(f, AMPLIFY, float(a)) for a in (cfg.alphas if f in sweep else (PRIMARY_ALPHA,))]
-               + ([Job(f, ABLATE, 0.0)] if cfg.ablate else []) for f in todo}
+    rows = list(_span_rows(cache, span))
+    ids = [cache.items[i].example_id for i in rows]
+    base = cache.nll_base.numpy()[rows]
     finished: dict[int, dict[Job, tuple[np.ndarray, float]]] = {f: {} for f in todo}
     for job, nll, seconds in iter_jobs(model, cache, [j for f in todo for j in jobs_of[f]], dirs,
-                                       {f: float(mean_act[f]) for f in todo}, acts, cfg):
+                                       {f: float(mean_act[f]) for f in todo}, acts, cfg, span=span):
         f = job.feature
-        finished[f][job] = (nll, seconds)
+        finished[f][job] = (nll[rows], seconds)
         if len(finished[f]) < len(jobs_of[f]):
             continue
         n_fired = int((acts[f] != 0).any(1).sum())
-        rows, summ = [], []
+        out, summ = [], []
         for j in jobs_of[f]:
             nll_j, sec = finished[f][j]
-            rows.append(pd.DataFrame({"effect_id": effect_id, "feature": f, "kind": j.kind, "alpha": j.alpha,
-                                      "example_id": ids, "nll_base": base, "nll_int": nll_j}))
+            out.append(pd.DataFrame({"effect_id": effect_id, "feature": f, "kind": j.kind, "alpha": j.alpha,
+                                     "example_id": ids, "nll_base": base, "nll_int": nll_j}))
             summ.append({"effect_id": effect_id, **summarize_effect(j, base, nll_j, n_fired), "seconds": sec})
-        yield pd.concat(rows), pd.DataFrame(summ)
+        yield pd.concat(out), pd.DataFrame(summ)
 
 
 def primary_effect(summ: pd.DataFrame) -> float:
-    """The α = 1 amplification effect in one feature's summary rows."""
+    """The α = 1 amplification effect in one feature's summary rows (NaN when it has none)."""
     amp = summ[(summ.kind == AMPLIFY) & (summ.alpha == PRIMARY_ALPHA)]
-    return float(amp.effect.iloc[0])
-
-
-def null_todo(store, effect_id: str, candidates: Sequence[int], density: np.ndarray | None,
-              cfg: InterventionConfig, max_null: int | None) -> tuple[pd.DataFrame, int, int]:
-    """The null elements not stored yet (at most ``max_null``), how many are stored and how many the plan has."""
-    plan = null_plan(candidates, density, cfg)
-    done = store.measured_nulls(effect_id)
-    todo = plan[~plan.null_id.isin(done)]
-    if max_null is not None:
-        todo = todo.head(max_null)
-    return todo, len(done), len(plan)
+    return float(amp.effect.iloc[0]) if len(amp) else float("nan")
 
 
 def finish_effects(store, effect_id: str, candidates: Sequence[int], cfg: InterventionConfig, finished_all: bool,
@@ -821,6 +959,5 @@ def finish_effects(store, effect_id: str, candidates: Sequence[int], cfg: Interv
     result = load_effects(store, effect_id, candidates, cfg)
     store.update_run(effect_id, status="done" if finished_all else "partial",
                      message=f"{len(result.kept)} of {len(candidates)} kept")
-    return EffectResult(effect_id=effect_id, summary=result.summary, verdict=result.verdict,
-                        attribution=result.attribution, seconds=time.perf_counter() - t0, null=result.null,
-                        null_cut=result.null_cut, config=cfg)
+    return dataclasses.replace(result, seconds=time.perf_counter() - t0)
+

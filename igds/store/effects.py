@@ -48,8 +48,20 @@ class EffectQueries:
             summary: one row per job (kind, alpha), columns ``SUMMARY_COLUMNS``.
         """
         with self.transaction() as con:
+            for r in summary.itertuples():  # a later look's summary replaces the earlier one
+                con.execute("DELETE FROM effect_summary WHERE effect_id = ? AND feature = ? AND kind = ? "
+                            "AND alpha = ?", [r.effect_id, int(r.feature), r.kind, float(r.alpha)])
             insert_arrow(con, {"effects": _arrow(effects, EFFECT_COLUMNS),
                                "effect_summary": _arrow(summary, SUMMARY_COLUMNS)})
+
+    def measured_rows(self, effect_id: str) -> pd.DataFrame:
+        """Dev items stored per job of an intervention run: feature, kind, alpha, n_rows."""
+        return self.query_df("SELECT feature, kind, alpha, count(*) AS n_rows FROM effects WHERE effect_id = ? "
+                             "GROUP BY feature, kind, alpha", [effect_id])
+
+    def feature_rows(self, effect_id: str, feature: int) -> pd.DataFrame:
+        """One feature's stored per-example rows (``EFFECT_COLUMNS``)."""
+        return self.query_df("SELECT * FROM effects WHERE effect_id = ? AND feature = ?", [effect_id, int(feature)])
 
     def effect_summary(self, effect_id: str) -> pd.DataFrame:
         """Summaries of an intervention run (``SUMMARY_COLUMNS``), by feature, kind and alpha."""
@@ -80,8 +92,22 @@ class EffectQueries:
             summary: one row, columns ``NULL_SUMMARY_COLUMNS``.
         """
         with self.transaction() as con:
+            for r in summary.itertuples():  # a later look's summary replaces the earlier one
+                con.execute("DELETE FROM null_summary WHERE effect_id = ? AND null_id = ?",
+                            [r.effect_id, int(r.null_id)])
             insert_arrow(con, {"null_effects": _arrow(effects, NULL_EFFECT_COLUMNS),
                                "null_summary": _arrow(summary, NULL_SUMMARY_COLUMNS)})
+
+    def measured_null_rows(self, effect_id: str) -> dict[int, int]:
+        """Dev items stored per null element of an intervention run."""
+        df = self.query_df("SELECT null_id, count(*) AS n_rows FROM null_effects WHERE effect_id = ? GROUP BY null_id",
+                           [effect_id])
+        return {int(i): int(n) for i, n in zip(df.null_id, df.n_rows, strict=True)}
+
+    def null_rows(self, effect_id: str, null_id: int) -> pd.DataFrame:
+        """One null element's stored per-example rows (``NULL_EFFECT_COLUMNS``)."""
+        return self.query_df("SELECT * FROM null_effects WHERE effect_id = ? AND null_id = ?",
+                             [effect_id, int(null_id)])
 
     def null_summary(self, effect_id: str) -> pd.DataFrame:
         """The null of an intervention run (``NULL_SUMMARY_COLUMNS``), by null id."""

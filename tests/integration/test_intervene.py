@@ -20,7 +20,6 @@ from igds.method.intervene import (
     AMPLIFY,
     DIRECTION,
     NULL_NEIGHBOURS,
-    PAPER_INTERVENTION,
     SCALE,
     InterventionConfig,
     Job,
@@ -28,14 +27,11 @@ from igds.method.intervene import (
     compute_mode,
     edit_sizes,
     feature_acts_at,
-    filter_features,
     fstar_bootstrap,
     job_edit,
-    kept_from_deltas,
     null_direction_vectors,
     null_edit_size,
     null_plan,
-    null_threshold,
     prepare_dev,
     run_jobs,
     summarize_effect,
@@ -204,14 +200,16 @@ def test_null_plan_is_seeded_and_density_matched_to_non_candidates():
     density[rng.choice(200, 30, replace=False)] = 0.0  # never fired: not eligible
     cands = [3, 17, 40, 41, 90, 150]
     density[cands] = [0.01, 0.02, 0.2, 0.3, 0.001, 0.05]
-    cfg = InterventionConfig(null_directions=4, null_features=16)
+    cfg = InterventionConfig(null_directions=4, null_features=16, null_placed=2)
     plan = null_plan(cands, density, cfg)
     again = null_plan(list(reversed(cands)), density, cfg)
     other = null_plan(cands, density, dataclasses.replace(cfg, null_seed=1))
     pd.testing.assert_frame_equal(plan, again)
     assert not plan.equals(other)
-    assert plan.kind.tolist() == ["direction"] * 4 + ["feature"] * 16
-    assert plan.null_id.tolist() == list(range(20))
+    assert plan.kind.tolist() == ["direction"] * 4 + ["feature"] * 16 + ["placed"] * 12
+    assert plan.null_id.tolist() == list(range(32))
+    placed = plan[plan.kind == "placed"]
+    assert sorted(placed.matched) == sorted(cands * 2) and set(placed.feature) == {0, 1}
     feats = plan[plan.kind == "feature"]
     assert feats.feature.is_unique and not feats.feature.isin(cands).any()
     assert (density[feats.feature] > 0).all() and feats.matched.isin(cands).all()
@@ -242,12 +240,14 @@ def _measure(tmp_path, name, cfg, max_null=None, max_features=None):
 
 
 def test_null_is_identical_for_a_seed_differs_for_another_and_resumes(tmp_path):
-    cfg = InterventionConfig(null_directions=6, null_features=3, precision="fp32", sweep_top=2)
+    cfg = InterventionConfig(null_directions=6, null_features=3, null_placed=1, precision="fp32", sweep_top=2,
+                             min_fired=2, require_significance=False, delta=0.0, looks=())
     store, a, cands, density = _measure(tmp_path, "a", cfg)
     _, b, _, _ = _measure(tmp_path, "b", cfg)
     _, c, _, _ = _measure(tmp_path, "c", dataclasses.replace(cfg, null_seed=7))
     cols = ["null_id", "kind", "feature", "matched", "edit_norm", "effect"]
-    assert len(a.null) == 9 and (a.null.kind == "direction").sum() == 6
+    assert len(a.null) == 9 + len(cands) and (a.null.kind == "direction").sum() == 6
+    assert sorted(a.null[a.null.kind == "placed"].matched) == sorted(cands)
     pd.testing.assert_frame_equal(a.null[cols], b.null[cols])
     assert a.null_cut == b.null_cut
     assert not np.allclose(a.null.effect, c.null.effect)
@@ -255,19 +255,19 @@ def test_null_is_identical_for_a_seed_differs_for_another_and_resumes(tmp_path):
     assert (a.null.effect != 0).any()
     # interrupted inside the null: no candidate runs before the null is complete; the resume has no duplicates
     _, part, _, _ = _measure(tmp_path, "d", cfg, max_null=4)
-    assert len(part.null) == 4 and part.summary.empty and not part.kept
+    assert len(part.null) == 4 and part.summary.n.sum() == 0 and not part.kept
     model, tok, sae = tiny_setup()
     st = ActivationStore(tmp_path / "d.duckdb")
     full = measure_here(st, "d", model, sae, SITE, make_items(tok, repeat=2),
                         Candidates(cands, np.where(density > 0, 1.0, np.nan), density), cfg, tok.pad_token_id)
-    assert len(full.null) == 9 and full.null.null_id.is_unique
-    assert st.scalar("SELECT count(*) FROM null_effects WHERE effect_id = 'd'") == 9 * 16
+    assert len(full.null) == 9 + len(cands) and full.null.null_id.is_unique
+    assert st.scalar("SELECT count(*) FROM null_effects WHERE effect_id = 'd'") == (9 + len(cands)) * 16
     np.testing.assert_allclose(full.null.effect, a.null.effect, atol=1e-6)
-    # the sweep: the top 2 candidates by |attribution| get every α, the rest α = 1 only
+    # the sweep and ablation: F*'s strongest 2 get every α and ablation, every other candidate α = 1 only
     alphas = a.summary[a.summary.kind == AMPLIFY].groupby("feature").alpha.nunique()
-    assert sorted(alphas.tolist()) == [1] * (len(cands) - 2) + [3] * 2
-    order = iv.exact_order(cands, a.attribution)
-    assert set(alphas[alphas == 3].index) == set(order[:2])
+    swept = set(alphas[alphas == 3].index)
+    assert swept == set(a.kept[:2]) and set(a.summary[a.summary.kind == ABLATE].feature) == swept
+    assert (alphas[~alphas.index.isin(swept)] == 1).all()
 
 
 def test_summary_signs_and_paired_test():
@@ -286,47 +286,6 @@ def test_benjamini_hochberg_matches_hand_computation():
     assert q == pytest.approx([0.04, 0.05333333, 0.05333333, 0.5])
 
 
-def test_filter_keeps_iff_effect_beats_the_null_quantile_and_bh_significant():
-    summary = pd.DataFrame({"feature": [1, 2, 3, 5], "kind": "amplify", "alpha": 1.0,
-                            "effect": [0.2, 0.04, 0.3, 0.1], "p_value": [0.001, 0.001, 0.4, 0.002]})
-    null = np.linspace(-0.05, 0.06, 12)
-    cut = null_threshold(null, 0.95)
-    assert cut == pytest.approx(np.quantile(null, 0.95))
-    v = filter_features(summary, [1, 2, 3, 4, 5], InterventionConfig(), cut).set_index("feature")
-    # 1: above the null and significant; 2: significant but inside the null; 3: above but not significant;
-    # 4: not measured; 5: above and significant
-    assert v.kept.to_dict() == {1: True, 2: False, 3: False, 4: False, 5: True}
-    assert v.loc[2, "reason"].startswith("effect <= null p95") and v.loc[3, "reason"] == "q >= 0.05"
-    assert v.loc[4, "reason"] == "not measured" and (v.threshold == cut).all()
-    # the null not measured yet: nothing passes
-    assert not filter_features(summary, [1, 2], InterventionConfig()).kept.any()
-    # explicit delta overrides the null; the paper's reading is effect > 0 with no test
-    assert filter_features(summary, [1, 2, 3], InterventionConfig(delta=0.03), cut).kept.tolist() == [True, True,
-                                                                                                      False]
-    assert filter_features(summary, [1, 2, 3], PAPER_INTERVENTION, cut).kept.tolist() == [True, True, True]
-
-
-def test_kept_from_per_example_effects_matches_the_stored_filter():
-    rng = np.random.default_rng(0)
-    n = 20
-    # kept; inside the null; above the null but not significant; not measured; harmful
-    deltas = np.stack([rng.normal(m, sd, n) for m, sd in ((0.1, 0.05), (0.02, 0.02), (0.08, 0.6), (0.0, 0.1),
-                                                          (-0.05, 0.05))])
-    deltas[2] = np.tile([0.5, -0.4], n // 2)  # mean 0.05, far too noisy for the test
-    deltas[3] = np.nan
-    nulls = rng.normal(0.02, 0.05, (10, n))
-    base = np.full(n, 3.0)
-    rows = [summarize_effect(Job(f, AMPLIFY, 1.0), base, base - deltas[f], n) for f in range(5) if f != 3]
-    summary = pd.DataFrame(rows)
-    cfg = InterventionConfig()
-    cut = null_threshold(nulls.mean(1), cfg.null_quantile)
-    want = filter_features(summary, list(range(5)), cfg, cut).kept.to_numpy()
-    assert want.tolist() == [True, False, False, False, False]
-    assert kept_from_deltas(deltas, nulls, cfg).tolist() == want.tolist()
-    paper = kept_from_deltas(deltas, nulls, PAPER_INTERVENTION)
-    assert paper.tolist() == filter_features(summary, list(range(5)), PAPER_INTERVENTION, cut).kept.tolist()
-
-
 def test_stability_is_seeded_and_separates_clear_from_marginal_features():
     rng = np.random.default_rng(1)
     n = 40
@@ -334,21 +293,23 @@ def test_stability_is_seeded_and_separates_clear_from_marginal_features():
                        np.full(n, np.nan)])
     nulls = rng.normal(0.0, 0.1, (30, n))
     cfg = InterventionConfig()
-    s = fstar_bootstrap(deltas, nulls, cfg, n_boot=200, seed=0)
-    assert np.array_equal(s, fstar_bootstrap(deltas, nulls, cfg, n_boot=200, seed=0))
-    assert not np.array_equal(s, fstar_bootstrap(deltas, nulls, cfg, n_boot=200, seed=1))
+    fired = [40, 40, 40, 40]
+    s = fstar_bootstrap(deltas, nulls, fired, cfg, n_boot=200, seed=0)
+    assert np.array_equal(s, fstar_bootstrap(deltas, nulls, fired, cfg, n_boot=200, seed=0))
+    assert not np.array_equal(s, fstar_bootstrap(deltas, nulls, fired, cfg, n_boot=200, seed=1))
     assert s[0] == 1.0 and 0.0 < s[1] < 1.0 and s[2] == 0.0 and s[3] == 0.0
-    assert ((s >= 0) & (s <= 1)).all()
+    assert fstar_bootstrap(deltas, nulls, [5, 40, 40, 40], cfg, n_boot=20)[0] == 0.0  # untestable: never kept
 
 
 def test_config_validates_edit_mode_positions_alphas_and_the_null():
-    assert InterventionConfig().edit_mode == SCALE and InterventionConfig().positions == "prompt_content"
+    assert InterventionConfig().edit_mode == SCALE and InterventionConfig().positions == "content"
     assert InterventionConfig().alphas == (0.5, 1.0, 2.0) and InterventionConfig().delta is None
     for bad in ({"edit_mode": "multiply"}, {"positions": "prompt"}, {"alphas": (0.5, 2.0)},
-                {"null_directions": 0, "null_features": 0}, {"null_quantile": 1.0}):
+                {"null_directions": 0, "null_features": 0, "null_placed": 0}, {"futility": 1.0},
+                {"looks": (128, 64)}, {"null_fit": "cauchy"}, {"min_fired": -1}):
         with pytest.raises(ValueError):
             InterventionConfig(**bad)
-    assert InterventionConfig(null_directions=0, null_features=0, delta=0.0).delta == 0.0
+    assert InterventionConfig(null_features=0, null_placed=0, delta=0.0, require_significance=False).delta == 0.0
     back = InterventionConfig.from_dict(InterventionConfig().to_dict())
     assert back == InterventionConfig()
 

@@ -14,7 +14,7 @@ import pytest
 
 from igds.method.config import ExtractConfig, InterventionConfig
 from igds.method.selection import SelectionConfig
-from igds.scope import CONTENT, DEFAULT_POOL, EDIT_SCOPE, STAGE_LENGTH, LengthRule, PoolSpec, TokenScope
+from igds.scope import CONTENT, DEFAULT_POOL, STAGE_LENGTH, LengthRule, PoolSpec, TokenScope
 
 IGDS = Path(__file__).resolve().parents[2] / "igds"
 NAMES = {"positions", "max_length", "pool_limit"}
@@ -116,7 +116,7 @@ def test_no_function_takes_more_than_ten_parameters_unless_named_with_a_reason()
 
 def test_the_configs_carry_their_value_objects():
     assert ExtractConfig().scope == CONTENT and ExtractConfig().length == STAGE_LENGTH
-    assert InterventionConfig().scope == EDIT_SCOPE and InterventionConfig(max_length=96).length == LengthRule(96)
+    assert InterventionConfig().scope == CONTENT and InterventionConfig(max_length=96).length == LengthRule(96)
     assert SelectionConfig(pool_setting="task-only", pool_limit=5).pool == PoolSpec("task-only", 5)
     assert SelectionConfig().pool == DEFAULT_POOL
     with pytest.raises(ValueError, match="positions must be one of"):
