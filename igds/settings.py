@@ -37,6 +37,15 @@ def shard_location() -> str | None:
     return value if "://" in value else str(Path(value).expanduser().resolve())
 
 
+def records_dir() -> Path | None:
+    """Folder of the committed results of record a workspace imports when it opens (``IGDS_RECORDS``, default
+    ``results/filter/`` in the repository; ``off`` turns the import off). See :mod:`igds.store.record`."""
+    value = os.environ.get("IGDS_RECORDS", "").strip()
+    if value.lower() in ("off", "0", "none", "false"):
+        return None
+    return Path(value).expanduser().resolve() if value else REPO_ROOT / "results" / "filter"
+
+
 def offline() -> bool:
     """True unless ``IGDS_OFFLINE=0``: the default path never touches a model or dataset hub."""
     return os.environ.get("IGDS_OFFLINE", "1") != "0"

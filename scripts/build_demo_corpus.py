@@ -6,6 +6,7 @@ Usage::
     python scripts/build_demo_corpus.py --save-raw raw.json.gz   # also keep the extracted raw layer
     python scripts/build_demo_corpus.py --from-raw raw.json.gz   # rebuild offline from a raw layer
     python scripts/build_demo_corpus.py --small --out /tmp/c     # tiny in-repo fixture, no network
+    python scripts/build_demo_corpus.py --resplit                # re-split the files in --out (offline)
 
 Two layers: ``corpus_sources.py`` fetches packages and reads raw dicts (network, apt, pip); the
 ``build_*`` functions here turn raw dicts into records with nothing but the seed as input, so the
@@ -16,6 +17,17 @@ Records hold content only: a record's ``prompt`` is the example's own input (the
 package description, the sentence to translate), without the task's instruction, which the task adds
 when it renders the prompt. Length limits apply to the rendered user message, so the same records are
 kept as when the instruction was stored with them.
+
+Splits are made in two steps. Each task is first cut into consecutive slices with the first corpus's
+``dev`` of ``FIRST_DEV`` (64) items and ``train`` of 1,200 (:func:`cut_sizes`); :func:`grow_dev` then
+moves a seeded choice of ``train`` records into ``dev`` until ``dev`` has ``SIZES["dev"]`` (256; 192
+moved, so ``train`` keeps 1,008). The choice is :func:`igds.data.corpus.stratified_sample` over the
+``train`` records (sorted by id, seeded with the build's seed; math stratified by template, the other
+files by source), so it depends only on the records and the seed. ``--resplit`` applies the same step
+to corpus files already written with the first cut, without the sources: a re-split of the files a
+first-cut build wrote is byte-identical to the current build, and a second ``--resplit`` changes nothing.
+``probe`` and ``test`` are never touched. Translation is two files (Ding ``DING_SHARE`` of every split,
+DDTP French the rest), each grown to its own share of ``dev`` (160 and 96).
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -34,11 +47,22 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from igds.data.corpus import Example, example_id, reserve_reference, write_records  # noqa: E402
+from igds.data.corpus import (  # noqa: E402
+    Example,
+    example_id,
+    read_records,
+    reserve_reference,
+    stratified_sample,
+    write_records,
+)
 from igds.data.tasks import MATH, SUMMARIZATION  # noqa: E402
 
-SIZES = {"probe": 256, "dev": 64, "train": 1200, "test": 400}
-SMALL_SIZES = {"probe": 4, "dev": 2, "train": 6, "test": 4}
+SIZES = {"probe": 256, "dev": 256, "train": 1008, "test": 400}
+SMALL_SIZES = {"probe": 4, "dev": 3, "train": 5, "test": 4}
+# dev as first cut (the corpus's first dev split); grow_dev moves train records into dev up to SIZES["dev"].
+FIRST_DEV = 64
+SMALL_FIRST_DEV = 2
+SPLIT_ORDER = ("probe", "dev", "train", "test", "reference")
 # General records reserved as the recall contrast set (split "reference", in no candidate pool).
 REFERENCE_SIZE = 512
 SMALL_REFERENCE_SIZE = 3
@@ -121,6 +145,50 @@ def interleave(groups: list[list[Any]]) -> list[Any]:
         out.extend(g[depth] for g in groups if depth < len(g))
         depth += 1
     return out
+
+
+def cut_sizes(sizes: dict[str, int], first_dev: int) -> dict[str, int]:
+    """The sizes of the first cut: ``dev`` of ``first_dev`` items, ``train`` the rest of dev + train."""
+    return {**sizes, "dev": first_dev, "train": sizes["train"] + sizes["dev"] - first_dev}
+
+
+def sort_records(records: Iterable[Example]) -> list[Example]:
+    """Records in file order: by split (probe, dev, train, test, reference), then id."""
+    rank = {s: i for i, s in enumerate(SPLIT_ORDER)}
+    return sorted(records, key=lambda e: (rank[e.split], e.id))
+
+
+def dev_stratum(ex: Example) -> str:
+    """Stratum of the dev draw: a math record's template (dev covers the templates evenly), else its source."""
+    return str(ex.meta["template"]) if ex.task == "math" else ex.source
+
+
+def grow_dev(records: list[Example], n_dev: int, seed: int) -> list[Example]:
+    """Move ``train`` records into ``dev`` until ``dev`` holds ``n_dev`` (a file's records, one task).
+
+    The records moved are ``stratified_sample(train, n_dev - len(dev), seed, key=dev_stratum)``: a seeded
+    shuffle of each stratum's records sorted by id, so the choice depends on the records and the seed
+    only, never on the file order. ``probe``, ``test`` and ``reference`` are left alone; a file whose
+    ``dev`` already holds ``n_dev`` comes back unchanged.
+
+    Args:
+        records: The records of one corpus file.
+        n_dev: The file's ``dev`` size wanted.
+        seed: The build's seed.
+
+    Returns:
+        The records in file order (:func:`sort_records`).
+
+    Raises:
+        ValueError: If ``dev`` already holds more than ``n_dev`` or ``train`` has too few records.
+    """
+    dev = [ex for ex in records if ex.split == "dev"]
+    train = [ex for ex in records if ex.split == "train"]
+    need = n_dev - len(dev)
+    if need < 0 or need > len(train):
+        raise ValueError(f"cannot grow dev from {len(dev)} to {n_dev} with {len(train)} train records")
+    moved = {ex.id for ex in stratified_sample(train, need, seed, key=dev_stratum)} if need else set()
+    return sort_records(replace(ex, split="dev") if ex.split == "train" and ex.id in moved else ex for ex in records)
 
 
 def take_splits(items: list[Any], sizes: dict[str, int], order: Iterable[str]) -> dict[str, list[Any]]:
@@ -238,8 +306,14 @@ def build_summarization(raw: list[dict[str, Any]], seed: int, sizes: dict[str, i
 # ----------------------------------------------------------------------------- translation
 
 
-def _scaled(sizes: dict[str, int], share: float) -> dict[str, int]:
-    return {k: round(v * share) for k, v in sizes.items()}
+def ding_sizes(sizes: dict[str, int]) -> dict[str, int]:
+    """Ding's share of every split (``DING_SHARE``, rounded)."""
+    return {k: round(v * DING_SHARE) for k, v in sizes.items()}
+
+
+def ddtp_fr_sizes(sizes: dict[str, int]) -> dict[str, int]:
+    """DDTP French's share of every split: what Ding leaves, so the two files add up to ``sizes``."""
+    return {k: v - round(v * DING_SHARE) for k, v in sizes.items()}
 
 
 def build_ding(raw: list[dict[str, str]], seed: int, sizes: dict[str, int]) -> list[Example]:
@@ -255,7 +329,7 @@ def build_ding(raw: list[dict[str, str]], seed: int, sizes: dict[str, int]) -> l
         items.append((de, en))
     items.sort()
     Random(seed).shuffle(items)
-    parts = take_splits(items, _scaled(sizes, DING_SHARE), ["test", "probe", "dev", "train"])
+    parts = take_splits(items, ding_sizes(sizes), ["test", "probe", "dev", "train"])
     return [
         make("translation", "ding", split, de, en, src_lang="de")
         for split, pairs in parts.items()
@@ -286,8 +360,7 @@ def build_ddtp_fr(
         best[p["source"]] = (fr, en, p["package"])
     items = [best[s] for s in sorted(best)]
     Random(seed).shuffle(items)
-    share = {k: v - round(v * DING_SHARE) for k, v in sizes.items()}
-    parts = take_splits(items, share, ["test", "probe", "dev", "train"])
+    parts = take_splits(items, ddtp_fr_sizes(sizes), ["test", "probe", "dev", "train"])
     return [
         make("translation", "debian-ddtp", split, fr, en, src_lang="fr", package=pkg)
         for split, pairs in parts.items()
@@ -406,18 +479,63 @@ def build_all(raw: dict[str, Any], seed: int = 0, small: bool = False) -> dict[s
         File name -> records, each list ordered by split then id.
     """
     sizes = SMALL_SIZES if small else SIZES
+    cut = cut_sizes(sizes, SMALL_FIRST_DEV if small else FIRST_DEV)
     quotas = SMALL_GENERAL_QUOTAS if small else GENERAL_QUOTAS
-    summ = build_summarization(raw["summarization"], seed, sizes)
+    summ = build_summarization(raw["summarization"], seed, cut)
     used_sources = {ex.meta["source_package"] for ex in summ}
     files = {
-        "math.jsonl.gz": build_math(raw["math"], seed, sizes),
+        "math.jsonl.gz": build_math(raw["math"], seed, cut),
         "summarization.jsonl.gz": summ,
-        "translation.jsonl.gz": build_ddtp_fr(raw["ddtp_fr"], seed, sizes, used_sources),
-        "translation-ding.jsonl.gz": build_ding(raw["ding"], seed, sizes),
+        "translation.jsonl.gz": build_ddtp_fr(raw["ddtp_fr"], seed, cut, used_sources),
+        "translation-ding.jsonl.gz": build_ding(raw["ding"], seed, cut),
         "general.jsonl.gz": build_general(raw, seed, quotas, SMALL_REFERENCE_SIZE if small else REFERENCE_SIZE),
     }
-    order = {s: i for i, s in enumerate(("probe", "dev", "train", "test", "reference"))}
-    return {name: sorted(recs, key=lambda e: (order[e.split], e.id)) for name, recs in files.items()}
+    return resplit(files, seed, small)
+
+
+def dev_targets(sizes: dict[str, int]) -> dict[str, int]:
+    """File name -> the ``dev`` size it holds (translation's two files share the task's ``dev``)."""
+    return {
+        "math.jsonl.gz": sizes["dev"],
+        "summarization.jsonl.gz": sizes["dev"],
+        "translation.jsonl.gz": ddtp_fr_sizes(sizes)["dev"],
+        "translation-ding.jsonl.gz": ding_sizes(sizes)["dev"],
+    }
+
+
+def resplit(files: dict[str, list[Example]], seed: int = 0, small: bool = False) -> dict[str, list[Example]]:
+    """Grow every task file's ``dev`` to its share of ``SIZES["dev"]`` (:func:`grow_dev`).
+
+    Args:
+        files: File name -> records (a first cut, or files already re-split: those come back unchanged).
+        seed: The build's seed.
+        small: Use the tiny sizes of the test fixture.
+
+    Returns:
+        File name -> records, each list ordered by split then id.
+    """
+    targets = dev_targets(SMALL_SIZES if small else SIZES)
+    return {
+        name: grow_dev(recs, targets[name], seed) if name in targets else sort_records(recs)
+        for name, recs in files.items()
+    }
+
+
+def resplit_folder(folder: Path, seed: int = 0, small: bool = False) -> dict[str, list[Example]]:
+    """Re-split the task files in ``folder`` in place (``--resplit``); the general file is not rewritten.
+
+    Raises:
+        FileNotFoundError: If a task file is missing.
+    """
+    names = sorted(dev_targets(SIZES))
+    before = {name: read_records(folder / name) for name in names}
+    after = resplit(before, seed, small)
+    for name in names:
+        old = {ex.id: ex.split for ex in before[name]}
+        assert {ex.id for ex in after[name]} == set(old), name
+        assert all(old[ex.id] == ex.split or (old[ex.id], ex.split) == ("train", "dev") for ex in after[name]), name
+    write_corpus(after, folder)
+    return after
 
 
 def write_corpus(files: dict[str, list[Example]], out: Path) -> None:
@@ -447,8 +565,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-raw", type=Path, help="build from a saved raw layer (offline)")
     parser.add_argument("--save-raw", type=Path, help="save the extracted raw layer here")
     parser.add_argument("--small", action="store_true", help="build the tiny in-repo fixture (no network)")
+    parser.add_argument(
+        "--resplit",
+        action="store_true",
+        help="grow dev from train in the task files already in --out, in place (no sources)",
+    )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
+    if args.resplit:
+        for name, recs in sorted(resplit_folder(args.out, args.seed, args.small).items()):
+            counts = {s: sum(ex.split == s for ex in recs) for s in SPLIT_ORDER[:4]}
+            print(f"{name}: " + ", ".join(f"{s} {n}" for s, n in counts.items()))
+        print(f"done in {time.perf_counter() - t0:.1f} s")
+        return 0
     if args.small:
         raw = load_raw(REPO / "tests" / "fixtures" / "corpus" / "raw_small.json")
     elif args.from_raw:

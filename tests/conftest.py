@@ -31,6 +31,8 @@ def _seed_and_isolate(tmp_path, monkeypatch, request):
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
+    # committed results of record are imported only where a test asks for them (tests/unit/test_record.py)
+    monkeypatch.setenv("IGDS_RECORDS", "off")
     # slow tests share the real workspace (converted model) so they do not reconvert every time
     if "slow" in request.keywords:
         monkeypatch.delenv("IGDS_HOME", raising=False)  # the real workspace, to reuse the converted model

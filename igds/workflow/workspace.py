@@ -203,9 +203,24 @@ def open_workspace(cfg: BootstrapConfig, store: ActivationStore | None = None,
     check_quality(info, sae_spec)
     store.register_model(mkey, model_identity(model), model_spec_record(cfg.model))
     store.register_sae(info.key, {**info.to_dict(), "site": site}, info.quality, sae_spec.to_dict())
+    import_results_of_record(store, mkey, info.key)
     return Workspace(store=store, model=model, tokenizer=tok, sae=sae, model_key=mkey, sae_key=info.key,
                      site=site, sae_info=info.to_dict(), model_spec=cfg.model,
                      examples_added=examples_added)
+
+
+def import_results_of_record(store: ActivationStore, model_key: str, sae_key: str) -> list:
+    """The committed results of record (``results/filter/``, :mod:`igds.store.record`) of runs on this model and SAE,
+    imported into the store when it lacks them, so a fresh clone reads those filter runs back instead of measuring
+    them again (``IGDS_RECORDS=off``: none). Cheap when nothing is new: only the manifests are compared with the
+    store's runs; a malformed file is logged and skipped."""
+    from igds import settings
+    from igds.store.record import import_records
+
+    folder = settings.records_dir()
+    if folder is None or not folder.is_dir():
+        return []
+    return import_records(store, folder, model_key=model_key, sae_key=sae_key, strict=False)
 
 
 def model_spec_record(spec: ModelSpec) -> dict:

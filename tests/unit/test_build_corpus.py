@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from igds.data.corpus import example_id, read_records
+from igds.data.corpus import Example, example_id, read_records
 from igds.data.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,6 +74,40 @@ def test_small_build_records(builder: ModuleType, tmp_path: Path) -> None:
     for ex in [*math, *summ, *translation, *general]:
         assert ex.id == example_id(ex.prompt, ex.response)
         assert ex.task == "general" or not ex.prompt.startswith(get_task(ex.task).instruction)
+
+
+def test_resplit_of_the_first_cut_gives_the_build(
+    builder: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = build(builder, tmp_path / "built")
+    # files as written before dev grew: the first cut (dev of SMALL_FIRST_DEV), re-split offline in place
+    with monkeypatch.context() as m:
+        m.setattr(builder, "resplit", lambda files, seed, small: {n: builder.sort_records(r) for n, r in files.items()})
+        first = build(builder, tmp_path / "first")
+    assert first["math.jsonl.gz"] != built["math.jsonl.gz"] and first["general.jsonl.gz"] == built["general.jsonl.gz"]
+    first_math = read_records(tmp_path / "first" / "math.jsonl.gz")
+    assert Counter(ex.split for ex in first_math)["dev"] == builder.SMALL_FIRST_DEV
+    assert builder.main(["--resplit", "--small", "--out", str(tmp_path / "first")]) == 0
+    resplit = {p.name: p.read_bytes() for p in sorted((tmp_path / "first").glob("*.jsonl.gz"))}
+    assert resplit == built  # the general file is not rewritten and was already the same
+    assert builder.main(["--resplit", "--small", "--out", str(tmp_path / "first")]) == 0
+    assert {p.name: p.read_bytes() for p in sorted((tmp_path / "first").glob("*.jsonl.gz"))} == built
+    after = {ex.id: ex.split for ex in read_records(tmp_path / "first" / "math.jsonl.gz")}
+    for ex in first_math:  # only train records move, and only into dev
+        assert after[ex.id] == ex.split or (ex.split, after[ex.id]) == ("train", "dev")
+
+
+def test_grow_dev(builder: ModuleType) -> None:
+    recs = [Example(f"id{i:02d}", "summarization", "src", "train" if i >= 2 else "dev", f"p{i}", "r")
+            for i in range(20)]
+    grown = builder.grow_dev(recs, 6, seed=0)
+    assert Counter(ex.split for ex in grown) == {"dev": 6, "train": 14}
+    assert [ex.split for ex in grown[:6]] == ["dev"] * 6 and {"id00", "id01"} <= {ex.id for ex in grown[:6]}
+    assert builder.grow_dev(list(reversed(recs)), 6, seed=0) == grown  # the file order does not matter
+    assert builder.grow_dev(grown, 6, seed=0) == grown  # dev already full: unchanged
+    assert builder.grow_dev(recs, 6, seed=1) != grown
+    with pytest.raises(ValueError, match="cannot grow dev"):
+        builder.grow_dev(grown, 4, seed=0)
 
 
 def test_cleaning_helpers(builder: ModuleType) -> None:

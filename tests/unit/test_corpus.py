@@ -16,7 +16,9 @@ from igds.data.corpus import CorpusError, Example, Membership, Record, example_i
 from igds.data.metrics import final_number
 from igds.data.tasks import get_task
 
-MINIMUM = {"probe": 256, "dev": 64, "train": 1000, "test": 300}
+MINIMUM = {"probe": 256, "dev": 256, "train": 1000, "test": 300}
+# What scripts/build_demo_corpus.py ships per task (dev grown from 64 to 256 out of train, which kept 1,008).
+SHIPPED = {"probe": 256, "dev": 256, "train": 1008, "test": 400}
 TASKS = ("math", "summarization", "translation")
 
 
@@ -62,6 +64,7 @@ def test_counts_meet_minimums(shipped: list[Example]) -> None:
     for task in TASKS:
         for split, n in MINIMUM.items():
             assert counts[task, split] >= n, (task, split)
+        assert {split: counts[task, split] for split in SHIPPED} == SHIPPED, task
     assert counts["general", "train"] >= 2500 and counts["general", "reference"] == 512
     assert {ex.split for ex in shipped if ex.task == "general"} == {"train", "reference"}
 
@@ -128,7 +131,7 @@ def test_pools_and_reference(shipped: list[Example]) -> None:
         corpus.task_pool("math", "everything")
     with pytest.raises(CorpusError, match="unknown task"):
         corpus.probe_set("poetry")
-    assert len(corpus.probe_set("summarization")) >= 256 and len(corpus.dev_set("translation")) >= 64
+    assert len(corpus.probe_set("summarization")) >= 256 and len(corpus.dev_set("translation")) >= 256
     assert {ex.split for ex in corpus.test_set("math")} == {"test"}
     ref = corpus.reference_set(n=512, seed=0, task="math")
     assert len(ref) == 512 and {ex.task for ex in ref} == {"general"}
