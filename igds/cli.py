@@ -343,6 +343,7 @@ def cmd_recall(args) -> int:
 
 def cmd_intervene(args) -> int:
     from igds.store import ActivationStore
+    from igds.workflow.explore import filter_rule
     from igds.workflow.stages import current_recall, run_interventions
 
     executor = _executor(args, ActivationStore())
@@ -354,13 +355,13 @@ def cmd_intervene(args) -> int:
                             executor=executor)
     v = res.verdict.sort_values("effect", ascending=False)
     print(f"interventions {res.effect_id}: {len(res.kept)} of {len(recall.candidates)} candidates kept "
-          f"(effect > the null's p95 {res.threshold:+.4f} nats over {len(res.null)} null edits, BH q < {icfg.fdr}; "
-          f"{res.seconds:.0f} s)")
+          f"(kept when {filter_rule(icfg)}; {res.power_line}; {res.seconds:.0f} s)")
     print(v.head(args.show).to_string(index=False))
     return 0
 
 
 def cmd_select(args) -> int:
+    from igds.method.arms import ARMS
     from igds.method.resonance import ResonanceConfig
     from igds.method.selection import SelectionConfig, composition, load_selection
     from igds.workflow.stages import latest_effects, select_baseline, select_igds
@@ -368,11 +369,20 @@ def cmd_select(args) -> int:
     ws, cfg = _workspace(args)
     mp = _method_preset(args)
     scfg = config_from_arguments(SelectionConfig, args, ratio=mp.ratio)
+    if args.source_task and scfg.method != "wrong-task":
+        raise ValueError("--source-task is for --method wrong-task")
     if scfg.method == "igds":
         sid = select_igds(ws.store, ws.extraction_run_id(cfg.extract), args.task,
                           latest_effects(ws.store, args.task, mp.name), scfg,
                           config_from_arguments(ResonanceConfig, args, "res_", base=mp.resonance), ws.sae_key,
                           name=args.name, preset=mp.name)
+    elif scfg.method in ARMS:  # the paper's ablation arms: IGDS's pool, FRS and cut over another feature set
+        from igds.workflow.arms import select_arm
+
+        sid = select_arm(ws, args.task, scfg.method, scfg,
+                         config_from_arguments(ResonanceConfig, args, "res_", base=mp.resonance),
+                         extract_cfg=cfg.extract, preset=mp.name, source_task=args.source_task, name=args.name,
+                         progress=_progress())
     else:
         sid = select_baseline(ws, args.task, scfg, name=args.name, progress=_progress())
     info, members = load_selection(ws.store, sid)
@@ -536,6 +546,29 @@ def cmd_store_info(args) -> int:
     return 0
 
 
+# -- results of record (igds.store.record) ---------------------------------------------------------------------
+def cmd_record_export(args) -> int:
+    from igds.store import ActivationStore
+    from igds.store.record import export_run
+
+    path = export_run(ActivationStore(), args.run, args.out)
+    print(f"run {args.run} written to {path} ({path.stat().st_size:,} bytes)")
+    return 0
+
+
+def cmd_record_import(args) -> int:
+    from igds.store import ActivationStore
+    from igds.store.record import default_folder, import_records
+
+    folder = args.folder or default_folder()
+    done = import_records(ActivationStore(), folder, force=True)
+    for d in done:
+        print(f"{d.path.name}: run {d.run_id} {d.status_before or 'new'} -> {d.status_after}, rows added "
+              f"{json.dumps(d.added, sort_keys=True)}")
+    print(f"{len(done)} record file(s) read from {folder}")
+    return 0
+
+
 def _named(group, command: str, help: str, func):
     """A subcommand of ``group`` taking one positional ``name`` (show / remove a dataset or task)."""
     sp = group.add_parser(command, help=help)
@@ -671,6 +704,9 @@ def build_parser() -> argparse.ArgumentParser:
     workspace_args(se, pool=False)
     se.add_argument("--task", required=True, help="task")
     se.add_argument("--name", default=None, help="name of the stored selection")
+    se.add_argument("--source-task", default=None,
+                    help="--method wrong-task: the task whose F* scores this task's pool (default: the next shipped "
+                         "task)")
     add_config_arguments(se, SelectionConfig)
     add_config_arguments(se, ResonanceConfig, "res_")
     se.add_argument("--method-preset", default="default", choices=list(METHOD_PRESETS),
@@ -747,6 +783,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("store", help="the DuckDB activation store").add_subparsers(dest="store_cmd", required=True)
     st.add_parser("info", help="table sizes and runs").set_defaults(func=cmd_store_info)
+
+    rc = sub.add_parser("record", help="results of record: filter runs as committed files (results/filter/)"
+                        ).add_subparsers(dest="record_cmd", required=True)
+    rce = rc.add_parser("export", help="write a run's rows as one record file")
+    rce.add_argument("--run", required=True, help="the run id (an intervention run's effect id)")
+    rce.add_argument("--out", default=None, help="folder or .zip file (default: results/filter/)")
+    rce.set_defaults(func=cmd_record_export)
+    rci = rc.add_parser("import", help="import record files the store lacks rows of (idempotent)")
+    rci.add_argument("folder", nargs="?", default=None, help="folder or one file (default: results/filter/)")
+    rci.set_defaults(func=cmd_record_import)
     return p
 
 

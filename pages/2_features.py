@@ -62,6 +62,7 @@ c4.metric("Used for selection", state.n_used, help="F* less vetoed plus pinned f
 ways_on.fstar_notice(store, task, state, latest_effects(store, task) if state.n_measured else None,
                      page="features")
 panel.quick_look(store, task, state)
+panel.power(store, task, state)
 panel.contexts_caption(table, state)
 query = st.text_input("Search (feature id, context token, promoted token or label)", key="feat_search")
 shown = panel.filter_table(table, query)

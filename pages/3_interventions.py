@@ -34,18 +34,21 @@ if not state.n_measured:
 v = effect_views(store, task)
 cfg = res.config
 s = v["summary"]
-q_label = f"null p{100 * cfg.null_quantile:g}"
+q_label = f"fitted null p{100 * (1 - cfg.fdr):g}"
 c1, c2, c4, c5 = st.columns(4)
 c1.metric("Measured", f"{state.n_measured}/{state.n_candidates}")
 c2.metric("Validated |F*|", state.n_kept, f"{state.n_used} used for selection" if state.n_used != state.n_kept
           else None, "off", help="used for selection: F* less vetoed plus pinned features", delta_arrow="off")
 c4.metric(q_label, f"{res.null_cut:+.4f} nats" if len(res.null) else "—",
-          help=f"{len(res.null)} random edits of the candidates' median size on the same dev rows")
+          help=f"{len(res.null)} null elements (density-matched features and random directions placed on each "
+               "candidate's positions) on the same dev rows; a kept feature's p against their fitted distribution "
+               "passes BH")
 c5.metric("Mean amplification effect", f"{v['amplification'].effect.mean():+.4f} nats")
 preset = filter_preset(cfg)
 st.caption(f"Run `{res.effect_id}` ({f'the {preset} preset' if preset else 'your own settings'}): edit "
            f"**{cfg.edit_mode}** at **{cfg.positions}** positions · α = 1 decides · kept when {filter_rule(cfg)}.")
 ways_on.fstar_notice(store, task, state, res, page="interventions")
+st.caption(f"Power: {res.power_line}.")
 
 kinds = st.segmented_control("Effect", ["amplify", "ablate"], default="amplify", key="int_kind")
 bars = (v["amplification"] if kinds == "amplify" else s[s.kind == kinds]).sort_values("effect", ascending=False)
@@ -55,7 +58,7 @@ fig = go.Figure(go.Bar(x=bars.feature_label, y=bars.effect, name="feature",
                                 "arrayminus": bars.effect - bars.ci_low},
                        marker_color=["#2f9e44" if f in kept else "#adb5bd" for f in bars.feature]))
 if kinds == "amplify" and len(res.null):
-    for kind, color in (("direction", "#868e96"), ("feature", "#f08c00")):
+    for kind, color in (("direction", "#868e96"), ("feature", "#f08c00"), ("placed", "#1c7ed6")):
         null = res.null[res.null.kind == kind]
         if len(null):
             fig.add_trace(go.Box(x=[f"null: {kind}s"] * len(null), y=null.effect, name=f"null ({kind}s)",

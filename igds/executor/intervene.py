@@ -80,6 +80,9 @@ def measure_effects(store, effect_id: str, dev_items: Sequence[EncodedItem], can
     t0 = time.perf_counter()
     candidates, mean_act, density = [int(f) for f in cands.features], cands.mean_act, cands.density
     items, dropped = dev_sample(dev_items, cfg)
+    if not items:
+        raise ValueError(f"none of the {len(dev_items)} dev items fits the run's length rule (max_length "
+                         f"{cfg.max_length} tokens; longer items are dropped, never cut): raise max_length")
     if dropped:
         store.update_run(effect_id, message=f"{dropped} dev items longer than {cfg.max_length} tokens dropped")
     if (store.run(effect_id) or {}).get("status") == "done":
@@ -104,7 +107,8 @@ def measure_effects(store, effect_id: str, dev_items: Sequence[EncodedItem], can
         size = workers.call("null_size", candidates, mean_act) if cfg.null_directions else 0.0
         _store_untestable(store, effect_id, [c for c in ranked if n_fired[c] < cfg.min_fired], n_fired)
         tested = [c for c in ranked if n_fired[c] >= cfg.min_fired]
-        complete = _run_looks(store, effect_id, workers, plan, tested, bounds, size, mean_act, cfg, progress, budget)
+        run = _Looks(store, effect_id, workers, mean_act, cfg, progress)
+        complete = run.looks(plan, tested, bounds, size, budget)
         if complete:
             kept = load_effects(store, effect_id, candidates, cfg).kept
             _run_extras(store, effect_id, workers, kept, len(items), mean_act, cfg, progress)
@@ -141,9 +145,27 @@ def _running(store, effect_id: str, tested: Sequence[int], lo: int, rows: dict[i
     return out
 
 
-def _run_looks(store, effect_id: str, workers, plan: pd.DataFrame, tested: Sequence[int], bounds: Sequence[int],
-               size: float, mean_act, cfg: InterventionConfig, progress: ProgressFn, budget: dict) -> bool:
-    """Every look's null and running candidates; True when the looks are complete (not stopped by a budget)."""
+@dataclass(frozen=True)
+class _Looks:
+    """One run's measuring context: where rows go, who computes them, with what."""
+
+    store: object
+    effect_id: str
+    workers: object
+    mean_act: np.ndarray
+    cfg: InterventionConfig
+    progress: ProgressFn
+
+    def looks(self, plan: pd.DataFrame, tested: Sequence[int], bounds: Sequence[int], size: float,
+              budget: dict) -> bool:
+        """Every look's null and running candidates; True when the looks are complete (not stopped by a budget)."""
+        return _run_looks(self, plan, tested, bounds, size, budget)
+
+
+def _run_looks(ctx: _Looks, plan: pd.DataFrame, tested: Sequence[int], bounds: Sequence[int], size: float,
+               budget: dict) -> bool:
+    store, effect_id, workers, mean_act, cfg, progress = (ctx.store, ctx.effect_id, ctx.workers, ctx.mean_act,
+                                                          ctx.cfg, ctx.progress)
     lo = 0
     for k, hi in enumerate(bounds):
         rows = dict(zip(*_amp_rows(store, effect_id), strict=True))

@@ -270,7 +270,9 @@ def job_rows(cache: DevCache, job: Job, acts: dict[int, torch.Tensor], cfg: Inte
     else:  # scale amplification, ablation and placed directions touch only positions where the feature fires
         live = (acts[placed[job.feature].candidate if job.kind == PLACED else job.feature] != 0).any(1)
     rows = live.nonzero(as_tuple=True)[0]
-    if span is not None:
+    if torch.is_tensor(span):
+        rows = rows[torch.isin(rows, span)]
+    elif span is not None:
         rows = rows[(rows >= span[0]) & (rows < span[1])]
     return rows.tolist()
 
@@ -333,7 +335,7 @@ def iter_jobs(model, cache: DevCache, jobs: Sequence[Job], dirs: dict[int, torch
         acts: ``[B, T]`` activation of each feature at editable positions (``scale``, ablation, placed directions).
         directions: null direction ``k`` → its vector ``s·u_k`` (``DIRECTION`` jobs).
         placed: placed null direction id → :class:`Placed` (``PLACED`` jobs).
-        span: ``[lo, hi)`` dev rows to measure (a look's items); None: all.
+        span: ``[lo, hi)`` dev rows to measure (a look's items), or a tensor of rows; None: all.
     """
     dtype = cache.hidden.dtype
     device = cache.hidden.device
@@ -853,8 +855,11 @@ def null_edit_size_of(sae, cache: DevCache, candidates: Sequence[int], mean_act:
     return null_edit_size(sizes)
 
 
-def _span_rows(cache: DevCache, span: tuple[int, int] | None) -> range:
-    return range(*(span or (0, len(cache.items))))
+def _span_rows(cache: DevCache, span) -> list[int]:
+    """The dev rows of ``span``: a ``[lo, hi)`` pair, a tensor of rows, or None (every row)."""
+    if torch.is_tensor(span):
+        return span.tolist()
+    return list(range(*(span or (0, len(cache.items)))))
 
 
 def run_null_elements(model, sae, cache: DevCache, effect_id: str, todo: pd.DataFrame, size: float,

@@ -23,7 +23,8 @@ class SelectionConfig(ConfigBase):
     """How many examples to keep from a ranking.
 
     Args:
-        method: ``igds`` or a baseline (random, loss, ifd, zip, full).
+        method: ``igds``, a baseline (random, loss, ifd, zip, longest, shortest, full) or an ablation arm
+            (:mod:`igds.method.arms`: recall-only, filter-only, random-features, wrong-task).
         ratio: keep the top ``⌈ratio · |pool|⌉`` (used when no threshold or budget is set).
         threshold: keep examples scoring at least this (IGDS: FRS ≥ τ; FRS ≤ τ in the ``hard`` direction).
         token_budget: keep top examples while their tokens fit in this budget.
@@ -33,7 +34,9 @@ class SelectionConfig(ConfigBase):
             ones in the mixed setting), chosen by a hash of the example id; 0 keeps the whole pool.
     """
 
-    method: str = field(default="igds", metadata={"help": "igds | random | loss | ifd | zip | full"})
+    method: str = field(default="igds", metadata={
+        "help": "igds | a baseline: random | loss | ifd | zip | longest | shortest | full | an ablation arm: "
+                "recall-only | filter-only | random-features | wrong-task"})
     ratio: float = field(default=0.5, metadata={"help": "share of the pool to keep"})
     threshold: float | None = field(default=None, metadata={
         "help": "keep examples with score >= threshold (IGDS hard direction: <=)"})

@@ -16,8 +16,8 @@ FEATURE_KEY = "feat_id"
 EXAMPLE_KEY = "feat_example"
 LINK_PROBLEM = "feat.link_problem"  # why the link's ?feature= names no feature (the input is left empty)
 _LABEL_REMOVE = "feat.label_remove"  # (sae_key, feature) whose label an empty save would remove, awaiting confirmation
-NUMBER_COLUMNS = ("freq_task", "freq_ref", "lift", "mean_act_task", "amp_effect", "abl_effect", "q_value",
-                  "attribution", "tok_freq_task", "tok_freq_ref")
+NUMBER_COLUMNS = ("freq_task", "freq_ref", "lift", "mean_act_task", "amp_effect", "abl_effect", "q_value", "p_fitted",
+                  "rank_p", "attribution", "tok_freq_task", "tok_freq_ref")
 
 
 def table_config() -> dict:
@@ -156,7 +156,7 @@ def effect_chart(store, task: str, feature: int) -> None:
     if eff is None:
         st.caption("No intervention effect measured for this feature (only the task's recall candidates are).")
         return
-    q = f"null p{100 * eff['null_quantile']:g}"
+    q = f"fitted null p{100 * eff['null_level']:g}"
     fig = go.Figure()
     for kind in ("amplify", "ablate"):
         if (r := eff[kind]) is not None:
@@ -165,7 +165,7 @@ def effect_chart(store, task: str, feature: int) -> None:
                                      error_y={"type": "data", "symmetric": False, "array": [r["ci_high"] - r["effect"]],
                                               "arrayminus": [r["effect"] - r["ci_low"]]}))
     null = eff["null"]
-    for kind, color in (("direction", "#868e96"), ("feature", "#f08c00")):
+    for kind, color in (("direction", "#868e96"), ("feature", "#f08c00"), ("placed", "#1c7ed6")):
         part = null[null.kind == kind] if len(null) else null
         if len(part):
             fig.add_trace(go.Box(x=[f"null: {kind}s"] * len(part), y=part.effect, name=f"null ({kind}s)",
@@ -332,6 +332,18 @@ def quick_look(store, task: str, state) -> None:
                                                      ("attribution", "effect", "ci_low", "ci_high", "detectable")})
         null = look.null.effect
         st.caption(f"Small null: effects {null.min():+.4f} … {null.max():+.4f} nats (median {null.median():+.4f}).")
+
+
+def power(store, task: str, state) -> None:
+    """The filter's power for the task: dev items, testable candidates, the smallest detectable effect; so an empty
+    F* reads "nothing that large" or "cannot tell", never a bare "none"."""
+    from igds.workflow.explore import latest_effects
+
+    if not state.n_measured:
+        return
+    res = latest_effects(store, task)
+    st.caption(f"Filter power: {res.power_line}. Candidates below the detectable size are not ruled out; "
+               "\"untestable\" rows fire on too few dev items to test and are not rejections.")
 
 
 def contexts_caption(table, state) -> None:

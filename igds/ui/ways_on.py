@@ -113,18 +113,16 @@ def rerun_filter(task: str, state, effects) -> None:
         return
     cur = effects.config or InterventionConfig()
     c1, c2, c3 = st.columns(3)
-    rule = c1.radio("Keep a candidate when its α = 1 effect exceeds", ["δ nats", "a quantile of the null"],
+    rule = c1.radio("Keep a candidate when", ["its p against the fitted null passes BH", "its α = 1 effect > δ nats"],
                     key="way_rule")
     delta = c2.number_input("δ (nats)", value=0.0, step=0.001, format="%.4f", key="way_delta",
-                            disabled=rule != "δ nats")
-    quantile = c2.slider("Null quantile", 0.5, 0.99, 0.8, 0.01, key="way_quantile",
-                         disabled=rule == "δ nats" or not cur.null_size)
-    test = c3.checkbox("and its BH q-value is below", value=False, key="way_test")
+                            disabled=not rule.startswith("its α"))
+    test = c3.checkbox("and its BH q-value is below", value=not rule.startswith("its α"), key="way_test")
     fdr = c3.number_input("q", 0.001, 1.0, 0.2, 0.01, key="way_fdr", disabled=not test)
     try:
-        cfg = InterventionConfig.from_dict({**cur.to_dict(), "delta": float(delta) if rule == "δ nats" else None,
-                                            "null_quantile": float(quantile), "require_significance": bool(test),
-                                            "fdr": float(fdr)})
+        by_delta = rule.startswith("its α")
+        cfg = InterventionConfig.from_dict({**cur.to_dict(), "delta": float(delta) if by_delta else None,
+                                            "require_significance": bool(test), "fdr": float(fdr)})
     except ValueError as e:
         st.error(md_text(e))
         return

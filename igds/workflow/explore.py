@@ -125,6 +125,10 @@ def features_table(store: ActivationStore, task: str) -> pd.DataFrame:
         t["amp_ci_high"] = t.feature.map(amp.ci_high)
         t["abl_effect"] = t.feature.map(abl.effect)
         v = res.verdict.set_index("feature")
+        t["items_fired"] = t.feature.map(v.n_fired)
+        t["items_measured"] = t.feature.map(v.n)
+        t["p_fitted"] = t.feature.map(v.p)
+        t["rank_p"] = t.feature.map(v.rank_p)
         t["q_value"] = t.feature.map(v.q_value)
         t["verdict"] = t.feature.map(v.reason)
         a = res.attribution.set_index("feature")
@@ -562,7 +566,8 @@ def feature_effect(store: ActivationStore, task: str, feature: int) -> dict | No
 
     Returns:
         amplify / ablate (the α = 1 summary rows as dicts, None where missing), dose (amplification rows by α),
-        null (the null's elements), null_cut, null_quantile, threshold (what a kept feature must beat), kept,
+        null (the null's elements), null_cut, null_level (the fitted null's quantile that null_cut is), threshold
+        (the least a kept feature must beat), kept,
         swept (measured at more than one α).
     """
     try:
@@ -577,7 +582,7 @@ def feature_effect(store: ActivationStore, task: str, feature: int) -> dict | No
     dose = s[s.kind == AMPLIFY].sort_values("alpha")
     return {"amplify": amp.iloc[0].to_dict() if len(amp) else None,
             "ablate": abl.iloc[0].to_dict() if len(abl) else None, "dose": dose, "null": res.null,
-            "null_cut": res.null_cut, "null_quantile": res.config.null_quantile if res.config else float("nan"),
+            "null_cut": res.null_cut, "null_level": 1 - res.config.fdr if res.config else float("nan"),
             "threshold": res.threshold, "kept": int(feature) in res.kept, "swept": dose.alpha.nunique() > 1}
 
 
@@ -613,6 +618,7 @@ def fstar_why(effects) -> str:
     filter)."""
     why = effects.why_none_kept()
     amp = effects.amplification.dropna(subset=["effect"])
+    amp = amp[amp.n > 0]
     if amp.empty:
         return why
     best = amp[amp.feature == ranked_ids(amp.effect, amp.feature)[0]].iloc[0]
@@ -635,8 +641,11 @@ def pin_choices(effects) -> pd.DataFrame:
 
 def filter_rule(cfg) -> str:
     """An intervention config's keep rule in words: ``effect > null p95 and BH q < 0.05``."""
-    rule = f"effect > {cfg.delta:g} nats" if cfg.delta is not None else f"effect > null p{100 * cfg.null_quantile:g}"
-    return rule + (f" and BH q < {cfg.fdr:g}" if cfg.require_significance else " (no significance test)")
+    test = (f"p against the fitted null of {cfg.null_features} density-matched features and {cfg.null_placed} placed "
+            f"directions per candidate, BH q < {cfg.fdr:g}")
+    if cfg.delta is None:
+        return test if cfg.require_significance else "every measured candidate (no test)"
+    return f"effect > {cfg.delta:g} nats" + (f" and {test}" if cfg.require_significance else " (no significance test)")
 
 
 def filter_preset(cfg) -> str | None:

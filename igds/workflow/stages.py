@@ -14,16 +14,18 @@ from igds.data.corpus import reference_set
 from igds.executor.config import ExecutorConfig, executor_config
 from igds.executor.intervene import Candidates, measure_effects
 from igds.executor.nll import nll_table
+from igds.method.arms import FILTER_STAGE, FilterArm
 from igds.method.config import QuickLookConfig
 from igds.method.extract import ExtractConfig
 from igds.method.intervene import (
-    AMPLIFY,
-    PRIMARY_ALPHA,
     EffectResult,
     InterventionConfig,
     compute_mode,
+    effect_matrices,
     fstar_bootstrap,
     load_effects,
+    measured_items,
+    primary_amplification,
 )
 from igds.method.pool import pool_fingerprint, pool_frame, pool_records
 from igds.method.presets import DEFAULT_PRESET, MethodPreset
@@ -37,6 +39,8 @@ from igds.scope import PoolSpec
 from igds.store import ActivationStore
 from igds.workflow.catalog import task_split
 from igds.workflow.workspace import Workspace
+
+UNCUT = 1 << 20  # encode dev items whole: the run drops (never cuts) those over its max_length
 
 
 def run_recall(ws: Workspace, task: str, cfg: RecallConfig, extract_cfg: ExtractConfig,
@@ -106,7 +110,8 @@ def token_density_vector(recall: RecallResult, d_sae: int) -> np.ndarray:
 
 def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: InterventionConfig,
                       progress: ProgressFn | None = None, max_features: int | None = None,
-                      preset: str = DEFAULT_PRESET, executor: ExecutorConfig | None = None) -> EffectResult:
+                      preset: str = DEFAULT_PRESET, executor: ExecutorConfig | None = None,
+                      arm: FilterArm | None = None) -> EffectResult:
     """Measure the null, then amplify / ablate every recall candidate on the task's dev split (resumable).
 
     Runs on fp32 weights (bf16 autocast on CUDA, see ``InterventionConfig.precision``).
@@ -114,17 +119,26 @@ def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: Inter
     Args:
         preset: the method preset the config came from, recorded with the run.
         executor: where the interventions run; None: the workspace's executor setting (local by default).
+        arm: measure the ``filter-only`` ablation arm's random features (:class:`igds.method.arms.FilterArm`)
+            instead of the recall's candidates, with ``recall``'s ā and densities (the candidates left out of the
+            null): a run of its own, keyed by the recall run's key plus :attr:`FilterArm.key` and of stage
+            :data:`~igds.method.arms.FILTER_STAGE`, so it resumes by itself and is never read back as the task's F*.
     """
     executor = executor or executor_config(ws.store)
     dev = task_split(ws.store, task, "dev")
     model = ws.fp32_model()
     eid = effect_id_for(ws, recall, [e.id for e in dev], cfg, model)
-    ws.store.start_run(eid, "intervene", {"intervene": cfg.to_dict(), "task": task, "recall_id": recall.recall_id,
-                                          "compute": compute_mode(model, cfg), "method_preset": preset},
-                       ws.model_key, ws.sae_key, n_total=len(recall.candidates))
-    items = encode_examples(ws.tokenizer, dev, cfg.max_length)
-    d_sae = int(ws.sae.cfg.d_sae)
-    return measure_effects(ws.store, eid, items, candidates_of(recall, d_sae), cfg, ws.tokenizer.pad_token_id,
+    cands = candidates_of(recall, int(ws.sae.cfg.d_sae))
+    stage, what = "intervene", {"recall_id": recall.recall_id}
+    if arm is not None:
+        cands = Candidates(list(arm.features), cands.mean_act, arm.null_density(cands.density))
+        eid, stage, what = f"{eid}-{arm.key}", FILTER_STAGE, {"arm": arm.to_dict(), "density_recall_id":
+                                                               recall.recall_id}
+    ws.store.start_run(eid, stage, {"intervene": cfg.to_dict(), "task": task, **what,
+                                    "compute": compute_mode(model, cfg), "method_preset": preset},
+                       ws.model_key, ws.sae_key, n_total=len(cands.features))
+    items = encode_examples(ws.tokenizer, dev, UNCUT)  # dev_sample drops (never cuts) items over cfg.max_length
+    return measure_effects(ws.store, eid, items, cands, cfg, ws.tokenizer.pad_token_id,
                            ws.pool(executor, model), progress, max_features)
 
 
@@ -140,7 +154,7 @@ def run_quick_look(ws: Workspace, task: str, recall: RecallResult, cfg: Interven
     ws.store.start_run(eid, QUICK_LOOK, {"intervene": icfg.to_dict(), "quick_look": look.to_dict(), "task": task,
                                          "recall_id": recall.recall_id, "compute": compute_mode(model, icfg)},
                        ws.model_key, ws.sae_key, n_total=min(look.top, len(recall.candidates)))
-    items = encode_examples(ws.tokenizer, dev, icfg.max_length)
+    items = encode_examples(ws.tokenizer, dev, UNCUT)
     measure_effects(ws.store, eid, items, candidates_of(recall, int(ws.sae.cfg.d_sae)), icfg,
                     ws.tokenizer.pad_token_id, ws.pool(executor, model), progress, max_features=look.top)
     ws.store.update_run(eid, status="done", message=f"{look.top} candidates at alpha = 1")
@@ -169,32 +183,28 @@ def fstar_stability(store: ActivationStore, effect_id: str, n_boot: int = 200, s
     """How stable each candidate's ``F*`` membership is under resampling of the dev examples.
 
     The share of ``n_boot`` bootstrap resamples (``seed``) of the dev items in which the candidate stays
-    in ``F*``, recomputing effect means, p-values, BH q-values and the null quantile from the resampled
-    per-example effects (:func:`igds.method.intervene.fstar_bootstrap`) with the run's own filter.
+    in ``F*``, recomputing effects, the fitted null, p-values and BH q-values from the resampled per-item effects
+    (:func:`igds.method.intervene.fstar_bootstrap`) with the run's own filter.
 
     Returns:
-        feature, stability (in [0, 1]; NaN for a candidate not measured yet), one row per candidate in
+        feature, stability (in [0, 1]; NaN for a candidate not measured yet or untestable), one row per candidate in
         the run's candidate order (the measured α = 1 features when the run names no recall).
     """
     run = store.run(effect_id)
     if run is None:
         raise ValueError(f"no intervention run {effect_id!r}")
     cfg = InterventionConfig.from_dict(run["config"].get("intervene", run["config"]))
-    deltas = store.effect_deltas(effect_id)
-    deltas = deltas[(deltas.kind == AMPLIFY) & (deltas.alpha == PRIMARY_ALPHA)]
+    summ = primary_amplification(store.effect_summary(effect_id)).set_index("feature")
     if run["config"].get("recall_id"):
         from igds.method.recall import load_recall
 
         candidates = load_recall(store, run["config"]["recall_id"]).candidates
     else:
-        candidates = sorted(int(f) for f in deltas.feature.unique())
-    null = store.null_deltas(effect_id)
-    examples = sorted(set(deltas.example_id) | set(null.example_id))
-    wide = deltas.pivot(index="feature", columns="example_id", values="delta").reindex(index=candidates,
-                                                                                       columns=examples)
-    null_wide = null.pivot(index="null_id", columns="example_id", values="delta").reindex(columns=examples)
-    share = fstar_bootstrap(wide.to_numpy(dtype=float), null_wide.to_numpy(dtype=float), cfg, n_boot, seed)
-    measured = wide.notna().any(axis=1).to_numpy()
+        candidates = sorted(int(f) for f in summ.index)
+    cand, null, _, _ = effect_matrices(store, effect_id, candidates, cfg.null_seed)
+    n_fired = [int(summ.n_fired.get(c, 0)) for c in candidates]
+    share = fstar_bootstrap(cand, null, n_fired, cfg, n_boot, seed)
+    measured = (measured_items(cand) > 0) & (np.asarray(n_fired) >= cfg.min_fired)
     return pd.DataFrame({"feature": candidates, "stability": np.where(measured, share, np.nan)})
 
 
