@@ -127,24 +127,28 @@ def test_amplification_lowers_nll_filter_keeps_it_and_igds_prefers_its_examples(
     d_sae = int(sae.cfg.d_sae)
     mean_act, density = mean_activation_vector(rec, d_sae), token_density_vector(rec, d_sae)
     dev_items = [items[e.id] for e in by("planted", "dev")]
-    cfg = InterventionConfig()  # scale edits of the prompt content, against the null
+    # scale edits of the prompt content (where the plant sits); 16 dev items, one look and a 20-element null are
+    # too few for the fitted null's test (tests/integration/test_planted_filter.py measures its power), so this
+    # pipeline test keeps effect > 0 and checks the plant beats every null element
+    cfg = InterventionConfig(positions="prompt_content", min_fired=2, looks=(), require_significance=False, delta=0.0)
     store.start_run("eff", "intervene", cfg.to_dict())
     # interrupted after one feature, then resumed: no duplicates, same final state
     first = measure_here(store, "eff", model, sae, SITE, dev_items, Candidates(rec.candidates, mean_act, density),
                          cfg, tok.pad_token_id, max_features=1)
-    assert first.summary.feature.nunique() == 1
+    assert first.summary[first.summary.n > 0].feature.nunique() == 1
     res = measure_here(store, "eff", model, sae, SITE, dev_items, Candidates(rec.candidates, mean_act, density),
                        cfg, tok.pad_token_id)
     assert res.summary.groupby(["feature", "kind", "alpha"]).size().max() == 1
+    tested = int((res.summary[res.summary.kind == "amplify"].n > 0).sum() - len(res.kept[: cfg.sweep_top]) * 2)
     assert store.scalar("SELECT count(*) FROM effects WHERE effect_id = 'eff'") == \
-        len(rec.candidates) * 4 * len(dev_items)
+        (tested + 3 * len(res.kept[: cfg.sweep_top])) * len(dev_items)  # α = 1 for all; F* also α 0.5, 2, ablation
     amp = res.summary[(res.summary.kind == "amplify")].set_index(["feature", "alpha"]).effect
     assert amp[(PLANTED, 1.0)] > 0
     assert amp[(PLANTED, 2.0)] > amp[(PLANTED, 0.5)]  # dose–response
     assert PLANTED in res.kept
-    assert amp[(PLANTED, 1.0)] > res.null_cut > 0 and len(res.null) > 32  # it beats the null
+    assert amp[(PLANTED, 1.0)] > res.null.effect.max() and len(res.null) >= 20  # it beats every null element
     stability = fstar_stability(store, "eff").set_index("feature").stability
-    assert stability[PLANTED] >= 0.9
+    assert stability[PLANTED] >= 0.9 and stability.min() < 0.9
     # the attribution screen agrees in sign for the planted feature
     attr = res.attribution.set_index("feature")
     assert attr.loc[PLANTED, "est_amplify"] > 0
@@ -169,7 +173,8 @@ def test_fstar_and_null_match_the_golden_fixture(planted):
     rec = recall_features(store, "x", "planted", [e.id for e in by("planted", "probe")],
                           [e.id for e in by("general", "train")], RecallConfig(min_freq=0.5, k_recall=5))
     d_sae = int(sae.cfg.d_sae)
-    cfg = InterventionConfig(precision="fp32", null_directions=16, null_features=8, null_seed=3)
+    cfg = InterventionConfig(precision="fp32", positions="prompt_content", null_directions=16, null_features=8,
+                             null_placed=2, null_seed=3, min_fired=2, looks=(), require_significance=False, delta=0.0)
     store.start_run("golden", "intervene", cfg.to_dict())
     res = measure_here(store, "golden", model, sae, SITE, [items[e.id] for e in by("planted", "dev")],
                        candidates_of(rec, d_sae), cfg, tok.pad_token_id)
@@ -188,5 +193,5 @@ def test_fstar_and_null_match_the_golden_fixture(planted):
     assert got["null_cut"] == pytest.approx(want["null_cut"], abs=1e-6)
     assert got["null_edit_size"] == pytest.approx(want["null_edit_size"], rel=1e-6)
     assert set(got["effects"]) == set(want["effects"])
-    for f, e in want["effects"].items():
-        assert got["effects"][f] == pytest.approx(e, abs=1e-6), f"feature {f}"
+    for f, e in want["effects"].items():  # NaN: an untestable candidate, never replayed
+        assert got["effects"][f] == pytest.approx(e, abs=1e-6, nan_ok=True), f"feature {f}"
