@@ -72,8 +72,9 @@ def run_stages(path: Path, folders, executor, dtype: str = "float32", precision:
     acts = store.query_df("SELECT example_id, feature, max_act, sum_act, n_active FROM feature_acts WHERE run_id = ? "
                           "ORDER BY example_id, feature", [ext.run_id])
     recall = run_recall(ws, TASK, RecallConfig(min_freq=0.05, dense_ref=1.0, k_recall=6), ecfg)
-    icfg = replace(PAPER_INTERVENTION, null_directions=4, null_features=2, precision=precision, sweep_top=2,
-                   batch_rows=16, max_length=96)
+    icfg = replace(PAPER_INTERVENTION, null_directions=4, null_features=2, null_placed=1, precision=precision,
+                   sweep_top=2, batch_rows=16, max_length=512, min_fired=2, looks=(), require_significance=False,
+                   delta=0.0)
     eff = run_interventions(ws, TASK, recall, icfg)
     summary = eff.summary.sort_values(["feature", "kind", "alpha"])
     null = eff.null.sort_values("null_id")
