@@ -8,8 +8,9 @@ STAGE_KEY_VERSION = 3
 
 # Version of the base-model NLL table (igds.modeling.nll.nll_table): the store's NLL cache keys its rows
 # by model and this tag, so rows computed another way are never read back. "ifd-header": the prompt-free
-# NLL conditions on the chat template's assistant header (before: a bare start token).
-NLL_PROCEDURE = "ifd-header"
+# NLL conditions on the chat template's assistant header (before: a bare start token); "-uncut": examples are
+# encoded whole and those over the cap dropped (before: cut at 256 tokens).
+NLL_PROCEDURE = "ifd-header-uncut"
 
 # Task of the off-task pool's records: rendered without instruction, never evaluated.
 GENERAL = "general"

@@ -59,7 +59,7 @@ class TokenScope:
 class LengthRule:
     """Where an example is cut: at most ``max_length`` tokens, prompt and response together."""
 
-    max_length: int = 256
+    max_length: int = 512
 
     def __post_init__(self):
         if self.max_length < 2:
@@ -102,14 +102,17 @@ class Scoped:
 CONTENT = TokenScope()
 """The default scope of extraction, recall, FRS, SAE training and amplification."""
 STAGE_LENGTH = LengthRule()
-"""The cap of extraction, interventions, the NLL tables, checks and amplification (256 tokens)."""
-NO_CUT = LengthRule(512)
-"""The cap of interventions' dev items: longer ones are dropped and counted, never cut (no shipped item reaches it)."""
+"""The cap of extraction, the NLL tables, checks and amplification (512 tokens): extraction and the NLL tables drop
+longer examples and count them, never cut (no shipped example reaches it; math's longest has 328)."""
+NO_CUT = STAGE_LENGTH
+"""The cap of interventions' dev items: longer ones are dropped and counted, never cut."""
 EVAL_LENGTH = LengthRule(512)
 """The cap of evaluation's prompts and teacher-forced references."""
+UNCUT = 1 << 20
+"""A cap no example reaches: encode whole, then apply a stage's rule (drop, never cut)."""
 DEFAULT_POOL = PoolSpec()
 """The mixed pool, unlimited."""
-TRAIN_LENGTH = LengthRule()
+TRAIN_LENGTH = LengthRule(256)
 """The cap of LoRA training sequences (the CPU profile fits it to the data)."""
 ALL_TOKENS = TokenScope("all")
 """Every real token: the scope of SAE training's activation buffer and of its reconstruction check."""

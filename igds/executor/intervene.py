@@ -174,7 +174,9 @@ def _run_looks(ctx: _Looks, plan: pd.DataFrame, tested: Sequence[int], bounds: S
             break
         tag = f"look {k + 1}/{len(bounds)} (items {lo + 1}–{hi})"
         null_rows = store.measured_null_rows(effect_id)
-        todo = plan[[null_rows.get(int(i), 0) < hi for i in plan.null_id]]
+        # a stopped candidate's placed directions stop with it; the null at a look is what was measured through it
+        live = plan[(plan.kind != "placed") | plan.matched.isin(running)] if lo else plan
+        todo = live[[null_rows.get(int(i), 0) < hi for i in live.null_id]]
         if budget["null"] is not None:
             todo = todo.head(budget["null"])
         if not todo.empty:
@@ -189,7 +191,7 @@ def _run_looks(ctx: _Looks, plan: pd.DataFrame, tested: Sequence[int], bounds: S
                                        f"{summ.effect.iloc[0]:+.4f})")
         if budget["null"] is not None:
             budget["null"] -= n
-            if budget["null"] <= 0 or len(plan[[null_rows.get(int(i), 0) < hi for i in plan.null_id]]) > n:
+            if budget["null"] <= 0 or len(todo) > n:
                 return False
         todo_f = [c for c in running if rows.get(c, 0) < hi]
         if budget["features"] is not None:

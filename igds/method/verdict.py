@@ -208,19 +208,27 @@ def decide(deltas: np.ndarray, null_deltas: np.ndarray, n_fired, *, fdr: float, 
 
 def sequential_verdict(deltas: np.ndarray, null_deltas: np.ndarray, n_fired, bounds, *, fdr: float, futility: float,
                        min_fired: int, family: str = "t", delta: float | None = None,
-                       require_significance: bool = True) -> pd.DataFrame:
+                       require_significance: bool = True, placed_on=None) -> pd.DataFrame:
     """The verdict of the looks run in order on effects measured on every item: at each look (every bound but the
     last) a running candidate that is :func:`futile` stops, its later items masked; then :func:`decide`. Futility
     reads only the items up to its look, so this equals what the interventions driver decides measuring look by
-    look (a test checks it); it is the cheap way to replay the procedure many times."""
+    look (a test checks it); it is the cheap way to replay the procedure many times.
+
+    Args:
+        placed_on: for each null row, the index of the candidate it is placed on (-1: none); a candidate's placed
+            directions stop when it does.
+    """
     d = np.array(deltas, dtype=float)
     n_fired = np.asarray(n_fired, dtype=int)
     running = n_fired >= min_fired
+    null_deltas = np.array(null_deltas, dtype=float)
+    placed_on = np.full(len(null_deltas), -1) if placed_on is None else np.asarray(placed_on)
     for look in list(bounds)[:-1]:
         null = null_at(null_deltas, look, family)
         for j in np.flatnonzero(running):
             if futile(d[j, :look], null, fdr, futility):
                 d[j, look:] = np.nan
                 running[j] = False
+                null_deltas[placed_on == j, look:] = np.nan  # its placed directions stop with it
     return decide(d, null_deltas, n_fired, fdr=fdr, min_fired=min_fired, family=family, delta=delta,
                   require_significance=require_significance)

@@ -123,8 +123,8 @@ def nll_table(model, tokenizer, examples: Sequence[Example], max_length: int = S
               progress: ProgressFn | None = None) -> pd.DataFrame:
     """Mean response NLL with and without the prompt, the inputs of the Loss and IFD baselines.
 
-    ``nll_cond`` scores the response tokens after the formatted prompt, encoded by the example's task
-    (chat template, exact prompt/response boundary, response capped at ``max_length // 2`` when too long).
+    ``nll_cond`` scores the response tokens after the formatted prompt, encoded whole by the example's task (chat
+    template, exact prompt/response boundary); an example longer than ``max_length`` is dropped (NaN), never cut.
     ``nll_uncond`` scores **the same response token ids** (eos included) after the chat template's
     assistant header only (:func:`unconditioned_prefix`: e.g. ``<|im_start|>assistant\\n``; a single start
     token without a chat template), so the answer is scored where answers start, as in the conditioned
@@ -141,8 +141,8 @@ def nll_table(model, tokenizer, examples: Sequence[Example], max_length: int = S
         progress: ``progress(done, total, message)``.
 
     Returns:
-        DataFrame ``example_id, nll_cond, nll_uncond`` in the order of ``examples`` (NaN when no response
-        token survived truncation).
+        DataFrame ``example_id, nll_cond, nll_uncond`` in the order of ``examples`` (NaN for an example over
+        ``max_length`` or without response tokens).
     """
     from igds.modeling.encoding import encode_examples
 
@@ -150,10 +150,14 @@ def nll_table(model, tokenizer, examples: Sequence[Example], max_length: int = S
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix[0]
     if len({ex.id for ex in examples}) != len(examples):
         raise ValueError("examples have duplicate ids")
-    cond = encode_examples(tokenizer, examples, max_length)
+    from igds.scope import UNCUT
+
+    cond = [it for it in encode_examples(tokenizer, examples, UNCUT) if len(it.input_ids) <= max_length]
     uncond = unconditioned_items(tokenizer, cond)
     total = 2 * len(examples)
     nc = response_nll(model, cond, pad, batch_tokens, scaled(progress, 0, len(examples), total))
     nu = response_nll(model, uncond, pad, batch_tokens, scaled(progress, len(examples), len(examples), total))
     ids = [ex.id for ex in examples]
-    return pd.DataFrame({"example_id": ids, "nll_cond": [nc[i] for i in ids], "nll_uncond": [nu[i] for i in ids]})
+    nan = float("nan")  # an example over max_length is dropped (never cut): no score
+    return pd.DataFrame({"example_id": ids, "nll_cond": [nc.get(i, nan) for i in ids],
+                         "nll_uncond": [nu.get(i, nan) for i in ids]})

@@ -35,12 +35,10 @@ from igds.method.resonance import ResonanceConfig, ResonanceMatrix, load_resonan
 from igds.method.selection import Overrides, SelectionConfig, load_overrides, save_selection, select_from_ranking
 from igds.modeling.encoding import encode_examples
 from igds.progress import ProgressFn
-from igds.scope import PoolSpec
+from igds.scope import UNCUT, PoolSpec
 from igds.store import ActivationStore
 from igds.workflow.catalog import task_split
 from igds.workflow.workspace import Workspace
-
-UNCUT = 1 << 20  # encode dev items whole: the run drops (never cuts) those over its max_length
 
 
 def run_recall(ws: Workspace, task: str, cfg: RecallConfig, extract_cfg: ExtractConfig,

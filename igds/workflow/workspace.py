@@ -6,6 +6,7 @@ Everything here is idempotent: a stage whose content key is already stored is sk
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +31,10 @@ from igds.modeling.sae import (
     load_sae,
 )
 from igds.progress import ProgressFn, null_progress
-from igds.scope import DEFAULT_POOL
+from igds.scope import DEFAULT_POOL, UNCUT
 from igds.store import ActivationStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -373,16 +376,21 @@ def extract_tasks(ws: Workspace, tasks: Sequence[str], cfg: ExtractConfig, pool_
     executor = executor or executor_config(ws.store)
     by_group = extraction_groups(ws.store, tasks, pool_setting)
     examples = [ex for group in by_group.values() for ex in group]
+    encoded = {ex.id: it for ex, it in zip(examples, encode_examples(ws.tokenizer, examples, UNCUT), strict=True)}
+    fits = {i for i, it in encoded.items() if len(it.input_ids) <= cfg.max_length}  # longer: dropped, never cut
     run_id = ws.extraction_run_id(cfg)
     ws.store.start_run(run_id, "extract", {"extract": cfg.to_dict(), "site": ws.site}, ws.model_key, ws.sae_key,
-                       n_total=len(examples))
-    wanted = [ex for g in EXTRACTION_GROUPS if g in groups for ex in by_group[g]]
-    items = encode_examples(ws.tokenizer, wanted, cfg.max_length)
+                       n_total=len(fits))
+    if len(fits) < len(examples):
+        log.warning("extraction %s: %d of %d examples are longer than %d tokens and are dropped (never cut)",
+                    run_id, len(examples) - len(fits), len(examples), cfg.max_length)
+    wanted = [ex for g in EXTRACTION_GROUPS if g in groups for ex in by_group[g] if ex.id in fits]
+    items = [encoded[ex.id] for ex in wanted]
     res = run_extraction(ws.store, run_id, items, cfg, ws.tokenizer.pad_token_id, ws.pool(executor), progress,
                          max_shards=max_shards)
-    if len(wanted) < len(examples):
-        n_stored = len(ws.store.token_counts(run_id, [ex.id for ex in examples]))
-        ws.store.update_run(run_id, status="done" if n_stored >= len(examples) else "partial", n_done=n_stored)
+    if len(wanted) < len(fits):
+        n_stored = len(ws.store.token_counts(run_id, sorted(fits)))
+        ws.store.update_run(run_id, status="done" if n_stored >= len(fits) else "partial", n_done=n_stored)
     return res
 
 
