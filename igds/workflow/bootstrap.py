@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from igds import settings
-from igds.method.intervene import InterventionConfig, exact_order, null_plan
+from igds.method.intervene import InterventionConfig, null_plan
 from igds.modeling.encoding import encode_examples
 from igds.progress import ProgressFn, begin_stage, null_progress, report_plan
 from igds.store import ActivationStore
@@ -174,7 +174,7 @@ def bootstrap(cfg: BootstrapConfig | None = None, store: ActivationStore | None 
     null_clock = _NullClock(begin(QUICK_LOOK))
     look = run_quick_look(ws, task, recall, cfg.intervene, cfg.quick_look, null_clock)
     if timed := null_clock.split():
-        look_rows, rates.filter_rows = filter_rows(ws.store, res.run_id, task, recall, look.effect_id, cfg.intervene,
+        look_rows, rates.filter_rows = filter_rows(ws.store, res.run_id, task, recall, look, cfg.intervene,
                                                    int(ws.sae.cfg.d_sae))
         rates.filter_fixed_s, rates.s_per_row = timed[0], timed[1] / max(1, look_rows)
     end(QUICK_LOOK)
@@ -212,41 +212,50 @@ def _tokens_left(ws, cfg: BootstrapConfig) -> dict[str, int]:
     return out
 
 
-def filter_rows(store: ActivationStore, run_id: str, task: str, recall, look_id: str, cfg: InterventionConfig,
+def filter_rows(store: ActivationStore, run_id: str, task: str, recall, look, cfg: InterventionConfig,
                 d_sae: int) -> tuple[int, float]:
-    """Dev rows the quick look replayed, and an estimate of those the full filter will replay: each null element and
-    each (candidate, kind, α) job replays the dev items its edit changes (a random direction: every item with an
-    editable position; a feature: the items where it fires there). Measured for what the quick look ran; for the
-    rest, the dev items where the feature fires in the extraction's scope (the store's aggregates), scaled by the
-    median ratio of edited to firing items among the features the quick look measured.
+    """Dev rows the quick look replayed, and an estimate of those the full filter will replay.
+
+    Each element replays, on each look's items, the dev items its edit changes: a feature (null or candidate) and a
+    placed direction the items where the feature (or its candidate) fires. The share of dev items each feature
+    changes is measured for what the quick look ran and, for the rest, read from the store's aggregates (the dev
+    items where it fires in the extraction's scope) scaled by the median ratio of the two among the features the
+    quick look measured. Every element runs the first look; the later looks run the null features, and each
+    candidate the quick look saw beyond its small null with its placed directions (the likely survivors of the
+    futility looks); the kept features' sweep and ablation are counted for those survivors.
+
+    Args:
+        look: the quick look (:class:`igds.method.quicklook.QuickLook`).
 
     Returns:
         ``(quick look rows, full filter rows)``.
     """
     from igds.workflow.catalog import task_split
 
-    null, summ = store.null_summary(look_id), store.effect_summary(look_id)
-    measured = {**dict(zip(null.feature.astype(int), null.n_fired, strict=True)),
-                **dict(zip(summ.feature.astype(int), summ.n_fired, strict=True))}
-    measured.pop(-1, None)  # the random directions
-    per_direction = float(null[null.kind == "direction"].n_fired.mean()) if (null.kind == "direction").any() else 0.0
+    null, summ = store.null_summary(look.effect_id), store.effect_summary(look.effect_id)
+    n_look = max(look.n_items, 1)
+    share = {int(f): n / n_look for f, n in [*zip(null[null.kind == "feature"].feature, null.n_fired, strict=True),
+                                             *zip(summ.feature, summ.n_fired, strict=True)]}
     cands = candidates_of(recall, d_sae)
     plan = null_plan(cands.features, cands.density, cfg)
-    null_feats = [int(f) for f in plan.feature if f >= 0]
+    null_feats = [int(f) for f in plan[plan.kind == "feature"].feature]
     dev = [e.id for e in task_split(store, task, "dev")]
+    n_dev = min(cfg.dev_items or len(dev), len(dev))
     firing: dict[int, int] = {}
-    for chunk in store.iter_pool_activations(run_id, dev, [*cands.features, *null_feats, *measured]):
+    for chunk in store.iter_pool_activations(run_id, dev, [*cands.features, *null_feats, *share]):
         for f in chunk["feature"][chunk["max_act"] > 0]:
             firing[int(f)] = firing.get(int(f), 0) + 1
-    ratios = [measured[f] / firing[f] for f in measured if firing.get(f)]
+    ratios = [share[f] / (firing[f] / len(dev)) for f in share if firing.get(f)]
     scale = float(np.median(ratios)) if ratios else 1.0
 
-    def rows(f: int) -> float:
-        return float(measured[f]) if f in measured else scale * firing.get(f, 0)
+    def per_item(f: int) -> float:
+        return share[f] if f in share else scale * firing.get(f, 0) / max(len(dev), 1)
 
-    attribution = store.attribution(look_id)
-    swept = set(exact_order(cands.features, attribution)[: cfg.sweep_top])
-    per_job = {int(f): (len(cfg.alphas) if f in swept else 1) + (1 if cfg.ablate else 0) for f in cands.features}
-    full = (per_direction * cfg.null_directions + sum(rows(f) for f in null_feats)
-            + sum(rows(f) * n for f, n in per_job.items()))
+    first = min([*cfg.looks, n_dev])
+    survivors = [int(f) for f in look.table[look.table.beyond_null].feature]
+    later = (n_dev - first) if survivors else 0
+    extras = (len(cfg.alphas) - 1 + (1 if cfg.ablate else 0)) * n_dev
+    full = (sum(per_item(f) for f in null_feats) * (first + later)
+            + sum(per_item(c) for c in cands.features) * (1 + cfg.null_placed) * first
+            + sum(per_item(c) * ((1 + cfg.null_placed) * later + extras) for c in survivors))
     return int(null.n_fired.sum() + summ.n_fired.sum()), full
