@@ -1,16 +1,17 @@
-"""What the default pipeline says matters, per task, on the real default model — and what the old
-measurement said on the same SAE. Writes ``docs/validity.md``.
+"""Which features matter per task on the real default model, under the powered filter, in both scopes, with the
+filter's power beside every verdict. Writes ``docs/validity.md``.
 
     python bench/validity.py [--tasks summarization translation math] [--out docs/validity.md]
 
-Per task: the SAE's quality on content tokens; |C| and |F*|; each candidate's α = 1 effect against the
-null's 95th percentile; the validated features (or, when F* is empty, the strongest candidates) with
-their top-activating contexts; Spearman(FRS, content length) of IGDS at ρ = 0.5 on the mixed and the
-task-only pool. "Before" runs the previous procedure on the same shipped SAE: every position (template
-and instruction included), per-example frequency recall, additive α = 1 edits on every position, no null.
-All results are cached by content key, so a rerun only reports. The "before" runs live in their own store
-(``cache/validity-before.duckdb``), so the workspace's store keeps only what the default pipeline made
-and the dashboard keeps showing it.
+Per task and scope: dev items, the detectable effect, |C|, |F*| and, for each kept feature (or the five strongest
+candidates when F* is empty), its α = 1 effect, p against the fitted null, q, rank p, dev items fired, stability over
+200 bootstrap resamples, the token-injection flag and top contexts. Scopes: ``content`` at the shipped power (256 dev
+items, 128 density-matched null features + 4 placed directions per candidate, futility looks) and ``prompt_content``
+at the earlier power (64 dev items, a 48-element null: 32 global directions, 16 density-matched features) as the
+comparison. "Before" is the earlier filter's verdict (issue 13's procedure: prompt-content edits, 64 dev items, the
+null's 95th percentile as a point threshold), quoted from the figures committed at c40e0a8. Every run is cached by
+content key, so a rerun only reports; each finished filter run is exported as a result of record
+(``results/filter/``), which a fresh store imports.
 """
 
 from __future__ import annotations
@@ -23,21 +24,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from igds import settings  # noqa: E402
-from igds.executor.extract import extract_here  # noqa: E402
 from igds.method.config import ExtractConfig, InterventionConfig, RecallConfig  # noqa: E402
-from igds.method.resonance import ResonanceConfig, length_confound  # noqa: E402
-from igds.method.selection import SelectionConfig  # noqa: E402
-from igds.modeling.encoding import encode_examples  # noqa: E402
-from igds.store import ActivationStore  # noqa: E402
+from igds.store.record import export_run  # noqa: E402
+from igds.workflow.checks import check_token_injection  # noqa: E402
 from igds.workflow.explore import contexts_markdown, ensure_contexts  # noqa: E402
-from igds.workflow.stages import fstar_stability, live_selection, run_interventions, run_recall  # noqa: E402
+from igds.workflow.stages import fstar_stability, run_interventions, run_recall  # noqa: E402
 from igds.workflow.workspace import default_workspace, extract_tasks  # noqa: E402
 
-BEFORE_EXTRACT = ExtractConfig(positions="all")
-BEFORE_RECALL = RecallConfig(frequency="example", min_freq=0.2, contrast=False, dense_ref=0.5, eps=0.01, k_recall=64)
-BEFORE_INTERVENE = InterventionConfig(edit_mode="add", positions="all", alphas=(1.0,), sweep_top=0, ablate=False,
-                                      null_directions=0, null_features=0, delta=0.0)
+SCOPES = {
+    "content": InterventionConfig(),
+    "prompt_content": InterventionConfig(positions="prompt_content", dev_items=64, looks=(), null_directions=32,
+                                         null_features=16, null_placed=0),
+}
+# The earlier filter's verdicts (issue 13: prompt-content edits, 64 dev items, effect > the null's p95 and BH), as
+# committed at c40e0a8 (docs/validity.md); its code is gone, so they are quoted, not rerun.
+BEFORE = {"summarization": "|C| 32, F* {f4005} (effect +0.0136 > null p95 +0.0034, stability 0.61)",
+          "translation": "|C| 32, F* {f2876} (flagged as a token detector; null p95 +0.0096, stability 0.94)",
+          "math": "|C| 32, F* empty (null p95 +0.0006; the strongest candidates fire in responses, which that "
+                  "filter never edited)"}
 
 
 def _tqdm_progress():
@@ -54,118 +58,93 @@ def _tqdm_progress():
     return progress
 
 
-def before_run(ws, task: str, progress) -> dict:
-    """The previous procedure on the same SAE: probe, reference and dev extracted on every position."""
-    from igds.data.corpus import dev_set, probe_set, reference_set
-
-    examples = {e.id: e for e in [*probe_set(task), *reference_set(10**9, task=task), *dev_set(task)]}
-    run_id = ws.extraction_run_id(BEFORE_EXTRACT)
-    ws.store.start_run(run_id, "extract", {"extract": BEFORE_EXTRACT.to_dict(), "site": ws.site, "scope": "before"},
-                       ws.model_key, ws.sae_key, n_total=len(examples))
-    items = encode_examples(ws.tokenizer, list(examples.values()), BEFORE_EXTRACT.max_length)
-    extract_here(ws.store, run_id, ws.model, ws.sae, ws.site, items, BEFORE_EXTRACT, ws.tokenizer.pad_token_id,
-                   progress)
-    recall = run_recall(ws, task, BEFORE_RECALL, BEFORE_EXTRACT)
-    effects = run_interventions(ws, task, recall, BEFORE_INTERVENE, progress)
-    shown = effects.kept[:5] or recall.candidates[:5]
-    ctx = ensure_contexts(ws, run_id, shown, progress=progress)
-    top = recall.table[recall.table.is_candidate].head(20)
-    return {"recall": recall, "effects": effects, "shown": shown, "contexts": ctx,
-            "share_freq1": float((top.freq_task >= 0.999).mean())}
-
-
-def after_run(ws, task: str, progress) -> dict:
+def scope_run(ws, task: str, scope: str, progress) -> dict:
+    """Recall (shared) and the filter in one scope, its shown features' contexts, stability and checks."""
     cfg = ExtractConfig()
     res = extract_tasks(ws, [task], cfg, "mixed", progress)
     recall = run_recall(ws, task, RecallConfig(), cfg)
-    effects = run_interventions(ws, task, recall, InterventionConfig(), progress)
-    shown = effects.kept[:5] or list(effects.verdict.sort_values("effect", ascending=False).feature.astype(int)[:5])
+    effects = run_interventions(ws, task, recall, SCOPES[scope], progress)
+    export_run(ws.store, effects.effect_id)
+    v = effects.verdict
+    shown = effects.kept[:5] or [int(f) for f in v[~v.untestable].sort_values("effect", ascending=False).feature[:5]]
     ctx = ensure_contexts(ws, res.run_id, shown, progress=progress)
-    spearman = {}
-    for pool in ("mixed", "task-only"):
-        sel = SelectionConfig(method="igds", ratio=0.5, pool_setting=pool)
-        if effects.kept:
-            sp, chosen = live_selection(ws.store, res.run_id, task, effects, sel, ResonanceConfig(), ws.sae_key)
-            conf = length_confound(sp.scores, chosen.example_id)
-            spearman[pool] = (conf.spearman, conf.length_ratio, len(chosen), len(sp.scores))
-    stability = fstar_stability(ws.store, effects.effect_id) if effects.kept else None
-    return {"recall": recall, "effects": effects, "shown": shown, "contexts": ctx, "spearman": spearman,
-            "stability": stability, "top20_freq1": float((recall.table[recall.table.is_candidate].head(20)
-                                                          .freq_task >= 0.999).mean())}
+    stability = fstar_stability(ws.store, effects.effect_id).set_index("feature").stability
+    flags = check_token_injection(ws, task, res.run_id, shown, progress=progress)
+    flagged = {int(f) for f, x in zip(flags.feature, flags.flagged, strict=True) if x}
+    return {"recall": recall, "effects": effects, "shown": shown, "contexts": ctx, "stability": stability,
+            "flagged": flagged}
 
 
 def report(ws, results: dict) -> str:
     q = ws.sae_info["quality"]
-    lines = ["# Which features matter, measured validly (issue 13)", "",
-             f"Model SmolLM2-135M-Instruct; SAE `{ws.sae_info['name']}` (shipped, sha256 verified), on content "
-             f"tokens of 200 held-out texts: explained variance {q['explained_variance']:.3f}, CE loss recovered "
-             f"{q['ce_recovered']:.3f}, dead latents {q['dead_fraction']:.1%}, L0 {q['l0']:.0f}.", "",
-             "*After*: content scope (the example's own text and response), token-level lift recall against the "
-             "reference split, `scale` edits on prompt content at α ∈ {0.5, 1, 2} (top 8 by attribution) against "
-             "a null of 32 random directions and 16 density-matched features, F* = effect > null p95 and BH q < 0.05. "
-             "*Before*: the previous procedure on the same SAE (every position, per-example frequency ≥ 0.2 ranked "
-             "by frequency, additive α = 1 edits on every position, Δ > 0 and BH, no null).", "",
-             "Controls: before and after share the SAE, the probe, dev and reference items and every seed, so only the "
-             "measurement differs; the null (random directions and density-matched features at the candidates' "
-             "edit size, on the same dev items) is the control for edit size; the share of candidates firing on "
-             "every task example is the template-token check; Spearman(FRS, content length) and the selection's "
-             "mean content length against the pool's are the length control. The paper's choices: per-example "
-             "frequency recall, amplification Δ > 0, a plain sum. Ours: the content scope, token-lift recall "
-             "against a reference split, `scale` edits on prompt content, the null with BH, mean FRS with p99 "
-             "scales.", ""]
-    for task, r in results.items():
-        a, b = r["after"], r["before"]
-        ea, eb = a["effects"], b["effects"]
-        lines += [f"## {task}", "",
-                  "| | \\|C\\| | \\|F*\\| | null p95 (nats) | top-20 candidates with task frequency 1.0 |",
-                  "|---|---|---|---|---|",
-                  f"| before | {len(b['recall'].candidates)} | {len(eb.kept)} | – (no null) | {b['share_freq1']:.2f} |",
-                  f"| after | {len(a['recall'].candidates)} | {len(ea.kept)} | {ea.null_cut:+.4f} | "
-                  f"{a['top20_freq1']:.2f} |", ""]
-        v = ea.verdict.sort_values("effect", ascending=False)
-        lines += ["Candidates after, strongest α = 1 effect first (effect vs. the null's 95th percentile):", "",
-                  "| feature | effect | 95% CI | q | > null p95 | kept |", "|---|---|---|---|---|---|"]
-        amp = ea.amplification.set_index("feature")
-        for row in v.head(10).itertuples():
-            ci = amp.loc[row.feature] if row.feature in amp.index else None
-            ci_s = f"{ci.ci_low:+.4f}..{ci.ci_high:+.4f}" if ci is not None else "–"
-            lines.append(f"| {int(row.feature)} | {row.effect:+.4f} | {ci_s} | {row.q_value:.3g} | "
-                         f"{'yes' if row.effect > ea.null_cut else 'no'} | {'**yes**' if row.kept else 'no'} |")
+    lines = ["# Which features matter, measured with power (issues 13 and 27)", "",
+             f"Model SmolLM2-135M-Instruct, float32 (the precision of record); SAE `{ws.sae_info['name']}` (shipped, "
+             f"sha256 verified): explained variance {q['explained_variance']:.3f}, CE loss recovered "
+             f"{q['ce_recovered']:.3f}, L0 {q['l0']:.0f}.", "",
+             "**The filter** (`igds/method/verdict.py`, `igds/executor/intervene.py`). Recall, FRS and edits read one "
+             "token scope, `content` (the example's own prompt content and its response), so no class of feature is "
+             "excluded by construction. Where an edit sits on scored response positions it can lower the NLL by the "
+             "direct logit path alone (raising common response tokens' logits); the null is what absorbs that: its "
+             "128 features are edited by their own rule on their own positions and matched to the candidates on "
+             "token density and on the share of their firing positions in the response (±0.1), and its 4 random "
+             "directions per candidate sit on that candidate's own firing positions at its own per-position edit "
+             "norm, so a candidate passes only by beating edits of its kind in the same places. Each candidate's p "
+             "is the upper tail of a Student t fitted to the null's mean effects over the same items (the fit's "
+             "Kolmogorov–Smirnov p is reported), then Benjamini–Hochberg across the tested candidates; the rank p "
+             "`(1 + #{null ≥ Δ}) / (N + 1)` is shown beside it. 256 dev items per task in four looks of 64 (a "
+             "seeded order); a candidate that can no longer reach the threshold stops at a look (futility only), "
+             "and one whose edit changes fewer than 10 dev items is *untestable*. `prompt_content` runs at the "
+             "earlier power (64 items, 48 null elements) as the comparison. The detectable effect is the smallest "
+             "α = 1 effect the filter finds with 80% power: a planning figure, never a bound.", "",
+             "The paper's choices: amplification decides, \"significant\" features are kept. Ours: the scope, the "
+             "dev size, the null and its fit, BH, the looks, the untestable class, the detectable effect.", ""]
+    for task, by_scope in results.items():
+        lines += [f"## {task}", "", f"Before (the earlier filter, quoted): {BEFORE.get(task, '–')}.", "",
+                  "| scope | dev items | detectable (nats) | \\|C\\| | tested | \\|F*\\| | null (elements, fit) |",
+                  "|---|---|---|---|---|---|---|"]
+        for scope, r in by_scope.items():
+            e = r["effects"]
+            fit = e.null_fit
+            fit_s = (f"{len(e.null)}, t df {fit.df:.1f}, KS p {fit.ks_p:.2f}"
+                     if fit is not None and fit.family == "t" else f"{len(e.null)}, normal")
+            lines.append(f"| {scope} | {e.n_items} | {e.detectable:+.4f} | {len(r['recall'].candidates)} | "
+                         f"{int((~e.verdict.untestable).sum())} | {len(e.kept)} | {fit_s} |")
         lines.append("")
-        if a["spearman"]:
-            lines += ["Spearman(FRS, content length), IGDS at ρ = 0.5 (mean FRS, p99 scale): " + "; ".join(
-                f"{pool} pool {s:+.3f} (selection / pool mean content length {lr:.2f}, {n} of {m})"
-                for pool, (s, lr, n, m) in a["spearman"].items()), ""]
-        if a["stability"] is not None and not a["stability"].empty:
-            lines += ["Stability (share of 200 bootstrap resamples of dev items keeping the feature in F*): " +
-                      ", ".join(f"f{int(r.feature)} {r.stability:.2f}" for r in a["stability"].itertuples()
-                                if int(r.feature) in ea.kept), ""]
-        label = "validated" if ea.kept else "strongest (none validated)"
-        lines += [f"Top contexts after ({label} features):", "", contexts_markdown(a["contexts"]), ""]
-        label = "validated" if eb.kept else "strongest"
-        lines += [f"Top contexts before ({label} features, every position):", "", contexts_markdown(b["contexts"]), ""]
+        for scope, r in by_scope.items():
+            e = r["effects"]
+            v = e.verdict.set_index("feature")
+            label = "F*" if e.kept else "the strongest tested candidates (F* is empty)"
+            lines += [f"**{scope}**: {label}", "",
+                      "| feature | effect | p | q | rank p | items fired | measured | stability | token detector |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            for f in r["shown"]:
+                row = v.loc[f]
+                flag = "yes" if f in r["flagged"] else "no"
+                stab = r["stability"].get(f, float("nan"))
+                lines.append(f"| {f} | {row.effect:+.4f} | {row.p:.3g} | {row.q_value:.3g} | {row.rank_p:.3g} | "
+                             f"{int(row.n_fired)} | {int(row.n)} | {stab:.2f} | {flag} |")
+            lines += ["", contexts_markdown(r["contexts"]), ""]
+            if not e.kept:
+                lines += [f"Empty F* with its power: {e.power_line}.", ""]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=["summarization", "translation", "math"])
+    ap.add_argument("--scopes", nargs="+", default=list(SCOPES))
     ap.add_argument("--out", default=str(ROOT / "docs" / "validity.md"))
-    ap.add_argument("--skip-before", action="store_true")
     args = ap.parse_args(argv)
     ws = default_workspace(tasks=tuple(args.tasks))
-    before_ws = default_workspace(ActivationStore(settings.home() / "validity-before.duckdb"), tasks=tuple(args.tasks))
     progress = _tqdm_progress()
-    results = {}
+    results: dict = {}
     for task in args.tasks:
-        t0 = time.perf_counter()
-        after = after_run(ws, task, progress)
-        before = before_run(before_ws, task, progress)
-        results[task] = {"after": after, "before": before}
-        Path(args.out).write_text(report(ws, results))
-        print(f"{task}: |C| {len(after['recall'].candidates)}, |F*| {len(after['effects'].kept)} "
-              f"(before {len(before['effects'].kept)}); {time.perf_counter() - t0:.0f} s; wrote {args.out}",
-              flush=True)
+        for scope in args.scopes:
+            t0 = time.perf_counter()
+            r = results.setdefault(task, {})[scope] = scope_run(ws, task, scope, progress)
+            Path(args.out).write_text(report(ws, results))
+            print(f"{task} / {scope}: |C| {len(r['recall'].candidates)}, |F*| {len(r['effects'].kept)}; "
+                  f"{time.perf_counter() - t0:.0f} s; wrote {args.out}", flush=True)
     return 0
 
 
