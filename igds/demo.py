@@ -13,7 +13,7 @@ from igds.training.config import EvalConfig
 # The tiny workspace's filter: keep any candidate whose amplification lowers the dev NLL (no test), over a small
 # null that is measured and shown; nothing on a random tiny model beats a real null, and the pages need an F*.
 DEMO_INTERVENTION = InterventionConfig(require_significance=False, delta=0.0, null_features=8, null_placed=1,
-                                       looks=(), dev_items=0)
+                                       looks=(), dev_items=0, min_fired=2)
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

@@ -114,6 +114,8 @@ DEFAULT_POOL = PoolSpec()
 """The mixed pool, unlimited."""
 TRAIN_LENGTH = LengthRule(256)
 """The cap of LoRA training sequences (the CPU profile fits it to the data)."""
+SAE_TRAIN_LENGTH = LengthRule(256)
+"""The sequence length SAE training reads (the shipped SAE's recipe)."""
 ALL_TOKENS = TokenScope("all")
 """Every real token: the scope of SAE training's activation buffer and of its reconstruction check."""
 GRID_POOL = PoolSpec(limit=300)

@@ -58,7 +58,8 @@ def pool_frame(store, task: str, pool: PoolSpec, run_id: str | None = None) -> p
         task: task name.
         pool: its setting (``task-only`` or ``mixed``) and limit per task (0: all).
         run_id: an extraction run; adds ``n_tokens``/``n_positions`` and checks that the run covers
-            every pool example (a score over a partly extracted pool would silently shrink it).
+            every pool example (a score over a partly extracted pool would silently shrink it); examples the run
+            dropped for their length (never cut) leave the pool.
 
     Returns:
         example_id, task, source, split, prompt, response, shown_key[, n_tokens, n_positions], in the
@@ -73,6 +74,7 @@ def pool_frame(store, task: str, pool: PoolSpec, run_id: str | None = None) -> p
     frame = limit_frame(frame, pool.limit).sort_values("shown_key").reset_index(drop=True)
     if run_id is None:
         return frame
+    frame = frame[~frame.example_id.isin(store.run_dropped(run_id))].reset_index(drop=True)  # over the length cap
     stats = store.token_counts(run_id, list(frame.example_id))
     pool = frame.merge(stats, on="example_id", how="left")
     missing = int(pool.n_tokens.isna().sum())

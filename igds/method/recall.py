@@ -39,7 +39,9 @@ class RecallResult:
 
 def _subset_stats(store: ActivationStore, run_id: str, example_ids: Sequence[str]) -> tuple[pd.DataFrame, int]:
     """``store.feature_stats`` over a subset of examples plus its kept-token total; every example must
-    have been extracted."""
+    have been extracted, except those the run dropped for their length (left out)."""
+    dropped = store.run_dropped(run_id)
+    example_ids = [e for e in example_ids if e not in dropped]
     df = store.feature_stats(run_id, example_ids)
     n_tokens, missing = store.subset_token_count(run_id, example_ids)
     if missing:

@@ -172,7 +172,8 @@ def decide(deltas: np.ndarray, null_deltas: np.ndarray, n_fired, *, fdr: float, 
         one row per candidate: n (items measured), effect, p (fitted null), rank_p, q_value, null_loc, null_scale,
         null_df, null_ks_p, untestable, kept, reason.
     """
-    deltas = np.asarray(deltas, dtype=float).reshape(len(n_fired), -1)
+    deltas = np.asarray(deltas, dtype=float)
+    deltas = deltas.reshape(len(n_fired), -1) if len(n_fired) else np.zeros((0, deltas.shape[-1] if deltas.ndim else 0))
     null_deltas = np.asarray(null_deltas, dtype=float)
     n_fired = np.asarray(n_fired, dtype=int)
     n_items = measured_items(deltas) if deltas.size else np.zeros(len(n_fired), int)
@@ -206,21 +207,23 @@ def decide(deltas: np.ndarray, null_deltas: np.ndarray, n_fired, *, fdr: float, 
     return out
 
 
-def sequential_verdict(deltas: np.ndarray, null_deltas: np.ndarray, n_fired, bounds, *, fdr: float, futility: float,
-                       min_fired: int, family: str = "t", delta: float | None = None,
-                       require_significance: bool = True, placed_on=None) -> pd.DataFrame:
+def sequential_verdict(deltas: np.ndarray, null_deltas: np.ndarray, n_fired, bounds, cfg,
+                       placed_on=None) -> pd.DataFrame:
     """The verdict of the looks run in order on effects measured on every item: at each look (every bound but the
     last) a running candidate that is :func:`futile` stops, its later items masked; then :func:`decide`. Futility
     reads only the items up to its look, so this equals what the interventions driver decides measuring look by
     look (a test checks it); it is the cheap way to replay the procedure many times.
 
     Args:
+        cfg: the run's :class:`igds.method.config.InterventionConfig` (its fdr, futility, min_fired, null_fit, delta
+            and require_significance).
         placed_on: for each null row, the index of the candidate it is placed on (-1: none); a candidate's placed
             directions stop when it does.
     """
     d = np.array(deltas, dtype=float)
     n_fired = np.asarray(n_fired, dtype=int)
-    running = n_fired >= min_fired
+    fdr, futility, family = cfg.fdr, cfg.futility, cfg.null_fit
+    running = n_fired >= cfg.min_fired
     null_deltas = np.array(null_deltas, dtype=float)
     placed_on = np.full(len(null_deltas), -1) if placed_on is None else np.asarray(placed_on)
     for look in list(bounds)[:-1]:
@@ -230,5 +233,5 @@ def sequential_verdict(deltas: np.ndarray, null_deltas: np.ndarray, n_fired, bou
                 d[j, look:] = np.nan
                 running[j] = False
                 null_deltas[placed_on == j, look:] = np.nan  # its placed directions stop with it
-    return decide(d, null_deltas, n_fired, fdr=fdr, min_fired=min_fired, family=family, delta=delta,
-                  require_significance=require_significance)
+    return decide(d, null_deltas, n_fired, fdr=fdr, min_fired=cfg.min_fired, family=family, delta=cfg.delta,
+                  require_significance=cfg.require_significance)

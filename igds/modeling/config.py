@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from igds.config import ConfigBase
-from igds.scope import CONTENT, POSITION_SCOPES, STAGE_LENGTH, check_positions
+from igds.scope import CONTENT, POSITION_SCOPES, SAE_TRAIN_LENGTH, check_positions
 
 __all__ = ["POSITION_SCOPES", "ModelSpec", "SaeSpec", "SaeTrainConfig", "check_positions"]
 
@@ -66,7 +66,7 @@ class SaeTrainConfig(ConfigBase):
         epochs: passes over the collected activations.
         lr: Adam learning rate.
         batch_size: activations per training step.
-        max_length: tokens per sequence, the context length the pipeline uses.
+        max_length: tokens per sequence (the shipped SAE's recipe: 256; bench/sae_positions.py measures it beyond).
         holdout_examples: texts held out of training; quality (EV, CE recovered) is measured on them.
         dead_tokens: training activations the dead-latent share is counted over.
         seed: seeds the text split, shuffling and initialisation.
@@ -80,7 +80,7 @@ class SaeTrainConfig(ConfigBase):
     epochs: int = field(default=5, metadata={"help": "passes over the activations"})
     lr: float = field(default=4e-4, metadata={"help": "learning rate"})
     batch_size: int = field(default=4096, metadata={"help": "activations per step"})
-    max_length: int = field(default=STAGE_LENGTH.max_length, metadata={"help": "tokens per sequence"})
+    max_length: int = field(default=SAE_TRAIN_LENGTH.max_length, metadata={"help": "tokens per sequence"})
     holdout_examples: int = field(default=200, metadata={"help": "held-out texts for the quality figures"})
     dead_tokens: int = field(default=200_000, metadata={"help": "training activations for the dead share"})
     sink_norm_factor: float = field(default=10.0, metadata={"help": "sink guard factor"})

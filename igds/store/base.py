@@ -383,6 +383,20 @@ class StoreBase:
                 [status, n_done, message, run_id],
             )
 
+    def set_run_dropped(self, run_id: str, example_ids) -> None:
+        """Record the examples a run dropped for their length (never cut), in its config's ``dropped``."""
+        run = self.run(run_id)
+        if run is None:
+            return
+        config = {**run["config"], "dropped": sorted({*run["config"].get("dropped", []), *map(str, example_ids)})}
+        with self.connect() as con:
+            con.execute("UPDATE runs SET config = ? WHERE run_id = ?", [json.dumps(config, sort_keys=True), run_id])
+
+    def run_dropped(self, run_id: str) -> set[str]:
+        """The examples a run dropped for their length (:meth:`set_run_dropped`)."""
+        run = self.run(run_id)
+        return set(run["config"].get("dropped", [])) if run else set()
+
     def run(self, run_id: str) -> dict | None:
         """One run row as a dict (config parsed), or None."""
         df = self.query_df("SELECT * FROM runs WHERE run_id = ?", [run_id])

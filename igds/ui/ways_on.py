@@ -113,16 +113,14 @@ def rerun_filter(task: str, state, effects) -> None:
         return
     cur = effects.config or InterventionConfig()
     c1, c2, c3 = st.columns(3)
-    rule = c1.radio("Keep a candidate when", ["its p against the fitted null passes BH", "its α = 1 effect > δ nats"],
-                    key="way_rule")
-    delta = c2.number_input("δ (nats)", value=0.0, step=0.001, format="%.4f", key="way_delta",
-                            disabled=not rule.startswith("its α"))
-    test = c3.checkbox("and its BH q-value is below", value=not rule.startswith("its α"), key="way_test")
-    fdr = c3.number_input("q", 0.001, 1.0, 0.2, 0.01, key="way_fdr", disabled=not test)
+    rule = c1.radio("Keep a candidate when", ["its q against the fitted null is below a looser level",
+                                              "its α = 1 effect > δ nats (no test)"], key="way_rule")
+    by_delta = rule.startswith("its α")
+    fdr = c2.number_input("q", 0.001, 1.0, 0.2, 0.01, key="way_fdr", disabled=by_delta)
+    delta = c3.number_input("δ (nats)", value=0.0, step=0.001, format="%.4f", key="way_delta", disabled=not by_delta)
     try:
-        by_delta = rule.startswith("its α")
         cfg = InterventionConfig.from_dict({**cur.to_dict(), "delta": float(delta) if by_delta else None,
-                                            "require_significance": bool(test), "fdr": float(fdr)})
+                                            "require_significance": not by_delta, "fdr": float(fdr)})
     except ValueError as e:
         st.error(md_text(e))
         return

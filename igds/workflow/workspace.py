@@ -382,6 +382,7 @@ def extract_tasks(ws: Workspace, tasks: Sequence[str], cfg: ExtractConfig, pool_
     ws.store.start_run(run_id, "extract", {"extract": cfg.to_dict(), "site": ws.site}, ws.model_key, ws.sae_key,
                        n_total=len(fits))
     if len(fits) < len(examples):
+        ws.store.set_run_dropped(run_id, [i for i in encoded if i not in fits])
         log.warning("extraction %s: %d of %d examples are longer than %d tokens and are dropped (never cut)",
                     run_id, len(examples) - len(fits), len(examples), cfg.max_length)
     wanted = [ex for g in EXTRACTION_GROUPS if g in groups for ex in by_group[g] if ex.id in fits]

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from igds.method.config import PAPER_INTERVENTION
+from igds.demo import DEMO_INTERVENTION
 from igds.store import ActivationStore
 from tests.app.test_pages import tiny_workspace
 from tests.helpers import app_page
@@ -30,8 +30,7 @@ def explore_store_file(tmp_path_factory):
     torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("explore") / "igds.duckdb"
     store = ActivationStore(path)
-    ws = build_tiny_workspace(store, interventions=dataclasses.replace(PAPER_INTERVENTION, null_directions=4,
-                                                                      null_features=4))
+    ws = build_tiny_workspace(store, interventions=dataclasses.replace(DEMO_INTERVENTION, null_features=4))
     effects = latest_effects(store, TASK)
     sp, _ = live_selection(store, ws["run_id"], TASK, effects, SelectionConfig(pool_setting="task-only"),
                            ResonanceConfig())

@@ -37,15 +37,16 @@ def test_effects_are_drawn_against_the_null_band(demo_store):
     fig = chart(at, "int_bars")
     bars = [t for t in fig["data"] if t["type"] == "bar"]
     boxes = [t for t in fig["data"] if t["type"] == "box"]
-    assert len(bars) == 1 and len(values(bars[0]["x"])) == len(res.amplification)
+    assert len(bars) == 1 and len(values(bars[0]["x"])) == len(res.amplification)  # untestable: a bar of NaN
     # the null's own effects, every one of them, as boxes with their points
     assert sorted(y for b in boxes for y in values(b["y"])) == sorted(res.null.effect.tolist())
     line = [s for s in fig["layout"]["shapes"] if s.get("type") == "line"]
     assert len(line) == 1 and line[0]["y0"] == res.null_cut
     assert any(f"{res.null_cut:+.4f}" in a["text"] for a in fig["layout"]["annotations"])
-    shown = next(m for m in at.metric if m.label.startswith("null p95")).value
+    shown = next(m for m in at.metric if m.label.startswith("fitted null p95")).value
     assert shown == f"{res.null_cut:+.4f} nats"
-    assert any("scale" in c.value and "prompt_content" in c.value for c in at.caption)
+    assert any("scale" in c.value and "content" in c.value for c in at.caption)
+    assert any(c.value.startswith("Power: ") and "dev items" in c.value for c in at.caption)
 
 
 def test_dose_response_shows_the_swept_features(demo_store):

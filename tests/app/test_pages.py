@@ -213,7 +213,8 @@ def test_features_page_leads_with_cached_contexts_then_the_logit_lens(demo_store
     from igds.workflow.explore import ensure_contexts, features_table, task_state
 
     state = task_state(demo_store, "summarization")
-    first = int(features_table(demo_store, "summarization").feature.iloc[0])
+    table = features_table(demo_store, "summarization")
+    first = int(table[table.verdict == "kept"].feature.iloc[0])  # the page opens on the first validated feature
     ensure_contexts(tiny_workspace(demo_store), state.extract_run, [first])
     monkeypatch.setattr("igds.ui.resources.get_workspace", lambda run_id=None: pytest.fail("the page ran the model"))
     at = app("pages/2_features.py")
@@ -221,8 +222,8 @@ def test_features_page_leads_with_cached_contexts_then_the_logit_lens(demo_store
     assert heads.index("Top-activating contexts") < heads.index("Logit lens") < heads.index("Activation histogram")
     spans = [m.value for m in at.markdown if "rgba(255,140,0" in m.value]
     assert spans and "outline" in spans[0], "the cached contexts were not rendered with their max token"
-    table = at.dataframe(key="feat_table").value
-    assert table.contexts.iloc[0].startswith('"') and (table.contexts.iloc[1:] == "").all()
+    table = at.dataframe(key="feat_table").value.set_index("feature")
+    assert table.contexts[first].startswith('"') and (table.contexts.drop(first) == "").all()
     assert not [b for b in at.button if b.key == "feat_ctx"]
 
 

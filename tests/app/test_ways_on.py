@@ -125,12 +125,13 @@ def start(at, key: str) -> None:
 def test_each_page_says_why_fstar_is_empty_and_offers_the_ways_on_in_place(store):
     effects = latest_effects(store, TASK)
     assert effects.kept == [] and len(effects.verdict) == 6
-    best = effects.verdict.sort_values("effect").iloc[-1]
+    best = effects.verdict.dropna(subset=["effect"]).sort_values("effect").iloc[-1]
     for page in (FEATURES, INTERVENTIONS, SELECTION):
         at = app(page)
         why = next(plain(w.value) for w in at.warning if "is empty" in w.value)
         # the filter's power: candidates, the strongest one's effect and q, the null's cut, the dev items
-        for part in ("none of the 6 candidates", f"{best.effect:+.4f} nats", f"feature {int(best.feature)}",
+        n_tested = int((~effects.verdict.untestable).sum())
+        for part in (f"none of the {n_tested} tested candidates", f"{best.effect:+.4f} nats", f"feature {int(best.feature)}",
                      f"q = {best.q_value:.3g}", f"{effects.null_cut:+.4f}", "16 dev items"):
             assert part in why, (page, part, why)
         assert at.radio(key="way_filter").options == ["the paper preset's", "a looser setting of my own"]
@@ -182,7 +183,7 @@ def test_pin_on_the_features_page_gives_feedback_and_counts(store):
     assert metric(at, "Used for selection") == "0" and not load_overrides(store, TASK).pinned_features
 
 
-def test_paper_preset_filter_runs_as_a_job_and_fills_fstar(store, inline_jobs):
+def test_paper_preset_filter_runs_as_a_job_and_shows_its_verdict(store, inline_jobs):
     recall = task_state(store, TASK).recall_id
     at = app(INTERVENTIONS)
     start(at, "way_paper")
@@ -190,18 +191,20 @@ def test_paper_preset_filter_runs_as_a_job_and_fills_fstar(store, inline_jobs):
     res = latest_effects(store, TASK)
     run = store.run(res.effect_id)
     assert res.config == method_preset("paper").intervene and run["config"]["recall_id"] == recall
-    assert res.kept and set(res.kept) == set(res.verdict[res.verdict.effect > 0].feature)
+    # the paper's "significant" is a test too (ours): kept = BH q < fdr against the fitted null, not Δ > 0
+    assert set(res.kept) == set(res.verdict[res.verdict.q_value < res.config.fdr].feature)
     at = app(INTERVENTIONS)
     assert metric(at, "Validated |F*|") == str(len(res.kept))
-    assert not [w for w in at.warning if "is empty" in w.value]
+    assert bool([w for w in at.warning if "is empty" in w.value]) == (not res.kept)
     assert any("the paper preset" in c.value for c in at.caption)
-    sel = app(SELECTION)
-    assert metric(sel, "Validated features used") == str(len(res.kept))
+    if res.kept:
+        assert metric(app(SELECTION), "Validated features used") == str(len(res.kept))
 
 
 def test_a_looser_setting_of_ones_own_runs_as_a_job(store, inline_jobs):
     at = app(SELECTION)
     at.radio(key="way_filter").set_value("a looser setting of my own").run()
+    at.radio(key="way_rule").set_value("its α = 1 effect > δ nats (no test)").run()
     at.number_input(key="way_delta").set_value(0.0005).run()
     assert any("effect > 0.0005 nats (no significance test)" in c.value for c in at.caption)
     start(at, "way_own")
@@ -238,13 +241,14 @@ def test_an_unfinished_run_says_it_is_still_measuring_instead_of_a_verdict(store
 
     ws = default_workspace(store)
     recall = current_recall(ws, TASK, ExtractConfig())
-    run_interventions(ws, TASK, recall, InterventionConfig(null_seed=1), max_features=2)  # 2 of 6, then stopped
+    part = run_interventions(ws, TASK, recall, InterventionConfig(null_seed=1), max_features=2)  # 2 more, stopped
+    n_untestable = int(part.verdict.untestable.sum())  # stored at once, never replayed
     state = task_state(store, TASK)
-    assert state.measuring and state.n_measured == 2
+    assert state.measuring and state.n_measured == 2 + n_untestable
     for page in (FEATURES, INTERVENTIONS, SELECTION):
         at = app(page)
         shown = texts(at)
-        assert "still measuring: 2 of 6 candidates" in shown, page
+        assert f"still measuring: {2 + n_untestable} of 6 candidates" in shown, page
         assert "none of the" not in shown and not [w for w in at.warning if "is empty" in w.value], page
 
 

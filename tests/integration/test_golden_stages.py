@@ -67,7 +67,7 @@ def run_stages(path: Path, folders, executor, dtype: str = "float32", precision:
                        dataset="tiny")
     ws = Workspace(store=store, model=model, tokenizer=tok, sae=sae, model_key=mkey, sae_key=skey, site=SITE,
                    sae_info={})
-    ecfg = ExtractConfig(max_length=96, shard_size=64, batch_tokens=1024)
+    ecfg = ExtractConfig(max_length=512, shard_size=64, batch_tokens=2048)
     ext = extract_tasks(ws, [TASK], ecfg, "mixed")
     acts = store.query_df("SELECT example_id, feature, max_act, sum_act, n_active FROM feature_acts WHERE run_id = ? "
                           "ORDER BY example_id, feature", [ext.run_id])

@@ -137,8 +137,7 @@ def _run(effects: Effects, density, seed: int) -> tuple[object, float]:
     cand = np.stack([got[c][rows] if c in got else np.full(len(dev), np.nan) for c in CANDIDATES])
     fired = [int(n_fired[c]) for c in CANDIDATES]
     placed_on = [-1] * int((plan.kind == "feature").sum()) + [CANDIDATES.index(int(c)) for c in placed.matched]
-    verdict = sequential_verdict(cand, null, fired, look_bounds(len(dev), cfg), fdr=cfg.fdr, futility=cfg.futility,
-                                 min_fired=cfg.min_fired, family=cfg.null_fit, placed_on=placed_on)
+    verdict = sequential_verdict(cand, null, fired, look_bounds(len(dev), cfg), cfg, placed_on=placed_on)
     return verdict, detectable_effect(null, len(tested), cfg.fdr, cfg.null_fit)
 
 
