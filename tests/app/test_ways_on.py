@@ -132,7 +132,8 @@ def test_each_page_says_why_fstar_is_empty_and_offers_the_ways_on_in_place(store
         # the filter's power: candidates, the strongest one's effect and q, the null's cut, the dev items
         n_tested = int((~effects.verdict.untestable).sum())
         for part in (f"none of the {n_tested} tested candidates", f"{best.effect:+.4f} nats",
-                     f"feature {int(best.feature)}", f"q = {best.q_value:.3g}", f"{effects.null_cut:+.4f}", "16 dev items"):
+                     f"feature {int(best.feature)}", f"q = {best.q_value:.3g}", f"{effects.null_cut:+.4f}",
+                     "16 dev items"):
             assert part in why, (page, part, why)
         assert at.radio(key="way_filter").options == ["the paper preset's", "a looser setting of my own"]
         assert not at.button(key="way_paper_start").disabled
