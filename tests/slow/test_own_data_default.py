@@ -25,7 +25,7 @@ def test_own_file_to_a_stored_selection_on_the_default_model(tmp_path, monkeypat
         ["extract", "--tasks", "synopsis", "--pool-setting", "task-only"],
         ["recall", "--task", "synopsis", "--recall-k-recall", "8"],
         ["intervene", "--task", "synopsis", "--int-null-directions", "8", "--int-null-features", "4",
-         "--int-sweep-top", "2", "--int-ablate", "false"],
+         "--int-null-placed", "1", "--int-sweep-top", "2", "--int-ablate", "false"],
         ["select", "--task", "synopsis", "--pool-setting", "task-only", "--ratio", "0.5", "--name", "synopsis-igds"],
     ]
     for argv in steps[:5]:
