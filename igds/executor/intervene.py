@@ -196,14 +196,9 @@ def _run_looks(ctx: _Looks, plan: pd.DataFrame, tested: Sequence[int], bounds: S
         todo_f = [c for c in running if rows.get(c, 0) < hi]
         if budget["features"] is not None:
             todo_f = todo_f[: budget["features"]]
-        items = [(effect_id, part, [(AMPLIFY, PRIMARY_ALPHA)], mean_act, (lo, hi)) for part in workers.parts(todo_f)]
-        n = 0
-        for _, features in workers.imap("feature_effects", items):
-            for eff, summ in features:
-                write_feature(store, effect_id, eff, summ)
-                n += 1
-                progress(n, len(todo_f), f"intervene: {tag}: feature {int(summ.feature.iloc[0])} ({n}/{len(todo_f)} "
-                                         f"of {len(running)} running, effect {primary_effect(summ):+.4f})")
+        n = _measure_features(ctx, todo_f, [(AMPLIFY, PRIMARY_ALPHA)], (lo, hi),
+                              lambda n, f, e, tag=tag, m=len(todo_f), r=len(running):
+                              f"intervene: {tag}: feature {f} ({n}/{m} of {r} running, effect {e:+.4f})")
         if budget["features"] is not None:
             budget["features"] -= n
             if len([c for c in running if rows.get(c, 0) < hi]) > n:
@@ -227,14 +222,21 @@ def _run_extras(store, effect_id: str, workers, kept: Sequence[int], n_items: in
     todo = [f for f in kept[: cfg.sweep_top] if any((f, k, a) not in have for k, a in kinds)]
     if not kinds or not todo:
         return
-    items = [(effect_id, part, kinds, mean_act, (0, n_items)) for part in workers.parts(todo)]
+    _measure_features(_Looks(store, effect_id, workers, mean_act, cfg, progress), todo, kinds, (0, n_items),
+                      lambda n, f, e: f"intervene: F* dose–response and ablation: feature {f} ({n}/{len(todo)})")
+
+
+def _measure_features(ctx: _Looks, features: Sequence[int], kinds: list, span: tuple[int, int], say) -> int:
+    """Run ``kinds`` of every feature on the dev rows ``span``, writing each feature as it finishes; returns how many
+    were written. ``say(n, feature, α = 1 effect)`` words the progress line."""
+    items = [(ctx.effect_id, part, kinds, ctx.mean_act, span) for part in ctx.workers.parts(features)]
     n = 0
-    for _, features in workers.imap("feature_effects", items):
-        for eff, summ in features:
-            write_feature(store, effect_id, eff, summ)
+    for _, done in ctx.workers.imap("feature_effects", items):
+        for eff, summ in done:
+            write_feature(ctx.store, ctx.effect_id, eff, summ)
             n += 1
-            progress(n, len(todo), f"intervene: F* dose–response and ablation: feature {int(summ.feature.iloc[0])} "
-                                   f"({n}/{len(todo)})")
+            ctx.progress(n, len(features), say(n, int(summ.feature.iloc[0]), primary_effect(summ)))
+    return n
 
 
 def _merged_summary(job_rows: pd.DataFrame, summ: pd.DataFrame, key: list[str]) -> pd.DataFrame:
