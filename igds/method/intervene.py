@@ -1,9 +1,9 @@
 """Stage 1b — interventional filtering: edit each candidate feature, measure the task's dev NLL, and
-compare the effect with a null of edits of the same size.
+compare the effect with a fitted null of edits like it.
 
 **Edits** (``InterventionConfig.edit_mode``) apply at the token scope ``InterventionConfig.positions``
-(prompt content by default: editing the response positions whose NLL is scored mostly rewards
-directions that raise the logits of common response tokens), minus position 0 and attention sinks:
+(``content`` by default, the scope recall and FRS read, so a feature that fires in responses is tested too;
+``prompt_content`` is an option), minus position 0 and attention sinks:
 
 - ``scale`` (default): ``z_{t,j} ← (1+α)·z_{t,j}`` where feature ``j`` is active, i.e.
   ``h_t += α·z_{t,j}·W_dec[j]``. The SAE error term is kept because the edit is added to ``h``; on a
@@ -14,24 +14,27 @@ directions that raise the logits of common response tokens), minus position 0 an
 
 ``W_dec[j]`` is the effective decoder direction (:func:`igds.modeling.sae.decoder_directions`).
 
-**Null** (the yardstick, measured before the candidates), at α = 1 on the same dev rows and positions:
+**Dev items** (:func:`dev_sample`): items over ``max_length`` are dropped (never cut), the rest shuffled by a seeded
+hash (:func:`look_order`) and the first ``dev_items`` (256) measured in looks (``looks``: 64, 128, 192, then all).
 
-- *Edit size.* The α = 1 edit of a candidate on dev example ``r`` has norm
-  ``‖Δ_r‖ = sqrt(Σ_{t∈E_r} ‖Δh_{r,t}‖²)`` over the example's edited positions ``E_r``; the candidate's
-  size is the root mean square over the dev examples, ``s_j = sqrt(mean_r ‖Δ_r‖²)`` (examples where a
-  ``scale`` edit is a no-op count as 0). The null size ``s`` is the median of ``s_j`` over the candidates
-  with ``s_j > 0`` (:func:`edit_sizes`, :func:`null_edit_size`).
-- *Random directions.* Direction ``k`` is a standard normal vector drawn with
-  ``numpy.random.default_rng([0, null_seed, k])``, normalised; on example ``r`` it adds
-  ``s/√|E_r| · u_k`` at every edited position, so ``‖Δ_r‖ = s`` on every example with edited positions.
-- *Density-matched features.* Each of ``null_features`` slots draws a candidate ``c`` at random and then
-  one of the :data:`NULL_NEIGHBOURS` non-candidate features closest to ``c`` in log token density
-  (``tok_freq_task`` of the recall table; features that never fired on probe are not eligible), at
-  random, without repeats; one generator ``default_rng([1, null_seed])`` drives every draw
-  (:func:`null_plan`). They go through the run's own edit (``scale`` or ``add``) at α = 1.
-- The null threshold is the ``null_quantile`` (0.95) quantile of the pooled mean effects of all null
-  elements (:func:`null_threshold`). ``F*`` keeps a candidate when its α = 1 effect exceeds it and its
-  one-sided paired test is significant after Benjamini–Hochberg across the candidates.
+**Null** (the yardstick, measured on each look's items before the candidates), at α = 1 (:func:`null_plan`):
+
+- *Density-matched features* (``null_features``, 128). Each slot draws a testable candidate ``c`` at random, then one
+  of the :data:`NULL_NEIGHBOURS` testable non-candidates closest to ``c`` in log token density (``tok_freq_task`` of
+  the recall table) among those whose share of firing positions in the response is within ``share_tol`` of
+  ``c``'s (:func:`feature_firing`), without repeats; ``default_rng([1, null_seed])`` drives every draw. Each goes
+  through the run's own edit on its own positions. Where edits sit on scored response positions, these are what
+  absorb the direct logit path.
+- *Placed directions* (``null_placed`` per testable candidate, 4). Direction ``k`` of candidate ``c`` is a unit
+  vector from ``default_rng([3, null_seed, c, k])`` added at ``c``'s firing positions with ``c``'s α = 1
+  per-position edit norm ``|z_t|·‖W_dec[c]‖`` (:func:`placed_vector`); it stops when ``c`` does.
+- *Global directions* (``null_directions``, 0 by default: the earlier null) add ``s/√|E_r|·u_k`` at every edited
+  position, ``s`` the candidates' median edit size (:func:`edit_sizes`, :func:`null_edit_size`).
+
+**Verdict** (:mod:`igds.method.verdict`): each candidate's p is the upper tail of a t fitted to the null's mean
+effects over the items it was measured on, then Benjamini–Hochberg across the testable candidates (those firing on
+``min_fired`` dev items or more; the rest are *untestable*); at each look a candidate that can no longer reach the
+threshold stops (futility only). α sweep and ablation run for F* only.
 
 **Cost.** One forward over the dev set (in length buckets of :data:`BUCKET_ROWS` rows, so padding stays
 small) records the residual at the SAE's site and the exact arguments every later block received
