@@ -234,7 +234,8 @@ def filter_rows(store: ActivationStore, run_id: str, task: str, recall, look, cf
 
     null, summ = store.null_summary(look.effect_id), store.effect_summary(look.effect_id)
     n_look = max(look.n_items, 1)
-    share = {int(f): n / n_look for f, n in [*zip(null[null.kind == "feature"].feature, null.n_fired, strict=True),
+    feats = null[null.kind == "feature"]
+    share = {int(f): n / n_look for f, n in [*zip(feats.feature, feats.n_fired, strict=True),
                                              *zip(summ.feature, summ.n_fired, strict=True)]}
     cands = candidates_of(recall, d_sae)
     plan = null_plan(cands.features, cands.density, cfg)

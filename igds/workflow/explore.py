@@ -711,6 +711,8 @@ def default_pool(store: ActivationStore, task: str, run_id: str | None = None, e
 
 
 def pool_extracted(store: ActivationStore, run_id: str, task: str, setting: str) -> bool:
-    """Whether extraction run ``run_id`` holds every example of ``task``'s pool of ``setting``."""
-    ids = list(store.pool_examples(task, setting == "mixed").example_id)
+    """Whether extraction run ``run_id`` holds every example of ``task``'s pool of ``setting`` (but those it dropped for
+    their length)."""
+    dropped = store.run_dropped(run_id)
+    ids = [i for i in store.pool_examples(task, setting == "mixed").example_id if i not in dropped]
     return len(store.token_counts(run_id, ids)) >= len(ids)

@@ -35,7 +35,7 @@ from igds.method.resonance import ResonanceConfig, ResonanceMatrix, load_resonan
 from igds.method.selection import Overrides, SelectionConfig, load_overrides, save_selection, select_from_ranking
 from igds.modeling.encoding import encode_examples
 from igds.progress import ProgressFn
-from igds.scope import UNCUT, PoolSpec
+from igds.scope import STAGE_LENGTH, UNCUT, PoolSpec
 from igds.store import ActivationStore
 from igds.workflow.catalog import task_split
 from igds.workflow.workspace import Workspace
@@ -368,7 +368,8 @@ def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: st
     spec = baselines.get_baseline(method)
     extract_cfg = extract_cfg or ExtractConfig()
     extract_run = ws.extraction_run_id(extract_cfg)
-    max_length = extract_cfg.max_length
+    # the NLL tables drop (never cut) examples over their cap: at least the stage cap, so no pool example is dropped
+    max_length = max(extract_cfg.max_length, STAGE_LENGTH.max_length)
     # Longest / Shortest rank by content tokens: the extraction's kept tokens of each pool example
     pool = selection_pool(ws.store, task, sel_cfg, extract_run if spec.needs_lengths else None)
     key_of = dict(zip(pool.example_id, pool.shown_key, strict=True))
