@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -59,16 +60,18 @@ def test_nll_table_matches_full_forward_cross_entropy(setup):
         assert row.loc[ex.id, "nll_uncond"] == pytest.approx(uncond, rel=1e-5)
 
 
-def test_truncated_prompt_keeps_the_same_response_tokens():
+def test_an_example_over_the_cap_is_dropped_never_cut():
     model, tok = tiny_model(), tiny_tokenizer()
-    ex = Example("long", "summarization", "t", "train", "word " * 200, "short answer", {})
-    df = nll_table(model, tok, [ex], max_length=64, batch_tokens=256)
-    enc = get_task("summarization").encode(tok, ex.prompt, ex.response, 64)
-    assert len(enc.input_ids) == 64
+    long = Example("long", "summarization", "t", "train", "word " * 200, "short answer", {})
+    short = Example("short", "summarization", "t", "train", "word", "short answer", {})
+    df = nll_table(model, tok, [long, short], max_length=128, batch_tokens=512).set_index("example_id")
+    assert np.isnan(df.loc["long", "nll_cond"]) and np.isnan(df.loc["long", "nll_uncond"])  # no score, no cut
+    enc = get_task("summarization").encode(tok, short.prompt, short.response, 1 << 20)  # whole
+    assert len(enc.input_ids) <= 128
     response = enc.input_ids[enc.prompt_len:]
-    assert df["nll_cond"][0] == pytest.approx(mean_ce(model, enc.input_ids, enc.prompt_len), rel=1e-5)
+    assert df.loc["short", "nll_cond"] == pytest.approx(mean_ce(model, enc.input_ids, enc.prompt_len), rel=1e-5)
     header = chatml_header(tok)
-    assert df["nll_uncond"][0] == pytest.approx(mean_ce(model, [*header, *response], len(header)), rel=1e-5)
+    assert df.loc["short", "nll_uncond"] == pytest.approx(mean_ce(model, [*header, *response], len(header)), rel=1e-5)
 
 
 def test_ifd_and_loss_on_a_fixed_model(setup):
