@@ -110,10 +110,7 @@ def _fit_cached(e: tuple, family: str) -> NullFit:
 def prefix_means(deltas: np.ndarray, n: int) -> np.ndarray:
     """Mean effect of each row over its first ``n`` items (NaN for rows not measured that far)."""
     d = np.asarray(deltas, dtype=float)[:, :n]
-    with np.errstate(invalid="ignore"):
-        out = np.where(np.isnan(d).any(1), np.nan, np.nanmean(np.where(np.isnan(d), 0, d), 1)) if n else \
-            np.full(len(d), np.nan)
-    return out
+    return d.mean(1) if n else np.full(len(d), np.nan)  # a NaN item (not measured) makes the row's mean NaN
 
 
 def measured_items(deltas: np.ndarray) -> np.ndarray:
