@@ -22,8 +22,9 @@ POSITION_SCOPES = ("content", "prompt_content", "response", "last_prompt_token",
 - ``all``: every real token (template, system prompt and instruction included).
 """
 
-POOL_SETTINGS = ("task-only", "mixed")
-"""``task-only``: the task's ``train`` items; ``mixed``: those plus every general record (off-task data to reject)."""
+POOL_SETTINGS = ("task-only", "mixed", "noisy")
+"""``task-only``: the task's ``train`` items; ``mixed``: those plus every general record (off-task data to reject);
+``noisy``: the task's ``train`` items with 30% of them corrupted (:mod:`igds.data.noise`, a positive control)."""
 
 
 def check_positions(positions: str) -> None:

@@ -58,7 +58,8 @@ class ExperimentConfig(ConfigBase):
         preset: label of the grid preset the values came from (``quick`` / ``demo`` / ``gpu``: how many
             cells, not how each selects; that is ``method_presets``).
         tasks: tasks to run, in order.
-        pool_settings: ``task-only`` (the task's training set) and/or ``mixed`` (plus the general set).
+        pool_settings: ``task-only`` (the task's training set), ``mixed`` (plus the general set) and/or ``noisy``
+            (the training set with 30% of it corrupted, a positive control).
         pool_limit: task examples in the pool (and general examples added in the mixed setting).
         ratio: the selection share of the main comparison (IGDS vs. the baselines, all at this size).
         igds_ratios: extra IGDS shares; Random runs at each of them too (one seed), so every IGDS row has
@@ -80,7 +81,8 @@ class ExperimentConfig(ConfigBase):
 
     preset: str = field(default="demo", metadata={"help": "grid preset label"})
     tasks: tuple[str, ...] = field(default=("summarization", "translation", "math"), metadata={"help": "tasks"})
-    pool_settings: tuple[str, ...] = field(default=POOL_SETTINGS, metadata={"help": "task-only | mixed"})
+    pool_settings: tuple[str, ...] = field(default=("task-only", "mixed"),
+                                           metadata={"help": "task-only | mixed | noisy"})
     pool_limit: int = field(default=GRID_POOL.limit,
                             metadata={"help": "task examples per pool (and general ones in mixed)"})
     ratio: float = field(default=0.5, metadata={"help": "share of the main comparison"})

@@ -14,13 +14,16 @@ the pool through :func:`pool_frame`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from dataclasses import fields
 from types import SimpleNamespace
 
 import pandas as pd
 
 from igds.data.corpus import corpus_fingerprint
+from igds.data.noise import NoiseSpec, NoisyPool, build_noisy_pool
 from igds.data.records import Example
 from igds.data.tasks import record_task
 from igds.scope import PoolSpec
@@ -31,6 +34,21 @@ def shown_key(task: str, content: str, response: str) -> str:
     model (task, rendered user message, response); the example ids of earlier releases."""
     message = record_task(task).format_prompt(content)
     return hashlib.sha256(f"{task}\0{message}\0{response}".encode()).hexdigest()[:16]
+
+
+def ensure_noisy_pool(store, task: str, spec: NoiseSpec = NoiseSpec()) -> NoisyPool | None:
+    """Build and store the task's noisy pool (:mod:`igds.data.noise`) unless the stored one was built from the same
+    train items and spec; returns the new pool, or None when the stored one stands."""
+    df = store.task_examples(task, "train")
+    train = [Example(r.id, r.task, r.source, r.split, r.prompt, r.response, json.loads(r.meta or "{}"))
+             for r in df.itertuples()]
+    key = hashlib.sha256(json.dumps([dataclasses.asdict(spec), sorted(e.id for e in train)]).encode()).hexdigest()
+    if store.noisy_build_key(task) == key:
+        return None
+    noisy = build_noisy_pool(task, train, spec)
+    labels = pd.DataFrame([dataclasses.asdict(c) for c in noisy.labels], columns=["example_id", "kind", "source_id"])
+    store.write_noisy_pool(task, key, noisy.corrupted, [e.id for e in noisy.members], labels)
+    return noisy
 
 
 def limit_frame(pool: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -69,7 +87,11 @@ def pool_frame(store, task: str, pool: PoolSpec, run_id: str | None = None) -> p
         ValueError: for an unknown setting, or pool examples the run has not extracted.
     """
     setting = pool.setting
-    frame = store.pool_examples(task, setting == "mixed")
+    if setting == "noisy":
+        ensure_noisy_pool(store, task)
+        frame = store.noisy_pool_examples(task)
+    else:
+        frame = store.pool_examples(task, setting == "mixed")
     frame["shown_key"] = [shown_key(t, c, r) for t, c, r in zip(frame.task, frame.prompt, frame.response, strict=True)]
     frame = limit_frame(frame, pool.limit).sort_values("shown_key").reset_index(drop=True)
     if run_id is None:

@@ -364,6 +364,22 @@ CREATE TABLE IF NOT EXISTS experiment_correlations (
 ALTER TABLE experiment_correlations ADD COLUMN IF NOT EXISTS x_name VARCHAR;   -- amplification | control_amplification
 ALTER TABLE experiment_correlations ADD COLUMN IF NOT EXISTS subset VARCHAR;   -- which cells (e.g. a fixed size)
 ALTER TABLE experiment_correlations ADD COLUMN IF NOT EXISTS partial VARCHAR;  -- covariate partialled out, or NULL
+-- The noisy pool (igds.data.noise): its members (kept train items and corrupted ones alike; nothing on a row says
+-- which) under the key of the train set and spec it was built from, and apart from them the corruption labels,
+-- which only the report reads.
+CREATE TABLE IF NOT EXISTS noisy_pool (
+    task VARCHAR NOT NULL,
+    example_id VARCHAR NOT NULL,
+    build_key VARCHAR NOT NULL,     -- sha256 of the NoiseSpec and the train ids it was built from
+    PRIMARY KEY (task, example_id)
+);
+CREATE TABLE IF NOT EXISTS corruption_labels (
+    task VARCHAR NOT NULL,
+    example_id VARCHAR NOT NULL,    -- the corrupted pool item
+    kind VARCHAR NOT NULL,          -- swapped | cut_answer | untranslated | cut_synopsis
+    source_id VARCHAR NOT NULL,     -- the train item it replaced
+    PRIMARY KEY (task, example_id)
+);
 -- Bring your own data (igds.data.ingest): a dataset is a validated file (or hub split) stored as records; its
 -- rows keep their order and, when mapped, their split label. Tasks (igds.workflow.catalog) turn rows into
 -- memberships.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from igds.config import ConfigBase
 from igds.constants import GENERAL
+from igds.data.noise import NOISY_SPLIT
 from igds.executor.config import ExecutorConfig, executor_config
 from igds.executor.extract import run_extraction
 from igds.executor.pool import Loaded
@@ -20,6 +21,7 @@ from igds.executor.registry import Opener, stage_pool
 from igds.method.config import QuickLookConfig
 from igds.method.extract import ExtractConfig, ExtractResult
 from igds.method.intervene import InterventionConfig
+from igds.method.pool import ensure_noisy_pool
 from igds.method.recall import RecallConfig
 from igds.modeling.encoding import encode_examples
 from igds.modeling.load import ModelSpec, load_model, model_identity, model_key_of
@@ -346,7 +348,7 @@ def extraction_groups(store: ActivationStore, tasks: Sequence[str], pool_setting
     for task in tasks:
         parts = {LOOK: [*task_split(store, task, "probe"), *reference_set(10**9, task=task),
                         *task_split(store, task, "dev")],
-                 TASK_POOL: task_split(store, task, "train"),
+                 TASK_POOL: [*task_split(store, task, "train"), *noisy_items(store, task, pool_setting)],
                  GENERAL_POOL: task_split(store, GENERAL, "train") if pool_setting == "mixed" else []}
         for group, examples in parts.items():
             for ex in examples:
@@ -354,6 +356,16 @@ def extraction_groups(store: ActivationStore, tasks: Sequence[str], pool_setting
                     seen.add(ex.id)
                     out[group].append(ex)
     return out
+
+
+def noisy_items(store: ActivationStore, task: str, pool_setting: str) -> list:
+    """The corrupted items of the task's noisy pool (built when missing) for the ``noisy`` setting; else none."""
+    if pool_setting != "noisy":
+        return []
+    from igds.workflow.catalog import task_split
+
+    ensure_noisy_pool(store, task)
+    return task_split(store, task, NOISY_SPLIT)
 
 
 def extraction_examples(store: ActivationStore, tasks: Sequence[str], pool_setting: str = "mixed") -> list:
