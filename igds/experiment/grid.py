@@ -25,6 +25,10 @@ QUARTILE_RATIO = 0.25        # four equal blocks of the FRS ranking
 QUARTILE_METHODS = tuple(f"igds-q{q}" for q in range(1, 5))
 
 
+GRID_POOLS = tuple(p for p in POOL_SETTINGS if p != "noisy")
+"""The pools a grid runs by default: every setting but the noisy pool, a control run on request."""
+
+
 def igds_method(preset: str) -> str:
     """The cell method of IGDS under a method preset: ``igds`` for the default, ``igds-<preset>`` otherwise."""
     return "igds" if preset == DEFAULT_PRESET else f"igds-{preset}"
@@ -81,8 +85,7 @@ class ExperimentConfig(ConfigBase):
 
     preset: str = field(default="demo", metadata={"help": "grid preset label"})
     tasks: tuple[str, ...] = field(default=("summarization", "translation", "math"), metadata={"help": "tasks"})
-    pool_settings: tuple[str, ...] = field(default=("task-only", "mixed"),
-                                           metadata={"help": "task-only | mixed | noisy"})
+    pool_settings: tuple[str, ...] = field(default=GRID_POOLS, metadata={"help": "task-only | mixed | noisy"})
     pool_limit: int = field(default=GRID_POOL.limit,
                             metadata={"help": "task examples per pool (and general ones in mixed)"})
     ratio: float = field(default=0.5, metadata={"help": "share of the main comparison"})
