@@ -136,7 +136,7 @@ def run_tables(con) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _columns(con, table: str) -> dict[str, tuple[str, bool]]:
+def table_columns(con, table: str) -> dict[str, tuple[str, bool]]:
     """``{column: (type, nullable)}`` of a store table, in table order (empty: no such table)."""
     rows = con.execute("SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns "
                        "WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
@@ -149,21 +149,39 @@ def _has_default(con, table: str, column: str) -> bool:
                        "current_schema() AND table_name = ? AND column_name = ?", [table, column]).fetchall()[0][0]
 
 
-def _key(con, table: str) -> list[str]:
+def table_key(con, table: str) -> list[str]:
     """The columns that identify a row: the primary key, else :data:`ROW_KEYS`, else every column."""
     rows = con.execute("SELECT constraint_column_names FROM duckdb_constraints() WHERE schema_name = current_schema() "
                        "AND table_name = ? AND constraint_type = 'PRIMARY KEY'", [table]).fetchall()
     if rows:
         return list(rows[0][0])
-    return list(ROW_KEYS.get(table, _columns(con, table)))
+    return list(ROW_KEYS.get(table, table_columns(con, table)))
 
 
-def _quote(name: str) -> str:
+def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
 # -- export ------------------------------------------------------------------------------------------------------
-def _parquet_bytes(table: pa.Table) -> bytes:
+def rows_by(con, table: str, where: dict) -> pa.Table:
+    """A store table's rows whose columns equal ``where``'s values, in key order."""
+    order = ", ".join(quote(c) for c in table_key(con, table))
+    cond = " AND ".join(f"{quote(c)} = ?" for c in where)
+    return con.sql(f"SELECT * FROM {quote(table)} WHERE {cond} ORDER BY {order}",  # noqa: S608 - schema names
+                   params=list(where.values())).to_arrow_table()
+
+
+def describe(con, tables: dict[str, pa.Table]) -> dict[str, dict]:
+    """A manifest's description of each table: its rows, its key and its columns' store types."""
+    out = {}
+    for name, t in tables.items():
+        cols = table_columns(con, name)
+        out[name] = {"rows": t.num_rows, "key": table_key(con, name),
+                     "columns": {c: cols[c][0] for c in t.column_names}}
+    return out
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
     """The table as zstd Parquet, its types as stored. A float column of mostly distinct values (measured NLLs) is
     written byte-stream-split rather than dictionary-encoded: lossless, and about 10 % smaller once compressed."""
     split = [c for c, t in zip(table.column_names, table.schema.types, strict=True)
@@ -214,13 +232,9 @@ def export_run(store, run_id: str, path: str | Path | None = None) -> Path:
         if runs.num_rows == 0:
             raise RecordError(f"no run {run_id!r} in {store.path}: nothing to export")
         tables = {RUNS: runs}
-        schema = {RUNS: (_columns(con, RUNS), _key(con, RUNS))}
         for name in run_tables(con):
-            key = _key(con, name)
-            order = ", ".join(_quote(c) for c in key)
-            tables[name] = con.sql(f"SELECT * FROM {_quote(name)} WHERE {RUN_KEY} = ? ORDER BY {order}",  # noqa: S608
-                                   params=[run_id]).to_arrow_table()
-            schema[name] = (_columns(con, name), key)
+            tables[name] = rows_by(con, name, {RUN_KEY: run_id})
+        described = describe(con, tables)
     run = runs.to_pylist()[0]
     stored_status = run["status"]
     if _rank(stored_status) == 0:
@@ -228,16 +242,19 @@ def export_run(store, run_id: str, path: str | Path | None = None) -> Path:
         runs = runs.set_column(i, runs.schema.field(i), pa.array(["partial"], runs.schema.field(i).type))
         tables[RUNS] = runs
         run["status"] = "partial"
-    described = {name: {"rows": t.num_rows, "key": schema[name][1],
-                        "columns": {c: schema[name][0][c][0] for c in t.column_names}}
-                 for name, t in tables.items()}
     manifest = _manifest(run, stored_status, described)
     target = Path(path) if path is not None else default_folder()
     if target.suffix != SUFFIX:
         target = target / record_name(manifest)
+    return write_record(target, manifest, tables)
+
+
+def write_record(target: Path, manifest: dict, tables: dict[str, pa.Table]) -> Path:
+    """Write ``manifest`` and ``tables`` as one record file at ``target`` (atomically); a file that already holds
+    the same rows and manifest (but for when and by which commit it was written) is left untouched."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    entries = {f"tables/{name}.parquet": _parquet_bytes(t) for name, t in tables.items()}
-    if _unchanged(target, manifest, entries):
+    entries = {f"tables/{name}.parquet": parquet_bytes(t) for name, t in tables.items()}
+    if same_record(target, manifest, entries):
         return target
     tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
     try:
@@ -251,7 +268,7 @@ def export_run(store, run_id: str, path: str | Path | None = None) -> Path:
     return target
 
 
-def _unchanged(target: Path, manifest: dict, entries: dict[str, bytes]) -> bool:
+def same_record(target: Path, manifest: dict, entries: dict[str, bytes]) -> bool:
     """Whether ``target`` already holds these rows of this run with this status (its file then stays as it is)."""
     if not target.exists():
         return False
@@ -306,15 +323,12 @@ def read_manifest(path: str | Path) -> dict:
     return manifest
 
 
-def read_record(path: str | Path) -> tuple[dict, dict[str, pa.Table]]:
-    """A record file's manifest and tables, checked against each other.
+def read_tables(path: Path, manifest: dict) -> dict[str, pa.Table]:
+    """The tables of a record file, each checked against the manifest's description (rows, key and columns).
 
     Raises:
         RecordError: naming the file and the table or column that is missing or wrong.
     """
-    path = Path(path)
-    manifest = read_manifest(path)
-    run_id = manifest["run_id"]
     tables = {}
     with zipfile.ZipFile(path) as zf:
         for name, info in manifest["tables"].items():
@@ -333,13 +347,27 @@ def read_record(path: str | Path) -> tuple[dict, dict[str, pa.Table]]:
             for col in table.column_names:
                 if col not in info["columns"]:
                     raise RecordError(f"{path}: column {name}.{col}: not described in {MANIFEST}")
-            id_col = "run_id" if name == RUNS else RUN_KEY
-            if id_col not in table.column_names:
-                raise RecordError(f"{path}: column {name}.{id_col}: missing (it keys the run's rows)")
-            ids = pc.unique(table.column(id_col)).to_pylist()
-            if ids and ids != [run_id]:
-                raise RecordError(f"{path}: column {name}.{id_col}: holds {ids[:3]}, not only run {run_id!r}")
             tables[name] = table
+    return tables
+
+
+def read_record(path: str | Path) -> tuple[dict, dict[str, pa.Table]]:
+    """A run record file's manifest and tables, checked against each other.
+
+    Raises:
+        RecordError: naming the file and the table or column that is missing or wrong.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    run_id = manifest["run_id"]
+    tables = read_tables(path, manifest)
+    for name, table in tables.items():
+        id_col = "run_id" if name == RUNS else RUN_KEY
+        if id_col not in table.column_names:
+            raise RecordError(f"{path}: column {name}.{id_col}: missing (it keys the run's rows)")
+        ids = pc.unique(table.column(id_col)).to_pylist()
+        if ids and ids != [run_id]:
+            raise RecordError(f"{path}: column {name}.{id_col}: holds {ids[:3]}, not only run {run_id!r}")
     if tables[RUNS].num_rows != 1:
         raise RecordError(f"{path}: table {RUNS!r}: needs exactly one row, has {tables[RUNS].num_rows}")
     run = tables[RUNS].to_pylist()[0]
@@ -350,9 +378,9 @@ def read_record(path: str | Path) -> tuple[dict, dict[str, pa.Table]]:
 
 
 # -- import ------------------------------------------------------------------------------------------------------
-def _check_table(path: Path, con, name: str, table: pa.Table) -> dict[str, tuple[str, bool]]:
+def check_table(path: Path, con, name: str, table: pa.Table) -> dict[str, tuple[str, bool]]:
     """The store's columns of ``name``, after checking the file's rows fit them."""
-    cols = _columns(con, name)
+    cols = table_columns(con, name)
     if not cols:
         raise RecordError(f"{path}: table {name!r}: this store has no such table (a newer IGDS wrote the file?)")
     con.register("record_check", table)
@@ -372,21 +400,21 @@ def _check_table(path: Path, con, name: str, table: pa.Table) -> dict[str, tuple
     return cols
 
 
-def _insert_new(con, path: Path, name: str, table: pa.Table, cols: dict, key: list[str]) -> tuple[int, int]:
+def insert_new(con, path: Path, name: str, table: pa.Table, cols: dict, key: list[str]) -> tuple[int, int]:
     """Insert the rows of ``table`` whose key is not stored yet; a stored row of a table with a count column
     :data:`COUNT_COLUMN` (a summary) gives way to the file's row of the same key that counts more (a later look of
     the same job). Returns ``(added, replaced)``."""
     if table.num_rows == 0:
         return 0, 0
     view = "record_rows"
-    q = _quote(name)
-    names = ", ".join(_quote(c) for c in table.column_names)
-    match = " AND ".join(f"s.{_quote(c)} {'IS NOT DISTINCT FROM' if cols[c][1] else '='} r.{_quote(c)}" for c in key)
+    q = quote(name)
+    names = ", ".join(quote(c) for c in table.column_names)
+    match = " AND ".join(f"s.{quote(c)} {'IS NOT DISTINCT FROM' if cols[c][1] else '='} r.{quote(c)}" for c in key)
     con.register(view, table)
     try:
         replaced = 0
         if COUNT_COLUMN in table.column_names and COUNT_COLUMN not in key:
-            n = _quote(COUNT_COLUMN)
+            n = quote(COUNT_COLUMN)
             replaced = con.execute(f"DELETE FROM {q} s USING {view} r WHERE {match} "  # noqa: S608 - schema names
                                    f"AND coalesce(r.{n}, -1) > coalesce(s.{n}, -1)").fetchall()[0][0]
         added = con.execute(f"INSERT INTO {q} ({names}) SELECT {names} FROM {view} r "  # noqa: S608 - schema names
@@ -417,19 +445,19 @@ def import_run(store, path: str | Path) -> Imported:
     run_id = manifest["run_id"]
     done = Imported(path=path, run_id=run_id)
     with store.transaction() as con:
-        checked = {name: _check_table(path, con, name, t) for name, t in tables.items()}
+        checked = {name: check_table(path, con, name, t) for name, t in tables.items()}
         for name, table in tables.items():
             if name == RUNS:
                 continue
-            key = _key(con, name)
+            key = table_key(con, name)
             missing = [c for c in key if c not in table.column_names]
             if missing:
                 raise RecordError(f"{path}: column {name}.{missing[0]}: missing from the file (it keys the table)")
-            done.added[name], done.replaced[name] = _insert_new(con, path, name, table, checked[name], key)
+            done.added[name], done.replaced[name] = insert_new(con, path, name, table, checked[name], key)
         row = con.execute("SELECT stage, status, n_done FROM runs WHERE run_id = ?", [run_id]).fetchall()
         file_run = tables[RUNS].to_pylist()[0]
         if not row:
-            done.added[RUNS] = _insert_new(con, path, RUNS, tables[RUNS], checked[RUNS], ["run_id"])[0]
+            done.added[RUNS] = insert_new(con, path, RUNS, tables[RUNS], checked[RUNS], ["run_id"])[0]
             done.status_after = file_run["status"]
         else:
             stage, status, n_done = row[0]
@@ -460,7 +488,7 @@ def _up_to_date(store, manifests: dict[Path, dict]) -> set[Path]:
         counts: dict[tuple[str, str], int] = {}
         if present:
             for name in run_tables(con):
-                for rid, n in con.execute(f"SELECT {RUN_KEY}, count(*) FROM {_quote(name)} "  # noqa: S608
+                for rid, n in con.execute(f"SELECT {RUN_KEY}, count(*) FROM {quote(name)} "  # noqa: S608
                                           f"WHERE list_contains(?, {RUN_KEY}) GROUP BY 1", [present]).fetchall():
                     counts[(name, rid)] = n
     out = set()
