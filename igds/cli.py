@@ -548,24 +548,37 @@ def cmd_store_info(args) -> int:
 
 # -- results of record (igds.store.record) ---------------------------------------------------------------------
 def cmd_record_export(args) -> int:
+    from igds.experiment.record import export_experiment
     from igds.store import ActivationStore
     from igds.store.record import export_run
 
+    if args.experiment:
+        paths = export_experiment(ActivationStore(), args.experiment, args.out)
+        size = sum(p.stat().st_size for p in paths)
+        print(f"experiment {args.experiment}: {len(paths)} files written to {paths[0].parent} ({size:,} bytes)")
+        return 0
     path = export_run(ActivationStore(), args.run, args.out)
     print(f"run {args.run} written to {path} ({path.stat().st_size:,} bytes)")
     return 0
 
 
 def cmd_record_import(args) -> int:
+    from igds.experiment.record import default_grid_folder, import_grid_records
     from igds.store import ActivationStore
     from igds.store.record import default_folder, import_records
 
-    folder = args.folder or default_folder()
-    done = import_records(ActivationStore(), folder, force=True)
-    for d in done:
-        print(f"{d.path.name}: run {d.run_id} {d.status_before or 'new'} -> {d.status_after}, rows added "
-              f"{json.dumps(d.added, sort_keys=True)}")
-    print(f"{len(done)} record file(s) read from {folder}")
+    store = ActivationStore()
+    if not args.grid:
+        folder = args.folder or default_folder()
+        done = import_records(store, folder, force=True)
+        for d in done:
+            print(f"{d.path.name}: run {d.run_id} {d.status_before or 'new'} -> {d.status_after}, rows added "
+                  f"{json.dumps(d.added, sort_keys=True)}")
+        print(f"{len(done)} record file(s) read from {folder}")
+    if args.grid or not args.folder:
+        folder = (args.folder if args.grid else None) or default_grid_folder()
+        cells = import_grid_records(store, folder)
+        print(f"{len(cells)} grid record file(s) imported from {folder}")
     return 0
 
 
@@ -784,14 +797,18 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("store", help="the DuckDB activation store").add_subparsers(dest="store_cmd", required=True)
     st.add_parser("info", help="table sizes and runs").set_defaults(func=cmd_store_info)
 
-    rc = sub.add_parser("record", help="results of record: filter runs as committed files (results/filter/)"
-                        ).add_subparsers(dest="record_cmd", required=True)
-    rce = rc.add_parser("export", help="write a run's rows as one record file")
-    rce.add_argument("--run", required=True, help="the run id (an intervention run's effect id)")
-    rce.add_argument("--out", default=None, help="folder or .zip file (default: results/filter/)")
+    rc = sub.add_parser("record", help="results of record: filter runs (results/filter/) and grid cells "
+                        "(results/grid/) as committed files").add_subparsers(dest="record_cmd", required=True)
+    rce = rc.add_parser("export", help="write a run's rows, or an experiment's finished cells, as record files")
+    what = rce.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", help="the run id (an intervention run's effect id)")
+    what.add_argument("--experiment", help="an experiment id: every finished cell, one file each")
+    rce.add_argument("--out", default=None, help="folder or .zip file (default: results/filter/ or results/grid/)")
     rce.set_defaults(func=cmd_record_export)
     rci = rc.add_parser("import", help="import record files the store lacks rows of (idempotent)")
-    rci.add_argument("folder", nargs="?", default=None, help="folder or one file (default: results/filter/)")
+    rci.add_argument("folder", nargs="?", default=None, help="folder or one file (default: results/filter/, then "
+                     "results/grid/)")
+    rci.add_argument("--grid", action="store_true", help="the folder holds grid cells of record")
     rci.set_defaults(func=cmd_record_import)
     return p
 

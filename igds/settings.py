@@ -46,6 +46,15 @@ def records_dir() -> Path | None:
     return Path(value).expanduser().resolve() if value else REPO_ROOT / "results" / "filter"
 
 
+def grid_records_dir() -> Path | None:
+    """Folder of the committed grid cells of record (``IGDS_GRID_RECORDS``, default ``results/grid/``; None when
+    ``IGDS_RECORDS=off``). See :mod:`igds.experiment.record`."""
+    if records_dir() is None:
+        return None
+    value = os.environ.get("IGDS_GRID_RECORDS", "").strip()
+    return Path(value).expanduser().resolve() if value else REPO_ROOT / "results" / "grid"
+
+
 def offline() -> bool:
     """True unless ``IGDS_OFFLINE=0``: the default path never touches a model or dataset hub."""
     return os.environ.get("IGDS_OFFLINE", "1") != "0"

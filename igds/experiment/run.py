@@ -173,11 +173,12 @@ def run_cell(ws, cfg: ExperimentConfig, exp_id: str, cell: Cell, setup: TaskSetu
 
 
 def plan_experiment(cfg: ExperimentConfig, store: ActivationStore) -> dict:
-    """What ``--dry-run`` prints: the cells, the experiment id where every task's method runs are stored
-    (None otherwise: it is fixed once they are), the tasks whose method stages still run, and the estimate."""
+    """What ``--dry-run`` prints: the cells, the experiment id where every task's method runs are stored (else the
+    latest recorded experiment of this grid, :func:`recorded_experiment`; None when there is none: it is fixed once
+    they are), the tasks whose method stages still run, and the estimate."""
     prov = {t: stored_provenance(store, cfg, t) for t in cfg.tasks}
     known = all(p is not None for p in prov.values())
-    exp_id = experiment_id(cfg, prov) if known else None
+    exp_id = experiment_id(cfg, prov) if known else recorded_experiment(store, cfg)
     status = cell_status(store, exp_id) if exp_id else {}
     cells = plan_cells(cfg)
     todo = [c for c in cells if status.get(c.key) != "done"]
@@ -188,6 +189,14 @@ def plan_experiment(cfg: ExperimentConfig, store: ActivationStore) -> dict:
     pending = [t for t in cfg.tasks if prov[t] is None]
     return {"experiment_id": exp_id, "cells": cells, "todo": todo, "pending_tasks": pending,
             "seconds": estimate_seconds(cfg, costly, store, need_default, others * len(pending))}
+
+
+def recorded_experiment(store: ActivationStore, cfg: ExperimentConfig) -> str | None:
+    """The latest stored experiment of this grid config (e.g. one imported from the grid's results of record,
+    :mod:`igds.experiment.record`), for a ``--dry-run`` before the method stages have run here; None if none."""
+    want = _canonical(cfg.to_dict())
+    rows = store.query_df("SELECT experiment_id, config FROM experiments ORDER BY updated DESC")
+    return next((r.experiment_id for r in rows.itertuples() if _canonical(json.loads(r.config)) == want), None)
 
 
 def _known_empty(provenance: dict | None, cell: Cell) -> bool:

@@ -105,11 +105,11 @@ class ExperimentQueries:
     def experiment_selection_diagnostics(self, experiment_id: str) -> pd.DataFrame:
         """Per selection of the experiment's finished cells: n_selected, task_share (share of members from
         the cell's task: one count per member, however many tasks share its record) and mean_tokens (mean tokens of
-        its members)."""
+        its members: as a results-of-record file brought them, else from the extraction)."""
         return self.query_df(
             "SELECT c.task, c.pool_setting, c.method, c.ratio, any_value(s.n_selected) AS n_selected, "
             "avg((EXISTS (SELECT 1 FROM memberships t WHERE t.example_id = m.example_id AND t.task = c.task))::INT) "
-            "AS task_share, avg(es.n_tokens) AS mean_tokens "
+            "AS task_share, avg(coalesce(m.n_tokens, es.n_tokens)) AS mean_tokens "
             "FROM (SELECT DISTINCT task, pool_setting, method, ratio, selection_id FROM experiment_cells "
             "      WHERE experiment_id = ? AND status = 'done') c "
             "JOIN selections s USING (selection_id) JOIN selection_members m USING (selection_id) "

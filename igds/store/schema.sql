@@ -225,6 +225,9 @@ CREATE TABLE IF NOT EXISTS selection_members (
     score DOUBLE,
     PRIMARY KEY (selection_id, example_id)
 );
+-- a member's content tokens as a results-of-record file carries them (igds.experiment.record), for a store without
+-- the extraction; NULL: read them from example_stats
+ALTER TABLE selection_members ADD COLUMN IF NOT EXISTS n_tokens INTEGER;
 -- Base-model response NLL per example (Loss and IFD baselines), computed once per model.
 CREATE TABLE IF NOT EXISTS example_nll (
     model_key VARCHAR NOT NULL,     -- '<model key>|<NLL procedure>' (igds.store.results.nll_cache_key)

@@ -47,7 +47,8 @@ class SelectionQueries:
                         "lineage) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [selection_id, name, task, method, pool_setting, n_pool, members.num_rows, lineage_json])
             con.register("sel_members", members)
-            con.execute("INSERT INTO selection_members SELECT * FROM sel_members")
+            con.execute("INSERT INTO selection_members (selection_id, example_id, rank, score) "
+                        "SELECT selection_id, example_id, rank, score FROM sel_members")
             con.unregister("sel_members")
         return True
 
@@ -83,6 +84,15 @@ class SelectionQueries:
                 f"longer in the store ({why}); it cannot be loaded, exported or trained on. Adding the task again "
                 "from the same data brings them back.")
         return df
+
+    def selection_members_of_record(self, selection_id: str) -> pa.Table:
+        """A selection's ``selection_members`` rows in key order, each with its content tokens (stored, else the
+        extraction's), as a results-of-record file carries them."""
+        with self.connect() as con:
+            return con.sql("SELECT m.selection_id, m.example_id, m.rank, m.score, coalesce(m.n_tokens, "
+                           "(SELECT any_value(es.n_tokens) FROM example_stats es WHERE es.example_id = m.example_id))"
+                           "::INTEGER AS n_tokens FROM selection_members m WHERE m.selection_id = ? "
+                           "ORDER BY m.selection_id, m.example_id", params=[selection_id]).to_arrow_table()
 
     def selection_member_ids(self, selection_id: str) -> set[str]:
         """Ids of a selection's members (whether or not their examples are still stored)."""
