@@ -23,6 +23,11 @@ GRID_BASELINES = tuple(m for m in BASELINES if m != "full")
 QUARTILE_POOL = "task-only"  # the controlled test runs on the task's own pool
 QUARTILE_RATIO = 0.25        # four equal blocks of the FRS ranking
 QUARTILE_METHODS = tuple(f"igds-q{q}" for q in range(1, 5))
+# the controls (``controls=True``, igds.method.controls): equal token budgets, length-stratified quartiles, task first
+TOKEN_METHODS = ("igds-tokens", "random-tokens")
+STRATIFIED_METHODS = tuple(f"igds-sq{q}" for q in range(1, 5))
+TASK_FIRST = "task-first"
+CONTROL_METHODS = (*TOKEN_METHODS, *STRATIFIED_METHODS, TASK_FIRST)
 
 
 GRID_POOLS = tuple(p for p in POOL_SETTINGS if p != "noisy")
@@ -35,22 +40,28 @@ def igds_method(preset: str) -> str:
 
 
 def preset_of(method: str) -> str | None:
-    """The method preset of an IGDS cell method (quartile cells use the default); None for a baseline."""
-    if method == "igds" or method in QUARTILE_METHODS:
+    """The method preset of an IGDS cell method (quartile and control cells use the default); None for a baseline
+    or a control that does not score with FRS."""
+    if method == "igds" or method in (*QUARTILE_METHODS, *STRATIFIED_METHODS, "igds-tokens"):
         return DEFAULT_PRESET
+    if method in CONTROL_METHODS:
+        return None
     return method.removeprefix("igds-") if method.startswith("igds-") else None
 
 
 def quartile_of(method: str) -> int | None:
-    """1..4 for a quartile cell method, else None."""
-    return QUARTILE_METHODS.index(method) + 1 if method in QUARTILE_METHODS else None
+    """1..4 for a quartile (or length-stratified quartile) cell method, else None."""
+    for block in (QUARTILE_METHODS, STRATIFIED_METHODS):
+        if method in block:
+            return block.index(method) + 1
+    return None
 
 
 def method_order(method: str) -> int:
     """Row order of the tables: IGDS (default preset, then the others), the quartiles, then the baselines in
     registry order (Random first), Full last."""
     fixed = ["igds", *(igds_method(p) for p in METHOD_PRESETS if p != DEFAULT_PRESET), *QUARTILE_METHODS,
-             *(m for m in BASELINES if m != "full"), "full"]
+             *STRATIFIED_METHODS, *TOKEN_METHODS, TASK_FIRST, *(m for m in BASELINES if m != "full"), "full"]
     return fixed.index(method) if method in fixed else len(fixed)
 
 
@@ -74,6 +85,10 @@ class ExperimentConfig(ConfigBase):
         method_presets: IGDS under each of these method presets (:mod:`igds.method.presets`) at ``ratio``.
         quartiles: the controlled test: IGDS's FRS ranking of the task-only pool cut into four equal
             blocks (``igds-q1`` top … ``igds-q4`` bottom), each fine-tuned, beside Random of the same size.
+        controls: the length and task-share controls (:mod:`igds.method.controls`): ``igds-tokens`` and
+            ``random-tokens`` at an equal token budget (ρ of the task-only pool's tokens), ``igds-sq1..4`` (FRS
+            quarters within four length strata, task-only) and ``task-first`` (the mixed pool, the task's items
+            first in a seeded order).
         n_eval: held-out test items per task: a seeded sample stratified by source.
         eval_seed: seed of the test sample.
         length_quantile: the fine-tune's sequence length is this quantile of the pool's full lengths ...
@@ -94,6 +109,9 @@ class ExperimentConfig(ConfigBase):
     seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"help": "seeds of IGDS and Random at the ratio"})
     method_presets: tuple[str, ...] = field(default=tuple(METHOD_PRESETS), metadata={"help": "IGDS method presets"})
     quartiles: bool = field(default=True, metadata={"help": "the FRS-quartile test on the task-only pool"})
+    controls: bool = field(default=False, metadata={
+        "help": "the controls: IGDS and Random at an equal token budget, length-stratified FRS quartiles "
+                "(task-only pool), task first (mixed pool)", "added": True})
     n_eval: dict[str, int] = field(default_factory=lambda: {"summarization": 100, "translation": 100, "math": 50},
                                    metadata={"help": "test items per task"})
     eval_seed: int = field(default=0, metadata={"help": "seed of the stratified test sample"})
@@ -207,6 +225,14 @@ def plan_cells(cfg: ExperimentConfig) -> list[Cell]:
         for t in cfg.tasks:
             tiers[1] += [Cell(t, QUARTILE_POOL, m, QUARTILE_RATIO, s0) for m in QUARTILE_METHODS]
             tiers[1].append(Cell(t, QUARTILE_POOL, "random", QUARTILE_RATIO, s0))
+    if cfg.controls:
+        for t in cfg.tasks:
+            if QUARTILE_POOL in cfg.pool_settings:
+                tiers[1] += [Cell(t, QUARTILE_POOL, m, r, s0) for m in TOKEN_METHODS]
+                tiers[1] += [Cell(t, QUARTILE_POOL, m, QUARTILE_RATIO, s0) for m in STRATIFIED_METHODS]
+                tiers[1].append(Cell(t, QUARTILE_POOL, "random", QUARTILE_RATIO, s0))
+            if "mixed" in cfg.pool_settings:
+                tiers[1].append(Cell(t, "mixed", TASK_FIRST, r, s0))
     if DEFAULT_PRESET not in cfg.method_presets:
         tiers = [[c for c in tier if preset_of(c.method) != DEFAULT_PRESET] for tier in tiers]
     out: list[Cell] = []

@@ -4,6 +4,7 @@ the report are rewritten."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -13,7 +14,17 @@ from pathlib import Path
 from igds import settings
 from igds.experiment.cells import base_eval_id, cell_status, record_cell, register_experiment
 from igds.experiment.estimate import estimate_seconds, format_duration
-from igds.experiment.grid import Cell, ExperimentConfig, experiment_id, plan_cells, preset_of, quartile_of
+from igds.experiment.grid import (
+    STRATIFIED_METHODS,
+    TASK_FIRST,
+    TOKEN_METHODS,
+    Cell,
+    ExperimentConfig,
+    experiment_id,
+    plan_cells,
+    preset_of,
+    quartile_of,
+)
 from igds.experiment.report import write_report
 from igds.experiment.stats import summarize
 from igds.method.config import ExtractConfig
@@ -127,18 +138,26 @@ def _canonical(d: dict) -> str:
 
 def cell_selection(ws, cfg: ExperimentConfig, cell: Cell, setup: TaskSetup, progress: ProgressFn) -> str:
     """Select the cell's training set (idempotent: the same inputs give the same stored selection)."""
+    from igds.method.controls import token_budget
     from igds.method.presets import method_preset
     from igds.method.selection import SelectionConfig
-    from igds.workflow.stages import select_baseline, select_igds
+    from igds.workflow.stages import select_baseline, select_igds, select_task_first, selection_pool
 
-    seed = cell.seed if cell.method == "random" else 0
-    sel = SelectionConfig(method="igds" if preset_of(cell.method) else cell.method, ratio=cell.ratio,
-                          pool_setting=cell.pool_setting, seed=seed, pool_limit=cfg.pool_limit)
-    name = f"exp-{cell.method}-{cell.task}-{cell.ratio:g}-{cell.pool_setting}" + (f"-s{seed}" if seed else "")
+    seed = cell.seed if cell.method in ("random", "random-tokens", TASK_FIRST) else 0
     mp = preset_of(cell.method)
+    base = cell.method.removesuffix("-tokens")
+    sel = SelectionConfig(method="igds" if mp else base, ratio=cell.ratio, pool_setting=cell.pool_setting, seed=seed,
+                          pool_limit=cfg.pool_limit)
+    name = f"exp-{cell.method}-{cell.task}-{cell.ratio:g}-{cell.pool_setting}" + (f"-s{seed}" if seed else "")
+    if cell.method == TASK_FIRST:
+        return select_task_first(ws, cell.task, sel, name=name, extract_cfg=setup.extract_cfg)
+    if cell.method in TOKEN_METHODS:  # IGDS and Random at one token budget: ρ of the pool's content tokens
+        pool = selection_pool(ws.store, cell.task, sel, setup.extract_run)
+        sel = dataclasses.replace(sel, token_budget=token_budget(pool, cell.ratio))
     if mp is not None:
         return select_igds(ws.store, setup.extract_run, cell.task, setup.effects[mp], sel, method_preset(mp).resonance,
-                           ws.sae_key, name=name, preset=mp, quartile=quartile_of(cell.method))
+                           ws.sae_key, name=name, preset=mp, quartile=quartile_of(cell.method),
+                           stratified=cell.method in STRATIFIED_METHODS)
     return select_baseline(ws, cell.task, sel, name=name, progress=progress, extract_cfg=setup.extract_cfg)
 
 

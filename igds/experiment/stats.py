@@ -107,11 +107,12 @@ def _mean(values: pd.Series) -> float:
 
 def same_size_reference(mats: dict, pool: str, method: str, ratio: float) -> dict | None:
     """The Random group a group's difference is taken against: Random in the same pool at the same ratio
-    (the same number of training examples); None for Random itself, for Full and wherever no Random of that
-    size ran — a verdict is never drawn between different sizes."""
-    if method in ("random", "full"):
+    (the same number of training examples; at an equal token budget, ``random-tokens``: the same number of
+    tokens); None for Random itself, for Full and wherever no Random of that size ran — a verdict is never drawn
+    between different sizes."""
+    if method in ("random", "full", "random-tokens"):
         return None
-    return mats.get((pool, "random", ratio))
+    return mats.get((pool, "random-tokens" if method == "igds-tokens" else "random", ratio))
 
 
 def correlation_records(exp_id: str, task: str, pts: pd.DataFrame, n_boot: int, seed: int) -> list[dict]:

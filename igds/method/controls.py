@@ -28,9 +28,9 @@ def token_budget(pool: pd.DataFrame, ratio: float) -> int:
 
 
 def length_strata(pool: pd.DataFrame, n: int = N_STRATA) -> pd.Series:
-    """Each pool row's length stratum 0..n-1: equal-count bins of content tokens (ties broken by the pool's order,
-    so every stratum holds ⌊|pool|/n⌋ or one more)."""
-    order = np.lexsort((np.arange(len(pool)), pool.n_tokens.to_numpy(float)))
+    """Each pool row's length stratum 0..n-1: equal-count bins of content tokens (ties broken by example id, so a
+    row's stratum does not depend on the frame's order and every stratum holds ⌊|pool|/n⌋ or one more)."""
+    order = np.lexsort((pool.example_id.to_numpy(str), pool.n_tokens.to_numpy(float)))
     strata = np.empty(len(pool), dtype=int)
     strata[order] = np.arange(len(pool)) * n // max(len(pool), 1)
     return pd.Series(strata, index=pool.index, name="stratum")

@@ -16,6 +16,7 @@ from igds.executor.intervene import Candidates, measure_effects
 from igds.executor.nll import nll_table
 from igds.method.arms import FILTER_STAGE, FilterArm
 from igds.method.config import QuickLookConfig
+from igds.method.controls import stratified_quartile, task_first
 from igds.method.extract import ExtractConfig
 from igds.method.intervene import (
     EffectResult,
@@ -285,7 +286,7 @@ class NoValidatedFeatures(ValueError):
 def select_igds(store: ActivationStore, run_id: str, task: str, effects: EffectResult, sel_cfg: SelectionConfig,
                 res_cfg: ResonanceConfig, sae_key: str | None = None, name: str | None = None,
                 matrix: ResonanceMatrix | None = None, preset: str = DEFAULT_PRESET,
-                quartile: int | None = None) -> str:
+                quartile: int | None = None, stratified: bool = False) -> str:
     """Store what :func:`live_selection` shows for the same settings (and ``matrix``); return its id.
 
     Args:
@@ -294,6 +295,8 @@ def select_igds(store: ActivationStore, run_id: str, task: str, effects: EffectR
             (1 = the top quarter, 4 = the bottom one), for the controlled test of the causal claim;
             ``sel_cfg.ratio`` is ignored and overrides are not applied (the blocks must stay disjoint and
             equal-sized).
+        stratified: the quartile is taken within each of four length strata (``igds-sq<q>``,
+            :func:`igds.method.controls.stratified_quartile`), so the four blocks share one length mix.
 
     Raises:
         NoValidatedFeatures: when no feature is left to score with (every score would be 0, so the
@@ -301,11 +304,13 @@ def select_igds(store: ActivationStore, run_id: str, task: str, effects: EffectR
     """
     sp, chosen = live_selection(store, run_id, task, effects, sel_cfg, res_cfg, sae_key, matrix)
     if quartile is not None:
-        chosen = quartile_block(sp.scores.rename(columns={"frs": "score"}), quartile)
+        ranked = sp.scores.rename(columns={"frs": "score"})
+        chosen = stratified_quartile(ranked, quartile) if stratified else quartile_block(ranked, quartile)
     require_features(sp, effects, task)
-    method = "igds" if quartile is None else f"igds-q{quartile}"
+    method = "igds" if quartile is None else f"igds-{'sq' if stratified else 'q'}{quartile}"
     lin = igds_lineage(store, run_id, sel_cfg, sp, res_cfg, effects, preset, method=method,
-                       **({"overrides": {}, "quartile": quartile} if quartile is not None else {}))
+                       **({"overrides": {}, "quartile": quartile, **({"stratified": True} if stratified else {})}
+                          if quartile is not None else {}))
     default = f"igds-{task}-{sel_cfg.ratio:g}" if res_cfg.higher_first else f"igds-hard-{task}-{sel_cfg.ratio:g}"
     return save_selection(store, name or default, task, method, sel_cfg.pool_setting, len(sp.scores), chosen, lin)
 
@@ -370,8 +375,9 @@ def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: st
     extract_run = ws.extraction_run_id(extract_cfg)
     # the NLL tables drop (never cut) examples over their cap: at least the stage cap, so no pool example is dropped
     max_length = max(extract_cfg.max_length, STAGE_LENGTH.max_length)
-    # Longest / Shortest rank by content tokens: the extraction's kept tokens of each pool example
-    pool = selection_pool(ws.store, task, sel_cfg, extract_run if spec.needs_lengths else None)
+    # Longest / Shortest rank by content tokens, and a token budget counts them: the extraction's kept tokens
+    by_tokens = spec.needs_lengths or sel_cfg.token_budget is not None
+    pool = selection_pool(ws.store, task, sel_cfg, extract_run if by_tokens else None)
     key_of = dict(zip(pool.example_id, pool.shown_key, strict=True))
     id_of = {k: i for i, k in key_of.items()}
     examples = pool_records(pool)
@@ -388,12 +394,26 @@ def select_baseline(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: st
     order = [k for k in ranking.order if k not in ranking.excluded]
     ranked = pd.DataFrame({"example_id": [id_of[k] for k in order],
                            "score": [ranking.scores.get(k, np.nan) for k in order]})
+    if by_tokens:
+        ranked["n_tokens"] = ranked.example_id.map(dict(zip(pool.example_id, pool.n_tokens, strict=True)))
     cfg = sel_cfg if method != "full" else dataclasses.replace(sel_cfg, ratio=1.0, seed=0)
     chosen = select_from_ranking(ranked, cfg, ov, n_pool=len(pool))
     lin = lineage(ws.store, extract_run, cfg, pool.example_id,
                   {"method": method, "overrides": ov.to_dict(examples_only=True)})
     return save_selection(ws.store, name or baseline_name(task, sel_cfg), task, method, sel_cfg.pool_setting,
                           len(pool), chosen, lin)
+
+
+def select_task_first(ws: Workspace, task: str, sel_cfg: SelectionConfig, name: str | None = None,
+                      extract_cfg: ExtractConfig | None = None) -> str:
+    """The task-first oracle (:func:`igds.method.controls.task_first`): the ratio's head of the pool with the task's
+    own items first, each part in a ``sel_cfg.seed``-ed order; stored, its id returned."""
+    extract_run = ws.extraction_run_id(extract_cfg or ExtractConfig())
+    pool = selection_pool(ws.store, task, sel_cfg, extract_run)
+    chosen = task_first(pool, task, sel_cfg.ratio, sel_cfg.seed)[["example_id", "score", "rank"]]
+    lin = lineage(ws.store, extract_run, sel_cfg, pool.example_id, {"method": "task-first"})
+    return save_selection(ws.store, name or f"task-first-{task}-{sel_cfg.ratio:g}", task, "task-first",
+                          sel_cfg.pool_setting, len(pool), chosen, lin)
 
 
 def cached_nll_table(ws: Workspace, examples: list, progress: ProgressFn | None, max_length: int,
