@@ -97,6 +97,20 @@ def test_grid_runs_resumes_reuses_and_summarizes(tmp_path):
     by = res.set_index(["method", "ratio"])
     assert np.isnan(by.d_score[("random", 0.5)]) and np.isnan(by.d_score[("full", 1.0)])
 
+    # the primary contrast over these cells: seed means of the reference NLL, IGDS − Random, a t-interval
+    from igds.experiment.primary import power_plan, primary_contrasts
+
+    prim = primary_contrasts(store, eid, tasks=("summarization", "math")).set_index("task")
+    nll_means = {m: [eval_outputs(store, e).nll.mean() for e in done[(done.method == m) & (done.ratio == 0.5)].eval_id]
+                 for m in ("igds", "random")}
+    s = prim.loc["summarization"]
+    assert (s.n_seeds_igds, s.n_seeds_random) == (2, 2) and s.lo <= s.estimate <= s.hi
+    assert np.isclose(s.estimate, np.mean(nll_means["igds"]) - np.mean(nll_means["random"]))
+    assert s.p_holm == min(1.0, s.p) and prim.verdict["math"] == "not yet run"  # a family of one
+    # at the larger arm's spread in both arms, 2 seeds detect at most what the contrast's own design does
+    plan = power_plan(max(s.seed_sd_igds, s.seed_sd_random), targets=(s.detectable,), n_seeds=2)
+    assert plan.seeds_needed.iloc[0] <= 2 and 0 <= plan.target.iloc[-1] <= s.detectable
+
     corr = correlation_rows(store, eid).set_index("y_name")
     # one fixed size: ρ = 0.5 has igds x2, random x2, longest, igds-paper; ρ = 0.25 the four blocks and Random
     assert corr.n["metric_gain ~ amplification | task-only ρ=0.5"] == 6

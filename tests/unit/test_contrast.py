@@ -82,3 +82,12 @@ def test_holm_on_a_known_family():
     np.testing.assert_allclose(holm(p)[:4], [0.03, 0.06, 0.06, 0.02])
     assert np.isnan(holm(p)[4])
     assert holm([0.5, 0.9]).tolist() == [1.0, 1.0]
+
+
+def test_the_power_plan_reads_seeds_from_the_spread():
+    from igds.experiment.primary import power_plan
+
+    plan = power_plan(0.03, targets=(0.05, 0.02, 1e-6), n_seeds=10)
+    assert plan.seeds_needed.tolist()[:2] == [seeds_needed(0.03, 0.05), seeds_needed(0.03, 0.02)]
+    assert plan.seeds_needed.iloc[0] < plan.seeds_needed.iloc[1] and np.isnan(plan.seeds_needed.iloc[2])
+    assert np.isclose(plan.target.iloc[3], detectable_difference(0.03 * np.sqrt(0.2), 18))
