@@ -457,7 +457,8 @@ def _experiment_config(args):
     seeds = tuple(int(x) for x in args.seeds) if args.seeds else None
     return preset("quick" if args.quick else args.preset, tasks=tuple(args.tasks) if args.tasks else None,
                   pool_settings=tuple(args.pools) if args.pools else None, seeds=seeds, pool_limit=args.pool_limit,
-                  method_presets=tuple(args.method_preset) if args.method_preset else None)
+                  method_presets=tuple(args.method_preset) if args.method_preset else None,
+                  controls=True if getattr(args, "controls", False) else None)
 
 
 def cmd_experiment(args) -> int:
@@ -766,6 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--pool-limit", type=int, default=None, help="override the task examples per pool")
     xp.add_argument("--method-preset", nargs="+", default=None, choices=list(METHOD_PRESETS),
                     help="IGDS method presets to compare (default: the grid preset's; demo runs default and paper)")
+    xp.add_argument("--controls", action="store_true", help="add the controls: equal token budget, length-stratified "
+                    "FRS quartiles, task first (mixed pool)")
     xp.add_argument("--max-cells", type=int, default=None, help="stop after running this many new cells")
     xp.add_argument("--max-minutes", type=float, default=None, help="start no new cell after this many minutes")
     xp.add_argument("--experiment", default=None, help="with --report-only: the experiment id (default: the newest "
