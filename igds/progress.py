@@ -11,14 +11,6 @@ rate is one of that stage alone.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
-
-
-class Progress(Protocol):
-    """``progress(done, total, message)``: called as work advances; ``total`` may be 0 if unknown."""
-
-    def __call__(self, done: int, total: int, message: str) -> None: ...
-
 
 ProgressFn = Callable[[int, int, str], None]
 StageFn = Callable[[str, int, int], None]

@@ -88,18 +88,6 @@ def trained_sae_dir(cfg: SaeTrainConfig, model_key: str) -> Path:
     return settings.home() / SAES_DIR / name
 
 
-def retrained_sae_dir(model_key: str | None = None) -> Path:
-    """Where ``igds sae train`` writes the default recipe trained on a model (the shipped SAE is never overwritten).
-
-    Args:
-        model_key: The model's key: the default recipe's :func:`trained_sae_dir` on it. Without one, the
-            fixed folder earlier versions wrote every retrained default SAE to (kept for reading them).
-    """
-    if model_key is not None:
-        return trained_sae_dir(SaeTrainConfig(), model_key)
-    return settings.home() / SAES_DIR / DEFAULT_SAE_NAME
-
-
 def _lock_path(out_dir: Path) -> Path:
     return out_dir.with_name(out_dir.name + ".lock")
 
