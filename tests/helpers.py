@@ -103,3 +103,13 @@ def vet_current(at) -> str:
 def shown_selection(at) -> set[str]:
     """The example ids of the selection the Selection page shows (its examples table)."""
     return set(at.dataframe(key="sel_table").value.example_id)
+
+
+def tiny_workspace(store, parts: dict, model=None):
+    """The :class:`~igds.workflow.workspace.Workspace` of a tiny demo build (``build_tiny_workspace``'s parts), on
+    ``model`` (default: the build's own; pass a fresh one where an adapter will be injected)."""
+    from igds.workflow.workspace import Workspace
+
+    return Workspace(store=store, model=parts["model"] if model is None else model, tokenizer=parts["tokenizer"],
+                     sae=parts["sae"], model_key=parts["model_key"], sae_key=parts["sae_key"], site=parts["site"],
+                     sae_info={})

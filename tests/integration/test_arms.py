@@ -19,7 +19,7 @@ from igds.method.recall import load_recall
 from igds.method.resonance import ResonanceConfig
 from igds.method.selection import SelectionConfig, load_selection
 from igds.store import ActivationStore
-from igds.workflow.workspace import Workspace
+from tests.helpers import tiny_workspace
 
 TASK = "summarization"
 ECFG = ExtractConfig(max_length=96, shard_size=256)  # the tiny workspace's extraction
@@ -34,8 +34,7 @@ def tiny(tmp_path_factory):
     # longer than the demo's 96: the workflow's filter-only run drops (never cuts) items over max_length
     parts = build_tiny_workspace(store, n_candidates=4,
                                  interventions=dataclasses.replace(DEMO_INTERVENTION, max_length=512))
-    ws = Workspace(store=store, model=parts["model"], tokenizer=parts["tokenizer"], sae=parts["sae"],
-                   model_key=parts["model_key"], sae_key=parts["sae_key"], site=parts["site"], sae_info={})
+    ws = tiny_workspace(store, parts)
     recall = load_recall(store, parts["recall_id"])
     return SimpleNamespace(store=store, ws=ws, parts=parts, candidates=recall.candidates, recall=recall,
                            fstar=parts["kept"])

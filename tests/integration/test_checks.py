@@ -9,6 +9,7 @@ import pytest
 from igds.data.records import Example
 from igds.method import checks
 from igds.method.checks import CheckConfig, decoder_match, inject, token_injection, top_tokens
+from tests.helpers import tiny_workspace
 
 
 def contexts(feature: int, tokens: list[str], acts: list[float], max_act: float = 4.0) -> pd.DataFrame:
@@ -69,12 +70,10 @@ def test_checks_on_the_tiny_workspace_are_stored_shown_and_filter_recall(tmp_pat
     from igds.method.recall import RecallConfig, load_recall, recall_features
     from igds.store import ActivationStore
     from igds.workflow.checks import check_seed_stability, check_token_injection
-    from igds.workflow.workspace import Workspace
 
     store = ActivationStore()
     built = build_tiny_workspace(store)
-    ws = Workspace(store=store, model=built["model"], tokenizer=built["tokenizer"], sae=built["sae"],
-                   model_key=built["model_key"], sae_key=built["sae_key"], site=built["site"], sae_info={})
+    ws = tiny_workspace(store, built)
     feats = load_recall(store, built["recall_id"]).candidates[:4]
     res = check_token_injection(ws, "summarization", built["run_id"], feats, CheckConfig(n_texts=12, max_length=96))
     assert set(res.feature) <= set(feats) and res.value.between(0, 1).all()

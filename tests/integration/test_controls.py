@@ -16,7 +16,7 @@ from igds.method.resonance import ResonanceConfig
 from igds.method.selection import SelectionConfig, load_selection, set_feature_override
 from igds.store import ActivationStore
 from igds.workflow.stages import latest_effects, select_baseline, select_igds, select_task_first, selection_pool
-from igds.workflow.workspace import Workspace
+from tests.helpers import tiny_workspace
 
 TASK = "summarization"
 ECFG = ExtractConfig(max_length=96, shard_size=256)
@@ -28,8 +28,7 @@ def tiny(tmp_path_factory):
     parts = build_tiny_workspace(store, n_train=120, n_general=120)
     pin = load_recall(store, parts["recall_id"]).candidates[0]
     set_feature_override(store, TASK, parts["sae_key"], pin, "pin")  # something to score with
-    ws = Workspace(store=store, model=parts["model"], tokenizer=parts["tokenizer"], sae=parts["sae"],
-                   model_key=parts["model_key"], sae_key=parts["sae_key"], site=parts["site"], sae_info={})
+    ws = tiny_workspace(store, parts)
     return ws, parts
 
 

@@ -19,7 +19,7 @@ from igds.method.recall import load_recall
 from igds.method.selection import set_feature_override
 from igds.store import ActivationStore
 from igds.training.results import eval_outputs
-from igds.workflow.workspace import Workspace
+from tests.helpers import tiny_workspace
 
 # a small adapter; the sequence length comes from the data (the pool's 99th percentile, capped high enough
 # for the byte-spelling tiny tokenizer)
@@ -30,8 +30,7 @@ TINY = {"tasks": ("summarization",), "pool_limit": 16, "n_eval": {"summarization
 
 def _factory(store, parts):
     def load():  # a fresh model every time: peft injects the adapter in place
-        return Workspace(store=store, model=tiny_model(), tokenizer=parts["tokenizer"], sae=parts["sae"],
-                         model_key=parts["model_key"], sae_key=parts["sae_key"], site=parts["site"], sae_info={})
+        return tiny_workspace(store, parts, tiny_model())
     return load
 
 

@@ -22,7 +22,7 @@ from igds.method.resonance import ResonanceConfig
 from igds.method.selection import SelectionConfig, load_selection
 from igds.store import ActivationStore
 from igds.workflow.stages import latest_effects, select_baseline, select_igds
-from igds.workflow.workspace import Workspace
+from tests.helpers import tiny_workspace
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "selections.json"
 TASK = "summarization"
@@ -46,8 +46,7 @@ def selections(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("golden")
     store = ActivationStore(tmp / "igds.duckdb")
     parts = build_tiny_workspace(store, n_train=1200, n_general=4000)
-    ws = Workspace(store=store, model=tiny_model(), tokenizer=parts["tokenizer"], sae=parts["sae"],
-                   model_key=parts["model_key"], sae_key=parts["sae_key"], site=parts["site"], sae_info={})
+    ws = tiny_workspace(store, parts, tiny_model())
     effects = latest_effects(store, TASK)
     out = {}
     for name, method, pool, limit in CASES:

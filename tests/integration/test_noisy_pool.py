@@ -15,7 +15,8 @@ from igds.method.resonance import ResonanceConfig
 from igds.method.selection import SelectionConfig, load_selection
 from igds.store import ActivationStore
 from igds.workflow.stages import latest_effects, select_baseline, select_igds
-from igds.workflow.workspace import Workspace, extract_tasks
+from igds.workflow.workspace import extract_tasks
+from tests.helpers import tiny_workspace
 
 TASK = "summarization"
 ECFG = ExtractConfig(max_length=96, shard_size=256)  # the tiny workspace's extraction
@@ -28,8 +29,7 @@ def tiny(tmp_path_factory):
     store = ActivationStore(tmp_path_factory.mktemp("noisy") / "igds.duckdb")
     parts = build_tiny_workspace(store, n_candidates=4,
                                  interventions=dataclasses.replace(DEMO_INTERVENTION, max_length=512))
-    ws = Workspace(store=store, model=parts["model"], tokenizer=parts["tokenizer"], sae=parts["sae"],
-                   model_key=parts["model_key"], sae_key=parts["sae_key"], site=parts["site"], sae_info={})
+    ws = tiny_workspace(store, parts)
     extract_tasks(ws, [TASK], ECFG, "noisy")
     return SimpleNamespace(store=store, ws=ws, parts=parts)
 
