@@ -22,6 +22,7 @@ from igds.experiment import (
     source_table,
     verdict,
 )
+from igds.experiment.primary import PRIMARY_RATIO, power_plan, primary_contrasts
 from igds.ui.jobs import job_launcher
 from igds.ui.widgets import amplification_scatter, correlation_text
 
@@ -55,6 +56,7 @@ def experiment_view(store, task: str) -> None:
     demo = [i for i in ids if i.startswith("demo-")]
     exp = st.selectbox("Experiment", ids, index=ids.index(demo[0]) if demo else 0, key="exp_id",
                        format_func=lambda e: f"{e} · {int(xs.set_index('experiment_id').cells_done[e])} cells done")
+    primary_view(store, exp, task)
     prov = experiment_provenance(store, exp).get(task, {})
     if prov.get("presets"):
         st.dataframe(pd.DataFrame([{"method preset": name, "candidates": p["n_candidates"], "|F*|": len(p["fstar"]),
@@ -104,6 +106,32 @@ def experiment_view(store, task: str) -> None:
     corr = correlation_rows(store, exp)
     for r in corr[(corr.task == task) & (corr.y_name.str.startswith(gain))].itertuples():
         correlation_text(r, f"{r.x_name} · {r.subset}" + (f" · partial {r.partial}" if r.partial else "") + ": ")
+
+
+def primary_view(store, exp: str, task: str) -> None:
+    """The pre-registered primary contrast first (``docs/preregistration.md``): IGDS − Random in reference NLL over
+    seed means, its interval, Holm's p and the variance components; then the power planner those components feed."""
+    st.subheader("Primary contrast (pre-registered)")
+    prim = primary_contrasts(store, exp, tasks=(task,))
+    row = prim.iloc[0]
+    if row.verdict == "not yet run":
+        st.caption(f"IGDS − Random at ρ = {PRIMARY_RATIO:g} on the task-only pool needs at least 2 seeds per arm in "
+                   f"this experiment ({int(row.n_seeds_igds)} and {int(row.n_seeds_random)} so far): not yet run. "
+                   "The design and its analysis are fixed in docs/preregistration.md.")
+        return
+    st.dataframe(prim.drop(columns=["task"]), hide_index=True, width="stretch")
+    st.caption(f"IGDS − Random in mean reference NLL over {int(row.n_items)} test items (lower is better), a Welch "
+               f"t-interval over seed means; Holm across the pre-registered tasks. Verdict: **{row.verdict}**. The "
+               "detectable effect is a planning figure (80% power), never a bound on the effect.")
+    with st.expander("Power planner: seeds per arm for a target difference"):
+        sd = float(max(row.seed_sd_igds, row.seed_sd_random))
+        target = st.number_input("Target |IGDS − Random| (nats)", min_value=0.001, max_value=1.0, value=0.02,
+                                 step=0.005, format="%.3f", key="exp_target")
+        plan = power_plan(sd, targets=(target,), n_seeds=int(min(row.n_seeds_igds, row.n_seeds_random)))
+        need = plan.seeds_needed.iloc[0]
+        st.metric("Seeds per arm needed", "more than 200" if pd.isna(need) else int(need))
+        st.caption(f"At the measured seed-mean spread ({sd:.4f} nats, the larger arm's) and 80% power, two-sided "
+                   f"0.05; the seeds run so far detect {plan.target.iloc[-1]:.4f} nats.")
 
 
 def quartile_view(res: pd.DataFrame) -> None:

@@ -277,6 +277,7 @@ def test_results_show_the_experiment_grid(demo_store, monkeypatch):
     monkeypatch.setattr("igds.jobs.start_job", lambda kind, params: started.append((kind, params)) or "job-1")
     at = app("pages/6_results.py")
     at.selectbox(key="exp_id").set_value(exp).run()
+    assert any("not yet run" in c.value for c in at.caption)  # one seed per arm: no primary contrast yet
     presets = at.dataframe[0].value.set_index("method preset")
     assert presets["F*"].to_dict() == {"default": "3", "paper": "3, 5"}
     table = at.dataframe[1].value
@@ -290,6 +291,20 @@ def test_results_show_the_experiment_grid(demo_store, monkeypatch):
     assert any("reference NLL" in s for s in specs) and any("nll_gain" in s for s in specs)
     at.button(key="exp_quick_start").click().run()
     assert started and started[0][0] == "experiment" and started[0][1]["config"]["preset"] == "quick"
+
+    # a second seed per arm (each arm's seed 1 evaluated like the other arm's seed 0): the primary contrast comes
+    # first, and the power planner reads its spread
+    evals = dict(zip(runs.method, runs.eval_id, strict=True))
+    for method, other in (("igds", "random"), ("random", "igds")):
+        record_cell(demo_store, exp, Cell("summarization", "task-only", method, 0.5, 1), eval_id=evals[other],
+                    status="done")
+    at = app("pages/6_results.py")
+    at.selectbox(key="exp_id").set_value(exp).run()
+    prim = at.dataframe[0].value.iloc[0]  # the primary contrast comes first
+    assert (prim.n_seeds_igds, prim.n_seeds_random) == (2, 2) and prim.estimate == 0.0 and prim.lo < 0 < prim.hi
+    assert at.subheader[0].value == "Primary contrast (pre-registered)"
+    at.number_input(key="exp_target").set_value(0.5).run()
+    assert not at.exception and at.metric[0].label == "Seeds per arm needed"
 
 
 def test_pages_follow_the_extraction_run_the_recall_read(demo_store):
