@@ -70,6 +70,19 @@ def scope_run(ws, task: str, scope: str, progress) -> dict:
             "flagged": flagged}
 
 
+def null_tail(e) -> str:
+    """Where the null's upper tail sits against the strongest candidate, by part, over the elements measured
+    through every item."""
+    full = e.null[e.null.n == e.n_items]
+    v = e.verdict[~e.verdict.untestable]
+    best = float(v.effect.max()) if len(v) else float("nan")
+    parts = "; ".join(f"{kind}: {len(g)} elements, p95 {g.effect.quantile(0.95):+.4f}, max {g.effect.max():+.4f}"
+                      for kind, g in full.groupby("kind"))
+    above = int((full.effect >= best).sum())
+    return (f"The null over all {e.n_items} items ({parts}): {above} of {len(full)} null elements reach the "
+            f"strongest candidate's {best:+.4f} nats.")
+
+
 def report(ws, results: dict) -> str:
     q = ws.sae_info["quality"]
     lines = ["# Which features matter, measured with power (issues 13 and 27)", "",
@@ -101,13 +114,14 @@ def report(ws, results: dict) -> str:
                       "back instead).", ""]
             continue
         by_scope = results[task]
-        lines += ["| scope | dev items | detectable (nats) | \\|C\\| | tested | \\|F*\\| | null (elements, fit) |",
+        lines += ["| scope | dev items | detectable (nats) | \\|C\\| | tested | \\|F*\\| | null (fitted of all, fit) |",
                   "|---|---|---|---|---|---|---|"]
         for scope, r in by_scope.items():
             e = r["effects"]
             fit = e.null_fit
-            fit_s = (f"{len(e.null)}, t df {fit.df:.1f}, KS p {fit.ks_p:.2f}"
-                     if fit is not None and fit.family == "t" else f"{len(e.null)}, normal")
+            n_fit = fit.n_null if fit is not None else len(e.null)
+            fit_s = (f"{n_fit} of {len(e.null)}, t df {fit.df:.1f}, KS p {fit.ks_p:.2f}"
+                     if fit is not None and fit.family == "t" else f"{n_fit} of {len(e.null)}, normal")
             lines.append(f"| {scope} | {e.n_items} | {e.detectable:+.4f} | {len(r['recall'].candidates)} | "
                          f"{int((~e.verdict.untestable).sum())} | {len(e.kept)} | {fit_s} |")
         lines.append("")
@@ -125,6 +139,7 @@ def report(ws, results: dict) -> str:
                 lines.append(f"| {f} | {row.effect:+.4f} | {row.p:.3g} | {row.q_value:.3g} | {row.rank_p:.3g} | "
                              f"{int(row.n_fired)} | {int(row.n)} | {stab:.2f} | {flag} |")
             lines += ["", contexts_markdown(r["contexts"]), ""]
+            lines += [null_tail(e), ""]
             if not e.kept:
                 lines += [f"Empty F* with its power: {e.power_line}.", ""]
     return "\n".join(lines) + "\n"

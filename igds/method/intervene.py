@@ -789,8 +789,17 @@ class EffectResult:
         n_un = int(v.untestable.sum()) if "untestable" in v else 0
         det = f"{self.detectable:+.4f}" if np.isfinite(self.detectable) else "—"
         return (f"{self.n_items} dev items, {len(v) - n_un} of {len(v)} candidates testable ({n_un} fire on fewer "
-                f"than {self.config.min_fired if self.config else 10} items), {len(self.null)} null elements; "
+                f"than {self.config.min_fired if self.config else 10} items), {self.null_text}; "
                 f"smallest effect found with 80% power: {det} nats")
+
+    @property
+    def null_text(self) -> str:
+        """How many null elements the final fit read: those measured through every item (a stopped candidate's
+        placed directions stop with it)."""
+        n_fit = self.null_fit.n_null if self.null_fit is not None else 0
+        if n_fit and n_fit < len(self.null):
+            return f"{n_fit} null elements measured through all {self.n_items} items (of {len(self.null)})"
+        return f"{len(self.null)} null elements"
 
     def why_none_kept(self) -> str:
         """Why ``F*`` is empty, in one sentence with the strongest candidate's figures, the null and the power."""
@@ -804,7 +813,7 @@ class EffectResult:
         best = tested.sort_values("effect", ascending=False).iloc[0]
         helped = int((tested.effect > 0).sum())
         level = 100 * (1 - self.config.fdr if self.config else 0.05)
-        null = (f"the fitted null's p{level:g} is {self.null_cut:+.4f} nats over {len(self.null)} null elements"
+        null = (f"the fitted null's p{level:g} is {self.null_cut:+.4f} nats over {self.null_text}"
                 if np.isfinite(self.null_cut) else "the null is not measured")
         rule = (f"; the filter also asks effect > {self.config.delta:g}" if self.config is not None
                 and self.config.delta is not None else "")
