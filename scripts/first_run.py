@@ -10,7 +10,8 @@ Milestones, in seconds from ``make run``:
 - ``eta``: the time left in all the pages show at the first read from 600 s on (the Overview), and when that
   estimate puts the end;
 - ``fstar``: F* is stored (the first-run job's log: its interventions stage ended);
-- ``selection``: the Selection page shows a live selection count (the task-only pool);
+- ``selection``: the Selection page shows a live selection count (the task-only pool), or, with an empty F*, why it
+  is empty and the ways on;
 - ``done``: the first-run job ended.
 
 With ``--assert`` the exit status says whether the first run keeps its promises: candidates with contexts within
@@ -102,9 +103,12 @@ def watch(b, url: str, home: Path, t0: float, wall0: float, timeout: float) -> d
                 if k := re.search(r"Validated \|F\*\|\s*(\d+)", text):
                     marks["n_fstar"] = int(k.group(1))
         if "fstar_seen" in marks and "selection" not in marks:
-            m = re.search(r"Selected\s*([\d,]+)\s*/\s*([\d,]+)", page_text(b, url + "/selection", 2.0))
+            text = page_text(b, url + "/selection", 2.0)
+            m = re.search(r"Selected\s*([\d,]+)\s*/\s*([\d,]+)", text)
             if m:
                 marks["selection"], marks["selected"] = time.monotonic() - t0, m.group(0).replace("\n", " ")
+            elif "F* is empty" in text and "Ways on" in text:  # no feature to score with: the page's ways on
+                marks["selection"], marks["selected"] = time.monotonic() - t0, "F* empty: the ways on"
         if "eta" not in marks and now >= ETA_AT:
             left = left_in_all(page_text(b, url + "/overview"))
             if left is not None:
