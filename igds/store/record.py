@@ -63,6 +63,7 @@ WIDENING = {("INTEGER", "BIGINT"), ("SMALLINT", "INTEGER"), ("SMALLINT", "BIGINT
             ("TINYINT", "INTEGER"), ("TINYINT", "BIGINT")}
 # a summary row's count of dev rows: on a key both hold, the row counting more wins (a later look of the same job)
 COUNT_COLUMN = "n"
+VOLATILE_RUN_COLUMNS = ("updated",)  # left out of a record (an importing store sets its own)
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -231,6 +232,8 @@ def export_run(store, run_id: str, path: str | Path | None = None) -> Path:
         runs = con.sql("SELECT * FROM runs WHERE run_id = ?", params=[run_id]).to_arrow_table()
         if runs.num_rows == 0:
             raise RecordError(f"no run {run_id!r} in {store.path}: nothing to export")
+        # when the run was last read back is this store's, not the run's: a file would change on every read
+        runs = runs.drop_columns([c for c in VOLATILE_RUN_COLUMNS if c in runs.column_names])
         tables = {RUNS: runs}
         for name in run_tables(con):
             tables[name] = rows_by(con, name, {RUN_KEY: run_id})
