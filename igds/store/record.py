@@ -64,6 +64,7 @@ WIDENING = {("INTEGER", "BIGINT"), ("SMALLINT", "INTEGER"), ("SMALLINT", "BIGINT
 # a summary row's count of dev rows: on a key both hold, the row counting more wins (a later look of the same job)
 COUNT_COLUMN = "n"
 VOLATILE_RUN_COLUMNS = ("updated",)  # left out of a record (an importing store sets its own)
+PARENT = "parent."  # the entries of the run's recall: parent.runs, parent.recall
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -176,8 +177,8 @@ def describe(con, tables: dict[str, pa.Table]) -> dict[str, dict]:
     """A manifest's description of each table: its rows, its key and its columns' store types."""
     out = {}
     for name, t in tables.items():
-        cols = table_columns(con, name)
-        out[name] = {"rows": t.num_rows, "key": table_key(con, name),
+        cols = table_columns(con, store_table(name))
+        out[name] = {"rows": t.num_rows, "key": table_key(con, store_table(name)),
                      "columns": {c: cols[c][0] for c in t.column_names}}
     return out
 
@@ -237,6 +238,7 @@ def export_run(store, run_id: str, path: str | Path | None = None) -> Path:
         tables = {RUNS: runs}
         for name in run_tables(con):
             tables[name] = rows_by(con, name, {RUN_KEY: run_id})
+        tables |= _parent_tables(con, runs)
         described = describe(con, tables)
     run = runs.to_pylist()[0]
     stored_status = run["status"]
@@ -250,6 +252,25 @@ def export_run(store, run_id: str, path: str | Path | None = None) -> Path:
     if target.suffix != SUFFIX:
         target = target / record_name(manifest)
     return write_record(target, manifest, tables)
+
+
+def _parent_tables(con, runs: pa.Table) -> dict[str, pa.Table]:
+    """The run's recall (its ``runs`` row and ``recall`` rows) under ``parent.``, so a store that imports the record
+    holds what the run was measured from (the pages read a filter run through its recall)."""
+    config = json.loads(runs.column("config")[0].as_py() or "{}")
+    recall_id = config.get("recall_id")
+    if not recall_id:
+        return {}
+    parent = con.sql("SELECT * FROM runs WHERE run_id = ?", params=[recall_id]).to_arrow_table()
+    if parent.num_rows == 0:
+        return {}
+    parent = parent.drop_columns([c for c in VOLATILE_RUN_COLUMNS if c in parent.column_names])
+    return {f"{PARENT}{RUNS}": parent, f"{PARENT}recall": rows_by(con, "recall", {"recall_id": recall_id})}
+
+
+def store_table(name: str) -> str:
+    """The store table a record entry fills (``parent.<table>``: the parent recall's rows of ``<table>``)."""
+    return name.removeprefix(PARENT)
 
 
 def write_record(target: Path, manifest: dict, tables: dict[str, pa.Table]) -> Path:
@@ -365,12 +386,13 @@ def read_record(path: str | Path) -> tuple[dict, dict[str, pa.Table]]:
     run_id = manifest["run_id"]
     tables = read_tables(path, manifest)
     for name, table in tables.items():
-        id_col = "run_id" if name == RUNS else RUN_KEY
+        owner = manifest.get("recall_id") if name.startswith(PARENT) else run_id
+        id_col = {RUNS: "run_id", "recall": "recall_id"}.get(store_table(name), RUN_KEY)
         if id_col not in table.column_names:
             raise RecordError(f"{path}: column {name}.{id_col}: missing (it keys the run's rows)")
         ids = pc.unique(table.column(id_col)).to_pylist()
-        if ids and ids != [run_id]:
-            raise RecordError(f"{path}: column {name}.{id_col}: holds {ids[:3]}, not only run {run_id!r}")
+        if ids and ids != [owner]:
+            raise RecordError(f"{path}: column {name}.{id_col}: holds {ids[:3]}, not only run {owner!r}")
     if tables[RUNS].num_rows != 1:
         raise RecordError(f"{path}: table {RUNS!r}: needs exactly one row, has {tables[RUNS].num_rows}")
     run = tables[RUNS].to_pylist()[0]
@@ -448,15 +470,16 @@ def import_run(store, path: str | Path) -> Imported:
     run_id = manifest["run_id"]
     done = Imported(path=path, run_id=run_id)
     with store.transaction() as con:
-        checked = {name: check_table(path, con, name, t) for name, t in tables.items()}
+        checked = {name: check_table(path, con, store_table(name), t) for name, t in tables.items()}
         for name, table in tables.items():
             if name == RUNS:
                 continue
-            key = table_key(con, name)
+            key = table_key(con, store_table(name))
             missing = [c for c in key if c not in table.column_names]
             if missing:
                 raise RecordError(f"{path}: column {name}.{missing[0]}: missing from the file (it keys the table)")
-            done.added[name], done.replaced[name] = insert_new(con, path, name, table, checked[name], key)
+            done.added[name], done.replaced[name] = insert_new(con, path, store_table(name), table, checked[name],
+                                                               key)
         row = con.execute("SELECT stage, status, n_done FROM runs WHERE run_id = ?", [run_id]).fetchall()
         file_run = tables[RUNS].to_pylist()[0]
         if not row:
@@ -494,12 +517,18 @@ def _up_to_date(store, manifests: dict[Path, dict]) -> set[Path]:
                 for rid, n in con.execute(f"SELECT {RUN_KEY}, count(*) FROM {quote(name)} "  # noqa: S608
                                           f"WHERE list_contains(?, {RUN_KEY}) GROUP BY 1", [present]).fetchall():
                     counts[(name, rid)] = n
+        parents = sorted({m["recall_id"] for m in manifests.values() if f"{PARENT}recall" in m["tables"]})
+        recalled = {r[0] for r in con.execute("SELECT DISTINCT recall_id FROM recall WHERE list_contains(?, "
+                                              "recall_id)", [parents]).fetchall()} if parents else set()
     out = set()
     for path, m in manifests.items():
         rid = m["run_id"]
         if rid not in status or _rank(status[rid]) < _rank(m["status"]):
             continue
-        if all(counts.get((name, rid), 0) >= info["rows"] for name, info in m["tables"].items() if name != RUNS):
+        if f"{PARENT}recall" in m["tables"] and m.get("recall_id") not in recalled:
+            continue
+        if all(counts.get((name, rid), 0) >= info["rows"] for name, info in m["tables"].items()
+               if name != RUNS and not name.startswith(PARENT)):
             out.add(path)
     return out
 

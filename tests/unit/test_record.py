@@ -324,3 +324,25 @@ def test_cli_exports_and_imports(source, tmp_path, monkeypatch, capsys):
     assert main(["record", "import", str(out)]) == 0
     assert "new -> done" in capsys.readouterr().out
     assert ActivationStore(tmp_path / "dest.duckdb").measured_features(RUN) == {3, 7}
+
+
+def test_a_record_carries_its_recall_so_the_importing_store_can_read_the_run(source, tmp_path):
+    from igds.method.recall import load_recall
+
+    source.start_run("rec0", "recall", {"task": "summarization", "recall": {"k_recall": 2}}, "m1", "s1")
+    source.update_run("rec0", status="done")
+    source.write_recall("rec0", pd.DataFrame({
+        "recall_id": "rec0", "task": "summarization", "feature": [3, 7, 9], "freq_task": [0.5, 0.4, 0.1], "freq_ref": 0.1,
+        "tok_freq_task": 0.05, "tok_freq_ref": 0.01, "lift": [5.0, 4.0, 1.0], "mean_act_task": 2.0,
+        "max_act_task": 9.0, "is_candidate": [True, True, False], "rank": [1, 2, 3]}))
+    path = export_run(source, RUN, tmp_path / "records")
+    manifest = read_manifest(path)
+    assert manifest["tables"]["parent.recall"]["rows"] == 3 and manifest["tables"]["parent.runs"]["rows"] == 1
+    fresh = ActivationStore(tmp_path / "fresh.duckdb")
+    done = import_run(fresh, path)
+    assert done.added["parent.recall"] == 3 and done.added["parent.runs"] == 1
+    assert load_recall(fresh, "rec0").candidates == [3, 7] and fresh.run("rec0")["status"] == "done"
+    assert import_records(fresh, path.parent) == []  # up to date: run and recall both there
+    with fresh.transaction() as con:  # a store that lost the recall takes it from the file again
+        con.execute("DELETE FROM recall WHERE recall_id = 'rec0'")
+    assert [d.added["parent.recall"] for d in import_records(fresh, path.parent)] == [3]
