@@ -14,7 +14,9 @@ give the same bytes):
   the parent recall run, per table its row count, key and column types, the IGDS version and git commit, and when it
   was written;
 - ``tables/<table>.parquet``: the run's rows of each table (``runs`` included) with the store's own column types
-  (DOUBLE stays float64), zstd-compressed, in key order.
+  (DOUBLE stays float64), zstd-compressed, in key order;
+- ``tables/parent.runs.parquet``, ``tables/parent.recall.parquet``: the recall the run was measured from (its
+  ``runs`` row and ``recall`` rows), so the importing store can read the run before it has recalled anything.
 
 Import is idempotent and resumable: rows whose key (the table's primary key; for the tables without one, the columns
 that identify a row) is already stored are left as they are (except a summary row, which gives way to the file's row

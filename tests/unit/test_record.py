@@ -332,8 +332,8 @@ def test_a_record_carries_its_recall_so_the_importing_store_can_read_the_run(sou
     source.start_run("rec0", "recall", {"task": "summarization", "recall": {"k_recall": 2}}, "m1", "s1")
     source.update_run("rec0", status="done")
     source.write_recall("rec0", pd.DataFrame({
-        "recall_id": "rec0", "task": "summarization", "feature": [3, 7, 9], "freq_task": [0.5, 0.4, 0.1], "freq_ref": 0.1,
-        "tok_freq_task": 0.05, "tok_freq_ref": 0.01, "lift": [5.0, 4.0, 1.0], "mean_act_task": 2.0,
+        "recall_id": "rec0", "task": "summarization", "feature": [3, 7, 9], "freq_task": [0.5, 0.4, 0.1],
+        "freq_ref": 0.1, "tok_freq_task": 0.05, "tok_freq_ref": 0.01, "lift": [5.0, 4.0, 1.0], "mean_act_task": 2.0,
         "max_act_task": 9.0, "is_candidate": [True, True, False], "rank": [1, 2, 3]}))
     path = export_run(source, RUN, tmp_path / "records")
     manifest = read_manifest(path)
