@@ -363,14 +363,21 @@ class StoreBase:
         return (json.loads(m) if m else None), (json.loads(s) if s else None)
 
     def start_run(self, run_id: str, stage: str, config: dict, model_key: str | None = None,
-                  sae_key: str | None = None, n_total: int = 0) -> None:
-        """Create a run row, or mark an existing one running again (resume)."""
+                  sae_key: str | None = None, n_total: int = 0, keep_done: bool = False) -> None:
+        """Create a run row, or mark an existing one running again (resume).
+
+        Args:
+            keep_done: a finished run stays ``done`` (it is only marked as the latest one read): for runs whose
+                config and upstream key fix every row, such as a filter run, which is then read back, not resumed.
+        """
         with self.connect() as con:
             con.execute(
                 "INSERT INTO runs (run_id, stage, config, model_key, sae_key, status, n_total, igds_version) "
                 "VALUES (?, ?, ?, ?, ?, 'running', ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
-                "status = 'running', n_total = excluded.n_total, updated = now()",
-                [run_id, stage, json.dumps(config, sort_keys=True), model_key, sae_key, n_total, __version__],
+                "status = CASE WHEN ? AND runs.status = 'done' THEN 'done' ELSE 'running' END, "
+                "n_total = excluded.n_total, updated = now()",
+                [run_id, stage, json.dumps(config, sort_keys=True), model_key, sae_key, n_total, __version__,
+                 keep_done],
             )
 
     def update_run(self, run_id: str, *, status: str | None = None, n_done: int | None = None,

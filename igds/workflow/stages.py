@@ -135,7 +135,7 @@ def run_interventions(ws: Workspace, task: str, recall: RecallResult, cfg: Inter
                                                                recall.recall_id}
     ws.store.start_run(eid, stage, {"intervene": cfg.to_dict(), "task": task, **what,
                                     "compute": compute_mode(model, cfg), "method_preset": preset},
-                       ws.model_key, ws.sae_key, n_total=len(cands.features))
+                       ws.model_key, ws.sae_key, n_total=len(cands.features), keep_done=True)
     items = encode_examples(ws.tokenizer, dev, UNCUT)  # dev_sample drops (never cuts) items over cfg.max_length
     return measure_effects(ws.store, eid, items, cands, cfg, ws.tokenizer.pad_token_id,
                            ws.pool(executor, model), progress, max_features)
@@ -152,7 +152,7 @@ def run_quick_look(ws: Workspace, task: str, recall: RecallResult, cfg: Interven
     eid = effect_id_for(ws, recall, [e.id for e in dev], icfg, model) + f"-{QUICK_LOOK}-{look.stage_key()[:8]}"
     ws.store.start_run(eid, QUICK_LOOK, {"intervene": icfg.to_dict(), "quick_look": look.to_dict(), "task": task,
                                          "recall_id": recall.recall_id, "compute": compute_mode(model, icfg)},
-                       ws.model_key, ws.sae_key, n_total=min(look.top, len(recall.candidates)))
+                       ws.model_key, ws.sae_key, n_total=min(look.top, len(recall.candidates)), keep_done=True)
     items = encode_examples(ws.tokenizer, dev, UNCUT)
     measure_effects(ws.store, eid, items, candidates_of(recall, int(ws.sae.cfg.d_sae)), icfg,
                     ws.tokenizer.pad_token_id, ws.pool(executor, model), progress, max_features=look.top)
