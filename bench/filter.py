@@ -7,7 +7,8 @@ workspace and timed end to end. Because that run IS the task's filter run of rec
 ``results/filter/`` when it finishes, and ``bench/validity.py`` reads it back instead of measuring it again.
 
 It takes hours on a CPU, so it resumes: each sitting's wall time goes to a ledger
-(``cache/bench/filter.<run id>.json``, written every 30 s, so a killed sitting loses at most 30 s of its count), and
+(``results/bench/filter.<run id>.json``, written every 30 s, so a killed sitting loses at most 30 s of its count;
+commit it with the partial record, ``igds record export --run <id>``, and a sitting on another machine goes on), and
 the powered figure is the sum over sittings (each resumed sitting pays the dev prefix again: a pessimistic figure).
 A run already measured without this bench (no ledger) has no wall time here: the bench says so and stops.
 
@@ -35,7 +36,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from extract import cpu_class  # noqa: E402  (bench/extract.py, beside this script)
 
@@ -99,7 +101,7 @@ def powered_run(ws, task: str, cfg: InterventionConfig):
     recall = run_recall(ws, task, RecallConfig(), extract_cfg)
     dev_ids = [e.id for e in task_split(ws.store, task, "dev")]
     eid = effect_id_for(ws, recall, dev_ids, cfg, ws.fp32_model())
-    ledger_path = ws.store.path.parent / "bench" / f"filter.{eid}.json"
+    ledger_path = ROOT / "results" / "bench" / f"filter.{eid}.json"
     stored = ws.store.run(eid)
     if stored is not None and not ledger_path.exists():
         raise SystemExit(f"the {task} filter run {eid} is already in the store ({stored['status']}) without this "
