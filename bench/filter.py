@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,26 +71,35 @@ def naive_nll(model, site: str, items, edit: torch.Tensor, pad: int) -> np.ndarr
 
 
 class Ledger:
-    """Wall seconds of each sitting of one powered run, kept beside the workspace store."""
+    """Wall seconds of each sitting of one powered run (``results/bench/``, committed with the partial record), written
+    every 30 s by a background thread, so a sitting killed at any point loses at most 30 s of its count."""
 
     def __init__(self, path: Path):
         self.path = path
         self.data = json.loads(path.read_text()) if path.exists() else {"sittings": [], "done": False}
         self.t0 = time.perf_counter()
-        self.last = 0.0
-        self.data["sittings"].append(0.0)
+        if not self.data["done"]:
+            self.data["sittings"].append(0.0)
+            self._stop = threading.Event()
+            threading.Thread(target=self._tick_every, args=(30.0,), daemon=True).start()
 
-    def tick(self, force: bool = False) -> None:
-        now = time.perf_counter()
-        if force or now - self.last >= 30:
-            self.last = now
-            self.data["sittings"][-1] = now - self.t0
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.data, indent=1))
+    def _tick_every(self, seconds: float) -> None:
+        while not self._stop.wait(seconds):
+            self.write()
+
+    def write(self) -> None:
+        if not self.data["done"]:
+            self.data["sittings"][-1] = time.perf_counter() - self.t0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.data, indent=1))
 
     def finish(self) -> float:
-        self.data["done"] = True
-        self.tick(force=True)
+        """Close this sitting (a run already finished adds none) and return the seconds over all sittings."""
+        if not self.data["done"]:
+            self._stop.set()
+            self.write()
+            self.data["done"] = True
+            self.write()
         return float(sum(self.data["sittings"]))
 
 
@@ -107,12 +117,7 @@ def powered_run(ws, task: str, cfg: InterventionConfig):
         raise SystemExit(f"the {task} filter run {eid} is already in the store ({stored['status']}) without this "
                          "bench's ledger, so its wall time is unknown here; pick a task whose filter has not run")
     ledger = Ledger(ledger_path)
-
-    def progress(done, total, message=""):
-        ledger.tick()
-        bar(done, total, message)
-
-    effects = run_interventions(ws, task, recall, cfg, progress)
+    effects = run_interventions(ws, task, recall, cfg, bar)
     seconds = ledger.finish()
     export_run(ws.store, effects.effect_id)
     return effects, seconds, len(ledger.data["sittings"])
