@@ -25,6 +25,7 @@ from igds.experiment.grid import (
     preset_of,
     quartile_of,
 )
+from igds.experiment.record import import_grid_records
 from igds.experiment.report import write_report
 from igds.experiment.stats import summarize
 from igds.method.config import ExtractConfig
@@ -195,6 +196,7 @@ def plan_experiment(cfg: ExperimentConfig, store: ActivationStore) -> dict:
     """What ``--dry-run`` prints: the cells, the experiment id where every task's method runs are stored (else the
     latest recorded experiment of this grid, :func:`recorded_experiment`; None when there is none: it is fixed once
     they are), the tasks whose method stages still run, and the estimate."""
+    import_grid_records(store, strict=False)  # the committed cells of record count as done
     prov = {t: stored_provenance(store, cfg, t) for t in cfg.tasks}
     known = all(p is not None for p in prov.values())
     exp_id = experiment_id(cfg, prov) if known else recorded_experiment(store, cfg)
@@ -260,6 +262,7 @@ def run_experiment(cfg: ExperimentConfig, store: ActivationStore | None = None, 
     t0 = time.perf_counter()
     load_workspace = load_workspace or (lambda: default_workspace(store, tasks=tuple(cfg.tasks)))
     ws = load_workspace()
+    import_grid_records(store, strict=False)  # the committed cells of record are not run again
     setups = {}
     for i, task in enumerate(cfg.tasks):
         log(f"{task}: method presets {', '.join(cfg.method_presets)} (recall, interventions; read back where "

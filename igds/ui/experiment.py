@@ -23,6 +23,7 @@ from igds.experiment import (
     verdict,
 )
 from igds.experiment.primary import PRIMARY_RATIO, power_plan, primary_contrasts
+from igds.experiment.record import import_grid_records
 from igds.ui.jobs import job_launcher
 from igds.ui.widgets import amplification_scatter, correlation_text
 
@@ -47,6 +48,7 @@ def experiment_launcher(store) -> None:
 def experiment_view(store, task: str) -> None:
     """Results of a stored experiment for one task: the method presets' F*, the table with same-size
     verdicts, per-source metrics, the quartile test and amplification vs. gain with its control."""
+    import_grid_records(store, strict=False)  # the committed cells of record (cheap when nothing is new)
     xs = experiments(store)
     experiment_launcher(store)
     if xs.empty:

@@ -216,19 +216,17 @@ def open_workspace(cfg: BootstrapConfig, store: ActivationStore | None = None,
 
 def import_results_of_record(store: ActivationStore, model_key: str, sae_key: str) -> list:
     """The committed results of record (``results/filter/``, :mod:`igds.store.record`) of runs on this model and SAE,
-    and the grid's cells of record (``results/grid/``, :mod:`igds.experiment.record`), imported into the store when
-    it lacks them, so a fresh clone reads them back instead of measuring them again (``IGDS_RECORDS=off``: none).
-    Cheap when nothing is new: only the manifests are compared with the store; a malformed file is logged and
-    skipped."""
+    imported into the store when it lacks them, so a fresh clone reads them back instead of measuring them again
+    (``IGDS_RECORDS=off``: none; the grid's cells of record are imported by the grid and the Results page,
+    :func:`igds.experiment.record.import_grid_records`). Cheap when nothing is new: only the manifests are compared
+    with the store; a malformed file is logged and skipped."""
     from igds import settings
-    from igds.experiment.record import import_grid_records
     from igds.store.record import import_records
 
     folder = settings.records_dir()
-    if folder is None:
+    if folder is None or not folder.is_dir():
         return []
-    runs = import_records(store, folder, model_key=model_key, sae_key=sae_key, strict=False) if folder.is_dir() else []
-    return [*runs, *import_grid_records(store, strict=False)]
+    return import_records(store, folder, model_key=model_key, sae_key=sae_key, strict=False)
 
 
 def model_spec_record(spec: ModelSpec) -> dict:
